@@ -1,0 +1,114 @@
+// switchback datastore init|check|prune|gc
+import type { Command } from "commander";
+import { checkDatastore } from "../../datastore/check.ts";
+import { Datastore } from "../../datastore/datastore.ts";
+import { collectGarbage } from "../../datastore/gc.ts";
+import { prune } from "../../datastore/prune.ts";
+import { parseDuration } from "../../domain/duration.ts";
+import { parseItemName } from "../../domain/ids.ts";
+import { bytes, printJson } from "../output.ts";
+
+export function register(program: Command): void {
+  const ds = program.command("datastore").description("create, check and prune datastores");
+
+  ds.command("init")
+    .description("create an empty datastore in a folder")
+    .requiredOption("--path <dir>", "folder for the datastore (created if missing)")
+    .option("--json", "print the result as JSON")
+    .action(async (o: { path: string; json?: boolean }) => {
+      const d = await Datastore.init(o.path);
+      if (o.json) printJson({ path: d.backend.location, ...d.config });
+      else console.log(`created datastore ${d.config.id} at ${d.backend.location}`);
+    });
+
+  ds.command("check")
+    .description("prove the datastore: packs, index, manifests; with --read-data every block's hash")
+    .requiredOption("--datastore <dir>", "the datastore")
+    .option("--read-data", "read every pack and check every block against its hash")
+    .option("--json", "print the result as JSON")
+    .action(async (o: { datastore: string; readData?: boolean; json?: boolean }) => {
+      const d = await Datastore.open(o.datastore);
+      const r = await checkDatastore(d, { readData: o.readData === true });
+      if (o.json) printJson(r);
+      else {
+        for (const p of r.problems) console.log(`error: ${p.object}: ${p.message}`);
+        console.log(
+          `${r.packs} packs, ${r.indexFiles} index files, ${r.blocks} blocks, ${r.points} points checked${r.readData ? ", data read" : ""}: ${r.problems.length === 0 ? "no problems" : `${r.problems.length} problem(s)`}`,
+        );
+      }
+      await d.close();
+      if (r.problems.length > 0) process.exitCode = 1;
+    });
+
+  ds.command("prune")
+    .description("delete recovery points outside the retention policy, then free unreferenced data")
+    .requiredOption("--datastore <dir>", "the datastore")
+    .requiredOption("--item <name>", "the replicated item")
+    .requiredOption("--keep-within <duration>", "keep every point newer than this (e.g. 72h)")
+    .option(
+      "--keep-app-every <duration>",
+      "beyond --keep-all-within, keep one app-consistent point per period",
+    )
+    .option(
+      "--keep-crash-every <duration>",
+      "beyond --keep-all-within, keep one crash-consistent point per period",
+    )
+    .option(
+      "--keep-all-within <duration>",
+      "keep every point newer than this; older ones are thinned (default: the whole window)",
+    )
+    .option("--dry-run", "say what would be deleted, change nothing")
+    .option("--no-gc", "do not free unreferenced data afterwards")
+    .option("--json", "print the result as JSON")
+    .action(
+      async (o: {
+        datastore: string;
+        item: string;
+        keepWithin: string;
+        keepAppEvery?: string;
+        keepCrashEvery?: string;
+        keepAllWithin?: string;
+        dryRun?: boolean;
+        gc: boolean;
+        json?: boolean;
+      }) => {
+        const d = await Datastore.open(o.datastore);
+        const item = parseItemName(o.item);
+        const policy = {
+          keepWithinMs: parseDuration(o.keepWithin, "--keep-within"),
+          keepAllWithinMs: o.keepAllWithin ? parseDuration(o.keepAllWithin, "--keep-all-within") : undefined,
+          appEveryMs: o.keepAppEvery ? parseDuration(o.keepAppEvery, "--keep-app-every") : undefined,
+          crashEveryMs: o.keepCrashEvery ? parseDuration(o.keepCrashEvery, "--keep-crash-every") : undefined,
+        };
+        const r = await prune(d, item, policy, { now: new Date(), dryRun: o.dryRun === true });
+        const gc = o.gc && !o.dryRun ? await collectGarbage(d) : null;
+        if (o.json) printJson({ ...r, gc });
+        else {
+          for (const p of r.deleted) console.log(`${o.dryRun ? "would delete" : "deleted"} ${p}`);
+          console.log(
+            `${r.kept.length} point(s) kept, ${r.deleted.length} ${o.dryRun ? "to delete" : "deleted"}`,
+          );
+          if (gc)
+            console.log(
+              `gc: ${gc.packsDeleted} pack(s) deleted, ${gc.packsRewritten} rewritten, ${bytes(gc.bytesFreed)} freed`,
+            );
+        }
+        await d.close();
+      },
+    );
+
+  ds.command("gc")
+    .description("free packs that no recovery point references")
+    .requiredOption("--datastore <dir>", "the datastore")
+    .option("--json", "print the result as JSON")
+    .action(async (o: { datastore: string; json?: boolean }) => {
+      const d = await Datastore.open(o.datastore);
+      const gc = await collectGarbage(d);
+      if (o.json) printJson(gc);
+      else
+        console.log(
+          `gc: ${gc.packsDeleted} pack(s) deleted, ${gc.packsRewritten} rewritten, ${bytes(gc.bytesFreed)} freed`,
+        );
+      await d.close();
+    });
+}

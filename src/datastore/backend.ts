@@ -1,0 +1,19 @@
+// The storage a datastore lives on. Deliberately small, so that S3 and Azure Blob backends are one
+// folder each: whole-object writes that are atomic and durable, ranged reads, list and remove.
+// Names are slash-separated relative paths such as "packs/ab/ab12….pack".
+
+export interface Backend {
+  /** Human-readable location, used in messages. */
+  readonly location: string;
+  /** Atomically creates `name` with `data`: durable (fsynced) before the call resolves, never half-visible. */
+  write(name: string, data: Buffer | readonly Buffer[]): Promise<void>;
+  read(name: string): Promise<Buffer>;
+  readRange(name: string, offset: number, length: number): Promise<Buffer>;
+  size(name: string): Promise<number>;
+  exists(name: string): Promise<boolean>;
+  /** Names of the objects directly under `prefix` (a folder), sorted; empty when the folder does not exist. */
+  list(prefix: string): Promise<string[]>;
+  /** Removes `name`; removing a missing object is not an error. Durable before the call resolves. */
+  remove(name: string): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,194 @@
+// `datastore check`: proves the store. Without --read-data: every index file's name matches its bytes,
+// every pack an index names exists and its trailer agrees with the index, every manifest's checksum,
+// parent chain and blocks are known. With --read-data: every pack's bytes hash to its name and every
+// block in it hashes to its address. Each problem names the object it is about.
+import { BlockIndex, decodeIndexFile } from "./block-index.ts";
+import type { Datastore } from "./datastore.ts";
+import { BLOCK_SIZE, ENTRY_BYTES, paths } from "./format.ts";
+import { blockHash, HASH_BYTES, hashParts, isZeroHash } from "./hash.ts";
+import type { LocalBackend } from "./local/local-backend.ts";
+import { openFrame, parsePackTrailer, readEntry } from "./pack.ts";
+
+export interface CheckProblem {
+  object: string;
+  message: string;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  readData: boolean;
+  packs: number;
+  indexFiles: number;
+  blocks: number;
+  points: number;
+  unindexedPacks: string[];
+  problems: CheckProblem[];
+}
+
+export async function checkDatastore(ds: Datastore, o: { readData: boolean }): Promise<CheckResult> {
+  const lock = await ds.lock("shared", "check");
+  try {
+    return await check(ds, o.readData);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
+  const be = ds.backend as LocalBackend;
+  const problems: CheckProblem[] = [];
+  const problem = (object: string, message: string) => problems.push({ object, message });
+
+  // index files
+  const indexNames = await be.list("index");
+  const byPack = new Map<string, Buffer[]>();
+  const index = new BlockIndex(1 << 16);
+  for (const n of indexNames) {
+    const buf = await be.read(`index/${n}`);
+    const id = n.replace(/\.idx$/, "");
+    if (hashParts([buf]).toString("hex") !== id) {
+      problem(`index ${n}`, "contents do not match the file's name (damaged)");
+      continue;
+    }
+    try {
+      for (const s of decodeIndexFile(n, buf)) {
+        byPack.set(s.packId, [...(byPack.get(s.packId) ?? []), s.entries]);
+        index.addRecords(s.packId, s.entries);
+      }
+    } catch (err) {
+      problem(`index ${n}`, (err as Error).message);
+    }
+  }
+
+  // packs
+  const onDisk = new Map<string, number>();
+  for (const prefix of await be.listDirs("packs")) {
+    for (const f of await be.list(paths.packDir(prefix)))
+      if (f.endsWith(".pack")) onDisk.set(f.slice(0, -5), await be.size(`packs/${prefix}/${f}`));
+  }
+  let blocks = 0;
+  for (const [packId, lists] of byPack) {
+    const obj = `pack ${packId}`;
+    const size = onDisk.get(packId);
+    if (size === undefined) {
+      problem(obj, "is named by the index but missing");
+      continue;
+    }
+    let pack: Buffer | null = null;
+    let trailer: Buffer;
+    try {
+      if (readData) pack = await be.read(paths.pack(packId));
+      const tail =
+        pack ?? (await be.readRange(paths.pack(packId), Math.max(0, size - 65536), Math.min(size, 65536)));
+      let t = parsePackTrailer(packId, tail, size);
+      if (t.count < 0) {
+        pack ??= await be.read(paths.pack(packId));
+        t = parsePackTrailer(packId, pack, size);
+      }
+      trailer = t.entries;
+    } catch (err) {
+      problem(obj, (err as Error).message);
+      continue;
+    }
+    const listed = Buffer.concat(lists);
+    if (!sameRecords(listed, trailer)) problem(obj, "its trailer does not agree with the index");
+    const frameEnd = size - trailer.length - 12;
+    for (let at = 0; at < trailer.length; at += ENTRY_BYTES) {
+      const e = readEntry(trailer, at);
+      if (
+        e.loc.frameOffset < 8 ||
+        e.loc.frameOffset + e.loc.frameLength > frameEnd ||
+        e.loc.slot >= e.loc.frameBlocks
+      ) {
+        problem(obj, `entry for block ${e.hash.toString("hex")} points outside the pack's frames`);
+      }
+    }
+    blocks += trailer.length / ENTRY_BYTES;
+    if (pack !== null) {
+      if (hashParts([pack]).toString("hex") !== packId)
+        problem(obj, "contents do not match the pack's name (damaged)");
+      const frames = new Map<number, number[]>();
+      for (let at = 0; at < trailer.length; at += ENTRY_BYTES) {
+        const off = trailer.readUInt32LE(at + 32);
+        frames.set(off, [...(frames.get(off) ?? []), at]);
+      }
+      for (const [off, ats] of frames) {
+        const first = readEntry(trailer, ats[0]!).loc;
+        let raw: Buffer;
+        try {
+          raw = openFrame(
+            pack.subarray(off, off + first.frameLength),
+            first.compression,
+            first.frameBlocks,
+            `frame @${off}`,
+          );
+        } catch (err) {
+          problem(obj, (err as Error).message);
+          continue;
+        }
+        for (const at of ats) {
+          const e = readEntry(trailer, at);
+          if (
+            !blockHash(raw.subarray(e.loc.slot * BLOCK_SIZE, (e.loc.slot + 1) * BLOCK_SIZE)).equals(e.hash)
+          ) {
+            problem(
+              `block ${e.hash.toString("hex")}`,
+              `in pack ${packId} (frame @${off}, slot ${e.loc.slot}) does not match its hash`,
+            );
+          }
+        }
+      }
+    }
+  }
+  const unindexedPacks = [...onDisk.keys()].filter((p) => !byPack.has(p));
+
+  // manifests
+  let points = 0;
+  for (const item of await ds.items()) {
+    const ids = await ds.pointIds(item);
+    const idSet = new Set<string>(ids);
+    for (const id of ids) {
+      points++;
+      const obj = `point ${item}/${id}`;
+      try {
+        const m = await ds.readPoint(item, id);
+        if (m.header.parent !== null && !idSet.has(m.header.parent))
+          problem(obj, `its parent ${m.header.parent} is missing`);
+        let missing = 0;
+        let firstMissing = "";
+        for (const d of m.disks) {
+          for (let i = 0; i < d.blocks.length; i++) {
+            if (isZeroHash(d.hashes, i * HASH_BYTES) || index.has(d.hashes, i * HASH_BYTES)) continue;
+            if (missing++ === 0)
+              firstMissing = d.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES).toString("hex");
+          }
+        }
+        if (missing > 0)
+          problem(obj, `${missing} block(s) it references are not in the index (first: ${firstMissing})`);
+      } catch (err) {
+        problem(obj, (err as Error).message);
+      }
+    }
+  }
+  return {
+    ok: problems.length === 0,
+    readData,
+    packs: byPack.size,
+    indexFiles: indexNames.length,
+    blocks,
+    points,
+    unindexedPacks,
+    problems,
+  };
+}
+
+function sameRecords(a: Buffer, b: Buffer): boolean {
+  if (a.length === b.length && a.equals(b)) return true;
+  const key = (buf: Buffer) => {
+    const out: string[] = [];
+    for (let at = 0; at < buf.length; at += ENTRY_BYTES)
+      out.push(buf.subarray(at, at + ENTRY_BYTES).toString("hex"));
+    return out.sort().join();
+  };
+  return key(a) === key(b);
+}

@@ -1,0 +1,442 @@
+// A datastore: packs of content-addressed blocks, index files that locate them, and one manifest per
+// recovery point. Writers add blocks through a BlockWriter (packs, then index, then manifest: nothing
+// is referenced before it is durable); readers resolve a point to a DiskMap and read verified blocks.
+import { randomBytes, randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { SwitchbackError } from "../domain/errors.ts";
+import type { ItemName, PointId } from "../domain/ids.ts";
+import type { Backend } from "./backend.ts";
+import { BlockIndex, decodeIndexFile, encodeIndexFile } from "./block-index.ts";
+import { DiskMap } from "./disk-map.ts";
+import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
+import { blockHash, HASH_BYTES } from "./hash.ts";
+import { LocalBackend } from "./local/local-backend.ts";
+import {
+  decodeManifest,
+  decodeManifestHeader,
+  encodeManifest,
+  type PointHeader,
+  type PointManifest,
+} from "./manifest.ts";
+import { type BlockLocation, type Frame, openFrame, PackBuilder } from "./pack.ts";
+
+export interface DatastoreConfig {
+  format: typeof FORMAT_NAME;
+  version: number;
+  id: string;
+  blockSize: number;
+  createdAt: string;
+}
+
+export class Datastore {
+  readonly backend: Backend;
+  readonly config: DatastoreConfig;
+  #index: BlockIndex | undefined;
+  #indexFiles = new Set<string>();
+
+  private constructor(backend: Backend, config: DatastoreConfig) {
+    this.backend = backend;
+    this.config = config;
+  }
+
+  get blockSize(): number {
+    return this.config.blockSize;
+  }
+
+  static async init(dir: string): Promise<Datastore> {
+    const backend = new LocalBackend(dir);
+    if (await backend.exists(paths.config)) {
+      throw new SwitchbackError(
+        "DATASTORE_EXISTS",
+        `${dir} already holds a datastore; use it as it is or choose an empty folder`,
+      );
+    }
+    const config: DatastoreConfig = {
+      format: FORMAT_NAME,
+      version: FORMAT_VERSION,
+      id: randomUUID(),
+      blockSize: BLOCK_SIZE,
+      createdAt: new Date().toISOString(),
+    };
+    await backend.write(paths.config, Buffer.from(JSON.stringify(config, null, 2) + "\n"));
+    return new Datastore(backend, config);
+  }
+
+  static async open(dir: string): Promise<Datastore> {
+    const backend = new LocalBackend(dir);
+    let raw: Buffer;
+    try {
+      raw = await backend.read(paths.config);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") {
+        throw new SwitchbackError(
+          "NOT_A_DATASTORE",
+          `${dir} is not a datastore (no ${paths.config}); create one with 'switchback datastore init --path ${dir}'`,
+        );
+      }
+      throw err;
+    }
+    let config: DatastoreConfig;
+    try {
+      config = JSON.parse(raw.toString("utf8")) as DatastoreConfig;
+    } catch {
+      throw new SwitchbackError(
+        "NOT_A_DATASTORE",
+        `${dir} is not a datastore: ${paths.config} is not valid JSON`,
+      );
+    }
+    if (config.format !== FORMAT_NAME) {
+      throw new SwitchbackError(
+        "NOT_A_DATASTORE",
+        `${dir} is not a datastore: ${paths.config} has format ${JSON.stringify(config.format)}`,
+      );
+    }
+    if (config.version !== FORMAT_VERSION) {
+      throw new SwitchbackError(
+        "DATASTORE_VERSION",
+        `${dir} is datastore format version ${config.version}; this Switchback reads version ${FORMAT_VERSION}`,
+      );
+    }
+    if (config.blockSize !== BLOCK_SIZE) {
+      throw new SwitchbackError(
+        "DATASTORE_VERSION",
+        `${dir} uses block size ${config.blockSize}; only ${BLOCK_SIZE} is supported`,
+      );
+    }
+    return new Datastore(backend, config);
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+  }
+
+  // ---- index ----
+
+  async index(): Promise<BlockIndex> {
+    if (this.#index === undefined) await this.reloadIndex();
+    return this.#index!;
+  }
+
+  async reloadIndex(): Promise<BlockIndex> {
+    const names = await this.backend.list("index");
+    const idx = new BlockIndex(1 << 16);
+    for (const n of names) {
+      const buf = await this.backend.read(`index/${n}`);
+      for (const sec of decodeIndexFile(n, buf)) idx.addRecords(sec.packId, sec.entries);
+    }
+    this.#index = idx;
+    this.#indexFiles = new Set(names);
+    return idx;
+  }
+
+  get indexFiles(): ReadonlySet<string> {
+    return this.#indexFiles;
+  }
+
+  async writeIndexFile(sections: readonly { packId: string; entries: Buffer }[]): Promise<string> {
+    const { id, parts } = encodeIndexFile(sections);
+    await this.backend.write(paths.index(id), parts);
+    this.#indexFiles.add(`${id}.idx`);
+    if (this.#index !== undefined) for (const s of sections) this.#index.addRecords(s.packId, s.entries);
+    return id;
+  }
+
+  writer(): BlockWriter {
+    return new BlockWriter(this);
+  }
+
+  // ---- reading blocks ----
+
+  /** Reads and decompresses one frame; callers verify the blocks they take from it. */
+  async readFrame(loc: BlockLocation): Promise<Buffer> {
+    const name = paths.pack(loc.packId);
+    let payload: Buffer;
+    try {
+      payload = await this.backend.readRange(name, loc.frameOffset, loc.frameLength);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new SwitchbackError("DATASTORE_CORRUPT", `pack ${loc.packId} is missing from the datastore`);
+      }
+      throw err;
+    }
+    return openFrame(
+      payload,
+      loc.compression,
+      loc.frameBlocks,
+      `pack ${loc.packId} frame @${loc.frameOffset}`,
+    );
+  }
+
+  /** Reads one block and checks it against its hash. */
+  async readBlock(hash: Buffer): Promise<Buffer> {
+    const loc = (await this.index()).get(hash);
+    if (loc === undefined) {
+      throw new SwitchbackError("DATASTORE_CORRUPT", `block ${hash.toString("hex")} is not in the index`);
+    }
+    const frame = await this.readFrame(loc);
+    const data = frame.subarray(loc.slot * BLOCK_SIZE, (loc.slot + 1) * BLOCK_SIZE);
+    verifyBlock(data, hash, loc);
+    return data;
+  }
+
+  // ---- points ----
+
+  async items(): Promise<ItemName[]> {
+    return ((await (this.backend as LocalBackend).listDirs("points")) as ItemName[]).sort();
+  }
+
+  async pointIds(item: ItemName): Promise<PointId[]> {
+    return (await this.backend.list(paths.pointDir(item)))
+      .filter((n) => n.endsWith(".point"))
+      .map((n) => n.slice(0, -".point".length) as PointId)
+      .sort();
+  }
+
+  async readPointHeader(item: ItemName, id: PointId): Promise<PointHeader> {
+    const name = paths.point(item, id);
+    // headers are small and lead the file; read the first 64 KiB and fall back to the whole file
+    const size = await this.#pointSize(item, id);
+    const head = await this.backend.readRange(name, 0, Math.min(size, 65536));
+    const need = head.length >= 12 ? 12 + head.readUInt32LE(8) : 0;
+    const buf = need > head.length ? await this.backend.read(name) : head;
+    return decodeManifestHeader(name, buf).header;
+  }
+
+  async #pointSize(item: ItemName, id: PointId): Promise<number> {
+    try {
+      return await this.backend.size(paths.point(item, id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new SwitchbackError(
+          "POINT_NOT_FOUND",
+          `recovery point ${id} of item ${item} does not exist; list points with 'switchback points list'`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  async listPoints(item: ItemName): Promise<PointHeader[]> {
+    const ids = await this.pointIds(item);
+    return Promise.all(ids.map((id) => this.readPointHeader(item, id)));
+  }
+
+  async readPoint(item: ItemName, id: PointId): Promise<PointManifest> {
+    await this.#pointSize(item, id);
+    const name = paths.point(item, id);
+    return decodeManifest(name, await this.backend.read(name));
+  }
+
+  /** Chain of manifests from the base up to `id`, oldest first. */
+  async chain(item: ItemName, id: PointId): Promise<PointManifest[]> {
+    const out: PointManifest[] = [];
+    let cur: PointId | null = id;
+    const seen = new Set<string>();
+    while (cur !== null) {
+      if (seen.has(cur))
+        throw new SwitchbackError(
+          "DATASTORE_CORRUPT",
+          `point ${id} of ${item}: parent chain loops at ${cur}`,
+        );
+      seen.add(cur);
+      let m: PointManifest;
+      try {
+        m = await this.readPoint(item, cur);
+      } catch (err) {
+        if (err instanceof SwitchbackError && err.code === "POINT_NOT_FOUND" && cur !== id) {
+          throw new SwitchbackError(
+            "DATASTORE_CORRUPT",
+            `point ${id} of ${item}: its ancestor ${cur} is missing`,
+          );
+        }
+        throw err;
+      }
+      out.push(m);
+      cur = m.header.parent;
+    }
+    return out.reverse();
+  }
+
+  async resolveDisk(
+    item: ItemName,
+    id: PointId,
+    disk: number,
+  ): Promise<{ map: DiskMap; header: PointHeader }> {
+    const chain = await this.chain(item, id);
+    const top = chain[chain.length - 1]!;
+    const d = top.header.disks[disk];
+    if (d === undefined) {
+      throw new SwitchbackError(
+        "DISK_NOT_FOUND",
+        `point ${id} of ${item} has ${top.header.disks.length} disk(s); disk ${disk} does not exist (disks are numbered from 0)`,
+      );
+    }
+    const map = new DiskMap(Math.ceil(d.sizeBytes / d.blockSize));
+    for (const m of chain) {
+      const md = m.header.disks[disk];
+      if (md === undefined || md.uuid !== d.uuid || md.sizeBytes !== d.sizeBytes) {
+        throw new SwitchbackError(
+          "DATASTORE_CORRUPT",
+          `point ${m.header.id} of ${item}: disk ${disk} does not match its child ${id}`,
+        );
+      }
+      map.apply(m.disks[disk]!);
+    }
+    return { map, header: top.header };
+  }
+
+  /** Makes a point visible. Every block it references must already be in a durable pack and index. */
+  async commitPoint(m: PointManifest): Promise<void> {
+    await this.backend.write(paths.point(m.header.item, m.header.id), encodeManifest(m));
+  }
+
+  /** Replaces a point's manifest with an equivalent one (prune rewrites a child when its parent goes). */
+  async rewritePoint(m: PointManifest): Promise<void> {
+    await this.backend.write(paths.point(m.header.item, m.header.id), encodeManifest(m));
+  }
+
+  async removePoint(item: ItemName, id: PointId): Promise<void> {
+    await this.backend.remove(paths.point(item, id));
+  }
+
+  // ---- locks ----
+
+  /**
+   * Shared locks for writers and readers, an exclusive lock for prune and GC: GC must not free a
+   * block that a running replication has just found already stored.
+   */
+  async lock(kind: "shared" | "exclusive", purpose: string): Promise<Lock> {
+    const id = `${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+    const body = { kind, purpose, pid: process.pid, host: hostname(), createdAt: new Date().toISOString() };
+    await this.backend.write(paths.lock(id), Buffer.from(JSON.stringify(body)));
+    const conflicts: string[] = [];
+    for (const n of await this.backend.list("locks")) {
+      if (n === `${id}.json`) continue;
+      let other: typeof body;
+      try {
+        other = JSON.parse((await this.backend.read(`locks/${n}`)).toString("utf8")) as typeof body;
+      } catch {
+        continue; // removed meanwhile
+      }
+      if (other.host === body.host && !pidAlive(other.pid)) {
+        await this.backend.remove(`locks/${n}`);
+        continue;
+      }
+      if (kind === "exclusive" || other.kind === "exclusive")
+        conflicts.push(`${other.purpose} (pid ${other.pid} on ${other.host})`);
+    }
+    if (conflicts.length > 0) {
+      await this.backend.remove(paths.lock(id));
+      throw new SwitchbackError(
+        "DATASTORE_LOCKED",
+        `datastore ${this.backend.location} is in use by ${conflicts.join(", ")}; wait for it to finish and try again`,
+      );
+    }
+    return { release: () => this.backend.remove(paths.lock(id)) };
+  }
+}
+
+export interface Lock {
+  release(): Promise<void>;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export function verifyBlock(data: Buffer, hash: Buffer, loc: BlockLocation): void {
+  if (!blockHash(data).equals(hash)) {
+    throw new SwitchbackError(
+      "DATASTORE_CORRUPT",
+      `block ${hash.toString("hex")} in pack ${loc.packId} (frame @${loc.frameOffset}, slot ${loc.slot}) does not match its hash`,
+    );
+  }
+}
+
+/**
+ * Adds frames to a datastore: packs are closed at ~8 MiB and written (fsync, rename) in the
+ * background; flush() waits for them and writes one index file that covers them. Blocks become
+ * visible to other writers only after flush().
+ */
+export class BlockWriter {
+  readonly #ds: Datastore;
+  #builder = new PackBuilder();
+  readonly #pending = new BlockIndex(1 << 12);
+  readonly #inflight: Promise<void>[] = [];
+  readonly #sealed: { packId: string; entries: Buffer }[] = [];
+  #error: unknown;
+  bytesWritten = 0;
+  blocksWritten = 0;
+  packsWritten = 0;
+
+  constructor(ds: Datastore) {
+    this.#ds = ds;
+  }
+
+  /** For each hash in `hashes` (32 bytes each): true when the datastore does not have that block yet. */
+  async missing(hashes: Buffer): Promise<boolean[]> {
+    const idx = await this.#ds.index();
+    const n = hashes.length / HASH_BYTES;
+    const out: boolean[] = new Array(n);
+    for (let i = 0; i < n; i++)
+      out[i] = !idx.has(hashes, i * HASH_BYTES) && !this.#pending.has(hashes, i * HASH_BYTES);
+    return out;
+  }
+
+  /** Adds a frame; `keep[slot]` false drops a block that is already stored (it still occupies the frame). */
+  async add(frame: Frame, keep?: readonly boolean[]): Promise<void> {
+    if (this.#error !== undefined) throw this.#error;
+    const placeholder = {
+      packId: "",
+      frameOffset: 0,
+      frameLength: 0,
+      slot: 0,
+      frameBlocks: 0,
+      compression: 0 as const,
+    };
+    let kept = 0;
+    for (let s = 0; s < frame.blocks; s++) {
+      if (keep !== undefined && keep[s] !== true) continue;
+      if (this.#pending.add(frame.hashes, s * HASH_BYTES, placeholder)) kept++;
+    }
+    if (kept === 0) return;
+    this.#builder.add(frame, keep);
+    this.blocksWritten += kept;
+    if (this.#builder.bytes >= PACK_TARGET_BYTES) await this.#seal();
+  }
+
+  async #seal(): Promise<void> {
+    if (this.#builder.blockCount === 0) return;
+    const { id, parts, entries, size } = this.#builder.finish();
+    this.#builder = new PackBuilder();
+    // at most two packs in flight: bounded memory, and the disk stays busy while we hash
+    while (this.#inflight.length >= 2) await this.#inflight.shift();
+    const p = this.#ds.backend
+      .write(paths.pack(id), parts)
+      .then(() => {
+        this.#sealed.push({ packId: id, entries });
+        this.bytesWritten += size;
+        this.packsWritten++;
+      })
+      .catch((err: unknown) => {
+        this.#error = err;
+      });
+    this.#inflight.push(p);
+  }
+
+  /** Writes every pending pack and one index file for them. Returns when all of it is durable. */
+  async flush(): Promise<void> {
+    await this.#seal();
+    while (this.#inflight.length > 0) await this.#inflight.shift();
+    if (this.#error !== undefined) throw this.#error;
+    if (this.#sealed.length === 0) return;
+    const sections = this.#sealed.splice(0);
+    await this.#ds.writeIndexFile(sections);
+  }
+}

@@ -1,0 +1,33 @@
+// Content addresses: BLAKE3-256 of a block's bytes. All-zero blocks are never stored; the
+// reserved address ZERO_HASH (32 zero bytes) stands for them in manifests.
+import { Blake3Hasher, blake3 } from "@napi-rs/blake-hash";
+
+export const HASH_BYTES = 32;
+export const ZERO_HASH: Buffer = Buffer.alloc(HASH_BYTES);
+
+export function blockHash(data: Uint8Array): Buffer {
+  return blake3(data as Buffer);
+}
+
+export function hashParts(parts: readonly Uint8Array[]): Buffer {
+  const h = new Blake3Hasher();
+  for (const p of parts) h.update(p as Buffer);
+  return h.digestBuffer();
+}
+
+export function isZeroHash(h: Uint8Array, offset = 0): boolean {
+  for (let i = 0; i < HASH_BYTES; i++) if (h[offset + i] !== 0) return false;
+  return true;
+}
+
+const ZERO_64K = Buffer.alloc(65536);
+
+/** True when every byte of `data` is zero; compares against a zero buffer (memcmp speed). */
+export function isAllZero(data: Uint8Array): boolean {
+  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  for (let off = 0; off < b.length; off += ZERO_64K.length) {
+    const end = Math.min(b.length, off + ZERO_64K.length);
+    if (!b.subarray(off, end).equals(ZERO_64K.subarray(0, end - off))) return false;
+  }
+  return true;
+}

@@ -1,0 +1,175 @@
+// Local-directory backend: write to a temporary file, fsync, rename into place, fsync the folder.
+// A crash leaves at most a stray "*.tmp-*" file, which `list` hides and GC removes.
+import { randomBytes } from "node:crypto";
+import {
+  constants,
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  unlink,
+} from "node:fs/promises";
+import path from "node:path";
+import type { Backend } from "../backend.ts";
+
+const TMP_MARK = ".tmp-";
+
+export class LocalBackend implements Backend {
+  readonly location: string;
+  readonly #root: string;
+  readonly #handles = new Map<string, Promise<FileHandle>>();
+  readonly #knownDirs = new Set<string>();
+
+  constructor(root: string) {
+    this.#root = path.resolve(root);
+    this.location = this.#root;
+  }
+
+  #path(name: string): string {
+    if (name.includes("..") || path.isAbsolute(name)) throw new Error(`invalid object name ${name}`);
+    return path.join(this.#root, name);
+  }
+
+  async #ensureDir(dir: string): Promise<void> {
+    if (this.#knownDirs.has(dir)) return;
+    const created = await mkdir(dir, { recursive: true });
+    if (created !== undefined) await fsyncDir(path.dirname(dir));
+    this.#knownDirs.add(dir);
+  }
+
+  async write(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
+    const final = this.#path(name);
+    const dir = path.dirname(final);
+    await this.#ensureDir(dir);
+    const tmp = `${final}${TMP_MARK}${randomBytes(6).toString("hex")}`;
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+    try {
+      const parts = Buffer.isBuffer(data) ? [data] : data;
+      await fh.writev(parts as Buffer[]);
+      await fh.sync();
+    } catch (err) {
+      await fh.close();
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+    await fh.close();
+    await rename(tmp, final);
+    await fsyncDir(dir);
+  }
+
+  async #handle(name: string): Promise<FileHandle> {
+    let h = this.#handles.get(name);
+    if (h === undefined) {
+      h = open(this.#path(name), "r");
+      this.#handles.set(name, h);
+      h.catch(() => this.#handles.delete(name));
+      if (this.#handles.size > 256) {
+        const [oldest] = this.#handles.keys();
+        if (oldest !== undefined && oldest !== name) this.#dropHandle(oldest);
+      }
+    }
+    return h;
+  }
+
+  #dropHandle(name: string): void {
+    const h = this.#handles.get(name);
+    this.#handles.delete(name);
+    h?.then((fh) => fh.close()).catch(() => {});
+  }
+
+  async read(name: string): Promise<Buffer> {
+    return readFile(this.#path(name));
+  }
+
+  async readRange(name: string, offset: number, length: number): Promise<Buffer> {
+    const fh = await this.#handle(name);
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0)
+        throw new Error(`${name}: short read at ${offset + done} (object is ${done + offset} bytes)`);
+      done += bytesRead;
+    }
+    return buf;
+  }
+
+  async size(name: string): Promise<number> {
+    return (await stat(this.#path(name))).size;
+  }
+
+  async exists(name: string): Promise<boolean> {
+    try {
+      await stat(this.#path(name));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.#path(prefix), { withFileTypes: true });
+      return entries
+        .filter((e) => e.isFile() && !e.name.includes(TMP_MARK))
+        .map((e) => e.name)
+        .sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+  }
+
+  /** Subfolders directly under `prefix`, sorted. */
+  async listDirs(prefix: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.#path(prefix), { withFileTypes: true });
+      return entries
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name)
+        .sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+  }
+
+  /** Leftover temporary files from interrupted writes, for GC to remove. */
+  async listTemporary(prefix: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.#path(prefix), { withFileTypes: true, recursive: true });
+      return entries
+        .filter((e) => e.isFile() && e.name.includes(TMP_MARK))
+        .map((e) => path.relative(this.#root, path.join(e.parentPath, e.name)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    this.#dropHandle(name);
+    const p = this.#path(name);
+    await rm(p, { force: true });
+    await fsyncDir(path.dirname(p)).catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#handles.keys()];
+    for (const n of all) this.#dropHandle(n);
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

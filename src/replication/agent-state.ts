@@ -1,0 +1,188 @@
+// What the agent remembers about a protected machine between points: the disks' identities (UUIDs
+// recorded at enable time), sizes, the per-disk hashing seed, the last committed point, and for each
+// disk the xxh64 of every 4 KiB block and 64 KiB unit as of that point (2 MiB + 128 KiB per GiB).
+// Hashes are only replaced after the point they describe is committed.
+import { randomBytes, randomUUID } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
+import path from "node:path";
+import { SwitchbackError } from "../domain/errors.ts";
+import type { DiskUuid, ItemName, PointId } from "../domain/ids.ts";
+import type { DiskInfo } from "./disk-source.ts";
+import { blockCount, unitCount } from "./scan.ts";
+
+const HASHES_MAGIC = Buffer.from("SBHASH\x00\x01", "latin1");
+
+export interface DiskState {
+  uuid: DiskUuid;
+  path: string;
+  sizeBytes: number;
+  sectorSize: number;
+  /** xxh64 seed, hex */
+  seed: string;
+}
+
+export interface MachineState {
+  version: 1;
+  item: ItemName;
+  enabledAt: string;
+  /** the datastore (or process server's datastore) the hashes were shipped to */
+  target: string | null;
+  lastPointId: PointId | null;
+  disks: DiskState[];
+}
+
+export interface DiskHashes {
+  block: BigUint64Array;
+  unit: BigUint64Array;
+}
+
+export function sharedHashes(sizeBytes: number): DiskHashes {
+  return {
+    block: new BigUint64Array(new SharedArrayBuffer(blockCount(sizeBytes) * 8)),
+    unit: new BigUint64Array(new SharedArrayBuffer(unitCount(sizeBytes) * 8)),
+  };
+}
+
+export class AgentState {
+  readonly dir: string;
+  machine: MachineState;
+
+  private constructor(dir: string, machine: MachineState) {
+    this.dir = dir;
+    this.machine = machine;
+  }
+
+  static load(dir: string): AgentState | null {
+    const file = path.join(dir, "machine.json");
+    if (!existsSync(file)) return null;
+    const m = JSON.parse(readFileSync(file, "utf8")) as MachineState;
+    if (m.version !== 1)
+      throw new SwitchbackError(
+        "AGENT_STATE_VERSION",
+        `agent state ${file} has unknown version ${m.version}`,
+      );
+    return new AgentState(dir, m);
+  }
+
+  /** Enable: records each disk's identity. */
+  static enable(dir: string, item: ItemName, disks: DiskInfo[]): AgentState {
+    mkdirSync(dir, { recursive: true });
+    const machine: MachineState = {
+      version: 1,
+      item,
+      enabledAt: new Date().toISOString(),
+      target: null,
+      lastPointId: null,
+      disks: disks.map((d) => ({
+        uuid: randomUUID() as DiskUuid,
+        path: d.path,
+        sizeBytes: d.sizeBytes,
+        sectorSize: d.sectorSize,
+        seed: randomBytes(8).toString("hex"),
+      })),
+    };
+    const s = new AgentState(dir, machine);
+    s.saveMachine();
+    return s;
+  }
+
+  /** Checks that the disks given now are the disks recorded at enable time. */
+  checkDisks(disks: DiskInfo[]): void {
+    const known = this.machine.disks;
+    if (disks.length !== known.length) {
+      throw new SwitchbackError(
+        "DISK_COUNT_CHANGED",
+        `item ${this.machine.item} was enabled with ${known.length} disk(s) (${known.map((d) => d.path).join(", ")}), now ${disks.length} were given; give the same disks in the same order`,
+      );
+    }
+    disks.forEach((d, i) => {
+      const k = known[i]!;
+      if (d.sizeBytes !== k.sizeBytes) {
+        throw new SwitchbackError(
+          "DISK_SIZE_CHANGED",
+          `disk ${i} (${d.path}, uuid ${k.uuid}) is now ${d.sizeBytes} bytes but was ${k.sizeBytes} at enable time; a resized disk needs replication disabled and enabled again`,
+        );
+      }
+    });
+  }
+
+  seed(disk: number): bigint {
+    return BigInt(`0x${this.machine.disks[disk]!.seed}`);
+  }
+
+  #hashFile(disk: number): string {
+    return path.join(this.dir, `${this.machine.disks[disk]!.uuid}.hashes`);
+  }
+
+  /** The hashes as of lastPointId, or null when there are none to trust. */
+  loadHashes(disk: number): DiskHashes | null {
+    const d = this.machine.disks[disk]!;
+    let buf: Buffer;
+    try {
+      buf = readFileSync(this.#hashFile(disk));
+    } catch {
+      return null;
+    }
+    const nb = blockCount(d.sizeBytes);
+    const nu = unitCount(d.sizeBytes);
+    const want = HASHES_MAGIC.length + 8 + (nb + nu) * 8;
+    if (buf.length !== want || !buf.subarray(0, 8).equals(HASHES_MAGIC)) return null;
+    const point = buf.subarray(8, 16);
+    if (this.machine.lastPointId === null || !point.equals(pointTag(this.machine.lastPointId))) return null;
+    const h = sharedHashes(d.sizeBytes);
+    Buffer.from(h.block.buffer).set(buf.subarray(16, 16 + nb * 8));
+    Buffer.from(h.unit.buffer).set(buf.subarray(16 + nb * 8));
+    return h;
+  }
+
+  /** Records a committed point: hashes first (tagged with the point), then machine.json. */
+  commit(pointId: PointId, target: string, hashes: DiskHashes[]): void {
+    hashes.forEach((h, i) => {
+      atomicWrite(this.#hashFile(i), [
+        HASHES_MAGIC,
+        pointTag(pointId),
+        Buffer.from(h.block.buffer as SharedArrayBuffer),
+        Buffer.from(h.unit.buffer as SharedArrayBuffer),
+      ]);
+    });
+    this.machine.lastPointId = pointId;
+    this.machine.target = target;
+    this.saveMachine();
+  }
+
+  saveMachine(): void {
+    atomicWrite(path.join(this.dir, "machine.json"), [
+      Buffer.from(JSON.stringify(this.machine, null, 2) + "\n"),
+    ]);
+  }
+}
+
+function pointTag(id: PointId): Buffer {
+  // 8 bytes that change with every point: the tail of the id (time in ms + random) hashed down
+  const b = Buffer.alloc(8);
+  let h = 0xcbf29ce484222325n;
+  for (const c of Buffer.from(id)) h = ((h ^ BigInt(c)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  b.writeBigUInt64LE(h);
+  return b;
+}
+
+function atomicWrite(file: string, parts: Buffer[]): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, Buffer.concat(parts));
+  const fd = openSync(tmp, "r");
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, file);
+  const dfd = openSync(path.dirname(file), "r");
+  fsyncSync(dfd);
+  closeSync(dfd);
+}

@@ -1,0 +1,134 @@
+// Opening what the agent replicates: a block device (/dev/loopN, /dev/sdX, /dev/nvme…) or a disk image
+// file. Block devices are read with O_DIRECT: a buffered read of a device under a mounted file system
+// can return stale pages (the device's cache is not the file system's), see docs/operations.md.
+import { closeSync, constants, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { SwitchbackError } from "../domain/errors.ts";
+
+export interface DiskInfo {
+  path: string;
+  kind: "block" | "file";
+  sizeBytes: number;
+  sectorSize: number;
+  /** "major:minor" for block devices */
+  devno?: string;
+}
+
+export function inspectDisk(path: string): DiskInfo {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new SwitchbackError("DISK_NOT_FOUND", `disk ${path} does not exist`);
+    if (code === "EACCES")
+      throw new SwitchbackError("DISK_NOT_READABLE", `disk ${path} is not readable by this user`);
+    throw err;
+  }
+  if (st.isBlockDevice()) {
+    const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
+    const minor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
+    const devno = `${major}:${minor}`;
+    const sys = `/sys/dev/block/${devno}`;
+    const sectors = Number(readFileSync(`${sys}/size`, "utf8").trim());
+    let sectorSize = 512;
+    try {
+      sectorSize = Number(readFileSync(`${sys}/queue/logical_block_size`, "utf8").trim());
+    } catch {
+      // partitions have no queue/ of their own; 512 is what the kernel counts `size` in anyway
+    }
+    return { path, kind: "block", sizeBytes: sectors * 512, sectorSize, devno };
+  }
+  if (st.isFile()) {
+    if (st.size === 0) throw new SwitchbackError("DISK_EMPTY", `disk image ${path} is empty`);
+    if (st.size % 512 !== 0) {
+      throw new SwitchbackError(
+        "DISK_SIZE_INVALID",
+        `disk image ${path} is ${st.size} bytes, not a whole number of 512-byte sectors`,
+      );
+    }
+    return { path, kind: "file", sizeBytes: st.size, sectorSize: 512 };
+  }
+  throw new SwitchbackError("DISK_NOT_A_DISK", `${path} is neither a block device nor a disk image file`);
+}
+
+/**
+ * A reader over a disk that hands out aligned buffers: O_DIRECT needs the memory, offset and length
+ * aligned to the logical block size, and Node's Buffers are not, so we keep one long-lived buffer and
+ * read into its aligned view.
+ */
+export class DiskReader {
+  readonly info: DiskInfo;
+  readonly #fd: number;
+  readonly #direct: boolean;
+  readonly #raw: Buffer;
+  readonly #view: Buffer;
+
+  constructor(info: DiskInfo, chunkBytes: number) {
+    this.info = info;
+    let direct = false;
+    let fd: number;
+    if (info.kind === "block") {
+      try {
+        fd = openSync(info.path, constants.O_RDONLY | constants.O_DIRECT);
+        direct = true;
+      } catch {
+        fd = openSync(info.path, constants.O_RDONLY);
+      }
+    } else fd = openSync(info.path, constants.O_RDONLY);
+    this.#fd = fd;
+    this.#raw = Buffer.allocUnsafeSlow(chunkBytes + 8192);
+    let view = this.#raw.subarray(0, chunkBytes);
+    if (direct) {
+      const aligned = findAlignedOffset(fd, this.#raw);
+      if (aligned < 0) {
+        closeSync(fd);
+        this.#fd = openSync(info.path, constants.O_RDONLY);
+        direct = false;
+      } else view = this.#raw.subarray(aligned, aligned + chunkBytes);
+    }
+    this.#direct = direct;
+    this.#view = view;
+  }
+
+  get direct(): boolean {
+    return this.#direct;
+  }
+
+  /** Reads `length` bytes at `position` into the internal buffer and returns a view of them (valid until the next read). */
+  read(position: number, length: number): Buffer {
+    const want = Math.min(length, this.info.sizeBytes - position);
+    let done = 0;
+    // O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside the disk
+    const ask = this.#direct ? Math.ceil(want / this.info.sectorSize) * this.info.sectorSize : want;
+    while (done < ask) {
+      const n = readSync(this.#fd, this.#view, done, ask - done, position + done);
+      if (n === 0) break;
+      done += n;
+    }
+    if (done < want) {
+      throw new SwitchbackError(
+        "DISK_SHRUNK",
+        `disk ${this.info.path} ended at byte ${position + done}, expected ${this.info.sizeBytes} bytes`,
+      );
+    }
+    if (want < length) this.#view.fill(0, want, length);
+    return this.#view.subarray(0, length);
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+}
+
+/** Finds where in `buf` a 4 KiB O_DIRECT read succeeds: the first address aligned for the device. */
+function findAlignedOffset(fd: number, buf: Buffer): number {
+  for (let off = 0; off <= 4096; off += 16) {
+    try {
+      readSync(fd, buf, off, 4096, 0);
+      return off;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+    }
+  }
+  return -1;
+}

@@ -1,0 +1,125 @@
+// File-system freeze for crash-consistent points of mounted disks. All file systems of a machine are
+// frozen together (one instant), then thawed together. A watchdog process thaws them if the agent dies
+// while they are frozen, so a kill -9 can never leave a machine's file systems stuck.
+import { spawn, spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, realpathSync } from "node:fs";
+import { SwitchbackError } from "../domain/errors.ts";
+import type { DiskInfo } from "./disk-source.ts";
+
+interface Mount {
+  devno: string;
+  mountPoint: string;
+  root: string;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+export function readMounts(): Mount[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => {
+      const f = l.split(" ");
+      return { devno: f[2]!, root: unescapeMount(f[3]!), mountPoint: unescapeMount(f[4]!) };
+    });
+}
+
+/** Block devices (major:minor) that carry each disk: the device itself, or loop devices over an image file. */
+export function deviceNumbers(disk: DiskInfo): string[] {
+  if (disk.devno !== undefined) return [disk.devno];
+  const real = realpathSync(disk.path);
+  const out: string[] = [];
+  let loops: string[] = [];
+  try {
+    loops = readdirSync("/sys/block").filter((n) => n.startsWith("loop"));
+  } catch {
+    return out;
+  }
+  for (const l of loops) {
+    try {
+      const backing = readFileSync(`/sys/block/${l}/loop/backing_file`, "utf8").trim();
+      if (backing === real) out.push(readFileSync(`/sys/block/${l}/dev`, "utf8").trim());
+    } catch {
+      // not attached
+    }
+  }
+  return out;
+}
+
+/** One mount point per mounted file system on the given disks (bind mounts are frozen once). */
+export function mountPointsOf(disks: DiskInfo[]): string[] {
+  const devnos = new Set(disks.flatMap(deviceNumbers));
+  const byDev = new Map<string, string>();
+  for (const m of readMounts()) {
+    if (!devnos.has(m.devno)) continue;
+    const prev = byDev.get(m.devno);
+    if (prev === undefined || m.root === "/") byDev.set(m.devno, m.mountPoint);
+  }
+  return [...byDev.values()];
+}
+
+export class Freezer {
+  readonly mounts: readonly string[];
+  readonly #watchdogMs: number;
+  #frozen: string[] = [];
+  #watchdog: number | undefined;
+  #since = 0;
+
+  constructor(mounts: readonly string[], watchdogMs = 10_000) {
+    this.mounts = mounts;
+    this.#watchdogMs = watchdogMs;
+  }
+
+  /** Freezes every mount; on any failure thaws those already frozen and throws. */
+  freeze(): void {
+    const dog = spawn(
+      "sh",
+      [
+        "-c",
+        'sleep "$0"; shift; for m in "$@"; do fsfreeze -u "$m" 2>/dev/null; done',
+        String(this.#watchdogMs / 1000),
+        ...this.mounts,
+      ],
+      { detached: true, stdio: "ignore" },
+    );
+    dog.unref();
+    this.#watchdog = dog.pid;
+    this.#since = performance.now();
+    for (const m of this.mounts) {
+      const r = spawnSync("fsfreeze", ["-f", m], { encoding: "utf8" });
+      if (r.status !== 0) {
+        const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim();
+        this.thaw();
+        throw new SwitchbackError("FREEZE_FAILED", `could not freeze the file system at ${m}: ${why}`);
+      }
+      this.#frozen.push(m);
+    }
+  }
+
+  /** Thaws what is frozen; returns how long the file systems stayed frozen, in ms. */
+  thaw(): number {
+    const errors: string[] = [];
+    for (const m of this.#frozen.reverse()) {
+      const r = spawnSync("fsfreeze", ["-u", m], { encoding: "utf8" });
+      if (r.status !== 0) errors.push(`${m}: ${(r.stderr || `exit ${r.status}`).trim()}`);
+    }
+    this.#frozen = [];
+    const ms = performance.now() - this.#since;
+    if (this.#watchdog !== undefined) {
+      try {
+        process.kill(-this.#watchdog, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      this.#watchdog = undefined;
+    }
+    if (errors.length > 0) throw new SwitchbackError("THAW_FAILED", `could not thaw ${errors.join("; ")}`);
+    return ms;
+  }
+}
+
+export function isRoot(): boolean {
+  return typeof process.getuid === "function" && process.getuid() === 0;
+}

@@ -1,0 +1,427 @@
+// One recovery point of a machine: read its disks at one instant, ship what changed since the last
+// point, commit the point, remember the hashes. Used by `replicate-once` (straight into a datastore)
+// and by the agent daemon (to a process server); the sink makes the difference.
+//
+// How "one instant" is reached depends on what the disks are (docs/operations.md, "Consistency"):
+//  - freeze: mounted file systems. A pre-copy pass runs while the machine writes; then all file
+//    systems are frozen together and only what was written meanwhile is read again; then thawed.
+//  - reflink: image files on a file system with copy-on-write clones: clone them all at one instant
+//    (frozen, if they are mounted), read the clones at leisure.
+//  - none: a raw device nobody can freeze; each block is read as it was at some moment of the pass.
+import { randomBytes } from "node:crypto";
+import { copyFileSync, constants as fsc, rmSync } from "node:fs";
+import path from "node:path";
+import { BLOCK_SIZE } from "../datastore/format.ts";
+import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
+import type { DiskEntries, DiskHeader, PointManifest } from "../datastore/manifest.ts";
+import { makeFrame } from "../datastore/pack.ts";
+import { SwitchbackError } from "../domain/errors.ts";
+import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
+import { AgentState, type DiskHashes, sharedHashes } from "./agent-state.ts";
+import { type DiskInfo, inspectDisk } from "./disk-source.ts";
+import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
+import { type HookRun, runHooks } from "./hooks.ts";
+import { type Batch, blockCount, type ScanJob, unitCount } from "./scan.ts";
+import { scan } from "./scanner.ts";
+import type { PointSink } from "./sink.ts";
+
+export type SnapshotMode = "auto" | "freeze" | "reflink" | "none";
+
+/** Seam for kernel change tracking: which 64 KiB units were written since start. */
+export interface WriteTracker {
+  /** per disk, ascending [fromUnit, toUnit) ranges written since start, or null when it cannot vouch for them */
+  collect(): Promise<([number, number][] | null)[]>;
+  stop(): Promise<void>;
+}
+export type WriteTrackerFactory = (disks: DiskInfo[]) => Promise<WriteTracker | null>;
+
+export interface ReplicateOptions {
+  item: ItemName;
+  disks: string[];
+  stateDir: string;
+  sink: PointSink;
+  consistency: "crash" | "app";
+  hooksDir?: string;
+  hookTimeoutMs?: number;
+  snapshot?: SnapshotMode;
+  /** explicit mount points to freeze (default: found from the disks) */
+  freezeMounts?: string[];
+  tracker?: WriteTrackerFactory;
+  workers?: number;
+  onProgress?: (p: { bytesRead: number; totalBytes: number }) => void;
+}
+
+export interface ReplicateResult {
+  pointId: PointId;
+  parent: PointId | null;
+  item: ItemName;
+  mode: "full" | "incremental" | "resync";
+  consistency: "crash" | "app";
+  snapshot: "freeze" | "reflink" | "none";
+  bytesRead: number;
+  bytesSent: number;
+  changedBlocks: number;
+  blockSize: number;
+  durationMs: number;
+  maxFreezeMs: number;
+  warnings: string[];
+  hooks: HookRun[];
+  disks: { uuid: string; path: string; sizeBytes: number; changedBlocks: number }[];
+}
+
+/** Collects the entries of one disk across passes; a later pass's entry for a block wins. */
+class EntryCollector {
+  readonly #latest: Int32Array;
+  #hashes = Buffer.allocUnsafe(4096 * HASH_BYTES);
+  #n = 0;
+  constructor(blocks: number) {
+    this.#latest = new Int32Array(blocks).fill(-1);
+  }
+  add(block: number, hashes: Buffer, at: number): void {
+    if ((this.#n + 1) * HASH_BYTES > this.#hashes.length) {
+      const bigger = Buffer.allocUnsafe(this.#hashes.length * 2);
+      this.#hashes.copy(bigger, 0, 0, this.#n * HASH_BYTES);
+      this.#hashes = bigger;
+    }
+    hashes.copy(this.#hashes, this.#n * HASH_BYTES, at, at + HASH_BYTES);
+    this.#latest[block] = this.#n++;
+  }
+  /** Entries in block order; `keep(block, hash, at)` filters (resync drops what the parent already has). */
+  entries(base: boolean, keep?: (block: number, hashes: Buffer, at: number) => boolean): DiskEntries {
+    const blocks: number[] = [];
+    const idx: number[] = [];
+    for (let b = 0; b < this.#latest.length; b++) {
+      const e = this.#latest[b]!;
+      if (e < 0) continue;
+      if (base && isZeroHash(this.#hashes, e * HASH_BYTES)) continue;
+      if (keep !== undefined && !keep(b, this.#hashes, e * HASH_BYTES)) continue;
+      blocks.push(b);
+      idx.push(e);
+    }
+    const hashes = Buffer.allocUnsafe(idx.length * HASH_BYTES);
+    idx.forEach((e, i) => {
+      this.#hashes.copy(hashes, i * HASH_BYTES, e * HASH_BYTES, (e + 1) * HASH_BYTES);
+    });
+    return { blocks: Float64Array.from(blocks), hashes };
+  }
+}
+
+export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResult> {
+  const started = performance.now();
+  const createdAt = new Date();
+  const pointId = newPointId(createdAt, randomBytes(3));
+  const infos = o.disks.map(inspectDisk);
+  const warnings: string[] = [];
+  const hookRuns: HookRun[] = [];
+
+  // identity and history
+  const latest = await o.sink.latestPoint(o.item);
+  let state = AgentState.load(o.stateDir);
+  if (state === null) {
+    state = AgentState.enable(o.stateDir, o.item, infos);
+    if (latest !== null) adoptIdentity(state, latest.disks, infos);
+  }
+  state.checkDisks(infos);
+  if (latest !== null) {
+    const mismatch = latest.disks.some((d, i) => state.machine.disks[i]?.uuid !== d.uuid);
+    if (mismatch || latest.disks.length !== infos.length) {
+      throw new SwitchbackError(
+        "ITEM_IDENTITY_MISMATCH",
+        `the datastore's points of item ${o.item} belong to other disks (uuids ${latest.disks.map((d) => d.uuid).join(", ")}); use another item name or the agent state that enabled it`,
+      );
+    }
+  }
+  let prev: (DiskHashes | null)[] = infos.map(() => null);
+  let mode: ReplicateResult["mode"] = "full";
+  if (latest !== null) {
+    const trusted = state.machine.lastPointId === latest.id && state.machine.target === o.sink.target;
+    prev = trusted ? infos.map((_, i) => state.loadHashes(i)) : prev;
+    mode = prev.every((p) => p !== null) ? "incremental" : "resync";
+    if (mode === "resync") prev = infos.map(() => null);
+  }
+  const next = infos.map((d) => sharedHashes(d.sizeBytes));
+  const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes)));
+
+  // shipping
+  let bytesRead = 0;
+  let bytesSent = 0;
+  const totalBytes = infos.reduce((s, d) => s + d.sizeBytes, 0);
+  const ship = async (b: Batch): Promise<void> => {
+    bytesRead += b.bytesRead;
+    const c = collectors[b.disk]!;
+    for (let i = 0; i < b.blocks.length; i++) c.add(b.blocks[i]!, b.hashes, i * HASH_BYTES);
+    if (b.dataBlocks > 0) {
+      const missing = await o.sink.missing(b.dataHashes);
+      const n = missing.filter(Boolean).length;
+      if (n === b.dataBlocks) {
+        bytesSent += await o.sink.send({
+          hashes: b.dataHashes,
+          payload: b.payload,
+          compression: b.compression,
+          blocks: b.dataBlocks,
+        });
+      } else if (n > 0) {
+        const hs = Buffer.allocUnsafe(n * HASH_BYTES);
+        const raw = Buffer.allocUnsafe(n * BLOCK_SIZE);
+        let k = 0;
+        missing.forEach((m, s) => {
+          if (!m) return;
+          b.dataHashes.copy(hs, k * HASH_BYTES, s * HASH_BYTES, (s + 1) * HASH_BYTES);
+          b.raw.copy(raw, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
+          k++;
+        });
+        bytesSent += await o.sink.send(makeFrame(hs, raw));
+      }
+    }
+    o.onProgress?.({ bytesRead, totalBytes });
+  };
+  const pass = async (
+    disks: DiskInfo[],
+    ranges: ([number, number][] | null)[],
+    from: (DiskHashes | null)[],
+  ) => {
+    const jobs: ScanJob[] = disks.map((info, i) => ({
+      disk: i,
+      info,
+      seed: state.seed(i),
+      ranges: ranges[i] ?? [[0, unitCount(info.sizeBytes)]],
+      prevBlock: from[i]?.block ?? null,
+      prevUnit: from[i]?.unit ?? null,
+      nextBlock: next[i]!.block,
+      nextUnit: next[i]!.unit,
+    }));
+    for await (const b of scan(jobs, o.workers)) await ship(b);
+  };
+
+  const hookEnv = { SWITCHBACK_ITEM: o.item, SWITCHBACK_POINT_ID: pointId };
+  let consistency = o.consistency;
+  const preHooks = async () => {
+    if (o.consistency !== "app") return;
+    if (o.hooksDir === undefined) {
+      warnings.push(
+        "app-consistent point requested but no hooks folder is configured; the point is crash-consistent",
+      );
+      consistency = "crash";
+      return;
+    }
+    const runs = await runHooks(o.hooksDir, "pre-snapshot", hookEnv, o.hookTimeoutMs ?? 30_000);
+    hookRuns.push(...runs);
+    const bad = runs.filter((r) => !r.ok);
+    if (runs.length === 0) {
+      warnings.push(`no pre-snapshot hooks found in ${o.hooksDir}; the point is crash-consistent`);
+      consistency = "crash";
+    }
+    for (const r of bad) {
+      warnings.push(`pre-snapshot hook ${r.hook} ${r.detail}; the point is crash-consistent`);
+      consistency = "crash";
+    }
+  };
+  const postHooks = async () => {
+    if (o.consistency !== "app" || o.hooksDir === undefined) return;
+    const runs = await runHooks(o.hooksDir, "post-snapshot", hookEnv, o.hookTimeoutMs ?? 30_000);
+    hookRuns.push(...runs);
+    for (const r of runs.filter((x) => !x.ok)) warnings.push(`post-snapshot hook ${r.hook} ${r.detail}`);
+  };
+
+  // the instant
+  const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
+  let maxFreezeMs = 0;
+  if (snapshot.kind === "freeze") {
+    const tracker = o.tracker ? await o.tracker(infos) : null;
+    try {
+      await pass(
+        infos,
+        infos.map(() => null),
+        prev,
+      ); // pre-copy while the machine runs
+      await preHooks();
+      const freezer = new Freezer(snapshot.mounts);
+      freezer.freeze();
+      try {
+        const written = tracker ? await tracker.collect() : infos.map(() => null);
+        await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+      } finally {
+        maxFreezeMs = freezer.thaw();
+      }
+      await postHooks();
+    } finally {
+      await tracker?.stop();
+    }
+  } else if (snapshot.kind === "reflink") {
+    const clones = infos.map((d) =>
+      path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
+    );
+    try {
+      await preHooks();
+      const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
+      freezer?.freeze();
+      try {
+        infos.forEach((d, i) => {
+          copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
+        });
+      } finally {
+        if (freezer) maxFreezeMs = freezer.thaw();
+      }
+      await postHooks();
+      await pass(
+        infos.map((d, i) => ({ ...d, path: clones[i]! })),
+        infos.map(() => null),
+        prev,
+      );
+    } finally {
+      for (const c of clones) rmSync(c, { force: true });
+    }
+  } else {
+    await preHooks();
+    await pass(
+      infos,
+      infos.map(() => null),
+      prev,
+    );
+    await postHooks();
+    if (snapshot.why) warnings.push(snapshot.why);
+  }
+
+  // the point
+  const parentMaps =
+    mode === "resync" && latest !== null
+      ? await Promise.all(infos.map((_, i) => o.sink.diskMap(o.item, latest.id, i)))
+      : null;
+  const disks: DiskEntries[] = collectors.map((c, i) => {
+    const map = parentMaps?.[i];
+    if (map === undefined) return c.entries(latest === null);
+    return c.entries(false, (b, hs, at) => {
+      const had = map.hashOf(b);
+      if (had === undefined) return !isZeroHash(hs, at);
+      return !had.equals(hs.subarray(at, at + HASH_BYTES));
+    });
+  });
+  const headers: DiskHeader[] = infos.map((d, i) => ({
+    uuid: state.machine.disks[i]!.uuid,
+    sizeBytes: d.sizeBytes,
+    sectorSize: d.sectorSize,
+    blockSize: BLOCK_SIZE,
+    entries: disks[i]!.blocks.length,
+    source: d.path,
+  }));
+  const changedBlocks = disks.reduce((s, d) => s + d.blocks.length, 0);
+  const durationMs = Math.round(performance.now() - started);
+  const manifest: PointManifest = {
+    header: {
+      version: 1,
+      item: o.item,
+      id: pointId,
+      parent: latest?.id ?? null,
+      createdAt: createdAt.toISOString(),
+      consistency,
+      warnings,
+      disks: headers,
+      stats: { bytesRead, bytesSent, changedBlocks, durationMs, maxFreezeMs: round2(maxFreezeMs) },
+    },
+    disks,
+  };
+  await o.sink.commit(manifest);
+  state.commit(pointId, o.sink.target, next);
+  return {
+    pointId,
+    parent: latest?.id ?? null,
+    item: o.item,
+    mode,
+    consistency,
+    snapshot: snapshot.kind,
+    bytesRead,
+    bytesSent,
+    changedBlocks,
+    blockSize: BLOCK_SIZE,
+    durationMs: Math.round(performance.now() - started),
+    maxFreezeMs: round2(maxFreezeMs),
+    warnings,
+    hooks: hookRuns,
+    disks: infos.map((d, i) => ({
+      uuid: state.machine.disks[i]!.uuid,
+      path: d.path,
+      sizeBytes: d.sizeBytes,
+      changedBlocks: disks[i]!.blocks.length,
+    })),
+  };
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+/** With no agent state but points in the datastore (a lost state, or reprotect), take the disks' identities from the points. */
+function adoptIdentity(state: AgentState, disks: DiskHeader[], infos: DiskInfo[]): void {
+  if (disks.length !== infos.length) return;
+  if (disks.some((d, i) => d.sizeBytes !== infos[i]!.sizeBytes)) return;
+  state.machine.disks.forEach((d, i) => {
+    d.uuid = disks[i]!.uuid;
+  });
+  state.saveMachine();
+}
+
+type Snapshot =
+  | { kind: "freeze"; mounts: string[] }
+  | { kind: "reflink"; mounts: string[] }
+  | { kind: "none"; why?: string };
+
+function chooseSnapshot(mode: SnapshotMode, infos: DiskInfo[], explicit?: string[]): Snapshot {
+  const mounts = explicit ?? (isRoot() ? safeMounts(infos) : []);
+  switch (mode) {
+    case "none":
+      return { kind: "none" };
+    case "freeze":
+      if (mounts.length === 0) {
+        throw new SwitchbackError(
+          "FREEZE_NOTHING_MOUNTED",
+          `snapshot mode freeze: no mounted file system found on ${infos.map((d) => d.path).join(", ")}`,
+        );
+      }
+      return { kind: "freeze", mounts };
+    case "reflink":
+      if (infos.some((d) => d.kind !== "file")) {
+        throw new SwitchbackError(
+          "REFLINK_NEEDS_FILES",
+          "snapshot mode reflink works on disk image files only",
+        );
+      }
+      return { kind: "reflink", mounts };
+    case "auto": {
+      if (mounts.length > 0) return { kind: "freeze", mounts };
+      if (infos.every((d) => d.kind === "file") && infos.every(canReflink))
+        return { kind: "reflink", mounts: [] };
+      return { kind: "none" };
+    }
+    default: {
+      const never: never = mode;
+      throw new Error(`unknown snapshot mode ${String(never)}`);
+    }
+  }
+}
+
+function safeMounts(infos: DiskInfo[]): string[] {
+  try {
+    return mountPointsOf(infos);
+  } catch {
+    return [];
+  }
+}
+
+const reflinkCache = new Map<string, boolean>();
+function canReflink(d: DiskInfo): boolean {
+  const dir = path.dirname(d.path);
+  let ok = reflinkCache.get(dir);
+  if (ok === undefined) {
+    const probe = path.join(dir, `.switchback-reflink-probe-${process.pid}`);
+    try {
+      copyFileSync(d.path, probe, fsc.COPYFILE_FICLONE_FORCE);
+      ok = true;
+    } catch {
+      ok = false;
+    } finally {
+      rmSync(probe, { force: true });
+    }
+    reflinkCache.set(dir, ok);
+  }
+  return ok;
+}

@@ -1,0 +1,121 @@
+// Runs disk passes across worker threads (or inline for small disks) and yields their batches.
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { SwitchbackError } from "../domain/errors.ts";
+import { type Batch, type ScanJob, scanRanges, UNIT_BYTES } from "./scan.ts";
+
+const INLINE_BELOW_BYTES = 128 * 1024 * 1024;
+const CREDITS = 24;
+
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+/** Splits the jobs' ranges into `n` shards of about equal size, keeping each shard's ranges ascending. */
+export function shard(jobs: ScanJob[], n: number): ScanJob[][] {
+  const total = jobs.reduce((s, j) => s + j.ranges.reduce((t, [a, b]) => t + (b - a), 0), 0);
+  const per = Math.max(1, Math.ceil(total / n));
+  const shards: ScanJob[][] = Array.from({ length: n }, () => []);
+  let w = 0;
+  let room = per;
+  for (const job of jobs) {
+    let cur: [number, number][] = [];
+    for (const [a0, b] of job.ranges) {
+      let a = a0;
+      while (a < b) {
+        const take = Math.min(b - a, room);
+        cur.push([a, a + take]);
+        a += take;
+        room -= take;
+        if (room === 0 && w < n - 1) {
+          shards[w]!.push({ ...job, ranges: cur });
+          cur = [];
+          w++;
+          room = per;
+        }
+      }
+    }
+    if (cur.length > 0) shards[w]!.push({ ...job, ranges: cur });
+  }
+  return shards.filter((s) => s.length > 0);
+}
+
+export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncGenerator<Batch> {
+  const bytes = jobs.reduce((s, j) => s + j.ranges.reduce((t, [a, b]) => t + (b - a), 0), 0) * UNIT_BYTES;
+  if (workers <= 1 || bytes < INLINE_BELOW_BYTES) {
+    for (const job of jobs) {
+      const out: Batch[] = [];
+      scanRanges(job, (b) => out.push(b));
+      yield* out;
+    }
+    return;
+  }
+  const shards = shard(jobs, workers);
+  const queue: Batch[] = [];
+  let wake: (() => void) | null = null;
+  let running = shards.length;
+  let failure: Error | null = null;
+  const threads: { worker: Worker; credits: Int32Array }[] = [];
+  const creditOwners: { credits: Int32Array }[] = [];
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  for (const s of shards) {
+    const credits = new Int32Array(new SharedArrayBuffer(4));
+    credits[0] = CREDITS;
+    const worker = new Worker(new URL("./scan-worker.ts", import.meta.url));
+    const t = { worker, credits };
+    threads.push(t);
+    worker.on("message", (m: { type: string; batch?: Batch; message?: string; code?: string }) => {
+      if (m.type === "batch") {
+        const b = m.batch!;
+        // structured clone turns Buffers into Uint8Arrays
+        queue.push({
+          ...b,
+          hashes: toBuf(b.hashes),
+          dataHashes: toBuf(b.dataHashes),
+          raw: toBuf(b.raw),
+          payload: toBuf(b.payload),
+        });
+        creditOwners.push(t);
+      } else if (m.type === "done") running--;
+      else if (m.type === "error") {
+        failure = m.code ? new SwitchbackError(m.code, m.message!) : new Error(m.message);
+        running--;
+      }
+      notify();
+    });
+    worker.on("error", (err: Error) => {
+      failure = err;
+      running--;
+      notify();
+    });
+    worker.postMessage({ jobs: s, credits });
+  }
+  try {
+    for (;;) {
+      if (failure !== null) throw failure;
+      const b = queue.shift();
+      if (b !== undefined) {
+        const owner = creditOwners.shift()!;
+        Atomics.add(owner.credits, 0, 1);
+        Atomics.notify(owner.credits, 0);
+        yield b;
+        continue;
+      }
+      if (running === 0) break;
+      await new Promise<void>((r) => {
+        wake = r;
+      });
+    }
+    if (failure !== null) throw failure;
+  } finally {
+    await Promise.all(threads.map((t) => t.worker.terminate()));
+  }
+}
+
+function toBuf(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}

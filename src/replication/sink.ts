@@ -1,0 +1,64 @@
+// Where a replication session sends its point: straight into a datastore (replicate-once) or over
+// the network to a process server (the agent daemon). Both see the same calls, so one engine serves both.
+import type { BlockWriter, Datastore } from "../datastore/datastore.ts";
+import type { DiskMap } from "../datastore/disk-map.ts";
+import type { PointHeader, PointManifest } from "../datastore/manifest.ts";
+import type { Frame } from "../datastore/pack.ts";
+import type { ItemName, PointId } from "../domain/ids.ts";
+
+export interface PointSink {
+  /** identifies the target (datastore id or process server) in the agent state */
+  readonly target: string;
+  latestPoint(item: ItemName): Promise<PointHeader | null>;
+  /** the block hashes of one disk at a point: what a resync compares the disk with */
+  diskMap(item: ItemName, point: PointId, disk: number): Promise<DiskMap>;
+  /** true for each 32-byte hash in `hashes` that the target does not hold yet */
+  missing(hashes: Buffer): Promise<boolean[]>;
+  /** ships a frame (keep[slot] false: already stored, do not store again); returns bytes put on the wire */
+  send(frame: Frame, keep?: readonly boolean[]): Promise<number>;
+  /** makes everything sent durable, then the point visible */
+  commit(manifest: PointManifest): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class LocalSink implements PointSink {
+  readonly #ds: Datastore;
+  readonly #writer: BlockWriter;
+  readonly target: string;
+
+  constructor(ds: Datastore) {
+    this.#ds = ds;
+    this.#writer = ds.writer();
+    this.target = `datastore:${ds.config.id}`;
+  }
+
+  get bytesStored(): number {
+    return this.#writer.bytesWritten;
+  }
+
+  async latestPoint(item: ItemName): Promise<PointHeader | null> {
+    const ids = await this.#ds.pointIds(item);
+    const last = ids[ids.length - 1];
+    return last === undefined ? null : this.#ds.readPointHeader(item, last);
+  }
+
+  async diskMap(item: ItemName, point: PointId, disk: number): Promise<DiskMap> {
+    return (await this.#ds.resolveDisk(item, point, disk)).map;
+  }
+
+  missing(hashes: Buffer): Promise<boolean[]> {
+    return this.#writer.missing(hashes);
+  }
+
+  async send(frame: Frame, keep?: readonly boolean[]): Promise<number> {
+    await this.#writer.add(frame, keep);
+    return frame.payload.length + frame.hashes.length;
+  }
+
+  async commit(manifest: PointManifest): Promise<void> {
+    await this.#writer.flush();
+    await this.#ds.commitPoint(manifest);
+  }
+
+  async close(): Promise<void> {}
+}
