@@ -176,8 +176,11 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
 
   // 3. old index files go, 4. then the packs nothing names any more
   const stays = new Set([...fresh, ...(consolidated ? [`${consolidated}.idx`] : [])]);
-  for (const n of indexNames) if (!stays.has(n)) await be.remove(`index/${n}`);
-  step("old index removed");
+  for (const n of indexNames) {
+    if (stays.has(n)) continue;
+    await be.remove(`index/${n}`);
+    step(`removed index ${n}`);
+  }
   const keptIds = new Set(keep.map((k) => k.packId));
   for (const packId of onDisk.keys()) {
     if (keptIds.has(packId)) continue;
@@ -185,8 +188,8 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     result.bytesFreed += onDisk.get(packId)!;
     await be.remove(paths.pack(packId));
     result.packsDeleted++;
+    step(`removed pack ${packId}`);
   }
-  step("packs removed");
   for (const t of await be.listTemporary("")) {
     await be.remove(t);
     result.tempFilesRemoved++;

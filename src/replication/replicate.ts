@@ -139,7 +139,16 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     mode = prev.every((p) => p !== null) ? "incremental" : "resync";
     if (mode === "resync") prev = infos.map(() => null);
   }
-  const next = infos.map((d) => sharedHashes(d.sizeBytes));
+  // next starts as prev: units a pass skips (unchanged, or not re-read) keep their block hashes
+  const next = infos.map((d, i) => {
+    const h = sharedHashes(d.sizeBytes);
+    const p = prev[i];
+    if (p) {
+      h.block.set(p.block);
+      h.unit.set(p.unit);
+    }
+    return h;
+  });
   const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes)));
 
   // shipping

@@ -6,6 +6,7 @@ import { collectGarbage } from "../../datastore/gc.ts";
 import { prune } from "../../datastore/prune.ts";
 import { parseDuration } from "../../domain/duration.ts";
 import { parseItemName } from "../../domain/ids.ts";
+import { killAfterStep } from "../fault.ts";
 import { bytes, printJson } from "../output.ts";
 
 export function register(program: Command): void {
@@ -80,8 +81,12 @@ export function register(program: Command): void {
           appEveryMs: o.keepAppEvery ? parseDuration(o.keepAppEvery, "--keep-app-every") : undefined,
           crashEveryMs: o.keepCrashEvery ? parseDuration(o.keepCrashEvery, "--keep-crash-every") : undefined,
         };
-        const r = await prune(d, item, policy, { now: new Date(), dryRun: o.dryRun === true });
-        const gc = o.gc && !o.dryRun ? await collectGarbage(d) : null;
+        const r = await prune(d, item, policy, {
+          now: new Date(),
+          dryRun: o.dryRun === true,
+          afterStep: killAfterStep("prune"),
+        });
+        const gc = o.gc && !o.dryRun ? await collectGarbage(d, { afterStep: killAfterStep("gc") }) : null;
         if (o.json) printJson({ ...r, gc });
         else {
           for (const p of r.deleted) console.log(`${o.dryRun ? "would delete" : "deleted"} ${p}`);
@@ -103,7 +108,7 @@ export function register(program: Command): void {
     .option("--json", "print the result as JSON")
     .action(async (o: { datastore: string; json?: boolean }) => {
       const d = await Datastore.open(o.datastore);
-      const gc = await collectGarbage(d);
+      const gc = await collectGarbage(d, { afterStep: killAfterStep("gc") });
       if (o.json) printJson(gc);
       else
         console.log(
