@@ -2,7 +2,7 @@
 // frozen together (one instant), then thawed together. A watchdog process thaws them if the agent dies
 // while they are frozen, so a kill -9 can never leave a machine's file systems stuck.
 import { spawn, spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { DiskInfo } from "./disk-source.ts";
 
@@ -26,26 +26,42 @@ export function readMounts(): Mount[] {
     });
 }
 
-/** Block devices (major:minor) that carry each disk: the device itself, or loop devices over an image file. */
+/**
+ * Block devices (major:minor) that carry each disk: the device itself, or loop devices over an image
+ * file, and the partitions of either (a file system on /dev/loop0p1 is on the disk /dev/loop0).
+ */
 export function deviceNumbers(disk: DiskInfo): string[] {
-  if (disk.devno !== undefined) return [disk.devno];
-  const real = realpathSync(disk.path);
-  const out: string[] = [];
-  let loops: string[] = [];
-  try {
-    loops = readdirSync("/sys/block").filter((n) => n.startsWith("loop"));
-  } catch {
-    return out;
-  }
-  for (const l of loops) {
+  const whole: string[] = [];
+  if (disk.devno !== undefined) whole.push(disk.devno);
+  else {
+    const real = realpathSync(disk.path);
+    let loops: string[] = [];
     try {
-      const backing = readFileSync(`/sys/block/${l}/loop/backing_file`, "utf8").trim();
-      if (backing === real) out.push(readFileSync(`/sys/block/${l}/dev`, "utf8").trim());
+      loops = readdirSync("/sys/block").filter((n) => n.startsWith("loop"));
     } catch {
-      // not attached
+      return [];
+    }
+    for (const l of loops) {
+      try {
+        const backing = readFileSync(`/sys/block/${l}/loop/backing_file`, "utf8").trim();
+        if (backing === real) whole.push(readFileSync(`/sys/block/${l}/dev`, "utf8").trim());
+      } catch {
+        // not attached
+      }
     }
   }
-  return out;
+  return whole.flatMap((d) => [d, ...partitionDevnos(d)]);
+}
+
+function partitionDevnos(devno: string): string[] {
+  const sys = `/sys/dev/block/${devno}`;
+  try {
+    return readdirSync(sys)
+      .filter((n) => existsSync(`${sys}/${n}/partition`))
+      .map((n) => readFileSync(`${sys}/${n}/dev`, "utf8").trim());
+  } catch {
+    return [];
+  }
 }
 
 /** One mount point per mounted file system on the given disks (bind mounts are frozen once). */
@@ -101,9 +117,15 @@ export class Freezer {
   /** Thaws what is frozen; returns how long the file systems stayed frozen, in ms. */
   thaw(): number {
     const errors: string[] = [];
+    const early: string[] = [];
     for (const m of this.#frozen.reverse()) {
       const r = spawnSync("fsfreeze", ["-u", m], { encoding: "utf8" });
-      if (r.status !== 0) errors.push(`${m}: ${(r.stderr || `exit ${r.status}`).trim()}`);
+      if (r.status === 0) continue;
+      const why = (r.stderr || `exit ${r.status}`).trim();
+      // EINVAL: it was not frozen any more, so something thawed it early: the watchdog, if the freeze
+      // outlasted it. The copy then saw a live file system and is not one instant.
+      if (/invalid argument/i.test(why)) early.push(m);
+      else errors.push(`${m}: ${why}`);
     }
     this.#frozen = [];
     const ms = performance.now() - this.#since;
@@ -116,6 +138,12 @@ export class Freezer {
       this.#watchdog = undefined;
     }
     if (errors.length > 0) throw new SwitchbackError("THAW_FAILED", `could not thaw ${errors.join("; ")}`);
+    if (early.length > 0) {
+      throw new SwitchbackError(
+        "FREEZE_OUTLASTED_WATCHDOG",
+        `the file system(s) at ${early.join(", ")} were thawed after ${Math.round(ms)} ms, before the frozen copy ended (the watchdog thaws after ${this.#watchdogMs} ms); the point was not taken. Retry; if it recurs, use a write tracker (--track) so the frozen copy is short`,
+      );
+    }
     return ms;
   }
 }

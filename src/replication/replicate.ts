@@ -32,6 +32,8 @@ export interface WriteTracker {
   /** per disk, ascending [fromUnit, toUnit) ranges written since start, or null when it cannot vouch for them */
   collect(): Promise<([number, number][] | null)[]>;
   stop(): Promise<void>;
+  /** why it could not vouch for a disk, or could not start; copied into the point's warnings */
+  readonly warnings?: readonly string[];
 }
 export type WriteTrackerFactory = (disks: DiskInfo[]) => Promise<WriteTracker | null>;
 
@@ -63,7 +65,12 @@ export interface ReplicateResult {
   changedBlocks: number;
   blockSize: number;
   durationMs: number;
+  /** longest time the file systems stayed frozen: from the first freeze to the last thaw */
   maxFreezeMs: number;
+  /** 64 KiB units read again while frozen (freeze mode; the whole disks without a write tracker) */
+  frozenUnits: number;
+  /** disks whose frozen re-read the write tracker narrowed down */
+  trackedDisks: number;
   warnings: string[];
   hooks: HookRun[];
   disks: { uuid: string; path: string; sizeBytes: number; changedBlocks: number }[];
@@ -235,6 +242,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   // the instant
   const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
   let maxFreezeMs = 0;
+  let frozenUnits = 0;
+  let trackedDisks = 0;
   if (snapshot.kind === "freeze") {
     const tracker = o.tracker ? await o.tracker(infos) : null;
     try {
@@ -247,13 +256,23 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       const freezer = new Freezer(snapshot.mounts);
       freezer.freeze();
       try {
+        await faultPauseFrozen();
+        // the tracker is drained only now: the freeze has flushed the file systems, so their last
+        // writes are in the trace (docs/consistency.md)
         const written = tracker ? await tracker.collect() : infos.map(() => null);
+        frozenUnits = written.reduce(
+          (s, r, i) =>
+            s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
+          0,
+        );
+        trackedDisks = written.filter((r) => r !== null).length;
         await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
       } finally {
         maxFreezeMs = freezer.thaw();
       }
       await postHooks();
     } finally {
+      if (tracker?.warnings) warnings.push(...tracker.warnings);
       await tracker?.stop();
     }
   } else if (snapshot.kind === "reflink") {
@@ -325,7 +344,15 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       consistency,
       warnings,
       disks: headers,
-      stats: { bytesRead, bytesSent, changedBlocks, durationMs, maxFreezeMs: round2(maxFreezeMs) },
+      stats: {
+        bytesRead,
+        bytesSent,
+        changedBlocks,
+        durationMs,
+        maxFreezeMs: round2(maxFreezeMs),
+        frozenUnits,
+        trackedDisks,
+      },
     },
     disks,
   };
@@ -344,6 +371,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     blockSize: BLOCK_SIZE,
     durationMs: Math.round(performance.now() - started),
     maxFreezeMs: round2(maxFreezeMs),
+    frozenUnits,
+    trackedDisks,
     warnings,
     hooks: hookRuns,
     disks: infos.map((d, i) => ({
@@ -353,6 +382,18 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       changedBlocks: disks[i]!.blocks.length,
     })),
   };
+}
+
+/**
+ * Test-only fault injection: SWITCHBACK_FAULT_PAUSE_FROZEN_MS=N sleeps N ms while the file systems are
+ * frozen (after saying so on stderr), so a test can kill -9 the process there and watch the freeze
+ * watchdog thaw them. Never set it in production.
+ */
+async function faultPauseFrozen(): Promise<void> {
+  const ms = Number(process.env.SWITCHBACK_FAULT_PAUSE_FROZEN_MS ?? 0);
+  if (!(ms > 0)) return;
+  process.stderr.write(`switchback: fault injection: frozen, pausing ${ms} ms\n`);
+  await new Promise((r) => setTimeout(r, ms));
 }
 
 function round2(n: number): number {

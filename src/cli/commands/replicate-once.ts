@@ -8,6 +8,7 @@ import { SwitchbackError } from "../../domain/errors.ts";
 import { parseItemName } from "../../domain/ids.ts";
 import { replicateOnce, type SnapshotMode } from "../../replication/replicate.ts";
 import { LocalSink } from "../../replication/sink.ts";
+import { type TrackMode, writeTrackerFactory } from "../../replication/write-tracker.ts";
 import { bytes, printJson } from "../output.ts";
 
 export function defaultStateDir(): string {
@@ -41,6 +42,11 @@ export function register(program: Command): void {
       collect,
       [],
     )
+    .option(
+      "--track <mode>",
+      "kernel write tracking for the freeze: auto (tracefs when root), tracefs or none",
+      "auto",
+    )
     .option("--state <dir>", "agent state folder (disk identities and hashes)")
     .option("--json", "print the result as one JSON object")
     .action(
@@ -53,6 +59,7 @@ export function register(program: Command): void {
         hookTimeout: string;
         snapshot: string;
         freeze: string[];
+        track: string;
         state?: string;
         json?: boolean;
       }) => {
@@ -69,6 +76,12 @@ export function register(program: Command): void {
             `--snapshot ${JSON.stringify(o.snapshot)} is not valid; use auto, freeze, reflink or none`,
           );
         }
+        if (!["auto", "tracefs", "none"].includes(o.track)) {
+          throw new SwitchbackError(
+            "INVALID_OPTION",
+            `--track ${JSON.stringify(o.track)} is not valid; use auto, tracefs or none`,
+          );
+        }
         const ds = await Datastore.open(o.datastore);
         const lock = await ds.lock("shared", `replicate-once ${item}`);
         try {
@@ -83,6 +96,7 @@ export function register(program: Command): void {
             hookTimeoutMs: parseDuration(o.hookTimeout, "--hook-timeout"),
             snapshot: o.snapshot as SnapshotMode,
             freezeMounts: o.freeze.length > 0 ? o.freeze : undefined,
+            tracker: writeTrackerFactory(o.track as TrackMode),
           });
           if (o.json) printJson({ ...r, bytesStored: sink.bytesStored });
           else {
@@ -90,7 +104,7 @@ export function register(program: Command): void {
               `point ${r.pointId} of ${item} (${r.mode}, ${r.consistency}-consistent, snapshot ${r.snapshot})`,
             );
             console.log(
-              `  read ${bytes(r.bytesRead)}, ${r.changedBlocks} changed block(s), sent ${bytes(r.bytesSent)}, stored ${bytes(sink.bytesStored)} in ${r.durationMs} ms; longest freeze ${r.maxFreezeMs} ms`,
+              `  read ${bytes(r.bytesRead)}, ${r.changedBlocks} changed block(s), sent ${bytes(r.bytesSent)}, stored ${bytes(sink.bytesStored)} in ${r.durationMs} ms; longest freeze ${r.maxFreezeMs} ms${r.snapshot === "freeze" ? ` (${r.frozenUnits} unit(s) re-read while frozen)` : ""}`,
             );
             for (const w of r.warnings) console.log(`  warning: ${w}`);
           }

@@ -1,0 +1,472 @@
+// Kernel write tracking for the freeze path: while the pre-copy pass runs, a private tracefs instance
+// (instances/switchback-<pid>-<n>, so global tracing is untouched) records every write to the block
+// devices that carry each disk; after the freeze, collect() drains it and says which 64 KiB units were
+// written since start, so the frozen pass reads only those instead of the whole disk.
+//
+// Why two events (docs/consistency.md): block_bio_queue catches every bio submitted after start,
+// including the ones the file system issues while it freezes; block_rq_complete also catches writes
+// that were queued BEFORE start but finished after it (the pre-copy may have read their units before
+// the new data landed). A write that finished before start is already on the device when the
+// pre-copy reads it. The freeze waits for every write the file system issued, so once it returns
+// their events are in the ring buffer. Completions are request-level, so the device must be blk-mq.
+// Whenever completeness cannot be vouched for (events dropped, unreadable trace lines, devices that
+// changed, a device that is not blk-mq) collect() returns null for that disk: the caller then
+// re-reads the whole disk while frozen, slow but correct.
+import { spawnSync } from "node:child_process";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  rmdirSync,
+  writeFileSync,
+} from "node:fs";
+import path from "node:path";
+import { SwitchbackError } from "../domain/errors.ts";
+import type { DiskInfo } from "./disk-source.ts";
+import type { WriteTracker } from "./replicate.ts";
+import { UNIT_BYTES, unitCount } from "./scan.ts";
+
+const TRACEFS_CANDIDATES = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+const INSTANCE_PREFIX = "switchback-";
+const EVENTS = ["block_bio_queue", "block_rq_complete"] as const;
+/** How often the ring buffer is drained while the pre-copy runs. */
+const DRAIN_EVERY_MS = 50;
+
+/** Where a device's sectors land on a disk: byte = (sector + shiftSectors) * 512 + addBytes. */
+interface Window {
+  dev: number;
+  shiftSectors: number;
+  addBytes: number;
+}
+
+interface DiskPlan {
+  windows: Window[];
+  /** why this disk cannot be tracked, or null */
+  untrackable: string | null;
+  /** identity of the device set, compared at collect time */
+  key: string;
+}
+
+/** The kernel's in-trace dev_t: major << 20 | minor. */
+function kdev(devno: string): number {
+  const [ma, mi] = devno.split(":").map(Number);
+  return ma! * 2 ** 20 + mi!;
+}
+
+function readSys(p: string): string | null {
+  try {
+    return readFileSync(p, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Partitions of a whole disk: [devno, start sector]. */
+function partitionsOf(sysDisk: string): [string, number][] {
+  const out: [string, number][] = [];
+  let names: string[] = [];
+  try {
+    names = readdirSync(sysDisk);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const dev = readSys(path.join(sysDisk, n, "dev"));
+    const start = readSys(path.join(sysDisk, n, "start"));
+    if (dev !== null && start !== null && readSys(path.join(sysDisk, n, "partition")) !== null) {
+      out.push([dev, Number(start)]);
+    }
+  }
+  return out;
+}
+
+/**
+ * Windows for a whole disk `devno` whose sector 0 is `addBytes` into our disk. Events on a partition
+ * of it are counted both as partition-relative and as already remapped to the whole disk (kernels
+ * report the whole disk's dev and sectors for bios since 5.12; counting both stays correct either way).
+ */
+function wholeDiskWindows(devno: string, addBytes: number): Window[] {
+  const sys = `/sys/dev/block/${devno}`;
+  const w: Window[] = [{ dev: kdev(devno), shiftSectors: 0, addBytes }];
+  for (const [p, start] of partitionsOf(sys)) {
+    w.push({ dev: kdev(p), shiftSectors: 0, addBytes }, { dev: kdev(p), shiftSectors: start, addBytes });
+  }
+  return w;
+}
+
+function isBlkMq(devno: string): boolean {
+  return existsSync(`/sys/dev/block/${devno}/mq`);
+}
+
+/** Block devices that carry a disk and how their sectors map onto it. */
+export function planDisk(disk: DiskInfo): DiskPlan {
+  if (disk.kind === "block") {
+    const devno = disk.devno!;
+    const sys = `/sys/dev/block/${devno}`;
+    const start = readSys(`${sys}/start`);
+    if (readSys(`${sys}/partition`) !== null && start !== null) {
+      // the disk is a partition: requests complete on the whole disk, in whole-disk sectors
+      const whole = readSys(path.join(realpathSync(sys), "..", "dev"));
+      if (whole === null)
+        return {
+          windows: [],
+          untrackable: `cannot find the disk that holds partition ${disk.path}`,
+          key: "",
+        };
+      const s = Number(start);
+      const windows: Window[] = [
+        { dev: kdev(whole), shiftSectors: -s, addBytes: 0 },
+        { dev: kdev(devno), shiftSectors: 0, addBytes: 0 },
+        { dev: kdev(devno), shiftSectors: -s, addBytes: 0 },
+      ];
+      const untrackable = isBlkMq(whole)
+        ? null
+        : `${disk.path} is not on a blk-mq device; its completions cannot be traced`;
+      return { windows, untrackable, key: `${whole}+${s}` };
+    }
+    const untrackable = isBlkMq(devno)
+      ? null
+      : `${disk.path} is not a blk-mq device; its completions cannot be traced`;
+    const windows = wholeDiskWindows(devno, 0);
+    return { windows, untrackable, key: windows.map((w) => `${w.dev}/${w.shiftSectors}`).join(",") };
+  }
+  // an image file: trace the loop devices backed by it
+  const real = realpathSync(disk.path);
+  const windows: Window[] = [];
+  const keys: string[] = [];
+  let untrackable: string | null = null;
+  let loops: string[] = [];
+  try {
+    loops = readdirSync("/sys/block").filter((n) => n.startsWith("loop"));
+  } catch {
+    // no sysfs: no loop devices
+  }
+  for (const l of loops) {
+    const backing = readSys(`/sys/block/${l}/loop/backing_file`);
+    if (backing !== real) continue;
+    const devno = readSys(`/sys/block/${l}/dev`)!;
+    const offset = Number(readSys(`/sys/block/${l}/loop/offset`) ?? "0");
+    windows.push(...wholeDiskWindows(devno, offset));
+    keys.push(`${devno}@${offset}`);
+    if (!isBlkMq(devno)) untrackable = `loop device /dev/${l} is not blk-mq`;
+  }
+  if (windows.length === 0)
+    untrackable = `${disk.path} is not attached to a loop device, so its writes cannot be traced`;
+  return { windows, untrackable, key: keys.sort().join(",") };
+}
+
+export function findTracefs(): string | null {
+  for (const t of TRACEFS_CANDIDATES) if (existsSync(path.join(t, "instances"))) return t;
+  // not mounted: mount it where the kernel documents it
+  if (existsSync(TRACEFS_CANDIDATES[0]!)) {
+    spawnSync("mount", ["-t", "tracefs", "nodev", TRACEFS_CANDIDATES[0]!], { stdio: "ignore" });
+    if (existsSync(path.join(TRACEFS_CANDIDATES[0]!, "instances"))) return TRACEFS_CANDIDATES[0]!;
+  }
+  return null;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes tracefs instances left by switchback processes that died (kill -9) while tracking. */
+export function removeStaleInstances(tracefs = findTracefs()): string[] {
+  if (tracefs === null) return [];
+  const removed: string[] = [];
+  for (const n of readdirSync(path.join(tracefs, "instances"))) {
+    const m = /^switchback-(\d+)-\d+$/.exec(n);
+    if (m === null || pidAlive(Number(m[1]))) continue;
+    try {
+      rmdirSync(path.join(tracefs, "instances", n));
+      removed.push(n);
+    } catch {
+      // still in use: leave it
+    }
+  }
+  return removed;
+}
+
+export interface TracefsTrackerOptions {
+  /** ring buffer per CPU, KiB (default: 4 MiB per CPU, at most 64 MiB in all) */
+  bufferKbPerCpu?: number;
+}
+
+let instanceCounter = 0;
+
+const LINE = /: (block_bio_queue|block_rq_complete): (\d+),(\d+) (\S+) (?:\([^)]*\) )?(\d+) \+ (\d+)/;
+
+export class TracefsWriteTracker implements WriteTracker {
+  readonly warnings: string[] = [];
+  readonly #disks: DiskInfo[];
+  readonly #plans: DiskPlan[];
+  readonly #dir: string;
+  readonly #byDev = new Map<number, { disk: number; w: Window }[]>();
+  /** per disk: [fromByte, toByte) intervals seen so far (merged at collect) */
+  readonly #seen: [number, number][][];
+  readonly #lost: (string | null)[];
+  #fd: number | null = null;
+  #timer: NodeJS.Timeout | undefined;
+  #partial = "";
+  #stopped = false;
+
+  private constructor(disks: DiskInfo[], plans: DiskPlan[], dir: string) {
+    this.#disks = disks;
+    this.#plans = plans;
+    this.#dir = dir;
+    this.#seen = disks.map(() => []);
+    this.#lost = plans.map((p) => p.untrackable);
+    plans.forEach((p, disk) => {
+      for (const w of p.windows) {
+        const list = this.#byDev.get(w.dev) ?? [];
+        list.push({ disk, w });
+        this.#byDev.set(w.dev, list);
+      }
+    });
+  }
+
+  /** Starts tracking writes to the disks; throws TRACKER_UNAVAILABLE when tracefs cannot be used. */
+  static start(disks: DiskInfo[], o: TracefsTrackerOptions = {}): TracefsWriteTracker {
+    const tracefs = findTracefs();
+    if (tracefs === null) {
+      throw new SwitchbackError(
+        "TRACKER_UNAVAILABLE",
+        "tracefs is not mounted at /sys/kernel/tracing and could not be mounted; run as root on a kernel with tracing, or use --track none",
+      );
+    }
+    removeStaleInstances(tracefs);
+    const plans = disks.map(planDisk);
+    const dir = path.join(tracefs, "instances", `${INSTANCE_PREFIX}${process.pid}-${instanceCounter++}`);
+    try {
+      mkdirSync(dir);
+    } catch (err) {
+      throw new SwitchbackError(
+        "TRACKER_UNAVAILABLE",
+        `cannot create the tracefs instance ${dir}: ${(err as Error).message}`,
+      );
+    }
+    const t = new TracefsWriteTracker(disks, plans, dir);
+    try {
+      t.#setup(o);
+    } catch (err) {
+      t.#remove();
+      throw err;
+    }
+    return t;
+  }
+
+  #setup(o: TracefsTrackerOptions): void {
+    const devs = [...this.#byDev.keys()];
+    if (devs.length === 0) return; // nothing traceable: every disk reports why at collect
+    const cpus = readdirSync(path.join(this.#dir, "per_cpu")).filter((n) => n.startsWith("cpu")).length;
+    const kb = o.bufferKbPerCpu ?? Math.max(256, Math.min(4096, Math.floor(65536 / Math.max(1, cpus))));
+    writeFileSync(path.join(this.#dir, "buffer_size_kb"), String(kb));
+    // when the buffer is full drop new events (counted) rather than overwrite old ones
+    writeFileSync(path.join(this.#dir, "options", "overwrite"), "0");
+    const filter = `(${devs.map((d) => `dev == ${d}`).join(" || ")}) && !(rwbs ~ "R*")`;
+    for (const e of EVENTS) {
+      const f = path.join(this.#dir, "events", "block", e, "filter");
+      try {
+        writeFileSync(f, filter);
+      } catch (err) {
+        // a rejected filter leaves the event unfiltered: never enable it then
+        throw new SwitchbackError(
+          "TRACKER_UNAVAILABLE",
+          `tracefs rejected the filter for ${e}: ${(err as Error).message}`,
+        );
+      }
+      const back = readFileSync(f, "utf8").trim();
+      if (back !== filter)
+        throw new SwitchbackError(
+          "TRACKER_UNAVAILABLE",
+          `tracefs kept filter "${back}" for ${e}, not "${filter}"`,
+        );
+    }
+    this.#fd = openSync(path.join(this.#dir, "trace_pipe"), constants.O_RDONLY | constants.O_NONBLOCK);
+    for (const e of EVENTS) writeFileSync(path.join(this.#dir, "events", "block", e, "enable"), "1");
+    writeFileSync(path.join(this.#dir, "tracing_on"), "1");
+    this.#timer = setInterval(() => this.#drain(), DRAIN_EVERY_MS);
+    this.#timer.unref();
+  }
+
+  /** Reads every event the ring buffer holds now. */
+  #drain(): void {
+    if (this.#fd === null) return;
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(this.#fd, buf, 0, buf.length, null);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EAGAIN") break;
+        this.#loseAll(`reading the trace failed: ${(err as Error).message}`);
+        break;
+      }
+      if (n === 0) break;
+      const text = this.#partial + buf.toString("latin1", 0, n);
+      const lines = text.split("\n");
+      this.#partial = lines.pop()!;
+      for (const l of lines) this.#line(l);
+    }
+  }
+
+  #line(l: string): void {
+    if (l.length === 0) return;
+    const m = LINE.exec(l);
+    if (m === null) {
+      // e.g. "CPU:1 [LOST 42 EVENTS]"
+      this.#loseAll(`unexpected trace line ${JSON.stringify(l.slice(0, 120))}`);
+      return;
+    }
+    const nr = Number(m[6]);
+    if (nr === 0) return; // flushes carry no data
+    const dev = Number(m[2]) * 2 ** 20 + Number(m[3]);
+    const sector = Number(m[5]);
+    for (const { disk, w } of this.#byDev.get(dev) ?? []) {
+      const size = this.#disks[disk]!.sizeBytes;
+      const from = Math.max(0, (sector + w.shiftSectors) * 512 + w.addBytes);
+      const to = Math.min(size, (sector + w.shiftSectors + nr) * 512 + w.addBytes);
+      if (to > from) this.#seen[disk]!.push([from, to]);
+    }
+  }
+
+  #loseAll(why: string): void {
+    for (let i = 0; i < this.#lost.length; i++) this.#lost[i] ??= why;
+  }
+
+  /** Events the kernel could not record: dropped (buffer full) or overwritten. */
+  #kernelLosses(): string | null {
+    const base = path.join(this.#dir, "per_cpu");
+    for (const cpu of readdirSync(base)) {
+      const stats = readSys(path.join(base, cpu, "stats"));
+      if (stats === null) return `cannot read ${cpu} trace stats`;
+      for (const key of ["overrun", "commit overrun", "dropped events"]) {
+        const m = new RegExp(`^${key}: (\\d+)`, "m").exec(stats);
+        if (m === null) continue;
+        if (Number(m[1]) > 0)
+          return `the trace ring buffer of ${cpu} lost ${m[1]} event(s) (${key}); the buffer is too small for this write rate`;
+      }
+    }
+    if (readSys(path.join(this.#dir, "tracing_on")) !== "1")
+      return "tracing was switched off in the tracker's instance";
+    for (const e of EVENTS) {
+      if (readSys(path.join(this.#dir, "events", "block", e, "enable")) !== "1")
+        return `event ${e} was disabled`;
+    }
+    return null;
+  }
+
+  async collect(): Promise<([number, number][] | null)[]> {
+    if (this.#stopped) throw new Error("collect() after stop()");
+    this.#drain();
+    if (this.#fd !== null) {
+      const k = this.#kernelLosses();
+      if (k !== null) this.#loseAll(k);
+    }
+    // a loop device attached (or a partition table changed) since start: its writes were not traced
+    this.#disks.forEach((d, i) => {
+      if (this.#lost[i] !== null) return;
+      let now: string;
+      try {
+        now = planDisk(d).key;
+      } catch (err) {
+        now = `error ${(err as Error).message}`;
+      }
+      if (now !== this.#plans[i]!.key)
+        this.#lost[i] = `the block devices of ${d.path} changed while tracking`;
+    });
+    return this.#disks.map((d, i) => {
+      const why = this.#lost[i];
+      if (why !== null && why !== undefined) {
+        this.warnings.push(
+          `write tracker cannot vouch for disk ${i} (${d.path}): ${why}; re-read it whole while frozen`,
+        );
+        return null;
+      }
+      return toUnitRanges(this.#seen[i]!, unitCount(d.sizeBytes));
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#remove();
+  }
+
+  #remove(): void {
+    clearInterval(this.#timer);
+    if (this.#fd !== null) {
+      try {
+        writeFileSync(path.join(this.#dir, "tracing_on"), "0");
+      } catch {
+        // removing the instance below stops it as well
+      }
+      closeSync(this.#fd);
+      this.#fd = null;
+    }
+    try {
+      rmdirSync(this.#dir);
+    } catch {
+      // a second attempt after a moment; a leftover is removed by the next tracker (removeStaleInstances)
+      try {
+        rmdirSync(this.#dir);
+      } catch {
+        // leave it
+      }
+    }
+  }
+}
+
+/** Byte intervals → ascending, merged [fromUnit, toUnit) ranges. */
+export function toUnitRanges(bytes: [number, number][], units: number): [number, number][] {
+  const r = bytes
+    .map(([a, b]): [number, number] => [
+      Math.floor(a / UNIT_BYTES),
+      Math.min(units, Math.ceil(b / UNIT_BYTES)),
+    ])
+    .sort((x, y) => x[0] - y[0]);
+  const out: [number, number][] = [];
+  for (const [a, b] of r) {
+    const last = out[out.length - 1];
+    if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}
+
+export type TrackMode = "auto" | "tracefs" | "none";
+
+/**
+ * The tracker factory for replicate: tracefs when asked (failure is an error), or when `auto` and
+ * root (failure is a warning and a whole-disk frozen re-read), none otherwise.
+ */
+export function writeTrackerFactory(
+  mode: TrackMode,
+): ((disks: DiskInfo[]) => Promise<WriteTracker | null>) | undefined {
+  if (mode === "none") return undefined;
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (mode === "auto" && !root) return undefined;
+  return async (disks) => {
+    try {
+      return TracefsWriteTracker.start(disks);
+    } catch (err) {
+      if (mode === "tracefs") throw err;
+      const why = (err as Error).message;
+      return {
+        warnings: [`write tracker unavailable (${why}); every disk was re-read whole while frozen`],
+        collect: async () => disks.map(() => null),
+        stop: async () => {},
+      };
+    }
+  };
+}
