@@ -2,8 +2,10 @@
 // The switchback command line: one file per command under commands/.
 import { Command, CommanderError } from "commander";
 import { SwitchbackError } from "../domain/errors.ts";
+import * as agent from "./commands/agent.ts";
 import * as datastore from "./commands/datastore.ts";
 import * as points from "./commands/points.ts";
+import * as processServer from "./commands/process-server.ts";
 import * as replicateOnce from "./commands/replicate-once.ts";
 import * as restore from "./commands/restore.ts";
 
@@ -13,7 +15,7 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError(false)
     .exitOverride();
-  for (const m of [datastore, replicateOnce, points, restore]) m.register(program);
+  for (const m of [datastore, replicateOnce, points, restore, processServer, agent]) m.register(program);
   return program;
 }
 

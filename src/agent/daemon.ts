@@ -1,0 +1,182 @@
+// The agent daemon: takes recovery points of one machine on a schedule and ships them to a process
+// server. Crash-consistent every `crashEveryMs`, app-consistent (hooks) every `appEveryMs`; an
+// app-consistent point also counts as the crash-consistent one. One point at a time. A failed point
+// is retried with backoff; nothing of it is visible until the server commits it, and the retry sends
+// only what the server does not hold yet, so a failure costs a retry, never a corrupt point.
+import type { Logger } from "pino";
+import { SwitchbackError } from "../domain/errors.ts";
+import type { ItemName } from "../domain/ids.ts";
+import { RemoteSink } from "../replication/remote-sink.ts";
+import { type ReplicateResult, replicateOnce, type SnapshotMode } from "../replication/replicate.ts";
+
+export interface AgentDaemonOptions {
+  server: string;
+  token: string;
+  item: ItemName;
+  disks: string[];
+  /** this item's agent state folder */
+  stateDir: string;
+  crashEveryMs: number;
+  appEveryMs: number;
+  /** pre-snapshot/post-snapshot hooks; without them every point is crash-consistent */
+  hooksDir?: string;
+  hookTimeoutMs?: number;
+  snapshot?: SnapshotMode;
+  /** how long one call to the process server keeps retrying */
+  deadlineMs?: number;
+  log: Logger;
+}
+
+/** Codes after which the next attempt should start at once: the server told us exactly what to redo. */
+const RETRY_AT_ONCE = new Set(["POINT_BLOCKS_MISSING", "POINT_PARENT_NOT_LATEST", "POINT_ID_NOT_NEWER"]);
+const MAX_BACKOFF_MS = 60_000;
+
+export class AgentDaemon {
+  readonly #o: AgentDaemonOptions;
+  #stopping = false;
+  #wake: (() => void) | null = null;
+  #running: Promise<unknown> | null = null;
+
+  constructor(o: AgentDaemonOptions) {
+    this.#o = o;
+  }
+
+  /** True while a point is being taken. */
+  get busy(): boolean {
+    return this.#running !== null;
+  }
+
+  /** Asks the loop to stop after the point under way (if any). */
+  stop(): void {
+    this.#stopping = true;
+    this.#wake?.();
+  }
+
+  /** Takes one point, retrying failures up to `attempts` times. */
+  async once(attempts = 5): Promise<ReplicateResult | null> {
+    for (let failures = 0; !this.#stopping; ) {
+      const r = await this.#attempt(this.#o.hooksDir !== undefined ? "app" : "crash");
+      if (r.ok) return r.result;
+      if (++failures >= attempts) return null;
+      await this.#sleep(backoff(r.code, failures));
+    }
+    return null;
+  }
+
+  /** Runs the schedule until stop(). */
+  async run(): Promise<void> {
+    const { crashEveryMs, appEveryMs, hooksDir, log } = this.#o;
+    let lastCrash = Number.NEGATIVE_INFINITY;
+    let lastApp = Number.NEGATIVE_INFINITY;
+    let failures = 0;
+    log.info(
+      { server: this.#o.server, disks: this.#o.disks, crashEveryMs, appEveryMs, hooks: hooksDir ?? null },
+      "agent started",
+    );
+    while (!this.#stopping) {
+      const now = Date.now();
+      const appDue = hooksDir !== undefined && now - lastApp >= appEveryMs;
+      const crashDue = now - lastCrash >= crashEveryMs;
+      if (!appDue && !crashDue) {
+        const next = Math.min(
+          lastCrash + crashEveryMs,
+          hooksDir !== undefined ? lastApp + appEveryMs : Infinity,
+        );
+        await this.#sleep(next - now);
+        continue;
+      }
+      const consistency = appDue ? "app" : "crash";
+      const r = await this.#attempt(consistency);
+      if (r.ok) {
+        failures = 0;
+        lastCrash = r.startedAt;
+        if (consistency === "app") lastApp = r.startedAt;
+      } else {
+        failures++;
+        await this.#sleep(backoff(r.code, failures));
+      }
+    }
+    log.info("agent stopped");
+  }
+
+  async #attempt(
+    consistency: "crash" | "app",
+  ): Promise<{ ok: true; result: ReplicateResult; startedAt: number } | { ok: false; code: string }> {
+    const o = this.#o;
+    const startedAt = Date.now();
+    let sink: RemoteSink | null = null;
+    const work = (async () => {
+      sink = await RemoteSink.connect({
+        server: o.server,
+        token: o.token,
+        deadlineMs: o.deadlineMs,
+        onRetry: (e) => o.log.warn(e, "retrying a call to the process server"),
+      });
+      return replicateOnce({
+        item: o.item,
+        disks: o.disks,
+        stateDir: o.stateDir,
+        sink,
+        consistency,
+        hooksDir: o.hooksDir,
+        hookTimeoutMs: o.hookTimeoutMs,
+        snapshot: o.snapshot,
+      });
+    })();
+    this.#running = work;
+    try {
+      const r = await work;
+      const s = sink as RemoteSink | null;
+      o.log.info(
+        {
+          pointId: r.pointId,
+          parent: r.parent,
+          mode: r.mode,
+          consistency: r.consistency,
+          snapshot: r.snapshot,
+          bytesRead: r.bytesRead,
+          bytesSent: r.bytesSent,
+          bytesResent: s?.bytesResent ?? 0,
+          retries: s?.retries ?? 0,
+          changedBlocks: r.changedBlocks,
+          durationMs: r.durationMs,
+          maxFreezeMs: r.maxFreezeMs,
+          warnings: r.warnings,
+        },
+        "point committed",
+      );
+      return { ok: true, result: r, startedAt };
+    } catch (err) {
+      const code =
+        err instanceof SwitchbackError ? err.code : ((err as NodeJS.ErrnoException).code ?? "UNEXPECTED");
+      o.log.error(
+        { code, error: (err as Error).message, consistency, durationMs: Date.now() - startedAt },
+        "point failed",
+      );
+      return { ok: false, code };
+    } finally {
+      this.#running = null;
+      await (sink as RemoteSink | null)?.close().catch(() => {});
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopping || ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.#wake = () => {
+        this.#wake = null;
+        done();
+      };
+    });
+  }
+}
+
+function backoff(code: string, failures: number): number {
+  if (RETRY_AT_ONCE.has(code) && failures <= 3) return 200;
+  return Math.min(1000 * 2 ** (failures - 1), MAX_BACKOFF_MS);
+}

@@ -1,0 +1,595 @@
+// The process server: the appliance role that receives agents' replication streams over HTTP and
+// writes them into its site's datastore (docs/transport.md). Invariants:
+//  - every block of every frame is checked against its BLAKE3 address before it is stored;
+//  - a point is committed only when its parent is the item's latest point (no forked history) and
+//    every block it references is durable and indexed;
+//  - every request is idempotent, so an agent retries anything it did not see acknowledged.
+// Blocks go through one shared BlockWriter, serialized by a mutex; it is flushed (packs + an index
+// file, fsynced) before each commit, every FLUSH_EVERY_BYTES, after FLUSH_IDLE_MS without frames and
+// at shutdown. A kill -9 loses only blocks received since the last flush; commit then names them
+// missing (POINT_BLOCKS_MISSING) and the agent sends them again.
+import { createHash, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { type Static, Type } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
+import type { BlockWriter, Datastore, Lock } from "../datastore/datastore.ts";
+import { BLOCK_SIZE, paths } from "../datastore/format.ts";
+import { blockHash, HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
+import { decodeManifest, encodeManifest, type PointManifest } from "../datastore/manifest.ts";
+import { openFrame } from "../datastore/pack.ts";
+import { SwitchbackError } from "../domain/errors.ts";
+import { type ItemName, type PointId, parseItemName, parsePointId } from "../domain/ids.ts";
+import {
+  BODY_LIMIT_BYTES,
+  CommitResponseSchema,
+  DiskMapParamsSchema,
+  decodeFrameBody,
+  encodeBitmap,
+  encodeDiskMap,
+  FrameResponseSchema,
+  ItemParamsSchema,
+  LatestResponseSchema,
+  POINT_BODY_LIMIT_BYTES,
+  PROBLEM_TYPE_PREFIX,
+  ProblemSchema,
+  routes,
+  type Status,
+  StatusSchema,
+  WIRE_VERSION,
+} from "../replication/wire.ts";
+
+const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
+const FLUSH_IDLE_MS = 1000;
+
+// ---- authentication: the one seam (mTLS will replace tokenAuthenticator) ----
+
+/** Who is calling, and which items it may write. */
+export interface Principal {
+  agent: string;
+  /** item names this agent may replicate, or "*" for any */
+  items: ReadonlySet<string> | "*";
+}
+
+/** Decides who a request comes from; null = not authenticated. */
+export type Authenticate = (req: FastifyRequest) => Principal | null;
+
+const TokensFileSchema = Type.Object({
+  version: Type.Literal(1),
+  agents: Type.Array(
+    Type.Object({
+      name: Type.String({ minLength: 1 }),
+      /** the token itself (at least 16 characters)… */
+      token: Type.Optional(Type.String({ minLength: 16 })),
+      /** …or, better, its SHA-256 in hex: `printf %s "$TOKEN" | sha256sum` */
+      tokenSha256: Type.Optional(Type.String({ pattern: "^[0-9a-f]{64}$" })),
+      items: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+    }),
+  ),
+});
+export type TokensFile = Static<typeof TokensFileSchema>;
+
+export function loadTokensFile(file: string): TokensFile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new SwitchbackError(
+      "TOKENS_FILE_INVALID",
+      `tokens file ${file} cannot be read as JSON (${(err as Error).message}); see docs/transport.md for its format`,
+    );
+  }
+  if (!Value.Check(TokensFileSchema, raw)) {
+    const e = [...Value.Errors(TokensFileSchema, raw)][0];
+    throw new SwitchbackError(
+      "TOKENS_FILE_INVALID",
+      `tokens file ${file}: ${e?.path || "/"} ${e?.message ?? "is not valid"}; see docs/transport.md for its format`,
+    );
+  }
+  for (const a of raw.agents) {
+    if ((a.token === undefined) === (a.tokenSha256 === undefined)) {
+      throw new SwitchbackError(
+        "TOKENS_FILE_INVALID",
+        `tokens file ${file}: agent ${JSON.stringify(a.name)} needs exactly one of "token" or "tokenSha256"`,
+      );
+    }
+  }
+  return raw;
+}
+
+function sha256(s: string): Buffer {
+  return createHash("sha256").update(s, "utf8").digest();
+}
+
+/** Bearer-token authentication against a tokens file. */
+export function tokenAuthenticator(tokens: TokensFile): Authenticate {
+  const known = tokens.agents.map((a) => ({
+    digest: a.tokenSha256 !== undefined ? Buffer.from(a.tokenSha256, "hex") : sha256(a.token!),
+    principal: {
+      agent: a.name,
+      items: a.items.includes("*") ? ("*" as const) : new Set(a.items),
+    },
+  }));
+  return (req) => {
+    const h = req.headers.authorization;
+    if (h === undefined || !h.startsWith("Bearer ")) return null;
+    const digest = sha256(h.slice("Bearer ".length).trim());
+    // compare against every entry in constant time: no early exit tells which prefix matched
+    let found: Principal | null = null;
+    for (const k of known) if (timingSafeEqual(k.digest, digest)) found = k.principal;
+    return found;
+  };
+}
+
+function mayWrite(p: Principal, item: string): boolean {
+  return p.items === "*" || p.items.has(item);
+}
+
+// ---- errors as problem documents ----
+
+const STATUS_OF: Record<string, number> = {
+  UNAUTHORIZED: 401,
+  ITEM_NOT_ALLOWED: 403,
+  ITEM_HAS_NO_POINTS: 404,
+  POINT_NOT_FOUND: 404,
+  DISK_NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  REQUEST_INVALID: 400,
+  FRAME_INVALID: 400,
+  HASHES_INVALID: 400,
+  MANIFEST_INVALID: 400,
+  POINT_EXISTS: 409,
+  POINT_PARENT_NOT_LATEST: 409,
+  POINT_ID_NOT_NEWER: 409,
+  ITEM_IDENTITY_MISMATCH: 409,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  FRAME_HASH_MISMATCH: 422,
+  FRAME_UNREADABLE: 422,
+  POINT_BLOCKS_MISSING: 422,
+  SHUTTING_DOWN: 503,
+  STORE_WRITE_FAILED: 503,
+};
+
+function sendProblem(reply: FastifyReply, code: string, detail: string, instance?: string): FastifyReply {
+  const status = STATUS_OF[code] ?? 500;
+  const body = {
+    type: `${PROBLEM_TYPE_PREFIX}${code}`,
+    title: code,
+    status,
+    detail,
+    code,
+    ...(instance !== undefined ? { instance } : {}),
+  };
+  if (status === 401) reply.header("www-authenticate", 'Bearer realm="switchback"');
+  return reply.code(status).type("application/problem+json").send(JSON.stringify(body));
+}
+
+class Mutex {
+  #tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.#tail.then(fn);
+    this.#tail = r.catch(() => {});
+    return r;
+  }
+}
+
+// ---- the server ----
+
+export interface ProcessServerOptions {
+  ds: Datastore;
+  authenticate: Authenticate;
+  host: string;
+  port: number;
+  jsonLogs?: boolean;
+}
+
+export class ProcessServer {
+  readonly #ds: Datastore;
+  readonly #auth: Authenticate;
+  readonly #app: FastifyInstance;
+  readonly #mutex = new Mutex();
+  #writer: BlockWriter;
+  #lock: Lock | null = null;
+  #bytesSinceFlush = 0;
+  #idleTimer: NodeJS.Timeout | null = null;
+  #closing: Promise<void> | null = null;
+  readonly #opts: ProcessServerOptions;
+  readonly status: Status;
+
+  constructor(o: ProcessServerOptions) {
+    this.#opts = o;
+    this.#ds = o.ds;
+    this.#auth = o.authenticate;
+    this.#writer = o.ds.writer();
+    this.status = {
+      version: WIRE_VERSION,
+      datastoreId: o.ds.config.id,
+      startedAt: new Date().toISOString(),
+      pid: process.pid,
+      bytesReceived: 0,
+      framesReceived: 0,
+      framesRejected: 0,
+      blocksStored: 0,
+      blocksAlreadyStored: 0,
+      missingQueries: 0,
+      pointsCommitted: 0,
+      pointsRejected: 0,
+      flushes: 0,
+    };
+    this.#app = Fastify({
+      logger: o.jsonLogs ? { level: "info", base: { role: "process-server" } } : false,
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit: BODY_LIMIT_BYTES,
+      keepAliveTimeout: 30_000,
+      return503OnClosing: true,
+    });
+    this.#routes();
+  }
+
+  get log(): FastifyInstance["log"] {
+    return this.#app.log;
+  }
+
+  /** Takes the shared datastore lock and listens; returns the URL it listens on. */
+  async start(): Promise<string> {
+    this.#lock = await this.#ds.lock("shared", `process-server ${this.#opts.host}:${this.#opts.port}`);
+    try {
+      await this.#app.listen({ host: this.#opts.host, port: this.#opts.port });
+    } catch (err) {
+      await this.#lock.release();
+      this.#lock = null;
+      throw err;
+    }
+    const a = this.#app.server.address() as AddressInfo;
+    const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
+    return `http://${host}:${a.port}`;
+  }
+
+  /** Graceful stop: refuse new requests, finish the ones under way, flush, release the lock. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#idleTimer) clearTimeout(this.#idleTimer);
+      await this.#app.close();
+      try {
+        await this.#mutex.run(() => this.#flush());
+      } finally {
+        await this.#lock?.release();
+        this.#lock = null;
+      }
+    })();
+    return this.#closing;
+  }
+
+  // ---- the store side, always under the mutex ----
+
+  async #flush(): Promise<void> {
+    try {
+      await this.#writer.flush();
+    } catch (err) {
+      this.#writerFailed(err);
+    }
+    this.#bytesSinceFlush = 0;
+    this.status.flushes++;
+  }
+
+  /** A failed pack write poisons its writer: start a fresh one; what it held is sent again by agents. */
+  #writerFailed(err: unknown): never {
+    this.#app.log.error({ err }, "writing to the datastore failed; blocks not yet flushed are dropped");
+    this.#writer = this.#ds.writer();
+    throw new SwitchbackError(
+      "STORE_WRITE_FAILED",
+      `the process server could not write to datastore ${this.#ds.backend.location}: ${(err as Error).message}; retry later`,
+    );
+  }
+
+  #scheduleIdleFlush(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null;
+      this.#mutex
+        .run(() => this.#flush())
+        .catch((err: unknown) => this.#app.log.error({ err }, "idle flush failed"));
+    }, FLUSH_IDLE_MS);
+    this.#idleTimer.unref();
+  }
+
+  async #storeFrame(frame: ReturnType<typeof decodeFrameBody>): Promise<number> {
+    return this.#mutex.run(async () => {
+      const keep = await this.#writer.missing(frame.hashes);
+      const n = keep.filter(Boolean).length;
+      if (n > 0) {
+        try {
+          await this.#writer.add(frame, keep);
+        } catch (err) {
+          this.#writerFailed(err);
+        }
+        this.#bytesSinceFlush += frame.payload.length;
+        if (this.#bytesSinceFlush >= FLUSH_EVERY_BYTES) await this.#flush();
+      }
+      return n;
+    });
+  }
+
+  async #commit(
+    principal: Principal,
+    item: ItemName,
+    body: Buffer,
+  ): Promise<{ alreadyCommitted: boolean; m: PointManifest }> {
+    let m: PointManifest;
+    try {
+      m = decodeManifest("(request body)", body);
+    } catch (err) {
+      throw new SwitchbackError(
+        "MANIFEST_INVALID",
+        `the point manifest is not valid: ${(err as Error).message}`,
+      );
+    }
+    const h = m.header;
+    if (h.item !== item) {
+      throw new SwitchbackError(
+        "MANIFEST_INVALID",
+        `the manifest is for item ${JSON.stringify(h.item)} but was posted to item ${item}`,
+      );
+    }
+    let id: PointId;
+    try {
+      id = parsePointId(h.id);
+      if (h.parent !== null) parsePointId(h.parent);
+    } catch (err) {
+      throw new SwitchbackError("MANIFEST_INVALID", (err as Error).message);
+    }
+    if (!mayWrite(principal, item)) {
+      throw new SwitchbackError("ITEM_NOT_ALLOWED", `agent ${principal.agent} may not write item ${item}`);
+    }
+    return this.#mutex.run(async () => {
+      const ids = await this.#ds.pointIds(item);
+      const encoded = Buffer.concat(encodeManifest(m));
+      if (ids.includes(id)) {
+        const stored = await this.#ds.backend.read(paths.point(item, id));
+        if (stored.equals(encoded)) return { alreadyCommitted: true, m };
+        throw new SwitchbackError(
+          "POINT_EXISTS",
+          `point ${id} of item ${item} already exists with other content; take a new point`,
+        );
+      }
+      const latest = ids[ids.length - 1] ?? null;
+      if (h.parent !== latest) {
+        throw new SwitchbackError(
+          "POINT_PARENT_NOT_LATEST",
+          `point ${id} of item ${item} builds on ${h.parent ?? "nothing"} but the item's latest point is ${latest ?? "none"}; take a new point on top of the latest`,
+        );
+      }
+      if (latest !== null) {
+        if (id <= latest) {
+          throw new SwitchbackError(
+            "POINT_ID_NOT_NEWER",
+            `point ${id} of item ${item} is not newer than the latest point ${latest}; check the agent's clock`,
+          );
+        }
+        const parent = await this.#ds.readPointHeader(item, latest);
+        const same =
+          parent.disks.length === h.disks.length &&
+          parent.disks.every((d, i) => d.uuid === h.disks[i]!.uuid && d.sizeBytes === h.disks[i]!.sizeBytes);
+        if (!same) {
+          throw new SwitchbackError(
+            "ITEM_IDENTITY_MISMATCH",
+            `point ${id} describes disks (${h.disks.map((d) => d.uuid).join(", ")}) other than item ${item}'s (${parent.disks.map((d) => d.uuid).join(", ")})`,
+          );
+        }
+      }
+      await this.#flush();
+      let missing = this.#countMissing(m, await this.#ds.index());
+      // another writer (replicate-once, a second process server) may have indexed them meanwhile
+      if (missing.count > 0) missing = this.#countMissing(m, await this.#ds.reloadIndex());
+      if (missing.count > 0) {
+        throw new SwitchbackError(
+          "POINT_BLOCKS_MISSING",
+          `point ${id} of item ${item} references ${missing.count} block(s) the datastore does not hold (first: ${missing.first}); they were lost before a flush (process server restarted?); send them again and retry the point`,
+        );
+      }
+      await this.#ds.commitPoint(m);
+      return { alreadyCommitted: false, m };
+    });
+  }
+
+  #countMissing(
+    m: PointManifest,
+    idx: Awaited<ReturnType<Datastore["index"]>>,
+  ): { count: number; first: string } {
+    let count = 0;
+    let first = "";
+    for (const d of m.disks) {
+      for (let i = 0; i < d.blocks.length; i++) {
+        if (isZeroHash(d.hashes, i * HASH_BYTES) || idx.has(d.hashes, i * HASH_BYTES)) continue;
+        if (count++ === 0) first = d.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES).toString("hex");
+      }
+    }
+    return { count, first };
+  }
+
+  // ---- HTTP ----
+
+  #routes(): void {
+    const app = this.#app;
+    app.addContentTypeParser("application/octet-stream", { parseAs: "buffer" }, (_req, body, done) => {
+      done(null, body);
+    });
+    app.decorateRequest("principal", null);
+
+    app.addHook("onRequest", async (req, reply) => {
+      const p = this.#auth(req);
+      if (p === null) {
+        return sendProblem(
+          reply,
+          "UNAUTHORIZED",
+          "no valid agent token; send 'Authorization: Bearer <token>' with a token listed in the process server's tokens file",
+          req.url,
+        );
+      }
+      (req as FastifyRequest & { principal: Principal }).principal = p;
+    });
+
+    app.setNotFoundHandler((req, reply) => {
+      sendProblem(
+        reply,
+        "ROUTE_NOT_FOUND",
+        `no route ${req.method} ${req.url} (wire protocol v${WIRE_VERSION})`,
+      );
+    });
+
+    app.setErrorHandler((err: unknown, req, reply) => {
+      if (err instanceof SwitchbackError) {
+        const status = STATUS_OF[err.code] ?? 500;
+        if (status >= 500) req.log.error({ err }, err.message);
+        else req.log.warn({ code: err.code, url: req.url }, err.message);
+        return sendProblem(reply, err.code, err.message, req.url);
+      }
+      const e = err as { code?: string; statusCode?: number; validation?: unknown; message?: string };
+      if (e.validation !== undefined)
+        return sendProblem(reply, "REQUEST_INVALID", e.message ?? "invalid request", req.url);
+      if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE")
+        return sendProblem(
+          reply,
+          "BODY_TOO_LARGE",
+          `the request body is larger than this route accepts`,
+          req.url,
+        );
+      if (e.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE" || e.code === "FST_ERR_CTP_INVALID_CONTENT_LENGTH")
+        return sendProblem(reply, "UNSUPPORTED_MEDIA_TYPE", e.message ?? "unsupported content type", req.url);
+      if (e.statusCode !== undefined && e.statusCode < 500)
+        return sendProblem(reply, "REQUEST_INVALID", e.message ?? "invalid request", req.url);
+      req.log.error({ err }, "unexpected error");
+      return sendProblem(reply, "INTERNAL", `unexpected error: ${e.message ?? String(err)}`, req.url);
+    });
+
+    const problems = { 400: ProblemSchema, 401: ProblemSchema, 404: ProblemSchema };
+    const principal = (req: FastifyRequest) => (req as FastifyRequest & { principal: Principal }).principal;
+    const mayRead = (req: FastifyRequest, item: string) => {
+      if (!mayWrite(principal(req), item))
+        throw new SwitchbackError(
+          "ITEM_NOT_ALLOWED",
+          `agent ${principal(req).agent} may not access item ${item}`,
+        );
+    };
+
+    app.get(routes.status, { schema: { response: { 200: StatusSchema } } }, async () => this.status);
+
+    app.get<{ Params: Static<typeof ItemParamsSchema> }>(
+      routes.latest(":item"),
+      { schema: { params: ItemParamsSchema, response: { 200: LatestResponseSchema, ...problems } } },
+      async (req, reply) => {
+        const item = parseItemName(req.params.item);
+        mayRead(req, item);
+        const ids = await this.#ds.pointIds(item);
+        const last = ids[ids.length - 1];
+        if (last === undefined)
+          return sendProblem(reply, "ITEM_HAS_NO_POINTS", `item ${item} has no recovery points yet`, req.url);
+        return { point: await this.#ds.readPointHeader(item, last) };
+      },
+    );
+
+    app.get<{ Params: Static<typeof DiskMapParamsSchema> }>(
+      routes.diskMap(":item", ":point", ":disk"),
+      { schema: { params: DiskMapParamsSchema } },
+      async (req, reply) => {
+        const item = parseItemName(req.params.item);
+        mayRead(req, item);
+        const { map } = await this.#ds.resolveDisk(item, parsePointId(req.params.point), req.params.disk);
+        return reply.type("application/octet-stream").send(encodeDiskMap(map));
+      },
+    );
+
+    app.post(routes.missing, async (req, reply) => {
+      const body = req.body;
+      if (!Buffer.isBuffer(body) || body.length % HASH_BYTES !== 0) {
+        throw new SwitchbackError(
+          "HASHES_INVALID",
+          `the body must be application/octet-stream, a whole number of 32-byte hashes`,
+        );
+      }
+      this.status.missingQueries++;
+      // asked under the mutex: a frame being stored right now counts as held
+      const missing = await this.#mutex.run(() => this.#writer.missing(body));
+      return reply.type("application/octet-stream").send(encodeBitmap(missing));
+    });
+
+    app.put(routes.frames, { schema: { response: { 200: FrameResponseSchema } } }, async (req) => {
+      const body = req.body;
+      if (!Buffer.isBuffer(body))
+        throw new SwitchbackError("FRAME_INVALID", "a frame must be sent as application/octet-stream");
+      this.status.bytesReceived += body.length;
+      this.status.framesReceived++;
+      try {
+        const frame = decodeFrameBody(body);
+        let raw: Buffer;
+        try {
+          raw = openFrame(frame.payload, frame.compression, frame.blocks, "frame");
+        } catch (err) {
+          throw new SwitchbackError("FRAME_UNREADABLE", `${(err as Error).message}; nothing was stored`);
+        }
+        for (let s = 0; s < frame.blocks; s++) {
+          const h = blockHash(raw.subarray(s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE));
+          if (!h.equals(frame.hashes.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES))) {
+            throw new SwitchbackError(
+              "FRAME_HASH_MISMATCH",
+              `block ${s} of the frame hashes to ${h.toString("hex")}, not to the announced ${frame.hashes.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES).toString("hex")}; the frame was damaged on the way and nothing of it was stored; send it again`,
+            );
+          }
+        }
+        const stored = await this.#storeFrame(frame);
+        this.status.blocksStored += stored;
+        this.status.blocksAlreadyStored += frame.blocks - stored;
+        this.#scheduleIdleFlush();
+        return { blocks: frame.blocks, stored };
+      } catch (err) {
+        this.status.framesRejected++;
+        throw err;
+      }
+    });
+
+    app.post<{ Params: Static<typeof ItemParamsSchema> }>(
+      routes.points(":item"),
+      {
+        bodyLimit: POINT_BODY_LIMIT_BYTES,
+        schema: {
+          params: ItemParamsSchema,
+          response: { 200: CommitResponseSchema, 201: CommitResponseSchema },
+        },
+      },
+      async (req, reply) => {
+        const body = req.body;
+        if (!Buffer.isBuffer(body))
+          throw new SwitchbackError("MANIFEST_INVALID", "a point must be sent as application/octet-stream");
+        const item = parseItemName(req.params.item);
+        try {
+          const { alreadyCommitted, m } = await this.#commit(principal(req), item, body);
+          if (!alreadyCommitted) {
+            this.status.pointsCommitted++;
+            req.log.info(
+              {
+                agent: principal(req).agent,
+                item,
+                pointId: m.header.id,
+                parent: m.header.parent,
+                consistency: m.header.consistency,
+                changedBlocks: m.disks.reduce((s, d) => s + d.blocks.length, 0),
+              },
+              "point committed",
+            );
+          }
+          return reply.code(alreadyCommitted ? 200 : 201).send({ pointId: m.header.id, alreadyCommitted });
+        } catch (err) {
+          this.status.pointsRejected++;
+          throw err;
+        }
+      },
+    );
+  }
+}

@@ -1,0 +1,119 @@
+// switchback agent: replicate a machine's disks to a process server on a schedule (docs/transport.md).
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import type { Command } from "commander";
+import pino from "pino";
+import { AgentDaemon } from "../../agent/daemon.ts";
+import { parseDuration } from "../../domain/duration.ts";
+import { SwitchbackError } from "../../domain/errors.ts";
+import { parseItemName } from "../../domain/ids.ts";
+import type { SnapshotMode } from "../../replication/replicate.ts";
+import { defaultStateDir } from "./replicate-once.ts";
+
+export function register(program: Command): void {
+  program
+    .command("agent")
+    .description(
+      "replicate a machine's disks to a process server: crash-consistent points every --crash-every, app-consistent every --app-every",
+    )
+    .requiredOption("--server <url>", "the process server, e.g. http://10.0.0.5:7443")
+    .requiredOption("--token-file <file>", "file holding this agent's token")
+    .requiredOption("--item <name>", "the replicated item (the machine's name)")
+    .requiredOption(
+      "--disk <path>",
+      "a disk: block device or image file (repeat for each disk, in a fixed order)",
+      collect,
+      [],
+    )
+    .option("--state <dir>", "agent state folder (disk identities and hashes)")
+    .option("--crash-every <duration>", "take a crash-consistent point this often", "30s")
+    .option("--app-every <duration>", "take an app-consistent point this often (needs --hooks)", "15m")
+    .option("--hooks <dir>", "folder with pre-snapshot/post-snapshot hooks")
+    .option("--hook-timeout <duration>", "time limit of each hook", "30s")
+    .option("--snapshot <mode>", "how to reach one instant: auto, freeze, reflink or none", "auto")
+    .option("--deadline <duration>", "how long a call to the process server keeps retrying", "60s")
+    .option("--stop-timeout <duration>", "on SIGTERM, how long to let the point under way finish", "30s")
+    .option("--once", "take one point (retrying failures) and exit")
+    .action(
+      async (o: {
+        server: string;
+        tokenFile: string;
+        item: string;
+        disk: string[];
+        state?: string;
+        crashEvery: string;
+        appEvery: string;
+        hooks?: string;
+        hookTimeout: string;
+        snapshot: string;
+        deadline: string;
+        stopTimeout: string;
+        once?: boolean;
+      }) => {
+        const item = parseItemName(o.item);
+        if (!["auto", "freeze", "reflink", "none"].includes(o.snapshot)) {
+          throw new SwitchbackError(
+            "INVALID_OPTION",
+            `--snapshot ${JSON.stringify(o.snapshot)} is not valid; use auto, freeze, reflink or none`,
+          );
+        }
+        if (!/^https?:\/\//.test(o.server)) {
+          throw new SwitchbackError(
+            "INVALID_OPTION",
+            `--server ${JSON.stringify(o.server)} is not an http:// or https:// URL`,
+          );
+        }
+        const token = readFileSync(o.tokenFile, "utf8").trim();
+        if (token.length === 0) {
+          throw new SwitchbackError(
+            "INVALID_OPTION",
+            `--token-file ${o.tokenFile} is empty; put the agent's token in it`,
+          );
+        }
+        const log = pino(
+          { base: { role: "agent", item }, timestamp: pino.stdTimeFunctions.isoTime },
+          pino.destination({ dest: 1, sync: true }),
+        );
+        const daemon = new AgentDaemon({
+          server: o.server,
+          token,
+          item,
+          disks: o.disk,
+          stateDir: path.join(o.state ?? defaultStateDir(), item),
+          crashEveryMs: parseDuration(o.crashEvery, "--crash-every"),
+          appEveryMs: parseDuration(o.appEvery, "--app-every"),
+          hooksDir: o.hooks,
+          hookTimeoutMs: parseDuration(o.hookTimeout, "--hook-timeout"),
+          snapshot: o.snapshot as SnapshotMode,
+          deadlineMs: parseDuration(o.deadline, "--deadline"),
+          log,
+        });
+        const stopTimeoutMs = parseDuration(o.stopTimeout, "--stop-timeout");
+        let signals = 0;
+        const stop = (signal: NodeJS.Signals) => {
+          if (++signals > 1) process.exit(130);
+          log.info({ signal, pointUnderWay: daemon.busy }, "stopping");
+          daemon.stop();
+          // abandoning a point is safe (nothing is visible before the server commits it), only wasteful
+          setTimeout(() => {
+            log.warn({ stopTimeoutMs }, "the point under way did not finish in time; abandoning it");
+            process.exit(0);
+          }, stopTimeoutMs).unref();
+        };
+        process.on("SIGTERM", stop);
+        process.on("SIGINT", stop);
+        if (o.once) {
+          const r = await daemon.once();
+          if (r === null) process.exitCode = 1;
+        } else {
+          await daemon.run();
+        }
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+      },
+    );
+}
+
+function collect(v: string, acc: string[]): string[] {
+  return [...acc, v];
+}

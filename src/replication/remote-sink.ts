@@ -1,0 +1,270 @@
+// A PointSink that ships a point to a process server over HTTP (docs/transport.md). Every call is
+// idempotent and retried with backoff on connection errors and 5xx answers until a deadline, so a
+// dropped connection or a restarted process server costs a retry, not a failure. Frames are sent with
+// a small window of requests in flight; commit waits for all of them. A commit the server refuses
+// because blocks went missing (it restarted before flushing them) fails with POINT_BLOCKS_MISSING: the
+// agent runs the point again, and `missing` then asks for exactly what the server lacks.
+import type { Static, TSchema } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import type { DiskMap } from "../datastore/disk-map.ts";
+import { HASH_BYTES } from "../datastore/hash.ts";
+import { encodeManifest, type PointHeader, type PointManifest } from "../datastore/manifest.ts";
+import type { Frame } from "../datastore/pack.ts";
+import { SwitchbackError } from "../domain/errors.ts";
+import type { ItemName, PointId } from "../domain/ids.ts";
+import type { PointSink } from "./sink.ts";
+import {
+  CommitResponseSchema,
+  decodeBitmap,
+  decodeDiskMap,
+  encodeFrameBody,
+  LatestResponseSchema,
+  ProblemSchema,
+  routes,
+  type Status,
+  StatusSchema,
+} from "./wire.ts";
+
+export interface RemoteSinkOptions {
+  /** base URL of the process server, e.g. http://10.0.0.5:7443 */
+  server: string;
+  token: string;
+  /** how long one call keeps retrying before it fails (default 60 s) */
+  deadlineMs?: number;
+  /** time limit of one HTTP attempt (default 30 s) */
+  attemptTimeoutMs?: number;
+  /** frames in flight at once (default 4) */
+  window?: number;
+  /** told about every retry */
+  onRetry?: (e: { what: string; attempt: number; delayMs: number; error: string }) => void;
+}
+
+interface Answer {
+  status: number;
+  body: Buffer;
+}
+
+const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+export class RemoteSink implements PointSink {
+  readonly target: string;
+  readonly #base: string;
+  readonly #auth: string;
+  readonly #deadlineMs: number;
+  readonly #attemptMs: number;
+  readonly #window: number;
+  readonly #onRetry: RemoteSinkOptions["onRetry"];
+  readonly #inflight = new Set<Promise<void>>();
+  /** hashes of frames in flight: `missing` reports them as held, so a block is not sent twice */
+  readonly #inflightHashes = new Map<string, number>();
+  #failure: unknown = null;
+  /** body bytes sent again after a failed attempt */
+  bytesResent = 0;
+  retries = 0;
+
+  private constructor(o: RemoteSinkOptions, datastoreId: string) {
+    this.#base = o.server.replace(/\/+$/, "");
+    this.#auth = `Bearer ${o.token}`;
+    this.#deadlineMs = o.deadlineMs ?? 60_000;
+    this.#attemptMs = o.attemptTimeoutMs ?? 30_000;
+    this.#window = Math.max(1, o.window ?? 4);
+    this.#onRetry = o.onRetry;
+    // the agent's hashes describe what a datastore holds, whichever process server wrote it there
+    this.target = `datastore:${datastoreId}`;
+  }
+
+  /** Reaches the process server (retrying until the deadline) and learns which datastore it writes. */
+  static async connect(o: RemoteSinkOptions): Promise<RemoteSink> {
+    const probe = new RemoteSink(o, "");
+    return new RemoteSink(o, (await probe.status()).datastoreId);
+  }
+
+  async status(): Promise<Status> {
+    return this.#json(await this.#call("GET", routes.status, "status"), StatusSchema, "status");
+  }
+
+  async latestPoint(item: ItemName): Promise<PointHeader | null> {
+    const a = await this.#call("GET", routes.latest(item), `latest point of ${item}`, { allow: [404] });
+    if (a.status === 404) {
+      const p = this.#problem(a);
+      if (p?.code === "ITEM_HAS_NO_POINTS") return null;
+      throw this.#refusal(a, `latest point of ${item}`);
+    }
+    return this.#json(a, LatestResponseSchema, "latest point").point as PointHeader;
+  }
+
+  async diskMap(item: ItemName, point: PointId, disk: number): Promise<DiskMap> {
+    const a = await this.#call(
+      "GET",
+      routes.diskMap(item, point, disk),
+      `disk map of ${item}/${point}/${disk}`,
+    );
+    return decodeDiskMap(a.body);
+  }
+
+  async missing(hashes: Buffer): Promise<boolean[]> {
+    this.#throwFailure();
+    const n = hashes.length / HASH_BYTES;
+    const a = await this.#call("POST", routes.missing, "missing blocks", { body: hashes });
+    const out = decodeBitmap(a.body, n);
+    if (this.#inflightHashes.size > 0) {
+      for (let i = 0; i < n; i++) {
+        if (out[i] && this.#inflightHashes.has(hashes.toString("hex", i * HASH_BYTES, (i + 1) * HASH_BYTES)))
+          out[i] = false;
+      }
+    }
+    return out;
+  }
+
+  /** Queues a frame (at most `window` in flight) and returns its body length: the bytes it puts on the wire. */
+  async send(frame: Frame, keep?: readonly boolean[]): Promise<number> {
+    this.#throwFailure();
+    // the wire carries only what the server should keep; `keep` exists for the local writer
+    const f = keep === undefined || keep.every(Boolean) ? frame : null;
+    if (f === null)
+      throw new Error("RemoteSink.send: partial frames are not supported; send a frame of missing blocks");
+    const body = encodeFrameBody(f);
+    const keys: string[] = [];
+    for (let i = 0; i < f.blocks; i++) {
+      const k = f.hashes.toString("hex", i * HASH_BYTES, (i + 1) * HASH_BYTES);
+      keys.push(k);
+      this.#inflightHashes.set(k, (this.#inflightHashes.get(k) ?? 0) + 1);
+    }
+    while (this.#inflight.size >= this.#window) await Promise.race(this.#inflight);
+    this.#throwFailure();
+    const p: Promise<void> = this.#call("PUT", routes.frames, "frame", { body })
+      .then(
+        () => {},
+        (err: unknown) => {
+          this.#failure ??= err;
+        },
+      )
+      .finally(() => {
+        this.#inflight.delete(p);
+        for (const k of keys) {
+          const c = this.#inflightHashes.get(k)! - 1;
+          if (c === 0) this.#inflightHashes.delete(k);
+          else this.#inflightHashes.set(k, c);
+        }
+      });
+    this.#inflight.add(p);
+    return body.length;
+  }
+
+  /** Waits for every frame, then asks the server to commit the point. */
+  async commit(manifest: PointManifest): Promise<void> {
+    await this.#drain();
+    this.#throwFailure();
+    const h = manifest.header;
+    const a = await this.#call("POST", routes.points(h.item), `commit of point ${h.id}`, {
+      body: Buffer.concat(encodeManifest(manifest)),
+    });
+    const r = this.#json(a, CommitResponseSchema, "commit");
+    if (r.pointId !== h.id)
+      throw new SwitchbackError("PROTOCOL_ERROR", `the server committed ${r.pointId} instead of ${h.id}`);
+  }
+
+  async close(): Promise<void> {
+    await this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  #throwFailure(): void {
+    if (this.#failure !== null) throw this.#failure;
+  }
+
+  // ---- HTTP with retries ----
+
+  async #call(
+    method: "GET" | "POST" | "PUT",
+    path: string,
+    what: string,
+    o: { body?: Buffer; allow?: number[] } = {},
+  ): Promise<Answer> {
+    const url = this.#base + path;
+    const deadline = Date.now() + this.#deadlineMs;
+    let delay = 100;
+    let lastError = "";
+    for (let attempt = 1; ; attempt++) {
+      const left = deadline - Date.now();
+      let answer: Answer | null = null;
+      try {
+        const res = await fetch(url, {
+          method,
+          headers: {
+            authorization: this.#auth,
+            ...(o.body !== undefined ? { "content-type": "application/octet-stream" } : {}),
+          },
+          body: o.body,
+          signal: AbortSignal.timeout(Math.max(1000, Math.min(this.#attemptMs, left))),
+        });
+        answer = { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+        if (RETRYABLE_STATUS.has(answer.status))
+          lastError = `HTTP ${answer.status} ${this.#problem(answer)?.code ?? ""}`.trim();
+      } catch (err) {
+        lastError = describe(err);
+      }
+      if (answer !== null && !RETRYABLE_STATUS.has(answer.status)) {
+        if (answer.status < 300 || o.allow?.includes(answer.status)) return answer;
+        throw this.#refusal(answer, what);
+      }
+      if (Date.now() + delay > deadline) {
+        throw new SwitchbackError(
+          "PROCESS_SERVER_UNREACHABLE",
+          `process server ${this.#base} did not complete ${what} within ${Math.round(this.#deadlineMs / 1000)} s (${attempt} attempt(s), last: ${lastError}); check that it is running and reachable`,
+        );
+      }
+      this.retries++;
+      if (o.body !== undefined) this.bytesResent += o.body.length;
+      const wait = Math.round(delay * (0.75 + Math.random() * 0.5));
+      this.#onRetry?.({ what, attempt, delayMs: wait, error: lastError });
+      await new Promise((r) => setTimeout(r, wait));
+      delay = Math.min(delay * 2, 2000);
+    }
+  }
+
+  #problem(a: Answer): { code: string; detail: string } | null {
+    try {
+      const p: unknown = JSON.parse(a.body.toString("utf8"));
+      return Value.Check(ProblemSchema, p) ? p : null;
+    } catch {
+      return null;
+    }
+  }
+
+  #refusal(a: Answer, what: string): SwitchbackError {
+    const p = this.#problem(a);
+    if (p === null) {
+      return new SwitchbackError(
+        "PROTOCOL_ERROR",
+        `process server ${this.#base} answered ${what} with HTTP ${a.status} and no problem document`,
+      );
+    }
+    return new SwitchbackError(p.code, `process server ${this.#base} refused ${what}: ${p.detail}`);
+  }
+
+  #json<S extends TSchema>(a: Answer, schema: S, what: string): Static<S> {
+    let v: unknown;
+    try {
+      v = JSON.parse(a.body.toString("utf8"));
+    } catch {
+      throw new SwitchbackError("PROTOCOL_ERROR", `process server ${this.#base}: ${what} answer is not JSON`);
+    }
+    if (!Value.Check(schema, v)) {
+      throw new SwitchbackError(
+        "PROTOCOL_ERROR",
+        `process server ${this.#base}: ${what} answer does not match its schema (${[...Value.Errors(schema, v)][0]?.message ?? "?"})`,
+      );
+    }
+    return v as Static<S>;
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e.name === "TimeoutError") return "timed out";
+  return e.cause?.code ?? e.cause?.message ?? e.message;
+}

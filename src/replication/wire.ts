@@ -1,0 +1,221 @@
+// The agent ↔ process server wire protocol (docs/transport.md): the JSON schemas of every route (one
+// source of truth for the server's validation and the client's parsing) and the binary bodies: frames,
+// the "missing" bitmap and a disk map. Binary integers are little-endian.
+import { type Static, Type } from "@sinclair/typebox";
+import { DiskMap } from "../datastore/disk-map.ts";
+import { COMPRESSION_NONE, COMPRESSION_ZSTD, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
+import { HASH_BYTES } from "../datastore/hash.ts";
+import type { Frame } from "../datastore/pack.ts";
+import { SwitchbackError } from "../domain/errors.ts";
+
+export const WIRE_VERSION = 1;
+export const PROBLEM_TYPE_PREFIX = "urn:switchback:problem:";
+/** A frame on the wire holds at most this many blocks (8 scanner frames): 1 MiB raw. */
+export const WIRE_FRAME_MAX_BLOCKS = FRAME_MAX_BLOCKS * 8;
+/** Body limit of every binary route but the point upload. */
+export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+/** Body limit of a point upload: a base manifest costs 40 bytes per non-zero 4 KiB block (~10 MiB per GiB). */
+export const POINT_BODY_LIMIT_BYTES = 1024 * 1024 * 1024;
+
+export const routes = {
+  status: "/v1/status",
+  latest: (item: string) => `/v1/items/${item}/latest`,
+  diskMap: (item: string, point: string, disk: number | string) =>
+    `/v1/items/${item}/points/${point}/disks/${disk}/map`,
+  points: (item: string) => `/v1/items/${item}/points`,
+  missing: "/v1/blocks/missing",
+  frames: "/v1/frames",
+};
+
+// ---- JSON schemas ----
+
+export const ItemNameSchema = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" });
+export const PointIdSchema = Type.String({ pattern: "^\\d{8}T\\d{9}Z-[0-9a-f]{6}$" });
+
+export const ProblemSchema = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+  code: Type.String(),
+  instance: Type.Optional(Type.String()),
+});
+export type Problem = Static<typeof ProblemSchema>;
+
+export const DiskHeaderSchema = Type.Object({
+  uuid: Type.String(),
+  sizeBytes: Type.Integer({ minimum: 0 }),
+  sectorSize: Type.Integer({ minimum: 1 }),
+  blockSize: Type.Integer({ minimum: 1 }),
+  entries: Type.Integer({ minimum: 0 }),
+  source: Type.Optional(Type.String()),
+});
+
+export const PointHeaderSchema = Type.Object({
+  version: Type.Literal(1),
+  item: ItemNameSchema,
+  id: PointIdSchema,
+  parent: Type.Union([PointIdSchema, Type.Null()]),
+  createdAt: Type.String(),
+  consistency: Type.Union([Type.Literal("crash"), Type.Literal("app")]),
+  warnings: Type.Array(Type.String()),
+  disks: Type.Array(DiskHeaderSchema),
+  stats: Type.Record(Type.String(), Type.Number()),
+});
+
+export const ItemParamsSchema = Type.Object({ item: ItemNameSchema });
+export const DiskMapParamsSchema = Type.Object({
+  item: ItemNameSchema,
+  point: PointIdSchema,
+  disk: Type.Integer({ minimum: 0, maximum: 1023 }),
+});
+
+export const LatestResponseSchema = Type.Object({ point: PointHeaderSchema });
+
+export const FrameResponseSchema = Type.Object({
+  blocks: Type.Integer(),
+  /** blocks this frame added to the datastore (the others were already there) */
+  stored: Type.Integer(),
+});
+export type FrameResponse = Static<typeof FrameResponseSchema>;
+
+export const CommitResponseSchema = Type.Object({
+  pointId: PointIdSchema,
+  /** true when this exact point was committed before (a retried request) */
+  alreadyCommitted: Type.Boolean(),
+});
+export type CommitResponse = Static<typeof CommitResponseSchema>;
+
+export const StatusSchema = Type.Object({
+  version: Type.Literal(WIRE_VERSION),
+  datastoreId: Type.String(),
+  startedAt: Type.String(),
+  pid: Type.Integer(),
+  /** bytes of frame bodies received (accepted or not) */
+  bytesReceived: Type.Integer(),
+  framesReceived: Type.Integer(),
+  framesRejected: Type.Integer(),
+  blocksStored: Type.Integer(),
+  blocksAlreadyStored: Type.Integer(),
+  missingQueries: Type.Integer(),
+  pointsCommitted: Type.Integer(),
+  pointsRejected: Type.Integer(),
+  flushes: Type.Integer(),
+});
+export type Status = Static<typeof StatusSchema>;
+
+// ---- frame bodies ----
+//   magic "SBFRAME\1" | blocks u16 | compression u8 | reserved u8 | payload length u32 | hash[32] × blocks | payload
+
+const FRAME_MAGIC = Buffer.from("SBFRAME\x01", "latin1");
+const FRAME_HEAD = FRAME_MAGIC.length + 8;
+
+export function encodeFrameBody(frame: Frame): Buffer {
+  const head = Buffer.alloc(FRAME_HEAD);
+  FRAME_MAGIC.copy(head);
+  head.writeUInt16LE(frame.blocks, 8);
+  head[10] = frame.compression;
+  head.writeUInt32LE(frame.payload.length, 12);
+  return Buffer.concat([head, frame.hashes.subarray(0, frame.blocks * HASH_BYTES), frame.payload]);
+}
+
+/** Parses the structure of a frame body; the caller opens the payload and verifies every block's hash. */
+export function decodeFrameBody(body: Buffer): Frame {
+  const bad = (why: string) => new SwitchbackError("FRAME_INVALID", `frame body is not valid: ${why}`);
+  if (body.length < FRAME_HEAD || !body.subarray(0, FRAME_MAGIC.length).equals(FRAME_MAGIC))
+    throw bad("it does not start with the frame magic SBFRAME\\1");
+  const blocks = body.readUInt16LE(8);
+  const compression = body[10]!;
+  const payloadLength = body.readUInt32LE(12);
+  if (blocks < 1 || blocks > WIRE_FRAME_MAX_BLOCKS)
+    throw bad(`it holds ${blocks} blocks; a frame holds 1 to ${WIRE_FRAME_MAX_BLOCKS}`);
+  if (compression !== COMPRESSION_NONE && compression !== COMPRESSION_ZSTD)
+    throw bad(`unknown compression ${compression} (0 = none, 1 = zstd)`);
+  if (body.length !== FRAME_HEAD + blocks * HASH_BYTES + payloadLength)
+    throw bad(
+      `it is ${body.length} bytes but its header announces ${FRAME_HEAD + blocks * HASH_BYTES + payloadLength}`,
+    );
+  const hashesEnd = FRAME_HEAD + blocks * HASH_BYTES;
+  return {
+    blocks,
+    compression,
+    hashes: body.subarray(FRAME_HEAD, hashesEnd),
+    payload: body.subarray(hashesEnd),
+  };
+}
+
+// ---- the "missing" bitmap: bit i (byte i >> 3, bit i & 7) set = block i is missing ----
+
+export function encodeBitmap(bits: readonly boolean[]): Buffer {
+  const out = Buffer.alloc(Math.ceil(bits.length / 8));
+  bits.forEach((b, i) => {
+    if (b) out[i >> 3]! |= 1 << (i & 7);
+  });
+  return out;
+}
+
+export function decodeBitmap(buf: Buffer, n: number): boolean[] {
+  if (buf.length !== Math.ceil(n / 8)) {
+    throw new SwitchbackError(
+      "PROTOCOL_ERROR",
+      `missing-blocks answer is ${buf.length} bytes; ${Math.ceil(n / 8)} were expected for ${n} hashes`,
+    );
+  }
+  const out: boolean[] = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = (buf[i >> 3]! & (1 << (i & 7))) !== 0;
+  return out;
+}
+
+// ---- disk maps ----
+//   magic "SBDMAP\0\1" | blockCount u32 | hashCount u32 | ref u32 × blockCount | hash[32] × hashCount
+// ref 0 = all-zero block, k > 0 = hash number k-1; the server numbers the non-zero blocks in order.
+
+const MAP_MAGIC = Buffer.from("SBDMAP\x00\x01", "latin1");
+
+export function encodeDiskMap(map: DiskMap): Buffer {
+  const n = map.blockCount;
+  const refs = new Uint32Array(n);
+  let k = 0;
+  for (let b = 0; b < n; b++) if (map.refs[b] !== 0) refs[b] = ++k;
+  const out = Buffer.allocUnsafe(MAP_MAGIC.length + 8 + n * 4 + k * HASH_BYTES);
+  MAP_MAGIC.copy(out);
+  out.writeUInt32LE(n, 8);
+  out.writeUInt32LE(k, 12);
+  let at = 16;
+  for (let b = 0; b < n; b++) {
+    out.writeUInt32LE(refs[b]!, at);
+    at += 4;
+  }
+  for (let b = 0; b < n; b++) {
+    const h = map.hashOf(b);
+    if (h === undefined) continue;
+    h.copy(out, at);
+    at += HASH_BYTES;
+  }
+  return out;
+}
+
+export function decodeDiskMap(buf: Buffer): DiskMap {
+  const bad = (why: string) => new SwitchbackError("PROTOCOL_ERROR", `disk map from the server: ${why}`);
+  if (buf.length < 16 || !buf.subarray(0, MAP_MAGIC.length).equals(MAP_MAGIC)) throw bad("bad magic");
+  const n = buf.readUInt32LE(8);
+  const k = buf.readUInt32LE(12);
+  if (buf.length !== 16 + n * 4 + k * HASH_BYTES) throw bad(`${buf.length} bytes do not match its header`);
+  const hashesAt = 16 + n * 4;
+  const blocks: number[] = [];
+  const idx: number[] = [];
+  for (let b = 0; b < n; b++) {
+    const r = buf.readUInt32LE(16 + b * 4);
+    if (r === 0) continue;
+    if (r > k) throw bad(`block ${b} refers to hash ${r} of ${k}`);
+    blocks.push(b);
+    idx.push(r - 1);
+  }
+  const hashes = Buffer.allocUnsafe(idx.length * HASH_BYTES);
+  idx.forEach((r, i) => {
+    buf.copy(hashes, i * HASH_BYTES, hashesAt + r * HASH_BYTES, hashesAt + (r + 1) * HASH_BYTES);
+  });
+  const map = new DiskMap(n);
+  map.apply({ blocks: Float64Array.from(blocks), hashes });
+  return map;
+}

@@ -1,0 +1,570 @@
+// Agent → process server over real sockets, as real processes: a point on a schedule, then the faults
+// the transport must survive (kill -9 of either side, dropped connections) and the requests it must
+// refuse (a bad token, a damaged frame). Every restored image is compared byte for byte.
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes, randomUUID } from "node:crypto";
+import { closeSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { after, describe, test } from "node:test";
+import { BLOCK_SIZE } from "../../src/datastore/format.ts";
+import { blockHash, HASH_BYTES } from "../../src/datastore/hash.ts";
+import { encodeManifest, type PointManifest } from "../../src/datastore/manifest.ts";
+import { makeFrame } from "../../src/datastore/pack.ts";
+import { type DiskUuid, type ItemName, newPointId, type PointId, pointIdTime } from "../../src/domain/ids.ts";
+import { encodeFrameBody, type Status } from "../../src/replication/wire.ts";
+import { CLI, cli, cliJson, ROOT, tempDir } from "../helpers/env.ts";
+import { makeImage, scatter } from "../helpers/images.ts";
+
+const MiB = 1024 * 1024;
+const TOKEN = "test-token-0123456789abcdef";
+const OTHER_TOKEN = "other-token-0123456789abcdef";
+
+const { dir: root, cleanup } = tempDir("sb-transport-");
+const children = new Set<ChildProcess>();
+after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  cleanup();
+});
+
+interface Proc {
+  child: ChildProcess;
+  lines: string[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitForLine: (pred: (line: string) => boolean, timeoutMs: number, what: string) => Promise<string>;
+}
+
+function spawnCli(args: string[]): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  const lines: string[] = [];
+  let partial = "";
+  let err = "";
+  const waiters: (() => void)[] = [];
+  child.stdout!.on("data", (d: Buffer) => {
+    partial += d.toString();
+    const parts = partial.split("\n");
+    partial = parts.pop()!;
+    lines.push(...parts);
+    for (const w of waiters.splice(0)) w();
+  });
+  child.stderr!.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on("exit", (code, signal) => {
+      children.delete(child);
+      for (const w of waiters.splice(0)) w();
+      resolve({ code, signal });
+    });
+  });
+  const waitForLine = async (pred: (l: string) => boolean, timeoutMs: number, what: string) => {
+    const deadline = Date.now() + timeoutMs;
+    let seen = 0;
+    for (;;) {
+      for (; seen < lines.length; seen++) if (pred(lines[seen]!)) return lines[seen]!;
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`process exited before ${what}; stdout:\n${lines.join("\n")}\nstderr:\n${err}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}; stdout:\n${lines.join("\n")}\nstderr:\n${err}`);
+      await new Promise<void>((r) => {
+        waiters.push(r);
+        setTimeout(r, 200);
+      });
+    }
+  };
+  return { child, lines, stderr: () => err, exited, waitForLine };
+}
+
+interface Server extends Proc {
+  url: string;
+  port: number;
+}
+
+async function startServer(ds: string, tokens: string, port = 0): Promise<Server> {
+  const p = spawnCli([
+    "process-server",
+    "--datastore",
+    ds,
+    "--listen",
+    `127.0.0.1:${port}`,
+    "--tokens",
+    tokens,
+  ]);
+  const line = await p.waitForLine((l) => l.startsWith("process-server listening on "), 20_000, "listening");
+  const url = line.slice("process-server listening on ".length).trim();
+  return { ...p, url, port: Number(new URL(url).port) };
+}
+
+function startAgent(
+  server: string,
+  o: { item: string; disk: string; state: string; tokenFile: string },
+  extra: string[] = [],
+): Proc {
+  return spawnCli([
+    "agent",
+    "--server",
+    server,
+    "--token-file",
+    o.tokenFile,
+    "--item",
+    o.item,
+    "--disk",
+    o.disk,
+    "--state",
+    o.state,
+    "--snapshot",
+    "none",
+    "--deadline",
+    "60s",
+    ...extra,
+  ]);
+}
+
+interface PointLog {
+  pointId: string;
+  mode: string;
+  bytesRead: number;
+  bytesSent: number;
+  changedBlocks: number;
+  durationMs: number;
+  maxFreezeMs: number;
+  msg: string;
+  code?: string;
+}
+
+function logs(p: Proc): PointLog[] {
+  return p.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as PointLog);
+}
+
+const committed = (l: string) => l.includes('"msg":"point committed"');
+
+async function status(url: string, token = TOKEN): Promise<Status> {
+  const r = await fetch(`${url}/v1/status`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(r.status, 200);
+  return (await r.json()) as Status;
+}
+
+async function waitUntil<T>(
+  fn: () => Promise<T | null>,
+  timeoutMs: number,
+  what: string,
+  everyMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+function assertSameFile(a: string, b: string): void {
+  assert.equal(statSync(a).size, statSync(b).size, `${a} and ${b} differ in size`);
+  const fa = openSync(a, "r");
+  const fb = openSync(b, "r");
+  try {
+    const ba = Buffer.alloc(MiB);
+    const bb = Buffer.alloc(MiB);
+    for (let off = 0; ; off += MiB) {
+      const na = readSync(fa, ba, 0, MiB, off);
+      const nb = readSync(fb, bb, 0, MiB, off);
+      assert.equal(na, nb);
+      if (na === 0) break;
+      if (!ba.subarray(0, na).equals(bb.subarray(0, nb)))
+        assert.fail(`${a} and ${b} differ in the MiB at ${off}`);
+    }
+  } finally {
+    closeSync(fa);
+    closeSync(fb);
+  }
+}
+
+/** Restores the item's latest point, compares it with the image, and proves the datastore. */
+async function assertRestoresAndChecks(ds: string, item: string, image: string): Promise<void> {
+  const out = path.join(path.dirname(ds), `restored-${randomBytes(3).toString("hex")}.img`);
+  await cliJson([
+    "restore",
+    "--datastore",
+    ds,
+    "--item",
+    item,
+    "--point",
+    "latest",
+    "--disk",
+    "0",
+    "--to",
+    out,
+  ]);
+  assertSameFile(image, out);
+  const c = await cliJson<{ ok: boolean; problems: unknown[] }>([
+    "datastore",
+    "check",
+    "--datastore",
+    ds,
+    "--read-data",
+  ]);
+  assert.deepEqual(c.problems, []);
+  assert.equal(c.ok, true);
+}
+
+/** A folder with a datastore, a tokens file, an agent token file and a disk image. */
+async function setup(name: string, imageMiB: number, seed: number) {
+  const dir = path.join(root, name);
+  const ds = path.join(dir, "ds");
+  await cliJson(["datastore", "init", "--path", ds]);
+  const tokens = path.join(dir, "tokens.json");
+  writeFileSync(
+    tokens,
+    JSON.stringify({
+      version: 1,
+      agents: [
+        { name: "agent-web1", token: TOKEN, items: ["web1"] },
+        {
+          name: "agent-db1",
+          tokenSha256: (await import("node:crypto")).createHash("sha256").update(OTHER_TOKEN).digest("hex"),
+          items: ["db1"],
+        },
+      ],
+    }),
+  );
+  const tokenFile = path.join(dir, "token");
+  writeFileSync(tokenFile, `${TOKEN}\n`);
+  const disk = path.join(dir, "disk0.img");
+  makeImage(disk, imageMiB, seed);
+  return { dir, ds, tokens, tokenFile, disk, state: path.join(dir, "state"), item: "web1" };
+}
+
+describe("transport: agent and process server as real processes", { timeout: 300_000 }, () => {
+  test("an agent on a schedule replicates a disk; changes make a new point; restore is identical", async () => {
+    const s = await setup("schedule", 128, 11);
+    const server = await startServer(s.ds, s.tokens);
+    const agent = startAgent(server.url, s, ["--crash-every", "1s"]);
+    const first = JSON.parse(await agent.waitForLine(committed, 60_000, "the first point")) as PointLog;
+    assert.equal(first.mode, "full");
+    assert.equal(first.bytesRead, 128 * MiB);
+    for (const k of ["pointId", "bytesSent", "changedBlocks", "durationMs", "maxFreezeMs"])
+      assert.ok(k in first, k);
+
+    const changed = scatter(s.disk, 128 * MiB, 300, 5);
+    const changedAt = Date.now();
+    const changedPoint = JSON.parse(
+      await agent.waitForLine(
+        (l) => committed(l) && pointIdTime(JSON.parse(l).pointId as PointId).getTime() > changedAt,
+        30_000,
+        "a point taken after the change",
+      ),
+    ) as PointLog;
+    assert.equal(changedPoint.mode, "incremental");
+    agent.child.kill("SIGTERM");
+    assert.deepEqual(await agent.exited, { code: 0, signal: null });
+
+    // every change was shipped by some point after the first, and little else
+    const incrementals = logs(agent).filter(
+      (l) => l.msg === "point committed" && l.pointId !== first.pointId,
+    );
+    const shipped = incrementals.reduce((n, l) => n + l.changedBlocks, 0);
+    assert.ok(shipped >= changed.length, `${shipped} blocks shipped for ${changed.length} changed`);
+    const sent = incrementals.reduce((n, l) => n + l.bytesSent, 0);
+    assert.ok(sent < 1.3 * changed.length * BLOCK_SIZE + 64 * 1024, `incrementals sent ${sent} bytes`);
+    const st = await status(server.url);
+    assert.equal(st.pointsCommitted, incrementals.length + 1);
+
+    server.child.kill("SIGTERM");
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
+    await assertRestoresAndChecks(s.ds, s.item, s.disk);
+  });
+
+  test("kill -9 of the agent in the middle of the first copy: the rerun sends only the rest", async () => {
+    const s = await setup("agent-kill", 128, 12);
+    // what a whole first copy of this image puts on the wire
+    const scratch = path.join(s.dir, "scratch-ds");
+    await cliJson(["datastore", "init", "--path", scratch]);
+    const full = (
+      await cliJson<{ bytesSent: number }>([
+        "replicate-once",
+        "--datastore",
+        scratch,
+        "--item",
+        "web1",
+        "--disk",
+        s.disk,
+        "--state",
+        path.join(s.dir, "scratch-state"),
+        "--snapshot",
+        "none",
+      ])
+    ).bytesSent;
+
+    const server = await startServer(s.ds, s.tokens);
+    const agent = startAgent(server.url, s, ["--crash-every", "1h"]);
+    const atKill = await waitUntil(
+      async () => {
+        const st = await status(server.url);
+        return st.bytesReceived >= full / 4 ? st : null;
+      },
+      60_000,
+      "a quarter of the first copy at the server",
+    );
+    agent.child.kill("SIGKILL");
+    await agent.exited;
+    const st = await status(server.url);
+    assert.equal(st.pointsCommitted, 0, "the point must still be under way when the agent is killed");
+
+    const rerun = startAgent(server.url, s, ["--once"]);
+    assert.deepEqual(await rerun.exited, { code: 0, signal: null }, rerun.stderr());
+    const point = logs(rerun).find((l) => l.msg === "point committed")!;
+    assert.equal(point.mode, "full");
+    assert.ok(
+      point.bytesSent < full - atKill.bytesReceived / 2,
+      `rerun sent ${point.bytesSent} bytes; a full copy is ${full}, ${atKill.bytesReceived} had arrived before the kill`,
+    );
+    // the point's own record says the same
+    const listed = await cliJson<{ id: string; stats: { bytesSent: number } }[]>([
+      "points",
+      "list",
+      "--datastore",
+      s.ds,
+      "--item",
+      "web1",
+    ]);
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0]!.stats.bytesSent, point.bytesSent);
+
+    server.child.kill("SIGTERM");
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
+    await assertRestoresAndChecks(s.ds, s.item, s.disk);
+  });
+
+  test("kill -9 of the process server mid-point: restarted on the same port, the point completes", async (t) => {
+    const s = await setup("server-kill", 128, 13);
+    const server = await startServer(s.ds, s.tokens);
+    const agent = startAgent(server.url, s, ["--crash-every", "1h"]);
+    await waitUntil(
+      async () => {
+        const st = await status(server.url);
+        return st.bytesReceived >= 8 * MiB ? st : null;
+      },
+      60_000,
+      "8 MiB at the server",
+    );
+    server.child.kill("SIGKILL");
+    await server.exited;
+    await new Promise((r) => setTimeout(r, 1000)); // the agent meets a refused connection meanwhile
+    const again = await startServer(s.ds, s.tokens, server.port);
+    const line = await agent.waitForLine(committed, 90_000, "the point after the restart");
+    const failures = logs(agent).filter((l) => l.msg === "point failed");
+    t.diagnostic(`failed attempts before the commit: ${failures.map((f) => f.code).join(", ") || "none"}`);
+    t.diagnostic(`committed: ${line}`);
+    assert.ok(
+      failures.every((f) => f.code === "POINT_BLOCKS_MISSING"),
+      JSON.stringify(failures),
+    );
+
+    agent.child.kill("SIGTERM");
+    assert.deepEqual(await agent.exited, { code: 0, signal: null });
+    again.child.kill("SIGTERM");
+    assert.deepEqual(await again.exited, { code: 0, signal: null });
+    await assertRestoresAndChecks(s.ds, s.item, s.disk);
+  });
+
+  test("connections cut in the middle of requests cost retries, not the point", async (t) => {
+    const s = await setup("proxy", 64, 14);
+    const server = await startServer(s.ds, s.tokens);
+    // a proxy that cuts each of the first CUTS connections after CUT_AFTER bytes from the agent
+    const CUTS = 4;
+    const CUT_AFTER = 3 * MiB;
+    let cuts = 0;
+    let connections = 0;
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((down) => {
+      const cutThis = connections++ < CUTS;
+      const up = net.connect(server.port, "127.0.0.1");
+      sockets.add(down).add(up);
+      let bytes = 0;
+      down.on("data", (d: Buffer) => {
+        bytes += d.length;
+        if (cutThis && bytes > CUT_AFTER) {
+          cuts++;
+          down.destroy();
+          up.destroy();
+          return;
+        }
+        up.write(d);
+      });
+      up.on("data", (d: Buffer) => down.write(d));
+      const close = () => {
+        down.destroy();
+        up.destroy();
+        sockets.delete(down);
+        sockets.delete(up);
+      };
+      down.on("error", close).on("close", close);
+      up.on("error", close).on("close", close);
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const proxyPort = (proxy.address() as net.AddressInfo).port;
+    try {
+      const agent = startAgent(`http://127.0.0.1:${proxyPort}`, s, ["--once"]);
+      assert.deepEqual(await agent.exited, { code: 0, signal: null }, agent.stderr());
+      const retries = agent.lines.filter((l) => l.includes("retrying a call")).length;
+      t.diagnostic(
+        `${cuts} connection(s) cut, ${retries} call(s) retried, ${connections} connection(s) in all`,
+      );
+      assert.ok(cuts >= 2, `only ${cuts} connection(s) were cut`);
+      assert.ok(retries >= cuts - 1);
+    } finally {
+      for (const so of sockets) so.destroy();
+      await new Promise((r) => proxy.close(r));
+    }
+    server.child.kill("SIGTERM");
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
+    await assertRestoresAndChecks(s.ds, s.item, s.disk);
+  });
+
+  test("refusals: a bad token, a damaged frame, a forked history, a missing block, another agent's item", async () => {
+    const s = await setup("refusals", 1, 15);
+    const server = await startServer(s.ds, s.tokens);
+    const call = (method: string, route: string, body?: Buffer, token = TOKEN) =>
+      fetch(server.url + route, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body ? { "content-type": "application/octet-stream" } : {}),
+        },
+        body,
+      });
+    const problem = async (r: Response, status: number, code: string) => {
+      assert.equal(r.status, status);
+      assert.match(r.headers.get("content-type") ?? "", /^application\/problem\+json/);
+      const p = (await r.json()) as {
+        code: string;
+        status: number;
+        type: string;
+        title: string;
+        detail: string;
+      };
+      assert.equal(p.code, code, p.detail);
+      assert.equal(p.status, status);
+      assert.ok(p.type.endsWith(code) && p.title && p.detail);
+      return p;
+    };
+
+    // bad or no token
+    await problem(await call("GET", "/v1/status", undefined, "not-a-token-at-all-123"), 401, "UNAUTHORIZED");
+    await problem(await fetch(`${server.url}/v1/items/web1/latest`), 401, "UNAUTHORIZED");
+
+    // a frame whose payload does not match its hashes: refused, nothing stored
+    const raw = randomBytes(4 * BLOCK_SIZE);
+    const hashes = Buffer.concat(
+      [0, 1, 2, 3].map((i) => blockHash(raw.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))),
+    );
+    const good = makeFrame(hashes, raw);
+    const tampered = Buffer.from(raw);
+    tampered[2 * BLOCK_SIZE + 100]! ^= 1;
+    const bad = { ...makeFrame(hashes, tampered) };
+    const p = await problem(
+      await call("PUT", "/v1/frames", encodeFrameBody(bad)),
+      422,
+      "FRAME_HASH_MISMATCH",
+    );
+    assert.match(p.detail, /block 2/);
+    let st = await status(server.url);
+    assert.equal(st.blocksStored, 0);
+    assert.equal(st.framesRejected, 1);
+    const missing = await call("POST", "/v1/blocks/missing", hashes);
+    assert.deepEqual([...Buffer.from(await missing.arrayBuffer())], [0b1111]);
+    // a body that is not a frame at all
+    await problem(await call("PUT", "/v1/frames", Buffer.from("garbage")), 400, "FRAME_INVALID");
+
+    // the good frame is stored once, however often it is sent
+    for (const expect of [4, 0]) {
+      const r = await call("PUT", "/v1/frames", encodeFrameBody(good));
+      assert.equal(r.status, 200);
+      assert.equal(((await r.json()) as { stored: number }).stored, expect);
+    }
+    st = await status(server.url);
+    assert.equal(st.blocksStored, 4);
+
+    // points
+    const disk = {
+      uuid: randomUUID() as DiskUuid,
+      sizeBytes: 16 * BLOCK_SIZE,
+      sectorSize: 512,
+      blockSize: BLOCK_SIZE,
+      entries: 4,
+    };
+    const point = (parent: string | null, h: Buffer, item = "web1"): PointManifest => ({
+      header: {
+        version: 1,
+        item: item as ItemName,
+        id: newPointId(new Date(), randomBytes(3)),
+        parent: parent as PointId | null,
+        createdAt: new Date().toISOString(),
+        consistency: "crash",
+        warnings: [],
+        disks: [disk],
+        stats: {},
+      },
+      disks: [{ blocks: Float64Array.from([0, 3, 7, 8]), hashes: h }],
+    });
+    const body = (m: PointManifest) => Buffer.concat(encodeManifest(m));
+    await problem(await call("GET", "/v1/items/web1/latest"), 404, "ITEM_HAS_NO_POINTS");
+    // a block the server never received
+    const unknown = Buffer.from(hashes);
+    randomBytes(HASH_BYTES).copy(unknown, 3 * HASH_BYTES);
+    await problem(
+      await call("POST", "/v1/items/web1/points", body(point(null, unknown))),
+      422,
+      "POINT_BLOCKS_MISSING",
+    );
+    // another agent's item
+    const forDb = point(null, hashes, "db1");
+    await problem(await call("POST", "/v1/items/db1/points", body(forDb)), 403, "ITEM_NOT_ALLOWED");
+    // a good point, committed once even when the request is repeated
+    const base = point(null, hashes);
+    const r1 = await call("POST", "/v1/items/web1/points", body(base));
+    assert.equal(r1.status, 201);
+    const r2 = await call("POST", "/v1/items/web1/points", body(base));
+    assert.equal(r2.status, 200);
+    assert.deepEqual(await r2.json(), { pointId: base.header.id, alreadyCommitted: true });
+    const latest = (await (await call("GET", "/v1/items/web1/latest")).json()) as { point: { id: string } };
+    assert.equal(latest.point.id, base.header.id);
+    // a second writer that still believes there is no point cannot fork the history
+    await new Promise((r) => setTimeout(r, 2));
+    await problem(
+      await call("POST", "/v1/items/web1/points", body(point(null, hashes))),
+      409,
+      "POINT_PARENT_NOT_LATEST",
+    );
+    // the other agent's token works for its own item only
+    await problem(
+      await call("GET", "/v1/items/web1/latest", undefined, OTHER_TOKEN),
+      403,
+      "ITEM_NOT_ALLOWED",
+    );
+    await problem(
+      await call("GET", "/v1/items/db1/latest", undefined, OTHER_TOKEN),
+      404,
+      "ITEM_HAS_NO_POINTS",
+    );
+
+    server.child.kill("SIGTERM");
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
+    const c = await cliJson<{ ok: boolean; points: number; blocks: number }>([
+      "datastore",
+      "check",
+      "--datastore",
+      s.ds,
+      "--read-data",
+    ]);
+    assert.equal(c.ok, true);
+    assert.equal(c.points, 1);
+    assert.equal(c.blocks, 4);
+    const listed = await cli(["points", "list", "--datastore", s.ds, "--item", "web1", "--json"]);
+    assert.equal((JSON.parse(listed.stdout) as unknown[]).length, 1);
+  });
+});
