@@ -224,7 +224,12 @@ export class ProcessServer {
       flushes: 0,
     };
     this.#app = Fastify({
-      logger: o.jsonLogs ? { level: "info", base: { role: "process-server" } } : false,
+      // JSON lines on stdout with --json-logs; otherwise only warnings and errors, on stderr
+      logger: {
+        level: o.jsonLogs ? "info" : "warn",
+        base: { role: "process-server" },
+        stream: o.jsonLogs ? process.stdout : process.stderr,
+      },
       logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: BODY_LIMIT_BYTES,
       keepAliveTimeout: 30_000,
@@ -291,6 +296,7 @@ export class ProcessServer {
 
   #scheduleIdleFlush(): void {
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    if (this.#closing !== null) return; // close() flushes last
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = null;
       this.#mutex

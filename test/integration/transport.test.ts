@@ -374,34 +374,53 @@ describe("transport: agent and process server as real processes", { timeout: 300
   test("connections cut in the middle of requests cost retries, not the point", async (t) => {
     const s = await setup("proxy", 64, 14);
     const server = await startServer(s.ds, s.tokens);
-    // a proxy that cuts each of the first CUTS connections after CUT_AFTER bytes from the agent
-    const CUTS = 4;
-    const CUT_AFTER = 3 * MiB;
+    // a proxy that cuts each of its first CUTS connections once CUT_AFTER bytes went through it (both ways)
+    const CUTS = 6;
+    const CUT_AFTER = 1 * MiB;
     let cuts = 0;
     let connections = 0;
+    // later: swallow the server's answer to one commit, as if the connection died right after it
+    let dropCommitAnswer = false;
+    let commitAnswersDropped = 0;
     const sockets = new Set<net.Socket>();
     const proxy = net.createServer((down) => {
       const cutThis = connections++ < CUTS;
       const up = net.connect(server.port, "127.0.0.1");
       sockets.add(down).add(up);
       let bytes = 0;
-      down.on("data", (d: Buffer) => {
-        bytes += d.length;
-        if (cutThis && bytes > CUT_AFTER) {
-          cuts++;
-          down.destroy();
-          up.destroy();
-          return;
-        }
-        up.write(d);
-      });
-      up.on("data", (d: Buffer) => down.write(d));
+      let cut = false;
+      let commitUnderWay = false;
       const close = () => {
         down.destroy();
         up.destroy();
         sockets.delete(down);
         sockets.delete(up);
       };
+      const pass = (to: net.Socket) => (d: Buffer) => {
+        if (cut) return;
+        bytes += d.length;
+        if (cutThis && bytes > CUT_AFTER) {
+          cut = true;
+          cuts++;
+          to.write(d.subarray(0, d.length >> 1)); // half a chunk, then the connection drops
+          close();
+          return;
+        }
+        to.write(d);
+      };
+      down.on("data", (d: Buffer) => {
+        if (dropCommitAnswer && d.includes("POST /v1/items/web1/points")) commitUnderWay = true;
+        pass(up)(d);
+      });
+      up.on("data", (d: Buffer) => {
+        if (commitUnderWay) {
+          dropCommitAnswer = false;
+          commitAnswersDropped++;
+          close();
+          return;
+        }
+        pass(down)(d);
+      });
       down.on("error", close).on("close", close);
       up.on("error", close).on("close", close);
     });
@@ -414,8 +433,20 @@ describe("transport: agent and process server as real processes", { timeout: 300
       t.diagnostic(
         `${cuts} connection(s) cut, ${retries} call(s) retried, ${connections} connection(s) in all`,
       );
-      assert.ok(cuts >= 2, `only ${cuts} connection(s) were cut`);
-      assert.ok(retries >= cuts - 1);
+      assert.ok(cuts >= 3, `only ${cuts} connection(s) were cut`);
+      assert.ok(retries >= 1);
+      assert.equal((await status(server.url)).pointsCommitted, 1);
+
+      // the server commits a point but its answer is lost: the retried commit is recognised
+      scatter(s.disk, 64 * MiB, 50, 9);
+      dropCommitAnswer = true;
+      const second = startAgent(`http://127.0.0.1:${proxyPort}`, s, ["--once"]);
+      assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
+      assert.equal(commitAnswersDropped, 1);
+      assert.ok(second.lines.some((l) => l.includes("retrying a call") && l.includes("commit of point")));
+      const p2 = logs(second).find((l) => l.msg === "point committed")!;
+      assert.equal(p2.mode, "incremental");
+      assert.equal((await status(server.url)).pointsCommitted, 2);
     } finally {
       for (const so of sockets) so.destroy();
       await new Promise((r) => proxy.close(r));
