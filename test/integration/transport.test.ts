@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { closeSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, describe, test } from "node:test";
@@ -126,6 +126,7 @@ function startAgent(
 interface PointLog {
   pointId: string;
   mode: string;
+  consistency: string;
   bytesRead: number;
   bytesSent: number;
   changedBlocks: number;
@@ -241,10 +242,22 @@ async function setup(name: string, imageMiB: number, seed: number) {
 describe("transport: agent and process server as real processes", { timeout: 300_000 }, () => {
   test("an agent on a schedule replicates a disk; changes make a new point; restore is identical", async () => {
     const s = await setup("schedule", 128, 11);
+    // an app-consistent point every hour (the first one), crash-consistent ones every second
+    const hooks = path.join(s.dir, "hooks");
+    mkdirSync(hooks);
+    const hookLog = path.join(s.dir, "hooks.log");
+    writeFileSync(
+      path.join(hooks, "pre-snapshot"),
+      `#!/bin/sh\necho "$SWITCHBACK_POINT_ID" >> ${hookLog}\n`,
+      {
+        mode: 0o755,
+      },
+    );
     const server = await startServer(s.ds, s.tokens);
-    const agent = startAgent(server.url, s, ["--crash-every", "1s"]);
+    const agent = startAgent(server.url, s, ["--crash-every", "1s", "--app-every", "1h", "--hooks", hooks]);
     const first = JSON.parse(await agent.waitForLine(committed, 60_000, "the first point")) as PointLog;
     assert.equal(first.mode, "full");
+    assert.equal(first.consistency, "app");
     assert.equal(first.bytesRead, 128 * MiB);
     for (const k of ["pointId", "bytesSent", "changedBlocks", "durationMs", "maxFreezeMs"])
       assert.ok(k in first, k);
@@ -266,6 +279,8 @@ describe("transport: agent and process server as real processes", { timeout: 300
     const incrementals = logs(agent).filter(
       (l) => l.msg === "point committed" && l.pointId !== first.pointId,
     );
+    assert.ok(incrementals.every((l) => l.consistency === "crash"));
+    assert.deepEqual(readFileSync(hookLog, "utf8").trim().split("\n"), [first.pointId]);
     const shipped = incrementals.reduce((n, l) => n + l.changedBlocks, 0);
     assert.ok(shipped >= changed.length, `${shipped} blocks shipped for ${changed.length} changed`);
     const sent = incrementals.reduce((n, l) => n + l.bytesSent, 0);
@@ -333,6 +348,15 @@ describe("transport: agent and process server as real processes", { timeout: 300
     ]);
     assert.equal(listed.length, 1);
     assert.equal(listed[0]!.stats.bytesSent, point.bytesSent);
+
+    // an agent that lost its state resyncs against the server's disk map: it ships what differs only
+    const changed = scatter(s.disk, 128 * MiB, 20, 4);
+    const fresh = startAgent(server.url, { ...s, state: path.join(s.dir, "fresh-state") }, ["--once"]);
+    assert.deepEqual(await fresh.exited, { code: 0, signal: null }, fresh.stderr());
+    const resync = logs(fresh).find((l) => l.msg === "point committed")!;
+    assert.equal(resync.mode, "resync");
+    assert.equal(resync.changedBlocks, changed.length);
+    assert.ok(resync.bytesSent < 1.3 * changed.length * BLOCK_SIZE + 4096, `resync sent ${resync.bytesSent}`);
 
     server.child.kill("SIGTERM");
     assert.deepEqual(await server.exited, { code: 0, signal: null });
