@@ -90,11 +90,12 @@ export class Freezer {
 
   /** Freezes every mount; on any failure thaws those already frozen and throws. */
   freeze(): void {
+    // sh -c SCRIPT DELAY MOUNT…: the delay is $0, the mounts are "$@"
     const dog = spawn(
       "sh",
       [
         "-c",
-        'sleep "$0"; shift; for m in "$@"; do fsfreeze -u "$m" 2>/dev/null; done',
+        'sleep "$0"; for m in "$@"; do fsfreeze -u "$m" 2>/dev/null; done',
         String(this.#watchdogMs / 1000),
         ...this.mounts,
       ],
