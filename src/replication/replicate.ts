@@ -253,24 +253,28 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         prev,
       ); // pre-copy while the machine runs
       await preHooks();
-      const freezer = new Freezer(snapshot.mounts);
-      freezer.freeze();
+      // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
       try {
-        await faultPauseFrozen();
-        // the tracker is drained only now: the freeze has flushed the file systems, so their last
-        // writes are in the trace (docs/consistency.md)
-        const written = tracker ? await tracker.collect() : infos.map(() => null);
-        frozenUnits = written.reduce(
-          (s, r, i) =>
-            s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
-          0,
-        );
-        trackedDisks = written.filter((r) => r !== null).length;
-        await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+        const freezer = new Freezer(snapshot.mounts);
+        freezer.freeze();
+        try {
+          await faultPauseFrozen();
+          // the tracker is drained only now: the freeze has flushed the file systems, so their last
+          // writes are in the trace (docs/consistency.md)
+          const written = tracker ? await tracker.collect() : infos.map(() => null);
+          frozenUnits = written.reduce(
+            (s, r, i) =>
+              s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
+            0,
+          );
+          trackedDisks = written.filter((r) => r !== null).length;
+          await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+        } finally {
+          maxFreezeMs = freezer.thaw();
+        }
       } finally {
-        maxFreezeMs = freezer.thaw();
+        await postHooks();
       }
-      await postHooks();
     } finally {
       if (tracker?.warnings) warnings.push(...tracker.warnings);
       await tracker?.stop();
@@ -281,16 +285,19 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     );
     try {
       await preHooks();
-      const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
-      freezer?.freeze();
       try {
-        infos.forEach((d, i) => {
-          copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
-        });
+        const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
+        freezer?.freeze();
+        try {
+          infos.forEach((d, i) => {
+            copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
+          });
+        } finally {
+          if (freezer) maxFreezeMs = freezer.thaw();
+        }
       } finally {
-        if (freezer) maxFreezeMs = freezer.thaw();
+        await postHooks();
       }
-      await postHooks();
       await pass(
         infos.map((d, i) => ({ ...d, path: clones[i]! })),
         infos.map(() => null),
@@ -301,12 +308,15 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     }
   } else {
     await preHooks();
-    await pass(
-      infos,
-      infos.map(() => null),
-      prev,
-    );
-    await postHooks();
+    try {
+      await pass(
+        infos,
+        infos.map(() => null),
+        prev,
+      );
+    } finally {
+      await postHooks();
+    }
     if (snapshot.why) warnings.push(snapshot.why);
   }
 
