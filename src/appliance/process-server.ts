@@ -37,6 +37,7 @@ import {
   ItemParamsSchema,
   LatestResponseSchema,
   POINT_BODY_LIMIT_BYTES,
+  PointHeaderSchema,
   PROBLEM_TYPE_PREFIX,
   ProblemSchema,
   routes,
@@ -275,11 +276,15 @@ export class ProcessServer {
   // ---- the store side, always under the mutex ----
 
   async #flush(): Promise<void> {
+    if (this.#bytesSinceFlush === 0) return;
     try {
       await this.#writer.flush();
     } catch (err) {
       this.#writerFailed(err);
     }
+    // everything it held is in the datastore's index now; a fresh writer keeps its pending set
+    // (which never shrinks) from growing with all the server ever received
+    this.#writer = this.#ds.writer();
     this.#bytesSinceFlush = 0;
     this.status.flushes++;
   }
@@ -338,6 +343,13 @@ export class ProcessServer {
       );
     }
     const h = m.header;
+    if (!Value.Check(PointHeaderSchema, h) || h.disks.some((d) => d.blockSize !== BLOCK_SIZE)) {
+      const e = [...Value.Errors(PointHeaderSchema, h)][0];
+      throw new SwitchbackError(
+        "MANIFEST_INVALID",
+        `the point header is not valid: ${e ? `${e.path} ${e.message}` : `block size must be ${BLOCK_SIZE}`}`,
+      );
+    }
     if (h.item !== item) {
       throw new SwitchbackError(
         "MANIFEST_INVALID",
@@ -521,8 +533,9 @@ export class ProcessServer {
         );
       }
       this.status.missingQueries++;
-      // asked under the mutex: a frame being stored right now counts as held
-      const missing = await this.#mutex.run(() => this.#writer.missing(body));
+      // not under the mutex, so that an answer never waits for a flush: a frame being stored at this
+      // moment may be reported missing and sent twice, which is harmless
+      const missing = await this.#writer.missing(body);
       return reply.type("application/octet-stream").send(encodeBitmap(missing));
     });
 
