@@ -206,6 +206,13 @@ export class RemoteSink implements PointSink {
           lastError = `HTTP ${answer.status} ${this.#problem(answer)?.code ?? ""}`.trim();
       } catch (err) {
         lastError = describe(err);
+        if (lastError === "bad port") {
+          // fetch refuses some ports for good (WHATWG "bad ports": 1, 22, 25, 6000, 10080, …)
+          throw new SwitchbackError(
+            "PROCESS_SERVER_PORT_BLOCKED",
+            `${this.#base} uses a port that fetch refuses to connect to; run the process server on another port`,
+          );
+        }
       }
       if (answer !== null && !RETRYABLE_STATUS.has(answer.status)) {
         if (answer.status < 300 || o.allow?.includes(answer.status)) return answer;
