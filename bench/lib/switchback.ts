@@ -1,0 +1,116 @@
+// Switchback in the benchmark: the CLI as a child process, as an operator runs it, with its --json
+// figures (bytesSent, durationMs, changedBlocks). Store = the datastore folder; metadata = its points/
+// and index/ folders; agent state = the --state folder.
+import { copyFileSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import { sameContent } from "./image.ts";
+import { run } from "./run.ts";
+import { type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
+import { treeBytes } from "./sizes.ts";
+
+export const SWITCHBACK_CLI = path.resolve(import.meta.dirname, "../../bin/switchback");
+
+interface ReplicateJson {
+  mode: string;
+  bytesRead: number;
+  bytesSent: number;
+  changedBlocks: number;
+  durationMs: number;
+}
+
+interface RestoreJson {
+  durationMs: number;
+  verifyMs: number;
+  blocksWritten: number;
+}
+
+/** `profileDir`: write V8 CPU profiles of every CLI run there, one folder per step. */
+export function switchbackRunner(profileDir?: string) {
+  return (s: Scenario): ToolRun => {
+    const ds = path.join(s.work, "datastore");
+    const state = path.join(s.work, "agent-state");
+    const notes: string[] = [];
+    const env = (name: string): NodeJS.ProcessEnv => {
+      if (profileDir === undefined) return process.env;
+      const dir = path.join(profileDir, name);
+      mkdirSync(dir, { recursive: true });
+      return { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` };
+    };
+    const sb = (name: string, args: string[]) => run(SWITCHBACK_CLI, args, { env: env(name) });
+    const replicate = (name: string) => {
+      warm(s.disk);
+      settle();
+      const r = sb(name, [
+        "replicate-once",
+        ...["--datastore", ds, "--item", "bench", "--disk", s.disk, "--state", state],
+        ...["--snapshot", "none", "--json"],
+      ]);
+      return { r, j: JSON.parse(r.stdout) as ReplicateJson };
+    };
+    const metadata = () => treeBytes(path.join(ds, "points")) + treeBytes(path.join(ds, "index"));
+
+    run(SWITCHBACK_CLI, ["datastore", "init", "--path", ds, "--json"]);
+    const full = replicate("full-copy");
+    if (full.j.mode !== "full") notes.push(`the first point was ${full.j.mode}, not full`);
+    const storeFull = treeBytes(ds);
+    const metaFull = metadata();
+
+    s.changeDisk();
+    const incr = replicate("incremental");
+    if (incr.j.mode !== "incremental") notes.push(`the second point was ${incr.j.mode}, not incremental`);
+    if (incr.j.changedBlocks !== s.change.blocks.length) {
+      notes.push(
+        `the incremental found ${incr.j.changedBlocks} changed blocks; ${s.change.blocks.length} were changed`,
+      );
+    }
+    const storeGrowth = treeBytes(ds) - storeFull;
+    const metaGrowth = metadata() - metaFull;
+
+    const restore = (name: string, to: string, delta: boolean) => {
+      settle();
+      const r = sb(name, [
+        "restore",
+        ...["--datastore", ds, "--item", "bench", "--point", "latest", "--disk", "0", "--to", to],
+        ...(delta ? ["--delta"] : []),
+        "--json",
+      ]);
+      const j = JSON.parse(r.stdout) as RestoreJson;
+      return {
+        ...step(r),
+        toolSeconds: j.durationMs / 1000,
+        correct: sameContent(to, s.v2),
+        verifySeconds: j.verifyMs / 1000,
+      };
+    };
+    const out = path.join(s.work, "restored.img");
+    const fullRestore = restore("full-restore", out, false);
+    copyFileSync(s.v1, out);
+    warm(out);
+    const deltaRestore = restore("delta-restore", out, true);
+    notes.push(
+      `restores include Switchback's read-back verification (${fullRestore.verifySeconds.toFixed(2)} s full, ${deltaRestore.verifySeconds.toFixed(2)} s delta) and an fsync of the target`,
+    );
+
+    return {
+      tool: "Switchback",
+      full: {
+        ...step(full.r),
+        toolSeconds: full.j.durationMs / 1000,
+        sentBytes: full.j.bytesSent,
+        storeBytes: storeFull,
+      },
+      incremental: {
+        ...step(incr.r),
+        toolSeconds: incr.j.durationMs / 1000,
+        sentBytes: incr.j.bytesSent,
+        storeGrowthBytes: storeGrowth,
+        metadataBytes: metaGrowth,
+        changedBlocks: incr.j.changedBlocks,
+      },
+      fullRestore,
+      deltaRestore,
+      stateBytes: treeBytes(state),
+      notes,
+    };
+  };
+}
