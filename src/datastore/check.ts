@@ -182,13 +182,14 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
   };
 }
 
+/** Same set of records: several index files may name a pack (gc writes the new index before removing the old). */
 function sameRecords(a: Buffer, b: Buffer): boolean {
   if (a.length === b.length && a.equals(b)) return true;
   const key = (buf: Buffer) => {
-    const out: string[] = [];
+    const out = new Set<string>();
     for (let at = 0; at < buf.length; at += ENTRY_BYTES)
-      out.push(buf.subarray(at, at + ENTRY_BYTES).toString("hex"));
-    return out.sort().join();
+      out.add(buf.subarray(at, at + ENTRY_BYTES).toString("hex"));
+    return [...out].sort().join();
   };
   return key(a) === key(b);
 }
