@@ -367,7 +367,7 @@ export function verifyBlock(data: Buffer, hash: Buffer, loc: BlockLocation): voi
 export class BlockWriter {
   readonly #ds: Datastore;
   #builder = new PackBuilder();
-  readonly #pending = new BlockIndex(1 << 12);
+  #pending = new BlockIndex(1 << 12);
   readonly #inflight: Promise<void>[] = [];
   readonly #sealed: { packId: string; entries: Buffer }[] = [];
   #error: unknown;
@@ -400,13 +400,19 @@ export class BlockWriter {
       frameBlocks: 0,
       compression: 0 as const,
     };
+    // a block goes in only once: not when the datastore or this writer already holds it
+    const idx = await this.#ds.index();
+    const take: boolean[] = new Array(frame.blocks);
     let kept = 0;
     for (let s = 0; s < frame.blocks; s++) {
-      if (keep !== undefined && keep[s] !== true) continue;
-      if (this.#pending.add(frame.hashes, s * HASH_BYTES, placeholder)) kept++;
+      take[s] =
+        (keep === undefined || keep[s] === true) &&
+        !idx.has(frame.hashes, s * HASH_BYTES) &&
+        this.#pending.add(frame.hashes, s * HASH_BYTES, placeholder);
+      if (take[s]) kept++;
     }
     if (kept === 0) return;
-    this.#builder.add(frame, keep);
+    this.#builder.add(frame, take);
     this.blocksWritten += kept;
     if (this.#builder.bytes >= PACK_TARGET_BYTES) await this.#seal();
   }
@@ -438,5 +444,9 @@ export class BlockWriter {
     if (this.#sealed.length === 0) return;
     const sections = this.#sealed.splice(0);
     await this.#ds.writeIndexFile(sections);
+    // what was pending is in the datastore's index now; a long-lived writer must not keep a second copy
+    if (this.#sealed.length === 0 && this.#inflight.length === 0 && this.#builder.blockCount === 0) {
+      this.#pending = new BlockIndex(1 << 12);
+    }
   }
 }

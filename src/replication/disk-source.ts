@@ -1,6 +1,7 @@
 // Opening what the agent replicates: a block device (/dev/loopN, /dev/sdX, /dev/nvme…) or a disk image
 // file. Block devices are read with O_DIRECT: a buffered read of a device under a mounted file system
 // can return stale pages (the device's cache is not the file system's), see docs/operations.md.
+import { spawnSync } from "node:child_process";
 import { closeSync, constants, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { SwitchbackError } from "../domain/errors.ts";
 
@@ -88,6 +89,17 @@ export class DiskReader {
     }
     this.#direct = direct;
     this.#view = view;
+    if (info.kind === "block" && !direct) {
+      // no O_DIRECT here: drop the device's page cache so that this pass reads what the disk holds
+      const r = spawnSync("blockdev", ["--flushbufs", info.path], { encoding: "utf8" });
+      if (r.status !== 0) {
+        closeSync(this.#fd);
+        throw new SwitchbackError(
+          "DISK_CACHE_UNSAFE",
+          `${info.path} cannot be read with O_DIRECT and its cache could not be dropped (${(r.stderr || r.error?.message || "").trim()}); a buffered read could return stale blocks`,
+        );
+      }
+    }
   }
 
   get direct(): boolean {

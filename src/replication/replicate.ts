@@ -9,7 +9,7 @@
 //    (frozen, if they are mounted), read the clones at leisure.
 //  - none: a raw device nobody can freeze; each block is read as it was at some moment of the pass.
 import { randomBytes } from "node:crypto";
-import { copyFileSync, constants as fsc, rmSync } from "node:fs";
+import { copyFileSync, constants as fsc, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
@@ -280,6 +280,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       await tracker?.stop();
     }
   } else if (snapshot.kind === "reflink") {
+    sweepStaleClones(infos);
     const clones = infos.map((d) =>
       path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
     );
@@ -484,4 +485,19 @@ function canReflink(d: DiskInfo): boolean {
     reflinkCache.set(dir, ok);
   }
   return ok;
+}
+
+/** Clones left by an agent killed during a reflink point: `.<image>.switchback-<point id>` beside the image. */
+function sweepStaleClones(infos: DiskInfo[]): void {
+  for (const d of infos) {
+    const dir = path.dirname(d.path);
+    const prefix = `.${path.basename(d.path)}.switchback-`;
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.startsWith(prefix)) rmSync(path.join(dir, n), { force: true });
+  }
 }
