@@ -142,8 +142,12 @@ export class Datastore {
     return id;
   }
 
-  writer(): BlockWriter {
-    return new BlockWriter(this);
+  /**
+   * A writer of new blocks. `copy: true` is for GC: it stores blocks even though the index still
+   * names them (their old pack is about to go), instead of skipping them as already stored.
+   */
+  writer(o: { copy?: boolean } = {}): BlockWriter {
+    return new BlockWriter(this, o.copy === true);
   }
 
   // ---- reading blocks ----
@@ -375,7 +379,10 @@ export class BlockWriter {
   blocksWritten = 0;
   packsWritten = 0;
 
-  constructor(ds: Datastore) {
+  readonly #copy: boolean;
+
+  constructor(ds: Datastore, copy = false) {
+    this.#copy = copy;
     this.#ds = ds;
   }
 
@@ -407,7 +414,7 @@ export class BlockWriter {
     for (let s = 0; s < frame.blocks; s++) {
       take[s] =
         (keep === undefined || keep[s] === true) &&
-        !idx.has(frame.hashes, s * HASH_BYTES) &&
+        (this.#copy || !idx.has(frame.hashes, s * HASH_BYTES)) &&
         this.#pending.add(frame.hashes, s * HASH_BYTES, placeholder);
       if (take[s]) kept++;
     }

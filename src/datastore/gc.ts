@@ -6,6 +6,7 @@
 // A kill -9 between any two steps leaves every referenced block in a pack that some index names, or
 // in a pack not yet indexed, which the next GC adopts: a pack on disk that no index names is read and
 // kept if it holds a live block found nowhere else.
+import { SwitchbackError } from "../domain/errors.ts";
 import { BlockIndex, decodeIndexFile } from "./block-index.ts";
 import type { Datastore } from "./datastore.ts";
 import { verifyBlock } from "./datastore.ts";
@@ -130,7 +131,8 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   }
 
   // 1. copy live blocks out of packs being repacked
-  const writer = ds.writer();
+  // copy: the blocks are still indexed in the packs being repacked; they must be written again
+  const writer = ds.writer({ copy: true });
   for (const { packId, entries } of repack) {
     const frames = new Map<number, number[]>();
     for (let at = 0; at < entries.length; at += ENTRY_BYTES) {
@@ -176,6 +178,23 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
 
   // 3. old index files go, 4. then the packs nothing names any more
   const stays = new Set([...fresh, ...(consolidated ? [`${consolidated}.idx`] : [])]);
+  // before removing anything: every live block must be named by an index that stays
+  const post = new BlockIndex(1 << 16);
+  for (const n of stays)
+    for (const sec of decodeIndexFile(n, await be.read(`index/${n}`)))
+      post.addRecords(sec.packId, sec.entries);
+  let lost = 0;
+  let firstLost = "";
+  live.forEach((h) => {
+    if (post.has(h)) return;
+    if (lost++ === 0) firstLost = h.toString("hex");
+  });
+  if (lost > 0) {
+    throw new SwitchbackError(
+      "GC_WOULD_LOSE_DATA",
+      `gc stopped before removing anything: ${lost} live block(s) (first ${firstLost}) would not be indexed afterwards; the datastore is unchanged apart from new packs, run 'datastore check' and report this`,
+    );
+  }
   for (const n of indexNames) {
     if (stays.has(n)) continue;
     await be.remove(`index/${n}`);
