@@ -21,11 +21,14 @@ import Fastify, {
 } from "fastify";
 import type { BlockWriter, Datastore, Lock } from "../datastore/datastore.ts";
 import { BLOCK_SIZE, paths } from "../datastore/format.ts";
+import { collectGarbage } from "../datastore/gc.ts";
 import { blockHash, HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
 import { decodeManifest, encodeManifest, type PointManifest } from "../datastore/manifest.ts";
 import { openFrame } from "../datastore/pack.ts";
+import { prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, type PointId, parseItemName, parsePointId } from "../domain/ids.ts";
+import type { RetentionPolicy } from "../domain/retention.ts";
 import {
   BODY_LIMIT_BYTES,
   CommitResponseSchema,
@@ -189,6 +192,8 @@ export interface ProcessServerOptions {
   host: string;
   port: number;
   jsonLogs?: boolean;
+  /** prune every item by this policy (then GC) every `everyMs`; the server owns its datastore */
+  retention?: { policy: RetentionPolicy; everyMs: number };
 }
 
 export class ProcessServer {
@@ -201,6 +206,7 @@ export class ProcessServer {
   #bytesSinceFlush = 0;
   #idleTimer: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
+  #retentionTimer: NodeJS.Timeout | null = null;
   readonly #opts: ProcessServerOptions;
   readonly status: Status;
 
@@ -223,6 +229,8 @@ export class ProcessServer {
       pointsCommitted: 0,
       pointsRejected: 0,
       flushes: 0,
+      pointsPruned: 0,
+      bytesFreed: 0,
     };
     this.#app = Fastify({
       // JSON lines on stdout with --json-logs; otherwise only warnings and errors, on stderr
@@ -255,13 +263,54 @@ export class ProcessServer {
     }
     const a = this.#app.server.address() as AddressInfo;
     const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
+    const r = this.#opts.retention;
+    if (r !== undefined) {
+      this.#retentionTimer = setInterval(() => {
+        this.runRetention(new Date()).catch((err: unknown) =>
+          this.#app.log.error({ err }, "retention failed"),
+        );
+      }, r.everyMs);
+      this.#retentionTimer.unref();
+    }
     return `http://${host}:${a.port}`;
+  }
+
+  /**
+   * Prunes every item by the retention policy, then collects garbage. Prune and GC need the
+   * datastore to themselves, so frames and commits wait (under the mutex) while this runs, and the
+   * server's shared lock is set down and taken again. A block that an agent was told is stored but
+   * that GC frees meanwhile is caught at commit (every referenced block must be indexed) and re-sent.
+   */
+  async runRetention(now: Date): Promise<{ pruned: number; bytesFreed: number }> {
+    const r = this.#opts.retention;
+    if (r === undefined) return { pruned: 0, bytesFreed: 0 };
+    return this.#mutex.run(async () => {
+      await this.#flush();
+      await this.#lock?.release();
+      this.#lock = null;
+      let pruned = 0;
+      let bytesFreed = 0;
+      try {
+        for (const item of await this.#ds.items()) {
+          const res = await prune(this.#ds, item, r.policy, { now });
+          pruned += res.deleted.length;
+        }
+        if (pruned > 0) bytesFreed = (await collectGarbage(this.#ds)).bytesFreed;
+        this.status.pointsPruned += pruned;
+        this.status.bytesFreed += bytesFreed;
+        this.#app.log.info({ pruned, bytesFreed }, "retention");
+      } finally {
+        this.#lock = await this.#ds.lock("shared", `process-server ${this.#opts.host}:${this.#opts.port}`);
+      }
+      return { pruned, bytesFreed };
+    });
   }
 
   /** Graceful stop: refuse new requests, finish the ones under way, flush, release the lock. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#idleTimer) clearTimeout(this.#idleTimer);
+      if (this.#retentionTimer) clearInterval(this.#retentionTimer);
       await this.#app.close();
       try {
         await this.#mutex.run(() => this.#flush());

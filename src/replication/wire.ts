@@ -101,6 +101,8 @@ export const StatusSchema = Type.Object({
   pointsCommitted: Type.Integer(),
   pointsRejected: Type.Integer(),
   flushes: Type.Integer(),
+  pointsPruned: Type.Integer(),
+  bytesFreed: Type.Integer(),
 });
 export type Status = Static<typeof StatusSchema>;
 

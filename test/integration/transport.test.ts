@@ -4,7 +4,16 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, describe, test } from "node:test";
@@ -83,7 +92,7 @@ interface Server extends Proc {
   port: number;
 }
 
-async function startServer(ds: string, tokens: string, port = 0): Promise<Server> {
+async function startServer(ds: string, tokens: string, port = 0, extra: string[] = []): Promise<Server> {
   const p = spawnCli([
     "process-server",
     "--datastore",
@@ -92,6 +101,7 @@ async function startServer(ds: string, tokens: string, port = 0): Promise<Server
     `127.0.0.1:${port}`,
     "--tokens",
     tokens,
+    ...extra,
   ]);
   const line = await p.waitForLine((l) => l.startsWith("process-server listening on "), 20_000, "listening");
   const url = line.slice("process-server listening on ".length).trim();
@@ -291,6 +301,38 @@ describe("transport: agent and process server as real processes", { timeout: 300
     server.child.kill("SIGTERM");
     assert.deepEqual(await server.exited, { code: 0, signal: null });
     await assertRestoresAndChecks(s.ds, s.item, s.disk);
+  });
+
+  test("the process server prunes by its retention policy while agents replicate, and keeps the newest point whole", async () => {
+    const s = await setup("retention", 16, 14);
+    const server = await startServer(s.ds, s.tokens, 0, ["--keep-within", "2s", "--prune-every", "1s"]);
+    const agent = startAgent(server.url, s, ["--crash-every", "300ms"]);
+    await agent.waitForLine(committed, 30_000, "the first point");
+    // the same 160 KiB rewritten again and again: old versions die with the points that held them
+    for (let i = 0; i < 12; i++) {
+      const fd = openSync(s.disk, "r+");
+      writeSync(fd, randomBytes(160 * 1024), 0, 160 * 1024, MiB);
+      closeSync(fd);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await waitUntil(
+      async () => ((await status(server.url)).pointsPruned > 3 ? true : null),
+      30_000,
+      "pruning",
+      200,
+    );
+    agent.child.kill("SIGTERM");
+    assert.equal((await agent.exited).code, 0);
+    // one more point of the final disk, then retention leaves the newest points only
+    const taken = logs(agent).filter((l) => l.msg === "point committed").length;
+    const last = startAgent(server.url, s, ["--once"]);
+    assert.equal((await last.exited).code, 0);
+    const points = await cliJson<{ id: string }[]>(["points", "list", "--datastore", s.ds, "--item", s.item]);
+    assert.ok(points.length < taken, `${points.length} points kept of ${taken + 1} taken`);
+    assert.ok((await status(server.url)).bytesFreed > 0, "gc freed data");
+    await assertRestoresAndChecks(s.ds, s.item, s.disk);
+    server.child.kill("SIGTERM");
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
   });
 
   test("kill -9 of the agent in the middle of the first copy: the rerun sends only the rest", async () => {

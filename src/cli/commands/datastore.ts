@@ -4,10 +4,10 @@ import { checkDatastore } from "../../datastore/check.ts";
 import { Datastore } from "../../datastore/datastore.ts";
 import { collectGarbage } from "../../datastore/gc.ts";
 import { prune } from "../../datastore/prune.ts";
-import { parseDuration } from "../../domain/duration.ts";
 import { parseItemName } from "../../domain/ids.ts";
 import { killAfterStep } from "../fault.ts";
 import { bytes, printJson } from "../output.ts";
+import { addRetentionOptions, parseRetention } from "../retention-options.ts";
 
 export function register(program: Command): void {
   const ds = program.command("datastore").description("create, check and prune datastores");
@@ -41,23 +41,14 @@ export function register(program: Command): void {
       if (r.problems.length > 0) process.exitCode = 1;
     });
 
-  ds.command("prune")
-    .description("delete recovery points outside the retention policy, then free unreferenced data")
-    .requiredOption("--datastore <dir>", "the datastore")
-    .requiredOption("--item <name>", "the replicated item")
-    .requiredOption("--keep-within <duration>", "keep every point newer than this (e.g. 72h)")
-    .option(
-      "--keep-app-every <duration>",
-      "beyond --keep-all-within, keep one app-consistent point per period",
-    )
-    .option(
-      "--keep-crash-every <duration>",
-      "beyond --keep-all-within, keep one crash-consistent point per period",
-    )
-    .option(
-      "--keep-all-within <duration>",
-      "keep every point newer than this; older ones are thinned (default: the whole window)",
-    )
+  addRetentionOptions(
+    ds
+      .command("prune")
+      .description("delete recovery points outside the retention policy, then free unreferenced data")
+      .requiredOption("--datastore <dir>", "the datastore")
+      .requiredOption("--item <name>", "the replicated item"),
+    true,
+  )
     .option("--dry-run", "say what would be deleted, change nothing")
     .option("--no-gc", "do not free unreferenced data afterwards")
     .option("--json", "print the result as JSON")
@@ -75,12 +66,7 @@ export function register(program: Command): void {
       }) => {
         const d = await Datastore.open(o.datastore);
         const item = parseItemName(o.item);
-        const policy = {
-          keepWithinMs: parseDuration(o.keepWithin, "--keep-within"),
-          keepAllWithinMs: o.keepAllWithin ? parseDuration(o.keepAllWithin, "--keep-all-within") : undefined,
-          appEveryMs: o.keepAppEvery ? parseDuration(o.keepAppEvery, "--keep-app-every") : undefined,
-          crashEveryMs: o.keepCrashEvery ? parseDuration(o.keepCrashEvery, "--keep-crash-every") : undefined,
-        };
+        const policy = parseRetention(o)!;
         const r = await prune(d, item, policy, {
           now: new Date(),
           dryRun: o.dryRun === true,

@@ -2,7 +2,9 @@
 import type { Command } from "commander";
 import { loadTokensFile, ProcessServer, tokenAuthenticator } from "../../appliance/process-server.ts";
 import { Datastore } from "../../datastore/datastore.ts";
+import { parseDuration } from "../../domain/duration.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
+import { addRetentionOptions, parseRetention, type RetentionFlags } from "../retention-options.ts";
 
 export function parseListen(s: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(s);
@@ -17,18 +19,43 @@ export function parseListen(s: string): { host: string; port: number } {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("process-server")
     .description("receive replication streams from agents over HTTP and write them into a datastore")
     .requiredOption("--datastore <dir>", "the datastore")
     .requiredOption("--listen <host:port>", "address to listen on (port 0: any free port)")
     .requiredOption("--tokens <file>", "JSON file of agent tokens and the items each may write")
     .option("--json-logs", "log JSON lines (pino) to stdout")
-    .action(async (o: { datastore: string; listen: string; tokens: string; jsonLogs?: boolean }) => {
+    .option(
+      "--prune-every <duration>",
+      "with --keep-within: how often to prune every item and collect garbage",
+      "1h",
+    );
+  addRetentionOptions(cmd, false).action(
+    async (
+      o: {
+        datastore: string;
+        listen: string;
+        tokens: string;
+        jsonLogs?: boolean;
+        pruneEvery: string;
+      } & RetentionFlags,
+    ) => {
       const { host, port } = parseListen(o.listen);
+      const policy = parseRetention(o);
+      const retention = policy
+        ? { policy, everyMs: parseDuration(o.pruneEvery, "--prune-every") }
+        : undefined;
       const authenticate = tokenAuthenticator(loadTokensFile(o.tokens));
       const ds = await Datastore.open(o.datastore);
-      const server = new ProcessServer({ ds, authenticate, host, port, jsonLogs: o.jsonLogs === true });
+      const server = new ProcessServer({
+        ds,
+        authenticate,
+        host,
+        port,
+        jsonLogs: o.jsonLogs === true,
+        retention,
+      });
       const url = await server.start();
       process.stdout.write(`process-server listening on ${url}\n`);
       await new Promise<void>((resolve, reject) => {
@@ -43,5 +70,6 @@ export function register(program: Command): void {
       });
       await ds.close();
       if (!o.jsonLogs) process.stderr.write("process-server stopped\n");
-    });
+    },
+  );
 }

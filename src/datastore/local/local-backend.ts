@@ -42,6 +42,7 @@ export class LocalBackend implements Backend {
   }
 
   async write(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
+    this.#dropHandle(name);
     const final = this.#path(name);
     const dir = path.dirname(final);
     await this.#ensureDir(dir);
@@ -86,16 +87,23 @@ export class LocalBackend implements Backend {
   }
 
   async readRange(name: string, offset: number, length: number): Promise<Buffer> {
-    const fh = await this.#handle(name);
-    const buf = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0)
-        throw new Error(`${name}: short read at ${offset + done} (object is ${done + offset} bytes)`);
-      done += bytesRead;
+    // only packs are immutable under their name: their handles are cached; a manifest can be
+    // replaced (prune rewrites one atomically), so it is opened afresh every time
+    const cached = name.startsWith("packs/");
+    const fh = cached ? await this.#handle(name) : await open(this.#path(name), "r");
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0)
+          throw new Error(`${name}: short read at ${offset + done} (wanted ${length} bytes from ${offset})`);
+        done += bytesRead;
+      }
+      return buf;
+    } finally {
+      if (!cached) await fh.close();
     }
-    return buf;
   }
 
   async size(name: string): Promise<number> {
