@@ -6,6 +6,16 @@ import { ENTRY_BYTES, INDEX_MAGIC } from "./format.ts";
 import { HASH_BYTES, hashParts } from "./hash.ts";
 import { type BlockLocation, readEntry, writeEntry } from "./pack.ts";
 
+/** A location for BlockIndex used as a plain set of hashes (GC's mark, a writer's pending blocks). */
+export const NO_LOCATION: BlockLocation = {
+  packId: "",
+  frameOffset: 0,
+  frameLength: 0,
+  slot: 0,
+  frameBlocks: 0,
+  compression: 0,
+};
+
 export class BlockIndex {
   #cap: number;
   #mask: number;

@@ -5,8 +5,9 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
+import { pidAlive } from "../platform/process.ts";
 import type { Backend } from "./backend.ts";
-import { BlockIndex, decodeIndexFile, encodeIndexFile } from "./block-index.ts";
+import { BlockIndex, decodeIndexFile, encodeIndexFile, NO_LOCATION } from "./block-index.ts";
 import { DiskMap } from "./disk-map.ts";
 import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
 import { blockHash, HASH_BYTES } from "./hash.ts";
@@ -345,15 +346,6 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 export function verifyBlock(data: Buffer, hash: Buffer, loc: BlockLocation): void {
   if (!blockHash(data).equals(hash)) {
     throw new SwitchbackError(
@@ -399,14 +391,7 @@ export class BlockWriter {
   /** Adds a frame; `keep[slot]` false drops a block that is already stored (it still occupies the frame). */
   async add(frame: Frame, keep?: readonly boolean[]): Promise<void> {
     if (this.#error !== undefined) throw this.#error;
-    const placeholder = {
-      packId: "",
-      frameOffset: 0,
-      frameLength: 0,
-      slot: 0,
-      frameBlocks: 0,
-      compression: 0 as const,
-    };
+
     // a block goes in only once: not when the datastore or this writer already holds it
     const idx = await this.#ds.index();
     const take: boolean[] = new Array(frame.blocks);
@@ -415,7 +400,7 @@ export class BlockWriter {
       take[s] =
         (keep === undefined || keep[s] === true) &&
         (this.#copy || !idx.has(frame.hashes, s * HASH_BYTES)) &&
-        this.#pending.add(frame.hashes, s * HASH_BYTES, placeholder);
+        this.#pending.add(frame.hashes, s * HASH_BYTES, NO_LOCATION);
       if (take[s]) kept++;
     }
     if (kept === 0) return;

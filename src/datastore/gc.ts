@@ -7,7 +7,7 @@
 // in a pack not yet indexed, which the next GC adopts: a pack on disk that no index names is read and
 // kept if it holds a live block found nowhere else.
 import { SwitchbackError } from "../domain/errors.ts";
-import { BlockIndex, decodeIndexFile } from "./block-index.ts";
+import { BlockIndex, decodeIndexFile, NO_LOCATION } from "./block-index.ts";
 import type { Datastore } from "./datastore.ts";
 import { verifyBlock } from "./datastore.ts";
 import { BLOCK_SIZE, ENTRY_BYTES, FRAME_MAX_BLOCKS, paths } from "./format.ts";
@@ -46,20 +46,13 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   const be = ds.backend as LocalBackend;
   // mark: every hash any manifest names is live (a delta's entries are blocks of that point)
   const live = new BlockIndex(1 << 16);
-  const mark = {
-    packId: "",
-    frameOffset: 0,
-    frameLength: 0,
-    slot: 0,
-    frameBlocks: 0,
-    compression: 0 as const,
-  };
+
   for (const item of await ds.items()) {
     for (const id of await ds.pointIds(item)) {
       const m = await ds.readPoint(item, id);
       for (const d of m.disks) {
         for (let i = 0; i < d.blocks.length; i++)
-          if (!isZeroHash(d.hashes, i * HASH_BYTES)) live.add(d.hashes, i * HASH_BYTES, mark);
+          if (!isZeroHash(d.hashes, i * HASH_BYTES)) live.add(d.hashes, i * HASH_BYTES, NO_LOCATION);
       }
     }
   }
@@ -126,7 +119,7 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     else if (liveHere < total * REPACK_BELOW) repack.push({ packId, entries });
     else {
       keep.push({ packId, entries: dedupeRecords(entries) });
-      for (let at = 0; at < entries.length; at += ENTRY_BYTES) covered.add(entries, at, mark);
+      for (let at = 0; at < entries.length; at += ENTRY_BYTES) covered.add(entries, at, NO_LOCATION);
     }
   }
 
@@ -137,7 +130,7 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     const frames = new Map<number, number[]>();
     for (let at = 0; at < entries.length; at += ENTRY_BYTES) {
       if (!live.has(entries, at) || covered.has(entries, at)) continue;
-      covered.add(entries, at, mark);
+      covered.add(entries, at, NO_LOCATION);
       const list = frames.get(entries.readUInt32LE(at + 32)) ?? [];
       list.push(at);
       frames.set(entries.readUInt32LE(at + 32), list);
@@ -229,17 +222,10 @@ async function packNamedBy(ds: Datastore, packId: string, indexFiles: string[]):
 /** An index lists each (pack, hash) once, even when an old and an adopted index both named it. */
 function dedupeRecords(entries: Buffer): Buffer {
   const seen = new BlockIndex(1024);
-  const mark = {
-    packId: "",
-    frameOffset: 0,
-    frameLength: 0,
-    slot: 0,
-    frameBlocks: 0,
-    compression: 0 as const,
-  };
+
   const out: Buffer[] = [];
   for (let at = 0; at < entries.length; at += ENTRY_BYTES) {
-    if (seen.add(entries, at, mark)) out.push(entries.subarray(at, at + ENTRY_BYTES));
+    if (seen.add(entries, at, NO_LOCATION)) out.push(entries.subarray(at, at + ENTRY_BYTES));
   }
   return Buffer.concat(out);
 }

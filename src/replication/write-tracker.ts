@@ -28,6 +28,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
+import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import type { WriteTracker } from "./replicate.ts";
 import { UNIT_BYTES, unitCount } from "./scan.ts";
@@ -169,15 +170,6 @@ export function findTracefs(): string | null {
     if (existsSync(path.join(TRACEFS_CANDIDATES[0]!, "instances"))) return TRACEFS_CANDIDATES[0]!;
   }
   return null;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Removes tracefs instances left by switchback processes that died (kill -9) while tracking. */
