@@ -180,6 +180,23 @@ describe("datastore faults", () => {
     );
   });
 
+  test("the index can be rebuilt from the packs alone", async () => {
+    const ds = copy("rebuild");
+    rmSync(path.join(ds, "index"), { recursive: true });
+    const broken = await cli(["datastore", "check", "--datastore", ds]);
+    assert.equal(broken.code, 1, "points reference blocks no index names");
+    const r = await cliJson<{ packs: number; blocks: number; damagedPacks: string[] }>([
+      "datastore",
+      "rebuild-index",
+      "--datastore",
+      ds,
+      "--read-data",
+    ]);
+    assert.ok(r.packs > 0 && r.blocks > 0);
+    assert.deepEqual(r.damagedPacks, []);
+    await assertWhole(ds, "after rebuild-index");
+  });
+
   test("prune keeps the newest points whole and gc frees the data only dropped points used", async () => {
     const ds = copy("prune");
     const before = files(ds).length;

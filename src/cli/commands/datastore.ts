@@ -4,6 +4,7 @@ import { checkDatastore } from "../../datastore/check.ts";
 import { Datastore } from "../../datastore/datastore.ts";
 import { collectGarbage } from "../../datastore/gc.ts";
 import { prune } from "../../datastore/prune.ts";
+import { rebuildIndex } from "../../datastore/rebuild-index.ts";
 import { parseItemName } from "../../domain/ids.ts";
 import { killAfterStep } from "../fault.ts";
 import { bytes, printJson } from "../output.ts";
@@ -87,6 +88,25 @@ export function register(program: Command): void {
         await d.close();
       },
     );
+
+  ds.command("rebuild-index")
+    .description("rebuild the index from the packs' trailers (after losing or damaging index files)")
+    .requiredOption("--datastore <dir>", "the datastore")
+    .option("--read-data", "also check that each pack's bytes match its name; damaged packs are left out")
+    .option("--json", "print the result as JSON")
+    .action(async (o: { datastore: string; readData?: boolean; json?: boolean }) => {
+      const d = await Datastore.open(o.datastore);
+      const r = await rebuildIndex(d, { readData: o.readData === true });
+      if (o.json) printJson(r);
+      else {
+        for (const p of r.damagedPacks) console.log(`damaged pack left out: ${p}`);
+        console.log(
+          `index rebuilt: ${r.packs} pack(s), ${r.blocks} block(s); ${r.indexFilesRemoved} old index file(s) removed`,
+        );
+      }
+      await d.close();
+      if (r.damagedPacks.length > 0) process.exitCode = 1;
+    });
 
   ds.command("gc")
     .description("free packs that no recovery point references")

@@ -1,0 +1,59 @@
+// Rebuilds the index from the packs alone: every pack's trailer lists the blocks it holds. Writes one
+// new index file first, then removes the old ones, so a kill -9 leaves a usable (if redundant) index.
+import { SwitchbackError } from "../domain/errors.ts";
+import type { Datastore } from "./datastore.ts";
+import { paths } from "./format.ts";
+import { hashParts } from "./hash.ts";
+import type { LocalBackend } from "./local/local-backend.ts";
+import { parsePackTrailer } from "./pack.ts";
+
+export interface RebuildResult {
+  packs: number;
+  blocks: number;
+  damagedPacks: string[];
+  indexFilesRemoved: number;
+}
+
+export async function rebuildIndex(ds: Datastore, o: { readData?: boolean } = {}): Promise<RebuildResult> {
+  const lock = await ds.lock("exclusive", "rebuild-index");
+  try {
+    const be = ds.backend as LocalBackend;
+    const old = await be.list("index");
+    const sections: { packId: string; entries: Buffer }[] = [];
+    const damaged: string[] = [];
+    let blocks = 0;
+    for (const prefix of await be.listDirs("packs")) {
+      for (const f of await be.list(paths.packDir(prefix))) {
+        if (!f.endsWith(".pack")) continue;
+        const packId = f.slice(0, -5);
+        try {
+          const size = await be.size(paths.pack(packId));
+          const whole = o.readData ? await be.read(paths.pack(packId)) : null;
+          if (whole && hashParts([whole]).toString("hex") !== packId) {
+            throw new SwitchbackError("DATASTORE_CORRUPT", `pack ${packId}: contents do not match its name`);
+          }
+          const tail =
+            whole ??
+            (await be.readRange(paths.pack(packId), Math.max(0, size - 65536), Math.min(size, 65536)));
+          let t = parsePackTrailer(packId, tail, size);
+          if (t.count < 0) t = parsePackTrailer(packId, await be.read(paths.pack(packId)), size);
+          sections.push({ packId, entries: t.entries });
+          blocks += t.count;
+        } catch {
+          damaged.push(packId);
+        }
+      }
+    }
+    const fresh = sections.length > 0 ? `${await ds.writeIndexFile(sections)}.idx` : null;
+    let removed = 0;
+    for (const n of old) {
+      if (n === fresh) continue;
+      await be.remove(`index/${n}`);
+      removed++;
+    }
+    await ds.reloadIndex();
+    return { packs: sections.length, blocks, damagedPacks: damaged, indexFilesRemoved: removed };
+  } finally {
+    await lock.release();
+  }
+}
