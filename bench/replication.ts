@@ -16,8 +16,8 @@ import { busyness, describeMachine, fileSystemOf } from "./lib/machine.ts";
 import { primeMemory } from "./lib/prime.ts";
 import { resticRunner, resticVersion } from "./lib/restic.ts";
 import { rsyncRunner } from "./lib/rsync.ts";
-import { GNU_TIME, versionOf, which } from "./lib/run.ts";
-import type { Step, ToolRun, ToolRunner } from "./lib/scenario.ts";
+import { GNU_TIME, run, versionOf, which } from "./lib/run.ts";
+import { type Step, settle, type ToolRun, type ToolRunner, warm } from "./lib/scenario.ts";
 import { fmtBytes, fmtInt, fmtSeconds, parseSize } from "./lib/sizes.ts";
 import { SWITCHBACK_CLI, switchbackRunner } from "./lib/switchback.ts";
 import { bestOf, markdown, resultTable } from "./lib/table.ts";
@@ -138,6 +138,20 @@ try {
     `image: ${fmtBytes(sizeBytes)} (${fmtBytes(layout.zeroBytes)} zeros, ${fmtBytes(layout.textBytes)} text, ${fmtBytes(layout.randomBytes)} random) made in ${fmtSeconds((performance.now() - t) / 1000)} s; change: ${fmtInt(change.blocks.length)} blocks`,
   );
 
+  // the disk's own speed, the yardstick for restores: a plain copy of the image to a new file, fsynced
+  let diskSeconds = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < runs; r++) {
+    const copy = path.join(base, "dd.img");
+    warm(v2);
+    settle();
+    diskSeconds = Math.min(
+      diskSeconds,
+      run("dd", [`if=${v2}`, `of=${copy}`, "bs=1M", "conv=fsync", "status=none"]).seconds,
+    );
+    rmSync(copy);
+  }
+  progress(`disk: dd of the image to a new file with fsync ${fmtSeconds(diskSeconds)} s`);
+
   const profileDir = opt.profile === undefined ? undefined : path.resolve(opt.profile);
   const runners: Record<ToolName, ToolRunner> = {
     switchback: switchbackRunner(profileDir),
@@ -199,6 +213,7 @@ try {
         results.map((r) => bestOf(r.runs)),
         sizeBytes,
         change.blocks.length,
+        diskSeconds,
       ),
     ),
   );

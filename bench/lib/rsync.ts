@@ -8,7 +8,7 @@ import path from "node:path";
 import { sameContent } from "./image.ts";
 import { run } from "./run.ts";
 import { type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
-import { treeBytes } from "./sizes.ts";
+import { fmtBytes, treeBytes } from "./sizes.ts";
 
 /** `blockSize`: rsync's -B (undefined: its default, about the square root of the file size). */
 export function rsyncRunner(blockSize?: number) {
@@ -67,7 +67,7 @@ export function rsyncRunner(blockSize?: number) {
       deltaRestore,
       stateBytes: 0,
       notes: [
-        `delta restore sent ${dr.sentBytes} bytes; rsync overwrites its one copy in place (no history, so no growth) and does not fsync`,
+        `delta restore sent ${fmtBytes(dr.sentBytes)}; rsync updates its one copy in place (no history, so the store does not grow) and does not fsync`,
       ],
     };
   };

@@ -6,7 +6,7 @@ import { fmtBytes, fmtInt, fmtMiB, fmtRate, fmtSeconds } from "./sizes.ts";
 
 export const GOALS = { fullCopyBytesPerSecond: 1e9, incrementalSeconds: 0.25, sentOverChanged: 1.2 };
 
-/** The best of a tool's runs: each step from its fastest run; peak memory over all runs. */
+/** The best of a tool's runs: each step from its fastest run; peak memory over all runs; notes of the last. */
 export function bestOf(runs: ToolRun[]): ToolRun {
   const fastest = <T extends Step>(steps: T[]): T => steps.reduce((a, b) => (b.seconds < a.seconds ? b : a));
   const optional = <T extends Step & { correct: boolean }>(steps: (T | null)[]): T | null => {
@@ -26,7 +26,7 @@ export function bestOf(runs: ToolRun[]): ToolRun {
     fullRestore: optional(runs.map((r) => r.fullRestore)),
     deltaRestore: optional(runs.map((r) => r.deltaRestore)),
     stateBytes: last.stateBytes,
-    notes: [...new Set(runs.flatMap((r) => r.notes))],
+    notes: last.notes,
   };
 }
 
@@ -41,7 +41,13 @@ function restoreRate(step: (Step & { correct: boolean }) | null, sizeBytes: numb
   return fmtRate(sizeBytes, step.seconds);
 }
 
-export function resultTable(tools: ToolRun[], sizeBytes: number, changedBlocks: number): string[][] {
+/** `diskSeconds`: how long a plain fsynced copy of the image to a new file took (the restore yardstick). */
+export function resultTable(
+  tools: ToolRun[],
+  sizeBytes: number,
+  changedBlocks: number,
+  diskSeconds: number,
+): string[][] {
   const changedBytes = changedBlocks * BENCH_BLOCK;
   const gib = sizeBytes / 1024 ** 3;
   const header = [
@@ -67,8 +73,8 @@ export function resultTable(tools: ToolRun[], sizeBytes: number, changedBlocks: 
     `≤ ${fmtBytes(changedBytes * GOALS.sentOverChanged)}`,
     "",
     "grows with change",
-    "disk speed",
-    "disk speed",
+    `disk: ${fmtRate(sizeBytes, diskSeconds)}`,
+    `disk: ${fmtRate(sizeBytes, diskSeconds)}`,
     "",
     "",
   ];
