@@ -6,7 +6,7 @@
 // peak memory and agent state. Every tool runs as a child process against a local target in a temp
 // folder. Everything runs warm: the images are in the page cache (as in docs/MEASUREMENTS-style
 // figures); dirty pages are flushed (sync) before each timed step, the cache is not dropped.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statfsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statfsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -84,7 +84,7 @@ for (const t of tools) if (!TOOLS.includes(t)) fail(`--tools: unknown tool ${t};
 const missing = [
   ...(tools.some((t) => t.startsWith("rsync")) && which("rsync") === null ? ["rsync"] : []),
   ...(tools.includes("restic") && which("restic") === null ? ["restic"] : []),
-  ...(which(GNU_TIME.slice(GNU_TIME.lastIndexOf("/") + 1)) === null ? ["GNU time (/usr/bin/time)"] : []),
+  ...(existsSync(GNU_TIME) ? [] : [`GNU time (${GNU_TIME})`]),
 ];
 if (missing.length > 0) {
   fail(
