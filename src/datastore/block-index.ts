@@ -4,7 +4,7 @@
 import { SwitchbackError } from "../domain/errors.ts";
 import { ENTRY_BYTES, INDEX_MAGIC } from "./format.ts";
 import { HASH_BYTES, hashParts } from "./hash.ts";
-import { type BlockLocation, readEntry, writeEntry } from "./pack.ts";
+import { type BlockLocation, writeEntry } from "./pack.ts";
 
 /** A location for BlockIndex used as a plain set of hashes (GC's mark, a writer's pending blocks). */
 export const NO_LOCATION: BlockLocation = {
@@ -96,26 +96,66 @@ export class BlockIndex {
 
   /** Adds a location; an existing entry for the same hash is kept (any copy is as good as another). */
   add(hash: Uint8Array, at: number, loc: BlockLocation): boolean {
+    return this.#insert(
+      hash,
+      at,
+      this.#packNo(loc.packId) + 1,
+      loc.frameOffset,
+      loc.frameLength,
+      (loc.slot << 16) | loc.frameBlocks,
+      loc.compression,
+    );
+  }
+
+  #insert(
+    hash: Uint8Array,
+    at: number,
+    pack1: number,
+    off: number,
+    len: number,
+    slotBlocks: number,
+    comp: number,
+  ): boolean {
     if ((this.#size + 1) * 10 > this.#cap * 7) this.#grow();
     const i = this.#find(hash, at);
     if (i >= 0) return false;
     const slot = -1 - i;
     this.#keys.set(hash.subarray(at, at + HASH_BYTES), slot * HASH_BYTES);
     const v = this.#vals;
-    v[slot * 4] = this.#packNo(loc.packId) + 1;
-    v[slot * 4 + 1] = loc.frameOffset;
-    v[slot * 4 + 2] = loc.frameLength;
-    v[slot * 4 + 3] = (loc.slot << 16) | loc.frameBlocks;
-    this.#comp[slot] = loc.compression;
+    v[slot * 4] = pack1;
+    v[slot * 4 + 1] = off;
+    v[slot * 4 + 2] = len;
+    v[slot * 4 + 3] = slotBlocks;
+    this.#comp[slot] = comp;
     this.#size++;
     return true;
   }
 
-  /** Adds every record of a pack trailer or index section. */
+  /** Makes room for `n` more entries at once, so that loading a big index does not grow it step by step. */
+  reserve(n: number): void {
+    while ((this.#size + n) * 10 > this.#cap * 7) this.#grow();
+  }
+
+  /** Adds every record of a pack trailer or index section (the hot path of loading an index). */
   addRecords(packId: string, records: Buffer): void {
+    const pack1 = this.#packNo(packId) + 1;
+    this.reserve(records.length / ENTRY_BYTES);
     for (let at = 0; at < records.length; at += ENTRY_BYTES) {
-      const { loc } = readEntry(records, at);
-      this.add(records, at, { packId, ...loc });
+      const comp = records[at + 44]!;
+      if (comp > 1)
+        throw new SwitchbackError(
+          "DATASTORE_CORRUPT",
+          `pack ${packId}: entry at byte ${at} has unknown compression ${comp}`,
+        );
+      this.#insert(
+        records,
+        at,
+        pack1,
+        records.readUInt32LE(at + 32),
+        records.readUInt32LE(at + 36),
+        (records.readUInt16LE(at + 40) << 16) | records.readUInt16LE(at + 42),
+        comp,
+      );
     }
   }
 

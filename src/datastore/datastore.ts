@@ -9,7 +9,7 @@ import { pidAlive } from "../platform/process.ts";
 import type { Backend } from "./backend.ts";
 import { BlockIndex, decodeIndexFile, encodeIndexFile, NO_LOCATION } from "./block-index.ts";
 import { DiskMap } from "./disk-map.ts";
-import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
+import { BLOCK_SIZE, ENTRY_BYTES, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
 import { blockHash, HASH_BYTES } from "./hash.ts";
 import { LocalBackend } from "./local/local-backend.ts";
 import {
@@ -121,11 +121,13 @@ export class Datastore {
 
   async reloadIndex(): Promise<BlockIndex> {
     const names = await this.backend.list("index");
-    const idx = new BlockIndex(1 << 16);
-    for (const n of names) {
-      const buf = await this.backend.read(`index/${n}`);
+    const files = await Promise.all(
+      names.map(async (n) => ({ n, buf: await this.backend.read(`index/${n}`) })),
+    );
+    // sized once from the files' lengths: each entry is 48 bytes
+    const idx = new BlockIndex(Math.ceil((files.reduce((s, f) => s + f.buf.length, 0) / ENTRY_BYTES) * 1.5));
+    for (const { n, buf } of files)
       for (const sec of decodeIndexFile(n, buf)) idx.addRecords(sec.packId, sec.entries);
-    }
     this.#index = idx;
     this.#indexFiles = new Set(names);
     return idx;

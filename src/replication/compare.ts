@@ -1,8 +1,11 @@
-// Compares a disk (or image) with a point's disk map: which blocks differ. Used by delta restore to
-// write only what differs (how failback ships little data) and to verify every restore afterwards.
-// Runs in worker threads; the map is passed in SharedArrayBuffers so workers do not copy it.
+// Compares a disk (or image) with what it should hold: which blocks differ. Two modes:
+//  - against a point's disk map (BLAKE3 of every block): delta restore, to write only what differs;
+//  - against fingerprints (keyed xxh64 of what was just written, or "must be zero", or "skip"): the
+//    check after a restore, which reads back only what the restore wrote and needs no BLAKE3.
+// Runs in worker threads; maps are passed in SharedArrayBuffers so workers do not copy them.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { xxh64 } from "@node-rs/xxhash";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { blockHash, HASH_BYTES, isAllZero } from "../datastore/hash.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
@@ -17,20 +20,53 @@ export interface CompareJob {
   to: number;
   refs: Uint32Array;
   arena: Uint8Array;
+  /** fingerprint mode: per block 0 skip, 1 must be zero, 2 xxh64(block, seed) must be fp[b] */
+  expect?: Fingerprints;
+}
+
+export interface Fingerprints {
+  kind: Uint8Array;
+  fp: BigUint64Array;
+  seed: bigint;
+}
+
+export const SKIP = 0;
+export const MUST_BE_ZERO = 1;
+export const FINGERPRINT = 2;
+
+export function fingerprints(blocks: number, seed: bigint): Fingerprints {
+  return {
+    kind: new Uint8Array(new SharedArrayBuffer(blocks)),
+    fp: new BigUint64Array(new SharedArrayBuffer(blocks * 8)),
+    seed,
+  };
 }
 
 /** Block numbers in [from, to) whose content on the disk is not what the map says. */
 export function compareRange(job: CompareJob): number[] {
   const reader = new DiskReader(job.info, CHUNK_BLOCKS * BLOCK_SIZE);
   const arena = Buffer.from(job.arena.buffer, job.arena.byteOffset, job.arena.byteLength);
+  const ex = job.expect;
   const out: number[] = [];
   try {
     for (let b0 = job.from; b0 < job.to; b0 += CHUNK_BLOCKS) {
       const n = Math.min(CHUNK_BLOCKS, job.to - b0);
+      if (ex !== undefined) {
+        let any = false;
+        for (let k = 0; k < n && !any; k++) any = ex.kind[b0 + k] !== SKIP;
+        if (!any) continue; // nothing to check here: do not even read it
+      }
       const buf = reader.read(b0 * BLOCK_SIZE, n * BLOCK_SIZE);
       for (let k = 0; k < n; k++) {
         const b = b0 + k;
         const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
+        if (ex !== undefined) {
+          const kind = ex.kind[b];
+          if (kind === MUST_BE_ZERO) {
+            if (!isAllZero(block)) out.push(b);
+          } else if (kind === FINGERPRINT && xxh64(block, ex.seed) !== ex.fp[b]) out.push(b);
+          continue;
+        }
         const r = job.refs[b]!;
         if (r === 0) {
           if (!isAllZero(block)) out.push(b);
@@ -49,16 +85,25 @@ export async function compareDisk(
   sizeBytes: number,
   refs: Uint32Array,
   arena: Buffer,
+  expect?: Fingerprints,
   workers = Math.min(4, availableParallelism()),
 ): Promise<number[]> {
   const blocks = Math.ceil(sizeBytes / BLOCK_SIZE);
-  // share the map with workers without copying it once per worker
-  const sharedRefs = new Uint32Array(new SharedArrayBuffer(refs.byteLength));
-  sharedRefs.set(refs);
-  const sharedArena = new Uint8Array(new SharedArrayBuffer(Math.max(1, arena.length)));
-  sharedArena.set(arena);
+  // shared with the workers, not copied to each; the map is only needed without fingerprints
+  const sharedRefs = new Uint32Array(new SharedArrayBuffer(expect ? 0 : refs.byteLength));
+  if (!expect) sharedRefs.set(refs);
+  const sharedArena = new Uint8Array(new SharedArrayBuffer(expect ? 1 : Math.max(1, arena.length)));
+  if (!expect) sharedArena.set(arena);
   if (workers <= 1 || blocks < 32768) {
-    return compareRange({ info, sizeBytes, from: 0, to: blocks, refs: sharedRefs, arena: sharedArena });
+    return compareRange({
+      info,
+      sizeBytes,
+      from: 0,
+      to: blocks,
+      refs: sharedRefs,
+      arena: sharedArena,
+      expect,
+    });
   }
   const per = Math.ceil(blocks / workers / CHUNK_BLOCKS) * CHUNK_BLOCKS;
   const parts: Promise<number[]>[] = [];
@@ -70,6 +115,7 @@ export async function compareDisk(
       to: Math.min(blocks, from + per),
       refs: sharedRefs,
       arena: sharedArena,
+      expect,
     };
     parts.push(
       new Promise((resolve, reject) => {

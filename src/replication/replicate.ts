@@ -14,7 +14,7 @@ import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
 import type { DiskEntries, DiskHeader, PointManifest } from "../datastore/manifest.ts";
-import { makeFrame } from "../datastore/pack.ts";
+import { makeFrame, openFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
 import { AgentState, type DiskHashes, sharedHashes } from "./agent-state.ts";
@@ -177,13 +177,15 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           blocks: b.dataBlocks,
         });
       } else if (n > 0) {
+        // some blocks are stored already (dedup): ship a frame of the others only
+        const all = openFrame(b.payload, b.compression, b.dataBlocks, "batch");
         const hs = Buffer.allocUnsafe(n * HASH_BYTES);
         const raw = Buffer.allocUnsafe(n * BLOCK_SIZE);
         let k = 0;
         missing.forEach((m, s) => {
           if (!m) return;
           b.dataHashes.copy(hs, k * HASH_BYTES, s * HASH_BYTES, (s + 1) * HASH_BYTES);
-          b.raw.copy(raw, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
+          all.copy(raw, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
           k++;
         });
         bytesSent += await o.sink.send(makeFrame(hs, raw));

@@ -20,19 +20,13 @@ parentPort!.once("message", (msg: Start) => {
             if (Atomics.compareExchange(credits, 0, c, c - 1) === c) break;
           } else Atomics.wait(credits, 0, c, 1000);
         }
-        const transfer: ArrayBuffer[] = [];
-        for (const buf of [b.raw, b.payload]) {
-          const ab = buf.buffer as ArrayBuffer;
-          if (
-            buf.byteOffset === 0 &&
-            ab.byteLength === buf.byteLength &&
-            !transfer.includes(ab) &&
-            ab.byteLength > 0
-          ) {
-            transfer.push(ab);
-          }
+        // every buffer of a batch is its own (never Node's shared pool): move them, do not copy
+        const transfer = new Set<ArrayBuffer>();
+        for (const v of [b.blocks, b.hashes, b.dataHashes, b.payload]) {
+          const ab = v.buffer as ArrayBuffer;
+          if (ab.byteLength > 0 && ab.byteLength !== Buffer.poolSize) transfer.add(ab);
         }
-        parentPort!.postMessage({ type: "batch", batch: b }, transfer);
+        parentPort!.postMessage({ type: "batch", batch: b }, [...transfer]);
       });
     }
     parentPort!.postMessage({ type: "done" });

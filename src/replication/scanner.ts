@@ -76,7 +76,6 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
           ...b,
           hashes: toBuf(b.hashes),
           dataHashes: toBuf(b.dataHashes),
-          raw: toBuf(b.raw),
           payload: toBuf(b.payload),
         });
         creditOwners.push(t);

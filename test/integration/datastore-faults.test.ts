@@ -280,10 +280,11 @@ describe("datastore faults", () => {
           stdio: "ignore",
         },
       );
-      const delay = 150 + Math.floor(next() * 350); // node start-up is ~150 ms here
+      const closed = new Promise((r) => child.once("close", r)); // listen now: it may end before the kill
+      const delay = 100 + Math.floor(next() * 400); // node start-up is ~100 ms here
       await new Promise((r) => setTimeout(r, delay));
       child.kill("SIGKILL");
-      await new Promise((r) => child.once("close", r));
+      await closed;
       await assertWhole(ds, `random kill after ${delay} ms`);
       await cliJson(["datastore", "prune", "--datastore", ds, "--item", "db1", "--keep-within", "1ms"]);
       await assertWhole(ds, `rerun after random kill at ${delay} ms`);

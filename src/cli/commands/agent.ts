@@ -2,8 +2,6 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import pino from "pino";
-import { AgentDaemon } from "../../agent/daemon.ts";
 import { parseDuration } from "../../domain/duration.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { parseItemName } from "../../domain/ids.ts";
@@ -70,6 +68,9 @@ export function register(program: Command): void {
             `--token-file ${o.tokenFile} is empty; put the agent's token in it`,
           );
         }
+        // loaded here: `switchback --help` and other commands need none of it
+        const { default: pino } = await import("pino");
+        const { AgentDaemon } = await import("../../agent/daemon.ts");
         const log = pino(
           { base: { role: "agent", item }, timestamp: pino.stdTimeFunctions.isoTime },
           pino.destination({ dest: 1, sync: true }),

@@ -1,14 +1,22 @@
-// switchback datastore init|check|prune|gc
+// switchback datastore init|check|prune|gc|rebuild-index
+// The datastore modules are loaded when a command runs, so that the CLI starts fast.
 import type { Command } from "commander";
-import { checkDatastore } from "../../datastore/check.ts";
-import { Datastore } from "../../datastore/datastore.ts";
-import { collectGarbage } from "../../datastore/gc.ts";
-import { prune } from "../../datastore/prune.ts";
-import { rebuildIndex } from "../../datastore/rebuild-index.ts";
 import { parseItemName } from "../../domain/ids.ts";
 import { killAfterStep } from "../fault.ts";
 import { bytes, printJson } from "../output.ts";
 import { addRetentionOptions, parseRetention } from "../retention-options.ts";
+
+const load = async () => {
+  const [{ Datastore }, { checkDatastore }, { collectGarbage }, { prune }, { rebuildIndex }] =
+    await Promise.all([
+      import("../../datastore/datastore.ts"),
+      import("../../datastore/check.ts"),
+      import("../../datastore/gc.ts"),
+      import("../../datastore/prune.ts"),
+      import("../../datastore/rebuild-index.ts"),
+    ]);
+  return { Datastore, checkDatastore, collectGarbage, prune, rebuildIndex };
+};
 
 export function register(program: Command): void {
   const ds = program.command("datastore").description("create, check and prune datastores");
@@ -18,6 +26,7 @@ export function register(program: Command): void {
     .requiredOption("--path <dir>", "folder for the datastore (created if missing)")
     .option("--json", "print the result as JSON")
     .action(async (o: { path: string; json?: boolean }) => {
+      const { Datastore } = await load();
       const d = await Datastore.init(o.path);
       if (o.json) printJson({ path: d.backend.location, ...d.config });
       else console.log(`created datastore ${d.config.id} at ${d.backend.location}`);
@@ -29,6 +38,7 @@ export function register(program: Command): void {
     .option("--read-data", "read every pack and check every block against its hash")
     .option("--json", "print the result as JSON")
     .action(async (o: { datastore: string; readData?: boolean; json?: boolean }) => {
+      const { Datastore, checkDatastore } = await load();
       const d = await Datastore.open(o.datastore);
       const r = await checkDatastore(d, { readData: o.readData === true });
       if (o.json) printJson(r);
@@ -65,6 +75,7 @@ export function register(program: Command): void {
         gc: boolean;
         json?: boolean;
       }) => {
+        const { Datastore, collectGarbage, prune } = await load();
         const d = await Datastore.open(o.datastore);
         const item = parseItemName(o.item);
         const policy = parseRetention(o)!;
@@ -95,6 +106,7 @@ export function register(program: Command): void {
     .option("--read-data", "also check that each pack's bytes match its name; damaged packs are left out")
     .option("--json", "print the result as JSON")
     .action(async (o: { datastore: string; readData?: boolean; json?: boolean }) => {
+      const { Datastore, rebuildIndex } = await load();
       const d = await Datastore.open(o.datastore);
       const r = await rebuildIndex(d, { readData: o.readData === true });
       if (o.json) printJson(r);
@@ -113,6 +125,7 @@ export function register(program: Command): void {
     .requiredOption("--datastore <dir>", "the datastore")
     .option("--json", "print the result as JSON")
     .action(async (o: { datastore: string; json?: boolean }) => {
+      const { Datastore, collectGarbage } = await load();
       const d = await Datastore.open(o.datastore);
       const gc = await collectGarbage(d, { afterStep: killAfterStep("gc") });
       if (o.json) printJson(gc);

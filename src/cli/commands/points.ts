@@ -1,6 +1,5 @@
 // switchback points list
 import type { Command } from "commander";
-import { Datastore } from "../../datastore/datastore.ts";
 import { parseItemName } from "../../domain/ids.ts";
 import { printJson, printTable } from "../output.ts";
 
@@ -13,6 +12,7 @@ export function register(program: Command): void {
     .requiredOption("--item <name>", "the replicated item")
     .option("--json", "print the result as JSON")
     .action(async (o: { datastore: string; item: string; json?: boolean }) => {
+      const { Datastore } = await import("../../datastore/datastore.ts");
       const ds = await Datastore.open(o.datastore);
       const list = await ds.listPoints(parseItemName(o.item));
       if (o.json) {

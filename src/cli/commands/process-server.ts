@@ -1,7 +1,5 @@
 // switchback process-server: receive agents' replication streams into a datastore (docs/transport.md).
 import type { Command } from "commander";
-import { loadTokensFile, ProcessServer, tokenAuthenticator } from "../../appliance/process-server.ts";
-import { Datastore } from "../../datastore/datastore.ts";
 import { parseDuration } from "../../domain/duration.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { addRetentionOptions, parseRetention, type RetentionFlags } from "../retention-options.ts";
@@ -46,6 +44,10 @@ export function register(program: Command): void {
       const retention = policy
         ? { policy, everyMs: parseDuration(o.pruneEvery, "--prune-every") }
         : undefined;
+      const [{ loadTokensFile, ProcessServer, tokenAuthenticator }, { Datastore }] = await Promise.all([
+        import("../../appliance/process-server.ts"),
+        import("../../datastore/datastore.ts"),
+      ]);
       const authenticate = tokenAuthenticator(loadTokensFile(o.tokens));
       const ds = await Datastore.open(o.datastore);
       const server = new ProcessServer({

@@ -2,13 +2,11 @@
 import { homedir } from "node:os";
 import path from "node:path";
 import type { Command } from "commander";
-import { Datastore } from "../../datastore/datastore.ts";
 import { parseDuration } from "../../domain/duration.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { parseItemName } from "../../domain/ids.ts";
-import { replicateOnce, type SnapshotMode } from "../../replication/replicate.ts";
-import { LocalSink } from "../../replication/sink.ts";
-import { type TrackMode, writeTrackerFactory } from "../../replication/write-tracker.ts";
+import type { SnapshotMode } from "../../replication/replicate.ts";
+import type { TrackMode } from "../../replication/write-tracker.ts";
 import { bytes, printJson } from "../output.ts";
 
 export function defaultStateDir(): string {
@@ -82,6 +80,12 @@ export function register(program: Command): void {
             `--track ${JSON.stringify(o.track)} is not valid; use auto, tracefs or none`,
           );
         }
+        const [{ Datastore }, { replicateOnce }, { LocalSink }, { writeTrackerFactory }] = await Promise.all([
+          import("../../datastore/datastore.ts"),
+          import("../../replication/replicate.ts"),
+          import("../../replication/sink.ts"),
+          import("../../replication/write-tracker.ts"),
+        ]);
         const ds = await Datastore.open(o.datastore);
         const lock = await ds.lock("shared", `replicate-once ${item}`);
         try {

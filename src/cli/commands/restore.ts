@@ -1,9 +1,7 @@
 // switchback restore: write a point's disk to an image file or block device.
 import type { Command } from "commander";
-import { Datastore } from "../../datastore/datastore.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { parseItemName, parsePointId } from "../../domain/ids.ts";
-import { restoreDisk } from "../../replication/restore.ts";
 import { bytes, printJson } from "../output.ts";
 
 export function register(program: Command): void {
@@ -39,6 +37,10 @@ export function register(program: Command): void {
             `--disk ${JSON.stringify(o.disk)} is not a disk number; disks are numbered 0, 1, …`,
           );
         }
+        const [{ Datastore }, { restoreDisk }] = await Promise.all([
+          import("../../datastore/datastore.ts"),
+          import("../../replication/restore.ts"),
+        ]);
         const ds = await Datastore.open(o.datastore);
         const lock = await ds.lock("shared", `restore ${item}`);
         try {

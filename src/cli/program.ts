@@ -1,0 +1,42 @@
+// The switchback command line: one file per command under commands/.
+import { Command, CommanderError } from "commander";
+import { SwitchbackError } from "../domain/errors.ts";
+import * as agent from "./commands/agent.ts";
+import * as datastore from "./commands/datastore.ts";
+import * as points from "./commands/points.ts";
+import * as processServer from "./commands/process-server.ts";
+import * as replicateOnce from "./commands/replicate-once.ts";
+import * as restore from "./commands/restore.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("switchback")
+    .description("Switchback: disaster recovery for servers")
+    .version("0.1.0")
+    .showHelpAfterError(false)
+    .exitOverride();
+  for (const m of [datastore, replicateOnce, points, restore, processServer, agent]) m.register(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof SwitchbackError) {
+      process.stderr.write(`switchback: ${err.message} [${err.code}]\n`);
+      return 1;
+    }
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== undefined && e.path !== undefined) {
+      process.stderr.write(`switchback: ${e.path}: ${e.message} [${e.code}]\n`);
+      return 1;
+    }
+    process.stderr.write(`switchback: unexpected error: ${e.stack ?? String(err)}\n`);
+    return 70;
+  }
+}
