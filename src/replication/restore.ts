@@ -16,11 +16,15 @@ import {
   openSync,
   writeSync,
 } from "node:fs";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
 import { xxh64 } from "@node-rs/xxhash";
 import type { Datastore } from "../datastore/datastore.ts";
 import { verifyBlock } from "../datastore/datastore.ts";
 import type { DiskMap } from "../datastore/disk-map.ts";
 import { BLOCK_SIZE } from "../datastore/format.ts";
+import { HASH_BYTES } from "../datastore/hash.ts";
+import { LocalBackend } from "../datastore/local/local-backend.ts";
 import type { BlockLocation } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
@@ -116,7 +120,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
     if (!o.delta && !isBlock) expect.kind.fill(MUST_BE_ZERO); // a fresh sparse file: holes read as zeros
     for (const b of zeros) expect.kind[b] = MUST_BE_ZERO;
     zeroBlocksWritten = writeZeroRuns(fd, zeros, size);
-    blocksWritten = (await writeBlocks(ds, fd, map, data, size, expect)) + zeroBlocksWritten;
+    blocksWritten = (await writeBlocks(ds, fd, o.to, map, data, size, expect)) + zeroBlocksWritten;
     fsyncSync(fd);
     if (!isBlock && fstatSync(fd).size !== size) ftruncateSync(fd, size);
   } finally {
@@ -190,17 +194,23 @@ function writeZeroRuns(fd: number, blocks: number[], size: number): number {
   return blocks.length;
 }
 
-/** Fetches blocks frame by frame (each frame read and decompressed once), verifies and writes them. */
-async function writeBlocks(
-  ds: Datastore,
-  fd: number,
-  map: DiskMap,
-  blocks: number[],
-  size: number,
-  expect: Fingerprints,
-): Promise<number> {
+/** The blocks to take from one frame of one pack, ascending by disk block. */
+export interface FrameTask {
+  packId: string;
+  frameOffset: number;
+  frameLength: number;
+  compression: BlockLocation["compression"];
+  frameBlocks: number;
+  slots: number[];
+  blocks: number[];
+  /** expected BLAKE3 of each block, 32 bytes each */
+  hashes: Uint8Array;
+}
+
+/** Groups the blocks to write by the frame that holds them, in pack order (each frame is read once). */
+async function planFrames(ds: Datastore, map: DiskMap, blocks: number[]): Promise<FrameTask[]> {
   const idx = await ds.index();
-  const frames = new Map<string, { loc: BlockLocation; want: { slot: number; block: number }[] }>();
+  const frames = new Map<string, { loc: BlockLocation; want: number[] }>();
   for (const b of blocks) {
     const h = map.hashOf(b)!;
     const loc = idx.get(h);
@@ -216,7 +226,7 @@ async function writeBlocks(
       f = { loc, want: [] };
       frames.set(key, f);
     }
-    f.want.push({ slot: loc.slot, block: b });
+    f.want.push(b);
   }
   const order = [...frames.values()].sort((a, b) =>
     a.loc.packId === b.loc.packId
@@ -225,45 +235,130 @@ async function writeBlocks(
         ? -1
         : 1,
   );
-  const verified = new Set<number>();
+  return order.map(({ loc, want }) => {
+    want.sort((x, y) => x - y);
+    const hashes = Buffer.allocUnsafe(want.length * HASH_BYTES);
+    const slots = want.map((b, i) => {
+      const h = map.hashOf(b)!;
+      h.copy(hashes, i * HASH_BYTES);
+      return idx.get(h)!.slot;
+    });
+    return {
+      packId: loc.packId,
+      frameOffset: loc.frameOffset,
+      frameLength: loc.frameLength,
+      compression: loc.compression,
+      frameBlocks: loc.frameBlocks,
+      slots,
+      blocks: want,
+      hashes,
+    };
+  });
+}
+
+/**
+ * Writes one frame's blocks: each block is checked against its address, fingerprinted for the check
+ * afterwards, and runs of consecutive disk blocks in consecutive slots go out in one write.
+ */
+export function applyFrame(
+  raw: Buffer,
+  t: FrameTask,
+  fd: number,
+  size: number,
+  expect: Fingerprints,
+): number {
+  const hashes = Buffer.from(t.hashes.buffer, t.hashes.byteOffset, t.hashes.byteLength);
+  const loc = {
+    packId: t.packId,
+    frameOffset: t.frameOffset,
+    frameLength: t.frameLength,
+    slot: 0,
+    frameBlocks: t.frameBlocks,
+    compression: t.compression,
+  };
+  let written = 0;
+  let k = 0;
+  const n = t.blocks.length;
+  while (k < n) {
+    let m = k + 1;
+    while (m < n && t.blocks[m] === t.blocks[m - 1]! + 1 && t.slots[m] === t.slots[m - 1]! + 1) m++;
+    for (let q = k; q < m; q++) {
+      const slot = t.slots[q]!;
+      const data = raw.subarray(slot * BLOCK_SIZE, (slot + 1) * BLOCK_SIZE);
+      verifyBlock(data, hashes.subarray(q * HASH_BYTES, (q + 1) * HASH_BYTES), { ...loc, slot });
+      expect.kind[t.blocks[q]!] = FINGERPRINT;
+      expect.fp[t.blocks[q]!] = xxh64(data, expect.seed);
+    }
+    const pos = t.blocks[k]! * BLOCK_SIZE;
+    const len = Math.min((m - k) * BLOCK_SIZE, size - pos);
+    writeSync(fd, raw, t.slots[k]! * BLOCK_SIZE, len, pos);
+    written += m - k;
+    k = m;
+  }
+  return written;
+}
+
+/** Below this many frames a restore stays on the main thread: worker start-up would cost more. */
+const WORKERS_FROM_FRAMES = 64;
+
+/**
+ * Fetches blocks frame by frame and writes them. Big restores from a local datastore run in worker
+ * threads (each reads, decompresses, checks and writes its share of the frames), the rest here.
+ */
+async function writeBlocks(
+  ds: Datastore,
+  fd: number,
+  target: string,
+  map: DiskMap,
+  blocks: number[],
+  size: number,
+  expect: Fingerprints,
+): Promise<number> {
+  const tasks = await planFrames(ds, map, blocks);
+  const workers = Math.min(4, availableParallelism());
+  if (ds.backend instanceof LocalBackend && tasks.length >= WORKERS_FROM_FRAMES && workers > 1) {
+    const per = Math.ceil(tasks.length / workers);
+    const parts: Promise<number>[] = [];
+    for (let i = 0; i < tasks.length; i += per) {
+      const job: RestoreJob = {
+        root: ds.backend.location,
+        target,
+        size,
+        tasks: tasks.slice(i, i + per),
+        expect,
+      };
+      parts.push(
+        new Promise((resolve, reject) => {
+          const w = new Worker(new URL("./restore-worker.ts", import.meta.url), { workerData: job });
+          w.once("message", (m: { ok: boolean; written?: number; code?: string; message?: string }) => {
+            if (m.ok) resolve(m.written!);
+            else reject(m.code ? new SwitchbackError(m.code, m.message!) : new Error(m.message));
+            void w.terminate();
+          });
+          w.once("error", reject);
+        }),
+      );
+    }
+    return (await Promise.all(parts)).reduce((a, b) => a + b, 0);
+  }
   let written = 0;
   // read ahead a few frames while writing the current one
   const ahead = 8;
+  const loc = (t: FrameTask): BlockLocation => ({ ...t, slot: 0 });
   const pending: Promise<Buffer>[] = [];
-  for (let i = 0; i < Math.min(ahead, order.length); i++) pending.push(ds.readFrame(order[i]!.loc));
-  for (let i = 0; i < order.length; i++) {
-    const f = order[i]!;
+  for (let i = 0; i < Math.min(ahead, tasks.length); i++) pending.push(ds.readFrame(loc(tasks[i]!)));
+  for (let i = 0; i < tasks.length; i++) {
     const raw = await pending.shift()!;
-    if (i + ahead < order.length) pending.push(ds.readFrame(order[i + ahead]!.loc));
-    verified.clear();
-    f.want.sort((a, b) => a.block - b.block);
-    let k = 0;
-    while (k < f.want.length) {
-      // a run of consecutive disk blocks stored in consecutive slots goes out in one write
-      let m = k + 1;
-      while (
-        m < f.want.length &&
-        f.want[m]!.block === f.want[m - 1]!.block + 1 &&
-        f.want[m]!.slot === f.want[m - 1]!.slot + 1
-      )
-        m++;
-      for (let q = k; q < m; q++) {
-        const w = f.want[q]!;
-        const data = raw.subarray(w.slot * BLOCK_SIZE, (w.slot + 1) * BLOCK_SIZE);
-        expect.kind[w.block] = FINGERPRINT;
-        expect.fp[w.block] = xxh64(data, expect.seed);
-        if (!verified.has(w.slot)) {
-          verifyBlock(data, map.hashOf(w.block)!, f.loc);
-          verified.add(w.slot);
-        }
-      }
-      const first = f.want[k]!;
-      const pos = first.block * BLOCK_SIZE;
-      const len = Math.min((m - k) * BLOCK_SIZE, size - pos);
-      writeSync(fd, raw, first.slot * BLOCK_SIZE, len, pos);
-      written += m - k;
-      k = m;
-    }
+    if (i + ahead < tasks.length) pending.push(ds.readFrame(loc(tasks[i + ahead]!)));
+    written += applyFrame(raw, tasks[i]!, fd, size, expect);
   }
   return written;
+}
+
+export interface RestoreJob {
+  root: string;
+  target: string;
+  size: number;
+  tasks: FrameTask[];
+  expect: Fingerprints;
 }

@@ -36,10 +36,10 @@ describe("datastore faults", () => {
 
   // five points; later ones overwrite much of the disk, so pruning the early ones leaves dead data
   before(async () => {
-    makeImage(img, 8, 21);
+    makeImage(img, 16, 21);
     await cliJson(["datastore", "init", "--path", pristine]);
     for (let i = 0; i < 5; i++) {
-      if (i > 0) scatter(img, 8 * MiB, i === 1 ? 900 : 150, 100 + i);
+      if (i > 0) scatter(img, 16 * MiB, i === 1 ? 1800 : 300, 100 + i);
       const r = await cliJson<{ pointId: string }>([
         "replicate-once",
         "--datastore",
