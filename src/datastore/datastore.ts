@@ -33,6 +33,7 @@ export class Datastore {
   readonly backend: Backend;
   readonly config: DatastoreConfig;
   #index: BlockIndex | undefined;
+  #loading: Promise<BlockIndex> | undefined;
   #indexFiles = new Set<string>();
 
   private constructor(backend: Backend, config: DatastoreConfig) {
@@ -114,9 +115,13 @@ export class Datastore {
 
   // ---- index ----
 
+  /** The index, loaded once: concurrent callers share the one load under way. */
   async index(): Promise<BlockIndex> {
-    if (this.#index === undefined) await this.reloadIndex();
-    return this.#index!;
+    if (this.#index !== undefined) return this.#index;
+    this.#loading ??= this.reloadIndex().finally(() => {
+      this.#loading = undefined;
+    });
+    return this.#loading;
   }
 
   async reloadIndex(): Promise<BlockIndex> {

@@ -27,6 +27,9 @@ import type { PointSink } from "./sink.ts";
 
 export type SnapshotMode = "auto" | "freeze" | "reflink" | "none";
 
+/** Batches being shipped at once (each asks `missing`, then sends its frame). */
+const SHIP_WINDOW = 16;
+
 /** Seam for kernel change tracking: which 64 KiB units were written since start. */
 export interface WriteTracker {
   /** per disk, ascending [fromUnit, toUnit) ranges written since start, or null when it cannot vouch for them */
@@ -208,7 +211,26 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       nextBlock: next[i]!.block,
       nextUnit: next[i]!.unit,
     }));
-    for await (const b of scan(jobs, o.workers)) await ship(b);
+    // batches are shipped with a window of them in flight: over a WAN, asking `missing` and waiting
+    // for the answer batch by batch would cost a round trip per 128 KiB
+    const inflight = new Set<Promise<void>>();
+    let failed: unknown = null;
+    for await (const b of scan(jobs, o.workers)) {
+      if (failed !== null) throw failed;
+      const p: Promise<void> = ship(b).then(
+        () => {
+          inflight.delete(p);
+        },
+        (err: unknown) => {
+          inflight.delete(p);
+          failed ??= err;
+        },
+      );
+      inflight.add(p);
+      if (inflight.size >= SHIP_WINDOW) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+    if (failed !== null) throw failed;
   };
 
   const hookEnv = { SWITCHBACK_ITEM: o.item, SWITCHBACK_POINT_ID: pointId };

@@ -30,6 +30,8 @@ export class LocalSink implements PointSink {
     this.#ds = ds;
     this.#writer = ds.writer();
     this.target = `datastore:${ds.config.id}`;
+    // start loading the index now: its file reads overlap with the disk pass starting up
+    ds.index().catch(() => {}); // a failure shows again, awaited, at the first `missing`
   }
 
   get bytesStored(): number {
