@@ -14,7 +14,7 @@ import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
 import type { DiskEntries, DiskHeader, PointManifest } from "../datastore/manifest.ts";
-import { makeFrame, openFrame } from "../datastore/pack.ts";
+import { type Frame, makeFrame, openFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
 import { AgentState, type DiskHashes, sharedHashes } from "./agent-state.ts";
@@ -172,13 +172,14 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     if (b.dataBlocks > 0) {
       const missing = await o.sink.missing(b.dataHashes);
       const n = missing.filter(Boolean).length;
+      let frame: Frame | null = null;
       if (n === b.dataBlocks) {
-        bytesSent += await o.sink.send({
+        frame = {
           hashes: b.dataHashes,
           payload: b.payload,
           compression: b.compression,
           blocks: b.dataBlocks,
-        });
+        };
       } else if (n > 0) {
         // some blocks are stored already (dedup): ship a frame of the others only
         const all = openFrame(b.payload, b.compression, b.dataBlocks, "batch");
@@ -191,7 +192,12 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           all.copy(raw, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
           k++;
         });
-        bytesSent += await o.sink.send(makeFrame(hs, raw));
+        frame = makeFrame(hs, raw);
+      }
+      if (frame !== null) {
+        // not `bytesSent += await …`: that reads bytesSent before the await and loses concurrent updates
+        const sent = await o.sink.send(frame);
+        bytesSent += sent;
       }
     }
     o.onProgress?.({ bytesRead, totalBytes });
