@@ -13,6 +13,10 @@ export interface Backend {
   exists(name: string): Promise<boolean>;
   /** Names of the objects directly under `prefix` (a folder), sorted; empty when the folder does not exist. */
   list(prefix: string): Promise<string[]>;
+  /** Names of the folders directly under `prefix` (S3: common prefixes), sorted. */
+  listDirs(prefix: string): Promise<string[]>;
+  /** Leftovers of interrupted writes anywhere under `prefix`, for GC to remove (none where writes are atomic). */
+  listTemporary(prefix: string): Promise<string[]>;
   /** Removes `name`; removing a missing object is not an error. Durable before the call resolves. */
   remove(name: string): Promise<void>;
   close(): Promise<void>;

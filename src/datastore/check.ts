@@ -6,7 +6,6 @@ import { BlockIndex, decodeIndexFile } from "./block-index.ts";
 import type { Datastore } from "./datastore.ts";
 import { BLOCK_SIZE, ENTRY_BYTES, paths } from "./format.ts";
 import { blockHash, HASH_BYTES, hashParts, isZeroHash } from "./hash.ts";
-import type { LocalBackend } from "./local/local-backend.ts";
 import { openFrame, parsePackTrailer, readEntry } from "./pack.ts";
 
 export interface CheckProblem {
@@ -35,7 +34,7 @@ export async function checkDatastore(ds: Datastore, o: { readData: boolean }): P
 }
 
 async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
-  const be = ds.backend as LocalBackend;
+  const be = ds.backend;
   const problems: CheckProblem[] = [];
   const problem = (object: string, message: string) => problems.push({ object, message });
 

@@ -195,7 +195,7 @@ export class Datastore {
   // ---- points ----
 
   async items(): Promise<ItemName[]> {
-    return ((await (this.backend as LocalBackend).listDirs("points")) as ItemName[]).sort();
+    return (await this.backend.listDirs("points")) as ItemName[];
   }
 
   async pointIds(item: ItemName): Promise<PointId[]> {
@@ -318,11 +318,31 @@ export class Datastore {
    * Shared locks for writers and readers, an exclusive lock for prune and GC: GC must not free a
    * block that a running replication has just found already stored.
    */
-  async lock(kind: "shared" | "exclusive", purpose: string): Promise<Lock> {
+  async lock(kind: "shared" | "exclusive", purpose: string, o: { waitMs?: number } = {}): Promise<Lock> {
+    // a shared locker waits a while for an exclusive holder (prune and GC are short); nobody waits
+    // for shared holders, which can be a process server that runs for months
+    const deadline = Date.now() + (o.waitMs ?? (kind === "shared" ? LOCK_WAIT_MS : 0));
+    for (;;) {
+      const r = await this.#tryLock(kind, purpose);
+      if ("lock" in r) return r.lock;
+      if (Date.now() >= deadline || r.conflicts.some((c) => c.kind === "shared")) {
+        throw new SwitchbackError(
+          "DATASTORE_LOCKED",
+          `datastore ${this.backend.location} is in use by ${r.conflicts.map((c) => c.who).join(", ")}; wait for it to finish and try again`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  async #tryLock(
+    kind: "shared" | "exclusive",
+    purpose: string,
+  ): Promise<{ lock: Lock } | { conflicts: { kind: string; who: string }[] }> {
     const id = `${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
     const body = { kind, purpose, pid: process.pid, host: hostname(), createdAt: new Date().toISOString() };
     await this.backend.write(paths.lock(id), Buffer.from(JSON.stringify(body)));
-    const conflicts: string[] = [];
+    const conflicts: { kind: string; who: string }[] = [];
     for (const n of await this.backend.list("locks")) {
       if (n === `${id}.json`) continue;
       let other: typeof body;
@@ -335,19 +355,20 @@ export class Datastore {
         await this.backend.remove(`locks/${n}`);
         continue;
       }
-      if (kind === "exclusive" || other.kind === "exclusive")
-        conflicts.push(`${other.purpose} (pid ${other.pid} on ${other.host})`);
+      if (kind === "exclusive" || other.kind === "exclusive") {
+        conflicts.push({ kind: other.kind, who: `${other.purpose} (pid ${other.pid} on ${other.host})` });
+      }
     }
     if (conflicts.length > 0) {
       await this.backend.remove(paths.lock(id));
-      throw new SwitchbackError(
-        "DATASTORE_LOCKED",
-        `datastore ${this.backend.location} is in use by ${conflicts.join(", ")}; wait for it to finish and try again`,
-      );
+      return { conflicts };
     }
-    return { release: () => this.backend.remove(paths.lock(id)) };
+    return { lock: { release: () => this.backend.remove(paths.lock(id)) } };
   }
 }
+
+/** How long a shared locker (replication, restore, check) waits for prune or GC to finish. */
+const LOCK_WAIT_MS = 30_000;
 
 export interface Lock {
   release(): Promise<void>;

@@ -12,7 +12,6 @@ import type { Datastore } from "./datastore.ts";
 import { verifyBlock } from "./datastore.ts";
 import { BLOCK_SIZE, ENTRY_BYTES, FRAME_MAX_BLOCKS, paths } from "./format.ts";
 import { HASH_BYTES, isZeroHash } from "./hash.ts";
-import type { LocalBackend } from "./local/local-backend.ts";
 import { makeFrame, parsePackTrailer, readEntry } from "./pack.ts";
 
 export interface GcResult {
@@ -43,7 +42,7 @@ export async function collectGarbage(
 }
 
 async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
-  const be = ds.backend as LocalBackend;
+  const be = ds.backend;
   // mark: every hash any manifest names is live (a delta's entries are blocks of that point)
   const live = new BlockIndex(1 << 16);
 

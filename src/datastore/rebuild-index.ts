@@ -4,7 +4,6 @@ import { SwitchbackError } from "../domain/errors.ts";
 import type { Datastore } from "./datastore.ts";
 import { paths } from "./format.ts";
 import { hashParts } from "./hash.ts";
-import type { LocalBackend } from "./local/local-backend.ts";
 import { parsePackTrailer } from "./pack.ts";
 
 export interface RebuildResult {
@@ -17,7 +16,7 @@ export interface RebuildResult {
 export async function rebuildIndex(ds: Datastore, o: { readData?: boolean } = {}): Promise<RebuildResult> {
   const lock = await ds.lock("exclusive", "rebuild-index");
   try {
-    const be = ds.backend as LocalBackend;
+    const be = ds.backend;
     const old = await be.list("index");
     const sections: { packId: string; entries: Buffer }[] = [];
     const damaged: string[] = [];
