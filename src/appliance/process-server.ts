@@ -301,6 +301,8 @@ export class ProcessServer {
         this.#app.log.info({ pruned, bytesFreed }, "retention");
       } finally {
         this.#lock = await this.#ds.lock("shared", `process-server ${this.#opts.host}:${this.#opts.port}`);
+        // another process may have pruned or collected while the lock was down
+        await this.#ds.reloadIndex();
       }
       return { pruned, bytesFreed };
     });

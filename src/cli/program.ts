@@ -36,6 +36,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`switchback: ${e.path}: ${e.message} [${e.code}]\n`);
       return 1;
     }
+    if (typeof e.code === "string" && /^E[A-Z]+$/.test(e.code)) {
+      // a system error (a full disk, a file-size limit, an I/O error): its message says what happened
+      process.stderr.write(`switchback: ${e.message} [${e.code}]\n`);
+      return 1;
+    }
     process.stderr.write(`switchback: unexpected error: ${e.stack ?? String(err)}\n`);
     return 70;
   }

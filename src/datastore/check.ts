@@ -36,7 +36,12 @@ export async function checkDatastore(ds: Datastore, o: { readData: boolean }): P
 async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
   const be = ds.backend;
   const problems: CheckProblem[] = [];
-  const problem = (object: string, message: string) => problems.push({ object, message });
+  // messages from the readers often start with the object's own name: say it once
+  const problem = (object: string, message: string) =>
+    problems.push({
+      object,
+      message: message.startsWith(`${object}: `) ? message.slice(object.length + 2) : message,
+    });
 
   // index files
   const indexNames = await be.list("index");

@@ -395,6 +395,7 @@ export class BlockWriter {
   readonly #inflight: Promise<void>[] = [];
   readonly #sealed: { packId: string; entries: Buffer }[] = [];
   #error: unknown;
+  #flushing: Promise<void> = Promise.resolve();
   bytesWritten = 0;
   blocksWritten = 0;
   packsWritten = 0;
@@ -457,7 +458,14 @@ export class BlockWriter {
   }
 
   /** Writes every pending pack and one index file for them. Returns when all of it is durable. */
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    // one flush at a time: a second caller must not return while the first still awaits its packs
+    const next = this.#flushing.then(() => this.#flush());
+    this.#flushing = next.catch(() => {});
+    return next;
+  }
+
+  async #flush(): Promise<void> {
     await this.#seal();
     while (this.#inflight.length > 0) await this.#inflight.shift();
     if (this.#error !== undefined) throw this.#error;

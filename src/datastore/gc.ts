@@ -37,7 +37,13 @@ export async function collectGarbage(
   try {
     return await gc(ds, o.afterStep ?? (() => {}));
   } finally {
-    await lock.release();
+    // also when GC failed halfway: an index that still names removed packs would make writers skip
+    // blocks as "already stored"
+    try {
+      await ds.reloadIndex();
+    } finally {
+      await lock.release();
+    }
   }
 }
 
@@ -206,7 +212,6 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     result.tempFilesRemoved++;
   }
   result.packsKept = keep.length + writer.packsWritten;
-  await ds.reloadIndex();
   return result;
 }
 

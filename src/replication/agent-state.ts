@@ -64,7 +64,15 @@ export class AgentState {
   static load(dir: string): AgentState | null {
     const file = path.join(dir, "machine.json");
     if (!existsSync(file)) return null;
-    const m = JSON.parse(readFileSync(file, "utf8")) as MachineState;
+    let m: MachineState;
+    try {
+      m = JSON.parse(readFileSync(file, "utf8")) as MachineState;
+    } catch (err) {
+      throw new SwitchbackError(
+        "AGENT_STATE_DAMAGED",
+        `agent state ${file} is not readable JSON (${(err as Error).message}); restore it, or remove the folder to resync`,
+      );
+    }
     if (m.version !== 1)
       throw new SwitchbackError(
         "AGENT_STATE_VERSION",

@@ -1,9 +1,6 @@
 // Worker-thread entry for compareRange.
 import { parentPort, workerData } from "node:worker_threads";
+import { answerOf } from "../platform/workers.ts";
 import { type CompareJob, compareRange } from "./compare.ts";
 
-try {
-  parentPort!.postMessage({ ok: true, blocks: compareRange(workerData as CompareJob) });
-} catch (err) {
-  parentPort!.postMessage({ ok: false, message: (err as Error).message });
-}
+parentPort!.postMessage(answerOf(() => compareRange(workerData as CompareJob)));

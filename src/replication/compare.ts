@@ -4,10 +4,10 @@
 //    check after a restore, which reads back only what the restore wrote and needs no BLAKE3.
 // Runs in worker threads; maps are passed in SharedArrayBuffers so workers do not copy them.
 import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
 import { xxh64 } from "@node-rs/xxhash";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { blockHash, HASH_BYTES, isAllZero } from "../datastore/hash.ts";
+import { runWorkers } from "../platform/workers.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
 
 const CHUNK_BLOCKS = 64; // 256 KiB reads
@@ -57,6 +57,10 @@ export function compareRange(job: CompareJob): number[] {
         if (!any) continue; // nothing to check here: do not even read it
       }
       const buf = reader.read(b0 * BLOCK_SIZE, n * BLOCK_SIZE);
+      // a target bigger than the disk (a block device): bytes past the disk's end are not the disk's,
+      // and the last block's address is that of the block padded with zeros
+      const past = job.sizeBytes - b0 * BLOCK_SIZE;
+      if (past < n * BLOCK_SIZE) buf.fill(0, Math.max(0, past), n * BLOCK_SIZE);
       for (let k = 0; k < n; k++) {
         const b = b0 + k;
         const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
@@ -106,9 +110,9 @@ export async function compareDisk(
     });
   }
   const per = Math.ceil(blocks / workers / CHUNK_BLOCKS) * CHUNK_BLOCKS;
-  const parts: Promise<number[]>[] = [];
+  const jobs: CompareJob[] = [];
   for (let from = 0; from < blocks; from += per) {
-    const job: CompareJob = {
+    jobs.push({
       info,
       sizeBytes,
       from,
@@ -116,18 +120,9 @@ export async function compareDisk(
       refs: sharedRefs,
       arena: sharedArena,
       expect,
-    };
-    parts.push(
-      new Promise((resolve, reject) => {
-        const w = new Worker(new URL("./compare-worker.ts", import.meta.url), { workerData: job });
-        w.once("message", (m: { ok: boolean; blocks?: number[]; message?: string }) => {
-          if (m.ok) resolve(m.blocks!);
-          else reject(new Error(m.message));
-          void w.terminate();
-        });
-        w.once("error", reject);
-      }),
-    );
+    });
   }
-  return (await Promise.all(parts)).flat();
+  return (
+    await runWorkers<CompareJob, number[]>(new URL("./compare-worker.ts", import.meta.url), jobs)
+  ).flat();
 }

@@ -113,7 +113,17 @@ export class DiskReader {
     // O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside the disk
     const ask = this.#direct ? Math.ceil(want / this.info.sectorSize) * this.info.sectorSize : want;
     while (done < ask) {
-      const n = readSync(this.#fd, this.#view, done, ask - done, position + done);
+      let n: number;
+      try {
+        n = readSync(this.#fd, this.#view, done, ask - done, position + done);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new SwitchbackError(
+          "DISK_READ_FAILED",
+          `reading disk ${this.info.path} at byte ${position + done} failed: ${e.message}`,
+          { cause: err },
+        );
+      }
       if (n === 0) break;
       done += n;
     }

@@ -122,7 +122,7 @@ export class Freezer {
     for (const m of this.#frozen.reverse()) {
       const r = spawnSync("fsfreeze", ["-u", m], { encoding: "utf8" });
       if (r.status === 0) continue;
-      const why = (r.stderr || `exit ${r.status}`).trim();
+      const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim();
       // EINVAL: it was not frozen any more, so something thawed it early: the watchdog, if the freeze
       // outlasted it. The copy then saw a live file system and is not one instant.
       if (/invalid argument/i.test(why)) early.push(m);
@@ -130,7 +130,8 @@ export class Freezer {
     }
     this.#frozen = [];
     const ms = performance.now() - this.#since;
-    if (this.#watchdog !== undefined) {
+    // a mount that did not thaw keeps its watchdog: it is the last thing that will thaw it
+    if (this.#watchdog !== undefined && errors.length === 0) {
       try {
         process.kill(-this.#watchdog, "SIGKILL");
       } catch {

@@ -6,12 +6,13 @@ import { parentPort, workerData } from "node:worker_threads";
 import { paths } from "../datastore/format.ts";
 import { openFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
+import { answerOf } from "../platform/workers.ts";
 import { applyFrame, type RestoreJob } from "./restore.ts";
 
 const job = workerData as RestoreJob;
 const packs = new Map<string, number>();
 let fd = -1;
-try {
+const answer = answerOf(() => {
   fd = openSync(job.target, constants.O_WRONLY);
   let written = 0;
   for (const t of job.tasks) {
@@ -38,15 +39,8 @@ try {
     const raw = openFrame(payload, t.compression, t.frameBlocks, `pack ${t.packId} frame @${t.frameOffset}`);
     written += applyFrame(raw, t, fd, job.size, job.expect);
   }
-  parentPort!.postMessage({ ok: true, written });
-} catch (err) {
-  const e = err as Error & { code?: string };
-  parentPort!.postMessage({
-    ok: false,
-    code: e instanceof SwitchbackError ? e.code : undefined,
-    message: e.message,
-  });
-} finally {
-  if (fd >= 0) closeSync(fd);
-  for (const p of packs.values()) closeSync(p);
-}
+  return written;
+});
+if (fd >= 0) closeSync(fd);
+for (const p of packs.values()) closeSync(p);
+parentPort!.postMessage(answer);

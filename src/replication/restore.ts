@@ -17,7 +17,6 @@ import {
   writeSync,
 } from "node:fs";
 import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
 import { xxh64 } from "@node-rs/xxhash";
 import type { Datastore } from "../datastore/datastore.ts";
 import { verifyBlock } from "../datastore/datastore.ts";
@@ -28,6 +27,7 @@ import { LocalBackend } from "../datastore/local/local-backend.ts";
 import type { BlockLocation } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
+import { runWorkers } from "../platform/workers.ts";
 import { compareDisk, FINGERPRINT, type Fingerprints, fingerprints, MUST_BE_ZERO } from "./compare.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 
@@ -318,28 +318,15 @@ async function writeBlocks(
   const workers = Math.min(4, availableParallelism());
   if (ds.backend instanceof LocalBackend && tasks.length >= WORKERS_FROM_FRAMES && workers > 1) {
     const per = Math.ceil(tasks.length / workers);
-    const parts: Promise<number>[] = [];
+    const jobs: RestoreJob[] = [];
     for (let i = 0; i < tasks.length; i += per) {
-      const job: RestoreJob = {
-        root: ds.backend.location,
-        target,
-        size,
-        tasks: tasks.slice(i, i + per),
-        expect,
-      };
-      parts.push(
-        new Promise((resolve, reject) => {
-          const w = new Worker(new URL("./restore-worker.ts", import.meta.url), { workerData: job });
-          w.once("message", (m: { ok: boolean; written?: number; code?: string; message?: string }) => {
-            if (m.ok) resolve(m.written!);
-            else reject(m.code ? new SwitchbackError(m.code, m.message!) : new Error(m.message));
-            void w.terminate();
-          });
-          w.once("error", reject);
-        }),
-      );
+      jobs.push({ root: ds.backend.location, target, size, tasks: tasks.slice(i, i + per), expect });
     }
-    return (await Promise.all(parts)).reduce((a, b) => a + b, 0);
+    const written = await runWorkers<RestoreJob, number>(
+      new URL("./restore-worker.ts", import.meta.url),
+      jobs,
+    );
+    return written.reduce((a, b) => a + b, 0);
   }
   let written = 0;
   // read ahead a few frames while writing the current one

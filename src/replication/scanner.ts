@@ -66,6 +66,7 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
     const credits = new Int32Array(new SharedArrayBuffer(4));
     credits[0] = CREDITS;
     const worker = new Worker(new URL("./scan-worker.ts", import.meta.url));
+    let finished = false;
     const t = { worker, credits };
     threads.push(t);
     worker.on("message", (m: { type: string; batch?: Batch; message?: string; code?: string }) => {
@@ -79,15 +80,26 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
           payload: toBuf(b.payload),
         });
         creditOwners.push(t);
-      } else if (m.type === "done") running--;
-      else if (m.type === "error") {
+      } else if (m.type === "done") {
+        finished = true;
+        running--;
+      } else if (m.type === "error") {
+        finished = true;
         failure = m.code ? new SwitchbackError(m.code, m.message!) : new Error(m.message);
         running--;
       }
       notify();
     });
     worker.on("error", (err: Error) => {
+      finished = true;
       failure = err;
+      running--;
+      notify();
+    });
+    worker.on("exit", (code) => {
+      if (finished) return;
+      finished = true;
+      failure ??= new Error(`a disk scan worker exited with code ${code} before it finished`);
       running--;
       notify();
     });

@@ -1,7 +1,7 @@
 // Faults caused for real: bytes flipped in the store, and kill -9 of prune and GC at every step
 // boundary and at random moments. Afterwards every point that exists must restore byte for byte.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { cpSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -195,6 +195,44 @@ describe("datastore faults", () => {
     assert.ok(r.packs > 0 && r.blocks > 0);
     assert.deepEqual(r.damagedPacks, []);
     await assertWhole(ds, "after rebuild-index");
+  });
+
+  test("a write cut short (a file-size limit, like a full disk) fails the point and commits nothing", async () => {
+    const ds = copy("short-write");
+    const before = await cliJson<{ id: string }[]>(["points", "list", "--datastore", ds, "--item", "db1"]);
+    const big = path.join(dir, "big.img");
+    makeImage(big, 48, 5);
+    // 4 MiB per file: every 8 MiB pack write stops short (SIGXFSZ ignored, so write() returns short)
+    const r = spawnSync(
+      "sh",
+      [
+        "-c",
+        `trap '' XFSZ; ulimit -f 4096; exec "$0" "$@"`,
+        process.execPath,
+        CLI,
+        "replicate-once",
+        "--datastore",
+        ds,
+        "--item",
+        "big1",
+        "--disk",
+        big,
+        "--state",
+        path.join(dir, "state-short"),
+        "--snapshot",
+        "none",
+      ],
+      { encoding: "utf8" },
+    );
+    assert.notEqual(r.status, 0, "the point must fail");
+    assert.match(r.stderr, /switchback: .*(too large|no space)/i);
+    const after = await cliJson<{ id: string }[]>(["points", "list", "--datastore", ds, "--item", "big1"]);
+    assert.deepEqual(after, [], "no point committed");
+    assert.deepEqual(
+      await cliJson<{ id: string }[]>(["points", "list", "--datastore", ds, "--item", "db1"]),
+      before,
+    );
+    await assertWhole(ds, "after a short write");
   });
 
   test("prune keeps the newest points whole and gc frees the data only dropped points used", async () => {

@@ -37,7 +37,13 @@ export class LocalBackend implements Backend {
   async #ensureDir(dir: string): Promise<void> {
     if (this.#knownDirs.has(dir)) return;
     const created = await mkdir(dir, { recursive: true });
-    if (created !== undefined) await fsyncDir(path.dirname(dir));
+    if (created !== undefined) {
+      // every folder mkdir made, and the one above the first of them, must reach the disk
+      for (let d = dir; ; d = path.dirname(d)) {
+        await fsyncDir(path.dirname(d));
+        if (d === created || path.dirname(d) === d) break;
+      }
+    }
     this.#knownDirs.add(dir);
   }
 
@@ -50,7 +56,7 @@ export class LocalBackend implements Backend {
     const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
     try {
       const parts = Buffer.isBuffer(data) ? [data] : data;
-      await fh.writev(parts as Buffer[]);
+      await writeAll(fh, parts, name);
       await fh.sync();
     } catch (err) {
       await fh.close();
@@ -164,12 +170,44 @@ export class LocalBackend implements Backend {
     this.#dropHandle(name);
     const p = this.#path(name);
     await rm(p, { force: true });
-    await fsyncDir(path.dirname(p)).catch(() => {});
+    try {
+      await fsyncDir(path.dirname(p));
+    } catch (err) {
+      // the folder itself is gone: nothing of it can come back
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
   }
 
   async close(): Promise<void> {
     const all = [...this.#handles.keys()];
     for (const n of all) this.#dropHandle(n);
+  }
+}
+
+/**
+ * Writes every byte of `parts`: writev may write less than asked without an error (a full disk, a
+ * file-size limit); what it did not write is written again, and a write that makes no progress fails.
+ */
+async function writeAll(fh: FileHandle, parts: readonly Buffer[], name: string): Promise<void> {
+  let rest = parts.filter((p) => p.length > 0);
+  let position = 0;
+  while (rest.length > 0) {
+    const want = rest.reduce((n, p) => n + p.length, 0);
+    const { bytesWritten } = await fh.writev(rest as Buffer[], position);
+    if (bytesWritten === 0) throw new Error(`${name}: no space left to write ${want} more bytes`);
+    position += bytesWritten;
+    if (bytesWritten === want) return;
+    let skip = bytesWritten;
+    const next: Buffer[] = [];
+    for (const p of rest) {
+      if (skip >= p.length) {
+        skip -= p.length;
+        continue;
+      }
+      next.push(skip > 0 ? p.subarray(skip) : p);
+      skip = 0;
+    }
+    rest = next;
   }
 }
 
