@@ -27,6 +27,29 @@ import type { PointSink } from "./sink.ts";
 
 export type SnapshotMode = "auto" | "freeze" | "reflink" | "none";
 
+/**
+ * The stretch from the pre-snapshot hooks to the post-snapshot hooks (file systems frozen in between).
+ * A process that has to exit waits for it to end rather than leave an application quiesced.
+ */
+let quiescedUntil: Promise<void> | null = null;
+
+export function quiescedSection(): Promise<void> | null {
+  return quiescedUntil;
+}
+
+async function quiesced<T>(fn: () => Promise<T>): Promise<T> {
+  let done = () => {};
+  quiescedUntil = new Promise<void>((r) => {
+    done = r;
+  });
+  try {
+    return await fn();
+  } finally {
+    quiescedUntil = null;
+    done();
+  }
+}
+
 /** Batches being shipped at once (each asks `missing`, then sends its frame). */
 const SHIP_WINDOW = 16;
 
@@ -282,29 +305,31 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         infos.map(() => null),
         prev,
       ); // pre-copy while the machine runs
-      await preHooks();
-      // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
-      try {
-        const freezer = new Freezer(snapshot.mounts);
-        freezer.freeze();
+      await quiesced(async () => {
+        await preHooks();
+        // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
         try {
-          await faultPauseFrozen();
-          // the tracker is drained only now: the freeze has flushed the file systems, so their last
-          // writes are in the trace (docs/consistency.md)
-          const written = tracker ? await tracker.collect() : infos.map(() => null);
-          frozenUnits = written.reduce(
-            (s, r, i) =>
-              s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
-            0,
-          );
-          trackedDisks = written.filter((r) => r !== null).length;
-          await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+          const freezer = new Freezer(snapshot.mounts);
+          freezer.freeze();
+          try {
+            await faultPauseFrozen();
+            // the tracker is drained only now: the freeze has flushed the file systems, so their last
+            // writes are in the trace (docs/consistency.md)
+            const written = tracker ? await tracker.collect() : infos.map(() => null);
+            frozenUnits = written.reduce(
+              (s, r, i) =>
+                s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
+              0,
+            );
+            trackedDisks = written.filter((r) => r !== null).length;
+            await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+          } finally {
+            maxFreezeMs = freezer.thaw();
+          }
         } finally {
-          maxFreezeMs = freezer.thaw();
+          await postHooks();
         }
-      } finally {
-        await postHooks();
-      }
+      });
     } finally {
       if (tracker?.warnings) warnings.push(...tracker.warnings);
       await tracker?.stop();
@@ -315,20 +340,22 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
     );
     try {
-      await preHooks();
-      try {
-        const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
-        freezer?.freeze();
+      await quiesced(async () => {
+        await preHooks();
         try {
-          infos.forEach((d, i) => {
-            copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
-          });
+          const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
+          freezer?.freeze();
+          try {
+            infos.forEach((d, i) => {
+              copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
+            });
+          } finally {
+            if (freezer) maxFreezeMs = freezer.thaw();
+          }
         } finally {
-          if (freezer) maxFreezeMs = freezer.thaw();
+          await postHooks();
         }
-      } finally {
-        await postHooks();
-      }
+      });
       await pass(
         infos.map((d, i) => ({ ...d, path: clones[i]! })),
         infos.map(() => null),
@@ -338,16 +365,18 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       for (const c of clones) rmSync(c, { force: true });
     }
   } else {
-    await preHooks();
-    try {
-      await pass(
-        infos,
-        infos.map(() => null),
-        prev,
-      );
-    } finally {
-      await postHooks();
-    }
+    await quiesced(async () => {
+      await preHooks();
+      try {
+        await pass(
+          infos,
+          infos.map(() => null),
+          prev,
+        );
+      } finally {
+        await postHooks();
+      }
+    });
     if (snapshot.why) warnings.push(snapshot.why);
   }
 

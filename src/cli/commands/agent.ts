@@ -71,6 +71,14 @@ export function register(program: Command): void {
         // loaded here: `switchback --help` and other commands need none of it
         const { default: pino } = await import("pino");
         const { AgentDaemon } = await import("../../agent/daemon.ts");
+        const { quiescedSection } = await import("../../replication/replicate.ts");
+        // never exit between pre- and post-snapshot hooks: thaw and post hooks come first (they are
+        // bounded: the freeze by its watchdog, hooks by their time limit)
+        const exitAfterQuiesced = (code: number) => {
+          const q = quiescedSection();
+          if (q === null) process.exit(code);
+          void q.finally(() => process.exit(code));
+        };
         const log = pino(
           { base: { role: "agent", item }, timestamp: pino.stdTimeFunctions.isoTime },
           pino.destination({ dest: 1, sync: true }),
@@ -92,13 +100,13 @@ export function register(program: Command): void {
         const stopTimeoutMs = parseDuration(o.stopTimeout, "--stop-timeout");
         let signals = 0;
         const stop = (signal: NodeJS.Signals) => {
-          if (++signals > 1) process.exit(130);
+          if (++signals > 1) exitAfterQuiesced(130);
           log.info({ signal, pointUnderWay: daemon.busy }, "stopping");
           daemon.stop();
           // abandoning a point is safe (nothing is visible before the server commits it), only wasteful
           setTimeout(() => {
             log.warn({ stopTimeoutMs }, "the point under way did not finish in time; abandoning it");
-            process.exit(0);
+            exitAfterQuiesced(0);
           }, stopTimeoutMs).unref();
         };
         process.on("SIGTERM", stop);
