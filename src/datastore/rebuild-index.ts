@@ -1,6 +1,5 @@
 // Rebuilds the index from the packs alone: every pack's trailer lists the blocks it holds. Writes one
 // new index file first, then removes the old ones, so a kill -9 leaves a usable (if redundant) index.
-import { SwitchbackError } from "../domain/errors.ts";
 import type { Datastore } from "./datastore.ts";
 import { paths } from "./format.ts";
 import { hashParts } from "./hash.ts";
@@ -28,16 +27,16 @@ export async function rebuildIndex(ds: Datastore, o: { readData?: boolean } = {}
         try {
           const size = await be.size(paths.pack(packId));
           const whole = o.readData ? await be.read(paths.pack(packId)) : null;
-          if (whole && hashParts([whole]).toString("hex") !== packId) {
-            throw new SwitchbackError("DATASTORE_CORRUPT", `pack ${packId}: contents do not match its name`);
-          }
           const tail =
             whole ??
             (await be.readRange(paths.pack(packId), Math.max(0, size - 65536), Math.min(size, 65536)));
           let t = parsePackTrailer(packId, tail, size);
           if (t.count < 0) t = parsePackTrailer(packId, await be.read(paths.pack(packId)), size);
+          // a damaged pack whose trailer still reads stays indexed: its good blocks are still good
+          // (every block is checked against its address when read), and its damage is reported
           sections.push({ packId, entries: t.entries });
           blocks += t.count;
+          if (whole && hashParts([whole]).toString("hex") !== packId) damaged.push(packId);
         } catch {
           damaged.push(packId);
         }
@@ -45,7 +44,8 @@ export async function rebuildIndex(ds: Datastore, o: { readData?: boolean } = {}
     }
     const fresh = sections.length > 0 ? `${await ds.writeIndexFile(sections)}.idx` : null;
     let removed = 0;
-    for (const n of old) {
+    // with damage found, the old index files stay: they may name blocks that no readable trailer does
+    for (const n of damaged.length > 0 ? [] : old) {
       if (n === fresh) continue;
       await be.remove(`index/${n}`);
       removed++;
