@@ -43,6 +43,27 @@ describe("replicate-once, points list, restore", () => {
       ...extra,
     ]);
 
+  const restore = <T = Record<string, unknown>>(
+    point: string,
+    disk: string,
+    to: string,
+    extra: string[] = [],
+  ) =>
+    cliJson<T>([
+      "restore",
+      "--datastore",
+      ds,
+      "--item",
+      "web1",
+      "--point",
+      point,
+      "--disk",
+      disk,
+      "--to",
+      to,
+      ...extra,
+    ]);
+
   before(async () => {
     makeImage(img, 24, 7);
     makeImage(img2, 8, 8);
@@ -66,19 +87,7 @@ describe("replicate-once, points list, restore", () => {
     );
     for (const [n, src] of [img, img2].entries()) {
       const out = path.join(dir, `full${n}.img`);
-      const res = await cliJson<{ verified: boolean }>([
-        "restore",
-        "--datastore",
-        ds,
-        "--item",
-        "web1",
-        "--point",
-        r.pointId,
-        "--disk",
-        String(n),
-        "--to",
-        out,
-      ]);
+      const res = await restore<{ verified: boolean }>(r.pointId, String(n), out);
       assert.equal(res.verified, true);
       assert.ok(readFileSync(out).equals(readFileSync(src)), `disk ${n} restored identical`);
     }
@@ -94,19 +103,7 @@ describe("replicate-once, points list, restore", () => {
       `sent ${r.bytesSent} for ${changed.length * 4096} changed bytes`,
     );
     const out = path.join(dir, "inc.img");
-    await cliJson([
-      "restore",
-      "--datastore",
-      ds,
-      "--item",
-      "web1",
-      "--point",
-      "latest",
-      "--disk",
-      "0",
-      "--to",
-      out,
-    ]);
+    await restore("latest", "0", out);
     assert.ok(readFileSync(out).equals(readFileSync(img)));
   });
 
@@ -121,19 +118,7 @@ describe("replicate-once, points list, restore", () => {
     assert.equal(r.changedBlocks, 10);
     assert.equal(r.bytesSent, 0);
     const out = path.join(dir, "zero.img");
-    await cliJson([
-      "restore",
-      "--datastore",
-      ds,
-      "--item",
-      "web1",
-      "--point",
-      "latest",
-      "--disk",
-      "0",
-      "--to",
-      out,
-    ]);
+    await restore("latest", "0", out);
     assert.ok(readFileSync(out).equals(readFileSync(img)));
   });
 
@@ -159,34 +144,14 @@ describe("replicate-once, points list, restore", () => {
     const list = await cliJson<{ id: string }[]>(["points", "list", "--datastore", ds, "--item", "web1"]);
     const first = list[0]!.id;
     const target = path.join(dir, "delta.img");
-    await cliJson([
-      "restore",
-      "--datastore",
-      ds,
-      "--item",
-      "web1",
-      "--point",
-      first,
-      "--disk",
-      "0",
-      "--to",
-      target,
-    ]);
+    await restore(first, "0", target);
     const old = readFileSync(target);
-    const r = await cliJson<{ blocksWritten: number; verified: boolean; mode: string }>([
-      "restore",
-      "--datastore",
-      ds,
-      "--item",
-      "web1",
-      "--point",
+    const r = await restore<{ blocksWritten: number; verified: boolean; mode: string }>(
       "latest",
-      "--disk",
       "0",
-      "--to",
       target,
-      "--delta",
-    ]);
+      ["--delta"],
+    );
     assert.equal(r.mode, "delta");
     assert.equal(r.verified, true);
     assert.ok(readFileSync(target).equals(readFileSync(img)));
@@ -205,19 +170,7 @@ describe("replicate-once, points list, restore", () => {
     assert.ok(r.bytesSent <= 5 * 4096 * 1.2, `resync sent ${r.bytesSent}`);
     assert.equal(r.changedBlocks, 5);
     const out = path.join(dir, "resync.img");
-    await cliJson([
-      "restore",
-      "--datastore",
-      ds,
-      "--item",
-      "web1",
-      "--point",
-      "latest",
-      "--disk",
-      "0",
-      "--to",
-      out,
-    ]);
+    await restore("latest", "0", out);
     assert.ok(readFileSync(out).equals(readFileSync(img)));
   });
 
