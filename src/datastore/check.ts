@@ -6,7 +6,7 @@ import { BlockIndex, decodeIndexFile } from "./block-index.ts";
 import type { Datastore } from "./datastore.ts";
 import { BLOCK_SIZE, ENTRY_BYTES, paths } from "./format.ts";
 import { blockHash, HASH_BYTES, hashParts, isZeroHash } from "./hash.ts";
-import { openFrame, parsePackTrailer, readEntry } from "./pack.ts";
+import { openFrame, readEntry } from "./pack.ts";
 
 export interface CheckProblem {
   object: string;
@@ -65,11 +65,7 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
   }
 
   // packs
-  const onDisk = new Map<string, number>();
-  for (const prefix of await be.listDirs("packs")) {
-    for (const f of await be.list(paths.packDir(prefix)))
-      if (f.endsWith(".pack")) onDisk.set(f.slice(0, -5), await be.size(`packs/${prefix}/${f}`));
-  }
+  const onDisk = await ds.packsOnDisk();
   let blocks = 0;
   for (const [packId, lists] of byPack) {
     const obj = `pack ${packId}`;
@@ -82,14 +78,7 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
     let trailer: Buffer;
     try {
       if (readData) pack = await be.read(paths.pack(packId));
-      const tail =
-        pack ?? (await be.readRange(paths.pack(packId), Math.max(0, size - 65536), Math.min(size, 65536)));
-      let t = parsePackTrailer(packId, tail, size);
-      if (t.count < 0) {
-        pack ??= await be.read(paths.pack(packId));
-        t = parsePackTrailer(packId, pack, size);
-      }
-      trailer = t.entries;
+      trailer = (await ds.readPackTrailer(packId, size, pack ?? undefined)).entries;
     } catch (err) {
       problem(obj, (err as Error).message);
       continue;

@@ -19,7 +19,7 @@ import {
   type PointHeader,
   type PointManifest,
 } from "./manifest.ts";
-import { type BlockLocation, type Frame, openFrame, PackBuilder } from "./pack.ts";
+import { type BlockLocation, type Frame, openFrame, PackBuilder, parsePackTrailer } from "./pack.ts";
 
 export interface DatastoreConfig {
   format: typeof FORMAT_NAME;
@@ -148,6 +148,30 @@ export class Datastore {
     this.#indexFiles.add(`${id}.idx`);
     if (this.#index !== undefined) for (const s of sections) this.#index.addRecords(s.packId, s.entries);
     return id;
+  }
+
+  /** The packs on disk (id → size), whether or not an index names them. */
+  async packsOnDisk(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const prefix of await this.backend.listDirs("packs")) {
+      for (const f of await this.backend.list(paths.packDir(prefix))) {
+        if (f.endsWith(".pack")) out.set(f.slice(0, -5), await this.backend.size(`packs/${prefix}/${f}`));
+      }
+    }
+    return out;
+  }
+
+  /** A pack's trailer records: read from its last 64 KiB (or the whole pack), or from `whole` when given. */
+  async readPackTrailer(
+    packId: string,
+    size: number,
+    whole?: Buffer,
+  ): Promise<{ entries: Buffer; count: number }> {
+    const name = paths.pack(packId);
+    const tail =
+      whole ?? (await this.backend.readRange(name, Math.max(0, size - 65536), Math.min(size, 65536)));
+    const t = parsePackTrailer(packId, tail, size);
+    return t.count >= 0 ? t : parsePackTrailer(packId, await this.backend.read(name), size);
   }
 
   /**

@@ -12,8 +12,9 @@ export class DiskMap {
 
   constructor(blockCount: number) {
     this.blockCount = blockCount;
-    this.refs = new Uint32Array(blockCount);
-    this.#hashes = Buffer.allocUnsafe(Math.min(blockCount, 4096) * HASH_BYTES);
+    // in shared memory: comparison workers read the map without a copy
+    this.refs = new Uint32Array(new SharedArrayBuffer(blockCount * 4));
+    this.#hashes = sharedBuffer(Math.max(1, Math.min(blockCount, 4096)) * HASH_BYTES);
   }
 
   /** Applies a base or delta manifest's entries on top of what the map holds. */
@@ -27,7 +28,7 @@ export class DiskMap {
 
   #push(src: Buffer, at: number): number {
     if ((this.#count + 1) * HASH_BYTES > this.#hashes.length) {
-      const bigger = Buffer.allocUnsafe(this.#hashes.length * 2);
+      const bigger = sharedBuffer(this.#hashes.length * 2);
       this.#hashes.copy(bigger, 0, 0, this.#count * HASH_BYTES);
       this.#hashes = bigger;
     }
@@ -68,6 +69,10 @@ export class DiskMap {
     for (let b = 0; b < this.blockCount; b++) if (this.refs[b] !== 0) n++;
     return n;
   }
+}
+
+function sharedBuffer(n: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(n));
 }
 
 /** Merges two deltas over the same disk: entries of `newer` win. Used when prune removes a point. */

@@ -12,7 +12,7 @@ import type { Datastore } from "./datastore.ts";
 import { verifyBlock } from "./datastore.ts";
 import { BLOCK_SIZE, ENTRY_BYTES, FRAME_MAX_BLOCKS, paths } from "./format.ts";
 import { HASH_BYTES, isZeroHash } from "./hash.ts";
-import { makeFrame, parsePackTrailer, readEntry } from "./pack.ts";
+import { makeFrame, readEntry } from "./pack.ts";
 
 export interface GcResult {
   liveBlocks: number;
@@ -73,21 +73,13 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     }
   }
   // packs on disk
-  const onDisk = new Map<string, number>();
-  for (const prefix of await be.listDirs("packs")) {
-    for (const f of await be.list(paths.packDir(prefix))) {
-      if (f.endsWith(".pack")) onDisk.set(f.slice(0, -5), await be.size(`packs/${prefix}/${f}`));
-    }
-  }
+  const onDisk = await ds.packsOnDisk();
   // adopt packs that no index names (a writer killed after its packs, before its index)
   let adopted = 0;
   for (const [packId, size] of onDisk) {
     if (records.has(packId)) continue;
     try {
-      const tail = await be.readRange(paths.pack(packId), Math.max(0, size - 65536), Math.min(size, 65536));
-      let t = parsePackTrailer(packId, tail, size);
-      if (t.count < 0) t = parsePackTrailer(packId, await be.read(paths.pack(packId)), size);
-      records.set(packId, [t.entries]);
+      records.set(packId, [(await ds.readPackTrailer(packId, size)).entries]);
       adopted++;
     } catch {
       // an unreadable stray pack holds nothing we can use; it is deleted below

@@ -3,7 +3,6 @@
 import type { Datastore } from "./datastore.ts";
 import { paths } from "./format.ts";
 import { hashParts } from "./hash.ts";
-import { parsePackTrailer } from "./pack.ts";
 
 export interface RebuildResult {
   packs: number;
@@ -20,26 +19,17 @@ export async function rebuildIndex(ds: Datastore, o: { readData?: boolean } = {}
     const sections: { packId: string; entries: Buffer }[] = [];
     const damaged: string[] = [];
     let blocks = 0;
-    for (const prefix of await be.listDirs("packs")) {
-      for (const f of await be.list(paths.packDir(prefix))) {
-        if (!f.endsWith(".pack")) continue;
-        const packId = f.slice(0, -5);
-        try {
-          const size = await be.size(paths.pack(packId));
-          const whole = o.readData ? await be.read(paths.pack(packId)) : null;
-          const tail =
-            whole ??
-            (await be.readRange(paths.pack(packId), Math.max(0, size - 65536), Math.min(size, 65536)));
-          let t = parsePackTrailer(packId, tail, size);
-          if (t.count < 0) t = parsePackTrailer(packId, await be.read(paths.pack(packId)), size);
-          // a damaged pack whose trailer still reads stays indexed: its good blocks are still good
-          // (every block is checked against its address when read), and its damage is reported
-          sections.push({ packId, entries: t.entries });
-          blocks += t.count;
-          if (whole && hashParts([whole]).toString("hex") !== packId) damaged.push(packId);
-        } catch {
-          damaged.push(packId);
-        }
+    for (const [packId, size] of await ds.packsOnDisk()) {
+      try {
+        const whole = o.readData ? await be.read(paths.pack(packId)) : undefined;
+        const t = await ds.readPackTrailer(packId, size, whole);
+        // a damaged pack whose trailer still reads stays indexed: its good blocks are still good
+        // (every block is checked against its address when read), and its damage is reported
+        sections.push({ packId, entries: t.entries });
+        blocks += t.count;
+        if (whole && hashParts([whole]).toString("hex") !== packId) damaged.push(packId);
+      } catch {
+        damaged.push(packId);
       }
     }
     const fresh = sections.length > 0 ? `${await ds.writeIndexFile(sections)}.idx` : null;

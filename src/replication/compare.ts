@@ -84,6 +84,14 @@ export function compareRange(job: CompareJob): number[] {
   return out;
 }
 
+/** The same bytes in shared memory: as they are when they already live there, else copied once. */
+function shared(a: Uint8Array): Uint8Array {
+  if (a.buffer instanceof SharedArrayBuffer) return a;
+  const copy = new Uint8Array(new SharedArrayBuffer(a.byteLength));
+  copy.set(a);
+  return copy;
+}
+
 export async function compareDisk(
   info: DiskInfo,
   sizeBytes: number,
@@ -93,11 +101,12 @@ export async function compareDisk(
   workers = Math.min(4, availableParallelism()),
 ): Promise<number[]> {
   const blocks = Math.ceil(sizeBytes / BLOCK_SIZE);
-  // shared with the workers, not copied to each; the map is only needed without fingerprints
-  const sharedRefs = new Uint32Array(new SharedArrayBuffer(expect ? 0 : refs.byteLength));
-  if (!expect) sharedRefs.set(refs);
-  const sharedArena = new Uint8Array(new SharedArrayBuffer(expect ? 1 : Math.max(1, arena.length)));
-  if (!expect) sharedArena.set(arena);
+  // workers read the map in shared memory (DiskMap keeps it there); it is only needed without fingerprints
+  const r = expect
+    ? new Uint8Array(0)
+    : shared(new Uint8Array(refs.buffer, refs.byteOffset, refs.byteLength));
+  const sharedRefs = new Uint32Array(r.buffer, r.byteOffset, r.byteLength / 4);
+  const sharedArena = expect ? new Uint8Array(0) : shared(arena);
   if (workers <= 1 || blocks < 32768) {
     return compareRange({
       info,

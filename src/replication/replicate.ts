@@ -172,16 +172,9 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     mode = prev.every((p) => p !== null) ? "incremental" : "resync";
     if (mode === "resync") prev = infos.map(() => null);
   }
-  // next starts as prev: units a pass skips (unchanged, or not re-read) keep their block hashes
-  const next = infos.map((d, i) => {
-    const h = sharedHashes(d.sizeBytes);
-    const p = prev[i];
-    if (p) {
-      h.block.set(p.block);
-      h.unit.set(p.unit);
-    }
-    return h;
-  });
+  // a pass updates the previous hashes in place (it reads a slot before it writes it), so units it
+  // skips keep theirs; they are saved only once the point is committed
+  const next = infos.map((d, i) => prev[i] ?? sharedHashes(d.sizeBytes));
   const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes)));
 
   // shipping

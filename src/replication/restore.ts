@@ -210,7 +210,10 @@ export interface FrameTask {
 /** Groups the blocks to write by the frame that holds them, in pack order (each frame is read once). */
 async function planFrames(ds: Datastore, map: DiskMap, blocks: number[]): Promise<FrameTask[]> {
   const idx = await ds.index();
-  const frames = new Map<string, { loc: BlockLocation; want: number[] }>();
+  const frames = new Map<
+    string,
+    { loc: BlockLocation; want: { block: number; slot: number; hash: Buffer }[] }
+  >();
   for (const b of blocks) {
     const h = map.hashOf(b)!;
     const loc = idx.get(h);
@@ -226,7 +229,7 @@ async function planFrames(ds: Datastore, map: DiskMap, blocks: number[]): Promis
       f = { loc, want: [] };
       frames.set(key, f);
     }
-    f.want.push(b);
+    f.want.push({ block: b, slot: loc.slot, hash: h });
   }
   const order = [...frames.values()].sort((a, b) =>
     a.loc.packId === b.loc.packId
@@ -236,12 +239,10 @@ async function planFrames(ds: Datastore, map: DiskMap, blocks: number[]): Promis
         : 1,
   );
   return order.map(({ loc, want }) => {
-    want.sort((x, y) => x - y);
+    want.sort((x, y) => x.block - y.block);
     const hashes = Buffer.allocUnsafe(want.length * HASH_BYTES);
-    const slots = want.map((b, i) => {
-      const h = map.hashOf(b)!;
-      h.copy(hashes, i * HASH_BYTES);
-      return idx.get(h)!.slot;
+    want.forEach((w, i) => {
+      w.hash.copy(hashes, i * HASH_BYTES);
     });
     return {
       packId: loc.packId,
@@ -249,8 +250,8 @@ async function planFrames(ds: Datastore, map: DiskMap, blocks: number[]): Promis
       frameLength: loc.frameLength,
       compression: loc.compression,
       frameBlocks: loc.frameBlocks,
-      slots,
-      blocks: want,
+      slots: want.map((w) => w.slot),
+      blocks: want.map((w) => w.block),
       hashes,
     };
   });
