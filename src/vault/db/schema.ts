@@ -132,6 +132,8 @@ export interface JobsTable {
   plan_id: string | null;
   /** "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled" */
   state: string;
+  /** while state is "waiting": the name of the signal the current step waits for */
+  waiting_for: string | null;
   /** JSON parameters, validated by the job kind's schema */
   params: string;
   /** index of the step the job is on */
@@ -152,13 +154,22 @@ export interface JobStepsTable {
   job_id: string;
   idx: number;
   name: string;
-  /** "pending" | "running" | "succeeded" | "failed" | "skipped" */
+  /** "pending" | "running" | "waiting" | "succeeded" | "failed" | "skipped" */
   state: string;
   /** JSON the step returned (read by later steps) */
   output: string | null;
   started_at: string | null;
   finished_at: string | null;
   attempts: number;
+}
+
+/** A signal sent to a job (an approval, an answer); a step's waitFor(name) reads it, even after a restart. */
+export interface JobSignalsTable {
+  job_id: string;
+  name: string;
+  /** JSON data sent with the signal */
+  data: string;
+  at: string;
 }
 
 export interface JobLogsTable {
@@ -222,6 +233,7 @@ export interface VaultDatabase {
   instances: InstancesTable;
   jobs: JobsTable;
   job_steps: JobStepsTable;
+  job_signals: JobSignalsTable;
   job_logs: JobLogsTable;
   alerts: AlertsTable;
   plans: PlansTable;
@@ -240,6 +252,7 @@ export type ItemUpdate = Updateable<ItemsTable>;
 export type InstanceRow = Selectable<InstancesTable>;
 export type JobRow = Selectable<JobsTable>;
 export type JobStepRow = Selectable<JobStepsTable>;
+export type JobSignalRow = Selectable<JobSignalsTable>;
 export type JobLogRow = Selectable<JobLogsTable>;
 export type AlertRow = Selectable<AlertsTable>;
 export type PlanRow = Selectable<PlansTable>;

@@ -1,0 +1,288 @@
+// The vault's numbered migrations (portable DDL through Kysely's schema builder) and the Migrator that
+// applies them. Migrations are append-only: a shipped one is never edited, a change is a new number.
+// Kysely's Migrator takes an advisory lock on PostgreSQL, so vault processes starting together are safe.
+import { type ColumnDefinitionBuilder, type Kysely, sql } from "kysely";
+import { type Migration, Migrator } from "kysely/migration";
+import { SwitchbackError } from "../../domain/errors.ts";
+import type { DialectName, VaultDb } from "./database.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: migrations describe the schema as it was then, not schema.ts
+type AnyDb = Kysely<any>;
+
+function migrations(dialect: DialectName): Record<string, Migration> {
+  // Times are ISO 8601 text compared as text (leases, ordering); on PostgreSQL the "C" collation
+  // makes that a byte comparison whatever the database's locale.
+  const time = dialect === "postgres" ? sql`text collate "C"` : sql`text`;
+  const notNull = (c: ColumnDefinitionBuilder) => c.notNull();
+
+  return {
+    "001_initial": {
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable("sites")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", (c) => c.notNull().unique())
+          .addColumn("subnet", "text")
+          .addColumn("created_at", time, notNull)
+          .execute();
+
+        await db.schema
+          .createTable("appliances")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", (c) => c.notNull().unique())
+          .addColumn("site_id", "text", (c) => c.notNull().references("sites.id"))
+          .addColumn("roles", "text", notNull)
+          .addColumn("url", "text")
+          .addColumn("kind", "text", notNull)
+          .addColumn("last_heartbeat_at", time)
+          .addColumn("created_at", time, notNull)
+          .execute();
+
+        await db.schema
+          .createTable("datastores")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", (c) => c.notNull().unique())
+          .addColumn("site_id", "text", (c) => c.notNull().references("sites.id"))
+          .addColumn("kind", "text", notNull)
+          .addColumn("location", "text", notNull)
+          .addColumn("capacity_bytes", "bigint")
+          .addColumn("used_bytes", "bigint")
+          .addColumn("last_seen_at", time)
+          .addColumn("created_at", time, notNull)
+          .execute();
+
+        await db.schema
+          .createTable("policies")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", (c) => c.notNull().unique())
+          .addColumn("rpo_threshold_s", "integer", notNull)
+          .addColumn("retention_s", "integer", notNull)
+          .addColumn("app_consistent_every_s", "integer", notNull)
+          .addColumn("crash_consistent_every_s", "integer", notNull)
+          .addColumn("derived_from", "text", (c) => c.references("policies.id").onDelete("set null"))
+          .addColumn("created_at", time, notNull)
+          .execute();
+
+        await db.schema
+          .createTable("machines")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", notNull)
+          .addColumn("site_id", "text", (c) => c.references("sites.id"))
+          .addColumn("instance_id", "text")
+          .addColumn("hostname", "text")
+          .addColumn("os", "text")
+          .addColumn("cpus", "integer")
+          .addColumn("memory_bytes", "bigint")
+          .addColumn("disks", "text", notNull)
+          .addColumn("nics", "text", notNull)
+          .addColumn("boot_command", "text")
+          .addColumn("power_state", "text", notNull)
+          .addColumn("last_heartbeat_at", time)
+          .addColumn("replication", "text")
+          .addColumn("created_at", time, notNull)
+          .addColumn("updated_at", time, notNull)
+          .execute();
+        await db.schema.createIndex("machines_instance").on("machines").column("instance_id").execute();
+
+        await db.schema
+          .createTable("items")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", (c) => c.notNull().unique())
+          .addColumn("machine_id", "text", (c) => c.notNull().references("machines.id"))
+          .addColumn("home_site_id", "text", (c) => c.notNull().references("sites.id"))
+          .addColumn("source_site_id", "text", (c) => c.notNull().references("sites.id"))
+          .addColumn("target_site_id", "text", (c) => c.notNull().references("sites.id"))
+          .addColumn("policy_id", "text", (c) => c.notNull().references("policies.id"))
+          .addColumn("process_server_id", "text", (c) => c.notNull().references("appliances.id"))
+          .addColumn("master_target_id", "text", (c) => c.references("appliances.id"))
+          .addColumn("datastore_id", "text", (c) => c.notNull().references("datastores.id"))
+          .addColumn("state", "text", notNull)
+          .addColumn("generation", "integer", notNull)
+          .addColumn("target_settings", "text", notNull)
+          .addColumn("failover", "text")
+          .addColumn("drill", "text")
+          .addColumn("last_point_id", "text")
+          .addColumn("last_point_at", time)
+          .addColumn("last_app_point_id", "text")
+          .addColumn("last_app_point_at", time)
+          .addColumn("resync_required", "integer", (c) => c.notNull().defaultTo(0))
+          .addColumn("version", "integer", (c) => c.notNull().defaultTo(0))
+          .addColumn("created_at", time, notNull)
+          .addColumn("updated_at", time, notNull)
+          .execute();
+        await db.schema.createIndex("items_machine").on("items").column("machine_id").execute();
+
+        await db.schema
+          .createTable("instances")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          // an instance can outlive the item or machine it ran (it is deleted later, by a job)
+          .addColumn("item_id", "text", (c) => c.references("items.id").onDelete("set null"))
+          .addColumn("machine_id", "text", (c) => c.references("machines.id").onDelete("set null"))
+          .addColumn("site_id", "text", (c) => c.notNull().references("sites.id"))
+          .addColumn("purpose", "text", notNull)
+          .addColumn("provider", "text", notNull)
+          .addColumn("provider_state", "text", notNull)
+          .addColumn("created_at", time, notNull)
+          .addColumn("deleted_at", time)
+          .execute();
+        await db.schema.createIndex("instances_item").on("instances").column("item_id").execute();
+
+        await db.schema
+          .createTable("plans")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", (c) => c.notNull().unique())
+          .addColumn("definition", "text", notNull)
+          .addColumn("created_at", time, notNull)
+          .addColumn("updated_at", time, notNull)
+          .execute();
+
+        // jobs.item_id and plan_id carry no foreign key: a job is history and outlives the item a
+        // "remove protection" job deletes, and the plan an operator deletes.
+        await db.schema
+          .createTable("jobs")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("kind", "text", notNull)
+          .addColumn("item_id", "text")
+          .addColumn("plan_id", "text")
+          .addColumn("state", "text", notNull)
+          .addColumn("waiting_for", "text")
+          .addColumn("params", "text", notNull)
+          .addColumn("step", "integer", (c) => c.notNull().defaultTo(0))
+          .addColumn("progress", "double precision", (c) => c.notNull().defaultTo(0))
+          .addColumn("error_code", "text")
+          .addColumn("error_message", "text")
+          .addColumn("lease_owner", "text")
+          .addColumn("lease_until", time)
+          .addColumn("created_by", "text")
+          .addColumn("created_at", time, notNull)
+          .addColumn("started_at", time)
+          .addColumn("finished_at", time)
+          .execute();
+        await db.schema.createIndex("jobs_item").on("jobs").columns(["item_id", "created_at"]).execute();
+        await db.schema.createIndex("jobs_plan").on("jobs").columns(["plan_id", "created_at"]).execute();
+        await db.schema.createIndex("jobs_state").on("jobs").columns(["state", "created_at"]).execute();
+        await db.schema.createIndex("jobs_created").on("jobs").column("created_at").execute();
+        // At most one unfinished job per item: conflicting operations are refused at creation (ITEM_BUSY).
+        await db.schema
+          .createIndex("jobs_one_unfinished_per_item")
+          .unique()
+          .on("jobs")
+          .column("item_id")
+          .where("item_id", "is not", null)
+          .where(sql.ref("finished_at"), "is", null)
+          .execute();
+
+        await db.schema
+          .createTable("job_steps")
+          .addColumn("job_id", "text", (c) => c.notNull().references("jobs.id").onDelete("cascade"))
+          .addColumn("idx", "integer", notNull)
+          .addColumn("name", "text", notNull)
+          .addColumn("state", "text", notNull)
+          .addColumn("output", "text")
+          .addColumn("started_at", time)
+          .addColumn("finished_at", time)
+          .addColumn("attempts", "integer", (c) => c.notNull().defaultTo(0))
+          .addPrimaryKeyConstraint("job_steps_pk", ["job_id", "idx"])
+          .execute();
+
+        await db.schema
+          .createTable("job_signals")
+          .addColumn("job_id", "text", (c) => c.notNull().references("jobs.id").onDelete("cascade"))
+          .addColumn("name", "text", notNull)
+          .addColumn("data", "text", notNull)
+          .addColumn("at", time, notNull)
+          .addPrimaryKeyConstraint("job_signals_pk", ["job_id", "name"])
+          .execute();
+
+        await db.schema
+          .createTable("job_logs")
+          .addColumn("id", dialect === "postgres" ? "bigint" : "integer", (c) =>
+            dialect === "postgres"
+              ? c.primaryKey().generatedByDefaultAsIdentity()
+              : // AUTOINCREMENT: ids are never reused, so a watcher's "after id" cursor stays valid
+                c.primaryKey().autoIncrement(),
+          )
+          .addColumn("job_id", "text", (c) => c.notNull().references("jobs.id").onDelete("cascade"))
+          .addColumn("at", time, notNull)
+          .addColumn("level", "text", notNull)
+          .addColumn("step", "integer")
+          .addColumn("message", "text", notNull)
+          .addColumn("data", "text")
+          .execute();
+        await db.schema.createIndex("job_logs_job").on("job_logs").columns(["job_id", "id"]).execute();
+
+        await db.schema
+          .createTable("alerts")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("kind", "text", notNull)
+          .addColumn("subject", "text", notNull)
+          .addColumn("severity", "text", notNull)
+          .addColumn("message", "text", notNull)
+          .addColumn("raised_at", time, notNull)
+          .addColumn("cleared_at", time)
+          .addColumn("delivered_at", time)
+          .addColumn("delivery_error", "text")
+          .execute();
+        await db.schema.createIndex("alerts_subject").on("alerts").columns(["subject", "kind"]).execute();
+        await db.schema
+          .createIndex("alerts_cleared")
+          .on("alerts")
+          .columns(["cleared_at", "raised_at"])
+          .execute();
+
+        await db.schema
+          .createTable("tokens")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("name", "text", notNull)
+          .addColumn("role", "text", notNull)
+          .addColumn("sha256", "text", (c) => c.notNull().unique())
+          .addColumn("machine_id", "text")
+          .addColumn("created_at", time, notNull)
+          .addColumn("last_used_at", time)
+          .execute();
+
+        await db.schema
+          .createTable("settings")
+          .addColumn("key", "text", (c) => c.primaryKey())
+          .addColumn("value", "text", notNull)
+          .execute();
+      },
+    },
+  };
+}
+
+/** The names of every migration this build knows, in order. */
+export const MIGRATION_NAMES: readonly string[] = Object.keys(migrations("sqlite"));
+
+function migrator(vdb: VaultDb): Migrator {
+  const all = migrations(vdb.dialect);
+  return new Migrator({
+    db: vdb.db,
+    provider: { getMigrations: async () => all },
+  });
+}
+
+/** Applies every migration not yet applied; a no-op when the database is current. */
+export async function migrateToLatest(vdb: VaultDb): Promise<{ applied: string[] }> {
+  const { error, results } = await migrator(vdb).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName;
+    throw new SwitchbackError(
+      "DB_MIGRATION_FAILED",
+      `migrating the database ${JSON.stringify(vdb.url)} failed${failed ? ` at ${failed}` : ""}: ${(error as Error).message ?? String(error)}; the migration was rolled back, fix the cause and start the vault again`,
+      { cause: error },
+    );
+  }
+  return { applied: (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName) };
+}
+
+/**
+ * True for a unique-constraint (or primary-key) violation from either driver:
+ * PostgreSQL SQLSTATE 23505, SQLite SQLITE_CONSTRAINT_UNIQUE (2067) / _PRIMARYKEY (1555).
+ */
+export function isUniqueViolation(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const e = err as { code?: unknown; errcode?: unknown };
+  if (e.code === "23505") return true;
+  return e.code === "ERR_SQLITE_ERROR" && (e.errcode === 2067 || e.errcode === 1555);
+}
