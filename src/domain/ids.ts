@@ -22,6 +22,10 @@ export function parseItemName(s: string): ItemName {
   return s as ItemName;
 }
 
+export function isValidPointId(s: string): boolean {
+  return POINT_ID.test(s);
+}
+
 export function parsePointId(s: string): PointId {
   if (!POINT_ID.test(s)) {
     throw new SwitchbackError(
