@@ -1,0 +1,465 @@
+// The `process` compute provider (docs/vault.md, "Machines in unprivileged mode"): an instance is a
+// folder of disk image files plus a boot command run with `sh -c` in its own process group.
+//
+//   <root>/<id>/instance.json   spec, phase, disks, the current or last run (pid + /proc start time)
+//   <root>/<id>/disk-<n>.img    the disks it made (adopted disks stay where they are)
+//   <root>/<id>/console.log     the boot command's stdout and stderr, appended
+//   <root>/<id>/exit.json       how the last run ended, when the provider that started it saw it end
+//
+// Invariants: the record is the only memory (a new provider object on the same root after a vault
+// restart sees and stops what an old one started: liveness comes from /proc, never a child handle);
+// a disk image is made under a temporary name and renamed into place, and the record says which
+// disks are complete, so an interrupted create resumes; nothing boots while its disks are incomplete
+// or half-way to another point; a disk the provider did not make (adopted) is never deleted.
+import { spawn } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import path from "node:path";
+import { Value } from "@sinclair/typebox/value";
+import { SwitchbackError } from "../../domain/errors.ts";
+import { inspectDisk } from "../../replication/disk-source.ts";
+import { applyPointToImages, blankImage, cloneImage, materializePointDisk } from "../images.ts";
+import type { ComputeProvider, DiskSpec, InstanceInfo, InstanceSpec, PointDiskSource } from "../provider.ts";
+import { groupMembers, processAlive, procStat, signalGroup } from "./proc.ts";
+import {
+  type DiskRecord,
+  type ExitRecord,
+  fsyncPath,
+  type InstanceRecord,
+  InstanceSpecSchema,
+  readExit,
+  readRecord,
+  writeJsonAtomic,
+} from "./record.ts";
+
+export interface ProcessProviderOptions {
+  /** DIR/sites/<site>/machines */
+  root: string;
+  /** merged into every boot command's environment (SWITCHBACK_VAULT, SWITCHBACK_ENROL_TOKEN, …) */
+  env?: Record<string, string>;
+}
+
+const RECORD = "instance.json";
+const EXIT = "exit.json";
+const CONSOLE = "console.log";
+const DEFAULT_STOP_MS = 30_000;
+/** after SIGKILL: a process in uninterruptible sleep (D state, stuck I/O) can take a while to die */
+const KILL_WAIT_MS = 10_000;
+const POLL_MS = 50;
+/** the few variables of the vault's own environment a boot command needs; the rest (database passwords, tokens) stay out */
+const PASS_THROUGH = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+export class ProcessProvider implements ComputeProvider {
+  readonly kind = "process";
+  readonly root: string;
+  readonly #env: Record<string, string>;
+  /** one operation at a time per instance in this process */
+  readonly #busy = new Map<string, Promise<unknown>>();
+
+  constructor(o: ProcessProviderOptions) {
+    this.root = path.resolve(o.root);
+    this.#env = { ...(o.env ?? {}) };
+  }
+
+  folderOf(id: string): string {
+    checkId(id);
+    return path.join(this.root, id);
+  }
+
+  async create(spec: InstanceSpec, progress?: (fraction: number) => void): Promise<InstanceInfo> {
+    if (!Value.Check(InstanceSpecSchema, spec)) {
+      const e = [...Value.Errors(InstanceSpecSchema, spec)][0];
+      throw new SwitchbackError(
+        "INSTANCE_SPEC_INVALID",
+        `instance spec ${JSON.stringify((spec as { id?: unknown })?.id)} is not valid (${e ? `${e.path || "/"}: ${e.message}` : "?"})`,
+      );
+    }
+    return this.#serial(spec.id, () => this.#create(spec, progress));
+  }
+
+  async #create(spec: InstanceSpec, progress?: (fraction: number) => void): Promise<InstanceInfo> {
+    const folder = this.folderOf(spec.id);
+    const file = path.join(folder, RECORD);
+    let rec = readRecord(file);
+    if (rec !== null) {
+      if (!sameSpec(rec.spec, spec)) {
+        throw new SwitchbackError(
+          "INSTANCE_EXISTS",
+          `instance ${spec.id} exists in ${folder} with another spec; delete it first or choose another id`,
+        );
+      }
+      if (rec.phase !== "creating") return this.#info(rec);
+    } else {
+      mkdirSync(folder, { recursive: true });
+      const now = new Date().toISOString();
+      rec = {
+        version: 1,
+        provider: "process",
+        spec: structuredClone(spec),
+        phase: "creating",
+        disks: spec.disks.map((d, n) => ({
+          path: d.from === "adopt" ? path.resolve(d.path) : path.join(folder, `disk-${n}.img`),
+          ready: false,
+          method: null,
+          point: null,
+          diskUuid: d.from === "point" ? d.diskUuid : null,
+        })),
+        run: null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      for (const [n, d] of spec.disks.entries()) {
+        // a disk kept by an earlier instance of this id (delete --keep-disks) is never overwritten
+        if (d.from !== "adopt" && existsSync(rec.disks[n]!.path)) {
+          throw new SwitchbackError(
+            "INSTANCE_DISK_EXISTS",
+            `${rec.disks[n]!.path} already exists (kept from an earlier instance ${spec.id}?); adopt it with { from: "adopt" } or remove it first`,
+          );
+        }
+      }
+      this.#save(rec);
+    }
+
+    const sizes = spec.disks.map(specSize);
+    const total = sizes.reduce((a, b) => a + b, 0) || 1;
+    let before = 0;
+    for (const [n, d] of spec.disks.entries()) {
+      const disk = rec.disks[n]!;
+      if (!disk.ready) {
+        const made = await this.#makeDisk(d, disk.path, (done) => progress?.((before + done) / total));
+        disk.method = made.method;
+        disk.point = made.point;
+        disk.ready = true;
+        this.#save(rec);
+      }
+      before += sizes[n]!;
+      progress?.(before / total);
+    }
+    rec.phase = "ready";
+    this.#save(rec);
+    return this.#info(rec);
+  }
+
+  /** Makes one disk under a temporary name, then renames it into place. */
+  async #makeDisk(
+    d: DiskSpec,
+    to: string,
+    onBytes: (done: number) => void,
+  ): Promise<Pick<DiskRecord, "method" | "point">> {
+    switch (d.from) {
+      case "adopt": {
+        inspectDisk(to); // it must exist and be a disk
+        return { method: "in-place", point: null };
+      }
+      case "point":
+      case "clone":
+      case "blank": {
+        const tmp = `${to}.partial`;
+        rmSync(tmp, { force: true });
+        let made: Pick<DiskRecord, "method" | "point">;
+        if (d.from === "point") {
+          const r = await materializePointDisk(d, tmp);
+          made = { method: "restore", point: { datastore: d.datastore, item: d.item, point: r.pointId } };
+        } else if (d.from === "clone") {
+          made = { method: await cloneImage(path.resolve(d.path), tmp, onBytes), point: null };
+        } else {
+          await blankImage(tmp, d.sizeBytes);
+          made = { method: "blank", point: null };
+        }
+        renameSync(tmp, to);
+        fsyncPath(path.dirname(to));
+        return made;
+      }
+      default: {
+        const never: never = d;
+        throw new Error(`unknown disk source ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  start(id: string): Promise<InstanceInfo> {
+    return this.#serial(id, () => this.#start(id));
+  }
+
+  async #start(id: string): Promise<InstanceInfo> {
+    const rec = this.#mustRead(id);
+    if (rec.phase !== "ready") {
+      throw new SwitchbackError(
+        "INSTANCE_NOT_READY",
+        rec.phase === "creating"
+          ? `instance ${id} cannot start: its disks are not all made yet; run create again to finish them`
+          : `instance ${id} cannot start: a change of recovery point did not finish and its disks may be half-way; run changePoint again`,
+      );
+    }
+    if (rec.spec.bootCommand === null) {
+      throw new SwitchbackError(
+        "INSTANCE_NO_BOOT_COMMAND",
+        `instance ${id} has no boot command, so this provider cannot start it; create it with one`,
+      );
+    }
+    if (rec.run !== null) {
+      if (processAlive(rec.run.pid, rec.run.startTime)) return this.#info(rec);
+      const left = groupMembers(rec.run.pid, rec.run.startTime);
+      if (left.length > 0) {
+        throw new SwitchbackError(
+          "INSTANCE_LEFTOVER_PROCESSES",
+          `instance ${id}: its boot command has ended but process(es) ${left.join(", ")} of its last run still run and may write to its disks; stop the instance first`,
+        );
+      }
+    }
+    const folder = this.folderOf(id);
+    const disks = rec.disks.map((d) => d.path);
+    const env: Record<string, string> = {};
+    for (const k of PASS_THROUGH) {
+      const v = process.env[k];
+      if (v !== undefined) env[k] = v;
+    }
+    Object.assign(env, this.#env, rec.spec.env ?? {}, {
+      SWITCHBACK_MACHINE_DIR: folder,
+      SWITCHBACK_DISKS: disks.join(":"),
+      SWITCHBACK_INSTANCE: id,
+    });
+    disks.forEach((d, n) => {
+      env[`SWITCHBACK_DISK_${n}`] = d;
+    });
+
+    const log = openSync(path.join(folder, CONSOLE), "a");
+    let child: ReturnType<typeof spawn>;
+    try {
+      writeSync(log, `--- switchback: starting instance ${id} at ${new Date().toISOString()} ---\n`);
+      // detached: setsid(), so the boot command leads its own process group (and session) and stop
+      // can signal everything it started at once
+      child = spawn("sh", ["-c", rec.spec.bootCommand], {
+        cwd: folder,
+        env,
+        detached: true,
+        stdio: ["ignore", log, log],
+      });
+    } finally {
+      closeSync(log);
+    }
+    const pid = child.pid;
+    // read at once: the start time is fixed at fork, and the process cannot be reaped before the event loop runs
+    const stat = pid === undefined ? null : procStat(pid);
+    if (pid === undefined || stat === null) {
+      const err = await new Promise<Error | null>((resolve) => {
+        child.once("error", resolve);
+        child.once("spawn", () => resolve(null));
+      });
+      throw new SwitchbackError(
+        "INSTANCE_START_FAILED",
+        `instance ${id}: could not start its boot command (${err?.message ?? "the process vanished at once"}); check that sh exists and the folder ${folder} is writable`,
+      );
+    }
+    const run = { pid, startTime: stat.startTime, startedAt: new Date().toISOString() };
+    child.on("exit", (code, signal) => {
+      // best effort: exit.json is information for status; the instance may already be deleted, and
+      // an exception thrown from this handler would take the vault down
+      const rec: ExitRecord = { ...run, exitCode: code, signal, at: new Date().toISOString() };
+      try {
+        if (existsSync(path.join(folder, RECORD))) writeJsonAtomic(path.join(folder, EXIT), rec);
+      } catch {
+        /* the folder went away while the process ended */
+      }
+    });
+    child.on("error", () => {}); // a spawn error after this point is reflected by status (not running)
+    child.unref(); // the vault may exit while its machines run on
+    rec.run = run;
+    this.#save(rec);
+    return this.#info(rec);
+  }
+
+  stop(id: string, o: { timeoutMs?: number } = {}): Promise<{ graceful: boolean; wasRunning: boolean }> {
+    return this.#serial(id, async () => this.#stop(this.#mustRead(id), o.timeoutMs ?? DEFAULT_STOP_MS));
+  }
+
+  async #stop(rec: InstanceRecord, timeoutMs: number): Promise<{ graceful: boolean; wasRunning: boolean }> {
+    const run = rec.run;
+    if (run === null) return { graceful: true, wasRunning: false };
+    const members = () => groupMembers(run.pid, run.startTime);
+    if (members().length === 0) return { graceful: true, wasRunning: false };
+    signalGroup(run.pid, "SIGTERM");
+    if (await waitUntil(() => members().length === 0, timeoutMs)) return { graceful: true, wasRunning: true };
+    signalGroup(run.pid, "SIGKILL");
+    if (await waitUntil(() => members().length === 0, KILL_WAIT_MS))
+      return { graceful: false, wasRunning: true };
+    throw new SwitchbackError(
+      "INSTANCE_STOP_FAILED",
+      `instance ${rec.spec.id}: process(es) ${members().join(", ")} of process group ${run.pid} still run ${KILL_WAIT_MS / 1000} s after SIGKILL (stuck in the kernel, e.g. on I/O); check them with ps and try again`,
+    );
+  }
+
+  async status(id: string): Promise<InstanceInfo | null> {
+    const rec = readRecord(path.join(this.folderOf(id), RECORD));
+    return rec === null ? null : this.#info(rec);
+  }
+
+  changePoint(id: string, from: PointDiskSource): Promise<{ blocksWritten: number; bytesWritten: number }> {
+    return this.#serial(id, async () => {
+      const rec = this.#mustRead(id);
+      if (rec.phase === "creating") {
+        throw new SwitchbackError(
+          "INSTANCE_NOT_READY",
+          `instance ${id}: its disks are not all made yet; run create again to finish them before changing its point`,
+        );
+      }
+      if (rec.run !== null && groupMembers(rec.run.pid, rec.run.startTime).length > 0) {
+        throw new SwitchbackError(
+          "INSTANCE_RUNNING",
+          `instance ${id} is running (pid ${rec.run.pid}); stop it before changing its recovery point`,
+        );
+      }
+      rec.phase = "changing-point";
+      this.#save(rec);
+      const r = await applyPointToImages(
+        from,
+        rec.disks.map((d) => ({ path: d.path, uuid: d.diskUuid })),
+      );
+      for (const d of rec.disks) d.point = { datastore: from.datastore, item: from.item, point: r.pointId };
+      rec.phase = "ready";
+      this.#save(rec);
+      return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten };
+    });
+  }
+
+  delete(id: string, o: { keepDisks?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    return this.#serial(id, async () => {
+      const folder = this.folderOf(id);
+      const file = path.join(folder, RECORD);
+      const rec = readRecord(file);
+      if (rec === null) return; // deleted already (a folder of kept disks stays)
+      await this.#stop(rec, o.timeoutMs ?? DEFAULT_STOP_MS);
+      // the disks it did not make, and with keepDisks the ones it did, stay
+      const keep = new Set(
+        rec.disks
+          .filter((_, n) => rec.spec.disks[n]!.from === "adopt" || o.keepDisks === true)
+          .map((d) => d.path),
+      );
+      // the record goes last: a delete interrupted half-way is found and finished by the next one
+      for (const name of readdirSync(folder)) {
+        const p = path.join(folder, name);
+        if (name !== RECORD && !keep.has(p)) rmSync(p, { recursive: true, force: true });
+      }
+      rmSync(file, { force: true });
+      fsyncPath(folder);
+      if (readdirSync(folder).length === 0) rmSync(folder, { recursive: true, force: true });
+    });
+  }
+
+  #info(rec: InstanceRecord): InstanceInfo {
+    const folder = this.folderOf(rec.spec.id);
+    const run = rec.run;
+    const running = run !== null && processAlive(run.pid, run.startTime);
+    const info: InstanceInfo = {
+      id: rec.spec.id,
+      state: running ? "running" : "stopped",
+      pid: running ? run.pid : null,
+      disks: rec.disks.map((d) => d.path),
+      folder,
+      startedAt: run?.startedAt ?? null,
+    };
+    if (!running && run !== null) {
+      const exit = readExit(path.join(folder, EXIT));
+      if (exit !== null && exit.pid === run.pid && exit.startTime === run.startTime)
+        info.exitCode = exit.exitCode;
+    }
+    return info;
+  }
+
+  #mustRead(id: string): InstanceRecord {
+    const file = path.join(this.folderOf(id), RECORD);
+    const rec = readRecord(file);
+    if (rec === null) {
+      throw new SwitchbackError(
+        "INSTANCE_NOT_FOUND",
+        `instance ${id} does not exist under ${this.root}; create it first`,
+      );
+    }
+    return rec;
+  }
+
+  #save(rec: InstanceRecord): void {
+    rec.updatedAt = new Date().toISOString();
+    writeJsonAtomic(path.join(this.folderOf(rec.spec.id), RECORD), rec);
+  }
+
+  /** Runs `fn` after the instance's previous operation in this process has ended. */
+  #serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    checkId(id);
+    const prev = this.#busy.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const settled = next.then(
+      () => {},
+      () => {},
+    );
+    this.#busy.set(id, settled);
+    settled.then(() => {
+      if (this.#busy.get(id) === settled) this.#busy.delete(id);
+    });
+    return next;
+  }
+}
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function checkId(id: string): void {
+  if (!ID.test(id)) {
+    throw new SwitchbackError(
+      "INVALID_INSTANCE_ID",
+      `instance id ${JSON.stringify(id)} is not valid; use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+}
+
+function specSize(d: DiskSpec): number {
+  switch (d.from) {
+    case "point":
+    case "blank":
+      return d.sizeBytes;
+    case "clone":
+    case "adopt":
+      try {
+        return inspectDisk(d.path).sizeBytes;
+      } catch {
+        return 0; // making the disk reports the error
+      }
+    default: {
+      const never: never = d;
+      throw new Error(`unknown disk source ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function sameSpec(a: InstanceSpec, b: InstanceSpec): boolean {
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(
+      Object.keys(v)
+        .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+        .sort()
+        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}
+
+async function waitUntil(done: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (done()) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
