@@ -24,6 +24,8 @@ export interface AgentDaemonOptions {
   snapshot?: SnapshotMode;
   /** how long one call to the process server keeps retrying */
   deadlineMs?: number;
+  /** the item's replication generation (sent to a vault's process server, which fences old ones) */
+  generation?: number;
   log: Logger;
 }
 
@@ -110,6 +112,7 @@ export class AgentDaemon {
         server: o.server,
         token: o.token,
         deadlineMs: o.deadlineMs,
+        ...(o.generation !== undefined ? { headers: { "switchback-generation": String(o.generation) } } : {}),
         onRetry: (e) => o.log.warn(e, "retrying a call to the process server"),
       });
       return replicateOnce({

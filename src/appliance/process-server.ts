@@ -59,6 +59,11 @@ export interface Principal {
   agent: string;
   /** item names this agent may replicate, or "*" for any */
   items: ReadonlySet<string> | "*";
+  /**
+   * items this agent replicated before, with a generation that is no longer current: a machine that
+   * came back after a failover (docs/vault.md, fencing). Refused with GENERATION_FENCED.
+   */
+  fenced?: ReadonlySet<string>;
 }
 
 /** Decides who a request comes from; null = not authenticated. */
@@ -135,11 +140,23 @@ function mayWrite(p: Principal, item: string): boolean {
   return p.items === "*" || p.items.has(item);
 }
 
+function checkAccess(p: Principal, item: string, verb: "write" | "access"): void {
+  if (mayWrite(p, item)) return;
+  if (p.fenced?.has(item)) {
+    throw new SwitchbackError(
+      "GENERATION_FENCED",
+      `item ${item} failed over since agent ${p.agent} was told to replicate it; its replication is fenced until the item is reprotected`,
+    );
+  }
+  throw new SwitchbackError("ITEM_NOT_ALLOWED", `agent ${p.agent} may not ${verb} item ${item}`);
+}
+
 // ---- errors as problem documents ----
 
 const STATUS_OF: Record<string, number> = {
   UNAUTHORIZED: 401,
   ITEM_NOT_ALLOWED: 403,
+  GENERATION_FENCED: 409,
   ITEM_HAS_NO_POINTS: 404,
   POINT_NOT_FOUND: 404,
   DISK_NOT_FOUND: 404,
@@ -194,6 +211,8 @@ export interface ProcessServerOptions {
   jsonLogs?: boolean;
   /** prune every item by this policy (then GC) every `everyMs`; the server owns its datastore */
   retention?: { policy: RetentionPolicy; everyMs: number };
+  /** told about every point committed (not about idempotent repeats) */
+  onCommit?: (item: ItemName, header: PointManifest["header"], agent: string) => void;
 }
 
 export class ProcessServer {
@@ -284,27 +303,39 @@ export class ProcessServer {
   async runRetention(now: Date): Promise<{ pruned: number; bytesFreed: number }> {
     const r = this.#opts.retention;
     if (r === undefined) return { pruned: 0, bytesFreed: 0 };
+    return this.exclusive("retention", async () => {
+      let pruned = 0;
+      let bytesFreed = 0;
+      for (const item of await this.#ds.items()) {
+        const res = await prune(this.#ds, item, r.policy, { now });
+        pruned += res.deleted.length;
+      }
+      if (pruned > 0) bytesFreed = (await collectGarbage(this.#ds)).bytesFreed;
+      this.status.pointsPruned += pruned;
+      this.status.bytesFreed += bytesFreed;
+      this.#app.log.info({ pruned, bytesFreed }, "retention");
+      return { pruned, bytesFreed };
+    });
+  }
+
+  /**
+   * Runs `fn` with the datastore to itself: frames and commits wait (under the mutex), blocks
+   * received so far are flushed, and the server's shared lock is set down so that `fn` may take the
+   * exclusive one (prune, GC, deleting an item's points) or write points of its own (a seed).
+   */
+  async exclusive<T>(purpose: string, fn: () => Promise<T>): Promise<T> {
     return this.#mutex.run(async () => {
+      this.#app.log.info({ purpose }, "taking the datastore to itself");
       await this.#flush();
       await this.#lock?.release();
       this.#lock = null;
-      let pruned = 0;
-      let bytesFreed = 0;
       try {
-        for (const item of await this.#ds.items()) {
-          const res = await prune(this.#ds, item, r.policy, { now });
-          pruned += res.deleted.length;
-        }
-        if (pruned > 0) bytesFreed = (await collectGarbage(this.#ds)).bytesFreed;
-        this.status.pointsPruned += pruned;
-        this.status.bytesFreed += bytesFreed;
-        this.#app.log.info({ pruned, bytesFreed }, "retention");
+        return await fn();
       } finally {
         this.#lock = await this.#ds.lock("shared", `process-server ${this.#opts.host}:${this.#opts.port}`);
         // another process may have pruned or collected while the lock was down
         await this.#ds.reloadIndex();
       }
-      return { pruned, bytesFreed };
     });
   }
 
@@ -414,9 +445,7 @@ export class ProcessServer {
     } catch (err) {
       throw new SwitchbackError("MANIFEST_INVALID", (err as Error).message);
     }
-    if (!mayWrite(principal, item)) {
-      throw new SwitchbackError("ITEM_NOT_ALLOWED", `agent ${principal.agent} may not write item ${item}`);
-    }
+    checkAccess(principal, item, "write");
     return this.#mutex.run(async () => {
       const ids = await this.#ds.pointIds(item);
       const encoded = Buffer.concat(encodeManifest(m));
@@ -502,7 +531,7 @@ export class ProcessServer {
           req.url,
         );
       }
-      (req as FastifyRequest & { principal: Principal }).principal = p;
+      (req as FastifyRequest & { agentPrincipal: Principal }).agentPrincipal = p;
     });
 
     app.setNotFoundHandler((req, reply) => {
@@ -539,14 +568,9 @@ export class ProcessServer {
     });
 
     const problems = { 400: ProblemSchema, 401: ProblemSchema, 404: ProblemSchema };
-    const principal = (req: FastifyRequest) => (req as FastifyRequest & { principal: Principal }).principal;
-    const mayRead = (req: FastifyRequest, item: string) => {
-      if (!mayWrite(principal(req), item))
-        throw new SwitchbackError(
-          "ITEM_NOT_ALLOWED",
-          `agent ${principal(req).agent} may not access item ${item}`,
-        );
-    };
+    const principal = (req: FastifyRequest) =>
+      (req as FastifyRequest & { agentPrincipal: Principal }).agentPrincipal;
+    const mayRead = (req: FastifyRequest, item: string) => checkAccess(principal(req), item, "access");
 
     app.get(routes.status, { schema: { response: { 200: StatusSchema } } }, async () => this.status);
 
@@ -642,6 +666,7 @@ export class ProcessServer {
           const { alreadyCommitted, m } = await this.#commit(principal(req), item, body);
           if (!alreadyCommitted) {
             this.status.pointsCommitted++;
+            this.#opts.onCommit?.(item, m.header, principal(req).agent);
             req.log.info(
               {
                 agent: principal(req).agent,

@@ -82,3 +82,22 @@ async function reparent(
   });
   return { header: { ...top.header, parent: ancestor.header.id }, disks };
 }
+
+/**
+ * Deletes every point of an item (commit of a failover, disable), newest first so that a kill -9
+ * midway leaves the remaining points whole. Blocks are freed by the next GC.
+ */
+export async function deleteItemPoints(ds: Datastore, item: ItemName): Promise<PointId[]> {
+  const lock = await ds.lock("exclusive", `delete points of ${item}`);
+  try {
+    const ids = await ds.pointIds(item);
+    const deleted: PointId[] = [];
+    for (const id of [...ids].reverse()) {
+      await ds.removePoint(item, id);
+      deleted.push(id);
+    }
+    return deleted;
+  } finally {
+    await lock.release();
+  }
+}

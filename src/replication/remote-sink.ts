@@ -35,6 +35,8 @@ export interface RemoteSinkOptions {
   attemptTimeoutMs?: number;
   /** frames in flight at once (default 4) */
   window?: number;
+  /** extra headers on every request (the vault's agent sends its replication generation) */
+  headers?: Record<string, string>;
   /** told about every retry */
   onRetry?: (e: { what: string; attempt: number; delayMs: number; error: string }) => void;
 }
@@ -50,6 +52,7 @@ export class RemoteSink implements PointSink {
   readonly target: string;
   readonly #base: string;
   readonly #auth: string;
+  readonly #headers: Record<string, string>;
   readonly #deadlineMs: number;
   readonly #attemptMs: number;
   readonly #window: number;
@@ -65,6 +68,7 @@ export class RemoteSink implements PointSink {
   private constructor(o: RemoteSinkOptions, datastoreId: string) {
     this.#base = o.server.replace(/\/+$/, "");
     this.#auth = `Bearer ${o.token}`;
+    this.#headers = o.headers ?? {};
     this.#deadlineMs = o.deadlineMs ?? 60_000;
     this.#attemptMs = o.attemptTimeoutMs ?? 30_000;
     this.#window = Math.max(1, o.window ?? 4);
@@ -195,6 +199,7 @@ export class RemoteSink implements PointSink {
         const res = await fetch(url, {
           method,
           headers: {
+            ...this.#headers,
             authorization: this.#auth,
             ...(o.body !== undefined ? { "content-type": "application/octet-stream" } : {}),
           },
