@@ -273,6 +273,28 @@ describe("process compute provider", () => {
     assert.match(readFileSync(path.join(info.folder, "console.log"), "utf8"), /booted/);
   });
 
+  test("a boot command that ends by itself: stopped, with its exit code", async () => {
+    await provider.create({
+      id: "vm-exits",
+      name: "short",
+      disks: [{ from: "blank", sizeBytes: MiB }],
+      bootCommand: "echo bye; exit 3",
+    });
+    await provider.start("vm-exits");
+    let st = await provider.status("vm-exits");
+    const deadline = Date.now() + 5000;
+    while (st?.exitCode === undefined && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      st = await provider.status("vm-exits");
+    }
+    assert.equal(st?.state, "stopped");
+    assert.equal(st?.exitCode, 3);
+    assert.deepEqual(await provider.stop("vm-exits"), { graceful: true, wasRunning: false });
+    await assert.rejects(provider.start("no/such"), (err: unknown) => code(err) === "INVALID_INSTANCE_ID");
+    await assert.rejects(provider.start("no-such"), (err: unknown) => code(err) === "INSTANCE_NOT_FOUND");
+    await provider.delete("vm-exits");
+  });
+
   test("a boot command that ignores TERM is killed after the timeout, with its children", async () => {
     await provider.create({
       id: "vm-stubborn",

@@ -185,7 +185,7 @@ export class ProcessProvider implements ComputeProvider {
     }
   }
 
-  start(id: string): Promise<InstanceInfo> {
+  async start(id: string): Promise<InstanceInfo> {
     return this.#serial(id, () => this.#start(id));
   }
 
@@ -277,7 +277,10 @@ export class ProcessProvider implements ComputeProvider {
     return this.#info(rec);
   }
 
-  stop(id: string, o: { timeoutMs?: number } = {}): Promise<{ graceful: boolean; wasRunning: boolean }> {
+  async stop(
+    id: string,
+    o: { timeoutMs?: number } = {},
+  ): Promise<{ graceful: boolean; wasRunning: boolean }> {
     return this.#serial(id, async () => this.#stop(this.#mustRead(id), o.timeoutMs ?? DEFAULT_STOP_MS));
   }
 
@@ -302,7 +305,10 @@ export class ProcessProvider implements ComputeProvider {
     return rec === null ? null : this.#info(rec);
   }
 
-  changePoint(id: string, from: PointDiskSource): Promise<{ blocksWritten: number; bytesWritten: number }> {
+  async changePoint(
+    id: string,
+    from: PointDiskSource,
+  ): Promise<{ blocksWritten: number; bytesWritten: number }> {
     return this.#serial(id, async () => {
       const rec = this.#mustRead(id);
       if (rec.phase === "creating") {
@@ -330,7 +336,7 @@ export class ProcessProvider implements ComputeProvider {
     });
   }
 
-  delete(id: string, o: { keepDisks?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  async delete(id: string, o: { keepDisks?: boolean; timeoutMs?: number } = {}): Promise<void> {
     return this.#serial(id, async () => {
       const folder = this.folderOf(id);
       const file = path.join(folder, RECORD);
