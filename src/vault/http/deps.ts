@@ -1,0 +1,21 @@
+// What the vault's routes need from the rest of the vault, passed in once by buildVaultApp: the
+// database, the clock, and the seams other parts fill (the agent's assignment comes from the job
+// engine). A new area that needs something adds a field here; routes never reach for globals.
+import type { VaultDb } from "../db/database.ts";
+
+export interface VaultDeps {
+  vdb: VaultDb;
+  /** the vault's clock; tests pass a fixed one */
+  now(): Date;
+  /** how often agents and appliances heartbeat; 3 missed ones count as lost */
+  heartbeatIntervalMs: number;
+  /** what the agent of this machine should do now; its answer to every heartbeat */
+  assignmentFor(machineId: string): Promise<unknown>;
+}
+
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
+
+/** Until the job engine assigns work, an agent is told to replicate nothing. */
+export async function noAssignment(_machineId: string): Promise<unknown> {
+  return { replicate: null };
+}

@@ -1,0 +1,154 @@
+// Errors as RFC 9457 problem documents (application/problem+json: type, title, status, detail, code,
+// instance). A SwitchbackError's code decides the HTTP status through one table (PROBLEM_STATUS) and
+// a few suffix rules, so a new refusal needs one line here, never a status chosen in a handler.
+// Invariant: a response never carries a stack or an internal message of an unexpected error.
+import type { FastifyError, FastifyReply } from "fastify";
+import { SwitchbackError } from "../../domain/errors.ts";
+import { PROBLEM_TYPE_PREFIX } from "../../replication/wire.ts";
+
+/** Status of each code that the suffix rules below do not decide (or decide otherwise). */
+export const PROBLEM_STATUS: Record<string, number> = {
+  INVALID_REQUEST: 400,
+  INVALID_DURATION: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  ROUTE_NOT_FOUND: 404,
+  ITEM_BUSY: 409,
+  GENERATION_FENCED: 409,
+  DATASTORE_PATH_NOT_EMPTY: 409,
+  DATASTORE_UNREACHABLE: 422,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  SHUTTING_DOWN: 503,
+  INTERNAL: 500,
+};
+
+/** Rules by suffix, tried in order when a code is not in the table. */
+const SUFFIX_STATUS: [suffix: string, status: number][] = [
+  ["_NOT_FOUND", 404],
+  ["_EXISTS", 409],
+  ["_IN_USE", 409],
+  ["_BUSY", 409],
+  // lifecycle refusals (src/domain/lifecycle.ts): the operation is not allowed in the item's state
+  ["_NOT_ALLOWED", 409],
+  ["_REFUSED", 409],
+  ["_INVALID", 400],
+];
+
+export function problemStatus(code: string): number {
+  const s = PROBLEM_STATUS[code];
+  if (s !== undefined) return s;
+  if (code.startsWith("INVALID_")) return 400;
+  for (const [suffix, status] of SUFFIX_STATUS) if (code.endsWith(suffix)) return status;
+  // a SwitchbackError nobody mapped: it is a deliberate sentence, so it is shown, but as a failure
+  return 500;
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  instance?: string;
+}
+
+export function problem(code: string, detail: string, instance?: string): Problem {
+  const status = problemStatus(code);
+  return {
+    type: `${PROBLEM_TYPE_PREFIX}${code}`,
+    title: code,
+    status,
+    detail,
+    code,
+    ...(instance !== undefined ? { instance } : {}),
+  };
+}
+
+export function sendProblem(
+  reply: FastifyReply,
+  code: string,
+  detail: string,
+  instance?: string,
+): FastifyReply {
+  const body = problem(code, detail, instance);
+  if (body.status === 401) reply.header("www-authenticate", 'Bearer realm="switchback-vault"');
+  // a string payload skips the route's response serializer: the problem goes out as it is
+  return reply.code(body.status).type("application/problem+json").send(JSON.stringify(body));
+}
+
+/** Shorthand for handlers: `throw invalid("subnet", "…")`. */
+export function invalid(field: string, what: string): SwitchbackError {
+  return new SwitchbackError("INVALID_REQUEST", `field "${field}" ${what}`);
+}
+
+// ---- schema validation failures → one sentence naming the field ----
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params: Record<string, unknown>;
+  data?: unknown;
+  parentSchema?: { description?: string };
+}
+
+function fieldName(instancePath: string, extra?: unknown): string {
+  const parts = instancePath.split("/").filter((p) => p !== "");
+  if (typeof extra === "string") parts.push(extra);
+  return parts
+    .map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p.replaceAll("~1", "/") : `.${p}`))
+    .join("");
+}
+
+function shown(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** The detail of a 400 for a request that failed its route's schema. */
+export function validationDetail(context: string | undefined, errors: readonly AjvError[]): string {
+  const where =
+    context === "querystring" ? "query parameter" : context === "params" ? "path parameter" : "field";
+  const e = errors[0];
+  if (e === undefined) return `the request does not match its schema`;
+  if (e.keyword === "required") {
+    return `${where} "${fieldName(e.instancePath, e.params.missingProperty)}" is required`;
+  }
+  if (e.keyword === "additionalProperties") {
+    return `${where} "${fieldName(e.instancePath, e.params.additionalProperty)}" is not allowed here; check its spelling against GET /openapi.json`;
+  }
+  if (e.keyword === "minProperties" && e.instancePath === "") {
+    return `the request body names no field to change; give at least one`;
+  }
+  if (e.instancePath === "" && e.keyword === "type") {
+    return context === "body"
+      ? `the request body must be a JSON object (Content-Type: application/json)`
+      : `the ${context ?? "request"} ${e.message ?? "is not valid"}`;
+  }
+  const name = fieldName(e.instancePath);
+  const hint = e.parentSchema?.description !== undefined ? `: ${e.parentSchema.description}` : "";
+  const value = "data" in e ? ` (got ${shown(e.data)})` : "";
+  return `${where} "${name}"${value} ${e.message ?? "is not valid"}${hint}`;
+}
+
+/** Maps what Fastify throws before a handler runs (bad JSON, wrong content type, too large). */
+export function frameworkProblem(err: FastifyError): { code: string; detail: string } | null {
+  switch (err.code) {
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return { code: "INVALID_REQUEST", detail: `the request body is not valid JSON (${err.message})` };
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return { code: "BODY_TOO_LARGE", detail: "the request body is larger than the vault accepts (1 MiB)" };
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return {
+        code: "UNSUPPORTED_MEDIA_TYPE",
+        detail: `${err.message}; the vault API takes application/json`,
+      };
+  }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return { code: "INVALID_REQUEST", detail: err.message };
+  }
+  return null;
+}

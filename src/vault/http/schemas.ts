@@ -1,0 +1,313 @@
+// The vault API's shapes as TypeBox schemas: the one source of truth for request validation, handler
+// types, the OpenAPI document and the CLI's --json output. Field names are camelCase; times are ISO
+// 8601 UTC strings; durations come in as operator strings ("15m", "72h") and go out as seconds.
+// Request bodies refuse unknown fields (additionalProperties: false), so a typo is a 400, not a no-op.
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
+
+export { ProblemSchema } from "../../replication/wire.ts";
+
+// ---- building blocks ----
+
+export const NAME_PATTERN = "^[A-Za-z0-9._-]{1,64}$";
+export const NameSchema = Type.String({
+  pattern: NAME_PATTERN,
+  description: "1 to 64 letters, digits, '.', '_' or '-'",
+});
+/** An id, or a name: every `{site}`-style path parameter accepts either. */
+export const RefSchema = Type.String({
+  pattern: "^[A-Za-z0-9._-]{1,128}$",
+  description: "id or name",
+});
+/** A machine id as the identity label on the machine's OS disk carries it (a uuid or a vault id). */
+export const MachineIdSchema = Type.String({ pattern: "^[A-Za-z0-9._-]{1,128}$" });
+export const DurationSchema = Type.String({
+  pattern: "^(\\d+(\\.\\d+)?(ms|s|m|h|d|w))+$",
+  description: "a duration: 15m, 72h, 1h30m, 7d",
+  examples: ["15m"],
+});
+/** A frequency: a duration, or "0" / "none" for never. */
+export const FrequencySchema = Type.String({
+  pattern: "^((\\d+(\\.\\d+)?(ms|s|m|h|d|w))+|0|none)$",
+  description: "a duration (4h), or 0 / none for never",
+});
+export const TimeSchema = Type.String({ format: "date-time" });
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+export const SubnetSchema = Type.String({
+  pattern: "^\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}/\\d{1,2}$",
+  description: "an IPv4 subnet in CIDR notation, e.g. 10.10.0.0/24",
+});
+const Bytes = Type.Integer({ minimum: 0 });
+
+export const LivenessSchema = Type.Union([
+  Type.Literal("online"),
+  Type.Literal("lost"),
+  Type.Literal("unknown"),
+]);
+
+export const ProgressSchema = Type.Object({
+  bytesDone: Bytes,
+  bytesTotal: Bytes,
+  percent: Type.Number(),
+  bytesPerSecond: Type.Number(),
+  etaSeconds: Nullable(Type.Number()),
+  sampledAt: Nullable(TimeSchema),
+});
+
+// ---- sites ----
+
+export const SiteSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  subnet: Nullable(Type.String()),
+  createdAt: TimeSchema,
+});
+export type Site = Static<typeof SiteSchema>;
+
+export const CreateSiteSchema = Type.Object(
+  { name: NameSchema, subnet: Type.Optional(SubnetSchema) },
+  { additionalProperties: false },
+);
+export type CreateSite = Static<typeof CreateSiteSchema>;
+
+// ---- appliances ----
+
+export const ApplianceRoleSchema = Type.Union([
+  Type.Literal("process-server"),
+  Type.Literal("master-target"),
+]);
+export type ApplianceRole = Static<typeof ApplianceRoleSchema>;
+
+export const ApplianceSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  siteId: Type.String(),
+  site: Type.String({ description: "the site's name" }),
+  roles: Type.Array(ApplianceRoleSchema),
+  url: Nullable(Type.String()),
+  kind: Type.Union([Type.Literal("in-process"), Type.Literal("remote")]),
+  lastHeartbeatAt: Nullable(TimeSchema),
+  createdAt: TimeSchema,
+  health: Type.Object({ liveness: LivenessSchema }),
+});
+export type Appliance = Static<typeof ApplianceSchema>;
+
+export const CreateApplianceSchema = Type.Object(
+  {
+    name: NameSchema,
+    site: RefSchema,
+    roles: Type.Array(ApplianceRoleSchema, { minItems: 1, uniqueItems: true }),
+    url: Type.String({ pattern: "^https?://[^\\s]+$", description: "where agents reach its process server" }),
+  },
+  { additionalProperties: false },
+);
+export type CreateAppliance = Static<typeof CreateApplianceSchema>;
+
+// ---- datastores ----
+
+export const DatastoreSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  siteId: Type.String(),
+  site: Type.String({ description: "the site's name" }),
+  kind: Type.Literal("local"),
+  location: Type.String({ description: "an absolute path on the vault's host for a local datastore" }),
+  capacityBytes: Nullable(Bytes),
+  usedBytes: Nullable(Bytes),
+  lastSeenAt: Nullable(TimeSchema),
+  createdAt: TimeSchema,
+  health: Type.Object({
+    reachable: Type.Boolean({ description: "its location answered the last time it was read" }),
+  }),
+});
+export type DatastoreInfo = Static<typeof DatastoreSchema>;
+
+export const CreateDatastoreSchema = Type.Object(
+  {
+    name: NameSchema,
+    site: RefSchema,
+    kind: Type.Optional(Type.Literal("local")),
+    path: Type.String({
+      pattern: "^/",
+      minLength: 2,
+      description: "absolute path of the datastore's folder",
+    }),
+  },
+  { additionalProperties: false },
+);
+export type CreateDatastore = Static<typeof CreateDatastoreSchema>;
+
+// ---- policies ----
+
+export const PolicySchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  rpoThresholdSeconds: Type.Number(),
+  retentionSeconds: Type.Number(),
+  appConsistentEverySeconds: Type.Number({ description: "0: no app-consistent points" }),
+  crashConsistentEverySeconds: Type.Number(),
+  derivedFrom: Nullable(Type.String({ description: "a failback policy: the id of the policy it mirrors" })),
+  createdAt: TimeSchema,
+});
+export type Policy = Static<typeof PolicySchema>;
+
+const policyFields = {
+  rpoThreshold: DurationSchema,
+  retention: DurationSchema,
+  appConsistentEvery: FrequencySchema,
+  crashConsistentEvery: DurationSchema,
+};
+export const CreatePolicySchema = Type.Object(
+  { name: NameSchema, ...policyFields },
+  { additionalProperties: false },
+);
+export type CreatePolicy = Static<typeof CreatePolicySchema>;
+export const UpdatePolicySchema = Type.Partial(Type.Object(policyFields), {
+  additionalProperties: false,
+  minProperties: 1,
+});
+export type UpdatePolicy = Static<typeof UpdatePolicySchema>;
+
+// ---- machines ----
+
+export const MachineDiskSchema = Type.Object({
+  uuid: Type.String(),
+  path: Nullable(Type.String()),
+  sizeBytes: Bytes,
+  sectorSize: Type.Integer({ minimum: 512 }),
+  role: Type.Union([Type.Literal("os"), Type.Literal("data")]),
+});
+export type MachineDisk = Static<typeof MachineDiskSchema>;
+
+export const NicSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 64 }),
+    mac: Type.String({ pattern: "^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$" }),
+    addresses: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 64 }),
+  },
+  { additionalProperties: false },
+);
+export type Nic = Static<typeof NicSchema>;
+
+export const PowerStateSchema = Type.Union([
+  Type.Literal("running"),
+  Type.Literal("stopped"),
+  Type.Literal("gone"),
+  Type.Literal("unknown"),
+]);
+
+export const MachineSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  siteId: Nullable(Type.String()),
+  site: Nullable(Type.String({ description: "the site's name" })),
+  instanceId: Nullable(Type.String()),
+  hostname: Nullable(Type.String()),
+  os: Nullable(Type.String()),
+  cpus: Nullable(Type.Integer()),
+  memoryBytes: Nullable(Bytes),
+  disks: Type.Array(MachineDiskSchema),
+  nics: Type.Array(NicSchema),
+  bootCommand: Nullable(Type.String()),
+  powerState: PowerStateSchema,
+  lastHeartbeatAt: Nullable(TimeSchema),
+  createdAt: TimeSchema,
+  updatedAt: TimeSchema,
+  health: Type.Object({
+    liveness: LivenessSchema,
+    replication: Nullable(ProgressSchema),
+  }),
+});
+export type Machine = Static<typeof MachineSchema>;
+
+export const CreateMachineSchema = Type.Object(
+  {
+    name: NameSchema,
+    site: RefSchema,
+    bootCommand: Type.String({ minLength: 1, maxLength: 4096 }),
+    disks: Type.Array(
+      Type.Object(
+        {
+          sizeBytes: Type.Integer({ minimum: 4096 }),
+          sectorSize: Type.Optional(Type.Union([Type.Literal(512), Type.Literal(4096)])),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 64, description: "the first disk is the OS disk" },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CreateMachine = Static<typeof CreateMachineSchema>;
+
+// ---- tokens and agents ----
+
+export const EnrolTokenRequestSchema = Type.Object(
+  {
+    machine: Type.Optional(MachineIdSchema),
+    name: Type.Optional(NameSchema),
+  },
+  { additionalProperties: false },
+);
+export const EnrolTokenSchema = Type.Object({
+  id: Type.String(),
+  token: Type.String({ description: "shown once; the vault keeps only its SHA-256" }),
+  machineId: Nullable(Type.String({ description: "the only machine that may register with it" })),
+});
+
+export const AgentRegisterSchema = Type.Object(
+  {
+    machineId: MachineIdSchema,
+    name: Type.Optional(NameSchema),
+    instanceId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    site: Type.Optional(RefSchema),
+  },
+  { additionalProperties: false },
+);
+export type AgentRegister = Static<typeof AgentRegisterSchema>;
+export const AgentRegisteredSchema = Type.Object({
+  machineId: Type.String(),
+  agentToken: Type.String({ description: "shown once; send it as a bearer token on /v1/agent/*" }),
+  heartbeatIntervalSeconds: Type.Number(),
+});
+
+export const AgentDiskSchema = Type.Object(
+  {
+    uuid: Type.String({ minLength: 1, maxLength: 64 }),
+    path: Type.String({ minLength: 1, maxLength: 4096 }),
+    sizeBytes: Bytes,
+    sectorSize: Type.Integer({ minimum: 512, maximum: 65536 }),
+  },
+  { additionalProperties: false },
+);
+export const AgentHeartbeatSchema = Type.Object(
+  {
+    machineId: MachineIdSchema,
+    hostname: Type.String({ minLength: 1, maxLength: 255 }),
+    os: Type.String({ minLength: 1, maxLength: 255 }),
+    cpus: Type.Integer({ minimum: 1 }),
+    memoryBytes: Bytes,
+    disks: Type.Array(AgentDiskSchema, { maxItems: 64 }),
+    nics: Type.Array(NicSchema, { maxItems: 64 }),
+    /** progress of the copy under way; left out when none is (the last report is kept) */
+    replication: Type.Optional(
+      Type.Object(
+        { bytesDone: Bytes, bytesTotal: Bytes, bytesPerSecond: Type.Number({ minimum: 0 }) },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type AgentHeartbeat = Static<typeof AgentHeartbeatSchema>;
+export const AgentHeartbeatReplySchema = Type.Object({
+  assignment: Type.Unknown({ description: "what the agent should do now (replicate where, generation…)" }),
+  heartbeatIntervalSeconds: Type.Number(),
+});
+
+// ---- common params ----
+
+export const SiteFilterSchema = Type.Object(
+  { site: Type.Optional(RefSchema) },
+  { additionalProperties: false },
+);
+export const ListOf = <T extends TSchema>(t: T) => Type.Array(t);
