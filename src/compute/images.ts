@@ -170,6 +170,11 @@ export async function withPoint<T>(
   }
 }
 
+/** The point id `ref` means now ("latest" resolved). */
+export async function resolvePoint(ref: PointRef): Promise<PointId> {
+  return withPoint(ref, "resolve point", async (_ds, _item, pointId) => pointId);
+}
+
 /** The position of the disk with `uuid` in a point. */
 export function diskIndexOf(header: PointHeader, uuid: string, datastore: string): number {
   const i = header.disks.findIndex((d) => d.uuid === uuid);

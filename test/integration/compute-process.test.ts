@@ -359,12 +359,12 @@ describe("process compute provider", () => {
     assert.equal((await provider.status("vm-restart"))?.state, "stopped");
   });
 
-  test("an interrupted create resumes without remaking the disks it finished", async () => {
+  test("an interrupted create resumes without remaking the disks it finished; latest means the point at the first try", async () => {
     const later = path.join(dir, "appears-later.img");
     const spec = {
       id: "vm-resume",
       name: "web1",
-      disks: [pointDisk(pointB), { from: "clone" as const, path: later }],
+      disks: [pointDisk(pointB), { from: "clone" as const, path: later }, pointDisk("latest")],
       bootCommand: "exec sleep 1000",
     };
     await assert.rejects(provider.create(spec), (err: unknown) => code(err) === "DISK_NOT_FOUND");
@@ -372,10 +372,29 @@ describe("process compute provider", () => {
     const disk0 = path.join(root, "vm-resume", "disk-0.img");
     const ino = statSync(disk0).ino;
     copyFileSync(atA, later);
+    // a newer point arrives meanwhile: disk 2 still comes from the point that was latest at the first try
+    const ds = await Datastore.open(dsDir);
+    try {
+      scatter(img, SIZE, 5, 77);
+      await replicateOnce({
+        item,
+        disks: [img],
+        stateDir: path.join(dir, "agent-state"),
+        sink: new LocalSink(ds),
+        consistency: "crash",
+        snapshot: "none",
+      });
+    } finally {
+      await ds.close();
+    }
     const info = await provider.create(spec);
     assert.equal(statSync(disk0).ino, ino, "disk 0 was not made again");
     assert.ok(readFileSync(disk0).equals(readFileSync(atB)));
     assert.ok(readFileSync(info.disks[1]!).equals(readFileSync(atA)));
+    assert.ok(
+      readFileSync(info.disks[2]!).equals(readFileSync(atB)),
+      "latest was resolved once, at the first try",
+    );
   });
 
   test("delete stops and removes the folder, is idempotent; keepDisks keeps the images", async () => {

@@ -26,7 +26,7 @@ import path from "node:path";
 import { Value } from "@sinclair/typebox/value";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { inspectDisk } from "../../replication/disk-source.ts";
-import { applyPointToImages, blankImage, cloneImage, materializePointDisk } from "../images.ts";
+import { applyPointToImages, blankImage, cloneImage, materializePointDisk, resolvePoint } from "../images.ts";
 import type { ComputeProvider, DiskSpec, InstanceInfo, InstanceSpec, PointDiskSource } from "../provider.ts";
 import { groupMembers, processAlive, procStat, signalGroup } from "./proc.ts";
 import {
@@ -98,7 +98,6 @@ export class ProcessProvider implements ComputeProvider {
       }
       if (rec.phase !== "creating") return this.#info(rec);
     } else {
-      mkdirSync(folder, { recursive: true });
       const now = new Date().toISOString();
       rec = {
         version: 1,
@@ -125,6 +124,19 @@ export class ProcessProvider implements ComputeProvider {
           );
         }
       }
+      // "latest" is resolved once for all disks: disks made from different points would not be one machine
+      const resolved = new Map<string, string>();
+      for (const [n, d] of spec.disks.entries()) {
+        if (d.from !== "point") continue;
+        const key = JSON.stringify([d.datastore, d.item, d.point]);
+        let point = resolved.get(key);
+        if (point === undefined) {
+          point = d.point === "latest" ? await resolvePoint(d) : d.point;
+          resolved.set(key, point);
+        }
+        rec.disks[n]!.point = { datastore: d.datastore, item: d.item, point };
+      }
+      mkdirSync(folder, { recursive: true });
       this.#save(rec);
     }
 
@@ -134,7 +146,11 @@ export class ProcessProvider implements ComputeProvider {
     for (const [n, d] of spec.disks.entries()) {
       const disk = rec.disks[n]!;
       if (!disk.ready) {
-        const made = await this.#makeDisk(d, disk.path, (done) => progress?.((before + done) / total));
+        const made = await this.#makeDisk(
+          d.from === "point" ? { ...d, point: disk.point!.point } : d,
+          disk.path,
+          (done) => progress?.((before + done) / total),
+        );
         disk.method = made.method;
         disk.point = made.point;
         disk.ready = true;
