@@ -24,6 +24,12 @@ export interface AgentDaemonOptions {
   snapshot?: SnapshotMode;
   /** how long one call to the process server keeps retrying */
   deadlineMs?: number;
+  /** the disks' identities from the machine's identity label */
+  diskUuids?: readonly string[];
+  /** told how far a point has read (initial replication progress) */
+  onProgress?: (p: { bytesRead: number; totalBytes: number }) => void;
+  /** told about every committed point */
+  onPoint?: (r: ReplicateResult) => void;
   /** the item's replication generation (sent to a vault's process server, which fences old ones) */
   generation?: number;
   log: Logger;
@@ -32,10 +38,20 @@ export interface AgentDaemonOptions {
 /** Codes after which the next attempt should start at once: the server told us exactly what to redo. */
 const RETRY_AT_ONCE = new Set(["POINT_BLOCKS_MISSING", "POINT_PARENT_NOT_LATEST", "POINT_ID_NOT_NEWER"]);
 const MAX_BACKOFF_MS = 60_000;
+/** failures after which an out-of-schedule point request is answered with an error */
+const REQUEST_ATTEMPTS = 5;
+
+interface PointRequest {
+  /** a point that started at or after this time answers the request */
+  after: number;
+  resolve: (r: ReplicateResult) => void;
+  reject: (e: Error) => void;
+}
 
 export class AgentDaemon {
   readonly #o: AgentDaemonOptions;
   #stopping = false;
+  #requests: PointRequest[] = [];
   #wake: (() => void) | null = null;
   #running: Promise<unknown> | null = null;
 
@@ -51,7 +67,21 @@ export class AgentDaemon {
   /** Asks the loop to stop after the point under way (if any). */
   stop(): void {
     this.#stopping = true;
+    for (const r of this.#requests.splice(0)) {
+      r.reject(new SwitchbackError("AGENT_STOPPING", "the agent stopped before it could take the point"));
+    }
     this.#wake?.();
+  }
+
+  /**
+   * A point taken from now on, out of schedule (the vault's drain before a failover): resolves with
+   * the first point that starts after this call and commits. Fails after `attempts` failures.
+   */
+  requestPoint(): Promise<ReplicateResult> {
+    return new Promise((resolve, reject) => {
+      this.#requests.push({ after: Date.now(), resolve, reject });
+      this.#wake?.();
+    });
   }
 
   /** Takes one point, retrying failures up to `attempts` times. */
@@ -78,7 +108,7 @@ export class AgentDaemon {
     while (!this.#stopping) {
       const now = Date.now();
       const appDue = hooksDir !== undefined && now - lastApp >= appEveryMs;
-      const crashDue = now - lastCrash >= crashEveryMs;
+      const crashDue = now - lastCrash >= crashEveryMs || this.#requests.length > 0;
       if (!appDue && !crashDue) {
         const next = Math.min(
           lastCrash + crashEveryMs,
@@ -93,8 +123,18 @@ export class AgentDaemon {
         failures = 0;
         lastCrash = r.startedAt;
         if (consistency === "app") lastApp = r.startedAt;
+        const answered = this.#requests.filter((q) => q.after <= r.startedAt);
+        this.#requests = this.#requests.filter((q) => q.after > r.startedAt);
+        for (const q of answered) q.resolve(r.result);
       } else {
         failures++;
+        if (failures >= REQUEST_ATTEMPTS && this.#requests.length > 0) {
+          const e = new SwitchbackError(
+            "AGENT_POINT_FAILED",
+            `the agent could not take a point after ${failures} attempts (last error ${r.code})`,
+          );
+          for (const q of this.#requests.splice(0)) q.reject(e);
+        }
         await this.#sleep(backoff(r.code, failures));
       }
     }
@@ -124,6 +164,8 @@ export class AgentDaemon {
         hooksDir: o.hooksDir,
         hookTimeoutMs: o.hookTimeoutMs,
         snapshot: o.snapshot,
+        ...(o.diskUuids !== undefined ? { diskUuids: o.diskUuids } : {}),
+        ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {}),
       });
     })();
     this.#running = work;
@@ -148,6 +190,7 @@ export class AgentDaemon {
         },
         "point committed",
       );
+      o.onPoint?.(r);
       return { ok: true, result: r, startedAt };
     } catch (err) {
       const code =

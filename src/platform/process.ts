@@ -1,4 +1,5 @@
 // Small facts about processes on this host.
+import { readFileSync } from "node:fs";
 
 /** True when a process with this pid exists (EPERM: it exists but is not ours). */
 export function pidAlive(pid: number): boolean {
@@ -8,4 +9,26 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+export interface ProcStat {
+  /** R, S, D, Z (zombie), T… */
+  state: string;
+  ppid: number;
+  pgrp: number;
+  /** clock ticks after boot: with the pid, names one process for good (pids are reused) */
+  startTime: number;
+}
+
+/** A process's /proc/<pid>/stat, or null when there is no such process. */
+export function procStat(pid: number): ProcStat | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // fields after the command name (which may hold spaces and parentheses) start after the last ')'
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { state: f[0] ?? "?", ppid: Number(f[1]), pgrp: Number(f[2]), startTime: Number(f[19]) };
 }

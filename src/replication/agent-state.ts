@@ -82,7 +82,8 @@ export class AgentState {
   }
 
   /** Enable: records each disk's identity. */
-  static enable(dir: string, item: ItemName, disks: DiskInfo[]): AgentState {
+  /** `uuids`: the disks' identities when the machine has them (its identity label); else new ones */
+  static enable(dir: string, item: ItemName, disks: DiskInfo[], uuids?: readonly string[]): AgentState {
     mkdirSync(dir, { recursive: true });
     const machine: MachineState = {
       version: 1,
@@ -90,8 +91,8 @@ export class AgentState {
       enabledAt: new Date().toISOString(),
       target: null,
       lastPointId: null,
-      disks: disks.map((d) => ({
-        uuid: randomUUID() as DiskUuid,
+      disks: disks.map((d, i) => ({
+        uuid: (uuids?.[i] ?? randomUUID()) as DiskUuid,
         path: d.path,
         sizeBytes: d.sizeBytes,
         sectorSize: d.sectorSize,

@@ -77,6 +77,11 @@ export interface ReplicateOptions {
   tracker?: WriteTrackerFactory;
   workers?: number;
   onProgress?: (p: { bytesRead: number; totalBytes: number }) => void;
+  /**
+   * the disks' identities from the machine's identity label: a point then describes its disks by
+   * them, so that the machine's copy at another site is recognised by the same ones
+   */
+  diskUuids?: readonly string[];
 }
 
 export interface ReplicateResult {
@@ -151,8 +156,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   const latest = await o.sink.latestPoint(o.item);
   let state = AgentState.load(o.stateDir);
   if (state === null) {
-    state = AgentState.enable(o.stateDir, o.item, infos);
-    if (latest !== null) adoptIdentity(state, latest.disks, infos);
+    state = AgentState.enable(o.stateDir, o.item, infos, o.diskUuids);
+    if (latest !== null && o.diskUuids === undefined) adoptIdentity(state, latest.disks, infos);
   }
   state.checkDisks(infos);
   if (latest !== null) {

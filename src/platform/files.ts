@@ -1,0 +1,23 @@
+// Small file-system facts: writing a file so that a crash leaves the old or the new one, never half.
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+/** Writes `data` to `file` atomically: a temporary file, fsync, rename, fsync of the folder. */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  const fd = openSync(tmp, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dfd = openSync(path.dirname(file), "r");
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
