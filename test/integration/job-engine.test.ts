@@ -291,6 +291,18 @@ for (const d of databases) {
       await e.stop();
     });
 
+    it("fails a job whose stored parameters no longer match its kind with DB_CORRUPT_ROW", async () => {
+      const e = engine("v-corrupt");
+      const job = await e.create("chain", { params: { n: 1 } });
+      await vdb.db.updateTable("jobs").set({ params: '{"n":"one"}' }).where("id", "=", job.id).execute();
+      e.start();
+      const failed = await waitForState(e, job.id, ["failed", "succeeded"]);
+      assert.equal(failed.error?.code, "DB_CORRUPT_ROW");
+      assert.match(failed.error!.message, new RegExp(`jobs\\.params of row "${job.id}"`));
+      assert.equal(count(job.id, "a"), 0);
+      await e.stop();
+    });
+
     it("retries a step on retryable errors up to its limit", async () => {
       const e = engine("v-transient");
       e.start();

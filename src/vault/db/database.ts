@@ -165,7 +165,14 @@ async function openPostgres(url: string, options: OpenOptions): Promise<VaultDb>
     connectionTimeoutMillis: 10_000,
   });
   // Without a listener an idle client's error (server restart) would crash the process.
-  pool.on("error", (err) => options.onIdleError?.(err));
+  pool.on("error", (err) => {
+    if (options.onIdleError) options.onIdleError(err);
+    else
+      process.emitWarning(
+        `idle PostgreSQL connection to ${shownUrl} failed: ${err.message}`,
+        "DatabaseWarning",
+      );
+  });
   try {
     await pool.query("select 1");
   } catch (err) {

@@ -295,9 +295,8 @@ export class JobEngine {
       await this.#insertLog(trx, jobId, "warn", null, `cancelled${by ? ` by ${by}` : ""}`);
     });
     this.#wake(jobId);
-    const view = await this.get(jobId);
-    await this.#notifyFinished(view);
-    return view;
+    await this.#notifyFinished(jobId);
+    return this.get(jobId);
   }
 
   /** Runs a failed job again from the step that failed. */
@@ -620,7 +619,19 @@ export class JobEngine {
 
   async #runJob(run: ActiveRun): Promise<void> {
     const jobId = run.jobId;
-    const job = await this.get(jobId);
+    let job: JobView;
+    try {
+      job = await this.get(jobId);
+    } catch (err) {
+      // A row that does not parse will not parse on the next claim either: fail the job, visibly.
+      if (!(err instanceof SwitchbackError && err.code === "DB_CORRUPT_ROW")) throw err;
+      const row = await this.#db
+        .selectFrom("jobs")
+        .select("step")
+        .where("id", "=", jobId)
+        .executeTakeFirstOrThrow();
+      return this.#finish(run, row.step, { type: "failed", ...describeError(err) }, row.step);
+    }
     const kind = this.#kinds.get(job.kind)!;
     let params: unknown;
     let steps: StepDef[];
@@ -982,16 +993,16 @@ export class JobEngine {
     if (outcome.type === "succeeded") this.#log.info({ jobId }, "job succeeded");
     if (outcome.type === "failed")
       this.#log.error({ jobId, code: outcome.code }, `job failed: ${outcome.message}`);
-    if (outcome.type !== "interrupted") await this.#notifyFinished(await this.get(jobId));
+    if (outcome.type !== "interrupted") await this.#notifyFinished(jobId);
   }
 
-  async #notifyFinished(job: JobView): Promise<void> {
+  async #notifyFinished(jobId: JobId): Promise<void> {
     if (!this.#onFinished) return;
     try {
-      await this.#onFinished(job);
+      await this.#onFinished(await this.get(jobId));
     } catch (err) {
-      // the job's own record is committed; the hook (alerting) reports its own failure here
-      this.#log.error({ err, jobId: job.id }, "the job-finished hook failed");
+      // the job's own record is committed; the hook (alerting) can only report its failure here
+      this.#log.error({ err, jobId }, "the job-finished hook failed");
     }
   }
 
