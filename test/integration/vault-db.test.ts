@@ -12,6 +12,7 @@ import { type CreatedDatabase, databases } from "../helpers/databases.ts";
 import { ROOT } from "../helpers/env.ts";
 
 const TABLES = [
+  "agent_commands",
   "alerts",
   "appliances",
   "datastores",

@@ -248,6 +248,33 @@ function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    "002_replication": {
+      async up(db: AnyDb) {
+        // what the vault asks of an agent (take a point now, shut down) and what it answered
+        await db.schema
+          .createTable("agent_commands")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("machine_id", "text", (c) => c.notNull().references("machines.id"))
+          .addColumn("site_id", "text")
+          .addColumn("kind", "text", notNull)
+          .addColumn("params", "text", notNull)
+          .addColumn("job_id", "text")
+          .addColumn("created_at", time, notNull)
+          .addColumn("delivered_at", time)
+          .addColumn("finished_at", time)
+          .addColumn("result", "text")
+          .execute();
+        await db.schema
+          .createIndex("agent_commands_open")
+          .on("agent_commands")
+          .columns(["machine_id", "finished_at"])
+          .execute();
+        // the seed point reprotect took from disks at the returning site: not a recovery point
+        await db.schema.alterTable("items").addColumn("seed_point_id", "text").execute();
+        // what the agent reported of the item's last point (bytes shipped, mode) as JSON
+        await db.schema.alterTable("items").addColumn("last_point_report", "text").execute();
+      },
+    },
   };
 }
 

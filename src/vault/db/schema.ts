@@ -105,6 +105,10 @@ export interface ItemsTable {
   last_app_point_id: string | null;
   last_app_point_at: string | null;
   resync_required: number;
+  /** the seed point reprotect took from the disks at the returning site (not a recovery point) */
+  seed_point_id: string | null;
+  /** JSON: what the agent reported of the last point (mode, bytes sent, duration) */
+  last_point_report: string | null;
   /** optimistic concurrency: every update bumps it */
   version: number;
   created_at: string;
@@ -223,6 +227,23 @@ export interface SettingsTable {
   value: string;
 }
 
+export interface AgentCommandsTable {
+  id: string;
+  machine_id: string;
+  /** the copy of the machine it is for: the site it runs at (null: whichever copy asks) */
+  site_id: string | null;
+  /** "point-now" | "shutdown" */
+  kind: string;
+  /** JSON */
+  params: string;
+  job_id: string | null;
+  created_at: string;
+  delivered_at: string | null;
+  finished_at: string | null;
+  /** JSON CommandResult */
+  result: string | null;
+}
+
 export interface VaultDatabase {
   sites: SitesTable;
   appliances: AppliancesTable;
@@ -239,6 +260,7 @@ export interface VaultDatabase {
   plans: PlansTable;
   tokens: TokensTable;
   settings: SettingsTable;
+  agent_commands: AgentCommandsTable;
 }
 
 export type SiteRow = Selectable<SitesTable>;
@@ -257,3 +279,4 @@ export type JobLogRow = Selectable<JobLogsTable>;
 export type AlertRow = Selectable<AlertsTable>;
 export type PlanRow = Selectable<PlansTable>;
 export type TokenRow = Selectable<TokensTable>;
+export type AgentCommandRow = Selectable<AgentCommandsTable>;
