@@ -95,6 +95,14 @@ export async function buildVaultApp(deps: VaultDeps, o: VaultAppOptions = {}): P
     ),
   );
   installAuth(app, deps);
+  // every route goes through route() (route.ts), so none escapes validation or the OpenAPI document
+  app.addHook("onRoute", (r) => {
+    if (r.method !== "HEAD" && typeof r.schema?.operationId !== "string") {
+      throw new Error(
+        `route ${String(r.method)} ${r.url} has no operationId; declare it with route() from src/vault/http/route.ts`,
+      );
+    }
+  });
 
   await app.register(swagger, {
     openapi: {
