@@ -421,6 +421,34 @@ for (const d of databases) {
       await e2.stop();
     });
 
+    it("stops a step and records nothing more once another process holds the job's lease", async () => {
+      const e = engine("v-fence", { leaseMs: 300 });
+      e.start();
+      const job = await e.create("blocking", { params: {} });
+      await waitUntil("block to start", async () => count(job.id, "block") > 0);
+      // another vault process takes the job over (as after a stall longer than the lease)
+      const until = new Date(Date.now() + 60_000).toISOString();
+      await vdb.db
+        .updateTable("jobs")
+        .set({ lease_owner: "thief", lease_until: until })
+        .where("id", "=", job.id)
+        .execute();
+      await sleep(400); // more than one renewal period: the engine notices and aborts the step
+      release.add(job.id);
+      await sleep(200);
+      const row = await e.get(job.id);
+      assert.equal(row.state, "running");
+      assert.deepEqual(row.lease, { owner: "thief", until });
+      assert.equal(row.steps[0]!.state, "running");
+      assert.equal(count(job.id, "after"), 0);
+      await vdb.db
+        .updateTable("jobs")
+        .set({ state: "cancelled", finished_at: until })
+        .where("id", "=", job.id)
+        .execute();
+      await e.stop();
+    });
+
     it("runs each job once when two engines share the queue", async () => {
       const a = engine("v-share-a", { concurrency: 2 });
       const b = engine("v-share-b", { concurrency: 2 });
