@@ -2,11 +2,17 @@
 import { Command, CommanderError } from "commander";
 import { SwitchbackError } from "../domain/errors.ts";
 import * as agent from "./commands/agent.ts";
+import * as appliances from "./commands/appliances.ts";
 import * as datastore from "./commands/datastore.ts";
+import * as datastores from "./commands/datastores.ts";
+import * as machines from "./commands/machines.ts";
 import * as points from "./commands/points.ts";
+import * as policies from "./commands/policies.ts";
 import * as processServer from "./commands/process-server.ts";
 import * as replicateOnce from "./commands/replicate-once.ts";
 import * as restore from "./commands/restore.ts";
+import * as server from "./commands/server.ts";
+import * as sites from "./commands/sites.ts";
 
 export function buildProgram(): Command {
   const program = new Command("switchback")
@@ -15,6 +21,8 @@ export function buildProgram(): Command {
     .showHelpAfterError(false)
     .exitOverride();
   for (const m of [datastore, replicateOnce, points, restore, processServer, agent]) m.register(program);
+  // the vault and the commands that ask it
+  for (const m of [server, sites, appliances, datastores, policies, machines]) m.register(program);
   return program;
 }
 
