@@ -2,15 +2,16 @@
 // admin token once and the export line; the CLI reads them from the environment, prints tables or
 // --json, and turns a vault refusal into one line with its code and exit status 1.
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { CLI, cli, cliJson, tempDir } from "../helpers/env.ts";
 
 interface RunningServer {
-  child: ChildProcessWithoutNullStreams;
+  child: ChildProcessByStdio<null, Readable, Readable>;
   lines: string[];
   stderr: () => string;
 }
@@ -19,7 +20,7 @@ interface RunningServer {
 async function startServer(data: string): Promise<RunningServer> {
   const child = spawn(process.execPath, [CLI, "server", "--data", data, "--port", "0"], {
     stdio: ["ignore", "pipe", "pipe"],
-  }) as ChildProcessWithoutNullStreams;
+  });
   let out = "";
   let err = "";
   child.stderr.on("data", (d: Buffer) => {
