@@ -89,6 +89,8 @@ export interface RunningVault {
   adminToken: string | null;
   vdb: VaultDb;
   app: FastifyInstance;
+  /** the seams the routes read (the same object services get) */
+  deps: VaultDeps;
   close(): Promise<void>;
 }
 
@@ -146,7 +148,7 @@ export async function startVault(o: StartVaultOptions): Promise<RunningVault> {
       started.push({ name: s.name, stop: handle.stop });
     }
     let closing: Promise<void> | null = null;
-    return { url, adminToken, vdb, app, close: () => (closing ??= close()) };
+    return { url, adminToken, vdb, app, deps, close: () => (closing ??= close()) };
   } catch (err) {
     await close().catch(() => {});
     throw err;

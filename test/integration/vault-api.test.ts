@@ -576,7 +576,42 @@ for (const d of databases) {
       };
       const hb1 = await api("POST", "/v1/agent/heartbeat", { token: agent, body: heartbeat });
       assert.equal(hb1.status, 200, JSON.stringify(hb1.body));
-      assert.deepEqual(hb1.body, { assignment: { replicate: null }, heartbeatIntervalSeconds: 15 });
+      assert.deepEqual(hb1.body, {
+        assignment: { replicate: null, commands: [] },
+        heartbeatIntervalSeconds: 15,
+      });
+
+      // what the agent reports beyond properties reaches the assignment seam, and its answer the agent
+      const seen: unknown[] = [];
+      const original = vault.deps.assignmentFor;
+      vault.deps.assignmentFor = async (machineId, hb) => {
+        seen.push({ machineId, results: hb?.results, lastPoint: hb?.lastPoint, instanceId: hb?.instanceId });
+        return { replicate: null, commands: [{ id: "cmd-1", kind: "point-now" }] };
+      };
+      const lastPoint = {
+        item: "web-1",
+        pointId: "20261126T030000000Z-a1b2c3",
+        mode: "incremental",
+        consistency: "crash",
+        bytesRead: 1,
+        bytesSent: 1,
+        changedBlocks: 1,
+        durationMs: 5,
+        maxFreezeMs: 0,
+        warnings: [],
+      };
+      const results = [{ id: "cmd-0", ok: true, pointId: lastPoint.pointId }];
+      const hbx = await api("POST", "/v1/agent/heartbeat", {
+        token: agent,
+        body: { ...heartbeat, instanceId: "inst-1", results, lastPoint },
+      });
+      vault.deps.assignmentFor = original;
+      assert.equal(hbx.status, 200, JSON.stringify(hbx.body));
+      assert.deepEqual(hbx.body.assignment, {
+        replicate: null,
+        commands: [{ id: "cmd-1", kind: "point-now" }],
+      });
+      assert.deepEqual(seen, [{ machineId: web1.id, results, lastPoint, instanceId: "inst-1" }]);
       clock += 10_000;
       const hb2 = await api("POST", "/v1/agent/heartbeat", {
         token: agent,

@@ -3,6 +3,7 @@
 // 8601 UTC strings; durations come in as operator strings ("15m", "72h") and go out as seconds.
 // Request bodies refuse unknown fields (additionalProperties: false), so a typo is a 400, not a no-op.
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import { AssignmentSchema, CommandResultSchema, LastPointSchema } from "../../agent/protocol.ts";
 
 export { ProblemSchema } from "../../replication/wire.ts";
 
@@ -272,7 +273,8 @@ export const AgentRegisteredSchema = Type.Object({
 
 export const AgentDiskSchema = Type.Object(
   {
-    uuid: Type.String({ minLength: 1, maxLength: 64 }),
+    /** from the identity label; empty for a disk the label does not list */
+    uuid: Type.String({ maxLength: 64 }),
     path: Type.String({ minLength: 1, maxLength: 4096 }),
     sizeBytes: Bytes,
     sectorSize: Type.Integer({ minimum: 512, maximum: 65536 }),
@@ -295,12 +297,18 @@ export const AgentHeartbeatSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /** the instance this copy of the machine runs in (SWITCHBACK_INSTANCE), when a provider of ours runs it */
+    instanceId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    /** results of the commands the last assignments carried (src/agent/protocol.ts) */
+    results: Type.Optional(Type.Array(CommandResultSchema, { maxItems: 1000 })),
+    /** the agent's report of the last point it took */
+    lastPoint: Type.Optional(LastPointSchema),
   },
   { additionalProperties: false },
 );
 export type AgentHeartbeat = Static<typeof AgentHeartbeatSchema>;
 export const AgentHeartbeatReplySchema = Type.Object({
-  assignment: Type.Unknown({ description: "what the agent should do now (replicate where, generation…)" }),
+  assignment: AssignmentSchema,
   heartbeatIntervalSeconds: Type.Number(),
 });
 

@@ -48,7 +48,7 @@ export function agentRoutes(app: FastifyInstance, deps: VaultDeps): void {
       requireOwnMachine(req, req.body.machineId);
       await recordHeartbeat(db, req.body, deps.now());
       return {
-        assignment: await deps.assignmentFor(req.body.machineId),
+        assignment: await deps.assignmentFor(req.body.machineId, req.body),
         heartbeatIntervalSeconds: intervalS,
       };
     },
