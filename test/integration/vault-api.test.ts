@@ -8,6 +8,9 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
+import { bootstrap } from "../../src/vault/bootstrap.ts";
+import { openDatabase } from "../../src/vault/db/database.ts";
+import { migrateToLatest } from "../../src/vault/db/migrations.ts";
 import type { VaultDatabase } from "../../src/vault/db/schema.ts";
 import { ROUTES } from "../../src/vault/http/app.ts";
 import { route } from "../../src/vault/http/route.ts";
@@ -190,6 +193,24 @@ for (const d of databases) {
       assert.equal(vault.adminToken, null);
       assert.deepEqual(await counts(), before);
       assert.equal((await api("GET", "/v1/sites")).status, 200, "the first token still works");
+    });
+
+    it("two vault processes bootstrapping one new database at once: exactly one does it", async () => {
+      const fresh = await d.create();
+      const [a, b] = [await openDatabase(fresh.url), await openDatabase(fresh.url)];
+      try {
+        await migrateToLatest(a);
+        const data = path.join(tmp.dir, "race");
+        const r = await Promise.all([bootstrap(a, { data, now: now() }), bootstrap(b, { data, now: now() })]);
+        assert.deepEqual(r.map((x) => x.bootstrapped).sort(), [false, true]);
+        assert.equal(r.filter((x) => x.adminToken !== null).length, 1);
+        assert.equal((await a.db.selectFrom("sites").selectAll().execute()).length, 2);
+        assert.equal((await a.db.selectFrom("tokens").selectAll().execute()).length, 1);
+      } finally {
+        await a.close();
+        await b.close();
+        await fresh.drop();
+      }
     });
 
     it("the OpenAPI document is 3.1 and documents every route with id, tags, summary and responses", async () => {

@@ -113,14 +113,21 @@ export async function initLocalDatastoreFolder(dir: string): Promise<void> {
     ds = await Datastore.open(dir);
   } catch (err) {
     if (!(err instanceof SwitchbackError)) throw err;
-    const entries = await readdir(dir);
+    // a ".tmp-" file is a write under way or cut short (the backend renames into place): not content
+    const entries = (await readdir(dir)).filter((e) => !e.includes(".tmp-"));
     if (entries.length > 0) {
       throw new SwitchbackError(
         "DATASTORE_PATH_NOT_EMPTY",
         `${dir} holds files but no datastore (${err.message}); choose an empty or new folder`,
       );
     }
-    ds = await Datastore.init(dir);
+    try {
+      ds = await Datastore.init(dir);
+    } catch (e) {
+      // another process initialised it meanwhile (two vaults starting on one data folder)
+      if (!(e instanceof SwitchbackError && e.code === "DATASTORE_EXISTS")) throw e;
+      ds = await Datastore.open(dir);
+    }
   }
   await ds.close();
 }
