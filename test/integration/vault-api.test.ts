@@ -13,6 +13,7 @@ import { openDatabase } from "../../src/vault/db/database.ts";
 import { migrateToLatest } from "../../src/vault/db/migrations.ts";
 import type { VaultDatabase } from "../../src/vault/db/schema.ts";
 import { ROUTES } from "../../src/vault/http/app.ts";
+import { problemStatus } from "../../src/vault/http/problems.ts";
 import { route } from "../../src/vault/http/route.ts";
 import { ensureReversePolicy } from "../../src/vault/inventory/policies.ts";
 import { tokenDigest } from "../../src/vault/inventory/tokens.ts";
@@ -74,6 +75,31 @@ const MY_OPERATIONS = [
   "registerAgent",
   "agentHeartbeat",
 ];
+
+describe("problem statuses", () => {
+  it("map codes to statuses by the table and the rules", () => {
+    const cases: [string, number][] = [
+      ["INVALID_REQUEST", 400],
+      ["POINT_REQUEST_INVALID", 400],
+      ["UNAUTHENTICATED", 401],
+      ["FORBIDDEN", 403],
+      ["SITE_NOT_FOUND", 404],
+      ["POINT_NOT_FOUND", 404],
+      ["SITE_EXISTS", 409],
+      ["ITEM_BUSY", 409],
+      ["OPERATION_NOT_ALLOWED", 409],
+      ["REPROTECT_APPLIANCE_UNREACHABLE", 409],
+      ["FAILOVER_PLANNED_POINT", 409],
+      ["POINT_NO_APP_CONSISTENT", 409],
+      ["POLICY_UPDATE_REFUSED", 409],
+      ["GENERATION_FENCED", 409],
+      ["DB_UNREACHABLE", 503],
+      ["DB_CORRUPT_ROW", 500],
+      ["INTERNAL", 500],
+    ];
+    for (const [code, status] of cases) assert.equal(problemStatus(code), status, code);
+  });
+});
 
 for (const d of databases) {
   describe(`vault API on ${d.name}`, { skip: d.skip }, () => {

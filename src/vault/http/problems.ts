@@ -6,14 +6,16 @@ import type { FastifyError, FastifyReply } from "fastify";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { PROBLEM_TYPE_PREFIX } from "../../replication/wire.ts";
 
-/** Status of each code that the suffix rules below do not decide (or decide otherwise). */
+/** Status of each code that the rules below do not decide (or decide otherwise). */
 export const PROBLEM_STATUS: Record<string, number> = {
   INVALID_REQUEST: 400,
   INVALID_DURATION: 400,
+  NOTES_TOO_LONG: 400,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
   ROUTE_NOT_FOUND: 404,
   ITEM_BUSY: 409,
+  ITEM_DISABLED: 409,
   GENERATION_FENCED: 409,
   DATASTORE_PATH_NOT_EMPTY: 409,
   DATASTORE_UNREACHABLE: 422,
@@ -23,24 +25,39 @@ export const PROBLEM_STATUS: Record<string, number> = {
   INTERNAL: 500,
 };
 
-/** Rules by suffix, tried in order when a code is not in the table. */
-const SUFFIX_STATUS: [suffix: string, status: number][] = [
-  ["_NOT_FOUND", 404],
-  ["_EXISTS", 409],
-  ["_IN_USE", 409],
-  ["_BUSY", 409],
-  // lifecycle refusals (src/domain/lifecycle.ts): the operation is not allowed in the item's state
-  ["_NOT_ALLOWED", 409],
-  ["_REFUSED", 409],
-  ["_INVALID", 400],
+/**
+ * Families of the lifecycle core's refusals (src/domain/lifecycle.ts, reprotect.ts,
+ * point-selection.ts): the operation is not possible in the item's current state or setting, 409.
+ * A precondition such as REPROTECT_APPLIANCE_UNREACHABLE is a refusal too, not the vault's failure.
+ */
+const REFUSAL_PREFIXES = [
+  "REPROTECT_",
+  "FAILOVER_",
+  "FAILBACK_",
+  "DRILL_",
+  "DISABLE_",
+  "COMMIT_",
+  "LIFECYCLE_",
+  "POINT_",
+];
+
+/** The rules, in order, for a code that is not in the table. */
+const RULES: [test: (code: string) => boolean, status: number][] = [
+  [(c) => c.endsWith("_NOT_FOUND"), 404],
+  [(c) => c.startsWith("INVALID_") || c.endsWith("_INVALID"), 400],
+  [(c) => REFUSAL_PREFIXES.some((p) => c.startsWith(p)), 409],
+  [
+    (c) => ["_EXISTS", "_IN_USE", "_BUSY", "_NOT_ALLOWED", "_REFUSED", "_FENCED"].some((s) => c.endsWith(s)),
+    409,
+  ],
+  [(c) => c.endsWith("_UNREACHABLE"), 503],
 ];
 
 export function problemStatus(code: string): number {
   const s = PROBLEM_STATUS[code];
   if (s !== undefined) return s;
-  if (code.startsWith("INVALID_")) return 400;
-  for (const [suffix, status] of SUFFIX_STATUS) if (code.endsWith(suffix)) return status;
-  // a SwitchbackError nobody mapped: it is a deliberate sentence, so it is shown, but as a failure
+  for (const [test, status] of RULES) if (test(code)) return status;
+  // a SwitchbackError nobody mapped (DB_CORRUPT_ROW, …): a deliberate sentence, shown, but a failure
   return 500;
 }
 
