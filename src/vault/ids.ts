@@ -11,6 +11,8 @@ export const ID_PREFIX = {
   policy: "pol",
   machine: "mach",
   token: "tok",
+  item: "item",
+  plan: "plan",
 } as const;
 export type IdKind = keyof typeof ID_PREFIX;
 

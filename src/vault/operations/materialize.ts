@@ -1,0 +1,131 @@
+// Bringing a machine up from a recovery point at a site: onto the disks it left there (only the blocks
+// that differ are written) or onto new disks made from the point (sparse, reflink where possible).
+import type { DiskSpec } from "../../compute/provider.ts";
+import type { ItemName, PointId } from "../../domain/ids.ts";
+import type { LoadedItem } from "../items.ts";
+import {
+  disksLeftAt,
+  machineOf,
+  markInstance,
+  type OpsContext,
+  recordInstance,
+  siteRuntime,
+} from "./context.ts";
+
+export interface Materialized {
+  instanceId: string;
+  mode: "delta" | "full";
+  blocksWritten: number | null;
+}
+
+/** The environment a booted copy gets from its target settings. */
+export function machineEnv(it: LoadedItem, o: { drill: boolean }): Record<string, string> {
+  const s = it.settings;
+  const env: Record<string, string> = {
+    SWITCHBACK_MACHINE_NAME: s.targetName ?? it.row.name,
+    SWITCHBACK_ITEM: it.row.id,
+  };
+  if (o.drill) {
+    env.SWITCHBACK_DRILL = "1";
+    if (s.testNetwork !== undefined) env.SWITCHBACK_NETWORK = s.testNetwork;
+  } else {
+    if (s.network !== undefined) env.SWITCHBACK_NETWORK = s.network;
+    if (s.ip !== undefined) env.SWITCHBACK_IP = s.ip;
+    if (s.subnet !== undefined) env.SWITCHBACK_SUBNET = s.subnet;
+  }
+  return env;
+}
+
+/**
+ * Makes the machine's disks at `siteId` equal to `point` of the item in `datastoreId` (at that site).
+ * `reuse`: write onto the disks the machine left there when it has some (failover back home, change
+ * of point); otherwise (and for drills) a new instance `newId` gets disks made from the point.
+ */
+export async function materialize(
+  ctx: OpsContext,
+  it: LoadedItem,
+  o: {
+    siteId: string;
+    datastoreId: string;
+    point: string;
+    newId: string;
+    purpose: "production" | "drill";
+    reuse: boolean;
+  },
+  progress?: (f: number) => void,
+): Promise<Materialized> {
+  const site = siteRuntime(ctx, o.siteId);
+  const machine = await machineOf(ctx, it);
+  const d = site.datastore(o.datastoreId);
+  if (o.reuse) {
+    const left = await disksLeftAt(ctx, machine.id, o.siteId);
+    if (left !== null && left.instance.id !== o.newId) {
+      // disks of a removed machine (seed) get an instance again, adopting them in place
+      let id = left.instance.id;
+      if (left.instance.purpose === "seed" || (await site.provider.status(id)) === null) {
+        id = o.newId;
+        await recordInstance(ctx, {
+          id,
+          item_id: it.row.id,
+          machine_id: machine.id,
+          site_id: o.siteId,
+          purpose: o.purpose,
+          provider: site.provider.kind,
+          disks: left.disks,
+        });
+        await site.provider.create({
+          id,
+          name: it.settings.targetName ?? it.row.name,
+          disks: left.disks.map((p) => ({ from: "adopt", path: p }) as DiskSpec),
+          bootCommand: machine.boot_command,
+          env: machineEnv(it, { drill: false }),
+        });
+        if (left.instance.id !== id) await markInstance(ctx, left.instance.id, { deleted: true });
+      }
+      await site.provider.stop(id);
+      const r = await site.provider.changePoint(id, { datastore: d.dir, item: it.row.id, point: o.point });
+      await markInstance(ctx, id, { purpose: o.purpose });
+      progress?.(1);
+      return { instanceId: id, mode: "delta", blocksWritten: r.blocksWritten };
+    }
+    if (left !== null) {
+      // this job made the instance before a restart: make sure its disks hold the point
+      await site.provider.stop(left.instance.id);
+      const r = await site.provider.changePoint(left.instance.id, {
+        datastore: d.dir,
+        item: it.row.id,
+        point: o.point,
+      });
+      return { instanceId: left.instance.id, mode: "delta", blocksWritten: r.blocksWritten };
+    }
+  }
+  const header = await d.ds.readPointHeader(it.row.id as ItemName, o.point as PointId);
+  const disks: DiskSpec[] = header.disks.map((disk) => ({
+    from: "point",
+    datastore: d.dir,
+    item: it.row.id,
+    point: o.point,
+    diskUuid: disk.uuid,
+    sizeBytes: disk.sizeBytes,
+  }));
+  const info = await site.provider.create(
+    {
+      id: o.newId,
+      name: it.settings.targetName ?? it.row.name,
+      disks,
+      bootCommand: machine.boot_command,
+      env: machineEnv(it, { drill: o.purpose === "drill" }),
+    },
+    progress,
+  );
+  await recordInstance(ctx, {
+    id: o.newId,
+    item_id: it.row.id,
+    machine_id: machine.id,
+    site_id: o.siteId,
+    purpose: o.purpose,
+    provider: site.provider.kind,
+    disks: info.disks,
+  });
+  return { instanceId: o.newId, mode: "full", blocksWritten: null };
+}

@@ -1,0 +1,293 @@
+// Reprotect: after a committed failover, replicate the machine from where it runs now back to the
+// site it came from. Original location: the master target there first seeds that site's datastore
+// with a point of the disks the machine left (read locally, nothing crosses the link), so the agent's
+// first point is a resync that ships only the blocks that differ. Alternate location: a full copy
+// into the chosen datastore; failback then makes new disks from it.
+import { Type } from "@sinclair/typebox";
+import type { Kysely } from "kysely";
+import { SwitchbackError } from "../../domain/errors.ts";
+import { checkReprotect, type ReprotectFacts } from "../../domain/reprotect.ts";
+import type { VaultDatabase } from "../db/schema.ts";
+import { ensureReversePolicy } from "../inventory/policies.ts";
+import { applyItemEvent, type LoadedItem, loadItem } from "../items.ts";
+import { defineJobKind } from "../jobs/types.ts";
+import {
+  disksLeftAt,
+  freeBytes,
+  instancesAt,
+  machineOf,
+  type OpsContext,
+  siteRuntime,
+  sleep,
+} from "./context.ts";
+
+export const ReprotectParams = Type.Object({
+  location: Type.Union([Type.Literal("original"), Type.Literal("alternate")]),
+  processServer: Type.Optional(Type.String()),
+  masterTarget: Type.Optional(Type.String()),
+  datastore: Type.Optional(Type.String()),
+});
+export type ReprotectRequest = {
+  location: "original" | "alternate";
+  processServer?: string | undefined;
+  masterTarget?: string | undefined;
+  datastore?: string | undefined;
+};
+
+interface Chosen {
+  processServerId: string;
+  masterTargetId: string;
+  datastoreId: string;
+}
+
+/** The appliances and datastore at the site replication returns to: given, or the site's own. */
+async function choose(
+  db: Kysely<VaultDatabase>,
+  returnSite: string,
+  r: ReprotectRequest,
+): Promise<{
+  chosen: Chosen;
+  names: { ps: string; mt: string; ds: string };
+  sites: { ps: string; mt: string; ds: string };
+}> {
+  const appliance = async (ref: string | undefined, role: string) => {
+    const q = db.selectFrom("appliances").selectAll();
+    const row =
+      ref !== undefined
+        ? await q.where((eb) => eb.or([eb("id", "=", ref), eb("name", "=", ref)])).executeTakeFirst()
+        : (await q.where("site_id", "=", returnSite).execute()).find((a) => a.roles.includes(role));
+    if (row === undefined) {
+      throw new SwitchbackError(
+        "REPROTECT_APPLIANCE_NOT_FOUND",
+        ref !== undefined
+          ? `appliance ${JSON.stringify(ref)} does not exist; see 'switchback appliances list'`
+          : `site ${returnSite} has no appliance with the ${role} role; add one or name it`,
+      );
+    }
+    return row;
+  };
+  const ps = await appliance(r.processServer, "process-server");
+  const mt = await appliance(r.masterTarget, "master-target");
+  const dq = db.selectFrom("datastores").selectAll();
+  const ds =
+    r.datastore !== undefined
+      ? await dq
+          .where((eb) =>
+            eb.or([eb("id", "=", r.datastore as string), eb("name", "=", r.datastore as string)]),
+          )
+          .executeTakeFirst()
+      : await dq.where("site_id", "=", returnSite).orderBy("created_at").executeTakeFirst();
+  if (ds === undefined) {
+    throw new SwitchbackError(
+      "REPROTECT_DATASTORE_NOT_FOUND",
+      r.datastore !== undefined
+        ? `datastore ${JSON.stringify(r.datastore)} does not exist; see 'switchback datastores list'`
+        : `site ${returnSite} has no datastore; create one with 'switchback datastores create'`,
+    );
+  }
+  return {
+    chosen: { processServerId: ps.id, masterTargetId: mt.id, datastoreId: ds.id },
+    names: { ps: ps.name, mt: mt.name, ds: ds.name },
+    sites: { ps: ps.site_id, mt: mt.site_id, ds: ds.site_id },
+  };
+}
+
+/** Everything reprotect checks, gathered from the inventory and the site runtimes. */
+export async function reprotectFacts(
+  ctx: OpsContext,
+  it: LoadedItem,
+  r: ReprotectRequest,
+): Promise<{ facts: ReprotectFacts; chosen: Chosen }> {
+  // before reprotect starts the machine runs at `target` and returns to `source`; resuming, swapped
+  const resuming = it.state.phase === "reprotecting";
+  const runningSite = resuming ? it.state.source : it.state.target;
+  const returnSite = resuming ? it.state.target : it.state.source;
+  const machine = await machineOf(ctx, it);
+  const { chosen, names, sites } = await choose(ctx.db, returnSite, r);
+  const alive = (at: string | null) =>
+    at !== null && ctx.now().getTime() - Date.parse(at) < 3 * ctx.heartbeatIntervalMs;
+  const apps = await ctx.db
+    .selectFrom("appliances")
+    .selectAll()
+    .where("id", "in", [chosen.processServerId, chosen.masterTargetId])
+    .execute();
+  const app = (id: string) => apps.find((a) => a.id === id);
+  const runtime = ctx.sites.get(returnSite);
+  const dsRuntime = runtime?.datastores.get(chosen.datastoreId);
+  const drills = await ctx.db
+    .selectFrom("instances")
+    .select("id")
+    .where("site_id", "=", returnSite)
+    .where("purpose", "=", "drill")
+    .where("deleted_at", "is", null)
+    .execute();
+  const running = (await instancesAt(ctx, machine.id, runningSite, ["production"]))[0];
+  const runningInfo =
+    running === undefined ? null : await ctx.sites.get(runningSite)?.provider.status(running.id);
+  const disks = JSON.parse(machine.disks) as { uuid: string; sizeBytes: number }[];
+  const osFamily = (os: string | null) => (os === null ? null : (os.split(" ")[0] ?? null));
+  const facts: ReprotectFacts = {
+    item: it.row.name,
+    runningSite,
+    returnSite,
+    location: r.location,
+    machine: {
+      known: true,
+      reportingFrom: alive(machine.last_heartbeat_at) ? machine.site_id : null,
+      running: running === undefined ? alive(machine.last_heartbeat_at) : runningInfo?.state === "running",
+      os: osFamily(machine.os),
+      diskUuids: disks.map((d) => d.uuid),
+      sizeBytes: disks.reduce((s, d) => s + d.sizeBytes, 0),
+    },
+    processServer: {
+      name: names.ps,
+      site: sites.ps,
+      reachable: runtime !== undefined && alive(app(chosen.processServerId)?.last_heartbeat_at ?? null),
+    },
+    masterTarget: {
+      name: names.mt,
+      site: sites.mt,
+      reachable: runtime !== undefined && alive(app(chosen.masterTargetId)?.last_heartbeat_at ?? null),
+      // the in-process master target serves Linux machines and has no disks of its own
+      os: "linux",
+      diskUuids: [],
+      drillArtefacts: drills.map((d) => d.id),
+    },
+    datastore: {
+      name: names.ds,
+      site: sites.ds,
+      reachable: dsRuntime !== undefined,
+      freeBytes: dsRuntime === undefined ? null : await freeBytes(dsRuntime.dir),
+    },
+    disksAtReturnSite: (await disksLeftAt(ctx, machine.id, returnSite)) !== null,
+    // replication groups (multi-machine consistency) are not built yet: every item is its own group
+    group: [],
+  };
+  return { facts, chosen };
+}
+
+export function reprotectKind(ctx: OpsContext) {
+  return defineJobKind({
+    kind: "reprotect",
+    params: ReprotectParams,
+    steps: () => [
+      {
+        name: "check",
+        run: async (c) => {
+          const it = await loadItem(ctx.db, c.itemId as string);
+          const { facts, chosen } = await reprotectFacts(ctx, it, c.params);
+          const refusals = checkReprotect(facts);
+          if (refusals.length > 0) {
+            throw new SwitchbackError(refusals[0]!.code, refusals.map((x) => x.message).join("; "));
+          }
+          return { chosen, returnSite: facts.returnSite, runningSite: facts.runningSite };
+        },
+      },
+      {
+        name: "seed",
+        run: async (c) => {
+          const { chosen, returnSite } = c.outputs.check as { chosen: Chosen; returnSite: string };
+          if (c.params.location === "alternate") return { seed: null };
+          const it = await loadItem(ctx.db, c.itemId as string);
+          if (it.row.seed_point_id !== null) return { seed: it.row.seed_point_id };
+          const machine = await machineOf(ctx, it);
+          const left = await disksLeftAt(ctx, machine.id, returnSite);
+          if (left === null) {
+            throw new SwitchbackError(
+              "REPROTECT_ORIGINAL_DISKS_GONE",
+              `the machine's disks at ${returnSite} are gone; reprotect to an alternate location (--location alternate)`,
+            );
+          }
+          const uuids = (JSON.parse(machine.disks) as { uuid: string }[]).map((d) => d.uuid);
+          const disks = left.disks.map((p, i) => ({ path: p, uuid: uuids[i] as string }));
+          const started = Date.now();
+          const r = await siteRuntime(ctx, returnSite).seed(chosen.datastoreId, it.row.id, disks);
+          c.log(
+            "info",
+            `seeded ${returnSite} from the disks there: point ${r.pointId}, ${r.bytesRead} bytes read locally in ${Date.now() - started} ms`,
+          );
+          await applyItemEvent(ctx.db, it.row.id, null, ctx.now(), () => ({ seedPointId: r.pointId }));
+          return { seed: r.pointId, bytesRead: r.bytesRead };
+        },
+      },
+      {
+        name: "reverse",
+        run: async (c) => {
+          const { chosen } = c.outputs.check as { chosen: Chosen };
+          const cur = await loadItem(ctx.db, c.itemId as string);
+          if (cur.state.phase === "reprotecting")
+            return { direction: `${cur.state.source} → ${cur.state.target}` };
+          const policy = await ensureReversePolicy(ctx.db, cur.row.policy_id, ctx.now());
+          const it = await applyItemEvent(ctx.db, cur.row.id, { e: "reprotect-started" }, ctx.now(), () => ({
+            policyId: policy.id,
+            processServerId: chosen.processServerId,
+            masterTargetId: chosen.masterTargetId,
+            datastoreId: chosen.datastoreId,
+            failover: null,
+          }));
+          c.log("info", `direction is now ${it.state.source} → ${it.state.target}, policy ${policy.name}`);
+          return { direction: `${it.state.source} → ${it.state.target}`, policy: policy.name };
+        },
+      },
+      {
+        name: "replicate",
+        run: async (c) => {
+          const it = await loadItem(ctx.db, c.itemId as string);
+          if (it.state.phase === "reprotecting") {
+            await applyItemEvent(ctx.db, it.row.id, { e: "reprotect-completed" }, ctx.now());
+          }
+          await ctx.replication.refresh();
+          return { generation: it.state.generation };
+        },
+      },
+      {
+        name: "initial-replication",
+        run: async (c) => {
+          // done when the first point of the new direction lands (that point is the resync) and its
+          // agent has reported what it shipped (with its next heartbeat)
+          let landedAt: number | null = null;
+          for (;;) {
+            const it = await loadItem(ctx.db, c.itemId as string);
+            const report =
+              it.row.last_point_report === null
+                ? null
+                : (JSON.parse(it.row.last_point_report) as Record<string, unknown>);
+            if (it.state.phase === "protected") landedAt ??= Date.now();
+            const reported = report !== null && report.pointId === it.row.last_point_id;
+            const waitedEnough = landedAt !== null && Date.now() - landedAt > 4 * ctx.heartbeatIntervalMs;
+            if (it.state.phase === "protected" && (reported || waitedEnough)) {
+              const out = {
+                point: it.row.last_point_id,
+                mode: report?.pointId === it.row.last_point_id ? report?.mode : null,
+                bytesSent: report?.pointId === it.row.last_point_id ? report?.bytesSent : null,
+                changedBlocks: report?.pointId === it.row.last_point_id ? report?.changedBlocks : null,
+              };
+              c.log(
+                "info",
+                `first point ${it.row.last_point_id} of ${it.state.source} → ${it.state.target} landed`,
+                out,
+              );
+              return out;
+            }
+            if (it.state.phase !== "initial-replication") {
+              throw new SwitchbackError(
+                "REPROTECT_INTERRUPTED",
+                `the item left initial replication (now ${it.state.phase})`,
+              );
+            }
+            const m = await ctx.db
+              .selectFrom("machines")
+              .select("replication")
+              .where("id", "=", it.row.machine_id)
+              .executeTakeFirst();
+            if (m?.replication) {
+              const p = JSON.parse(m.replication) as { bytesDone: number; bytesTotal: number };
+              if (p.bytesTotal > 0) c.progress(Math.min(0.99, p.bytesDone / p.bytesTotal));
+            }
+            await sleep(500, c.signal);
+          }
+        },
+      },
+    ],
+  });
+}
