@@ -13,7 +13,7 @@ import {
   type CreateAppliance,
 } from "../http/schemas.ts";
 import { newId } from "../ids.ts";
-import { checkName, dateOrNull, insertUnique, notFound } from "./common.ts";
+import { checkName, dateOrNull, findByRef, insertUnique, notFound } from "./common.ts";
 import { getSiteRow, siteNames } from "./sites.ts";
 
 /** What liveness needs: the vault's now and how often things heartbeat. */
@@ -54,9 +54,7 @@ export async function listAppliances(
 }
 
 export async function getApplianceRow(db: Kysely<VaultDatabase>, ref: string): Promise<ApplianceRow> {
-  const r =
-    (await db.selectFrom("appliances").selectAll().where("id", "=", ref).executeTakeFirst()) ??
-    (await db.selectFrom("appliances").selectAll().where("name", "=", ref).executeTakeFirst());
+  const r = await findByRef(db, "appliances", ref);
   if (r === undefined) throw notFound("appliance", ref, "switchback appliances list");
   return r;
 }

@@ -10,7 +10,7 @@ import { SwitchbackError } from "../../domain/errors.ts";
 import type { DatastoreRow, VaultDatabase } from "../db/schema.ts";
 import type { CreateDatastore, DatastoreInfo } from "../http/schemas.ts";
 import { newId } from "../ids.ts";
-import { checkName, exists, insertUnique, notFound } from "./common.ts";
+import { checkName, exists, findByRef, insertUnique, notFound } from "./common.ts";
 import { getSiteRow, siteNames } from "./sites.ts";
 
 function toDatastore(r: DatastoreRow, siteName: string, reachable: boolean): DatastoreInfo {
@@ -87,9 +87,7 @@ export async function listDatastores(
 }
 
 export async function getDatastoreRow(db: Kysely<VaultDatabase>, ref: string): Promise<DatastoreRow> {
-  const r =
-    (await db.selectFrom("datastores").selectAll().where("id", "=", ref).executeTakeFirst()) ??
-    (await db.selectFrom("datastores").selectAll().where("name", "=", ref).executeTakeFirst());
+  const r = await findByRef(db, "datastores", ref);
   if (r === undefined) throw notFound("datastore", ref, "switchback datastores list");
   return r;
 }

@@ -21,7 +21,7 @@ import {
   PowerStateSchema,
 } from "../http/schemas.ts";
 import type { HealthClock } from "./appliances.ts";
-import { checkName, dateOrNull, exists, notFound } from "./common.ts";
+import { checkName, dateOrNull, exists, findByRef, notFound } from "./common.ts";
 import { getSiteRow, siteNames } from "./sites.ts";
 import { createToken } from "./tokens.ts";
 
@@ -77,15 +77,8 @@ export function toMachine(r: MachineRow, siteName: string | null, clock: HealthC
   };
 }
 
-async function findMachineRow(db: Kysely<VaultDatabase>, ref: string): Promise<MachineRow | undefined> {
-  return (
-    (await db.selectFrom("machines").selectAll().where("id", "=", ref).executeTakeFirst()) ??
-    (await db.selectFrom("machines").selectAll().where("name", "=", ref).executeTakeFirst())
-  );
-}
-
 export async function getMachineRow(db: Kysely<VaultDatabase>, ref: string): Promise<MachineRow> {
-  const r = await findMachineRow(db, ref);
+  const r = await findByRef(db, "machines", ref);
   if (r === undefined) throw notFound("machine", ref, "switchback machines list");
   return r;
 }

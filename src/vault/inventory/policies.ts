@@ -10,7 +10,7 @@ import { SwitchbackError } from "../../domain/errors.ts";
 import type { PolicyRow, VaultDatabase } from "../db/schema.ts";
 import type { CreatePolicy, Policy, UpdatePolicy } from "../http/schemas.ts";
 import { newId } from "../ids.ts";
-import { checkName, insertUnique, notFound } from "./common.ts";
+import { checkName, findByRef, insertUnique, notFound } from "./common.ts";
 
 export interface PolicyValues {
   rpoThresholdSeconds: number;
@@ -117,9 +117,7 @@ export async function listPolicies(db: Kysely<VaultDatabase>): Promise<Policy[]>
 }
 
 export async function getPolicyRow(db: Kysely<VaultDatabase>, ref: string): Promise<PolicyRow> {
-  const r =
-    (await db.selectFrom("policies").selectAll().where("id", "=", ref).executeTakeFirst()) ??
-    (await db.selectFrom("policies").selectAll().where("name", "=", ref).executeTakeFirst());
+  const r = await findByRef(db, "policies", ref);
   if (r === undefined) throw notFound("policy", ref, "switchback policies list");
   return r;
 }

@@ -5,7 +5,7 @@ import { SwitchbackError } from "../../domain/errors.ts";
 import type { SiteRow, VaultDatabase } from "../db/schema.ts";
 import type { CreateSite, Site } from "../http/schemas.ts";
 import { newId } from "../ids.ts";
-import { checkName, insertUnique, notFound } from "./common.ts";
+import { checkName, findByRef, insertUnique, notFound } from "./common.ts";
 
 export function toSite(r: SiteRow): Site {
   return { id: r.id, name: r.name, subnet: r.subnet, createdAt: r.created_at };
@@ -42,9 +42,7 @@ export async function listSites(db: Kysely<VaultDatabase>): Promise<Site[]> {
 
 /** The site with this id, or else this name; null when neither. */
 export async function findSiteRow(db: Kysely<VaultDatabase>, ref: string): Promise<SiteRow | null> {
-  const byId = await db.selectFrom("sites").selectAll().where("id", "=", ref).executeTakeFirst();
-  if (byId !== undefined) return byId;
-  return (await db.selectFrom("sites").selectAll().where("name", "=", ref).executeTakeFirst()) ?? null;
+  return (await findByRef(db, "sites", ref)) ?? null;
 }
 
 export async function getSiteRow(db: Kysely<VaultDatabase>, ref: string): Promise<SiteRow> {
