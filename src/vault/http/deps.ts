@@ -3,6 +3,7 @@
 // engine). A new area that needs something adds a field here; routes never reach for globals.
 import type { Assignment } from "../../agent/protocol.ts";
 import type { VaultDb } from "../db/database.ts";
+import type { DrRuntime } from "../dr.ts";
 import type { AgentHeartbeat } from "./schemas.ts";
 
 export interface VaultDeps {
@@ -17,6 +18,8 @@ export interface VaultDeps {
    * beyond properties (command results, the last point, the instance this copy runs in).
    */
   assignmentFor(machineId: string, heartbeat?: AgentHeartbeat): Promise<Assignment>;
+  /** the disaster-recovery runtime (sites, jobs, operations), once its service started */
+  dr?: DrRuntime;
 }
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;

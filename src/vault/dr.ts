@@ -1,0 +1,137 @@
+// The vault's disaster-recovery runtime, started after the API listens: a site runtime per site with
+// an in-process appliance, the replication directory, and the job engine with every item operation.
+// It fills the API's seams (deps.dr, deps.assignmentFor) so the routes reach it.
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import path from "node:path";
+import pino from "pino";
+import { writeFileAtomic } from "../platform/files.ts";
+import { createToken } from "./inventory/tokens.ts";
+import { JobEngine } from "./jobs/engine.ts";
+import type { OpsContext } from "./operations/context.ts";
+import { itemJobKinds } from "./operations/index.ts";
+import { ReplicationService } from "./replication.ts";
+import type { VaultContext, VaultService } from "./server.ts";
+import { SiteRuntime } from "./site.ts";
+
+export interface DrRuntime {
+  ops: OpsContext;
+  engine: JobEngine;
+  replication: ReplicationService;
+  /** the environment every machine a provider of this vault boots gets */
+  machineEnv: Record<string, string>;
+}
+
+/** The enrol token the vault gives the machines it boots, kept in its data folder (mode 0600). */
+async function machineEnrolToken(ctx: VaultContext): Promise<string> {
+  const file = path.join(ctx.data, "secrets", "machine-enrol-token");
+  try {
+    const t = readFileSync(file, "utf8").trim();
+    if (t.length > 0) return t;
+  } catch {
+    // first start
+  }
+  const t = await createToken(ctx.vdb.db, {
+    role: "enrol",
+    name: "machines booted by this vault",
+    machineId: null,
+    now: ctx.deps.now(),
+  });
+  writeFileAtomic(file, `${t.token}\n`, 0o600);
+  return t.token;
+}
+
+export interface DrServiceOptions {
+  /** the command line machines run `switchback` with (default: this Node and this CLI) */
+  cli?: string;
+  /** job engine lease (tests shorten it to see takeover after kill -9) */
+  leaseMs?: number;
+}
+
+export function drService(o: DrServiceOptions = {}): VaultService {
+  return {
+    name: "disaster recovery runtime",
+    async start(ctx) {
+      const log = pino(
+        { level: process.env.SWITCHBACK_LOG_LEVEL ?? "warn", base: { role: "vault" } },
+        pino.destination(2),
+      );
+      const db = ctx.vdb.db;
+      const replication = new ReplicationService({ db, log, now: ctx.deps.now });
+      const cli = o.cli ?? `${process.execPath} ${path.resolve(import.meta.dirname, "../cli/main.ts")}`;
+      const machineEnv = {
+        SWITCHBACK_VAULT: ctx.url,
+        SWITCHBACK_ENROL_TOKEN: await machineEnrolToken(ctx),
+        SWITCHBACK_CLI: cli,
+      };
+      const sites = new Map<string, SiteRuntime>();
+      const stopAll = async () => {
+        for (const s of sites.values()) await s.stop();
+      };
+      try {
+        const rows = await db
+          .selectFrom("sites")
+          .innerJoin("appliances", "appliances.site_id", "sites.id")
+          .select(["sites.id", "sites.name"])
+          .where("appliances.kind", "=", "in-process")
+          .distinct()
+          .execute();
+        for (const r of rows) {
+          const site = await SiteRuntime.start({
+            db,
+            data: ctx.data,
+            siteId: r.id,
+            siteName: r.name,
+            machineEnv,
+            authenticate: replication.authenticateFor(() => r.id),
+            onCommit: (datastoreId, item, header) => {
+              replication
+                .pointCommitted(datastoreId, item, header)
+                .catch((err: unknown) => log.error({ err, item }, "recording a committed point failed"));
+            },
+            log,
+          });
+          sites.set(r.id, site);
+          for (const d of site.datastores.values()) replication.serverUrls.set(d.id, d.url);
+        }
+      } catch (err) {
+        await stopAll();
+        throw err;
+      }
+      await replication.start();
+      const ops: OpsContext = {
+        db,
+        sites,
+        replication,
+        now: ctx.deps.now,
+        log,
+        heartbeatIntervalMs: ctx.deps.heartbeatIntervalMs,
+      };
+      const engine = new JobEngine({
+        vdb: ctx.vdb,
+        owner: `${hostname()}:${process.pid}`,
+        kinds: itemJobKinds(ops),
+        log,
+        ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
+      });
+      engine.start();
+      ctx.deps.dr = { ops, engine, replication, machineEnv };
+      ctx.deps.assignmentFor = (machineId, hb) =>
+        replication.assignmentFor(
+          machineId,
+          hb?.instanceId !== undefined ? { instanceId: hb.instanceId } : {},
+          {
+            ...(hb?.results !== undefined ? { results: hb.results } : {}),
+            ...(hb?.lastPoint !== undefined ? { lastPoint: hb.lastPoint } : {}),
+          },
+        );
+      return {
+        async stop() {
+          await engine.stop();
+          replication.stop();
+          await stopAll();
+        },
+      };
+    },
+  };
+}
