@@ -3,6 +3,7 @@
 
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { SwitchbackError } from "../../domain/errors.ts";
@@ -86,34 +87,60 @@ export function maskUrl(url: string): string {
 // the first connection's transaction. Opening a file again shares the handle, counted.
 const sqliteHandles = new Map<string, { vdb: VaultDb; refs: number }>();
 
-function openSqlite(file: string, shownUrl: string): Promise<VaultDb> {
+const SQLITE_BUSY = 5;
+
+// Two processes switching a new file to WAL at once: SQLite answers SQLITE_BUSY without calling the
+// busy handler (it would deadlock otherwise), so the loser tries again for up to ~5 s.
+async function switchToWal(database: DatabaseSync): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      database.exec("pragma journal_mode = wal");
+      return;
+    } catch (err) {
+      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY || attempt >= 100) throw err;
+      await sleep(20 + Math.random() * 30);
+    }
+  }
+}
+
+async function openSqlite(file: string, shownUrl: string): Promise<VaultDb> {
   const shared = file === ":memory:" ? undefined : sqliteHandles.get(file);
   if (shared) {
     shared.refs++;
-    return Promise.resolve(sharedHandle(shared.vdb, file));
+    return sharedHandle(shared.vdb, file);
   }
-  let database: DatabaseSync;
+  let database: DatabaseSync | undefined;
   try {
     database = new DatabaseSync(file);
-    // WAL lets readers (a watcher in another process) run beside the writer; synchronous=FULL
-    // fsyncs every commit, because a DR control plane must not forget a finished job step on
-    // power loss; busy_timeout makes a second process wait for the write lock instead of failing.
-    database.exec("pragma journal_mode = wal");
+    // busy_timeout first: a second process waits for the lock instead of failing, and switching a
+    // new file to WAL takes that lock (two vaults starting together used to fail here). WAL lets
+    // readers (a watcher in another process) run beside the writer; synchronous=FULL fsyncs every
+    // commit, because a DR control plane must not forget a finished job step on power loss.
+    database.exec("pragma busy_timeout = 5000");
+    await switchToWal(database);
     database.exec("pragma synchronous = full");
     database.exec("pragma foreign_keys = on");
-    database.exec("pragma busy_timeout = 5000");
   } catch (err) {
+    if (database?.isOpen) database.close();
     throw new SwitchbackError(
       "DB_UNREACHABLE",
       `cannot open the SQLite database ${JSON.stringify(shownUrl)}: ${(err as Error).message}; check that its folder exists and is writable`,
       { cause: err },
     );
   }
-  const db = new Kysely<VaultDatabase>({ dialect: new NodeSqliteDialect(() => database) });
+  // another openDatabase of this file may have finished while this one waited for WAL
+  const raced = file === ":memory:" ? undefined : sqliteHandles.get(file);
+  if (raced) {
+    database.close();
+    raced.refs++;
+    return sharedHandle(raced.vdb, file);
+  }
+  const opened = database;
+  const db = new Kysely<VaultDatabase>({ dialect: new NodeSqliteDialect(() => opened) });
   const vdb = handle(db, "sqlite", shownUrl);
-  if (file === ":memory:") return Promise.resolve(vdb);
+  if (file === ":memory:") return vdb;
   sqliteHandles.set(file, { vdb, refs: 1 });
-  return Promise.resolve(sharedHandle(vdb, file));
+  return sharedHandle(vdb, file);
 }
 
 function sharedHandle(vdb: VaultDb, file: string): VaultDb {
