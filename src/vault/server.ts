@@ -9,6 +9,7 @@ import path from "node:path";
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from "fastify";
 import { SwitchbackError } from "../domain/errors.ts";
 import { bootstrap } from "./bootstrap.ts";
+import { drService } from "./dr.ts";
 import { openDatabase, type VaultDb } from "./db/database.ts";
 import { migrateToLatest } from "./db/migrations.ts";
 import { buildVaultApp, type VaultRoutes } from "./http/app.ts";
@@ -66,7 +67,7 @@ export const inProcessApplianceHeartbeat: VaultService = {
 };
 
 /** The services every vault runs, in start order. Site runtimes and the job engine go here. */
-export const DEFAULT_SERVICES: readonly VaultService[] = [inProcessApplianceHeartbeat];
+export const DEFAULT_SERVICES: readonly VaultService[] = [inProcessApplianceHeartbeat, drService()];
 
 export interface StartVaultOptions {
   data: string;

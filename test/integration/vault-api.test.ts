@@ -204,7 +204,12 @@ for (const d of databases) {
         ],
         [15 * 60, 72 * 3600, 4 * 3600, 5 * 60],
       );
-      const tokens = await vault.vdb.db.selectFrom("tokens").selectAll().execute();
+      // the vault also makes an enrol token for the machines it boots; one admin token
+      const tokens = await vault.vdb.db
+        .selectFrom("tokens")
+        .selectAll()
+        .where("role", "=", "admin")
+        .execute();
       assert.equal(tokens.length, 1);
       assert.equal(tokens[0]!.role, "admin");
       assert.equal(tokens[0]!.sha256, tokenDigest(admin));
@@ -254,7 +259,11 @@ for (const d of databases) {
           assert.ok(op.summary, `${where} has a summary`);
           const ok = Object.keys(op.responses).filter((s) => s.startsWith("2"));
           assert.equal(ok.length, 1, `${where} has one success response`);
-          assert.ok(op.responses[ok[0]!].content["application/json"].schema, `${where} success schema`);
+          const content = op.responses[ok[0]!].content;
+          assert.ok(
+            (content["application/json"] ?? content["text/event-stream"]).schema,
+            `${where} success schema`,
+          );
           for (const s of ["400", "401", "403", "500"])
             assert.ok(op.responses[s].content["application/problem+json"].schema, `${where} documents ${s}`);
           ids.push(op.operationId);

@@ -16,6 +16,8 @@ import { frameworkProblem, problemStatus, sendProblem, validationDetail } from "
 import { agentRoutes } from "./routes/agent.ts";
 import { appliancesRoutes } from "./routes/appliances.ts";
 import { datastoresRoutes } from "./routes/datastores.ts";
+import { itemsRoutes } from "./routes/items.ts";
+import { jobsRoutes } from "./routes/jobs.ts";
 import { machinesRoutes } from "./routes/machines.ts";
 import { metaRoutes } from "./routes/meta.ts";
 import { policiesRoutes } from "./routes/policies.ts";
@@ -33,6 +35,8 @@ export const ROUTES: readonly VaultRoutes[] = [
   policiesRoutes,
   machinesRoutes,
   agentRoutes,
+  itemsRoutes,
+  jobsRoutes,
 ];
 
 export const API_VERSION = "0.1.0";

@@ -1,0 +1,318 @@
+// /v1/items: replicated items, their recovery points, and the lifecycle operations on them. Every
+// operation answers 202 with the job it started and the decision in words (direction, whether it can
+// be cancelled, what it will do), or a 409 problem naming why it is refused; `dryRun` only decides.
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { SwitchbackError } from "../../../domain/errors.ts";
+import type { DrRuntime } from "../../dr.ts";
+import { loadItem, TargetSettingsSchema, updateItem } from "../../items.ts";
+import { ItemViewSchema, itemView, PointViewSchema } from "../../items-view.ts";
+import { startMachine, stopMachine } from "../../machine-power.ts";
+import { itemPoints } from "../../operations/context.ts";
+import { type OperationRequest, preview, protect, startOperation } from "../../operations/index.ts";
+import { principalOf } from "../auth.ts";
+import type { VaultDeps } from "../deps.ts";
+import { route } from "../route.ts";
+import { RefSchema } from "../schemas.ts";
+
+const DecisionSchema = Type.Object({
+  op: Type.String(),
+  label: Type.String(),
+  direction: Type.String(),
+  drain: Type.Boolean(),
+  shutdownSource: Type.Boolean(),
+  irreversible: Type.Boolean({ description: "once started, the operation cannot be cancelled" }),
+  consequences: Type.Array(Type.String()),
+});
+
+const JobRefSchema = Type.Object({ id: Type.String(), kind: Type.String(), state: Type.String() });
+
+const StartedSchema = Type.Object({
+  job: Type.Union([JobRefSchema, Type.Null()], { description: "null for a dry run" }),
+  decision: DecisionSchema,
+});
+
+const PointText = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  description: "latest, latest-processed, latest-app-consistent, a point id or an ISO 8601 time",
+});
+const DryRun = Type.Object({ dryRun: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+const ItemParams = Type.Object({ item: RefSchema });
+
+const OPERATION_BODIES = {
+  "test-failover": Type.Object({ point: Type.Optional(PointText) }, { additionalProperties: false }),
+  "test-failover-cleanup": Type.Object(
+    { notes: Type.Optional(Type.String({ maxLength: 4000 })) },
+    { additionalProperties: false },
+  ),
+  failover: Type.Object(
+    {
+      point: Type.Optional(PointText),
+      shutdownSource: Type.Optional(Type.Boolean()),
+      planned: Type.Optional(Type.Boolean()),
+    },
+    { additionalProperties: false },
+  ),
+  "change-point": Type.Object({ point: PointText }, { additionalProperties: false }),
+  commit: Type.Object({}, { additionalProperties: false }),
+  reprotect: Type.Object(
+    {
+      location: Type.Optional(Type.Union([Type.Literal("original"), Type.Literal("alternate")])),
+      processServer: Type.Optional(RefSchema),
+      masterTarget: Type.Optional(RefSchema),
+      datastore: Type.Optional(RefSchema),
+    },
+    { additionalProperties: false },
+  ),
+  disable: Type.Object({}, { additionalProperties: false }),
+} as const;
+
+const SUMMARIES: Record<keyof typeof OPERATION_BODIES, string> = {
+  "test-failover":
+    "Start a drill: a copy of the machine at the target, on its test network; replication goes on",
+  "test-failover-cleanup": "Remove the drill copy and its disks, with notes",
+  failover:
+    "Fail over (or fail back) to a recovery point; replication stops first and the failover cannot be cancelled after that",
+  "change-point": "Before commit: move the failed-over machine to another recovery point",
+  commit:
+    "Make the failover final (deletes the item's recovery points; after a failback, removes the machine left)",
+  reprotect: "Replicate the machine back from where it runs now (original or alternate location)",
+  disable: "Stop protecting the machine and delete its recovery points",
+};
+
+function dr(deps: VaultDeps): DrRuntime {
+  if (deps.dr === undefined) {
+    throw new SwitchbackError(
+      "VAULT_STARTING",
+      "the vault's disaster-recovery runtime is not running yet; retry in a moment",
+    );
+  }
+  return deps.dr;
+}
+
+function toRequest(op: keyof typeof OPERATION_BODIES, b: Record<string, unknown>): OperationRequest {
+  switch (op) {
+    case "test-failover":
+      return { op, point: (b.point as string | undefined) ?? "latest-processed" };
+    case "test-failover-cleanup":
+      return { op, notes: (b.notes as string | undefined) ?? "" };
+    case "failover":
+      return {
+        op,
+        point: (b.point as string | undefined) ?? "latest",
+        shutdownSource: (b.shutdownSource as boolean | undefined) ?? false,
+        planned: (b.planned as boolean | undefined) ?? false,
+      };
+    case "change-point":
+      return { op, point: b.point as string };
+    case "reprotect":
+      return {
+        op,
+        location: (b.location as "original" | "alternate" | undefined) ?? "original",
+        processServer: b.processServer as string | undefined,
+        masterTarget: b.masterTarget as string | undefined,
+        datastore: b.datastore as string | undefined,
+      };
+    case "commit":
+    case "disable":
+      return { op };
+  }
+}
+
+export function itemsRoutes(app: FastifyInstance, deps: VaultDeps): void {
+  const db = deps.vdb.db;
+  route(app, {
+    method: "GET",
+    url: "/v1/items",
+    operationId: "listItems",
+    tags: ["items"],
+    summary: "List the replicated items with state, direction, health and the operations they allow",
+    query: Type.Object(
+      {
+        phase: Type.Optional(Type.String({ maxLength: 32 })),
+        search: Type.Optional(Type.String({ maxLength: 64 })),
+      },
+      { additionalProperties: false },
+    ),
+    response: Type.Array(ItemViewSchema),
+    handler: async (req) => {
+      const { ops } = dr(deps);
+      let q = db.selectFrom("items").selectAll().orderBy("name");
+      if (req.query.search !== undefined) q = q.where("name", "like", `%${req.query.search}%`);
+      const rows = await q.execute();
+      const { parseItemRow } = await import("../../items.ts");
+      const views = [];
+      for (const r of rows) {
+        const it = parseItemRow(r);
+        if (req.query.phase !== undefined && it.state.phase !== req.query.phase) continue;
+        views.push(await itemView(ops, it));
+      }
+      return views;
+    },
+  });
+  route(app, {
+    method: "GET",
+    url: "/v1/items/:item",
+    operationId: "getItem",
+    tags: ["items"],
+    summary: "Show an item: machine, direction, health, latest points of each kind, target settings",
+    params: ItemParams,
+    response: ItemViewSchema,
+    problems: [404],
+    handler: async (req) => itemView(dr(deps).ops, await loadItem(db, req.params.item), { points: true }),
+  });
+  route(app, {
+    method: "POST",
+    url: "/v1/items",
+    operationId: "protectMachine",
+    tags: ["items"],
+    summary: "Enable replication of a machine to a site with a policy (starts the enable job)",
+    body: Type.Object(
+      {
+        machine: RefSchema,
+        to: RefSchema,
+        policy: Type.Optional(RefSchema),
+        processServer: Type.Optional(RefSchema),
+        datastore: Type.Optional(RefSchema),
+        targetSettings: Type.Optional(TargetSettingsSchema),
+      },
+      { additionalProperties: false },
+    ),
+    status: 202,
+    response: Type.Object({ item: ItemViewSchema, job: JobRefSchema }),
+    problems: [404, 409],
+    handler: async (req) => {
+      const { ops, engine } = dr(deps);
+      const r = await protect(
+        ops,
+        engine,
+        {
+          machine: req.body.machine,
+          to: req.body.to,
+          policy: req.body.policy ?? "default",
+          processServer: req.body.processServer,
+          datastore: req.body.datastore,
+          targetSettings: req.body.targetSettings,
+        },
+        principalOf(req).name,
+      );
+      return {
+        item: await itemView(ops, r.item),
+        job: { id: r.job.id, kind: r.job.kind, state: r.job.state },
+      };
+    },
+  });
+  route(app, {
+    method: "PATCH",
+    url: "/v1/items/:item",
+    operationId: "updateItem",
+    tags: ["items"],
+    summary:
+      "Change the target settings (name, size, network, IP, test network, disk roles) before a failover",
+    params: ItemParams,
+    body: TargetSettingsSchema,
+    response: ItemViewSchema,
+    problems: [404, 409],
+    handler: async (req) => {
+      const { ops } = dr(deps);
+      const it = await loadItem(db, req.params.item);
+      if (it.state.phase === "failing-over" || it.state.phase === "failed-over") {
+        throw new SwitchbackError(
+          "ITEM_SETTINGS_LOCKED",
+          `item ${it.row.name} is ${it.state.phase}; target settings apply to the next failover, change them after commit`,
+        );
+      }
+      const roles = req.body.diskRoles;
+      if (roles !== undefined) {
+        const known = Object.keys(it.settings.diskRoles ?? {});
+        const unknown = Object.keys(roles).filter((u) => !known.includes(u));
+        if (unknown.length > 0) {
+          throw new SwitchbackError(
+            "INVALID_REQUEST",
+            `body/diskRoles: disk ${unknown[0]} is not a disk of item ${it.row.name} (its disks: ${known.join(", ")})`,
+          );
+        }
+      }
+      const settings = {
+        ...it.settings,
+        ...req.body,
+        ...(roles !== undefined ? { diskRoles: { ...it.settings.diskRoles, ...roles } } : {}),
+      };
+      await updateItem(db, it.row.id, it.row.version, { targetSettings: settings }, deps.now());
+      return itemView(ops, await loadItem(db, it.row.id));
+    },
+  });
+  route(app, {
+    method: "GET",
+    url: "/v1/items/:item/points",
+    operationId: "listItemPoints",
+    tags: ["items"],
+    summary: "The item's recovery points at its target, newest first",
+    params: ItemParams,
+    response: Type.Array(PointViewSchema),
+    problems: [404],
+    handler: async (req) => {
+      const it = await loadItem(db, req.params.item);
+      const now = deps.now().getTime();
+      return (await itemPoints(dr(deps).ops, it))
+        .map((p) => ({
+          id: p.id,
+          createdAt: new Date(p.createdAtMs).toISOString(),
+          consistency: p.consistency,
+          ageSeconds: Math.max(0, (now - p.createdAtMs) / 1000),
+        }))
+        .reverse();
+    },
+  });
+  for (const op of Object.keys(OPERATION_BODIES) as (keyof typeof OPERATION_BODIES)[]) {
+    route(app, {
+      method: "POST",
+      url: `/v1/items/:item/${op}`,
+      operationId: `item_${op.replaceAll("-", "_")}`,
+      tags: ["operations"],
+      summary: SUMMARIES[op],
+      params: ItemParams,
+      query: DryRun,
+      body: OPERATION_BODIES[op],
+      status: 202,
+      response: StartedSchema,
+      problems: [404, 409],
+      handler: async (req) => {
+        const { ops, engine } = dr(deps);
+        const r = toRequest(op, (req.body ?? {}) as Record<string, unknown>);
+        if (req.query.dryRun) {
+          const { decision } = await preview(ops, req.params.item, r);
+          return { job: null, decision };
+        }
+        const { job, decision } = await startOperation(
+          ops,
+          engine,
+          req.params.item,
+          r,
+          principalOf(req).name,
+        );
+        return { job: { id: job.id, kind: job.kind, state: job.state }, decision };
+      },
+    });
+  }
+  for (const verb of ["start", "stop"] as const) {
+    route(app, {
+      method: "POST",
+      url: `/v1/machines/:machine/${verb}`,
+      operationId: `${verb}Machine`,
+      tags: ["machines"],
+      summary:
+        verb === "start"
+          ? "Boot a machine the vault defined (its disks are made on the first start)"
+          : "Shut a machine the vault runs down (gracefully, then by force)",
+      params: Type.Object({ machine: RefSchema }),
+      response: Type.Object({ instanceId: Type.String() }, { additionalProperties: true }),
+      problems: [404, 409],
+      handler: async (req) =>
+        verb === "start"
+          ? startMachine(dr(deps).ops, req.params.machine)
+          : stopMachine(dr(deps).ops, req.params.machine),
+    });
+  }
+}
