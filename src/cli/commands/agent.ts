@@ -1,4 +1,6 @@
-// switchback agent: replicate a machine's disks to a process server on a schedule (docs/transport.md).
+// switchback agent: replicate a machine's disks. Under a vault (--vault or SWITCHBACK_VAULT): register,
+// heartbeat and follow the vault's assignment (docs/vault.md). Without one: to a process server on a
+// schedule (docs/transport.md).
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
@@ -14,12 +16,25 @@ export function register(program: Command): void {
     .description(
       "replicate a machine's disks to a process server: crash-consistent points every --crash-every, app-consistent every --app-every",
     )
-    .requiredOption("--server <url>", "the process server, e.g. http://10.0.0.5:7443")
-    .requiredOption("--token-file <file>", "file holding this agent's token")
-    .requiredOption("--item <name>", "the replicated item (the machine's name)")
-    .requiredOption(
+    .option("--vault <url>", "run under a vault (env SWITCHBACK_VAULT): it says what to replicate where")
+    .option(
+      "--enrol-token <token>",
+      "token to register with the vault the first time (env SWITCHBACK_ENROL_TOKEN)",
+    )
+    .option(
+      "--name <name>",
+      "the machine's name when it registers (env SWITCHBACK_MACHINE_NAME, default the host name)",
+    )
+    .option(
+      "--shutdown-command <cmd>",
+      "how the agent shuts its machine down when the vault asks (e.g. 'systemctl poweroff')",
+    )
+    .option("--server <url>", "without a vault: the process server, e.g. http://10.0.0.5:7443")
+    .option("--token-file <file>", "without a vault: file holding this agent's token")
+    .option("--item <name>", "without a vault: the replicated item (the machine's name)")
+    .option(
       "--disk <path>",
-      "a disk: block device or image file (repeat for each disk, in a fixed order)",
+      "a disk: block device or image file (repeat for each disk, in a fixed order; env SWITCHBACK_DISKS, ':'-separated)",
       collect,
       [],
     )
@@ -34,9 +49,13 @@ export function register(program: Command): void {
     .option("--once", "take one point (retrying failures) and exit")
     .action(
       async (o: {
-        server: string;
-        tokenFile: string;
-        item: string;
+        vault?: string;
+        enrolToken?: string;
+        name?: string;
+        shutdownCommand?: string;
+        server?: string;
+        tokenFile?: string;
+        item?: string;
         disk: string[];
         state?: string;
         crashEvery: string;
@@ -48,6 +67,20 @@ export function register(program: Command): void {
         stopTimeout: string;
         once?: boolean;
       }) => {
+        const env = process.env;
+        const vault = o.vault ?? (o.server === undefined ? env.SWITCHBACK_VAULT : undefined);
+        if (vault !== undefined) return runUnderVault(vault, o);
+        if (
+          o.server === undefined ||
+          o.tokenFile === undefined ||
+          o.item === undefined ||
+          o.disk.length === 0
+        ) {
+          throw new SwitchbackError(
+            "INVALID_OPTION",
+            "give --vault URL (or SWITCHBACK_VAULT), or --server, --token-file, --item and --disk to replicate without a vault",
+          );
+        }
         const item = parseItemName(o.item);
         if (!["auto", "freeze", "reflink", "none"].includes(o.snapshot)) {
           throw new SwitchbackError(
@@ -121,6 +154,92 @@ export function register(program: Command): void {
         process.off("SIGINT", stop);
       },
     );
+}
+
+/** The agent under a vault; inside a machine booted by a vault's provider everything comes from env. */
+async function runUnderVault(
+  vault: string,
+  o: {
+    enrolToken?: string;
+    name?: string;
+    shutdownCommand?: string;
+    disk: string[];
+    state?: string;
+    hooks?: string;
+    snapshot: string;
+    stopTimeout: string;
+  },
+): Promise<void> {
+  const env = process.env;
+  const { default: pino } = await import("pino");
+  const log = pino(
+    { base: { role: "agent" }, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.destination({ dest: 1, sync: true }),
+  );
+  if (env.SWITCHBACK_DRILL === "1") {
+    // a drill copy is the machine's double on a test network: it must never register as the machine
+    log.info("drill copy: the agent stays idle");
+    await new Promise<void>((resolve) => {
+      // signal listeners do not keep Node running: a timer does, until a signal ends it
+      const keep = setInterval(() => {}, 1 << 30);
+      const done = () => {
+        clearInterval(keep);
+        resolve();
+      };
+      process.on("SIGTERM", done);
+      process.on("SIGINT", done);
+    });
+    return;
+  }
+  const disks =
+    o.disk.length > 0 ? o.disk : (env.SWITCHBACK_DISKS ?? "").split(":").filter((d) => d.length > 0);
+  if (disks.length === 0) {
+    throw new SwitchbackError(
+      "INVALID_OPTION",
+      "the agent needs the machine's disks: --disk (repeat) or SWITCHBACK_DISKS",
+    );
+  }
+  const stateDir =
+    o.state ??
+    (env.SWITCHBACK_MACHINE_DIR !== undefined
+      ? path.join(env.SWITCHBACK_MACHINE_DIR, "agent")
+      : defaultStateDir());
+  const { hostname } = await import("node:os");
+  const { VaultAgent } = await import("../../agent/vault-agent.ts");
+  const { quiescedSection } = await import("../../replication/replicate.ts");
+  const instanceId = env.SWITCHBACK_INSTANCE;
+  const agent = new VaultAgent({
+    vault,
+    ...((o.enrolToken ?? env.SWITCHBACK_ENROL_TOKEN) !== undefined
+      ? { enrolToken: (o.enrolToken ?? env.SWITCHBACK_ENROL_TOKEN) as string }
+      : {}),
+    disks,
+    stateDir,
+    name: o.name ?? env.SWITCHBACK_MACHINE_NAME ?? hostname(),
+    ...(instanceId !== undefined ? { instanceId } : {}),
+    ...(env.SWITCHBACK_SITE !== undefined ? { site: env.SWITCHBACK_SITE } : {}),
+    shutdown:
+      o.shutdownCommand !== undefined
+        ? { kind: "command", command: o.shutdownCommand }
+        : instanceId !== undefined
+          ? { kind: "process-group" }
+          : { kind: "none" },
+    ...(o.hooks !== undefined ? { hooksDir: o.hooks } : {}),
+    snapshot: o.snapshot as SnapshotMode,
+    log,
+  });
+  const stopTimeoutMs = parseDuration(o.stopTimeout, "--stop-timeout");
+  const stop = () => {
+    agent.stop();
+    setTimeout(() => {
+      const q = quiescedSection();
+      if (q === null) process.exit(0);
+      void q.finally(() => process.exit(0));
+    }, stopTimeoutMs).unref();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  await agent.run();
 }
 
 function collect(v: string, acc: string[]): string[] {

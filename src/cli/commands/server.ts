@@ -33,34 +33,46 @@ export function register(program: Command): void {
     .option("--db <url>", "database URL: postgres://… or sqlite:/path (default sqlite:DATA/vault.db)")
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", "8470")
-    .action(async (o: { data?: string; db?: string; host: string; port: string }) => {
-      const port = parsePort(o.port);
-      const { startVault } = await import("../../vault/server.ts");
-      const vault = await startVault({
-        data: o.data ?? defaultData(),
-        host: o.host,
-        port,
-        ...(o.db !== undefined ? { db: o.db } : {}),
-      });
-      const out = (s: string) => process.stdout.write(`${s}\n`);
-      out(`vault listening on ${vault.url}`);
-      if (vault.adminToken !== null) {
-        out(`admin token (shown once): ${vault.adminToken}`);
-        out(`point the CLI at it: export SWITCHBACK_VAULT=${vault.url} SWITCHBACK_TOKEN=${vault.adminToken}`);
-      } else {
-        out(
-          `point the CLI at it: export SWITCHBACK_VAULT=${vault.url} SWITCHBACK_TOKEN=<the admin token printed at the first start>`,
-        );
-      }
-      await new Promise<void>((resolve, reject) => {
-        let signals = 0;
-        const stop = () => {
-          if (++signals > 1) process.exit(130); // a second signal: do not wait any longer
-          vault.close().then(resolve, reject);
-        };
-        process.on("SIGTERM", stop);
-        process.on("SIGINT", stop);
-      });
-      process.stderr.write("vault stopped\n");
-    });
+    .option(
+      "--heartbeat-interval <duration>",
+      "how often agents and appliances report (3 missed: lost)",
+      "15s",
+    )
+    .action(
+      async (o: { data?: string; db?: string; host: string; port: string; heartbeatInterval: string }) => {
+        const port = parsePort(o.port);
+        const { parseDuration } = await import("../../domain/duration.ts");
+        const heartbeatIntervalMs = parseDuration(o.heartbeatInterval, "--heartbeat-interval");
+        const { startVault } = await import("../../vault/server.ts");
+        const vault = await startVault({
+          data: o.data ?? defaultData(),
+          host: o.host,
+          port,
+          heartbeatIntervalMs,
+          ...(o.db !== undefined ? { db: o.db } : {}),
+        });
+        const out = (s: string) => process.stdout.write(`${s}\n`);
+        out(`vault listening on ${vault.url}`);
+        if (vault.adminToken !== null) {
+          out(`admin token (shown once): ${vault.adminToken}`);
+          out(
+            `point the CLI at it: export SWITCHBACK_VAULT=${vault.url} SWITCHBACK_TOKEN=${vault.adminToken}`,
+          );
+        } else {
+          out(
+            `point the CLI at it: export SWITCHBACK_VAULT=${vault.url} SWITCHBACK_TOKEN=<the admin token printed at the first start>`,
+          );
+        }
+        await new Promise<void>((resolve, reject) => {
+          let signals = 0;
+          const stop = () => {
+            if (++signals > 1) process.exit(130); // a second signal: do not wait any longer
+            vault.close().then(resolve, reject);
+          };
+          process.on("SIGTERM", stop);
+          process.on("SIGINT", stop);
+        });
+        process.stderr.write("vault stopped\n");
+      },
+    );
 }

@@ -269,7 +269,7 @@ export function reprotectKind(ctx: OpsContext) {
               );
               return out;
             }
-            if (it.state.phase !== "initial-replication") {
+            if (it.state.phase !== "initial-replication" && it.state.phase !== "protected") {
               throw new SwitchbackError(
                 "REPROTECT_INTERRUPTED",
                 `the item left initial replication (now ${it.state.phase})`,

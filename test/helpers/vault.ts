@@ -1,0 +1,134 @@
+// A real `switchback server` process for end-to-end tests, and a small client of its API.
+import assert from "node:assert/strict";
+import { type ChildProcessByStdio, spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { CLI } from "./env.ts";
+
+export interface VaultProcess {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  url: string;
+  /** the admin token (first start), or the one passed in */
+  token: string;
+  stderr: () => string;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+export async function startVaultProcess(
+  data: string,
+  o: { args?: string[]; token?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<VaultProcess> {
+  const child = spawn(
+    process.execPath,
+    [CLI, "server", "--data", data, "--port", "0", "--heartbeat-interval", "500ms", ...(o.args ?? [])],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...o.env } },
+  );
+  let out = "";
+  let err = "";
+  child.stderr.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s: ${out} ${err}`)), 30_000);
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (/^point the CLI at it: .*$/m.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited ${code}: ${out} ${err}`));
+    });
+  });
+  const url = /vault listening on (http:\/\/\S+)/.exec(out)?.[1] ?? "";
+  const token = /admin token \(shown once\): (\S+)/.exec(out)?.[1] ?? o.token ?? "";
+  assert.ok(url && token, `server announced its URL and token: ${out}`);
+  const exited = once(child, "exit");
+  return {
+    child,
+    url,
+    token,
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+    async kill9() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+export interface Answer<T = any> {
+  status: number;
+  body: T;
+}
+
+export function apiOf(v: { url: string; token: string }) {
+  return async <T = any>(method: string, path: string, body?: unknown): Promise<Answer<T>> => {
+    const res = await fetch(v.url + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${v.token}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text.length > 0 ? JSON.parse(text) : null };
+  };
+}
+
+/** Polls until `f` returns a value that is not undefined/false, or fails after `ms`. */
+export async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined | false>,
+  ms = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Kills every machine the vault's process providers started under `data` (their process groups):
+ * machines outlive the vault by design, tests must not leave them behind.
+ */
+export function killMachines(data: string): number {
+  const sites = path.join(data, "sites");
+  let killed = 0;
+  if (!existsSync(sites)) return 0;
+  for (const site of readdirSync(sites)) {
+    const machines = path.join(sites, site, "machines");
+    if (!existsSync(machines)) continue;
+    for (const inst of readdirSync(machines)) {
+      const rec = path.join(machines, inst, "instance.json");
+      if (!existsSync(rec)) continue;
+      const pid = (JSON.parse(readFileSync(rec, "utf8")) as { run: { pid: number } | null }).run?.pid;
+      if (pid === undefined) continue;
+      try {
+        process.kill(-pid, "SIGKILL");
+        killed++;
+      } catch {
+        // not running
+      }
+    }
+  }
+  return killed;
+}
