@@ -8,7 +8,14 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { unbrokenPrefix } from "../fixtures/machine/workload.ts";
 import { cli, ROOT, tempDir } from "../helpers/env.ts";
-import { apiOf, killMachines, startVaultProcess, until, type VaultProcess } from "../helpers/vault.ts";
+import {
+  apiOf,
+  type Json,
+  killMachines,
+  startVaultProcess,
+  until,
+  type VaultProcess,
+} from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
 const WORKLOAD = path.join(ROOT, "test/fixtures/machine/workload.ts");
@@ -37,7 +44,7 @@ describe("the whole DR cycle through the vault", { timeout: 600_000 }, () => {
   const data = () => path.join(tmp.dir, "data");
   const ack = () => path.join(tmp.dir, "acks.log");
 
-  async function job(id: string, ms = 120_000): Promise<any> {
+  async function job(id: string, ms = 120_000): Promise<Json> {
     const j = await until(
       `job ${id}`,
       async () => {
@@ -55,13 +62,13 @@ describe("the whole DR cycle through the vault", { timeout: 600_000 }, () => {
     return j;
   }
 
-  async function operate(op: string, body: unknown = {}): Promise<any> {
+  async function operate(op: string, body: unknown = {}): Promise<Json> {
     const r = await api("POST", `/v1/items/web1/${op}`, body);
     assert.equal(r.status, 202, `${op}: ${JSON.stringify(r.body)}`);
     return job(r.body.job.id);
   }
 
-  async function item(): Promise<any> {
+  async function item(): Promise<Json> {
     return (await api("GET", "/v1/items/web1")).body;
   }
 
@@ -139,7 +146,7 @@ describe("the whole DR cycle through the vault", { timeout: 600_000 }, () => {
     // drill: a copy at the recovery site from the latest processed point; replication goes on
     const beforeDrill = await item();
     const drillJob = await operate("test-failover", { point: "latest-processed" });
-    const drillPoint = drillJob.steps.find((s: any) => s.name === "select-point").output.point;
+    const drillPoint = drillJob.steps.find((s: Json) => s.name === "select-point").output.point;
     // the drill copy started from the point: its records are an unbroken prefix at least as long as the point's
     const drillPointDisk = await restorePoint("recovery", drillPoint, 1);
     const drill = (await item()).drill;
@@ -195,7 +202,7 @@ describe("the whole DR cycle through the vault", { timeout: 600_000 }, () => {
     // the recovered machine keeps writing; reprotect ships only what differs from the primary's disks
     await until("the recovered machine writes", async () => acks(ack()).length > ackedAtFailover.length + 50);
     const rp = await operate("reprotect", { location: "original" });
-    const shipped = rp.steps.find((s: any) => s.name === "initial-replication").output;
+    const shipped = rp.steps.find((s: Json) => s.name === "initial-replication").output;
     const total = 24 * MiB;
     assert.equal(shipped.mode, "resync");
     assert.ok(
@@ -237,7 +244,7 @@ describe("the whole DR cycle through the vault", { timeout: 600_000 }, () => {
     // reprotect primary → recovery again: no full resync
     await until("the primary writes again", async () => acks(ack()).length > ackedAtFailback.length + 50);
     const rp2 = await operate("reprotect", { location: "original" });
-    const shipped2 = rp2.steps.find((s: any) => s.name === "initial-replication").output;
+    const shipped2 = rp2.steps.find((s: Json) => s.name === "initial-replication").output;
     assert.ok(
       shipped2.bytesSent < total / 4,
       `second reprotect shipped ${shipped2.bytesSent} bytes of ${total}`,
