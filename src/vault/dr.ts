@@ -8,6 +8,7 @@ import pino from "pino";
 import { writeFileAtomic } from "../platform/files.ts";
 import { createToken } from "./inventory/tokens.ts";
 import { JobEngine } from "./jobs/engine.ts";
+import type { JobKind } from "./jobs/types.ts";
 import type { OpsContext } from "./operations/context.ts";
 import { itemJobKinds } from "./operations/index.ts";
 import { ReplicationService } from "./replication.ts";
@@ -107,12 +108,15 @@ export function drService(o: DrServiceOptions = {}): VaultService {
         log,
         heartbeatIntervalMs: ctx.deps.heartbeatIntervalMs,
       };
+      const leaseMs =
+        o.leaseMs ??
+        (process.env.SWITCHBACK_JOB_LEASE_MS ? Number(process.env.SWITCHBACK_JOB_LEASE_MS) : undefined);
       const engine = new JobEngine({
         vdb: ctx.vdb,
         owner: `${hostname()}:${process.pid}`,
-        kinds: itemJobKinds(ops),
+        kinds: withFaults(itemJobKinds(ops)),
         log,
-        ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
+        ...(leaseMs !== undefined ? { leaseMs } : {}),
       });
       engine.start();
       ctx.deps.dr = { ops, engine, replication, machineEnv };
@@ -134,4 +138,37 @@ export function drService(o: DrServiceOptions = {}): VaultService {
       };
     },
   };
+}
+
+/**
+ * Test-only fault injection (like SWITCHBACK_FAULT_KILL_AT in the data plane): with
+ * SWITCHBACK_FAULT_KILL_STEP=<kind>:<step>:<before|after>, the vault kills itself with SIGKILL just
+ * before a step runs, or just after it ran but before the engine recorded it: the moment a restart
+ * must resume from without doing anything twice.
+ */
+function withFaults(kinds: JobKind[]): JobKind[] {
+  const spec = process.env.SWITCHBACK_FAULT_KILL_STEP;
+  if (spec === undefined || spec === "") return kinds;
+  const [kind, step, when] = spec.split(":");
+  return kinds.map((k) =>
+    k.kind !== kind
+      ? k
+      : {
+          ...k,
+          steps: (params: unknown) =>
+            k.steps(params).map((s) =>
+              s.name !== step
+                ? s
+                : {
+                    ...s,
+                    run: async (c: Parameters<typeof s.run>[0]) => {
+                      if (when === "before") process.kill(process.pid, "SIGKILL");
+                      const out = await s.run(c);
+                      if (when === "after") process.kill(process.pid, "SIGKILL");
+                      return out;
+                    },
+                  },
+            ),
+        },
+  );
 }

@@ -83,14 +83,36 @@ export class SiteRuntime {
 
   async #startDatastore(id: string, name: string, dir: string): Promise<void> {
     const ds = await Datastore.open(dir);
-    const server = new ProcessServer({
-      ds,
-      authenticate: this.#o.authenticate,
-      host: "127.0.0.1",
-      port: 0,
-      onCommit: (item, header) => this.#o.onCommit(id, item, header),
-    });
-    const url = await server.start();
+    // the same port as last time, so that agents keep reaching it across vault restarts
+    const key = `process-server.port.${id}`;
+    const db = this.#o.db;
+    const saved = await db.selectFrom("settings").select("value").where("key", "=", key).executeTakeFirst();
+    const make = (port: number) =>
+      new ProcessServer({
+        ds,
+        authenticate: this.#o.authenticate,
+        host: "127.0.0.1",
+        port,
+        onCommit: (item, header) => this.#o.onCommit(id, item, header),
+      });
+    let server = make(saved === undefined ? 0 : Number(saved.value));
+    let url: string;
+    try {
+      url = await server.start();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+      this.#o.log.warn(
+        { site: this.name, datastore: name, port: saved?.value },
+        "the process server's port is taken; using another",
+      );
+      server = make(0);
+      url = await server.start();
+    }
+    const port = new URL(url).port;
+    if (saved?.value !== port) {
+      await db.deleteFrom("settings").where("key", "=", key).execute();
+      await db.insertInto("settings").values({ key, value: port }).execute();
+    }
     this.#o.log.info({ site: this.name, datastore: name, url }, "process server listening");
     this.datastores.set(id, { id, name, dir, ds, server, url });
   }
