@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { unbrokenPrefix } from "../fixtures/machine/workload.ts";
+import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
 import { cli, ROOT, tempDir } from "../helpers/env.ts";
 import {
@@ -19,7 +19,7 @@ import {
 } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
-const WORKLOAD = path.join(ROOT, "test/fixtures/machine/workload.ts");
+const WORKLOAD = path.join(ROOT, "scripts/machine-workload.ts");
 
 function acks(file: string): number[] {
   if (!existsSync(file)) return [];

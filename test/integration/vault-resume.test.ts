@@ -17,7 +17,7 @@ import {
 } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
-const WORKLOAD = path.join(ROOT, "test/fixtures/machine/workload.ts");
+const WORKLOAD = path.join(ROOT, "scripts/machine-workload.ts");
 
 describe("the vault resumes jobs after kill -9", { timeout: 600_000 }, () => {
   let tmp: { dir: string; cleanup: () => void };
