@@ -3,16 +3,25 @@ import { Command, CommanderError } from "commander";
 import { SwitchbackError } from "../domain/errors.ts";
 import * as agent from "./commands/agent.ts";
 import * as appliances from "./commands/appliances.ts";
+import * as changePoint from "./commands/change-point.ts";
+import * as commit from "./commands/commit.ts";
 import * as datastore from "./commands/datastore.ts";
 import * as datastores from "./commands/datastores.ts";
+import * as disable from "./commands/disable.ts";
+import * as failover from "./commands/failover.ts";
+import * as items from "./commands/items.ts";
+import * as jobs from "./commands/jobs.ts";
 import * as machines from "./commands/machines.ts";
 import * as points from "./commands/points.ts";
 import * as policies from "./commands/policies.ts";
 import * as processServer from "./commands/process-server.ts";
+import * as protect from "./commands/protect.ts";
 import * as replicateOnce from "./commands/replicate-once.ts";
+import * as reprotect from "./commands/reprotect.ts";
 import * as restore from "./commands/restore.ts";
 import * as server from "./commands/server.ts";
 import * as sites from "./commands/sites.ts";
+import * as testFailover from "./commands/test-failover.ts";
 
 export function buildProgram(): Command {
   const program = new Command("switchback")
@@ -23,6 +32,9 @@ export function buildProgram(): Command {
   for (const m of [datastore, replicateOnce, points, restore, processServer, agent]) m.register(program);
   // the vault and the commands that ask it
   for (const m of [server, sites, appliances, datastores, policies, machines]) m.register(program);
+  // replicated items and their lifecycle, each operation a job
+  for (const m of [protect, items, testFailover, failover, changePoint, commit, reprotect, disable, jobs])
+    m.register(program);
   return program;
 }
 

@@ -1,4 +1,5 @@
-// switchback machines [list [--site S] | show NAME | create NAME --site S --boot-command CMD --disk SIZE…]
+// switchback machines [list [--site S] | show NAME | create NAME --site S --boot-command CMD --disk SIZE… |
+//                      start NAME | stop NAME]
 import type { Command } from "commander";
 import type { Machine } from "../../vault/http/schemas.ts";
 import { bytes, parseSize, printFields, printJson, printRecords, printTable, seconds } from "../output.ts";
@@ -93,4 +94,25 @@ export function register(program: Command): void {
       if (o.json) printJson(m);
       else process.stdout.write(`created machine ${m.name} (${m.id}) at site ${m.site}\n`);
     });
+  for (const verb of ["start", "stop"] as const) {
+    withVault(
+      machines
+        .command(verb)
+        .argument("<machine>", "name or id")
+        .description(
+          verb === "start"
+            ? "boot a machine the vault defined, through its site's compute provider (disks are made on the first start)"
+            : "shut a machine the vault runs down (gracefully, then by force)",
+        ),
+    )
+      .option("--json", "print the result as JSON")
+      .action(async (ref: string, o: Flags) => {
+        const r = await vaultClient(o).post<{ instanceId: string }>(`/v1/machines/${seg(ref)}/${verb}`, {});
+        if (o.json) printJson(r);
+        else
+          process.stdout.write(
+            `${verb === "start" ? "started" : "stopped"} machine ${ref} (instance ${r.instanceId})\n`,
+          );
+      });
+  }
 }
