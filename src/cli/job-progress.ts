@@ -60,7 +60,11 @@ class ProgressView {
   /** The whole job (first event, or a poll): steps and summary. */
   job(j: Summary & { steps?: StepView[] }): void {
     const { steps, ...summary } = j as Job;
-    if (steps !== undefined) for (const s of steps) this.step(s, false);
+    if (steps !== undefined) {
+      // all steps first: the "[n/total]" of a step printed below needs the total
+      for (const s of steps) this.#steps.set(s.idx, s);
+      for (const s of steps) this.step(s, false);
+    }
     const was = this.#job?.state;
     this.#job = summary;
     if (!this.#tty && summary.state === "waiting" && was !== "waiting") {
@@ -123,9 +127,12 @@ class ProgressView {
         ? j.state
         : `${Math.min(current.idx + 1, total)}/${total} ${current.name}${j.state === "waiting" ? ` (waiting for ${j.waitingFor})` : ""}`;
     const text = `[${bar}] ${String(pct).padStart(3)}%  ${where}  ${clock(end - started)}`;
-    const cols = this.#out.columns ?? 100;
-    this.#lastLine = text.length > cols - 1 ? text.slice(0, cols - 1) : text;
-    this.#out.write(`\r\x1b[K${this.#lastLine}`);
+    // a terminal that does not say its width (0) gets 100 columns
+    const cols = this.#out.columns || 100;
+    const line = text.length > cols - 1 ? text.slice(0, cols - 1) : text;
+    if (line === this.#lastLine) return;
+    this.#lastLine = line;
+    this.#out.write(`\r\x1b[K${line}`);
   }
 }
 
@@ -237,7 +244,10 @@ export async function followJob(client: VaultClient, o: FollowFlags, id: string)
   }
   if (o.json) printJson(job);
   else {
-    const how = job.durationMs === null ? "" : ` in ${clock(job.durationMs)}`;
+    const how =
+      job.durationMs === null
+        ? ""
+        : ` in ${job.durationMs < 60_000 ? took(job.durationMs) : clock(job.durationMs)}`;
     process.stdout.write(`job ${job.id} (${job.kind}) ${job.state}${how}\n`);
   }
   if (job.state === "failed") {
@@ -294,7 +304,21 @@ export async function runOperation(
   const client = vaultClient(o);
   const clean = Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
   const path = `/v1/items/${seg(item)}/${op}${o.dryRun ? "?dryRun=true" : ""}`;
-  const r = await client.post<Started>(path, clean);
+  let r: Started;
+  try {
+    r = await client.post<Started>(path, clean);
+  } catch (err) {
+    if (err instanceof SwitchbackError && SITE_ID.test(err.message)) {
+      throw new SwitchbackError(err.code, await withSiteNames(client, err.message));
+    }
+    throw err;
+  }
+  const d = r.decision;
+  const words = [d.direction, ...d.consequences].join("\n");
+  if (SITE_ID.test(words)) {
+    const [direction, ...consequences] = (await withSiteNames(client, words)).split("\n");
+    r = { ...r, decision: { ...d, direction: direction!, consequences } };
+  }
   if (r.job === null || o.dryRun) {
     if (o.json) printJson(r);
     else {
@@ -312,6 +336,16 @@ export async function runOperation(
     return;
   }
   await followJob(client, o, r.job.id);
+}
+
+// The lifecycle core words its decisions and refusals with the item's site ids; operators know sites
+// by name. Asked only when a sentence holds an id, so this is free once the vault names them itself.
+const SITE_ID = /\bsite-[0-9a-z]{12}\b/;
+
+async function withSiteNames(client: VaultClient, text: string): Promise<string> {
+  const sites = await client.get<{ id: string; name: string }[]>("/v1/sites");
+  const names = new Map(sites.map((x) => [x.id, x.name]));
+  return text.replace(new RegExp(SITE_ID.source, "g"), (id) => names.get(id) ?? id);
 }
 
 /** An operation's command: its item argument, its own options (`own`), then --wait, --dry-run, --json. */

@@ -73,14 +73,20 @@ export function targetSettingsOf(o: TargetFlags): TargetSettings {
   return s;
 }
 
+/** Whole seconds as an operator reads them ("0s", "45s", "2m5s"). */
+export function wholeSeconds(s: number): string {
+  const n = Math.round(s);
+  return n === 0 ? "0s" : seconds(n);
+}
+
 export function rpoText(it: ItemView): string {
   const h = it.health;
   if (h.rpoSeconds === null) return h.rpoStatus === "n/a" ? "-" : `- / ${seconds(h.rpoThresholdSeconds)}`;
-  return `${seconds(Math.round(h.rpoSeconds))} / ${seconds(h.rpoThresholdSeconds)} ${h.rpoStatus}`;
+  return `${wholeSeconds(h.rpoSeconds)} / ${seconds(h.rpoThresholdSeconds)} ${h.rpoStatus}`;
 }
 
 function age(p: { ageSeconds: number } | null): string {
-  return p === null ? "-" : `${seconds(Math.round(p.ageSeconds))} ago`;
+  return p === null ? "-" : `${wholeSeconds(p.ageSeconds)} ago`;
 }
 
 function replicationText(it: ItemView): string {

@@ -5,8 +5,9 @@ import type { Static } from "@sinclair/typebox";
 import type { Command } from "commander";
 import { parseItemName } from "../../domain/ids.ts";
 import type { PointViewSchema } from "../../vault/items-view.ts";
-import { printJson, printRecords, printTable, seconds } from "../output.ts";
+import { printJson, printRecords, printTable } from "../output.ts";
 import { seg, type VaultFlags, vaultClient, withVault } from "../vault-client.ts";
+import { wholeSeconds } from "./items.ts";
 
 type PointView = Static<typeof PointViewSchema>;
 
@@ -71,7 +72,7 @@ export function register(program: Command): void {
         [
           ["ID", (p) => p.id],
           ["CREATED", (p) => p.createdAt],
-          ["AGE", (p) => seconds(Math.round(p.ageSeconds))],
+          ["AGE", (p) => wholeSeconds(p.ageSeconds)],
           ["CONSISTENCY", (p) => p.consistency],
         ],
         `item ${item} has no recovery points at its target`,
