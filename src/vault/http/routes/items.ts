@@ -5,8 +5,8 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { SwitchbackError } from "../../../domain/errors.ts";
 import type { DrRuntime } from "../../dr.ts";
-import { loadItem, TargetSettingsSchema, updateItem } from "../../items.ts";
-import { ItemViewSchema, itemView, PointViewSchema } from "../../items-view.ts";
+import { loadItem, parseItemRow, TargetSettingsSchema, updateItem } from "../../items.ts";
+import { ItemViewSchema, itemView, itemViews, PointViewSchema } from "../../items-view.ts";
 import { startMachine, stopMachine } from "../../machine-power.ts";
 import { itemPoints } from "../../operations/context.ts";
 import { type OperationRequest, preview, protect, startOperation } from "../../operations/index.ts";
@@ -140,15 +140,9 @@ export function itemsRoutes(app: FastifyInstance, deps: VaultDeps): void {
       const { ops } = dr(deps);
       let q = db.selectFrom("items").selectAll().orderBy("name");
       if (req.query.search !== undefined) q = q.where("name", "like", `%${req.query.search}%`);
-      const rows = await q.execute();
-      const { parseItemRow } = await import("../../items.ts");
-      const views = [];
-      for (const r of rows) {
-        const it = parseItemRow(r);
-        if (req.query.phase !== undefined && it.state.phase !== req.query.phase) continue;
-        views.push(await itemView(ops, it));
-      }
-      return views;
+      let items = (await q.execute()).map(parseItemRow);
+      if (req.query.phase !== undefined) items = items.filter((it) => it.state.phase === req.query.phase);
+      return itemViews(ops, items);
     },
   });
   route(app, {
