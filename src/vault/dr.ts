@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { writeFileAtomic } from "../platform/files.ts";
+import { jobFinishedAlerts } from "./alerts/evaluator.ts";
 import { createToken } from "./inventory/tokens.ts";
 import { JobEngine } from "./jobs/engine.ts";
 import type { JobKind } from "./jobs/types.ts";
@@ -117,6 +118,7 @@ export function drService(o: DrServiceOptions = {}): VaultService {
         kinds: withFaults(itemJobKinds(ops)),
         log,
         ...(leaseMs !== undefined ? { leaseMs } : {}),
+        onFinished: jobFinishedAlerts(ctx.vdb, ctx.deps),
       });
       engine.start();
       ctx.deps.dr = { ops, engine, replication, machineEnv };

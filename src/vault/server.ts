@@ -8,6 +8,8 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from "fastify";
 import { SwitchbackError } from "../domain/errors.ts";
+import { alertsService } from "./alerts/evaluator.ts";
+import { setAlertWebhook } from "./alerts/store.ts";
 import { bootstrap } from "./bootstrap.ts";
 import { openDatabase, type VaultDb } from "./db/database.ts";
 import { migrateToLatest } from "./db/migrations.ts";
@@ -67,7 +69,11 @@ export const inProcessApplianceHeartbeat: VaultService = {
 };
 
 /** The services every vault runs, in start order. Site runtimes and the job engine go here. */
-export const DEFAULT_SERVICES: readonly VaultService[] = [inProcessApplianceHeartbeat, drService()];
+export const DEFAULT_SERVICES: readonly VaultService[] = [
+  inProcessApplianceHeartbeat,
+  drService(),
+  alertsService(),
+];
 
 export interface StartVaultOptions {
   data: string;
@@ -82,6 +88,8 @@ export interface StartVaultOptions {
   now?: () => Date;
   services?: readonly VaultService[];
   routes?: readonly VaultRoutes[];
+  /** where alert events are POSTed (stored in the settings; it replaces the one stored before) */
+  alertWebhook?: string;
 }
 
 export interface RunningVault {
@@ -117,6 +125,7 @@ export async function startVault(o: StartVaultOptions): Promise<RunningVault> {
     await migrateToLatest(vdb);
     const now = o.now ?? (() => new Date());
     const { adminToken } = await bootstrap(vdb, { data, now: now() });
+    if (o.alertWebhook !== undefined) await setAlertWebhook(vdb.db, o.alertWebhook);
     const deps: VaultDeps = {
       vdb,
       now,

@@ -10,10 +10,12 @@ import Fastify, {
   LogController,
 } from "fastify";
 import { SwitchbackError } from "../../domain/errors.ts";
+import { metricsRoutes } from "../metrics.ts";
 import { installAuth } from "./auth.ts";
 import type { VaultDeps } from "./deps.ts";
 import { frameworkProblem, problemStatus, sendProblem, validationDetail } from "./problems.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { alertsRoutes } from "./routes/alerts.ts";
 import { appliancesRoutes } from "./routes/appliances.ts";
 import { datastoresRoutes } from "./routes/datastores.ts";
 import { itemsRoutes } from "./routes/items.ts";
@@ -37,6 +39,8 @@ export const ROUTES: readonly VaultRoutes[] = [
   agentRoutes,
   itemsRoutes,
   jobsRoutes,
+  alertsRoutes,
+  metricsRoutes,
 ];
 
 export const API_VERSION = "0.1.0";
