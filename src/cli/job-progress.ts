@@ -68,7 +68,7 @@ class ProgressView {
     const was = this.#job?.state;
     this.#job = summary;
     if (!this.#tty && summary.state === "waiting" && was !== "waiting") {
-      this.#line(`  waiting for ${summary.waitingFor ?? "a signal"} (send it with the action's confirm)`);
+      this.#line(`  waiting for ${summary.waitingFor ?? "a signal"}`);
     }
     this.#redraw();
   }

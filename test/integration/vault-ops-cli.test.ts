@@ -5,6 +5,8 @@
 // refusal as one sentence with its code (exit 1), a usage error (exit 2), --dry-run starting nothing.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CLI, type CliResult, cli, ROOT, tempDir } from "../helpers/env.ts";
@@ -255,6 +257,46 @@ describe("the lifecycle from the command line", { timeout: 300_000 }, () => {
     const badId = await sb("jobs", "show", "nope");
     assert.equal(badId.code, 1);
     assert.match(badId.stderr, /\[INVALID_JOB_ID\]\n$/);
+  });
+
+  it("--wait keeps following by polling when the event stream drops", async () => {
+    // a proxy in front of the vault that cuts every event stream after its first event
+    const upstream = new URL(vault.url);
+    let cut = 0;
+    const proxy = createServer((req, res) => {
+      const up = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          path: req.url,
+          method: req.method,
+          headers: req.headers,
+        },
+        (ur) => {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          if (!req.url?.endsWith("/events")) return ur.pipe(res);
+          ur.once("data", (chunk: Buffer) => {
+            res.write(chunk);
+            cut++;
+            ur.destroy();
+            res.socket?.destroy();
+          });
+        },
+      );
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    try {
+      const via = { ...env, SWITCHBACK_VAULT: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` };
+      const r = await cli(["test-failover", "web1", "--wait"], { env: via });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(cut, 1, "the stream was cut once");
+      assert.match(r.stdout, /^ {2}\[5\/5\] start succeeded/m);
+      assert.match(r.stdout, /^job job-\S+ \(test-failover\) succeeded in /m);
+    } finally {
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
+    assert.match(await ok("test-failover-cleanup", "web1", "--wait"), /\(test-failover-cleanup\) succeeded/);
   });
 
   it("stops the machine through its site's provider", async () => {
