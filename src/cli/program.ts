@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { SwitchbackError } from "../domain/errors.ts";
 import * as agent from "./commands/agent.ts";
+import * as alerts from "./commands/alerts.ts";
 import * as appliances from "./commands/appliances.ts";
 import * as changePoint from "./commands/change-point.ts";
 import * as commit from "./commands/commit.ts";
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   // replicated items and their lifecycle, each operation a job
   for (const m of [protect, items, testFailover, failover, changePoint, commit, reprotect, disable, jobs])
     m.register(program);
+  alerts.register(program);
   return program;
 }
 

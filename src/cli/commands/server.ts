@@ -38,8 +38,19 @@ export function register(program: Command): void {
       "how often agents and appliances report (3 missed: lost)",
       "15s",
     )
+    .option(
+      "--alert-webhook <url>",
+      "POST alert events (JSON {alert, event}) to this URL; kept in the vault's settings (PUT /v1/settings/alert-webhook changes it)",
+    )
     .action(
-      async (o: { data?: string; db?: string; host: string; port: string; heartbeatInterval: string }) => {
+      async (o: {
+        data?: string;
+        db?: string;
+        host: string;
+        port: string;
+        heartbeatInterval: string;
+        alertWebhook?: string;
+      }) => {
         const port = parsePort(o.port);
         const { parseDuration } = await import("../../domain/duration.ts");
         const heartbeatIntervalMs = parseDuration(o.heartbeatInterval, "--heartbeat-interval");
@@ -50,6 +61,7 @@ export function register(program: Command): void {
           port,
           heartbeatIntervalMs,
           ...(o.db !== undefined ? { db: o.db } : {}),
+          ...(o.alertWebhook !== undefined ? { alertWebhook: o.alertWebhook } : {}),
         });
         const out = (s: string) => process.stdout.write(`${s}\n`);
         out(`vault listening on ${vault.url}`);
