@@ -34,8 +34,9 @@ function clock(ms: number): string {
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
 }
 
-function took(ms: number | null): string {
-  if (ms === null) return "";
+/** A step's or job's duration: "84ms", "2.5s"; "-" when it has none. */
+export function took(ms: number | null): string {
+  if (ms === null) return "-";
   return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`;
 }
 

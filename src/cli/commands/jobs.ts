@@ -4,7 +4,7 @@
 import { type Command, Option } from "commander";
 import { SwitchbackError } from "../../domain/errors.ts";
 import type { JobLogView } from "../../vault/jobs/types.ts";
-import { type FollowFlags, followJob, type Job } from "../job-progress.ts";
+import { type FollowFlags, followJob, type Job, took } from "../job-progress.ts";
 import { printFields, printJson, printRecords, printTable } from "../output.ts";
 import { seg, type VaultClient, type VaultFlags, vaultClient, withVault } from "../vault-client.ts";
 
@@ -13,11 +13,6 @@ type Log = Omit<JobLogView, "jobId">;
 
 const STATES = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"];
 const SHOWN_LOG_LINES = 10;
-
-function took(ms: number | null): string {
-  if (ms === null) return "-";
-  return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`;
-}
 
 /** A step's output in one line: its scalar fields, `key=value`, cut at `max` characters. */
 export function summarize(output: unknown, max = 80): string {
