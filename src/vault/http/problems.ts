@@ -22,6 +22,7 @@ export const PROBLEM_STATUS: Record<string, number> = {
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   SHUTTING_DOWN: 503,
+  VAULT_STARTING: 503,
   INTERNAL: 500,
 };
 
@@ -39,6 +40,13 @@ const REFUSAL_PREFIXES = [
   "COMMIT_",
   "LIFECYCLE_",
   "POINT_",
+  "PROTECT_",
+  "OPERATION_",
+  "ITEM_",
+  "JOB_",
+  "PLAN_",
+  "NOTES_",
+  "SEED_",
 ];
 
 /** The rules, in order, for a code that is not in the table. */
@@ -51,6 +59,8 @@ const RULES: [test: (code: string) => boolean, status: number][] = [
     409,
   ],
   [(c) => c.endsWith("_UNREACHABLE"), 503],
+  // MACHINE_NOT_STARTABLE, DRILL_NOT_ACTIVE, AGENT_NOT_REPLICATING: not possible in this state
+  [(c) => c.includes("_NOT_"), 409],
 ];
 
 export function problemStatus(code: string): number {

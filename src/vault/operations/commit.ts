@@ -1,7 +1,8 @@
 // Commit: makes a failover final. After a failover away from home the item's recovery points at the
 // target are deleted (the machine runs there now; the home disks stay for reprotect). After a failback
 // the machine at the site it left is removed, its disks kept as that site's seed for the next
-// reprotect, and the reverse direction's points are deleted. Disable stops protection for good.
+// reprotect, and the reverse direction's points are deleted. Disable stops protection for good: the
+// item is forgotten (its jobs stay as history), so the machine can be protected again.
 import { Type } from "@sinclair/typebox";
 import { applyItemEvent, loadItem } from "../items.ts";
 import { defineJobKind } from "../jobs/types.ts";
@@ -97,6 +98,18 @@ export function disableKind(ctx: OpsContext) {
           }
           c.log("info", `replication stopped; deleted ${deleted.length} recovery points at ${target}`);
           return { deleted: deleted.length };
+        },
+      },
+      {
+        name: "forget",
+        run: async (c) => {
+          // the item goes; its jobs stay as history, the machine stays in the inventory
+          const r = await ctx.db
+            .deleteFrom("items")
+            .where("id", "=", c.itemId as string)
+            .executeTakeFirst();
+          await ctx.replication.refresh();
+          return { forgotten: Number(r.numDeletedRows) === 1 };
         },
       },
     ],

@@ -1,6 +1,7 @@
 // What every operation's steps use: the database, the site runtimes, the replication service, and
 // the facts the lifecycle core decides on (gathered here, decided in src/domain).
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
@@ -183,7 +184,8 @@ export async function disksLeftAt(
   const rows = await instancesAt(ctx, machineId, siteId, ["production", "seed"]);
   for (const r of rows) {
     const disks = instanceDisks(r);
-    if (disks.length > 0) return { instance: r, disks };
+    // the record is not enough: the images must still be there (a lost site, a deleted folder)
+    if (disks.length > 0 && disks.every((d) => existsSync(d))) return { instance: r, disks };
   }
   return null;
 }

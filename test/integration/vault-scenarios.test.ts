@@ -1,0 +1,215 @@
+// The other paths of the lifecycle on real processes: bad input on the item and job endpoints
+// (a clear error, nothing changed), an unplanned failover with a best-effort shutdown, a change of
+// recovery point before commit, reprotect refused when the original disks are gone and then to an
+// alternate location, a failback onto new disks, and disable (the machine can be protected again).
+import assert from "node:assert/strict";
+import { closeSync, openSync, readdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
+import { ROOT, tempDir } from "../helpers/env.ts";
+import {
+  apiOf,
+  type Json,
+  killMachines,
+  startVaultProcess,
+  until,
+  type VaultProcess,
+} from "../helpers/vault.ts";
+
+const MiB = 1024 * 1024;
+const WORKLOAD = path.join(ROOT, "scripts/machine-workload.ts");
+
+describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
+  let tmp: { dir: string; cleanup: () => void };
+  let vault: VaultProcess;
+  let api: ReturnType<typeof apiOf>;
+  const data = () => path.join(tmp.dir, "data");
+  const ack = () => path.join(tmp.dir, "acks.log");
+
+  async function job(id: string): Promise<Json> {
+    const j = await until(
+      `job ${id}`,
+      async () => {
+        const r = await api("GET", `/v1/jobs/${id}`);
+        return ["succeeded", "failed", "cancelled"].includes(r.body.state) ? r.body : undefined;
+      },
+      120_000,
+    );
+    assert.equal(j.state, "succeeded", `${j.kind}: ${JSON.stringify(j.error)}`);
+    return j;
+  }
+
+  async function operate(op: string, body: unknown = {}): Promise<Json> {
+    const r = await api("POST", `/v1/items/web2/${op}`, body);
+    assert.equal(r.status, 202, `${op}: ${JSON.stringify(r.body)}`);
+    return job(r.body.job.id);
+  }
+
+  async function counts(): Promise<[number, number]> {
+    return [
+      ((await api("GET", "/v1/items")).body as Json[]).length,
+      ((await api("GET", "/v1/jobs?limit=1000")).body as Json[]).length,
+    ];
+  }
+
+  before(async () => {
+    tmp = tempDir("sb-scenarios-");
+    vault = await startVaultProcess(data());
+    api = apiOf(vault);
+    await api("POST", "/v1/policies", {
+      name: "fast",
+      rpoThreshold: "1m",
+      retention: "1h",
+      appConsistentEvery: "0",
+      crashConsistentEvery: "1s",
+    });
+    const boot = `WORKLOAD_ACK=${ack()} ${process.execPath} ${WORKLOAD} & exec $SWITCHBACK_CLI agent`;
+    const m = await api("POST", "/v1/machines", {
+      name: "web2",
+      site: "primary",
+      bootCommand: boot,
+      disks: [{ sizeBytes: 4 * MiB }, { sizeBytes: 8 * MiB }],
+    });
+    assert.equal(m.status, 201);
+    assert.equal((await api("POST", "/v1/machines/web2/start", {})).status, 200);
+    await until(
+      "the agent registers",
+      async () => (await api("GET", "/v1/machines/web2")).body.disks.length === 2,
+    );
+  });
+
+  after(async () => {
+    await vault?.stop();
+    if (tmp !== undefined) killMachines(data());
+    tmp?.cleanup();
+  });
+
+  it("refuses bad input on the item and job endpoints with a clear error and changes nothing", async () => {
+    const before = await counts();
+    const cases: [string, string, unknown, number, string, RegExp?][] = [
+      ["POST", "/v1/items", {}, 400, "INVALID_REQUEST", /machine/],
+      [
+        "POST",
+        "/v1/items",
+        { machine: "web2", to: "recovery", colour: "red" },
+        400,
+        "INVALID_REQUEST",
+        /colour/,
+      ],
+      ["POST", "/v1/items", { machine: "nope", to: "recovery" }, 404, "MACHINE_NOT_FOUND", /nope/],
+      ["POST", "/v1/items", { machine: "web2", to: "primary" }, 409, "PROTECT_SAME_SITE", /primary/],
+      ["POST", "/v1/items", { machine: "web2", to: "mars" }, 404, "SITE_NOT_FOUND", /mars/],
+      [
+        "POST",
+        "/v1/items",
+        { machine: "web2", to: "recovery", policy: "gold" },
+        404,
+        "POLICY_NOT_FOUND",
+        /gold/,
+      ],
+      ["POST", "/v1/items/nope/failover", {}, 404, "ITEM_NOT_FOUND", /nope/],
+      ["POST", "/v1/jobs/not-a-job/cancel", {}, 400, "INVALID_JOB_ID", /not-a-job/],
+      ["GET", "/v1/jobs/job-000000000000", undefined, 404, "JOB_NOT_FOUND"],
+    ];
+    for (const [method, p, body, status, code, detail] of cases) {
+      const r = await api(method, p, body);
+      assert.equal(r.status, status, `${method} ${p} ${JSON.stringify(body)}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.code, code, `${method} ${p}`);
+      if (detail) assert.match(r.body.detail, detail, `${method} ${p}`);
+    }
+    assert.deepEqual(await counts(), before, "nothing was created");
+  });
+
+  it("unplanned failover with shutdown, change of point, reprotect to an alternate location, failback onto new disks, disable", async (t) => {
+    const prot = await api("POST", "/v1/items", { machine: "web2", to: "recovery", policy: "fast" });
+    assert.equal(prot.status, 202);
+    await until(
+      "three points",
+      async () => ((await api("GET", "/v1/items/web2/points")).body as Json[]).length >= 3,
+    );
+
+    // bad input on an item that exists
+    const bad: [string, string, unknown, number, string][] = [
+      ["POST", "/v1/items/web2/failover", { point: "yesterday" }, 400, "POINT_REQUEST_INVALID"],
+      ["POST", "/v1/items/web2/failover", { planned: "yes" }, 400, "INVALID_REQUEST"],
+      ["POST", "/v1/items/web2/change-point", {}, 400, "INVALID_REQUEST"],
+      ["POST", "/v1/items/web2/commit", {}, 409, "OPERATION_NOT_ALLOWED"],
+      ["POST", "/v1/items/web2/reprotect", { location: "sideways" }, 400, "INVALID_REQUEST"],
+      ["PATCH", "/v1/items/web2", { ip: "999" }, 400, "INVALID_REQUEST"],
+      ["PATCH", "/v1/items/web2", { diskRoles: { "not-a-disk": "os" } }, 400, "INVALID_REQUEST"],
+    ];
+    const before = await counts();
+    for (const [method, p, body, status, code] of bad) {
+      const r = await api(method, p, body);
+      assert.equal(r.status, status, `${method} ${p} ${JSON.stringify(body)}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.code, code, `${method} ${p} ${JSON.stringify(body)}`);
+    }
+    assert.deepEqual(await counts(), before, "no job was started");
+    const edit = await api("PATCH", "/v1/items/web2", {
+      targetName: "web2-dr",
+      ip: "10.20.0.15",
+      testNetwork: "drill",
+    });
+    assert.equal(edit.status, 200);
+    assert.equal(edit.body.targetSettings.ip, "10.20.0.15");
+
+    // unplanned failover to the newest processed point, shutting the source down (best effort)
+    const fo = await operate("failover", { point: "latest-processed", shutdownSource: true });
+    let it = (await api("GET", "/v1/items/web2")).body;
+    assert.equal(it.phase, "failed-over");
+    assert.equal(it.failover.sourceShutdown.requested, true);
+    assert.match(
+      it.failover.sourceShutdown.outcome,
+      /shut down by its agent|stopped by the site's compute provider/,
+    );
+    t.diagnostic(`source shutdown: ${it.failover.sourceShutdown.outcome}`);
+    assert.equal(fo.steps[3].output.mode, "full", "new disks at the recovery site");
+
+    // change of point before commit: the oldest point, only differing blocks written
+    const points = (await api("GET", "/v1/items/web2/points")).body as Json[];
+    const oldest = points[points.length - 1].id as string;
+    const cp = await operate("change-point", { point: oldest });
+    assert.ok(cp.steps[1].output.blocksWritten > 0);
+    it = (await api("GET", "/v1/items/web2")).body;
+    assert.equal(it.failover.point, oldest);
+    await operate("commit");
+
+    // the primary's disks are lost: original location is refused, alternate works
+    const home = path.join(data(), "sites", "primary", "machines");
+    for (const inst of readdirSync(home)) rmSync(path.join(home, inst, "disk-0.img"), { force: true });
+    const refused = await api("POST", "/v1/items/web2/reprotect", { location: "original" });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.code, "REPROTECT_ORIGINAL_DISKS_GONE");
+    const rp = await operate("reprotect", { location: "alternate" });
+    const first = rp.steps.find((s: Json) => s.name === "initial-replication").output;
+    assert.equal(first.mode, "full", "an alternate location starts with a full copy");
+    it = (await api("GET", "/v1/items/web2")).body;
+    assert.equal(it.direction, "recovery → primary");
+    assert.equal(it.policy, "fast-failback");
+
+    // failback onto new disks at the primary site
+    const fb = await operate("failover", { planned: true });
+    assert.equal(fb.steps[3].output.mode, "full");
+    const lastAck = Number((await import("node:fs")).readFileSync(ack(), "utf8").trim().split("\n").at(-1));
+    const newHome = path.join(home, fb.steps[3].output.instanceId as string, "disk-1.img");
+    const fd = openSync(newHome, "r");
+    try {
+      assert.ok(unbrokenPrefix(fd) >= lastAck - 0, "every acknowledged record is on the new primary disks");
+    } finally {
+      closeSync(fd);
+    }
+    await operate("commit");
+    await until("protected again", async () => {
+      const r = await api("POST", "/v1/items/web2/reprotect", { location: "original" });
+      return r.status === 202 ? job(r.body.job.id) : undefined;
+    });
+
+    // disable: the item is forgotten, the machine stays and can be protected again
+    await operate("disable");
+    assert.equal((await api("GET", "/v1/items/web2")).status, 404);
+    assert.equal((await api("GET", "/v1/machines/web2")).status, 200);
+    const again = await api("POST", "/v1/items", { machine: "web2", to: "recovery", policy: "fast" });
+    assert.equal(again.status, 202, JSON.stringify(again.body));
+  });
+});
