@@ -6,7 +6,7 @@
 import { Type } from "@sinclair/typebox";
 import { applyItemEvent, loadItem } from "../items.ts";
 import { defineJobKind } from "../jobs/types.ts";
-import { instancesAt, markInstance, type OpsContext, siteRuntime } from "./context.ts";
+import { instancesAt, markInstance, type OpsContext, siteName, siteRuntime } from "./context.ts";
 
 export function commitKind(ctx: OpsContext) {
   return defineJobKind({
@@ -28,7 +28,7 @@ export function commitKind(ctx: OpsContext) {
           }
           c.log(
             "info",
-            `removed the machine at ${it.state.source}; its disks are kept for the next reprotect`,
+            `removed the machine at ${siteName(ctx, it.state.source)}; its disks are kept for the next reprotect`,
             {
               instances: removed,
             },
@@ -46,7 +46,7 @@ export function commitKind(ctx: OpsContext) {
             it.row.datastore_id,
             it.row.id,
           );
-          c.log("info", `deleted ${deleted.length} recovery points at ${it.state.target}`);
+          c.log("info", `deleted ${deleted.length} recovery points at ${siteName(ctx, it.state.target)}`);
           return { deleted: deleted.length };
         },
       },
@@ -96,7 +96,10 @@ export function disableKind(ctx: OpsContext) {
             await site?.provider.delete(inst.id);
             await markInstance(ctx, inst.id, { deleted: true });
           }
-          c.log("info", `replication stopped; deleted ${deleted.length} recovery points at ${target}`);
+          c.log(
+            "info",
+            `replication stopped; deleted ${deleted.length} recovery points at ${siteName(ctx, target)}`,
+          );
           return { deleted: deleted.length };
         },
       },

@@ -23,6 +23,11 @@ export interface OpsContext {
   heartbeatIntervalMs: number;
 }
 
+/** A site's name for people (log lines, refusals); its id when the vault has no runtime for it. */
+export function siteName(ctx: OpsContext, siteId: string): string {
+  return ctx.sites.get(siteId)?.name ?? siteId;
+}
+
 export function siteRuntime(ctx: OpsContext, siteId: string): SiteRuntime {
   const s = ctx.sites.get(siteId);
   if (s === undefined) {

@@ -13,6 +13,7 @@ import {
   machineOf,
   markInstance,
   type OpsContext,
+  siteName,
   siteRuntime,
 } from "./context.ts";
 import { materialize } from "./materialize.ts";
@@ -43,7 +44,7 @@ export function testFailoverKind(ctx: OpsContext) {
             await ctx.replication.cancelCommand(id);
             throw new SwitchbackError(
               "DRILL_DRAIN_FAILED",
-              `the machine at ${it.state.source} did not deliver a point now (${r === null ? "no answer" : (r.error ?? "no point")}); retry, or drill with --point latest-processed`,
+              `the machine at ${siteName(ctx, it.state.source)} did not deliver a point now (${r === null ? "no answer" : (r.error ?? "no point")}); retry, or drill with --point latest-processed`,
             );
           }
           return { point: r.pointId };
@@ -106,7 +107,7 @@ export function testFailoverKind(ctx: OpsContext) {
           const info = await siteRuntime(ctx, drill.site).provider.start(drill.instanceId);
           c.log(
             "info",
-            `drill copy started at ${drill.site} on the test network (instance ${drill.instanceId})`,
+            `drill copy started at ${siteName(ctx, drill.site)} on the test network (instance ${drill.instanceId})`,
           );
           return { instanceId: drill.instanceId, pid: info.pid };
         },
@@ -129,7 +130,7 @@ export function testFailoverCleanupKind(ctx: OpsContext) {
           await markInstance(ctx, it.drill.instanceId, { deleted: true });
           c.log(
             "info",
-            `drill copy ${it.drill.instanceId} at ${it.drill.site} stopped and deleted with its disks`,
+            `drill copy ${it.drill.instanceId} at ${siteName(ctx, it.drill.site)} stopped and deleted with its disks`,
           );
           return { removed: it.drill.instanceId };
         },

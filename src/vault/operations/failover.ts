@@ -19,6 +19,7 @@ import {
   itemPoints,
   machineOf,
   type OpsContext,
+  siteName,
   siteRuntime,
 } from "./context.ts";
 import { materialize } from "./materialize.ts";
@@ -54,7 +55,7 @@ export function failoverKind(ctx: OpsContext) {
           const it = await applyItemEvent(ctx.db, c.itemId as string, { e: "failover-started" }, ctx.now());
           await ctx.replication.refresh();
           c.log("info", `replication stopped; generation ${it.state.generation} from now on`, {
-            direction: `${it.state.source} → ${it.state.target}`,
+            direction: `${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)}`,
           });
           return { generation: it.state.generation };
         },
@@ -98,8 +99,8 @@ export function failoverKind(ctx: OpsContext) {
           c.log(
             "info",
             m.mode === "delta"
-              ? `disks at ${it.state.target} brought to ${point}: ${m.blocksWritten} blocks written`
-              : `new disks at ${it.state.target} made from ${point}`,
+              ? `disks at ${siteName(ctx, it.state.target)} brought to ${point}: ${m.blocksWritten} blocks written`
+              : `new disks at ${siteName(ctx, it.state.target)} made from ${point}`,
           );
           return m;
         },
@@ -110,7 +111,10 @@ export function failoverKind(ctx: OpsContext) {
           const it = await loadItem(ctx.db, c.itemId as string);
           const { instanceId } = c.outputs.materialize as { instanceId: string };
           const info = await siteRuntime(ctx, it.state.target).provider.start(instanceId);
-          c.log("info", `machine started at ${it.state.target} (instance ${instanceId}, pid ${info.pid})`);
+          c.log(
+            "info",
+            `machine started at ${siteName(ctx, it.state.target)} (instance ${instanceId}, pid ${info.pid})`,
+          );
           return { instanceId, pid: info.pid };
         },
       },
@@ -178,15 +182,15 @@ async function prepare(
     c.log(
       "info",
       p.shutdownSource
-        ? `asked the machine at ${source} to stop its services, take a final point and shut down`
-        : `asked the machine at ${source} for a point now (drain)`,
+        ? `asked the machine at ${siteName(ctx, source)} to stop its services, take a final point and shut down`
+        : `asked the machine at ${siteName(ctx, source)} for a point now (drain)`,
     );
     const r = await ctx.replication.awaitCommand(id, DRAIN_TIMEOUT_MS, c.signal);
     if (r === null || !r.ok || r.pointId === undefined) {
       await ctx.replication.cancelCommand(id);
       throw new SwitchbackError(
         "FAILOVER_DRAIN_FAILED",
-        `the machine at ${source} did not deliver its latest point (${r === null ? `no answer in ${DRAIN_TIMEOUT_MS / 1000} s` : (r.error ?? "no point")}); nothing was failed over and replication goes on; retry, or run the ${label} with --point latest-processed`,
+        `the machine at ${siteName(ctx, source)} did not deliver its latest point (${r === null ? `no answer in ${DRAIN_TIMEOUT_MS / 1000} s` : (r.error ?? "no point")}); nothing was failed over and replication goes on; retry, or run the ${label} with --point latest-processed`,
       );
     }
     c.log("info", `drained: point ${r.pointId}`);
@@ -225,7 +229,7 @@ async function prepare(
             : "forced off by the site's compute provider"
           : "was not running";
     } catch (err) {
-      detail = `${detail ?? ""}; stopping it at ${source} failed: ${(err as Error).message}`;
+      detail = `${detail ?? ""}; stopping it at ${siteName(ctx, source)} failed: ${(err as Error).message}`;
     }
   }
   if (outcome === "") {

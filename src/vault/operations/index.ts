@@ -23,7 +23,7 @@ import { applyItemEvent, type LoadedItem, loadItem, type TargetSettings } from "
 import type { JobEngine } from "../jobs/engine.ts";
 import { defineJobKind, type JobKind, type JobView } from "../jobs/types.ts";
 import { commitKind, disableKind } from "./commit.ts";
-import { gatherFacts, machineOf, type OpsContext, sleep } from "./context.ts";
+import { gatherFacts, machineOf, type OpsContext, siteName, sleep } from "./context.ts";
 import { testFailoverCleanupKind, testFailoverKind } from "./drill.ts";
 import { changePointKind, failoverKind } from "./failover.ts";
 import { type ReprotectRequest, reprotectFacts, reprotectKind } from "./reprotect.ts";
@@ -268,7 +268,14 @@ export async function preview(
 ): Promise<{ item: LoadedItem; decision: Decision }> {
   const it = await loadItem(ctx.db, itemRef);
   const op = toOperation(r);
-  const d = decide(it.state, op, await gatherFacts(ctx, it));
+  // the core compares sites and writes them into its sentences: give it their names (unique)
+  const named = {
+    ...it.state,
+    home: siteName(ctx, it.state.home),
+    source: siteName(ctx, it.state.source),
+    target: siteName(ctx, it.state.target),
+  };
+  const d = decide(named, op, await gatherFacts(ctx, it));
   if (isRefusal(d)) throw new SwitchbackError(d.code, d.message);
   if (r.op === "reprotect") {
     const refusals = checkReprotect((await reprotectFacts(ctx, it, r)).facts);

@@ -17,6 +17,7 @@ import {
   instancesAt,
   machineOf,
   type OpsContext,
+  siteName,
   siteRuntime,
   sleep,
 } from "./context.ts";
@@ -44,6 +45,7 @@ interface Chosen {
 async function choose(
   db: Kysely<VaultDatabase>,
   returnSite: string,
+  returnSiteName: string,
   r: ReprotectRequest,
 ): Promise<{
   chosen: Chosen;
@@ -61,7 +63,7 @@ async function choose(
         "REPROTECT_APPLIANCE_NOT_FOUND",
         ref !== undefined
           ? `appliance ${JSON.stringify(ref)} does not exist; see 'switchback appliances list'`
-          : `site ${returnSite} has no appliance with the ${role} role; add one or name it`,
+          : `site ${returnSiteName} has no appliance with the ${role} role; add one or name it`,
       );
     }
     return row;
@@ -82,7 +84,7 @@ async function choose(
       "REPROTECT_DATASTORE_NOT_FOUND",
       r.datastore !== undefined
         ? `datastore ${JSON.stringify(r.datastore)} does not exist; see 'switchback datastores list'`
-        : `site ${returnSite} has no datastore; create one with 'switchback datastores create'`,
+        : `site ${returnSiteName} has no datastore; create one with 'switchback datastores create'`,
     );
   }
   return {
@@ -97,13 +99,15 @@ export async function reprotectFacts(
   ctx: OpsContext,
   it: LoadedItem,
   r: ReprotectRequest,
-): Promise<{ facts: ReprotectFacts; chosen: Chosen }> {
+): Promise<{ facts: ReprotectFacts; chosen: Chosen; returnSiteId: string; runningSiteId: string }> {
   // before reprotect starts the machine runs at `target` and returns to `source`; resuming, swapped
   const resuming = it.state.phase === "reprotecting";
   const runningSite = resuming ? it.state.source : it.state.target;
   const returnSite = resuming ? it.state.target : it.state.source;
   const machine = await machineOf(ctx, it);
-  const { chosen, names, sites } = await choose(ctx.db, returnSite, r);
+  // the checks compare sites and name them in their sentences: by name throughout
+  const nm = (id: string) => siteName(ctx, id);
+  const { chosen, names, sites } = await choose(ctx.db, returnSite, siteName(ctx, returnSite), r);
   const alive = (at: string | null) =>
     at !== null && ctx.now().getTime() - Date.parse(at) < 3 * ctx.heartbeatIntervalMs;
   const apps = await ctx.db
@@ -128,12 +132,13 @@ export async function reprotectFacts(
   const osFamily = (os: string | null) => (os === null ? null : (os.split(" ")[0] ?? null));
   const facts: ReprotectFacts = {
     item: it.row.name,
-    runningSite,
-    returnSite,
+    runningSite: nm(runningSite),
+    returnSite: nm(returnSite),
     location: r.location,
     machine: {
       known: true,
-      reportingFrom: alive(machine.last_heartbeat_at) ? machine.site_id : null,
+      reportingFrom:
+        alive(machine.last_heartbeat_at) && machine.site_id !== null ? nm(machine.site_id) : null,
       running: running === undefined ? alive(machine.last_heartbeat_at) : runningInfo?.state === "running",
       os: osFamily(machine.os),
       diskUuids: disks.map((d) => d.uuid),
@@ -141,12 +146,12 @@ export async function reprotectFacts(
     },
     processServer: {
       name: names.ps,
-      site: sites.ps,
+      site: nm(sites.ps),
       reachable: runtime !== undefined && alive(app(chosen.processServerId)?.last_heartbeat_at ?? null),
     },
     masterTarget: {
       name: names.mt,
-      site: sites.mt,
+      site: nm(sites.mt),
       reachable: runtime !== undefined && alive(app(chosen.masterTargetId)?.last_heartbeat_at ?? null),
       // the in-process master target serves Linux machines and has no disks of its own
       os: "linux",
@@ -155,7 +160,7 @@ export async function reprotectFacts(
     },
     datastore: {
       name: names.ds,
-      site: sites.ds,
+      site: nm(sites.ds),
       reachable: dsRuntime !== undefined,
       freeBytes: dsRuntime === undefined ? null : await freeBytes(dsRuntime.dir),
     },
@@ -163,7 +168,7 @@ export async function reprotectFacts(
     // replication groups (multi-machine consistency) are not built yet: every item is its own group
     group: [],
   };
-  return { facts, chosen };
+  return { facts, chosen, returnSiteId: returnSite, runningSiteId: runningSite };
 }
 
 export function reprotectKind(ctx: OpsContext) {
@@ -175,12 +180,12 @@ export function reprotectKind(ctx: OpsContext) {
         name: "check",
         run: async (c) => {
           const it = await loadItem(ctx.db, c.itemId as string);
-          const { facts, chosen } = await reprotectFacts(ctx, it, c.params);
+          const { facts, chosen, returnSiteId, runningSiteId } = await reprotectFacts(ctx, it, c.params);
           const refusals = checkReprotect(facts);
           if (refusals.length > 0) {
             throw new SwitchbackError(refusals[0]!.code, refusals.map((x) => x.message).join("; "));
           }
-          return { chosen, returnSite: facts.returnSite, runningSite: facts.runningSite };
+          return { chosen, returnSite: returnSiteId, runningSite: runningSiteId };
         },
       },
       {
@@ -195,7 +200,7 @@ export function reprotectKind(ctx: OpsContext) {
           if (left === null) {
             throw new SwitchbackError(
               "REPROTECT_ORIGINAL_DISKS_GONE",
-              `the machine's disks at ${returnSite} are gone; reprotect to an alternate location (--location alternate)`,
+              `the machine's disks at ${siteName(ctx, returnSite)} are gone; reprotect to an alternate location (--location alternate)`,
             );
           }
           const uuids = (JSON.parse(machine.disks) as { uuid: string }[]).map((d) => d.uuid);
@@ -204,7 +209,7 @@ export function reprotectKind(ctx: OpsContext) {
           const r = await siteRuntime(ctx, returnSite).seed(chosen.datastoreId, it.row.id, disks);
           c.log(
             "info",
-            `seeded ${returnSite} from the disks there: point ${r.pointId}, ${r.bytesRead} bytes read locally in ${Date.now() - started} ms`,
+            `seeded ${siteName(ctx, returnSite)} from the disks there: point ${r.pointId}, ${r.bytesRead} bytes read locally in ${Date.now() - started} ms`,
           );
           await applyItemEvent(ctx.db, it.row.id, null, ctx.now(), () => ({ seedPointId: r.pointId }));
           return { seed: r.pointId, bytesRead: r.bytesRead };
@@ -216,7 +221,7 @@ export function reprotectKind(ctx: OpsContext) {
           const { chosen } = c.outputs.check as { chosen: Chosen };
           const cur = await loadItem(ctx.db, c.itemId as string);
           if (cur.state.phase === "reprotecting")
-            return { direction: `${cur.state.source} → ${cur.state.target}` };
+            return { direction: `${siteName(ctx, cur.state.source)} → ${siteName(ctx, cur.state.target)}` };
           const policy = await ensureReversePolicy(ctx.db, cur.row.policy_id, ctx.now());
           const it = await applyItemEvent(ctx.db, cur.row.id, { e: "reprotect-started" }, ctx.now(), () => ({
             policyId: policy.id,
@@ -225,8 +230,14 @@ export function reprotectKind(ctx: OpsContext) {
             datastoreId: chosen.datastoreId,
             failover: null,
           }));
-          c.log("info", `direction is now ${it.state.source} → ${it.state.target}, policy ${policy.name}`);
-          return { direction: `${it.state.source} → ${it.state.target}`, policy: policy.name };
+          c.log(
+            "info",
+            `direction is now ${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)}, policy ${policy.name}`,
+          );
+          return {
+            direction: `${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)}`,
+            policy: policy.name,
+          };
         },
       },
       {
@@ -264,7 +275,7 @@ export function reprotectKind(ctx: OpsContext) {
               };
               c.log(
                 "info",
-                `first point ${it.row.last_point_id} of ${it.state.source} → ${it.state.target} landed`,
+                `first point ${it.row.last_point_id} of ${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)} landed`,
                 out,
               );
               return out;
