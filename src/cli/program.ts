@@ -13,6 +13,7 @@ import * as failover from "./commands/failover.ts";
 import * as items from "./commands/items.ts";
 import * as jobs from "./commands/jobs.ts";
 import * as machines from "./commands/machines.ts";
+import * as plans from "./commands/plans.ts";
 import * as points from "./commands/points.ts";
 import * as policies from "./commands/policies.ts";
 import * as processServer from "./commands/process-server.ts";
@@ -34,7 +35,18 @@ export function buildProgram(): Command {
   // the vault and the commands that ask it
   for (const m of [server, sites, appliances, datastores, policies, machines]) m.register(program);
   // replicated items and their lifecycle, each operation a job
-  for (const m of [protect, items, testFailover, failover, changePoint, commit, reprotect, disable, jobs])
+  for (const m of [
+    protect,
+    items,
+    testFailover,
+    failover,
+    changePoint,
+    commit,
+    reprotect,
+    disable,
+    jobs,
+    plans,
+  ])
     m.register(program);
   alerts.register(program);
   return program;

@@ -12,6 +12,7 @@ import { JobEngine } from "./jobs/engine.ts";
 import type { JobKind } from "./jobs/types.ts";
 import type { OpsContext } from "./operations/context.ts";
 import { itemJobKinds } from "./operations/index.ts";
+import { planJobKinds } from "./plans/jobs.ts";
 import { ReplicationService } from "./replication.ts";
 import type { VaultContext, VaultService } from "./server.ts";
 import { SiteRuntime } from "./site.ts";
@@ -115,7 +116,7 @@ export function drService(o: DrServiceOptions = {}): VaultService {
       const engine = new JobEngine({
         vdb: ctx.vdb,
         owner: `${hostname()}:${process.pid}`,
-        kinds: withFaults(itemJobKinds(ops)),
+        kinds: withFaults([...itemJobKinds(ops), ...planJobKinds(ops, () => engine)]),
         log,
         ...(leaseMs !== undefined ? { leaseMs } : {}),
         onFinished: jobFinishedAlerts(ctx.vdb, ctx.deps),

@@ -22,6 +22,7 @@ import { itemsRoutes } from "./routes/items.ts";
 import { jobsRoutes } from "./routes/jobs.ts";
 import { machinesRoutes } from "./routes/machines.ts";
 import { metaRoutes } from "./routes/meta.ts";
+import { plansRoutes } from "./routes/plans.ts";
 import { policiesRoutes } from "./routes/policies.ts";
 import { sitesRoutes } from "./routes/sites.ts";
 
@@ -41,6 +42,7 @@ export const ROUTES: readonly VaultRoutes[] = [
   jobsRoutes,
   alertsRoutes,
   metricsRoutes,
+  plansRoutes,
 ];
 
 export const API_VERSION = "0.1.0";
