@@ -129,7 +129,13 @@ function isReplicating(phase: Phase): boolean {
 }
 
 const key = (kind: string, subject: string) => `${kind} ${subject}`;
-const dur = (ms: number) => formatDuration(Math.max(0, ms));
+/** A duration for a message: tenths of a second under a minute (4.3s is over a 4s threshold, "4s" is not). */
+function dur(ms: number): string {
+  const v = Math.max(0, ms);
+  if (v >= 60_000 || v === 0) return formatDuration(v);
+  const s = Math.round(v / 100) / 10;
+  return Number.isInteger(s) ? `${s}s` : `${s.toFixed(1)}s`;
+}
 
 /**
  * When the agent last showed progress on the copy under way: the newest sample that moved forward
