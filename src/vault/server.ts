@@ -9,7 +9,7 @@ import path from "node:path";
 import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from "fastify";
 import { SwitchbackError } from "../domain/errors.ts";
 import { alertsService } from "./alerts/evaluator.ts";
-import { setAlertWebhook } from "./alerts/store.ts";
+import { parseWebhookUrl, setAlertWebhook } from "./alerts/store.ts";
 import { bootstrap } from "./bootstrap.ts";
 import { openDatabase, type VaultDb } from "./db/database.ts";
 import { migrateToLatest } from "./db/migrations.ts";
@@ -105,6 +105,8 @@ export interface RunningVault {
 
 export async function startVault(o: StartVaultOptions): Promise<RunningVault> {
   const data = path.resolve(o.data);
+  // checked before the first start's bootstrap, whose admin token is shown only if the start succeeds
+  const alertWebhook = o.alertWebhook === undefined ? undefined : parseWebhookUrl(o.alertWebhook);
   await mkdir(data, { recursive: true });
   const vdb = await openDatabase(o.db ?? `sqlite:${path.join(data, "vault.db")}`);
   const started: { name: string; stop(): Promise<void> }[] = [];
@@ -125,7 +127,7 @@ export async function startVault(o: StartVaultOptions): Promise<RunningVault> {
     await migrateToLatest(vdb);
     const now = o.now ?? (() => new Date());
     const { adminToken } = await bootstrap(vdb, { data, now: now() });
-    if (o.alertWebhook !== undefined) await setAlertWebhook(vdb.db, o.alertWebhook);
+    if (alertWebhook !== undefined) await setAlertWebhook(vdb.db, alertWebhook);
     const deps: VaultDeps = {
       vdb,
       now,
