@@ -5,7 +5,7 @@ import { once } from "node:events";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { CLI } from "./env.ts";
+import { CLI, ROOT } from "./env.ts";
 
 export interface VaultProcess {
   child: ChildProcessByStdio<null, Readable, Readable>;
@@ -135,4 +135,37 @@ export function killMachines(data: string): number {
     }
   }
   return killed;
+}
+
+/** The demo workload (records on the data disk, acknowledged in a log outside the machine). */
+export const WORKLOAD = path.join(ROOT, "scripts/machine-workload.ts");
+
+/** A policy that takes a crash-consistent point every second: the tests' default. */
+export async function createFastPolicy(api: ReturnType<typeof apiOf>): Promise<void> {
+  const p = await api("POST", "/v1/policies", {
+    name: "fast",
+    rpoThreshold: "1m",
+    retention: "1h",
+    appConsistentEvery: "0",
+    crashConsistentEvery: "1s",
+  });
+  assert.equal(p.status, 201, JSON.stringify(p.body));
+}
+
+/**
+ * Defines a machine at the primary site that runs the workload (acknowledging to `ackLog`) and the
+ * agent, with an OS and a data disk.
+ */
+export async function defineMachine(
+  api: ReturnType<typeof apiOf>,
+  o: { name: string; ackLog: string; osMiB?: number; dataMiB?: number; site?: string },
+): Promise<void> {
+  const MiB = 1024 * 1024;
+  const m = await api("POST", "/v1/machines", {
+    name: o.name,
+    site: o.site ?? "primary",
+    bootCommand: `WORKLOAD_ACK=${o.ackLog} ${process.execPath} ${WORKLOAD} & exec $SWITCHBACK_CLI agent`,
+    disks: [{ sizeBytes: (o.osMiB ?? 8) * MiB }, { sizeBytes: (o.dataMiB ?? 16) * MiB }],
+  });
+  assert.equal(m.status, 201, JSON.stringify(m.body));
 }

@@ -8,9 +8,11 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
-import { cli, ROOT, tempDir } from "../helpers/env.ts";
+import { cli, tempDir } from "../helpers/env.ts";
 import {
   apiOf,
+  createFastPolicy,
+  defineMachine,
   type Json,
   killMachines,
   startVaultProcess,
@@ -19,7 +21,6 @@ import {
 } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
-const WORKLOAD = path.join(ROOT, "scripts/machine-workload.ts");
 
 function acks(file: string): number[] {
   if (!existsSync(file)) return [];
@@ -101,14 +102,7 @@ for (const db of databases)
       created = await db.create();
       vault = await startVaultProcess(data(), { args: ["--db", created.url] });
       api = apiOf(vault);
-      const p = await api("POST", "/v1/policies", {
-        name: "fast",
-        rpoThreshold: "1m",
-        retention: "1h",
-        appConsistentEvery: "0",
-        crashConsistentEvery: "1s",
-      });
-      assert.equal(p.status, 201, JSON.stringify(p.body));
+      await createFastPolicy(api);
     });
 
     after(async () => {
@@ -121,14 +115,7 @@ for (const db of databases)
 
     it("runs drill, failover, commit, reprotect, failback, commit, reprotect on real data", async (t) => {
       // a machine at the primary site: OS disk and data disk, a workload and the agent
-      const boot = `WORKLOAD_ACK=${ack()} ${process.execPath} ${WORKLOAD} & exec $SWITCHBACK_CLI agent`;
-      const m = await api("POST", "/v1/machines", {
-        name: "web1",
-        site: "primary",
-        bootCommand: boot,
-        disks: [{ sizeBytes: 8 * MiB }, { sizeBytes: 16 * MiB }],
-      });
-      assert.equal(m.status, 201, JSON.stringify(m.body));
+      await defineMachine(api, { name: "web1", ackLog: ack() });
       const started = await api("POST", "/v1/machines/web1/start", {});
       assert.equal(started.status, 200, JSON.stringify(started.body));
       const homeInstance = started.body.instanceId as string;

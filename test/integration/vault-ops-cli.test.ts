@@ -9,9 +9,11 @@ import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { CLI, type CliResult, cli, ROOT, tempDir } from "../helpers/env.ts";
+import { CLI, type CliResult, cli, tempDir } from "../helpers/env.ts";
 import {
   apiOf,
+  createFastPolicy,
+  defineMachine,
   type Json,
   killMachines,
   startVaultProcess,
@@ -20,7 +22,6 @@ import {
 } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
-const WORKLOAD = path.join(ROOT, "test/fixtures/machine/workload.ts");
 const JOB_ID = /job-[0-9a-z]{12}/;
 
 describe("the lifecycle from the command line", { timeout: 300_000 }, () => {
@@ -44,22 +45,8 @@ describe("the lifecycle from the command line", { timeout: 300_000 }, () => {
     vault = await startVaultProcess(data());
     env = { SWITCHBACK_VAULT: vault.url, SWITCHBACK_TOKEN: vault.token };
     const api = apiOf(vault);
-    const p = await api("POST", "/v1/policies", {
-      name: "fast",
-      rpoThreshold: "1m",
-      retention: "1h",
-      appConsistentEvery: "0",
-      crashConsistentEvery: "1s",
-    });
-    assert.equal(p.status, 201, JSON.stringify(p.body));
-    const boot = `WORKLOAD_ACK=${path.join(tmp.dir, "acks.log")} ${process.execPath} ${WORKLOAD} & exec $SWITCHBACK_CLI agent`;
-    const m = await api("POST", "/v1/machines", {
-      name: "web1",
-      site: "primary",
-      bootCommand: boot,
-      disks: [{ sizeBytes: 8 * MiB }, { sizeBytes: 16 * MiB }],
-    });
-    assert.equal(m.status, 201, JSON.stringify(m.body));
+    await createFastPolicy(api);
+    await defineMachine(api, { name: "web1", ackLog: path.join(tmp.dir, "acks.log") });
   });
 
   after(async () => {

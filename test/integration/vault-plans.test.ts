@@ -356,21 +356,46 @@ describe("recovery plans through the vault", { timeout: 600_000 }, () => {
         ["app2", 2],
       ],
     );
+
+    // a vault script that fails or overruns its time limit stops the plan with its stderr
+    const broken = await api("POST", "/v1/plans", {
+      name: "broken",
+      groups: [
+        {
+          items: ["db"],
+          pre: [
+            { kind: "script", run: "echo starting; echo 'db not ready' >&2; exit 3", on: ["failback"] },
+            { kind: "script", run: "sleep 30", timeoutSeconds: 1, on: ["test-failover"] },
+          ],
+        },
+      ],
+    });
+    assert.equal(broken.status, 201, JSON.stringify(broken.body));
+    const failed = await finished((await runPlan("broken", "failback")).job.id);
+    assert.equal(failed.error.code, "PLAN_SCRIPT_FAILED");
+    assert.match(failed.error.message, /group 1 pre action 1 \(script .*\) exited with 3: db not ready/);
+    assert.equal(step(failed, "group-1-items").state, "pending");
+    const t0 = Date.now();
+    const slow = await finished((await runPlan("broken", "test-failover")).job.id);
+    assert.equal(slow.error.code, "PLAN_SCRIPT_TIMEOUT");
+    assert.match(slow.error.message, /was killed after its time limit of 1 s/);
+    assert.ok(Date.now() - t0 < 10_000, "the time limit holds");
+    assert.equal((await items()).db.drill, null, "nothing was drilled");
     t.diagnostic("refusals: plan dc stopped after group 1; dc-loose went on and reported 3 refused machines");
   });
 
   it("drills the plan: waits at the manual action until confirmed, then group 2 with its machine-script", async (t) => {
     const t0 = Date.now();
-    const started = await runPlan("dc", "test-failover");
-    assert.deepEqual(started.steps, [
-      "group-1-items",
-      "group-1-post-1",
-      "group-2-pre-1",
-      "group-2-items",
-      "group-2-post-1",
-      "summary",
-    ]);
-    const id = started.job.id;
+    // started from the CLI, which follows the job group by group and says what it waits for
+    const following = sb(["plans", "test-failover", "dc", "--wait"]);
+    const id = await until(
+      "the plan's job",
+      async () => (await api("GET", "/v1/plans/dc")).body.lastRun?.jobId,
+    );
+    assert.deepEqual(
+      (await api("GET", `/v1/jobs/${id}`)).body.steps.map((x: Json) => x.name),
+      ["group-1-items", "group-1-post-1", "group-2-pre-1", "group-2-items", "group-2-post-1", "summary"],
+    );
     const parked = await until("the plan waits at the manual action", async () => {
       const j = (await api("GET", `/v1/jobs/${id}`)).body;
       assert.notEqual(j.state, "failed", JSON.stringify(j.error));
@@ -402,7 +427,7 @@ describe("recovery plans through the vault", { timeout: 600_000 }, () => {
     // still waiting after a while: nothing moves without the operator
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal((await api("GET", `/v1/jobs/${id}`)).body.state, "waiting");
-    const ok = await api("POST", "/v1/plans/dc/confirm", {});
+    const ok = await api("POST", "/v1/plans/dc/confirm");
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.deepEqual(ok.body, {
       job: id,
@@ -411,6 +436,16 @@ describe("recovery plans through the vault", { timeout: 600_000 }, () => {
       accepted: true,
     });
     const j = await succeeded(id);
+    const out = await following;
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(
+      out.stdout,
+      /group 1: items started\n {2}db: succeeded \(job-\w+\), now protected\ngroup 1: items done\ngroup 1: post action 1: script, done\ngroup 2: pre action 1: waiting for an operator: check the database answers\n {2}confirm with 'switchback plans confirm dc'\n/,
+    );
+    assert.match(
+      out.stdout,
+      /group 2: post action 1: machine-script, done\nsummary: 3 of 3 machines succeeded\n/,
+    );
     await assertGroupOrder(j);
     const confirmedAt = Date.parse(step(j, "group-2-pre-1").finishedAt);
     for (const c of await children(j, "group-2-items")) {

@@ -6,9 +6,11 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cli, ROOT, tempDir } from "../helpers/env.ts";
+import { cli, tempDir } from "../helpers/env.ts";
 import {
   apiOf,
+  createFastPolicy,
+  defineMachine,
   type Json,
   killMachines,
   startVaultProcess,
@@ -17,7 +19,6 @@ import {
 } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
-const WORKLOAD = path.join(ROOT, "scripts/machine-workload.ts");
 
 describe("the vault resumes jobs after kill -9", { timeout: 600_000 }, () => {
   let tmp: { dir: string; cleanup: () => void };
@@ -63,27 +64,8 @@ describe("the vault resumes jobs after kill -9", { timeout: 600_000 }, () => {
   before(async () => {
     tmp = tempDir("sb-resume-");
     await restart();
-    const p = await api("POST", "/v1/policies", {
-      name: "fast",
-      rpoThreshold: "1m",
-      retention: "1h",
-      appConsistentEvery: "0",
-      crashConsistentEvery: "1s",
-    });
-    assert.equal(p.status, 201);
-    const ack = path.join(tmp.dir, "acks.log");
-    const boot = `WORKLOAD_ACK=${ack} ${process.execPath} ${WORKLOAD} & exec $SWITCHBACK_CLI agent`;
-    assert.equal(
-      (
-        await api("POST", "/v1/machines", {
-          name: "web1",
-          site: "primary",
-          bootCommand: boot,
-          disks: [{ sizeBytes: 8 * MiB }, { sizeBytes: 16 * MiB }],
-        })
-      ).status,
-      201,
-    );
+    await createFastPolicy(api);
+    await defineMachine(api, { name: "web1", ackLog: path.join(tmp.dir, "acks.log") });
     assert.equal((await api("POST", "/v1/machines/web1/start", {})).status, 200);
     await until(
       "the agent registers",

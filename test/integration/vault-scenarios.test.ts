@@ -7,9 +7,11 @@ import { closeSync, openSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
-import { ROOT, tempDir } from "../helpers/env.ts";
+import { tempDir } from "../helpers/env.ts";
 import {
   apiOf,
+  createFastPolicy,
+  defineMachine,
   type Json,
   killMachines,
   startVaultProcess,
@@ -17,8 +19,7 @@ import {
   type VaultProcess,
 } from "../helpers/vault.ts";
 
-const MiB = 1024 * 1024;
-const WORKLOAD = path.join(ROOT, "scripts/machine-workload.ts");
+const _MiB = 1024 * 1024;
 
 describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
   let tmp: { dir: string; cleanup: () => void };
@@ -57,21 +58,8 @@ describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
     tmp = tempDir("sb-scenarios-");
     vault = await startVaultProcess(data());
     api = apiOf(vault);
-    await api("POST", "/v1/policies", {
-      name: "fast",
-      rpoThreshold: "1m",
-      retention: "1h",
-      appConsistentEvery: "0",
-      crashConsistentEvery: "1s",
-    });
-    const boot = `WORKLOAD_ACK=${ack()} ${process.execPath} ${WORKLOAD} & exec $SWITCHBACK_CLI agent`;
-    const m = await api("POST", "/v1/machines", {
-      name: "web2",
-      site: "primary",
-      bootCommand: boot,
-      disks: [{ sizeBytes: 4 * MiB }, { sizeBytes: 8 * MiB }],
-    });
-    assert.equal(m.status, 201);
+    await createFastPolicy(api);
+    await defineMachine(api, { name: "web2", ackLog: ack(), osMiB: 4, dataMiB: 8 });
     assert.equal((await api("POST", "/v1/machines/web2/start", {})).status, 200);
     await until(
       "the agent registers",
