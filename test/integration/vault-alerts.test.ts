@@ -12,11 +12,10 @@ import { alertsService } from "../../src/vault/alerts/evaluator.ts";
 import { drService } from "../../src/vault/dr.ts";
 import { inProcessApplianceHeartbeat, type RunningVault, startVault } from "../../src/vault/server.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
-import { cli, ROOT, tempDir } from "../helpers/env.ts";
-import { apiOf, type Json, killMachines, until } from "../helpers/vault.ts";
+import { cli, tempDir } from "../helpers/env.ts";
+import { apiOf, defineMachine, type Json, killMachines, until } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
-const WORKLOAD = path.join(ROOT, "test/fixtures/machine/workload.ts");
 
 interface Delivery {
   event: "raised" | "cleared";
@@ -250,13 +249,12 @@ for (const d of databases) {
         crashConsistentEvery: "1s",
       });
       assert.equal(p.status, 201, JSON.stringify(p.body));
-      const m = await api("POST", "/v1/machines", {
+      await defineMachine(api, {
         name: "web1",
-        site: "primary",
-        bootCommand: `${process.execPath} ${WORKLOAD} & exec $SWITCHBACK_CLI agent`,
-        disks: [{ sizeBytes: 4 * MiB }, { sizeBytes: 4 * MiB }],
+        ackLog: path.join(tmp.dir, "acks.log"),
+        osMiB: 4,
+        dataMiB: 4,
       });
-      assert.equal(m.status, 201, JSON.stringify(m.body));
       assert.equal((await api("POST", "/v1/machines/web1/start", {})).status, 200);
       await until("the agent reports its disks", async () => {
         const r = (await api("GET", "/v1/machines/web1")).body;
