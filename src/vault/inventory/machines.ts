@@ -246,6 +246,9 @@ export async function recordHeartbeat(
   now: Date,
 ): Promise<void> {
   const r = await getMachineRowById(db, hb.machineId);
+  // another copy of the machine (the old primary back after a failover, fenced) does not speak for
+  // it: the row describes the copy the vault runs it as (its assignment still answers that copy)
+  if (hb.instanceId !== undefined && r.instance_id !== null && hb.instanceId !== r.instance_id) return;
   const known = readJson(DisksSchema, r.disks, { table: "machines", column: "disks", id: r.id });
   const disks: MachineDisk[] = hb.disks.map((d, i) => ({
     uuid: d.uuid,
