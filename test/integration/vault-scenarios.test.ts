@@ -3,7 +3,7 @@
 // recovery point before commit, reprotect refused when the original disks are gone and then to an
 // alternate location, a failback onto new disks, and disable (the machine can be protected again).
 import assert from "node:assert/strict";
-import { closeSync, openSync, readdirSync, rmSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
@@ -199,5 +199,56 @@ describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
     assert.equal((await api("GET", "/v1/machines/web2")).status, 200);
     const again = await api("POST", "/v1/items", { machine: "web2", to: "recovery", policy: "fast" });
     assert.equal(again.status, 202, JSON.stringify(again.body));
+  });
+
+  it("fences the old primary when it keeps running after an unplanned failover, until it is shut down", async () => {
+    await defineMachine(api, { name: "web3", ackLog: path.join(tmp.dir, "acks3.log"), osMiB: 4, dataMiB: 8 });
+    const started = await api("POST", "/v1/machines/web3/start", {});
+    assert.equal(started.status, 200);
+    await until(
+      "the agent registers",
+      async () => (await api("GET", "/v1/machines/web3")).body.disks.length === 2,
+    );
+    const prot = await api("POST", "/v1/items", { machine: "web3", to: "recovery", policy: "fast" });
+    assert.equal(prot.status, 202);
+    await until(
+      "two points",
+      async () => ((await api("GET", "/v1/items/web3/points")).body as Json[]).length >= 2,
+    );
+    // the primary is not shut down: it keeps running and its agent keeps trying to replicate
+    const fo = await api("POST", "/v1/items/web3/failover", { point: "latest-processed" });
+    assert.equal(fo.status, 202);
+    await until("failed over", async () => (await api("GET", "/v1/items/web3")).body.phase === "failed-over");
+    const it = (await api("GET", "/v1/items/web3")).body;
+    assert.equal(it.failover.sourceShutdown.outcome, "left running (fenced)");
+    const oldDir = path.join(data(), "sites", "primary", "machines", started.body.instanceId as string);
+    const rec = JSON.parse(readFileSync(path.join(oldDir, "instance.json"), "utf8"));
+    assert.doesNotThrow(() => process.kill(-rec.run.pid, 0), "the old primary still runs");
+    const pointsAtFailover = ((await api("GET", "/v1/items/web3/points")).body as Json[]).length;
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(
+      ((await api("GET", "/v1/items/web3/points")).body as Json[]).length,
+      pointsAtFailover,
+      "no point from the old primary lands",
+    );
+    const c = await api("POST", "/v1/items/web3/commit", {});
+    assert.equal(c.status, 202);
+    await until(
+      "committed",
+      async () => (await api("GET", "/v1/items/web3")).body.phase === "failover-committed",
+    );
+    const refused = await api("POST", "/v1/items/web3/reprotect", { location: "original" });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.code, "REPROTECT_OLD_MACHINE_RUNNING");
+    // the operator shuts the old primary down; reprotect may then write onto its disks
+    process.kill(-rec.run.pid, "SIGKILL");
+    await until(
+      "reprotect accepted",
+      async () => (await api("POST", "/v1/items/web3/reprotect", {})).status === 202,
+    );
+    await until(
+      "protected in reverse",
+      async () => (await api("GET", "/v1/items/web3")).body.phase === "protected",
+    );
   });
 });
