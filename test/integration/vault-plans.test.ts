@@ -388,10 +388,10 @@ describe("recovery plans through the vault", { timeout: 600_000 }, () => {
     const t0 = Date.now();
     // started from the CLI, which follows the job group by group and says what it waits for
     const following = sb(["plans", "test-failover", "dc", "--wait"]);
-    const id = await until(
-      "the plan's job",
-      async () => (await api("GET", "/v1/plans/dc")).body.lastRun?.jobId,
-    );
+    const id = await until("the plan's job", async () => {
+      const run = (await api("GET", "/v1/plans/dc")).body.lastRun;
+      return run?.operation === "test-failover" ? (run.jobId as string) : undefined;
+    });
     assert.deepEqual(
       (await api("GET", `/v1/jobs/${id}`)).body.steps.map((x: Json) => x.name),
       ["group-1-items", "group-1-post-1", "group-2-pre-1", "group-2-items", "group-2-post-1", "summary"],

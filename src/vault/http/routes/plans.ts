@@ -158,7 +158,6 @@ export function plansRoutes(app: FastifyInstance, deps: VaultDeps): void {
     tags: ["plans"],
     summary: "Confirm the manual action the plan's running job waits at (409 when it waits for none)",
     params: PlanParams,
-    body: Type.Optional(Type.Object({}, { additionalProperties: false })),
     response: PlanConfirmedSchema,
     problems: [404, 409],
     handler: async (req) => confirmPlan(db, engine(), req.params.plan, principalOf(req).name),
