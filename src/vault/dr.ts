@@ -14,6 +14,7 @@ import type { OpsContext } from "./operations/context.ts";
 import { itemJobKinds } from "./operations/index.ts";
 import { planJobKinds } from "./plans/jobs.ts";
 import { ReplicationService } from "./replication.ts";
+import { startRetention } from "./retention.ts";
 import type { VaultContext, VaultService } from "./server.ts";
 import { SiteRuntime } from "./site.ts";
 
@@ -49,6 +50,8 @@ export interface DrServiceOptions {
   cli?: string;
   /** job engine lease (tests shorten it to see takeover after kill -9) */
   leaseMs?: number;
+  /** how often retention prunes every item by its policy (default 5 min) */
+  retentionEveryMs?: number;
 }
 
 export function drService(o: DrServiceOptions = {}): VaultService {
@@ -132,8 +135,15 @@ export function drService(o: DrServiceOptions = {}): VaultService {
             ...(hb?.lastPoint !== undefined ? { lastPoint: hb.lastPoint } : {}),
           },
         );
+      const retentionEveryMs =
+        o.retentionEveryMs ??
+        (process.env.SWITCHBACK_RETENTION_EVERY_MS
+          ? Number(process.env.SWITCHBACK_RETENTION_EVERY_MS)
+          : 300_000);
+      const stopRetention = startRetention(ops, retentionEveryMs, log);
       return {
         async stop() {
+          stopRetention();
           await engine.stop();
           replication.stop();
           await stopAll();
