@@ -122,6 +122,8 @@ export function drService(o: DrServiceOptions = {}): VaultService {
         kinds: withFaults([...itemJobKinds(ops), ...planJobKinds(ops, () => engine)]),
         log,
         ...(leaseMs !== undefined ? { leaseMs } : {}),
+        // plan jobs wait for the item jobs they start: their own slots, so they never starve them
+        lanes: [{ name: "plans", match: (kind) => kind.startsWith("plan-"), concurrency: 8 }],
         onFinished: jobFinishedAlerts(ctx.vdb, ctx.deps),
       });
       engine.start();

@@ -449,6 +449,25 @@ for (const d of databases) {
       await e.stop();
     });
 
+    it("gives a lane's kinds their own slots, so a waiting job never starves the others", async () => {
+      const e = engine("lanes", {
+        concurrency: 1,
+        lanes: [{ name: "blockers", match: (k) => k === "blocking", concurrency: 1 }],
+      });
+      e.start();
+      const blocker = await e.create("blocking", { params: {} });
+      await waitUntil("the blocker runs", async () => count(blocker.id, "block") > 0);
+      const second = await e.create("blocking", { params: {} });
+      const other = await e.create("chain", { params: { n: 1 } });
+      // the default slot runs the chain while the lane's one slot is held by the first blocker
+      assert.equal((await waitForState(e, other.id, ["succeeded"])).state, "succeeded");
+      assert.equal((await e.get(second.id)).state, "queued", "the lane is full: the second blocker waits");
+      release.add(blocker.id);
+      release.add(second.id);
+      await waitForState(e, second.id, ["succeeded"]);
+      await e.stop(); // later tests count on their own engines only
+    });
+
     it("runs each job once when two engines share the queue", async () => {
       const a = engine("v-share-a", { concurrency: 2 });
       const b = engine("v-share-b", { concurrency: 2 });

@@ -40,8 +40,13 @@ export interface JobEngineOptions {
   leaseMs?: number;
   /** how often to look for runnable jobs, and how often a watcher re-reads (default 500 ms) */
   pollMs?: number;
-  /** jobs run at once by this process (default 4) */
+  /** jobs run at once by this process (default 4), besides those of the lanes below */
   concurrency?: number;
+  /**
+   * Kinds that get their own slots: a recovery plan's job waits for the item jobs it starts, so
+   * plans must never take the slots those item jobs need (four plans would wait for ever).
+   */
+  lanes?: { name: string; match: (kind: string) => boolean; concurrency: number }[];
   log: Logger;
   /** called after a job succeeded, failed or was cancelled here (alerts on failure) */
   onFinished?: (job: JobView) => void | Promise<void>;
@@ -134,6 +139,9 @@ export class JobEngine {
   readonly #leaseMs: number;
   readonly #pollMs: number;
   readonly #concurrency: number;
+  readonly #lanes: { name: string; match: (kind: string) => boolean; concurrency: number }[];
+  /** the lane each running job counts against ("" for the default one) */
+  readonly #laneOfRun = new Map<JobId, string>();
   readonly #log: Logger;
   readonly #onFinished: JobEngineOptions["onFinished"];
   /** in-process change notifications, by job id: watchers re-read at once instead of at the next poll */
@@ -152,6 +160,7 @@ export class JobEngine {
     this.#leaseMs = opts.leaseMs ?? 15_000;
     this.#pollMs = opts.pollMs ?? 500;
     this.#concurrency = opts.concurrency ?? 4;
+    this.#lanes = opts.lanes ?? [];
     this.#log = opts.log;
     this.#onFinished = opts.onFinished;
     this.#events.setMaxListeners(0);
@@ -507,20 +516,29 @@ export class JobEngine {
   }
 
   async #claimRunnable(): Promise<void> {
-    if (this.#runs.size >= this.#concurrency || this.#kinds.size === 0) return;
+    const capacity = this.#concurrency + this.#lanes.reduce((n, l) => n + l.concurrency, 0);
+    if (this.#runs.size >= capacity || this.#kinds.size === 0) return;
     const candidates = await this.#db
       .selectFrom("jobs")
-      .select("id")
+      .select(["id", "kind"])
       .where("kind", "in", [...this.#kinds.keys()])
       .where(runnable(now()))
       .orderBy("created_at")
       .orderBy("id")
-      .limit(this.#concurrency * 2)
+      .limit(capacity * 2)
       .execute();
-    for (const { id } of candidates) {
-      if (this.#runs.size >= this.#concurrency || this.#stopping) return;
+    for (const { id, kind } of candidates) {
+      if (this.#stopping) return;
       if (this.#runs.has(id as JobId)) continue;
-      if (await this.#claim(id as JobId)) this.#launch(id as JobId);
+      const lane = this.#lanes.find((l) => l.match(kind));
+      const limit = lane?.concurrency ?? this.#concurrency;
+      const name = lane?.name ?? "";
+      const used = [...this.#laneOfRun.values()].filter((n) => n === name).length;
+      if (used >= limit) continue;
+      if (await this.#claim(id as JobId)) {
+        this.#laneOfRun.set(id as JobId, name);
+        this.#launch(id as JobId);
+      }
     }
   }
 
@@ -571,6 +589,7 @@ export class JobEngine {
       .finally(() => {
         clearInterval(renewal);
         this.#runs.delete(jobId);
+        this.#laneOfRun.delete(jobId);
         this.#wake(jobId);
         this.#kick();
       });
