@@ -126,8 +126,6 @@ export async function startVault(o: StartVaultOptions): Promise<RunningVault> {
   try {
     await migrateToLatest(vdb);
     const now = o.now ?? (() => new Date());
-    const { adminToken } = await bootstrap(vdb, { data, now: now() });
-    if (alertWebhook !== undefined) await setAlertWebhook(vdb.db, alertWebhook);
     const deps: VaultDeps = {
       vdb,
       now,
@@ -152,6 +150,10 @@ export async function startVault(o: StartVaultOptions): Promise<RunningVault> {
       }
       throw err;
     }
+    // bootstrap once the port is ours: a first start that cannot listen must not use up the admin
+    // token, which is printed only by the start that creates it
+    const { adminToken } = await bootstrap(vdb, { data, now: now() });
+    if (alertWebhook !== undefined) await setAlertWebhook(vdb.db, alertWebhook);
     const a = app.server.address() as AddressInfo;
     const url = `http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}`;
     const ctx: VaultContext = { data, vdb, url, log: app.log, deps };

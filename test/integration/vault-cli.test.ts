@@ -218,4 +218,24 @@ describe("switchback server and the inventory commands", () => {
     });
     assert.ok(sites.some((s) => s.name === "branch"));
   });
+
+  it("a first start that cannot listen keeps the admin token for the start that can", async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
+    const { port } = busy.address() as { port: number };
+    const fresh = path.join(tmp.dir, "fresh");
+    try {
+      const r = await cli(["server", "--data", fresh, "--port", String(port)]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /\[VAULT_LISTEN_FAILED\]/);
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
+    const s = await startServer(fresh);
+    try {
+      assert.match(s.lines.join("\n"), /^admin token \(shown once\): \S+$/m);
+    } finally {
+      await stopServer(s);
+    }
+  });
 });
