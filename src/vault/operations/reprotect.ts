@@ -22,6 +22,9 @@ import {
   sleep,
 } from "./context.ts";
 
+/** How long a freshly booted machine's agent may take to report before reprotect refuses. */
+const AGENT_BOOT_GRACE_MS = 60_000;
+
 export const ReprotectParams = Type.Object({
   location: Type.Union([Type.Literal("original"), Type.Literal("alternate")]),
   processServer: Type.Optional(Type.String()),
@@ -99,7 +102,14 @@ export async function reprotectFacts(
   ctx: OpsContext,
   it: LoadedItem,
   r: ReprotectRequest,
-): Promise<{ facts: ReprotectFacts; chosen: Chosen; returnSiteId: string; runningSiteId: string }> {
+): Promise<{
+  facts: ReprotectFacts;
+  chosen: Chosen;
+  returnSiteId: string;
+  runningSiteId: string;
+  /** the machine's instance runs but its agent has not reported yet (it is booting) */
+  agentBooting: boolean;
+}> {
   // before reprotect starts the machine runs at `target` and returns to `source`; resuming, swapped
   const resuming = it.state.phase === "reprotecting";
   const runningSite = resuming ? it.state.source : it.state.target;
@@ -128,6 +138,12 @@ export async function reprotectFacts(
   const running = (await instancesAt(ctx, machine.id, runningSite, ["production"]))[0];
   const runningInfo =
     running === undefined ? null : await ctx.sites.get(runningSite)?.provider.status(running.id);
+  const reporting = alive(machine.last_heartbeat_at) && machine.site_id !== null;
+  const agentBooting =
+    !reporting &&
+    runningInfo?.state === "running" &&
+    runningInfo.startedAt !== null &&
+    ctx.now().getTime() - Date.parse(runningInfo.startedAt) < AGENT_BOOT_GRACE_MS;
   const disks = JSON.parse(machine.disks) as { uuid: string; sizeBytes: number }[];
   const osFamily = (os: string | null) => (os === null ? null : (os.split(" ")[0] ?? null));
   const facts: ReprotectFacts = {
@@ -137,8 +153,11 @@ export async function reprotectFacts(
     location: r.location,
     machine: {
       known: true,
-      reportingFrom:
-        alive(machine.last_heartbeat_at) && machine.site_id !== null ? nm(machine.site_id) : null,
+      reportingFrom: reporting
+        ? nm(machine.site_id as string)
+        : agentBooting
+          ? nm(runningSite) // its instance runs and started moments ago: the check step waits for it
+          : null,
       running: running === undefined ? alive(machine.last_heartbeat_at) : runningInfo?.state === "running",
       os: osFamily(machine.os),
       diskUuids: disks.map((d) => d.uuid),
@@ -168,7 +187,7 @@ export async function reprotectFacts(
     // replication groups (multi-machine consistency) are not built yet: every item is its own group
     group: [],
   };
-  return { facts, chosen, returnSiteId: returnSite, runningSiteId: runningSite };
+  return { facts, chosen, returnSiteId: returnSite, runningSiteId: runningSite, agentBooting };
 }
 
 export function reprotectKind(ctx: OpsContext) {
@@ -180,7 +199,15 @@ export function reprotectKind(ctx: OpsContext) {
         name: "check",
         run: async (c) => {
           const it = await loadItem(ctx.db, c.itemId as string);
-          const { facts, chosen, returnSiteId, runningSiteId } = await reprotectFacts(ctx, it, c.params);
+          let r = await reprotectFacts(ctx, it, c.params);
+          // a machine booted moments ago (by the failover) may not have reported yet: give it time
+          const deadline = Date.now() + AGENT_BOOT_GRACE_MS;
+          while (r.agentBooting && Date.now() < deadline) {
+            await sleep(250, c.signal);
+            r = await reprotectFacts(ctx, it, c.params);
+          }
+          const { facts, chosen, returnSiteId, runningSiteId } = r;
+          if (r.agentBooting) facts.machine.reportingFrom = null;
           const refusals = checkReprotect(facts);
           if (refusals.length > 0) {
             throw new SwitchbackError(refusals[0]!.code, refusals.map((x) => x.message).join("; "));
