@@ -106,6 +106,8 @@ export interface ItemPatch {
   targetSettings?: TargetSettings;
   lastPoint?: { id: string; at: string; app: boolean } | null;
   lastPointReport?: string | null;
+  /** the next point must compare every block (a new direction or generation); cleared when one lands */
+  resyncRequired?: boolean;
 }
 
 /**
@@ -136,6 +138,7 @@ export async function updateItem(
   if (patch.policyId !== undefined) set.policy_id = patch.policyId;
   if (patch.targetSettings !== undefined) set.target_settings = JSON.stringify(patch.targetSettings);
   if (patch.lastPointReport !== undefined) set.last_point_report = patch.lastPointReport;
+  if (patch.resyncRequired !== undefined) set.resync_required = patch.resyncRequired ? 1 : 0;
   if (patch.lastPoint !== undefined) {
     set.last_point_id = patch.lastPoint?.id ?? null;
     set.last_point_at = patch.lastPoint?.at ?? null;

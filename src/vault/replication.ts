@@ -134,6 +134,7 @@ export class ReplicationService {
     if (row === undefined || row.datastore_id !== datastoreId) return;
     await applyItemEvent(this.#db, item, { e: "point-arrived" }, this.#now(), () => ({
       lastPoint: { id: header.id, at: header.createdAt, app: header.consistency === "app" },
+      resyncRequired: false,
     }));
     await this.refresh();
   }

@@ -208,6 +208,7 @@ for (const db of databases)
         `reprotect recovery → primary: ${shipped.bytesSent} bytes shipped for ${shipped.changedBlocks} changed blocks of ${total / 4096} (${acks(ack()).length - ackedAtFailover.length} records written since failover)`,
       );
       const reverse = await item();
+      assert.equal(reverse.health.resyncRequired, false, "the resync is done once its point landed");
       assert.equal(reverse.direction, "recovery → primary");
       assert.equal(reverse.phase, "protected");
 

@@ -272,7 +272,10 @@ export function reprotectKind(ctx: OpsContext) {
         run: async (c) => {
           const it = await loadItem(ctx.db, c.itemId as string);
           if (it.state.phase === "reprotecting") {
-            await applyItemEvent(ctx.db, it.row.id, { e: "reprotect-completed" }, ctx.now());
+            // the first point of the new direction compares every block with what the target holds
+            await applyItemEvent(ctx.db, it.row.id, { e: "reprotect-completed" }, ctx.now(), () => ({
+              resyncRequired: true,
+            }));
           }
           await ctx.replication.refresh();
           return { generation: it.state.generation };
