@@ -14,23 +14,12 @@
 // anything else (a partition table, a boot sector) is never overwritten.
 // Privileged machines keep the same JSON in a file on their root file system, replaced atomically.
 import { randomUUID } from "node:crypto";
-import {
-  closeSync,
-  constants,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
-import path from "node:path";
+import { closeSync, constants, fsyncSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { hashParts, isAllZero } from "../datastore/hash.ts";
 import { SwitchbackError } from "../domain/errors.ts";
+import { writeFileAtomic } from "../platform/files.ts";
 
 export const LABEL_BYTES = 4096;
 const MAGIC = Buffer.from("SWBKID01", "latin1");
@@ -210,23 +199,7 @@ export function readIdentityFile(file: string): MachineIdentity | null {
 /** Writes the identity file atomically: a temporary file, fsync, rename, fsync of the folder. */
 export function writeIdentityFile(file: string, identity: MachineIdentity): void {
   checkIdentity(identity, `the identity to write to ${file}`);
-  const dir = path.dirname(file);
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(identity, null, 2)}\n`, { mode: 0o644 });
-  const fd = openSync(tmp, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  const dfd = openSync(dir, "r");
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  writeFileAtomic(file, `${JSON.stringify(identity, null, 2)}\n`, 0o644);
 }
 
 function readBlock0(disk: string): Buffer {

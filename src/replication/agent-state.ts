@@ -3,19 +3,11 @@
 // disk the xxh64 of every 4 KiB block and 64 KiB unit as of that point (2 MiB + 128 KiB per GiB).
 // Hashes are only replaced after the point they describe is committed.
 import { randomBytes, randomUUID } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { DiskUuid, ItemName, PointId } from "../domain/ids.ts";
+import { writeFileAtomic } from "../platform/files.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { blockCount, unitCount } from "./scan.ts";
 
@@ -185,13 +177,5 @@ function pointTag(id: PointId): Buffer {
 }
 
 function atomicWrite(file: string, parts: Buffer[]): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, Buffer.concat(parts));
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, file);
-  const dfd = openSync(path.dirname(file), "r");
-  fsyncSync(dfd);
-  closeSync(dfd);
+  writeFileAtomic(file, Buffer.concat(parts));
 }
