@@ -8,6 +8,7 @@ export type DiskSpec =
   /** materialized from a recovery point in a local datastore (the point's disk with this uuid) */
   | {
       from: "point";
+      /** the datastore's folder; a site's provider (src/appliance/site-provider.ts) takes the vault's datastore id */
       datastore: string;
       item: string;
       /** a point id, or "latest" (resolved once, when the disk is made) */
@@ -52,7 +53,7 @@ export interface InstanceInfo {
 
 /** The recovery point an instance's disks are rewritten to: its disk i is the point's disk i. */
 export interface PointDiskSource {
-  /** local datastore folder */
+  /** local datastore folder (a site's provider: the vault's datastore id) */
   datastore: string;
   item: string;
   /** a point id, or "latest" */

@@ -16,7 +16,7 @@ import { planJobKinds } from "./plans/jobs.ts";
 import { ReplicationService } from "./replication.ts";
 import { startRetention } from "./retention.ts";
 import type { VaultContext, VaultService } from "./server.ts";
-import { SiteRuntime } from "./site.ts";
+import { type SiteRuntime, startLocalSite } from "./site.ts";
 
 export interface DrRuntime {
   ops: OpsContext;
@@ -83,7 +83,7 @@ export function drService(o: DrServiceOptions = {}): VaultService {
           .distinct()
           .execute();
         for (const r of rows) {
-          const site = await SiteRuntime.start({
+          const site = await startLocalSite({
             db,
             data: ctx.data,
             siteId: r.id,
@@ -98,7 +98,7 @@ export function drService(o: DrServiceOptions = {}): VaultService {
             log,
           });
           sites.set(r.id, site);
-          for (const d of site.datastores.values()) replication.serverUrls.set(d.id, d.url);
+          for (const d of site.datastores()) replication.serverUrls.set(d.id, d.url);
         }
       } catch (err) {
         await stopAll();

@@ -13,7 +13,7 @@ import { readJsonOrNull } from "./db/json.ts";
 import type { MachineRow } from "./db/schema.ts";
 import { DrillRecordSchema, FailoverRecordSchema, type LoadedItem, TargetSettingsSchema } from "./items.ts";
 import type { OpsContext } from "./operations/context.ts";
-import { itemPoints } from "./operations/context.ts";
+import { isUnreachable, itemPoints } from "./operations/context.ts";
 import { allowed } from "./operations/index.ts";
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
@@ -179,8 +179,14 @@ export async function itemView(
   o: { points?: boolean } = {},
 ): Promise<ItemView> {
   const l = await lookups(ctx, [it]);
-  const points = o.points ? (await itemPoints(ctx, it)).length : null;
-  return build(ctx, it, l, points, await allowed(ctx, it));
+  try {
+    const points = o.points ? (await itemPoints(ctx, it)).length : null;
+    return build(ctx, it, l, points, await allowed(ctx, it));
+  } catch (err) {
+    // a remote appliance out of reach: show the item from what the vault recorded
+    if (!isUnreachable(err)) throw err;
+    return build(ctx, it, l, null, allowedOperations(it.state, recordedFacts(ctx, it, l)));
+  }
 }
 
 function build(

@@ -1,7 +1,6 @@
 // Starting and stopping machines the vault defined (`machines create`): the site's compute provider
 // makes the machine's blank disks the first time, with the machine's identity label on the OS disk
 // (so its agent registers as this machine), records the instance, then boots it.
-import { writeIdentityLabel } from "../agent/identity.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { getMachineRow } from "./inventory/machines.ts";
 import {
@@ -46,7 +45,7 @@ export async function startMachine(
       bootCommand: m.boot_command,
       env: { SWITCHBACK_MACHINE_NAME: m.name },
     });
-    writeIdentityLabel(info.disks[0] as string, {
+    await site.labelInstance(id, {
       machineId: m.id,
       name: m.name,
       disks: disks.map((d, index) => ({ index, uuid: d.uuid })),

@@ -1,12 +1,9 @@
 // Retention by each item's policy: every few minutes, for each replicating item, prune its points at
 // its target datastore (keep the window, the app-consistent points at their frequency, the newest
-// always) and collect the garbage, in the process server's exclusive section. Items that are failing
-// over, failed over or reprotecting are left alone: their points are what a failover or a change of
-// point may still need.
+// always) and collect the garbage, in the process server's exclusive section: the site's appliance
+// does it (in-process or remote). Items that are failing over, failed over or reprotecting are left
+// alone: their points are what a failover or a change of point may still need.
 import type { Logger } from "pino";
-import { collectGarbage } from "../datastore/gc.ts";
-import { prune } from "../datastore/prune.ts";
-import type { ItemName } from "../domain/ids.ts";
 import { parseItemRow } from "./items.ts";
 import type { OpsContext } from "./operations/context.ts";
 
@@ -31,30 +28,29 @@ export async function applyRetention(ctx: OpsContext, now: Date): Promise<Retent
   }
   for (const [datastoreId, e] of byDatastore) {
     const site = ctx.sites.get(e.site);
-    const d = site?.datastores.get(datastoreId);
-    if (d === undefined) continue;
-    await d.server.exclusive("retention", async () => {
-      let pruned = 0;
-      const held = new Set<string>(await d.ds.items());
-      for (const item of e.items) {
-        const p = policies.get(item.policyId);
-        if (p === undefined || !held.has(item.id)) continue;
-        const r = await prune(
-          d.ds,
-          item.id as ItemName,
-          {
-            keepWithinMs: p.retention_s * 1000,
-            ...(p.app_consistent_every_s > 0 ? { appEveryMs: p.app_consistent_every_s * 1000 } : {}),
-            crashEveryMs: p.crash_consistent_every_s * 1000,
-          },
-          { now },
-        );
-        pruned += r.deleted.length;
-        run.items++;
-      }
-      if (pruned > 0) run.bytesFreed += (await collectGarbage(d.ds)).bytesFreed;
-      run.pruned += pruned;
+    if (site === undefined || !site.serves(datastoreId)) continue;
+    const requests = e.items.flatMap((item) => {
+      const p = policies.get(item.policyId);
+      if (p === undefined) return [];
+      const policy = {
+        keepWithinMs: p.retention_s * 1000,
+        ...(p.app_consistent_every_s > 0 ? { appEveryMs: p.app_consistent_every_s * 1000 } : {}),
+        crashEveryMs: p.crash_consistent_every_s * 1000,
+      };
+      return [{ item: item.id, policy }];
     });
+    // the site prunes and collects with the datastore to itself (the process server's exclusive section)
+    let r: Awaited<ReturnType<typeof site.retention>>;
+    try {
+      r = await site.retention(datastoreId, requests, now);
+    } catch (err) {
+      // one site's appliance out of reach must not keep the others' points from being pruned
+      ctx.log.error({ err, site: site.name, datastore: datastoreId }, "retention at a datastore failed");
+      continue;
+    }
+    run.items += r.items;
+    run.pruned += r.pruned;
+    run.bytesFreed += r.bytesFreed;
   }
   return run;
 }

@@ -1,8 +1,8 @@
-// What every operation's steps use: the database, the site runtimes, the replication service, and
-// the facts the lifecycle core decides on (gathered here, decided in src/domain).
+// What every operation's steps use: the database, the site runtimes (one per site with an appliance,
+// in-process or remote, behind one interface), the replication service, and the facts the lifecycle
+// core decides on (gathered here, decided in src/domain).
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { statfs } from "node:fs/promises";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { InstanceInfo } from "../../compute/provider.ts";
@@ -33,16 +33,21 @@ export function siteRuntime(ctx: OpsContext, siteId: string): SiteRuntime {
   if (s === undefined) {
     throw new SwitchbackError(
       "SITE_NOT_SERVED",
-      `site ${siteId} has no runtime in this vault (no in-process appliance); add one or check the site`,
+      `site ${siteId} has no appliance that this vault reaches (none in-process, none registered); start its appliance ('switchback appliance') or check the site`,
     );
   }
   return s;
 }
 
+/** True for the error of an appliance the vault cannot reach now (a remote site's). */
+export function isUnreachable(err: unknown): boolean {
+  return err instanceof SwitchbackError && err.code.endsWith("_UNREACHABLE");
+}
+
 /** The item's recovery points at its target datastore, without the reprotect seed, oldest first. */
 export async function itemPoints(ctx: OpsContext, it: LoadedItem): Promise<PointSummary[]> {
   const site = ctx.sites.get(it.state.target);
-  if (site === undefined || !site.datastores.has(it.row.datastore_id)) return [];
+  if (site === undefined || !site.serves(it.row.datastore_id)) return [];
   const headers = await site.points(it.row.datastore_id, it.row.id);
   return headers
     .filter((h) => h.id !== it.row.seed_point_id)
@@ -164,8 +169,13 @@ export async function presenceAt(
   const rows = await instancesAt(ctx, machine.id, siteId, ["production"]);
   if (rows.length > 0) {
     if (site === undefined) return "unreachable";
-    const info = await site.provider.status(rows[0]!.id);
-    return info === null ? "gone" : info.state;
+    try {
+      const info = await site.provider.status(rows[0]!.id);
+      return info === null ? "gone" : info.state;
+    } catch (err) {
+      if (isUnreachable(err)) return "unreachable";
+      throw err;
+    }
   }
   if (machine.site_id === siteId) {
     const last = machine.last_heartbeat_at === null ? 0 : Date.parse(machine.last_heartbeat_at);
@@ -180,19 +190,35 @@ export async function recoveredStatus(ctx: OpsContext, it: LoadedItem): Promise<
   return site === undefined ? null : site.provider.status(it.failover.instanceId);
 }
 
-/** The disks the machine left at a site: a stopped production instance, or kept disks (seed). */
+/**
+ * The disks the machine left at a site: a stopped production instance, or kept disks (seed). The site
+ * says whether they still exist; throws *_UNREACHABLE when its appliance does not answer.
+ */
 export async function disksLeftAt(
   ctx: OpsContext,
   machineId: string,
   siteId: string,
 ): Promise<{ instance: InstanceRow; disks: string[] } | null> {
   const rows = await instancesAt(ctx, machineId, siteId, ["production", "seed"]);
+  const site = ctx.sites.get(siteId);
   for (const r of rows) {
     const disks = instanceDisks(r);
+    if (disks.length === 0) continue;
     // the record is not enough: the images must still be there (a lost site, a deleted folder)
-    if (disks.length > 0 && disks.every((d) => existsSync(d))) return { instance: r, disks };
+    const present = site === undefined ? disks.every((d) => existsSync(d)) : await site.disksPresent(disks);
+    if (present) return { instance: r, disks };
   }
   return null;
+}
+
+/** disksLeftAt as a fact: when the site's appliance cannot say, they are not known to be gone. */
+async function disksKnownAt(ctx: OpsContext, machineId: string, siteId: string): Promise<boolean> {
+  try {
+    return (await disksLeftAt(ctx, machineId, siteId)) !== null;
+  } catch (err) {
+    if (isUnreachable(err)) return true; // reprotect's checks name the unreachable appliance
+    throw err;
+  }
 }
 
 export async function gatherFacts(ctx: OpsContext, it: LoadedItem): Promise<OperationFacts> {
@@ -202,25 +228,20 @@ export async function gatherFacts(ctx: OpsContext, it: LoadedItem): Promise<Oper
   const sourceMachine = await presenceAt(ctx, machine, s.source);
   let recovered: OperationFacts["recoveredMachine"] = "none";
   if (s.phase === "failing-over" || s.phase === "failed-over" || s.phase === "failover-committed") {
-    const info = await recoveredStatus(ctx, it);
-    recovered = info === null ? "gone" : info.state;
+    try {
+      const info = await recoveredStatus(ctx, it);
+      recovered = info === null ? "gone" : info.state;
+    } catch (err) {
+      if (!isUnreachable(err)) throw err;
+      recovered = "unreachable";
+    }
   }
-  const left = await disksLeftAt(ctx, machine.id, s.source);
   return {
     pointCount: points.length,
     sourceMachine,
     recoveredMachine: recovered,
-    disksAtReturnSite: left !== null,
+    disksAtReturnSite: await disksKnownAt(ctx, machine.id, s.source),
   };
-}
-
-export async function freeBytes(dir: string): Promise<number | null> {
-  try {
-    const st = await statfs(dir);
-    return st.bavail * st.bsize;
-  } catch {
-    return null;
-  }
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

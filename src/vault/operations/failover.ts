@@ -280,9 +280,8 @@ export function changePointKind(ctx: OpsContext) {
             );
           const site = siteRuntime(ctx, f.site);
           await site.provider.stop(f.instanceId);
-          const d = site.datastore(it.row.datastore_id);
           const r = await site.provider.changePoint(f.instanceId, {
-            datastore: d.dir,
+            datastore: it.row.datastore_id,
             item: it.row.id,
             point,
           });

@@ -1,7 +1,6 @@
 // Bringing a machine up from a recovery point at a site: onto the disks it left there (only the blocks
 // that differ are written) or onto new disks made from the point (sparse, reflink where possible).
 import type { DiskSpec } from "../../compute/provider.ts";
-import type { ItemName, PointId } from "../../domain/ids.ts";
 import type { LoadedItem } from "../items.ts";
 import {
   disksLeftAt,
@@ -56,7 +55,8 @@ export async function materialize(
 ): Promise<Materialized> {
   const site = siteRuntime(ctx, o.siteId);
   const machine = await machineOf(ctx, it);
-  const d = site.datastore(o.datastoreId);
+  // points are named by the datastore's id: the site knows where it lives
+  const from = { datastore: o.datastoreId, item: it.row.id, point: o.point };
   if (o.reuse) {
     const left = await disksLeftAt(ctx, machine.id, o.siteId);
     if (left !== null && left.instance.id !== o.newId) {
@@ -83,7 +83,7 @@ export async function materialize(
         if (left.instance.id !== id) await markInstance(ctx, left.instance.id, { deleted: true });
       }
       await site.provider.stop(id);
-      const r = await site.provider.changePoint(id, { datastore: d.dir, item: it.row.id, point: o.point });
+      const r = await site.provider.changePoint(id, from);
       await markInstance(ctx, id, { purpose: o.purpose });
       progress?.(1);
       return { instanceId: id, mode: "delta", blocksWritten: r.blocksWritten };
@@ -91,18 +91,14 @@ export async function materialize(
     if (left !== null) {
       // this job made the instance before a restart: make sure its disks hold the point
       await site.provider.stop(left.instance.id);
-      const r = await site.provider.changePoint(left.instance.id, {
-        datastore: d.dir,
-        item: it.row.id,
-        point: o.point,
-      });
+      const r = await site.provider.changePoint(left.instance.id, from);
       return { instanceId: left.instance.id, mode: "delta", blocksWritten: r.blocksWritten };
     }
   }
-  const header = await d.ds.readPointHeader(it.row.id as ItemName, o.point as PointId);
+  const header = await site.pointHeader(o.datastoreId, it.row.id, o.point);
   const disks: DiskSpec[] = header.disks.map((disk) => ({
     from: "point",
-    datastore: d.dir,
+    datastore: o.datastoreId,
     item: it.row.id,
     point: o.point,
     diskUuid: disk.uuid,

@@ -13,8 +13,8 @@ import { applyItemEvent, type LoadedItem, loadItem } from "../items.ts";
 import { defineJobKind } from "../jobs/types.ts";
 import {
   disksLeftAt,
-  freeBytes,
   instancesAt,
+  isUnreachable,
   machineOf,
   type OpsContext,
   siteName,
@@ -127,7 +127,9 @@ export async function reprotectFacts(
     .execute();
   const app = (id: string) => apps.find((a) => a.id === id);
   const runtime = ctx.sites.get(returnSite);
-  const dsRuntime = runtime?.datastores.get(chosen.datastoreId);
+  // the site's appliance answers now (a remote one may be lost although its last heartbeat is recent)
+  const answers = runtime !== undefined && (await runtime.ping());
+  const servesDatastore = answers && runtime.serves(chosen.datastoreId);
   const drills = await ctx.db
     .selectFrom("instances")
     .select("id")
@@ -137,7 +139,15 @@ export async function reprotectFacts(
     .execute();
   const running = (await instancesAt(ctx, machine.id, runningSite, ["production"]))[0];
   const runningInfo =
-    running === undefined ? null : await ctx.sites.get(runningSite)?.provider.status(running.id);
+    running === undefined
+      ? null
+      : await ctx.sites
+          .get(runningSite)
+          ?.provider.status(running.id)
+          .catch((err: unknown) => {
+            if (isUnreachable(err)) return null;
+            throw err;
+          });
   const reporting = alive(machine.last_heartbeat_at) && machine.site_id !== null;
   const agentBooting =
     !reporting &&
@@ -166,12 +176,12 @@ export async function reprotectFacts(
     processServer: {
       name: names.ps,
       site: nm(sites.ps),
-      reachable: runtime !== undefined && alive(app(chosen.processServerId)?.last_heartbeat_at ?? null),
+      reachable: answers && alive(app(chosen.processServerId)?.last_heartbeat_at ?? null),
     },
     masterTarget: {
       name: names.mt,
       site: nm(sites.mt),
-      reachable: runtime !== undefined && alive(app(chosen.masterTargetId)?.last_heartbeat_at ?? null),
+      reachable: answers && alive(app(chosen.masterTargetId)?.last_heartbeat_at ?? null),
       // the in-process master target serves Linux machines and has no disks of its own
       os: "linux",
       diskUuids: [],
@@ -180,10 +190,11 @@ export async function reprotectFacts(
     datastore: {
       name: names.ds,
       site: nm(sites.ds),
-      reachable: dsRuntime !== undefined,
-      freeBytes: dsRuntime === undefined ? null : await freeBytes(dsRuntime.dir),
+      reachable: servesDatastore,
+      freeBytes: servesDatastore ? await runtime.freeBytes(chosen.datastoreId) : null,
     },
-    disksAtReturnSite: (await disksLeftAt(ctx, machine.id, returnSite)) !== null,
+    // when the appliance cannot say, the disks are not known to be gone: its refusal says why
+    disksAtReturnSite: answers ? (await disksLeftAt(ctx, machine.id, returnSite)) !== null : true,
     // replication groups (multi-machine consistency) are not built yet: every item is its own group
     group: [],
   };

@@ -415,6 +415,13 @@ async function runInMachine(
     );
   }
   res.instance = instanceId;
+  if (site.kind === "remote") {
+    // the script runs on this host in the instance's folder: a remote appliance's machines are elsewhere
+    return fail(
+      "MACHINE_SCRIPT_REMOTE_SITE",
+      `${it.row.name} runs at ${site.name}, whose appliance is a separate process; machine-scripts run only in machines of in-process appliances for now (use a vault script)`,
+    );
+  }
   const info = await site.provider.status(instanceId);
   if (info === null || info.state !== "running") {
     return fail(
