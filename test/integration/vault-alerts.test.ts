@@ -4,6 +4,7 @@
 // that fails; the receiver refuses the first attempts of a delivery. /metrics is scraped and parsed.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { closeSync, openSync, readdirSync, readSync, writeSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -351,7 +352,20 @@ for (const d of databases) {
     });
 
     it("a job that fails raises job-failed once, also when its retry fails again", async () => {
-      const r = await api("POST", "/v1/items/web1/test-failover", { point: "2000-01-01T00:00:00Z" });
+      // a real fault: every pack at the recovery site has a flipped byte, so making the drill's disks
+      // from a point fails the block check (a point request no point answers is refused up front)
+      const packs = path.join(data(), "sites", "recovery", "datastore", "packs");
+      for (const dir of readdirSync(packs)) {
+        for (const f of readdirSync(path.join(packs, dir))) {
+          const fd = openSync(path.join(packs, dir, f), "r+");
+          const b = Buffer.alloc(1);
+          readSync(fd, b, 0, 1, 64);
+          b[0] = (b[0] as number) ^ 0xff;
+          writeSync(fd, b, 0, 1, 64);
+          closeSync(fd);
+        }
+      }
+      const r = await api("POST", "/v1/items/web1/test-failover", { point: "latest-processed" });
       assert.equal(r.status, 202, JSON.stringify(r.body));
       const jobId = r.body.job.id as string;
       const waitFailed = () =>

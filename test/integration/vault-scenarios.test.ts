@@ -122,6 +122,16 @@ describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
       ["POST", "/v1/items/web2/failover", { point: "yesterday" }, 400, "POINT_REQUEST_INVALID"],
       ["POST", "/v1/items/web2/failover", { planned: "yes" }, 400, "INVALID_REQUEST"],
       ["POST", "/v1/items/web2/change-point", {}, 400, "INVALID_REQUEST"],
+      // a point no held point answers is refused before anything starts (not after replication stopped)
+      ["POST", "/v1/items/web2/failover", { point: "latest-app-consistent" }, 409, "POINT_NO_APP_CONSISTENT"],
+      ["POST", "/v1/items/web2/failover", { point: "20200101T000000000Z-abcdef" }, 404, "POINT_NOT_FOUND"],
+      [
+        "POST",
+        "/v1/items/web2/test-failover",
+        { point: "2000-01-01T00:00:00Z" },
+        409,
+        "POINT_NONE_BEFORE_TIME",
+      ],
       ["POST", "/v1/items/web2/commit", {}, 409, "OPERATION_NOT_ALLOWED"],
       ["POST", "/v1/items/web2/reprotect", { location: "sideways" }, 400, "INVALID_REQUEST"],
       ["PATCH", "/v1/items/web2", { ip: "999" }, 400, "INVALID_REQUEST"],

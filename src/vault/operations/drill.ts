@@ -5,7 +5,7 @@ import { Type } from "@sinclair/typebox";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { parsePointRequest, selectPoint } from "../../domain/point-selection.ts";
 import { orThrow } from "../../domain/refusal.ts";
-import { applyItemEvent, type DrillRecord, loadItem } from "../items.ts";
+import { applyItemEvent, type DrillRecord, type LoadedItem, loadItem } from "../items.ts";
 import { defineJobKind } from "../jobs/types.ts";
 import {
   instanceIdFor,
@@ -85,6 +85,7 @@ export function testFailoverKind(ctx: OpsContext) {
         run: async (c) => {
           const it = await loadItem(ctx.db, c.itemId as string);
           const drill = c.outputs.record as DrillRecord;
+          ownDrill(it, drill);
           return materialize(
             ctx,
             it,
@@ -104,6 +105,7 @@ export function testFailoverKind(ctx: OpsContext) {
         name: "start",
         run: async (c) => {
           const drill = c.outputs.record as DrillRecord;
+          ownDrill(await loadItem(ctx.db, c.itemId as string), drill);
           const info = await siteRuntime(ctx, drill.site).provider.start(drill.instanceId);
           c.log(
             "info",
@@ -147,4 +149,13 @@ export function testFailoverCleanupKind(ctx: OpsContext) {
       },
     ],
   });
+}
+
+/** A drill step acts only while its drill is the item's (not after a cleanup, when an old job is retried). */
+function ownDrill(it: LoadedItem, drill: DrillRecord): void {
+  if (it.drill?.instanceId === drill.instanceId) return;
+  throw new SwitchbackError(
+    "DRILL_NOT_ACTIVE",
+    `the drill this job started on item ${it.row.name} was cleaned up; start a new test failover instead of retrying this one`,
+  );
 }

@@ -2,8 +2,8 @@
 // Steps, in order; everything before `stop-replication` can be retried or abandoned without effect,
 // everything from it on cannot be cancelled (the generation has moved: the old copy is fenced):
 //   prepare           drain (take the latest point) and/or shut the source down, best effort
-//   stop-replication  the point of no return: generation + 1, replication stops
 //   select-point      which point the request means, among the points at the target
+//   stop-replication  the point of no return: generation + 1, replication stops
 //   materialize       the machine's disks at the target hold that point (delta onto disks it left there)
 //   start             boot it
 //   complete          record the failover: point, instance, what became of the source
@@ -11,7 +11,7 @@ import { Type } from "@sinclair/typebox";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { parsePointRequest, selectPoint } from "../../domain/point-selection.ts";
 import { orThrow } from "../../domain/refusal.ts";
-import { applyItemEvent, type FailoverRecord, loadItem } from "../items.ts";
+import { applyItemEvent, type FailoverRecord, type LoadedItem, loadItem } from "../items.ts";
 import { defineJobKind, type StepContext } from "../jobs/types.ts";
 import {
   instanceIdFor,
@@ -49,22 +49,12 @@ export function failoverKind(ctx: OpsContext) {
         run: async (c): Promise<Prepared> => prepare(ctx, c),
       },
       {
-        name: "stop-replication",
-        irreversible: true,
-        run: async (c) => {
-          const it = await applyItemEvent(ctx.db, c.itemId as string, { e: "failover-started" }, ctx.now());
-          await ctx.replication.refresh();
-          c.log("info", `replication stopped; generation ${it.state.generation} from now on`, {
-            direction: `${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)}`,
-          });
-          return { generation: it.state.generation };
-        },
-      },
-      {
         name: "select-point",
         run: async (c) => {
           const it = await loadItem(ctx.db, c.itemId as string);
           const prepared = c.outputs.prepare as Prepared;
+          // chosen before the point of no return: a request no point answers stops here, with
+          // replication still running and nothing changed
           const request = prepared.drainedPoint !== null ? prepared.drainedPoint : c.params.point;
           const p = orThrow(selectPoint(await itemPoints(ctx, it), orThrow(parsePointRequest(request))));
           c.log(
@@ -79,9 +69,22 @@ export function failoverKind(ctx: OpsContext) {
         },
       },
       {
+        name: "stop-replication",
+        irreversible: true,
+        run: async (c) => {
+          const it = await applyItemEvent(ctx.db, c.itemId as string, { e: "failover-started" }, ctx.now());
+          await ctx.replication.refresh();
+          c.log("info", `replication stopped; generation ${it.state.generation} from now on`, {
+            direction: `${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)}`,
+          });
+          return { generation: it.state.generation };
+        },
+      },
+      {
         name: "materialize",
         run: async (c) => {
           const it = await loadItem(ctx.db, c.itemId as string);
+          ownFailover(it, c.jobId);
           const { point } = c.outputs["select-point"] as { point: string };
           const m = await materialize(
             ctx,
@@ -109,6 +112,7 @@ export function failoverKind(ctx: OpsContext) {
         name: "start",
         run: async (c) => {
           const it = await loadItem(ctx.db, c.itemId as string);
+          ownFailover(it, c.jobId);
           const { instanceId } = c.outputs.materialize as { instanceId: string };
           const info = await siteRuntime(ctx, it.state.target).provider.start(instanceId);
           c.log(
@@ -121,6 +125,7 @@ export function failoverKind(ctx: OpsContext) {
       {
         name: "complete",
         run: async (c) => {
+          ownFailover(await loadItem(ctx.db, c.itemId as string), c.jobId);
           const prepared = c.outputs.prepare as Prepared;
           const { point } = c.outputs["select-point"] as { point: string };
           const { instanceId } = c.outputs.materialize as { instanceId: string };
@@ -319,4 +324,18 @@ export function changePointKind(ctx: OpsContext) {
       },
     ],
   });
+}
+
+/**
+ * Steps after the point of no return act only for the failover under way: a retried old job (its
+ * item has since been committed, failed over again, reprotected) must not rewrite or start anything.
+ */
+function ownFailover(it: LoadedItem, jobId: string): void {
+  const s = it.state;
+  if (s.phase === "failing-over") return;
+  if (s.phase === "failed-over" && it.failover?.jobId === jobId) return;
+  throw new SwitchbackError(
+    "FAILOVER_SUPERSEDED",
+    `item ${it.row.name} is ${s.phase}${it.failover ? ` (by job ${it.failover.jobId})` : ""}; this failover job no longer applies, start a new operation instead of retrying it`,
+  );
 }

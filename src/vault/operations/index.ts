@@ -11,7 +11,7 @@ import {
   type Operation,
   type OperationName,
 } from "../../domain/lifecycle.ts";
-import { formatPointRequest, parsePointRequest } from "../../domain/point-selection.ts";
+import { formatPointRequest, parsePointRequest, selectPoint } from "../../domain/point-selection.ts";
 import { isRefusal, orThrow } from "../../domain/refusal.ts";
 import { checkReprotect } from "../../domain/reprotect.ts";
 import { isUniqueViolation } from "../db/migrations.ts";
@@ -23,7 +23,7 @@ import { applyItemEvent, type LoadedItem, loadItem, type TargetSettings } from "
 import type { JobEngine } from "../jobs/engine.ts";
 import { defineJobKind, type JobKind, type JobView } from "../jobs/types.ts";
 import { commitKind, disableKind } from "./commit.ts";
-import { gatherFacts, machineOf, type OpsContext, siteName, sleep } from "./context.ts";
+import { gatherFacts, itemPoints, machineOf, type OpsContext, siteName, sleep } from "./context.ts";
 import { testFailoverCleanupKind, testFailoverKind } from "./drill.ts";
 import { changePointKind, failoverKind } from "./failover.ts";
 import { type ReprotectRequest, reprotectFacts, reprotectKind } from "./reprotect.ts";
@@ -277,6 +277,11 @@ export async function preview(
   };
   const d = decide(named, op, await gatherFacts(ctx, it));
   if (isRefusal(d)) throw new SwitchbackError(d.code, d.message);
+  // a point request no held point answers is refused now, not by a job half-way through
+  if ((op.op === "failover" || op.op === "test-failover" || op.op === "change-point") && !d.drain) {
+    const req = op.point.kind === "latest" ? ({ kind: "latest-processed" } as const) : op.point;
+    orThrow(selectPoint(await itemPoints(ctx, it), req));
+  }
   if (r.op === "reprotect") {
     const refusals = checkReprotect((await reprotectFacts(ctx, it, r)).facts);
     if (refusals.length > 0) {

@@ -57,6 +57,14 @@ export async function materialize(
   const machine = await machineOf(ctx, it);
   // points are named by the datastore's id: the site knows where it lives
   const from = { datastore: o.datastoreId, item: it.row.id, point: o.point };
+  const adopt = (id: string, disks: string[]) =>
+    site.provider.create({
+      id,
+      name: it.settings.targetName ?? it.row.name,
+      disks: disks.map((p) => ({ from: "adopt", path: p }) as DiskSpec),
+      bootCommand: machine.boot_command,
+      env: machineEnv(it, { drill: false }),
+    });
   if (o.reuse) {
     const left = await disksLeftAt(ctx, machine.id, o.siteId);
     if (left !== null && left.instance.id !== o.newId) {
@@ -64,6 +72,9 @@ export async function materialize(
       let id = left.instance.id;
       if (left.instance.purpose === "seed" || (await site.provider.status(id)) === null) {
         id = o.newId;
+        // the instance first (idempotent per id), then its record: a record never names an
+        // instance the provider does not have, whatever moment a kill -9 picks
+        await adopt(id, left.disks);
         await recordInstance(ctx, {
           id,
           item_id: it.row.id,
@@ -72,13 +83,6 @@ export async function materialize(
           purpose: o.purpose,
           provider: site.provider.kind,
           disks: left.disks,
-        });
-        await site.provider.create({
-          id,
-          name: it.settings.targetName ?? it.row.name,
-          disks: left.disks.map((p) => ({ from: "adopt", path: p }) as DiskSpec),
-          bootCommand: machine.boot_command,
-          env: machineEnv(it, { drill: false }),
         });
         if (left.instance.id !== id) await markInstance(ctx, left.instance.id, { deleted: true });
       }
@@ -89,7 +93,8 @@ export async function materialize(
       return { instanceId: id, mode: "delta", blocksWritten: r.blocksWritten };
     }
     if (left !== null) {
-      // this job made the instance before a restart: make sure its disks hold the point
+      // this job made the instance before a restart: make sure it exists and its disks hold the point
+      if ((await site.provider.status(left.instance.id)) === null) await adopt(left.instance.id, left.disks);
       await site.provider.stop(left.instance.id);
       const r = await site.provider.changePoint(left.instance.id, from);
       return { instanceId: left.instance.id, mode: "delta", blocksWritten: r.blocksWritten };
