@@ -28,6 +28,8 @@ export type AgentCommand = Static<typeof AgentCommandSchema>;
 export const AssignmentSchema = Type.Object({
   replicate: Type.Union([ReplicationAssignmentSchema, Type.Null()]),
   commands: Type.Array(AgentCommandSchema),
+  /** ids of the command results in this heartbeat that the vault still waited for */
+  accepted: Type.Optional(Type.Array(Type.String())),
   /** set when this copy of the machine is fenced (an older generation after a failover) */
   fenced: Type.Optional(Type.String()),
 });

@@ -57,6 +57,8 @@ export class VaultAgent {
   #daemon: { daemon: AgentDaemon; running: Promise<void>; key: string; a: ReplicationAssignment } | null =
     null;
   #handled = new Set<string>();
+  /** command results the vault accepted (it still waited for them) */
+  #accepted = new Set<string>();
   #results: CommandResult[] = [];
   #lastPoint: LastPoint | null = null;
   #progress: { bytesDone: number; bytesTotal: number; bytesPerSecond: number } | undefined;
@@ -107,6 +109,7 @@ export class VaultAgent {
       throw err;
     }
     this.#heartbeatMs = Math.max(200, reply.heartbeatIntervalSeconds * 1000);
+    for (const id of reply.assignment.accepted ?? []) this.#accepted.add(id);
     await this.#follow(reply.assignment);
   }
 
@@ -258,7 +261,19 @@ export class VaultAgent {
       let pointId: string | undefined;
       if (c.finalPoint) pointId = (await this.#pointNow()).pointId;
       this.#report({ id: c.id, ok: true, ...(pointId !== undefined ? { pointId } : {}) });
-      await this.#beat().catch(() => {}); // deliver the result before powering off
+      // deliver the result before powering off, and power off only when the vault still wanted it
+      // (a failover that gave up on this machine goes on replicating from it)
+      for (let i = 0; i < 5 && !this.#accepted.has(c.id); i++) {
+        await this.#beat().catch(() => {});
+        if (!this.#accepted.has(c.id)) await new Promise((r) => setTimeout(r, 500));
+      }
+      if (!this.#accepted.has(c.id)) {
+        log.warn(
+          { command: c.id },
+          "the vault no longer waits for this shutdown: not powering off (the machine's services were stopped; restart the machine)",
+        );
+        return;
+      }
       await this.#powerOff();
     } catch (err) {
       log.error({ command: c.id, error: (err as Error).message }, "command failed");

@@ -2,13 +2,13 @@
 //  - a copy of a machine replicates an item only while the item is replicating (initial replication
 //    or protected) and the copy runs at the item's source site, to the item's process server, with
 //    the item's current generation; every other copy is told to replicate nothing;
-//  - the in-process process servers ask `authenticate` (synchronous: it reads an in-memory directory
-//    refreshed after every change and every second), which lets a request through only with a
-//    current generation and otherwise names it fenced;
+//  - the process servers ask `authenticate` (src/appliance/directory.ts; synchronous: it reads an
+//    in-memory directory refreshed after every change and every second), which lets a request through
+//    only with a current generation and otherwise names it fenced; remote appliances get their site's
+//    part of it (directoryFor), pushed after every change and fetched every second;
 //  - commands (take a point now, shut down) wait in agent_commands until the agent of the right copy
 //    picks them up with a heartbeat and reports the result.
-import { createHash, randomBytes } from "node:crypto";
-import type { FastifyRequest } from "fastify";
+import { randomBytes } from "node:crypto";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import {
@@ -18,26 +18,20 @@ import {
   CommandResultSchema,
   type LastPoint,
 } from "../agent/protocol.ts";
-import type { Authenticate, Principal } from "../appliance/process-server.ts";
+import {
+  authenticateFrom,
+  emptyDirectory,
+  type ItemGrant,
+  type ReplicationDirectory,
+  type SiteDirectory,
+  siteDirectory,
+} from "../appliance/directory.ts";
+import type { Authenticate } from "../appliance/process-server.ts";
 import type { PointHeader } from "../datastore/manifest.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { readJsonOrNull } from "./db/json.ts";
 import type { VaultDatabase } from "./db/schema.ts";
 import { applyItemEvent, loadItem, parseItemRow } from "./items.ts";
-
-interface ItemGrant {
-  generation: number;
-  /** the site of the process server that may receive it (the item's target) */
-  targetSite: string;
-  replicating: boolean;
-}
-
-interface Directory {
-  /** sha256(token) → machine id */
-  tokens: Map<string, string>;
-  /** machine id → item id → grant */
-  grants: Map<string, Map<string, ItemGrant>>;
-}
 
 export interface CopyOfMachine {
   /** the compute instance the agent runs in, when one of ours */
@@ -55,10 +49,14 @@ export class ReplicationService {
   readonly #db: Kysely<VaultDatabase>;
   readonly #log: Logger;
   readonly #now: () => Date;
-  #dir: Directory = { tokens: new Map(), grants: new Map() };
+  #dir: ReplicationDirectory = emptyDirectory();
+  /** when the directory in memory was read (taken before reading) */
+  #asOf = new Date(0);
   #timer: NodeJS.Timeout | null = null;
   /** process server URL by datastore id (filled by the site runtimes) */
   readonly serverUrls = new Map<string, string>();
+  /** told after every refresh (remote sites push their part of the directory when it changed) */
+  readonly #listeners = new Set<() => Promise<void>>();
 
   constructor(o: { db: Kysely<VaultDatabase>; log: Logger; now: () => Date }) {
     this.#db = o.db;
@@ -69,9 +67,9 @@ export class ReplicationService {
   async start(): Promise<void> {
     await this.refresh();
     this.#timer = setInterval(() => {
-      this.refresh().catch((err: unknown) =>
-        this.#log.error({ err }, "refreshing the replication directory failed"),
-      );
+      this.#read()
+        .then(() => this.#tell())
+        .catch((err: unknown) => this.#log.error({ err }, "refreshing the replication directory failed"));
     }, 1000);
     this.#timer.unref();
   }
@@ -80,15 +78,47 @@ export class ReplicationService {
     if (this.#timer) clearInterval(this.#timer);
   }
 
-  /** Re-reads tokens and items; call after any change that moves a generation or a direction. */
+  /**
+   * Re-reads tokens and items; call after any change that moves a generation or a direction. Returns
+   * once the remote appliances have the change too (or could not be told within a few seconds: they
+   * fetch the directory every second anyway).
+   */
   async refresh(): Promise<void> {
+    await this.#read();
+    await this.#tell();
+  }
+
+  /** Calls `fn` after every refresh; returns how to stop. */
+  onRefresh(fn: () => Promise<void>): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  async #tell(): Promise<void> {
+    await Promise.all(
+      [...this.#listeners].map((fn) =>
+        fn().catch((err: unknown) =>
+          this.#log.warn({ err }, "telling an appliance about the directory failed"),
+        ),
+      ),
+    );
+  }
+
+  /** The part of the directory a site's appliance needs (GET /v1/appliances/{id}/directory). */
+  directoryFor(siteId: string): SiteDirectory {
+    return siteDirectory(this.#dir, siteId, this.#asOf);
+  }
+
+  async #read(): Promise<void> {
+    // the real clock, not the vault's (tests fix that one): appliances keep the newest copy by it
+    const asOf = new Date();
     const tokens = await this.#db
       .selectFrom("tokens")
       .select(["sha256", "machine_id"])
       .where("role", "=", "agent")
       .execute();
     const items = await this.#db.selectFrom("items").selectAll().execute();
-    const dir: Directory = { tokens: new Map(), grants: new Map() };
+    const dir: ReplicationDirectory = emptyDirectory();
     for (const t of tokens) if (t.machine_id !== null) dir.tokens.set(t.sha256, t.machine_id);
     for (const row of items) {
       const it = parseItemRow(row);
@@ -100,28 +130,14 @@ export class ReplicationService {
       });
       dir.grants.set(row.machine_id, m);
     }
+    if (asOf < this.#asOf) return; // a later read finished first
     this.#dir = dir;
+    this.#asOf = asOf;
   }
 
-  /** The process server's authentication at `siteId`: agent tokens, current generations only. */
+  /** The in-process process servers' authentication at `siteId`: agent tokens, current generations only. */
   authenticateFor(siteId: () => string): Authenticate {
-    return (req: FastifyRequest): Principal | null => {
-      const h = req.headers.authorization;
-      if (h === undefined || !h.startsWith("Bearer ")) return null;
-      const digest = createHash("sha256").update(h.slice(7).trim(), "utf8").digest("hex");
-      const machine = this.#dir.tokens.get(digest);
-      if (machine === undefined) return null;
-      const header = req.headers["switchback-generation"];
-      const generation = Number(Array.isArray(header) ? header[0] : header);
-      const items = new Set<string>();
-      const fenced = new Set<string>();
-      for (const [item, g] of this.#dir.grants.get(machine) ?? []) {
-        if (g.targetSite !== siteId()) continue;
-        if (g.replicating && g.generation === generation) items.add(item);
-        else fenced.add(item);
-      }
-      return { agent: `machine ${machine}`, items, fenced };
-    };
+    return authenticateFrom(() => this.#dir, siteId);
   }
 
   /** A point committed at a process server: the item's latest point, and its first completes enabling. */
@@ -146,14 +162,18 @@ export class ReplicationService {
     report: HeartbeatReport = {},
   ): Promise<Assignment> {
     const now = this.#now().toISOString();
+    // results the vault still waited for; a late one (the job gave up) is not accepted, and the agent
+    // then does not act on it (a shutdown the vault no longer wants does not power the machine off)
+    const accepted: string[] = [];
     for (const r of report.results ?? []) {
-      await this.#db
+      const u = await this.#db
         .updateTable("agent_commands")
         .set({ finished_at: now, result: JSON.stringify(r) })
         .where("id", "=", r.id)
         .where("machine_id", "=", machineId)
         .where("finished_at", "is", null)
-        .execute();
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 1) accepted.push(r.id);
     }
     const site = await this.#siteOf(machineId, copy);
     const rows = await this.#db.selectFrom("items").selectAll().where("machine_id", "=", machineId).execute();
@@ -201,6 +221,18 @@ export class ReplicationService {
     const commands: AgentCommand[] = [];
     for (const c of pending) {
       if (c.site_id !== null && c.site_id !== site) continue;
+      if (c.job_id !== null) {
+        // a command outlives nothing: once its job finished nobody waits for it
+        const job = await this.#db
+          .selectFrom("jobs")
+          .select("finished_at")
+          .where("id", "=", c.job_id)
+          .executeTakeFirst();
+        if (job === undefined || job.finished_at !== null) {
+          await this.cancelCommand(c.id);
+          continue;
+        }
+      }
       const params = JSON.parse(c.params) as { finalPoint?: boolean };
       commands.push({ id: c.id, kind: c.kind as AgentCommand["kind"], ...params });
       if (c.delivered_at === null) {
@@ -211,7 +243,12 @@ export class ReplicationService {
           .execute();
       }
     }
-    return { replicate, commands, ...(replicate === null && fenced !== undefined ? { fenced } : {}) };
+    return {
+      replicate,
+      commands,
+      accepted,
+      ...(replicate === null && fenced !== undefined ? { fenced } : {}),
+    };
   }
 
   async #siteOf(machineId: string, copy: CopyOfMachine): Promise<string | null> {

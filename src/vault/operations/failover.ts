@@ -195,7 +195,7 @@ async function prepare(
       await ctx.replication.cancelCommand(id);
       throw new SwitchbackError(
         "FAILOVER_DRAIN_FAILED",
-        `the machine at ${siteName(ctx, source)} did not deliver its latest point (${r === null ? `no answer in ${DRAIN_TIMEOUT_MS / 1000} s` : (r.error ?? "no point")}); nothing was failed over and replication goes on; retry, or run the ${label} with --point latest-processed`,
+        `the machine at ${siteName(ctx, source)} did not deliver its latest point (${r === null ? `no answer in ${DRAIN_TIMEOUT_MS / 1000} s` : (r.error ?? "no point")}); nothing was failed over and replication goes on${p.shutdownSource ? " (the machine may have stopped its services already: check it)" : ""}; retry, or run the ${label} with --point latest-processed`,
       );
     }
     c.log("info", `drained: point ${r.pointId}`);
@@ -237,10 +237,10 @@ async function prepare(
       detail = `${detail ?? ""}; stopping it at ${siteName(ctx, source)} failed: ${(err as Error).message}`;
     }
   }
-  if (outcome === "") {
-    await ctx.replication.cancelCommand(id);
-    outcome = "could not be shut down (fenced instead)";
-  }
+  // a command without an answer ends with the step: it must never reach this machine later (after a
+  // failback the same instance is the production machine again)
+  if (!r?.ok) await ctx.replication.cancelCommand(id);
+  if (outcome === "") outcome = "could not be shut down (fenced instead)";
   c.log(
     outcome.startsWith("could not") ? "warn" : "info",
     `source machine: ${outcome}`,

@@ -233,6 +233,15 @@ export function reprotectKind(ctx: OpsContext) {
           if (c.params.location === "alternate") return { seed: null };
           const it = await loadItem(ctx.db, c.itemId as string);
           if (it.row.seed_point_id !== null) return { seed: it.row.seed_point_id };
+          // before the direction is reversed the returning site holds no point of the item (commit
+          // deleted them): one found now is this step's own seed, committed just before a kill -9
+          const held = await siteRuntime(ctx, returnSite).points(chosen.datastoreId, it.row.id);
+          const earlier = held[held.length - 1];
+          if (earlier !== undefined) {
+            await applyItemEvent(ctx.db, it.row.id, null, ctx.now(), () => ({ seedPointId: earlier.id }));
+            c.log("info", `adopted the seed point ${earlier.id} taken before a restart`);
+            return { seed: earlier.id };
+          }
           const machine = await machineOf(ctx, it);
           const left = await disksLeftAt(ctx, machine.id, returnSite);
           if (left === null) {
