@@ -332,7 +332,10 @@ export function decide(s: ItemState, o: Operation, f: OperationFacts): Decision 
       }
       if (s.phase === "disabled") return refuse("ITEM_DISABLED", "the item is already disabled");
       const pointsAreLastCopy =
-        (s.phase === "protected" || s.phase === "initial-replication" || s.phase === "enabling") &&
+        (s.phase === "protected" ||
+          s.phase === "initial-replication" ||
+          s.phase === "enabling" ||
+          s.phase === "reprotecting") &&
         (f.sourceMachine === "gone" || f.sourceMachine === "unreachable");
       if (pointsAreLastCopy) {
         // an unreachable machine may be gone: deleting the points could delete its last copy

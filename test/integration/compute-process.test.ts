@@ -428,6 +428,9 @@ describe("process compute provider", () => {
     assert.deepEqual(adoptedAgain.disks, [disk]);
     await provider.delete("vm-a");
     assert.ok(existsSync(disk), "adopted, so kept");
+    // deleting an instance that is gone removes the disks it left (disable forgets kept disks)
+    await provider.delete("vm-a");
+    assert.equal(existsSync(path.join(root, "vm-a")), false, "kept disks removed");
     await provider.delete("vm-a");
   });
 });

@@ -357,7 +357,15 @@ export class ProcessProvider implements ComputeProvider {
       const folder = this.folderOf(id);
       const file = path.join(folder, RECORD);
       const rec = readRecord(file);
-      if (rec === null) return; // deleted already (a folder of kept disks stays)
+      if (rec === null) {
+        // deleted already; what is left is the folder of its kept disks (delete with keepDisks):
+        // deleting again removes them too (disable forgets a machine's kept disks this way)
+        if (existsSync(folder)) {
+          rmSync(folder, { recursive: true, force: true });
+          fsyncPath(path.dirname(folder));
+        }
+        return;
+      }
       await this.#stop(rec, o.timeoutMs ?? DEFAULT_STOP_MS);
       // the disks it did not make, and with keepDisks the ones it did, stay
       const keep = new Set(
