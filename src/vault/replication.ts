@@ -285,12 +285,22 @@ export class ReplicationService {
     jobId: string | null,
     id = `cmd-${randomBytes(8).toString("hex")}`,
   ): Promise<string> {
-    const exists = await this.#db
-      .selectFrom("agent_commands")
-      .select("id")
-      .where("id", "=", id)
-      .executeTakeFirst();
-    if (exists !== undefined) return id; // a resumed job step queues the same command once
+    // a resumed job step queues the same command once; a retried step whose command failed or was
+    // given up queues a fresh one (cmd-…-r2, -r3…), which the agent has not seen yet
+    for (let attempt = 1; ; attempt++) {
+      const candidate = attempt === 1 ? id : `${id}-r${attempt}`;
+      const row = await this.#db
+        .selectFrom("agent_commands")
+        .select(["finished_at", "result"])
+        .where("id", "=", candidate)
+        .executeTakeFirst();
+      if (row === undefined) {
+        id = candidate;
+        break;
+      }
+      const failed = row.finished_at !== null && !(JSON.parse(row.result ?? "{}") as { ok?: boolean }).ok;
+      if (!failed) return candidate;
+    }
     await this.#db
       .insertInto("agent_commands")
       .values({

@@ -1,8 +1,8 @@
 // Retention by each item's policy: every few minutes, for each replicating item, prune its points at
 // its target datastore (keep the window, the app-consistent points at their frequency, the newest
 // always) and collect the garbage, in the process server's exclusive section: the site's appliance
-// does it (in-process or remote). Items that are failing over, failed over or reprotecting are left
-// alone: their points are what a failover or a change of point may still need.
+// does it (in-process or remote). Items that are failing over, failed over or reprotecting, items
+// with a drill or a job under way are left alone: their points are what those may still need.
 import type { Logger } from "pino";
 import { parseItemRow } from "./items.ts";
 import type { OpsContext } from "./operations/context.ts";
@@ -19,9 +19,17 @@ export async function applyRetention(ctx: OpsContext, now: Date): Promise<Retent
   const run: RetentionRun = { items: 0, pruned: 0, bytesFreed: 0 };
   // by datastore: one exclusive section and one GC per datastore
   const byDatastore = new Map<string, { site: string; items: { id: string; policyId: string }[] }>();
+  // an item with a job under way (a drill or failover choosing or using a point) or a drill copy
+  // running is left for the next pass: its points may be what that job is about to read
+  const busy = new Set(
+    (await ctx.db.selectFrom("jobs").select("item_id").where("finished_at", "is", null).execute()).map(
+      (j) => j.item_id,
+    ),
+  );
   for (const row of rows) {
     const it = parseItemRow(row);
     if (it.state.phase !== "protected" && it.state.phase !== "initial-replication") continue;
+    if (it.drill !== null || busy.has(row.id)) continue;
     const e = byDatastore.get(row.datastore_id) ?? { site: it.state.target, items: [] };
     e.items.push({ id: row.id, policyId: row.policy_id });
     byDatastore.set(row.datastore_id, e);

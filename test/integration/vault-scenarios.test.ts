@@ -206,6 +206,8 @@ describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
     // disable: the item is forgotten, the machine stays and can be protected again
     await operate("disable");
     assert.equal((await api("GET", "/v1/items/web2")).status, 404);
+    const left = readdirSync(path.join(data(), "sites", "recovery", "machines"));
+    assert.deepEqual(left, [], "disable removed the disks the machine had left at the recovery site");
     assert.equal((await api("GET", "/v1/machines/web2")).status, 200);
     const again = await api("POST", "/v1/items", { machine: "web2", to: "recovery", policy: "fast" });
     assert.equal(again.status, 202, JSON.stringify(again.body));

@@ -33,7 +33,7 @@ export function siteRuntime(ctx: OpsContext, siteId: string): SiteRuntime {
   if (s === undefined) {
     throw new SwitchbackError(
       "SITE_NOT_SERVED",
-      `site ${siteId} has no appliance that this vault reaches (none in-process, none registered); start its appliance ('switchback appliance') or check the site`,
+      `site ${siteName(ctx, siteId)} has no appliance that this vault reaches (none in-process, none registered); start its appliance ('switchback appliance') or check the site`,
     );
   }
   return s;

@@ -164,10 +164,23 @@ async function prepare(
 ): Promise<Prepared> {
   const it = await loadItem(ctx.db, c.itemId as string);
   if (it.state.phase === "failing-over") {
-    // resumed after the point of no return: nothing to prepare any more
+    // resumed by a new job after the point of no return: nothing to prepare any more; what the job
+    // that started the failover prepared (its drained point, what became of the source) still holds
+    const earlier = await ctx.db
+      .selectFrom("job_steps")
+      .innerJoin("jobs", "jobs.id", "job_steps.job_id")
+      .select(["job_steps.output"])
+      .where("jobs.item_id", "=", it.row.id)
+      .where("jobs.kind", "=", "failover")
+      .where("jobs.id", "!=", c.jobId)
+      .where("job_steps.name", "=", "prepare")
+      .where("job_steps.state", "=", "succeeded")
+      .orderBy("jobs.created_at", "desc")
+      .executeTakeFirst();
+    if (earlier?.output) return JSON.parse(earlier.output) as Prepared;
     return {
       drainedPoint: null,
-      sourceShutdown: { requested: c.params.shutdownSource, outcome: "not attempted (resumed)" },
+      sourceShutdown: { requested: c.params.shutdownSource, outcome: "unknown (the failover was resumed)" },
     };
   }
   const machine = await machineOf(ctx, it);

@@ -301,7 +301,16 @@ export async function startOperation(
 ): Promise<{ job: JobView; decision: Decision }> {
   const { item, decision } = await preview(ctx, itemRef, r);
   const params = paramsOf(r, decision);
-  const job = await engine.create(r.op, { itemId: item.row.id, params, createdBy: by });
+  let job: JobView;
+  try {
+    job = await engine.create(r.op, { itemId: item.row.id, params, createdBy: by });
+  } catch (err) {
+    // the engine names items by id; the operator typed the name
+    if (err instanceof SwitchbackError && err.code === "ITEM_BUSY") {
+      throw new SwitchbackError("ITEM_BUSY", err.message.replaceAll(item.row.id, item.row.name));
+    }
+    throw err;
+  }
   return { job, decision };
 }
 
