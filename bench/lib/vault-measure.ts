@@ -37,14 +37,15 @@ export function timing(ms: readonly number[], bytes: readonly number[]): Timing 
 export interface HttpPlan {
   /** requests not timed, first */
   warmup: number;
-  /** timed requests: about budgetMs worth at the warm-up's pace, within [min, max] */
+  /** timed requests: about budgetMs worth at the warm-up's median pace, within [min, max] */
   budgetMs: number;
   min: number;
   max: number;
 }
 
-/** How many requests an operation gets after a warm-up whose mean was `warmMs`. */
+/** How many requests an operation gets after a warm-up whose median was `warmMs`. */
 export function requestsFor(plan: HttpPlan, warmMs: number): number {
+  if (!Number.isFinite(warmMs)) return plan.max;
   return Math.max(plan.min, Math.min(plan.max, Math.round(plan.budgetMs / Math.max(warmMs, 0.01))));
 }
 
@@ -67,9 +68,16 @@ export async function timeHttp(
     }
     return { ms, bytes: body.byteLength };
   };
-  let warm = 0;
-  for (let i = 0; i < plan.warmup; i++) warm += (await once(i)).ms;
-  const count = requestsFor(plan, warm / Math.max(1, plan.warmup));
+  // the median: one warm-up request that waited for a background round must not cut the count
+  const warm: number[] = [];
+  for (let i = 0; i < plan.warmup; i++) warm.push((await once(i)).ms);
+  const count = requestsFor(
+    plan,
+    percentile(
+      warm.sort((a, b) => a - b),
+      50,
+    ),
+  );
   const ms: number[] = [];
   const bytes: number[] = [];
   for (let i = 0; i < count; i++) {
