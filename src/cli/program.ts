@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { SwitchbackError } from "../domain/errors.ts";
 import * as agent from "./commands/agent.ts";
 import * as alerts from "./commands/alerts.ts";
+import * as appliance from "./commands/appliance.ts";
 import * as appliances from "./commands/appliances.ts";
 import * as changePoint from "./commands/change-point.ts";
 import * as commit from "./commands/commit.ts";
@@ -33,7 +34,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const m of [datastore, replicateOnce, points, restore, processServer, agent]) m.register(program);
   // the vault and the commands that ask it
-  for (const m of [server, sites, appliances, datastores, policies, machines]) m.register(program);
+  for (const m of [server, appliance, sites, appliances, datastores, policies, machines]) m.register(program);
   // replicated items and their lifecycle, each operation a job
   for (const m of [
     protect,

@@ -6,11 +6,12 @@
 // PostgreSQL bootstrap once (the second waits on the row, then finds it taken).
 import path from "node:path";
 import type { Kysely } from "kysely";
+import { initLocalDatastoreFolder } from "../datastore/local/init-folder.ts";
 import type { VaultDb } from "./db/database.ts";
 import { isUniqueViolation } from "./db/migrations.ts";
 import type { VaultDatabase } from "./db/schema.ts";
 import { createInProcessAppliance } from "./inventory/appliances.ts";
-import { initLocalDatastoreFolder, insertDatastoreRow } from "./inventory/datastores.ts";
+import { insertDatastoreRow } from "./inventory/datastores.ts";
 import { createPolicy } from "./inventory/policies.ts";
 import { createSite } from "./inventory/sites.ts";
 import { createToken } from "./inventory/tokens.ts";

@@ -1,6 +1,8 @@
 // The vault's disaster-recovery runtime, started after the API listens: a site runtime per site with
-// an in-process appliance, the replication directory, and the job engine with every item operation.
-// It fills the API's seams (deps.dr, deps.assignmentFor) so the routes reach it.
+// an appliance (a LocalSite for an in-process one, a RemoteSite for a registered `switchback
+// appliance`, noticed when it registers or restarts), the replication directory, and the job engine
+// with every item operation. It fills the API's seams (deps.dr, deps.assignmentFor) so the routes
+// reach it.
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
@@ -13,10 +15,11 @@ import type { JobKind } from "./jobs/types.ts";
 import type { OpsContext } from "./operations/context.ts";
 import { itemJobKinds } from "./operations/index.ts";
 import { planJobKinds } from "./plans/jobs.ts";
+import { RemoteSite } from "./remote-site.ts";
 import { ReplicationService } from "./replication.ts";
 import { startRetention } from "./retention.ts";
 import type { VaultContext, VaultService } from "./server.ts";
-import { type SiteRuntime, startLocalSite } from "./site.ts";
+import { rememberProcessServerPort, type SiteRuntime, startLocalSite } from "./site.ts";
 
 export interface DrRuntime {
   ops: OpsContext;
@@ -24,6 +27,8 @@ export interface DrRuntime {
   replication: ReplicationService;
   /** the environment every machine a provider of this vault boots gets */
   machineEnv: Record<string, string>;
+  /** a remote appliance registered or reported: start or update its site's RemoteSite */
+  appliancesChanged(): Promise<void>;
 }
 
 /** The enrol token the vault gives the machines it boots, kept in its data folder (mode 0600). */
@@ -105,6 +110,12 @@ export function drService(o: DrServiceOptions = {}): VaultService {
         throw err;
       }
       await replication.start();
+      const remote = remoteSites({ db, sites, replication, log });
+      await remote.sync().catch((err: unknown) => log.warn({ err }, "reaching the remote appliances failed"));
+      const remoteTimer = setInterval(() => {
+        remote.sync().catch((err: unknown) => log.warn({ err }, "reaching the remote appliances failed"));
+      }, 2000);
+      remoteTimer.unref();
       const ops: OpsContext = {
         db,
         sites,
@@ -127,7 +138,7 @@ export function drService(o: DrServiceOptions = {}): VaultService {
         onFinished: jobFinishedAlerts(ctx.vdb, ctx.deps),
       });
       engine.start();
-      ctx.deps.dr = { ops, engine, replication, machineEnv };
+      ctx.deps.dr = { ops, engine, replication, machineEnv, appliancesChanged: () => remote.sync() };
       ctx.deps.assignmentFor = (machineId, hb) =>
         replication.assignmentFor(
           machineId,
@@ -145,12 +156,119 @@ export function drService(o: DrServiceOptions = {}): VaultService {
       const stopRetention = startRetention(ops, retentionEveryMs, log);
       return {
         async stop() {
+          clearInterval(remoteTimer);
           stopRetention();
           await engine.stop();
           replication.stop();
           await stopAll();
         },
       };
+    },
+  };
+}
+
+/**
+ * The RemoteSites of the sites whose appliance is a registered `switchback appliance` (one per site:
+ * registration refuses a second one, and a site with an in-process appliance). `sync` reads the
+ * registered appliances: a new one gets its RemoteSite; one that registered again (a restart: new
+ * control URL and secret, new process-server ports) is updated and asked where its process servers
+ * listen, which is what agents are told. Each RemoteSite is pushed its part of the replication
+ * directory whenever that part changed (and again after a failed push, at the next refresh).
+ */
+function remoteSites(o: {
+  db: OpsContext["db"];
+  sites: Map<string, SiteRuntime>;
+  replication: ReplicationService;
+  log: OpsContext["log"];
+}) {
+  const { db, sites, replication, log } = o;
+  const known = new Map<string, { site: RemoteSite; pushed: string; unsubscribe: () => void }>();
+  const push = async (siteId: string) => {
+    const e = known.get(siteId);
+    if (e === undefined) return;
+    const d = replication.directoryFor(siteId);
+    const key = JSON.stringify({ ...d, asOf: "" });
+    if (key === e.pushed) return;
+    await e.site.pushDirectory(d);
+    e.pushed = key;
+  };
+  const learnUrls = async (site: RemoteSite) => {
+    try {
+      for (const d of await site.refreshInfo()) {
+        replication.serverUrls.set(d.id, d.url);
+        await rememberProcessServerPort(db, d.id, Number(new URL(d.url).port));
+      }
+    } catch (err) {
+      log.debug({ err, site: site.name }, "the remote appliance does not answer yet");
+    }
+  };
+  const once = async () => {
+    const rows = await db
+      .selectFrom("appliances")
+      .innerJoin("sites", "sites.id", "appliances.site_id")
+      .select([
+        "appliances.id",
+        "appliances.name",
+        "appliances.site_id",
+        "appliances.control_url",
+        "appliances.control_secret",
+        "sites.name as site_name",
+      ])
+      .where("appliances.kind", "=", "remote")
+      .where("appliances.control_url", "is not", null)
+      .execute();
+    for (const r of rows) {
+      if (r.control_url === null || r.control_secret === null) continue;
+      const current = sites.get(r.site_id);
+      if (current !== undefined && current.kind === "in-process") continue;
+      const datastores = await db
+        .selectFrom("datastores")
+        .select(["id", "name"])
+        .where("appliance_id", "=", r.id)
+        .execute();
+      let e = known.get(r.site_id);
+      if (e !== undefined && e.site.applianceId !== r.id) {
+        e.unsubscribe();
+        known.delete(r.site_id);
+        e = undefined;
+      }
+      if (e === undefined) {
+        const site = new RemoteSite({
+          siteId: r.site_id,
+          siteName: r.site_name,
+          applianceId: r.id,
+          applianceName: r.name,
+          controlUrl: r.control_url,
+          secret: r.control_secret,
+          datastores,
+        });
+        const siteId = r.site_id;
+        e = { site, pushed: "", unsubscribe: replication.onRefresh(() => push(siteId)) };
+        known.set(siteId, e);
+        sites.set(siteId, site);
+        log.info({ site: r.site_name, appliance: r.name, url: r.control_url }, "remote appliance");
+      } else if (e.site.update({ controlUrl: r.control_url, secret: r.control_secret, datastores })) {
+        // it restarted: it has no directory yet, and its process servers listen anew (on the ports the
+        // vault gave it back, usually: agents keep the URL they have until they are told another)
+        e.pushed = "";
+        log.info(
+          { site: r.site_name, appliance: r.name, url: r.control_url },
+          "remote appliance registered again",
+        );
+      }
+      if (e.site.datastores().length < datastores.length) {
+        await learnUrls(e.site);
+        await push(r.site_id).catch(() => {});
+      }
+    }
+  };
+  let chain: Promise<void> = Promise.resolve();
+  return {
+    /** one sync at a time, in order */
+    sync(): Promise<void> {
+      const next = chain.then(once, once);
+      chain = next.catch(() => {});
+      return next;
     },
   };
 }

@@ -34,8 +34,8 @@ export async function startLocalSite(o: StartLocalSiteOptions): Promise<LocalSit
     .selectAll()
     .where("site_id", "=", o.siteId)
     .where("kind", "=", "local")
+    .where("appliance_id", "is", null)
     .execute();
-  const key = (id: string) => `process-server.port.${id}`;
   const site = await LocalSite.start({
     siteId: o.siteId,
     siteName: o.siteName,
@@ -45,21 +45,8 @@ export async function startLocalSite(o: StartLocalSiteOptions): Promise<LocalSit
     authenticate: o.authenticate,
     onCommit: o.onCommit,
     log: o.log,
-    portFor: async (id) => {
-      const saved = await db
-        .selectFrom("settings")
-        .select("value")
-        .where("key", "=", key(id))
-        .executeTakeFirst();
-      return saved === undefined ? 0 : Number(saved.value);
-    },
-    portChosen: async (id, port) => {
-      await db.deleteFrom("settings").where("key", "=", key(id)).execute();
-      await db
-        .insertInto("settings")
-        .values({ key: key(id), value: String(port) })
-        .execute();
-    },
+    portFor: (id) => processServerPort(db, id),
+    portChosen: (id, port) => rememberProcessServerPort(db, id, port),
   });
   try {
     // the site's in-process appliance is reached at its first process server
@@ -77,4 +64,32 @@ export async function startLocalSite(o: StartLocalSiteOptions): Promise<LocalSit
     throw err;
   }
   return site;
+}
+
+const portKey = (datastoreId: string) => `process-server.port.${datastoreId}`;
+
+/**
+ * The port a datastore's process server listened on last time (0: none yet), in-process or remote:
+ * given again, agents keep reaching it across restarts of the vault or of the appliance.
+ */
+export async function processServerPort(db: Kysely<VaultDatabase>, datastoreId: string): Promise<number> {
+  const saved = await db
+    .selectFrom("settings")
+    .select("value")
+    .where("key", "=", portKey(datastoreId))
+    .executeTakeFirst();
+  return saved === undefined ? 0 : Number(saved.value);
+}
+
+export async function rememberProcessServerPort(
+  db: Kysely<VaultDatabase>,
+  datastoreId: string,
+  port: number,
+): Promise<void> {
+  if ((await processServerPort(db, datastoreId)) === port) return;
+  await db.deleteFrom("settings").where("key", "=", portKey(datastoreId)).execute();
+  await db
+    .insertInto("settings")
+    .values({ key: portKey(datastoreId), value: String(port) })
+    .execute();
 }

@@ -169,3 +169,80 @@ export async function defineMachine(
   });
   assert.equal(m.status, 201, JSON.stringify(m.body));
 }
+
+export interface ApplianceProcess {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  /** where its control API listens */
+  controlUrl: string;
+  stderr: () => string;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+/** A real `switchback appliance` process; resolves once it has registered with the vault. */
+export async function startApplianceProcess(o: {
+  vault: string;
+  token: string;
+  name: string;
+  site: string;
+  datastore: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+}): Promise<ApplianceProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      "appliance",
+      "--vault",
+      o.vault,
+      "--token",
+      o.token,
+      "--name",
+      o.name,
+      "--site",
+      o.site,
+      "--datastore",
+      o.datastore,
+      ...(o.args ?? []),
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...o.env } },
+  );
+  let out = "";
+  let err = "";
+  child.stderr.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`appliance did not start in 30 s: ${out} ${err}`)),
+      30_000,
+    );
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (/^registered with the vault$/m.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`appliance exited ${code}: ${out} ${err}`));
+    });
+  });
+  const controlUrl = /control API on (http:\/\/\S+)/.exec(out)?.[1] ?? "";
+  const exited = once(child, "exit");
+  return {
+    child,
+    controlUrl,
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+    async kill9() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}

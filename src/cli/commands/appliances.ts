@@ -1,4 +1,4 @@
-// switchback appliances [list [--site S] | show NAME]
+// switchback appliances [list [--site S] | show NAME | token [--name N]]
 import type { Command } from "commander";
 import type { Appliance } from "../../vault/http/schemas.ts";
 import { printFields, printJson, printRecords } from "../output.ts";
@@ -40,9 +40,24 @@ export function register(program: Command): void {
         ["roles", a.roles.join(", ")],
         ["kind", a.kind],
         ["url", a.url],
+        ["control API", a.controlUrl],
         ["liveness", a.health.liveness],
         ["last heartbeat", a.lastHeartbeatAt],
         ["created", a.createdAt],
       ]);
+    });
+  withVault(
+    appliances
+      .command("token")
+      .description("create a token a `switchback appliance` process registers with (shown once)"),
+  )
+    .option("--name <name>", "a name for the token, for people")
+    .option("--json", "print the result as JSON")
+    .action(async (o: Flags & { name?: string }) => {
+      const t = await vaultClient(o).post<{ id: string; token: string }>("/v1/appliance-tokens", {
+        ...(o.name !== undefined ? { name: o.name } : {}),
+      });
+      if (o.json) return printJson(t);
+      process.stdout.write(`${t.token}\n`);
     });
 }

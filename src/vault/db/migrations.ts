@@ -275,6 +275,16 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable("items").addColumn("last_point_report", "text").execute();
       },
     },
+    "003_remote_appliances": {
+      async up(db: AnyDb) {
+        // a `switchback appliance` process: where the vault reaches its control API, and the secret
+        // it presents there (the appliance makes a new one at every start and registers it)
+        await db.schema.alterTable("appliances").addColumn("control_url", "text").execute();
+        await db.schema.alterTable("appliances").addColumn("control_secret", "text").execute();
+        // the remote appliance that serves a datastore (null: the vault serves it, in-process)
+        await db.schema.alterTable("datastores").addColumn("appliance_id", "text").execute();
+      },
+    },
   };
 }
 

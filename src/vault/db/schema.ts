@@ -25,6 +25,10 @@ export interface AppliancesTable {
   kind: string;
   last_heartbeat_at: string | null;
   created_at: string;
+  /** a registered `switchback appliance` process: its control API (null: not registered) */
+  control_url: string | null;
+  /** the bearer the vault presents at the control API; the appliance makes a new one each start */
+  control_secret: string | null;
 }
 
 export interface DatastoresTable {
@@ -38,6 +42,8 @@ export interface DatastoresTable {
   used_bytes: number | null;
   last_seen_at: string | null;
   created_at: string;
+  /** the remote appliance that serves it, on its own host (null: on the vault's host, in-process) */
+  appliance_id: string | null;
 }
 
 export interface PoliciesTable {

@@ -86,11 +86,88 @@ export const ApplianceSchema = Type.Object({
   roles: Type.Array(ApplianceRoleSchema),
   url: Nullable(Type.String()),
   kind: Type.Union([Type.Literal("in-process"), Type.Literal("remote")]),
+  controlUrl: Nullable(
+    Type.String({
+      description: "a registered `switchback appliance`: where the vault reaches its control API",
+    }),
+  ),
   lastHeartbeatAt: Nullable(TimeSchema),
   createdAt: TimeSchema,
   health: Type.Object({ liveness: LivenessSchema }),
 });
 export type Appliance = Static<typeof ApplianceSchema>;
+
+const UrlSchema = Type.String({ pattern: "^https?://[^\\s]+$" });
+
+export const RegisterApplianceSchema = Type.Object(
+  {
+    name: NameSchema,
+    site: RefSchema,
+    roles: Type.Array(ApplianceRoleSchema, { minItems: 1, uniqueItems: true }),
+    controlUrl: { ...UrlSchema, description: "where the vault reaches the appliance's control API" },
+    controlSecret: Type.String({
+      minLength: 32,
+      maxLength: 256,
+      description: "the bearer the vault presents at the control API (made anew at every appliance start)",
+    }),
+    datastores: Type.Array(
+      Type.Object(
+        { location: Type.String({ minLength: 1, description: "an absolute path on the appliance's host" }) },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 64 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type RegisterAppliance = Static<typeof RegisterApplianceSchema>;
+
+export const ApplianceRegisteredSchema = Type.Object({
+  appliance: ApplianceSchema,
+  /** the datastores it serves, by the vault's ids, in the order they were given */
+  datastores: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      name: Type.String(),
+      location: Type.String(),
+      port: Type.Integer({
+        minimum: 0,
+        description: "the port its process server had last time (0: none): agents keep reaching it",
+      }),
+    }),
+  ),
+  heartbeatIntervalSeconds: Type.Number(),
+  machineEnrolToken: Type.String({
+    description: "the enrol token machines the appliance boots register with",
+  }),
+});
+export type ApplianceRegistered = Static<typeof ApplianceRegisteredSchema>;
+
+export const ApplianceHeartbeatSchema = Type.Object(
+  {
+    url: Type.Optional(UrlSchema),
+    datastores: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { id: Type.String(), capacityBytes: Bytes, usedBytes: Bytes },
+          { additionalProperties: false },
+        ),
+        { maxItems: 64 },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ApplianceHeartbeat = Static<typeof ApplianceHeartbeatSchema>;
+
+export const ApplianceTokenRequestSchema = Type.Object(
+  { name: Type.Optional(NameSchema) },
+  { additionalProperties: false },
+);
+export const ApplianceTokenSchema = Type.Object({
+  id: Type.String(),
+  token: Type.String({ description: "shown once; the vault keeps only its SHA-256" }),
+});
 
 export const CreateApplianceSchema = Type.Object(
   {
@@ -111,7 +188,11 @@ export const DatastoreSchema = Type.Object({
   siteId: Type.String(),
   site: Type.String({ description: "the site's name" }),
   kind: Type.Literal("local"),
-  location: Type.String({ description: "an absolute path on the vault's host for a local datastore" }),
+  location: Type.String({
+    description:
+      "an absolute path on the host of the appliance that serves it (the vault's host for an in-process one)",
+  }),
+  applianceId: Nullable(Type.String({ description: "the remote appliance that serves it; null: the vault" })),
   capacityBytes: Nullable(Bytes),
   usedBytes: Nullable(Bytes),
   lastSeenAt: Nullable(TimeSchema),

@@ -1,8 +1,11 @@
 // Appliances: each site's data-plane services. "in-process" ones run inside the vault (embedded
 // default, created by bootstrap); "remote" ones are separate `switchback appliance` processes that
-// the vault learns about by create and that report with heartbeats. Liveness comes from heartbeats.
+// register themselves (or are created, then register) and report with heartbeats. Liveness comes
+// from heartbeats. A site is served by one appliance for now: in-process, or one registered remote.
+import path from "node:path";
 import { Type } from "@sinclair/typebox";
 import type { Kysely } from "kysely";
+import { SwitchbackError } from "../../domain/errors.ts";
 import { liveness } from "../../domain/health.ts";
 import { readJson } from "../db/json.ts";
 import type { ApplianceRow, VaultDatabase } from "../db/schema.ts";
@@ -11,6 +14,7 @@ import {
   type ApplianceRole,
   ApplianceRoleSchema,
   type CreateAppliance,
+  type RegisterAppliance,
 } from "../http/schemas.ts";
 import { newId } from "../ids.ts";
 import { checkName, dateOrNull, findByRef, insertUnique, notFound } from "./common.ts";
@@ -33,6 +37,7 @@ export function toAppliance(r: ApplianceRow, siteName: string, clock: HealthCloc
     roles: readJson(RolesSchema, r.roles, { table: "appliances", column: "roles", id: r.id }),
     url: r.url,
     kind: r.kind === "remote" ? "remote" : "in-process",
+    controlUrl: r.control_url,
     lastHeartbeatAt: r.last_heartbeat_at,
     createdAt: r.created_at,
     health: {
@@ -90,6 +95,8 @@ async function insertAppliance(
     kind: o.kind,
     last_heartbeat_at: null,
     created_at: now.toISOString(),
+    control_url: null,
+    control_secret: null,
   };
   await insertUnique("appliance", o.name, () => db.insertInto("appliances").values(row).execute());
   return row;
@@ -123,8 +130,13 @@ export async function createInProcessAppliance(
 export async function heartbeatAppliance(
   db: Kysely<VaultDatabase>,
   ref: string,
-  o: { now: Date; url?: string | null },
-): Promise<void> {
+  o: {
+    now: Date;
+    url?: string | null;
+    /** a remote appliance's figures of the datastores it serves */
+    datastores?: { id: string; capacityBytes: number; usedBytes: number }[];
+  },
+): Promise<ApplianceRow> {
   const r = await getApplianceRow(db, ref);
   await db
     .updateTable("appliances")
@@ -134,4 +146,134 @@ export async function heartbeatAppliance(
     })
     .where("id", "=", r.id)
     .execute();
+  for (const d of o.datastores ?? []) {
+    await db
+      .updateTable("datastores")
+      .set({ capacity_bytes: d.capacityBytes, used_bytes: d.usedBytes, last_seen_at: o.now.toISOString() })
+      .where("id", "=", d.id)
+      .where("appliance_id", "=", r.id)
+      .execute();
+  }
+  return r;
+}
+
+/**
+ * A `switchback appliance` process registers at every start: its control API and the secret the vault
+ * presents there, its roles, and its datastores (found by location at the site, or added). The site
+ * must not be served by another appliance: an in-process one, or another registered remote one.
+ */
+export async function registerRemoteAppliance(
+  db: Kysely<VaultDatabase>,
+  input: RegisterAppliance,
+  clock: HealthClock,
+): Promise<{ appliance: Appliance; datastores: { id: string; name: string; location: string }[] }> {
+  checkName("appliance", input.name);
+  const site = await getSiteRow(db, input.site);
+  for (const d of input.datastores) {
+    if (!path.isAbsolute(d.location)) {
+      throw new SwitchbackError(
+        "INVALID_REQUEST",
+        `field "datastores": ${JSON.stringify(d.location)} is not an absolute path; give the datastore's folder on the appliance's host`,
+      );
+    }
+  }
+  const now = clock.now.toISOString();
+  return db.transaction().execute(async (trx) => {
+    const others = await trx
+      .selectFrom("appliances")
+      .selectAll()
+      .where("site_id", "=", site.id)
+      .where("name", "!=", input.name)
+      .execute();
+    const inProcess = others.find((a) => a.kind === "in-process");
+    if (inProcess !== undefined) {
+      throw new SwitchbackError(
+        "APPLIANCE_SITE_IN_PROCESS",
+        `site ${site.name} is served by the vault's in-process appliance ${inProcess.name}; register the appliance at a site of its own ('switchback sites create')`,
+      );
+    }
+    const registered = others.find((a) => a.control_url !== null);
+    if (registered !== undefined) {
+      throw new SwitchbackError(
+        "APPLIANCE_SITE_SERVED",
+        `site ${site.name} is served by appliance ${registered.name} already; one appliance per site for now: stop it, or give this one its name`,
+      );
+    }
+    let row = await trx
+      .selectFrom("appliances")
+      .selectAll()
+      .where("name", "=", input.name)
+      .executeTakeFirst();
+    if (row !== undefined && (row.kind !== "remote" || row.site_id !== site.id)) {
+      throw new SwitchbackError(
+        "APPLIANCE_EXISTS",
+        `appliance ${input.name} exists already as ${row.kind === "remote" ? "a remote appliance" : "an in-process appliance"} of another site; choose another --name`,
+      );
+    }
+    const set = {
+      roles: JSON.stringify([...input.roles]),
+      control_url: input.controlUrl,
+      control_secret: input.controlSecret,
+      last_heartbeat_at: now,
+    };
+    if (row === undefined) {
+      row = {
+        id: newId("appliance"),
+        name: input.name,
+        site_id: site.id,
+        url: null,
+        kind: "remote",
+        created_at: now,
+        ...set,
+      };
+      await insertUnique("appliance", input.name, () => trx.insertInto("appliances").values(row!).execute());
+    } else {
+      await trx.updateTable("appliances").set(set).where("id", "=", row.id).execute();
+      row = { ...row, ...set };
+    }
+    const datastores: { id: string; name: string; location: string }[] = [];
+    for (const d of input.datastores) {
+      const location = path.resolve(d.location);
+      const ds = await trx.selectFrom("datastores").selectAll().where("location", "=", location).execute();
+      const here = ds.find((x) => x.site_id === site.id);
+      if (here === undefined && ds.length > 0) {
+        throw new SwitchbackError(
+          "DATASTORE_LOCATION_IN_USE",
+          `${location} is datastore ${ds[0]!.name} of another site; give the appliance its own datastore folder`,
+        );
+      }
+      if (here !== undefined) {
+        if (here.appliance_id !== row.id) {
+          await trx
+            .updateTable("datastores")
+            .set({ appliance_id: row.id })
+            .where("id", "=", here.id)
+            .execute();
+        }
+        datastores.push({ id: here.id, name: here.name, location });
+        continue;
+      }
+      const taken = new Set((await trx.selectFrom("datastores").select("name").execute()).map((x) => x.name));
+      let name = `${input.name}-local`;
+      for (let n = 2; taken.has(name); n++) name = `${input.name}-local-${n}`;
+      const id = newId("datastore");
+      await trx
+        .insertInto("datastores")
+        .values({
+          id,
+          name,
+          site_id: site.id,
+          kind: "local",
+          location,
+          capacity_bytes: null,
+          used_bytes: null,
+          last_seen_at: null,
+          created_at: now,
+          appliance_id: row.id,
+        })
+        .execute();
+      datastores.push({ id, name, location });
+    }
+    return { appliance: toAppliance(row, site.name, clock), datastores };
+  });
 }

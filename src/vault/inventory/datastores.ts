@@ -2,10 +2,10 @@
 // vault's host in the datastore format (docs/format.md); creating it initialises the folder (or adopts
 // one that already holds a datastore). Capacity and used bytes are those of the file system holding
 // it (statfs), refreshed whenever a datastore is read, so a list always shows the current figures.
-import { mkdir, readdir, statfs } from "node:fs/promises";
+import { statfs } from "node:fs/promises";
 import path from "node:path";
 import type { Kysely } from "kysely";
-import { Datastore } from "../../datastore/datastore.ts";
+import { initLocalDatastoreFolder } from "../../datastore/local/init-folder.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import type { DatastoreRow, VaultDatabase } from "../db/schema.ts";
 import type { CreateDatastore, DatastoreInfo } from "../http/schemas.ts";
@@ -25,6 +25,7 @@ function toDatastore(r: DatastoreRow, siteName: string, reachable: boolean): Dat
     usedBytes: r.used_bytes === null ? null : Number(r.used_bytes),
     lastSeenAt: r.last_seen_at,
     createdAt: r.created_at,
+    applianceId: r.appliance_id,
     health: { reachable },
   };
 }
@@ -45,6 +46,8 @@ async function refresh(
   r: DatastoreRow,
   now: Date,
 ): Promise<[DatastoreRow, boolean]> {
+  // a remote appliance's datastore is on its host: its figures come with the appliance's heartbeats
+  if (r.appliance_id !== null) return [r, r.last_seen_at !== null];
   let space: Space;
   try {
     space = await spaceOf(r.location);
@@ -101,33 +104,6 @@ export async function getDatastore(
   const site = await getSiteRow(db, r.site_id);
   const [fresh, reachable] = await refresh(db, r, now);
   return toDatastore(fresh, site.name, reachable);
-}
-
-/** Initialises `dir` as a datastore, or adopts the datastore already there; refuses other content. */
-export async function initLocalDatastoreFolder(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  let ds: Datastore;
-  try {
-    ds = await Datastore.open(dir);
-  } catch (err) {
-    if (!(err instanceof SwitchbackError)) throw err;
-    // a ".tmp-" file is a write under way or cut short (the backend renames into place): not content
-    const entries = (await readdir(dir)).filter((e) => !e.includes(".tmp-"));
-    if (entries.length > 0) {
-      throw new SwitchbackError(
-        "DATASTORE_PATH_NOT_EMPTY",
-        `${dir} holds files but no datastore (${err.message}); choose an empty or new folder`,
-      );
-    }
-    try {
-      ds = await Datastore.init(dir);
-    } catch (e) {
-      // another process initialised it meanwhile (two vaults starting on one data folder)
-      if (!(e instanceof SwitchbackError && e.code === "DATASTORE_EXISTS")) throw e;
-      ds = await Datastore.open(dir);
-    }
-  }
-  await ds.close();
 }
 
 export async function createLocalDatastore(
@@ -189,6 +165,7 @@ export async function insertDatastoreRow(
     used_bytes: space.usedBytes,
     last_seen_at: now.toISOString(),
     created_at: now.toISOString(),
+    appliance_id: null,
   };
   await insertUnique("datastore", o.name, () => db.insertInto("datastores").values(row).execute());
   return toDatastore(row, o.siteName, true);
