@@ -111,10 +111,16 @@ export async function observe(
     });
   }
 
+  // items by machine, once: a scan of every item per machine is 10^8 comparisons at 10,000 of each
+  const replicatingOf = new Map<string, ItemFacts[]>();
+  for (const it of items) {
+    if (it.phase !== "protected" && it.phase !== "initial-replication") continue;
+    const list = replicatingOf.get(it.machineId) ?? [];
+    list.push(it);
+    replicatingOf.set(it.machineId, list);
+  }
   const machines: MachineFacts[] = machineRows.map((m) => {
-    const replicating = items.filter(
-      (it) => it.machineId === m.id && (it.phase === "protected" || it.phase === "initial-replication"),
-    );
+    const replicating = replicatingOf.get(m.id) ?? [];
     const since = Math.min(...replicating.map((it) => it.since.getTime()), Date.parse(m.created_at));
     return {
       id: m.id,

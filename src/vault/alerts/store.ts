@@ -156,7 +156,15 @@ export async function applyAlertDecision(
       delivered_at: null,
       delivery_error: null,
     }));
-    if (raised.length > 0) await trx.insertInto("alerts").values(raised).execute();
+    // in chunks: one statement may bind at most 32,766 (SQLite) or 65,535 (PostgreSQL) values, and a
+    // lost site raises an alert per machine
+    for (let i = 0; i < raised.length; i += 500) {
+      await trx
+        .insertInto("alerts")
+        .values(raised.slice(i, i + 500))
+        .execute();
+    }
+    const rowById = new Map(rows.map((x) => [x.id, x]));
     const cleared: Applied["cleared"] = [];
     for (const c of d.clear) {
       const r = await trx
@@ -165,7 +173,7 @@ export async function applyAlertDecision(
         .where("id", "=", c.id)
         .where("cleared_at", "is", null)
         .executeTakeFirst();
-      const row = rows.find((x) => x.id === c.id);
+      const row = rowById.get(c.id);
       if (Number(r.numUpdatedRows) === 1 && row !== undefined) {
         cleared.push({
           row: { ...row, cleared_at: iso, delivered_at: null, delivery_error: null },

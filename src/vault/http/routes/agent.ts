@@ -31,6 +31,8 @@ export function agentRoutes(app: FastifyInstance, deps: VaultDeps): void {
         now: deps.now(),
         heartbeatIntervalMs: deps.heartbeatIntervalMs,
       });
+      // the process servers learn the new agent token now, not at the next periodic refresh
+      await deps.dr?.replication.refresh();
       return { ...r, heartbeatIntervalSeconds: intervalS };
     },
   });
