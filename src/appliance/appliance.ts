@@ -114,7 +114,8 @@ export class Appliance {
         ),
         onCommit: (datastore, item, point) => {
           this.#commits.push({ datastore, item, point });
-          void this.#flushCommits();
+          // now, and again every second until the vault has it (a failure here is retried then)
+          this.#flushCommits().catch(() => {});
         },
         host: this.#o.listen.host,
         // the ports of last time, which the vault kept: agents keep reaching the process servers

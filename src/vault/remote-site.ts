@@ -75,8 +75,8 @@ export class RemoteSite implements SiteRuntime {
   }
 
   /** Asks the appliance where its process servers listen; returns them. */
-  async refreshInfo(): Promise<SiteDatastore[]> {
-    const info = await this.call<SiteInfo>("GET", controlRoutes.site);
+  async refreshInfo(timeoutMs = QUICK_MS): Promise<SiteDatastore[]> {
+    const info = await this.call<SiteInfo>("GET", controlRoutes.site, undefined, timeoutMs);
     this.#providerKind = info.provider;
     this.#urls = new Map(info.datastores.map((d) => [d.id, d.url]));
     return this.datastores();
@@ -100,7 +100,7 @@ export class RemoteSite implements SiteRuntime {
 
   async ping(): Promise<boolean> {
     try {
-      await this.refreshInfo();
+      await this.refreshInfo(3000);
       return true;
     } catch {
       return false;

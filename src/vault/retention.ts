@@ -5,7 +5,7 @@
 // with a drill or a job under way are left alone: their points are what those may still need.
 import type { Logger } from "pino";
 import { parseItemRow } from "./items.ts";
-import type { OpsContext } from "./operations/context.ts";
+import { isUnreachable, type OpsContext } from "./operations/context.ts";
 
 export interface RetentionRun {
   items: number;
@@ -53,7 +53,15 @@ export async function applyRetention(ctx: OpsContext, now: Date): Promise<Retent
       r = await site.retention(datastoreId, requests, now);
     } catch (err) {
       // one site's appliance out of reach must not keep the others' points from being pruned
-      ctx.log.error({ err, site: site.name, datastore: datastoreId }, "retention at a datastore failed");
+      if (isUnreachable(err)) {
+        // an appliance out of reach raises its own alert (appliance lost); retention waits for it
+        ctx.log.warn(
+          { site: site.name, datastore: datastoreId },
+          "retention skipped: the appliance does not answer",
+        );
+      } else {
+        ctx.log.error({ err, site: site.name, datastore: datastoreId }, "retention at a datastore failed");
+      }
       continue;
     }
     run.items += r.items;

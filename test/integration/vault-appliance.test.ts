@@ -65,6 +65,16 @@ for (const db of databases)
 
     const env = () => ({ SWITCHBACK_VAULT: vault.url, SWITCHBACK_TOKEN: vault.token });
 
+    /** The vault, on the port it had (machines and the appliance were told its URL); retention every second. */
+    async function startVault(): Promise<VaultProcess> {
+      const port = vault === undefined ? 0 : Number(new URL(vault.url).port);
+      return startVaultProcess(data(), {
+        args: ["--db", (created as CreatedDatabase).url, ...(port > 0 ? ["--port", String(port)] : [])],
+        ...(vault !== undefined ? { token: vault.token } : {}),
+        env: { SWITCHBACK_RETENTION_EVERY_MS: "1000" },
+      });
+    }
+
     async function startAppliance(): Promise<ApplianceProcess> {
       appliance = await startApplianceProcess({
         vault: vault.url,
@@ -135,7 +145,7 @@ for (const db of databases)
     before(async () => {
       tmp = tempDir("sb-appliance-");
       created = await db.create();
-      vault = await startVaultProcess(data(), { args: ["--db", created.url] });
+      vault = await startVault();
       api = apiOf(vault);
       await createFastPolicy(api);
       const site = await cli(["sites", "create", "dr2"], { env: env() });
@@ -257,6 +267,27 @@ for (const db of databases)
       mark(
         `replication resumed: ${resumed.lastPointReport.bytesSent} bytes in the first point after the restart`,
       );
+
+      // kill -9 of the vault: the appliance goes on serving, the restarted vault finds it registered
+      const beforeVaultKill = await item();
+      await vault.kill9();
+      const retentionErrors = vault
+        .stderr()
+        .split("\n")
+        .filter((l) => l.includes("retention at a datastore failed"))
+        // `datastore check` above held the datastore a moment: retention waits for the next round
+        .filter((l) => !l.includes("is in use by check"));
+      assert.deepEqual(retentionErrors, [], "retention through the remote appliance ran without errors");
+      await new Promise((r) => setTimeout(r, 1000));
+      vault = await startVault();
+      api = apiOf(vault);
+      await until(
+        "points again after the vault's restart",
+        async () => (await item()).latestPoint.id > beforeVaultKill.latestPoint.id,
+        30_000,
+      );
+      assert.equal(await applianceLiveness(), "online");
+      mark("vault killed and restarted: replication to dr2 goes on");
 
       // drill at dr2 through the remote provider; replication goes on
       const drillJob = await operate("test-failover", { point: "latest-processed" });
