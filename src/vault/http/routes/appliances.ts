@@ -98,7 +98,8 @@ export function appliancesRoutes(app: FastifyInstance, deps: VaultDeps): void {
         ...(req.body.url !== undefined ? { url: req.body.url } : {}),
         ...(req.body.datastores !== undefined ? { datastores: req.body.datastores } : {}),
       });
-      if (row.control_url !== null) deps.dr?.appliancesChanged();
+      // a restarted appliance's process servers are asked where they listen (errors: the next round)
+      if (row.control_url !== null) deps.dr?.appliancesChanged().catch(() => {});
       return getAppliance(db, req.params.appliance, { now, heartbeatIntervalMs: deps.heartbeatIntervalMs });
     },
   });
@@ -134,7 +135,8 @@ export function appliancesRoutes(app: FastifyInstance, deps: VaultDeps): void {
     handler: async (req) => {
       const runtime = dr(deps);
       const r = await registerRemoteAppliance(db, req.body, clock());
-      await runtime.appliancesChanged();
+      // the vault reaches it once it listens; a failure here is retried by the runtime's next round
+      await runtime.appliancesChanged().catch(() => {});
       const datastores = [];
       for (const d of r.datastores) datastores.push({ ...d, port: await processServerPort(db, d.id) });
       return {
