@@ -633,7 +633,7 @@ for (const d of databases) {
       const hb1 = await api("POST", "/v1/agent/heartbeat", { token: agent, body: heartbeat });
       assert.equal(hb1.status, 200, JSON.stringify(hb1.body));
       assert.deepEqual(hb1.body, {
-        assignment: { replicate: null, commands: [] },
+        assignment: { replicate: null, commands: [], accepted: [] },
         heartbeatIntervalSeconds: 15,
       });
 
