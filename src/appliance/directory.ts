@@ -13,12 +13,21 @@ export interface ItemGrant {
   generation: number;
   /** the site of the process server that may receive it (the item's target) */
   targetSite: string;
+  /** the site the machine replicates from (the item's source): only the copy there may write */
+  sourceSite: string;
   replicating: boolean;
 }
 
+/** Whom an agent token speaks for: a machine, and the copy of it that registered (its site). */
+export interface AgentOf {
+  machineId: string;
+  /** null: a token from before copies were told apart, or an agent registered without a site */
+  site: string | null;
+}
+
 export interface ReplicationDirectory {
-  /** sha256(token) → machine id */
-  tokens: Map<string, string>;
+  /** sha256(token) → the machine and copy it speaks for */
+  tokens: Map<string, AgentOf>;
   /** machine id → item id → grant */
   grants: Map<string, Map<string, ItemGrant>>;
 }
@@ -34,7 +43,11 @@ export const SiteDirectorySchema = Type.Object(
     asOf: Type.String(),
     site: Type.String({ description: "the site's id" }),
     agents: Type.Array(
-      Type.Object({ tokenSha256: Type.String({ pattern: "^[0-9a-f]{64}$" }), machineId: Type.String() }),
+      Type.Object({
+        tokenSha256: Type.String({ pattern: "^[0-9a-f]{64}$" }),
+        machineId: Type.String(),
+        site: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+      }),
     ),
     grants: Type.Array(
       Type.Object({
@@ -42,6 +55,7 @@ export const SiteDirectorySchema = Type.Object(
         item: Type.String(),
         generation: Type.Integer({ minimum: 0 }),
         replicating: Type.Boolean(),
+        sourceSite: Type.Optional(Type.String()),
       }),
     ),
   },
@@ -56,22 +70,33 @@ export function siteDirectory(dir: ReplicationDirectory, siteId: string, asOf: D
   for (const [machineId, items] of dir.grants) {
     for (const [item, g] of items) {
       if (g.targetSite !== siteId) continue;
-      grants.push({ machineId, item, generation: g.generation, replicating: g.replicating });
+      grants.push({
+        machineId,
+        item,
+        generation: g.generation,
+        replicating: g.replicating,
+        sourceSite: g.sourceSite,
+      });
       machines.add(machineId);
     }
   }
   const agents = [...dir.tokens]
-    .filter(([, machineId]) => machines.has(machineId))
-    .map(([tokenSha256, machineId]) => ({ tokenSha256, machineId }));
+    .filter(([, a]) => machines.has(a.machineId))
+    .map(([tokenSha256, a]) => ({ tokenSha256, machineId: a.machineId, site: a.site }));
   return { asOf: asOf.toISOString(), site: siteId, agents, grants };
 }
 
 export function fromSiteDirectory(d: SiteDirectory): ReplicationDirectory {
   const dir = emptyDirectory();
-  for (const a of d.agents) dir.tokens.set(a.tokenSha256, a.machineId);
+  for (const a of d.agents) dir.tokens.set(a.tokenSha256, { machineId: a.machineId, site: a.site ?? null });
   for (const g of d.grants) {
     const m = dir.grants.get(g.machineId) ?? new Map<string, ItemGrant>();
-    m.set(g.item, { generation: g.generation, targetSite: d.site, replicating: g.replicating });
+    m.set(g.item, {
+      generation: g.generation,
+      targetSite: d.site,
+      sourceSite: g.sourceSite ?? "",
+      replicating: g.replicating,
+    });
     dir.grants.set(g.machineId, m);
   }
   return dir;
@@ -87,15 +112,19 @@ export function authenticateFrom(dir: () => ReplicationDirectory, siteId: () => 
     if (h === undefined || !h.startsWith("Bearer ")) return null;
     const digest = createHash("sha256").update(h.slice(7).trim(), "utf8").digest("hex");
     const d = dir();
-    const machine = d.tokens.get(digest);
-    if (machine === undefined) return null;
+    const agent = d.tokens.get(digest);
+    if (agent === undefined) return null;
+    const machine = agent.machineId;
     const header = req.headers["switchback-generation"];
     const generation = Number(Array.isArray(header) ? header[0] : header);
     const items = new Set<string>();
     const fenced = new Set<string>();
     for (const [item, g] of d.grants.get(machine) ?? []) {
       if (g.targetSite !== siteId()) continue;
-      if (g.replicating && g.generation === generation) items.add(item);
+      // the copy must be the one at the item's source (an old copy elsewhere never writes, even
+      // with the current generation) and speak the current generation
+      const rightCopy = agent.site === null || g.sourceSite === "" || agent.site === g.sourceSite;
+      if (g.replicating && g.generation === generation && rightCopy) items.add(item);
       else fenced.add(item);
     }
     return { agent: `machine ${machine}`, items, fenced };

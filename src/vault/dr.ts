@@ -139,10 +139,13 @@ export function drService(o: DrServiceOptions = {}): VaultService {
       });
       engine.start();
       ctx.deps.dr = { ops, engine, replication, machineEnv, appliancesChanged: () => remote.sync() };
-      ctx.deps.assignmentFor = (machineId, hb) =>
+      ctx.deps.assignmentFor = (machineId, hb, tokenId) =>
         replication.assignmentFor(
           machineId,
-          hb?.instanceId !== undefined ? { instanceId: hb.instanceId } : {},
+          {
+            ...(hb?.instanceId !== undefined ? { instanceId: hb.instanceId } : {}),
+            ...(tokenId !== undefined ? { tokenId } : {}),
+          },
           {
             ...(hb?.results !== undefined ? { results: hb.results } : {}),
             ...(hb?.lastPoint !== undefined ? { lastPoint: hb.lastPoint } : {}),

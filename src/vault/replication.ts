@@ -38,6 +38,8 @@ export interface CopyOfMachine {
   instanceId?: string;
   /** the site the agent says it runs at (from its SWITCHBACK_SITE), when not in an instance */
   site?: string;
+  /** the agent token it spoke with: the site the copy registered from, which nothing it says overrides */
+  tokenId?: string;
 }
 
 export interface HeartbeatReport {
@@ -120,18 +122,21 @@ export class ReplicationService {
     const asOf = new Date();
     const tokens = await this.#db
       .selectFrom("tokens")
-      .select(["sha256", "machine_id"])
+      .select(["sha256", "machine_id", "site_id"])
       .where("role", "=", "agent")
       .execute();
     const items = await this.#db.selectFrom("items").selectAll().execute();
     const dir: ReplicationDirectory = emptyDirectory();
-    for (const t of tokens) if (t.machine_id !== null) dir.tokens.set(t.sha256, t.machine_id);
+    for (const t of tokens) {
+      if (t.machine_id !== null) dir.tokens.set(t.sha256, { machineId: t.machine_id, site: t.site_id });
+    }
     for (const row of items) {
       const it = parseItemRow(row);
       const m = dir.grants.get(row.machine_id) ?? new Map<string, ItemGrant>();
       m.set(row.id, {
         generation: it.state.generation,
         targetSite: it.state.target,
+        sourceSite: it.state.source,
         replicating: it.state.phase === "initial-replication" || it.state.phase === "protected",
       });
       dir.grants.set(row.machine_id, m);
@@ -258,6 +263,14 @@ export class ReplicationService {
   }
 
   async #siteOf(machineId: string, copy: CopyOfMachine): Promise<string | null> {
+    if (copy.tokenId !== undefined) {
+      const t = await this.#db
+        .selectFrom("tokens")
+        .select("site_id")
+        .where("id", "=", copy.tokenId)
+        .executeTakeFirst();
+      if (t?.site_id != null) return t.site_id;
+    }
     if (copy.instanceId !== undefined) {
       const inst = await this.#db
         .selectFrom("instances")

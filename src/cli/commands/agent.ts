@@ -26,6 +26,10 @@ export function register(program: Command): void {
       "the machine's name when it registers (env SWITCHBACK_MACHINE_NAME, default the host name)",
     )
     .option(
+      "--site <name>",
+      "the site this machine runs at, when the vault does not run it (env SWITCHBACK_SITE)",
+    )
+    .option(
       "--shutdown-command <cmd>",
       "how the agent shuts its machine down when the vault asks (e.g. 'systemctl poweroff')",
     )
@@ -53,6 +57,7 @@ export function register(program: Command): void {
         enrolToken?: string;
         name?: string;
         shutdownCommand?: string;
+        site?: string;
         server?: string;
         tokenFile?: string;
         item?: string;
@@ -163,6 +168,7 @@ async function runUnderVault(
     enrolToken?: string;
     name?: string;
     shutdownCommand?: string;
+    site?: string;
     disk: string[];
     state?: string;
     hooks?: string;
@@ -217,7 +223,9 @@ async function runUnderVault(
     stateDir,
     name: o.name ?? env.SWITCHBACK_MACHINE_NAME ?? hostname(),
     ...(instanceId !== undefined ? { instanceId } : {}),
-    ...(env.SWITCHBACK_SITE !== undefined ? { site: env.SWITCHBACK_SITE } : {}),
+    ...((o.site ?? env.SWITCHBACK_SITE) !== undefined
+      ? { site: (o.site ?? env.SWITCHBACK_SITE) as string }
+      : {}),
     shutdown:
       o.shutdownCommand !== undefined
         ? { kind: "command", command: o.shutdownCommand }

@@ -285,6 +285,15 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable("datastores").addColumn("appliance_id", "text").execute();
       },
     },
+    "004_agent_copies": {
+      async up(db: AnyDb) {
+        // an agent token belongs to one copy of a machine: the site (and instance) it registered
+        // from. Replication, assignments and commands trust the token's site, not what a heartbeat
+        // says, so an old copy that comes back cannot pass for the one that runs now
+        await db.schema.alterTable("tokens").addColumn("site_id", "text").execute();
+        await db.schema.alterTable("tokens").addColumn("instance_id", "text").execute();
+      },
+    },
   };
 }
 

@@ -226,6 +226,9 @@ export interface TokensTable {
   machine_id: string | null;
   created_at: string;
   last_used_at: string | null;
+  /** agent tokens: the site (and instance) of the copy of the machine that registered with it */
+  site_id: string | null;
+  instance_id: string | null;
 }
 
 export interface SettingsTable {

@@ -21,7 +21,15 @@ export interface NewToken {
 
 export async function createToken(
   db: Kysely<VaultDatabase>,
-  o: { role: TokenRole; name: string; machineId?: string | null; now: Date },
+  o: {
+    role: TokenRole;
+    name: string;
+    machineId?: string | null;
+    /** agent tokens: the copy of the machine it is for */
+    siteId?: string | null;
+    instanceId?: string | null;
+    now: Date;
+  },
 ): Promise<NewToken> {
   const token = newTokenSecret();
   const id = newId("token");
@@ -35,6 +43,8 @@ export async function createToken(
       machine_id: o.machineId ?? null,
       created_at: o.now.toISOString(),
       last_used_at: null,
+      site_id: o.siteId ?? null,
+      instance_id: o.instanceId ?? null,
     })
     .execute();
   return { id, token };

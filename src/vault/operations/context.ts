@@ -177,9 +177,24 @@ export async function presenceAt(
       throw err;
     }
   }
+  // a machine the vault does not run: its copy at this site speaks with a token registered there
+  const tokens = await ctx.db
+    .selectFrom("tokens")
+    .select("last_used_at")
+    .where("machine_id", "=", machine.id)
+    .where("role", "=", "agent")
+    .where("site_id", "=", siteId)
+    // copies a provider runs are judged by their instance (above): a stopped one's last heartbeat
+    // is only moments old
+    .where("instance_id", "is", null)
+    .execute();
+  const alive = (at: string | null) =>
+    at !== null && ctx.now().getTime() - Date.parse(at) < 3 * ctx.heartbeatIntervalMs;
+  // a copy that speaks from here runs here, whatever the machine's row says (an old copy back after
+  // a failover); a silent one tells nothing more than the row does
+  if (tokens.some((t) => alive(t.last_used_at))) return "running";
   if (machine.site_id === siteId) {
-    const last = machine.last_heartbeat_at === null ? 0 : Date.parse(machine.last_heartbeat_at);
-    return ctx.now().getTime() - last < 3 * ctx.heartbeatIntervalMs ? "running" : "unreachable";
+    return alive(machine.last_heartbeat_at) ? "running" : "unreachable";
   }
   return "gone";
 }

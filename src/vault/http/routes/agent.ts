@@ -2,7 +2,7 @@
 // to the machine; heartbeat with it to report the machine's properties and receive the assignment.
 import type { FastifyInstance } from "fastify";
 import { recordHeartbeat, registerAgent } from "../../inventory/machines.ts";
-import { requireOwnMachine } from "../auth.ts";
+import { principalOf, requireOwnMachine } from "../auth.ts";
 import type { VaultDeps } from "../deps.ts";
 import { route } from "../route.ts";
 import {
@@ -48,9 +48,10 @@ export function agentRoutes(app: FastifyInstance, deps: VaultDeps): void {
     problems: [404],
     handler: async (req) => {
       requireOwnMachine(req, req.body.machineId);
-      await recordHeartbeat(db, req.body, deps.now());
+      const tokenId = principalOf(req).tokenId;
+      await recordHeartbeat(db, req.body, deps.now(), tokenId);
       return {
-        assignment: await deps.assignmentFor(req.body.machineId, req.body),
+        assignment: await deps.assignmentFor(req.body.machineId, req.body, tokenId),
         heartbeatIntervalSeconds: intervalS,
       };
     },
