@@ -66,6 +66,8 @@ export interface JobFacts {
   state: "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled";
   itemName: string | null;
   error: { code: string; message: string } | null;
+  /** a later job of the same kind on the same item or plan that succeeded (the failure is behind us) */
+  supersededBy?: string | null;
 }
 
 export interface AlertFacts {
@@ -283,6 +285,13 @@ function judgeJob(j: JobFacts): Judged {
   const subject: AlertSubject = `job:${j.id}`;
   switch (j.state) {
     case "failed":
+      if (j.supersededBy) {
+        return {
+          kind: "job-failed",
+          subject,
+          j: { type: "resolved", reason: `a later ${j.kind} job (${j.supersededBy}) succeeded` },
+        };
+      }
       return {
         kind: "job-failed",
         subject,

@@ -215,6 +215,19 @@ describe("alerts: conditions", () => {
     assert.equal(done.clear[0]!.reason, "the job was retried and succeeded");
   });
 
+  it("clears job-failed when a later job of the same kind on the item succeeded (run again, not retried)", () => {
+    const ids = { n: 0 };
+    const open = applied([], decideAlerts(facts(t0, { jobs: [job()] }), []), t0, ids);
+    const d = decideAlerts(facts(t0, { jobs: [job({ supersededBy: "job-000000000002" })] }), open);
+    assert.deepEqual(kinds(d), { raise: [], clear: ["job-failed job:job-000000000001"] });
+    assert.match(d.clear[0]!.reason, /a later failover job \(job-000000000002\) succeeded/);
+    // and a superseded failed job raises nothing in the first place
+    assert.deepEqual(
+      kinds(decideAlerts(facts(t0, { jobs: [job({ supersededBy: "job-2" })] }), [])).raise,
+      [],
+    );
+  });
+
   it("clears an alert whose condition is gone, and one whose subject is gone on a complete look only", () => {
     const open: OpenAlert[] = [
       { id: "a1", kind: "agent-lost", subject: "machine:m-1", raisedAt: t0.toISOString() },

@@ -178,6 +178,9 @@ export async function readJobFacts(
       "jobs.state",
       "jobs.error_code",
       "jobs.error_message",
+      "jobs.item_id",
+      "jobs.plan_id",
+      "jobs.created_at",
       "items.name as item_name",
     ])
     .where((eb) => {
@@ -187,6 +190,28 @@ export async function readJobFacts(
       return eb.or(any);
     })
     .execute();
+  // a failed job whose operation was done by a later job of the same kind (an operation run again
+  // instead of the job retried, a plan retry that starts new item jobs) is behind us
+  const failed = rows.filter((r) => r.state === "failed");
+  const later = new Map<string, string>();
+  if (failed.length > 0) {
+    const done = await db
+      .selectFrom("jobs")
+      .select(["id", "kind", "item_id", "plan_id", "created_at"])
+      .where("state", "=", "succeeded")
+      .where("kind", "in", [...new Set(failed.map((r) => r.kind))])
+      .execute();
+    const byKey = new Map<string, { id: string; created_at: string }[]>();
+    for (const d of done) {
+      const key = `${d.kind}|${d.item_id ?? ""}|${d.plan_id ?? ""}`;
+      byKey.set(key, [...(byKey.get(key) ?? []), d]);
+    }
+    for (const f of failed) {
+      const key = `${f.kind}|${f.item_id ?? ""}|${f.plan_id ?? ""}`;
+      const newer = (byKey.get(key) ?? []).find((d) => d.created_at > f.created_at);
+      if (newer !== undefined && (f.item_id !== null || f.plan_id !== null)) later.set(f.id, newer.id);
+    }
+  }
   return rows
     .filter((r) => (JOB_STATES as readonly string[]).includes(r.state))
     .map((r) => ({
@@ -195,5 +220,6 @@ export async function readJobFacts(
       state: r.state as JobFacts["state"],
       itemName: r.item_name,
       error: r.error_code === null ? null : { code: r.error_code, message: r.error_message ?? "" },
+      supersededBy: later.get(r.id) ?? null,
     }));
 }
