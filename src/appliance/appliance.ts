@@ -21,6 +21,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { ControlApi } from "./control-api.ts";
 import {
   authenticateFrom,
+  DIRECTORY_LEASE_MS,
   emptyDirectory,
   fromSiteDirectory,
   type ReplicationDirectory,
@@ -64,6 +65,8 @@ export class Appliance {
   #site: LocalSite | null = null;
   #reg: Registered | null = null;
   #dir: ReplicationDirectory = emptyDirectory();
+  /** when the vault last answered with the directory (a fetch or a push) */
+  #dirFreshAt = 0;
   #dirAsOf = "";
   #commits: { datastore: string; item: string; point: PointHeader }[] = [];
   #flushing = false;
@@ -98,7 +101,7 @@ export class Appliance {
       await this.#fetchDirectory().catch((err: unknown) =>
         this.#o.log.warn({ error: (err as Error).message }, "fetching the replication directory failed"),
       );
-      this.#site = await LocalSite.start({
+      const site = await LocalSite.start({
         siteId: reg.appliance.siteId,
         siteName: reg.appliance.site,
         datastores: reg.datastores.map((d) => ({ id: d.id, name: d.name, dir: d.location })),
@@ -109,7 +112,7 @@ export class Appliance {
           SWITCHBACK_CLI: this.#o.cli,
         },
         authenticate: authenticateFrom(
-          () => this.#dir,
+          () => this.#currentDirectory(),
           () => reg.appliance.siteId,
         ),
         onCommit: (datastore, item, point) => {
@@ -122,6 +125,10 @@ export class Appliance {
         portFor: async (id) => reg.datastores.find((d) => d.id === id)?.port ?? 0,
         log: this.#o.log,
       });
+      this.#site = site;
+      // stopped while starting: stop() found nothing to close, so close what was just started
+      if (this.#stopping)
+        throw new SwitchbackError("APPLIANCE_STOPPED", "the appliance was stopped while it started");
     } catch (err) {
       await this.stop();
       throw err;
@@ -129,6 +136,10 @@ export class Appliance {
     await this.#heartbeat().catch((err: unknown) =>
       this.#o.log.warn({ error: (err as Error).message }, "heartbeat failed"),
     );
+    if (this.#stopping) {
+      await this.stop();
+      return;
+    }
     const every = (ms: number, fn: () => Promise<void>, what: string) => {
       const t = setInterval(() => {
         fn().catch((err: unknown) =>
@@ -228,9 +239,29 @@ export class Appliance {
   /** Keeps the newest copy: a fetch answered after a newer push must not bring an older one back. */
   #takeDirectory(d: SiteDirectory): void {
     if (this.#reg !== null && d.site !== this.#reg.appliance.siteId) return;
+    // the vault answered: whatever copy it sent, the directory is current as of now
+    this.#dirFreshAt = Date.now();
     if (d.asOf < this.#dirAsOf) return;
     this.#dir = fromSiteDirectory(d);
     this.#dirAsOf = d.asOf;
+  }
+
+  /**
+   * The directory the process servers authenticate with. Cut off from the vault for longer than the
+   * lease, the appliance fails closed: every item is fenced (a failover may have moved a generation
+   * it has not heard of), agents retry, nothing is lost.
+   */
+  #currentDirectory(): ReplicationDirectory {
+    if (Date.now() - this.#dirFreshAt <= DIRECTORY_LEASE_MS) return this.#dir;
+    const fenced = emptyDirectory();
+    for (const [sha, agent] of this.#dir.tokens) fenced.tokens.set(sha, agent);
+    for (const [machine, items] of this.#dir.grants) {
+      fenced.grants.set(
+        machine,
+        new Map([...items].map(([item, g]) => [item, { ...g, replicating: false }])),
+      );
+    }
+    return fenced;
   }
 
   async #flushCommits(): Promise<void> {

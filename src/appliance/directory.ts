@@ -9,6 +9,14 @@ import { type Static, Type } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
 import type { Authenticate, Principal } from "./process-server.ts";
 
+/**
+ * How long a remote appliance trusts its directory without hearing from the vault; after that it
+ * fences every item (fail closed). A failover whose change could not be pushed waits this long
+ * before going on. Long enough that a vault restart does not pause replication, short enough that a
+ * failover cut off from its target's appliance loses a minute, not its fencing.
+ */
+export const DIRECTORY_LEASE_MS = 60_000;
+
 export interface ItemGrant {
   generation: number;
   /** the site of the process server that may receive it (the item's target) */

@@ -91,9 +91,9 @@ export class ReplicationService {
    * once the remote appliances have the change too (or could not be told within a few seconds: they
    * fetch the directory every second anyway).
    */
-  async refresh(): Promise<void> {
+  async refresh(): Promise<boolean> {
     await this.#read();
-    await this.#tell();
+    return this.#tell();
   }
 
   /** Calls `fn` after every refresh; returns how to stop. */
@@ -102,14 +102,20 @@ export class ReplicationService {
     return () => this.#listeners.delete(fn);
   }
 
-  async #tell(): Promise<void> {
-    await Promise.all(
+  /** Pushes the directory to every remote appliance; false when one of them could not be told. */
+  async #tell(): Promise<boolean> {
+    const told = await Promise.all(
       [...this.#listeners].map((fn) =>
-        fn().catch((err: unknown) =>
-          this.#log.debug({ err }, "telling an appliance about the directory failed"),
+        fn().then(
+          () => true,
+          (err: unknown) => {
+            this.#log.debug({ err }, "telling an appliance about the directory failed");
+            return false;
+          },
         ),
       ),
     );
+    return told.every(Boolean);
   }
 
   /** The part of the directory a site's appliance needs (GET /v1/appliances/{id}/directory). */

@@ -8,6 +8,7 @@
 //   start             boot it
 //   complete          record the failover: point, instance, what became of the source
 import { Type } from "@sinclair/typebox";
+import { DIRECTORY_LEASE_MS } from "../../appliance/directory.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { parsePointRequest, selectPoint } from "../../domain/point-selection.ts";
 import { orThrow } from "../../domain/refusal.ts";
@@ -21,6 +22,7 @@ import {
   type OpsContext,
   siteName,
   siteRuntime,
+  sleep,
 } from "./context.ts";
 import { materialize } from "./materialize.ts";
 
@@ -73,7 +75,15 @@ export function failoverKind(ctx: OpsContext) {
         irreversible: true,
         run: async (c) => {
           const it = await applyItemEvent(ctx.db, c.itemId as string, { e: "failover-started" }, ctx.now());
-          await ctx.replication.refresh();
+          if (!(await ctx.replication.refresh())) {
+            // a remote appliance did not hear of the new generation: it fences everything once its
+            // directory is older than the lease, so wait that out before using any point
+            c.log(
+              "warn",
+              `an appliance could not be told that replication stopped; waiting ${DIRECTORY_LEASE_MS / 1000} s for its directory to expire`,
+            );
+            await sleep(DIRECTORY_LEASE_MS + 1000, c.signal);
+          }
           c.log("info", `replication stopped; generation ${it.state.generation} from now on`, {
             direction: `${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)}`,
           });
