@@ -427,7 +427,11 @@ describe("recovery plans through the vault", { timeout: 600_000 }, () => {
     // still waiting after a while: nothing moves without the operator
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal((await api("GET", `/v1/jobs/${id}`)).body.state, "waiting");
-    const ok = await api("POST", "/v1/plans/dc/confirm");
+    // a confirmation of another action than the one the job waits at is refused (no slipping on)
+    const stale = await api("POST", "/v1/plans/dc/confirm", { step: "group-3-pre-1" });
+    assert.equal(stale.status, 409, JSON.stringify(stale.body));
+    assert.equal(stale.body.code, "PLAN_CONFIRM_STALE");
+    const ok = await api("POST", "/v1/plans/dc/confirm", { step: "group-2-pre-1" });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.deepEqual(ok.body, {
       job: id,

@@ -349,11 +349,23 @@ export function register(program: Command): void {
       .argument("<plan>", "name or id")
       .description("confirm the manual action the plan's running job waits at"),
   )
+    .option("--step <step>", "the step you were shown (default: the one the job waits at now, shown first)")
     .option("--json", "print the result as JSON")
-    .action(async (ref: string, o: Flags) => {
-      const r = await vaultClient(o).post<{ job: string; step: string; message: string; accepted: boolean }>(
+    .action(async (ref: string, o: Flags & { step?: string }) => {
+      const client = vaultClient(o);
+      let step = o.step;
+      if (step === undefined) {
+        // say what is being confirmed, and confirm exactly that (not a later action reached meanwhile)
+        const p = await client.get<PlanView>(`/v1/plans/${seg(ref)}`);
+        const w = p.lastRun?.waiting ?? null;
+        if (w !== null) {
+          step = w.step;
+          if (!o.json) process.stdout.write(`${describeStep(w.step)}: ${w.message}\n`);
+        }
+      }
+      const r = await client.post<{ job: string; step: string; message: string; accepted: boolean }>(
         `/v1/plans/${seg(ref)}/confirm`,
-        {},
+        step === undefined ? {} : { step },
       );
       if (o.json) return printJson(r);
       process.stdout.write(

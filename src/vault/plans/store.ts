@@ -371,6 +371,8 @@ export async function confirmPlan(
   engine: JobEngine,
   ref: string,
   by: string | null,
+  /** the step the operator was shown: confirming must not slip to the next manual action */
+  expected?: string,
 ): Promise<{ job: string; step: string; message: string; accepted: boolean }> {
   const p = await loadPlan(db, ref);
   const active = await activePlanJob(db, p.row.id);
@@ -386,6 +388,12 @@ export async function confirmPlan(
     throw new SwitchbackError(
       "PLAN_CONFIRM_NOT_ALLOWED",
       `the ${job.kind} job ${job.id} of plan ${p.row.name} is ${job.state}${job.waitingFor !== null ? ` (waiting for ${job.waitingFor})` : ""}, not waiting at a manual action; confirm once it does ('plans show ${p.row.name}')`,
+    );
+  }
+  if (expected !== undefined && expected !== waiting.step) {
+    throw new SwitchbackError(
+      "PLAN_CONFIRM_STALE",
+      `the ${job.kind} job of plan ${p.row.name} no longer waits at ${expected} but at ${waiting.step} (${waiting.message}); read it, then confirm that one`,
     );
   }
   const accepted = await engine.signal(job.id, job.waitingFor, { by }, by ?? undefined);

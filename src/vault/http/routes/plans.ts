@@ -158,9 +158,22 @@ export function plansRoutes(app: FastifyInstance, deps: VaultDeps): void {
     tags: ["plans"],
     summary: "Confirm the manual action the plan's running job waits at (409 when it waits for none)",
     params: PlanParams,
+    body: Type.Object(
+      {
+        step: Type.Optional(
+          Type.String({
+            minLength: 1,
+            maxLength: 200,
+            description:
+              "the manual action's step the operator was shown; refused with PLAN_CONFIRM_STALE when the job waits at another one",
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
     response: PlanConfirmedSchema,
     problems: [404, 409],
-    handler: async (req) => confirmPlan(db, engine(), req.params.plan, principalOf(req).name),
+    handler: async (req) => confirmPlan(db, engine(), req.params.plan, principalOf(req).name, req.body?.step),
   });
   for (const op of PLAN_OPERATIONS) {
     route(app, {
