@@ -2,6 +2,8 @@
 // killed when the limit passes or the vault stops the step. What it printed last is kept (a few KiB of
 // stdout and stderr) for the job's output and for the error that names a failure.
 import { spawn } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { procStat } from "../../platform/process.ts";
 
 /** Variables of the vault's own environment a command gets; nothing else (tokens stay in the vault). */
 const PASS_THROUGH = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR"];
@@ -37,6 +39,20 @@ class Tail {
   }
 }
 
+/** Kills the process group a marker file names, if that very process (pid and start time) still runs. */
+function killLeftover(marker: string): void {
+  let text: string;
+  try {
+    text = readFileSync(marker, "utf8");
+  } catch {
+    return;
+  }
+  const [pid, start] = text.trim().split(" ").map(Number);
+  // a pid alone could have been reused (after a reboot, say): the start time proves it is ours
+  if (pid !== undefined && pid > 1 && procStat(pid)?.startTime === start) killGroup(pid);
+  rmSync(marker, { force: true });
+}
+
 function killGroup(pid: number | undefined): void {
   if (pid === undefined) return;
   try {
@@ -52,8 +68,19 @@ function killGroup(pid: number | undefined): void {
  */
 export function runCommand(
   command: string,
-  o: { env: Record<string, string>; cwd?: string; timeoutMs: number; signal: AbortSignal },
+  o: {
+    env: Record<string, string>;
+    cwd?: string;
+    timeoutMs: number;
+    signal: AbortSignal;
+    /**
+     * a file naming the run's process group while it runs: a run left behind by a vault killed
+     * with kill -9 is killed before the step runs it again (never two copies of one script at once)
+     */
+    marker?: string;
+  },
 ): Promise<CommandResult> {
+  if (o.marker !== undefined) killLeftover(o.marker);
   return new Promise((resolve, reject) => {
     if (o.signal.aborted) {
       reject(o.signal.reason);
@@ -66,6 +93,11 @@ export function runCommand(
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
+    if (o.marker !== undefined && child.pid !== undefined) {
+      const st = procStat(child.pid);
+      writeFileSync(o.marker, `${child.pid} ${st?.startTime ?? 0}\n`);
+      child.once("close", () => rmSync(o.marker as string, { force: true }));
+    }
     const out = new Tail();
     const err = new Tail();
     child.stdout.on("data", (d: Buffer) => out.push(d));

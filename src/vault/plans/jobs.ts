@@ -7,6 +7,8 @@
 // those that failed or were refused. Actions: `script` runs on the vault, `machine-script` in each
 // machine of the group (the `process` provider: `sh -c` with that instance's environment and folder),
 // `manual` parks the job until `plans confirm` sends its signal.
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { SwitchbackError } from "../../domain/errors.ts";
 import type { OperationName } from "../../domain/lifecycle.ts";
 import {
@@ -307,6 +309,7 @@ async function runAction(
         env: { ...baseEnv(), ...env },
         timeoutMs: a.timeoutSeconds * 1000,
         signal: c.signal,
+        marker: path.join(tmpdir(), `switchback-${c.jobId}-${c.step}.pgid`),
       });
       const out = {
         kind: "script",
@@ -446,6 +449,7 @@ async function runInMachine(
     cwd: info.folder,
     timeoutMs: a.timeoutSeconds * 1000,
     signal: c.signal,
+    marker: path.join(tmpdir(), `switchback-${c.jobId}-${c.step}-${info.id}.pgid`),
   });
   res.exitCode = r.exitCode;
   res.stderrTail = r.stderrTail;
