@@ -155,6 +155,7 @@ export async function applyAlertDecision(
       cleared_at: null,
       delivered_at: null,
       delivery_error: null,
+      sending_until: null,
     }));
     // in chunks: one statement may bind at most 32,766 (SQLite) or 65,535 (PostgreSQL) values, and a
     // lost site raises an alert per machine
@@ -169,14 +170,14 @@ export async function applyAlertDecision(
     for (const c of d.clear) {
       const r = await trx
         .updateTable("alerts")
-        .set({ cleared_at: iso, delivered_at: null, delivery_error: null })
+        .set({ cleared_at: iso, delivered_at: null, delivery_error: null, sending_until: null })
         .where("id", "=", c.id)
         .where("cleared_at", "is", null)
         .executeTakeFirst();
       const row = rowById.get(c.id);
       if (Number(r.numUpdatedRows) === 1 && row !== undefined) {
         cleared.push({
-          row: { ...row, cleared_at: iso, delivered_at: null, delivery_error: null },
+          row: { ...row, cleared_at: iso, delivered_at: null, delivery_error: null, sending_until: null },
           reason: c.reason,
         });
       }

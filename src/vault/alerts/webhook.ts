@@ -97,10 +97,13 @@ export class AlertWebhook {
       this.#attempts.clear(); // a new receiver gets a fresh first attempt
     }
     if (url === null) return;
+    const nowIso = new Date().toISOString();
     const pending = await this.#db
       .selectFrom("alerts")
       .selectAll()
       .where("delivered_at", "is", null)
+      // events claimed by another vault process, or waiting out a failed attempt, are not due
+      .where((eb) => eb.or([eb("sending_until", "is", null), eb("sending_until", "<", nowIso)]))
       .orderBy("raised_at")
       .orderBy("id")
       .limit(BATCH)
@@ -112,13 +115,24 @@ export class AlertWebhook {
       const key = `${row.id} ${event}`;
       const a = this.#attempts.get(key);
       if (a !== undefined && a.nextAt > Date.now()) continue;
+      // claim it: of several vault processes, one posts the event
+      const claim = await this.#db
+        .updateTable("alerts")
+        .set({ sending_until: new Date(Date.now() + this.#timeoutMs + 5000).toISOString() })
+        .where("id", "=", row.id)
+        .where("delivered_at", "is", null)
+        .where((eb) =>
+          eb.or([eb("sending_until", "is", null), eb("sending_until", "<", new Date().toISOString())]),
+        )
+        .executeTakeFirst();
+      if (Number(claim.numUpdatedRows) !== 1) continue;
       const error = await this.#post(url, row, event);
       if (error === null) {
         this.#attempts.delete(key);
         // only the event that was sent: a clear that happened meanwhile stays pending
         await this.#db
           .updateTable("alerts")
-          .set({ delivered_at: this.#now().toISOString(), delivery_error: null })
+          .set({ delivered_at: this.#now().toISOString(), delivery_error: null, sending_until: null })
           .where("id", "=", row.id)
           .where("delivered_at", "is", null)
           .where("cleared_at", event === "raised" ? "is" : "is not", null)
@@ -132,7 +146,7 @@ export class AlertWebhook {
       this.#log.warn({ alert: row.id, event }, message);
       await this.#db
         .updateTable("alerts")
-        .set({ delivery_error: message })
+        .set({ delivery_error: message, sending_until: new Date(Date.now() + delay).toISOString() })
         .where("id", "=", row.id)
         .where("delivered_at", "is", null)
         .execute();

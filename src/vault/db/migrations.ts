@@ -294,6 +294,14 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable("tokens").addColumn("instance_id", "text").execute();
       },
     },
+    "005_alert_delivery_claims": {
+      async up(db: AnyDb) {
+        // a vault process claims an alert's pending event before it posts it (several vault
+        // processes on one PostgreSQL send each event once); a failed attempt's backoff is kept
+        // here too, so every process honours it and newer events are not held up behind it
+        await db.schema.alterTable("alerts").addColumn("sending_until", time).execute();
+      },
+    },
   };
 }
 

@@ -205,6 +205,8 @@ export interface AlertsTable {
   cleared_at: string | null;
   delivered_at: string | null;
   delivery_error: string | null;
+  /** a vault process is sending the pending event (or waits out a failed attempt's backoff) until then */
+  sending_until: string | null;
 }
 
 export interface PlansTable {
