@@ -14,6 +14,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { parseItemName } from "../domain/ids.ts";
 import { writeFileAtomic } from "../platform/files.ts";
 import { procStat } from "../platform/process.ts";
+import { callVault } from "../platform/vault-call.ts";
 import { inspectDisk } from "../replication/disk-source.ts";
 import type { ReplicateResult, SnapshotMode } from "../replication/replicate.ts";
 import { AgentDaemon } from "./daemon.ts";
@@ -315,35 +316,13 @@ export class VaultAgent {
   }
 
   async #call(route: string, token: string, body: unknown): Promise<unknown> {
-    let res: Response;
     try {
-      res = await fetch(new URL(route, this.#o.vault), {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(10_000),
-      });
+      return await callVault(this.#o.vault, { method: "POST", route, token, body });
     } catch (err) {
-      throw new SwitchbackError(
-        "VAULT_UNREACHABLE",
-        `the vault at ${this.#o.vault} did not answer (${(err as Error).message})`,
-      );
+      // a token the vault no longer knows: register again (a new enrolment)
+      if ((err as { status?: number }).status === 401 && route.endsWith("heartbeat")) this.#saved = null;
+      throw err;
     }
-    const text = await res.text();
-    if (!res.ok) {
-      let code = `HTTP_${res.status}`;
-      let detail = text;
-      try {
-        const p = JSON.parse(text) as { code?: string; detail?: string };
-        code = p.code ?? code;
-        detail = p.detail ?? detail;
-      } catch {
-        // not a problem document
-      }
-      if (res.status === 401 && route.endsWith("heartbeat")) this.#saved = null; // enrol again
-      throw new SwitchbackError(code, `the vault refused ${route}: ${detail}`);
-    }
-    return JSON.parse(text);
   }
 
   #sleep(ms: number): Promise<void> {

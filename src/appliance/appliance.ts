@@ -18,6 +18,7 @@ import type { Logger } from "pino";
 import { initLocalDatastoreFolder } from "../datastore/local/init-folder.ts";
 import type { PointHeader } from "../datastore/manifest.ts";
 import { SwitchbackError } from "../domain/errors.ts";
+import { callVault } from "../platform/vault-call.ts";
 import { ControlApi } from "./control-api.ts";
 import {
   authenticateFrom,
@@ -289,37 +290,7 @@ export class Appliance {
     }
   }
 
-  async #call<T>(method: string, route: string, body?: unknown): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetch(new URL(route, this.#o.vault), {
-        method,
-        headers: {
-          authorization: `Bearer ${this.#o.token}`,
-          ...(body !== undefined ? { "content-type": "application/json" } : {}),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(10_000),
-      });
-    } catch (err) {
-      throw new SwitchbackError(
-        "VAULT_UNREACHABLE",
-        `the vault at ${this.#o.vault} did not answer (${(err as Error).message})`,
-      );
-    }
-    const text = await res.text();
-    if (!res.ok) {
-      let code = `HTTP_${res.status}`;
-      let detail = text;
-      try {
-        const p = JSON.parse(text) as { code?: string; detail?: string };
-        code = p.code ?? code;
-        detail = p.detail ?? detail;
-      } catch {
-        // not a problem document
-      }
-      throw new SwitchbackError(code, `the vault refused ${method} ${route}: ${detail}`);
-    }
-    return JSON.parse(text) as T;
+  #call<T>(method: string, route: string, body?: unknown): Promise<T> {
+    return callVault<T>(this.#o.vault, { method, route, token: this.#o.token, body });
   }
 }
