@@ -55,6 +55,7 @@ export interface LocalSiteOptions {
 }
 
 export class LocalSite implements SiteRuntime {
+  readonly #seeding = new Map<string, Promise<{ pointId: string; bytesRead: number }>>();
   readonly id: string;
   readonly name: string;
   readonly kind = "in-process" as const;
@@ -157,11 +158,20 @@ export class LocalSite implements SiteRuntime {
     disks: SiteDisk[],
   ): Promise<{ pointId: string; bytesRead: number }> {
     const d = this.#datastore(datastoreId);
-    return d.server.exclusive(`seed ${item}`, async () => {
-      const r = await seedPoint({ datastore: d.dir, item, disks });
-      await d.ds.reloadIndex();
-      return { pointId: r.pointId, bytesRead: r.bytesRead };
-    });
+    // a seed asked for again while one of the item runs (a vault that restarted and resumed its
+    // reprotect, the appliance still at work) gets that one's answer, not a second seed
+    const key = `${datastoreId}/${item}`;
+    const running = this.#seeding.get(key);
+    if (running !== undefined) return running;
+    const seed = d.server
+      .exclusive(`seed ${item}`, async () => {
+        const r = await seedPoint({ datastore: d.dir, item, disks });
+        await d.ds.reloadIndex();
+        return { pointId: r.pointId, bytesRead: r.bytesRead };
+      })
+      .finally(() => this.#seeding.delete(key));
+    this.#seeding.set(key, seed);
+    return seed;
   }
 
   async apply(
