@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { closeSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
 import { tempDir } from "../helpers/env.ts";
@@ -197,11 +198,25 @@ describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
     } finally {
       closeSync(fd);
     }
-    await operate("commit");
+    const commit = await operate("commit");
     await until("protected again", async () => {
       const r = await api("POST", "/v1/items/web2/reprotect", { location: "original" });
       return r.status === 202 ? job(r.body.job.id) : undefined;
     });
+    // an old commit job retried now would delete the new direction's points: refused. (The job is
+    // marked failed in the database: a commit that fails on its own is hard to cause.)
+    const db = new DatabaseSync(path.join(data(), "vault.db"));
+    db.prepare("update jobs set state = 'failed', error_code = 'X', error_message = 'x' where id = ?").run(
+      commit.id,
+    );
+    db.close();
+    const retry = await api("POST", `/v1/jobs/${commit.id}/retry`, {});
+    assert.equal(retry.status, 409, JSON.stringify(retry.body));
+    assert.equal(retry.body.code, "JOB_RETRY_REFUSED");
+    assert.ok(
+      ((await api("GET", "/v1/items/web2/points")).body as Json[]).length >= 1,
+      "the points are still there",
+    );
 
     // disable: the item is forgotten, the machine stays and can be protected again
     await operate("disable");

@@ -343,3 +343,64 @@ function paramsOf(r: OperationRequest, d: Decision): Record<string, unknown> {
 export async function allowed(ctx: OpsContext, it: LoadedItem): Promise<OperationName[]> {
   return allowedOperations(it.state, await gatherFacts(ctx, it));
 }
+
+/**
+ * A failed item job is retried only while the lifecycle core still allows its operation on the item
+ * as it is now: an old commit retried after a reprotect would otherwise delete the new direction's
+ * points. A drill is retried only while it is still the item's drill.
+ */
+export async function checkRetry(ctx: OpsContext, job: JobView): Promise<void> {
+  if (job.itemId === null) return;
+  const p = (job.params ?? {}) as Record<string, unknown>;
+  let r: OperationRequest;
+  switch (job.kind) {
+    case "failover":
+      r = {
+        op: "failover",
+        point: String(p.point),
+        shutdownSource: p.shutdownSource === true,
+        planned: p.planned === true,
+      };
+      break;
+    case "change-point":
+      r = { op: "change-point", point: String(p.point) };
+      break;
+    case "commit":
+    case "disable":
+      r = { op: job.kind };
+      break;
+    case "reprotect":
+      r = {
+        op: "reprotect",
+        location: p.location === "alternate" ? "alternate" : "original",
+        processServer: p.processServer as string | undefined,
+        masterTarget: p.masterTarget as string | undefined,
+        datastore: p.datastore as string | undefined,
+      };
+      break;
+    case "test-failover-cleanup":
+      r = { op: "test-failover-cleanup", notes: String(p.notes ?? "") };
+      break;
+    case "test-failover": {
+      const it = await loadItem(ctx.db, job.itemId);
+      if (it.drill !== null && it.drill.jobId !== job.id) {
+        throw new SwitchbackError(
+          "JOB_RETRY_REFUSED",
+          `job ${job.id} is not item ${it.row.name}'s drill any more; start a new test failover`,
+        );
+      }
+      return;
+    }
+    default:
+      return;
+  }
+  try {
+    await preview(ctx, job.itemId, r);
+  } catch (err) {
+    if (!(err instanceof SwitchbackError)) throw err;
+    throw new SwitchbackError(
+      "JOB_RETRY_REFUSED",
+      `job ${job.id} (${job.kind}) cannot be retried on the item as it is now: ${err.message} [${err.code}]; start a new operation if one is needed`,
+    );
+  }
+}

@@ -5,6 +5,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { SwitchbackError } from "../../../domain/errors.ts";
 import { isFinished, parseJobId } from "../../jobs/types.ts";
+import { checkRetry } from "../../operations/index.ts";
 import { principalOf } from "../auth.ts";
 import type { VaultDeps } from "../deps.ts";
 import { route } from "../route.ts";
@@ -150,6 +151,7 @@ export function jobsRoutes(app: FastifyInstance, deps: VaultDeps): void {
       handler: async (req) => {
         const e = engineOf(deps);
         const id = parseJobId(req.params.job);
+        if (verb === "retry" && deps.dr !== undefined) await checkRetry(deps.dr.ops, await e.get(id));
         return (
           verb === "cancel" ? e.cancel(id, principalOf(req).name) : e.retry(id, principalOf(req).name)
         ) as never;
