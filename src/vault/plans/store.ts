@@ -131,6 +131,19 @@ async function changePlan(
   doing: string,
   change: (p: LoadedPlan) => Promise<{ name: string; definition: PlanDefinition }>,
 ): Promise<LoadedPlan> {
+  // under the plan's lock, as starting an operation is: an edit and a run cannot interleave between
+  // the busy check and the write (within this vault process; several share PostgreSQL unlocked)
+  const first = await loadPlan(db, ref);
+  return serialized(first.row.id, () => changePlanLocked(db, first.row.id, now, doing, change));
+}
+
+async function changePlanLocked(
+  db: Db,
+  ref: string,
+  now: Date,
+  doing: string,
+  change: (p: LoadedPlan) => Promise<{ name: string; definition: PlanDefinition }>,
+): Promise<LoadedPlan> {
   for (let attempt = 0; ; attempt++) {
     const p = await loadPlan(db, ref);
     await refuseIfBusy(db, p, doing);
