@@ -2,10 +2,11 @@
 import assert from "node:assert/strict";
 import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { CLI, ROOT } from "./env.ts";
+import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
+import { CLI, cli, ROOT } from "./env.ts";
 
 export interface VaultProcess {
   child: ChildProcessByStdio<null, Readable, Readable>;
@@ -17,52 +18,66 @@ export interface VaultProcess {
   kill9(): Promise<void>;
 }
 
-export async function startVaultProcess(
-  data: string,
-  o: { args?: string[]; token?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<VaultProcess> {
-  const child = spawn(
-    process.execPath,
-    [CLI, "server", "--data", data, "--port", "0", "--heartbeat-interval", "500ms", ...(o.args ?? [])],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...o.env } },
-  );
+/** A CLI process started for a test, ready once its stdout matched `ready`. */
+interface Started {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  out: string;
+  stderr: () => string;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+async function startCli(
+  what: string,
+  args: string[],
+  ready: RegExp,
+  env?: NodeJS.ProcessEnv,
+): Promise<Started> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
   let out = "";
   let err = "";
   child.stderr.on("data", (d: Buffer) => {
     err += d.toString();
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s: ${out} ${err}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`${what} did not start in 30 s: ${out} ${err}`)), 30_000);
     child.stdout.on("data", (d: Buffer) => {
       out += d.toString();
-      if (/^point the CLI at it: .*$/m.test(out)) {
+      if (ready.test(out)) {
         clearTimeout(timer);
         resolve();
       }
     });
     child.on("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`server exited ${code}: ${out} ${err}`));
+      reject(new Error(`${what} exited ${code}: ${out} ${err}`));
     });
   });
+  const exited = once(child, "exit");
+  const signal = async (sig: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    await exited;
+  };
+  return { child, out, stderr: () => err, stop: () => signal("SIGTERM"), kill9: () => signal("SIGKILL") };
+}
+
+export async function startVaultProcess(
+  data: string,
+  o: { args?: string[]; token?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<VaultProcess> {
+  const { out, ...p } = await startCli(
+    "server",
+    ["server", "--data", data, "--port", "0", "--heartbeat-interval", "500ms", ...(o.args ?? [])],
+    /^point the CLI at it: .*$/m,
+    o.env,
+  );
   const url = /vault listening on (http:\/\/\S+)/.exec(out)?.[1] ?? "";
   const token = /admin token \(shown once\): (\S+)/.exec(out)?.[1] ?? o.token ?? "";
   assert.ok(url && token, `server announced its URL and token: ${out}`);
-  const exited = once(child, "exit");
-  return {
-    child,
-    url,
-    token,
-    stderr: () => err,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      await exited;
-    },
-    async kill9() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-    },
-  };
+  return { ...p, url, token };
 }
 
 /** An API answer as the tests read it: checked field by field by the assertions. */
@@ -189,10 +204,9 @@ export async function startApplianceProcess(o: {
   args?: string[];
   env?: NodeJS.ProcessEnv;
 }): Promise<ApplianceProcess> {
-  const child = spawn(
-    process.execPath,
+  const { out, ...p } = await startCli(
+    "appliance",
     [
-      CLI,
       "appliance",
       "--vault",
       o.vault,
@@ -206,43 +220,84 @@ export async function startApplianceProcess(o: {
       o.datastore,
       ...(o.args ?? []),
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...o.env } },
+    /^registered with the vault$/m,
+    o.env,
   );
-  let out = "";
-  let err = "";
-  child.stderr.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`appliance did not start in 30 s: ${out} ${err}`)),
-      30_000,
-    );
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (/^registered with the vault$/m.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`appliance exited ${code}: ${out} ${err}`));
-    });
-  });
   const controlUrl = /control API on (http:\/\/\S+)/.exec(out)?.[1] ?? "";
-  const exited = once(child, "exit");
-  return {
-    child,
-    controlUrl,
-    stderr: () => err,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      await exited;
+  return { ...p, controlUrl };
+}
+
+/** The record numbers the workload acknowledged, in order. */
+export function acks(file: string): number[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map(Number);
+}
+
+/** The workload's unbroken run of records 1…n on a data disk image. */
+export function prefixOf(image: string): number {
+  const fd = openSync(image, "r");
+  try {
+    return unbrokenPrefix(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Waits for a job to finish (succeeded, failed or cancelled) and returns it. */
+export function finishedJob(api: ReturnType<typeof apiOf>, id: string, ms = 120_000): Promise<Json> {
+  return until(
+    `job ${id}`,
+    async () => {
+      const r = await api("GET", `/v1/jobs/${id}`);
+      return ["succeeded", "failed", "cancelled"].includes(r.body.state) ? r.body : undefined;
     },
-    async kill9() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-    },
-  };
+    ms,
+  );
+}
+
+/**
+ * Waits for a job and fails the test unless it succeeded, with the job's error, its log and
+ * `context()` (the processes' stderr) in the message.
+ */
+export async function succeededJob(
+  api: ReturnType<typeof apiOf>,
+  id: string,
+  o: { ms?: number; context?: () => string } = {},
+): Promise<Json> {
+  const j = await finishedJob(api, id, o.ms);
+  if (j.state !== "succeeded") {
+    const logs = (await api("GET", `/v1/jobs/${id}/logs`)).body;
+    assert.fail(
+      `job ${j.kind} ${j.state}: ${JSON.stringify(j.error)}\n${JSON.stringify(logs, null, 1)}\n${o.context?.() ?? ""}`,
+    );
+  }
+  return j;
+}
+
+/** Restores one disk of a point with the data-plane CLI into `out` and returns `out`. */
+export async function restorePoint(o: {
+  datastore: string;
+  item: string;
+  point: string;
+  disk: number;
+  out: string;
+}): Promise<string> {
+  const r = await cli([
+    "restore",
+    "--datastore",
+    o.datastore,
+    "--item",
+    o.item,
+    "--point",
+    o.point,
+    "--disk",
+    String(o.disk),
+    "--to",
+    o.out,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return o.out;
 }

@@ -7,44 +7,30 @@
 // then the appliance lost: appliance-lost alert, reprotect towards dr2 refused with
 // REPROTECT_APPLIANCE_UNREACHABLE; restarted: the reprotect goes through without a full resync.
 import assert from "node:assert/strict";
-import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
 import { cli, tempDir } from "../helpers/env.ts";
 import {
   type ApplianceProcess,
+  acks,
   apiOf,
   createFastPolicy,
   defineMachine,
   type Json,
   killMachines,
+  prefixOf,
+  restorePoint,
   startApplianceProcess,
   startVaultProcess,
+  succeededJob,
   until,
   type VaultProcess,
 } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
 const TOTAL = 24 * MiB; // the machine's two disks
-
-function acks(file: string): number[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l.length > 0)
-    .map(Number);
-}
-
-function prefixOf(image: string): number {
-  const fd = openSync(image, "r");
-  try {
-    return unbrokenPrefix(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 for (const db of databases)
   describe(`a site served by a separate appliance process on ${db.name}`, {
@@ -86,23 +72,12 @@ for (const db of databases)
       return appliance;
     }
 
-    async function job(id: string, ms = 120_000): Promise<Json> {
-      const j = await until(
-        `job ${id}`,
-        async () => {
-          const r = await api("GET", `/v1/jobs/${id}`);
-          return ["succeeded", "failed", "cancelled"].includes(r.body.state) ? r.body : undefined;
-        },
-        ms,
-      );
-      if (j.state !== "succeeded") {
-        const logs = (await api("GET", `/v1/jobs/${id}/logs`)).body;
-        assert.fail(
-          `job ${j.kind} ${j.state}: ${JSON.stringify(j.error)}\n${JSON.stringify(logs, null, 1)}\nvault: ${vault.stderr().slice(-3000)}\nappliance: ${appliance?.stderr().slice(-3000)}`,
-        );
-      }
-      return j;
-    }
+    const job = (id: string, ms?: number) =>
+      succeededJob(api, id, {
+        ...(ms !== undefined ? { ms } : {}),
+        context: () =>
+          `vault: ${vault.stderr().slice(-3000)}\nappliance: ${appliance?.stderr().slice(-3000)}`,
+      });
 
     async function operate(op: string, body: unknown = {}): Promise<Json> {
       const r = await api("POST", `/v1/items/web1/${op}`, body);
@@ -116,27 +91,14 @@ for (const db of databases)
       return r.body;
     }
 
-    async function restorePoint(datastore: string, point: string, disk: number): Promise<string> {
-      const out = path.join(
-        tmp.dir,
-        `restore-${path.basename(path.dirname(datastore))}-${point}-${disk}.img`,
-      );
-      const r = await cli([
-        "restore",
-        "--datastore",
+    const restoreAt = async (datastore: string, point: string, disk: number) =>
+      restorePoint({
         datastore,
-        "--item",
-        (await item()).id,
-        "--point",
+        item: (await item()).id,
         point,
-        "--disk",
-        String(disk),
-        "--to",
-        out,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      return out;
-    }
+        disk,
+        out: path.join(tmp.dir, `restore-${path.basename(path.dirname(datastore))}-${point}-${disk}.img`),
+      });
 
     async function applianceLiveness(): Promise<string> {
       return (await api("GET", "/v1/appliances/dr2-appliance")).body.health.liveness;
@@ -295,7 +257,7 @@ for (const db of databases)
       const drill = (await item()).drill;
       assert.ok(drill !== null && drill.site !== undefined);
       const drillDisk = path.join(dr2Machines(), drill.instanceId, "disk-1.img");
-      const atPoint = prefixOf(await restorePoint(dr2Datastore(), drillPoint, 1));
+      const atPoint = prefixOf(await restoreAt(dr2Datastore(), drillPoint, 1));
       assert.ok(atPoint >= 1, "the drill point holds the workload's records");
       assert.ok(prefixOf(drillDisk) >= atPoint, "the drill copy at dr2 holds every record of its point");
       const cleanup = await operate("test-failover-cleanup", { notes: "drill at dr2 ok" });
@@ -313,7 +275,7 @@ for (const db of databases)
       const ackedAtFailover = acks(ack());
       const homeDir = path.join(data(), "sites", "primary", "machines", homeInstance);
       for (const disk of [0, 1]) {
-        const restored = await restorePoint(dr2Datastore(), point, disk);
+        const restored = await restoreAt(dr2Datastore(), point, disk);
         assert.ok(
           readFileSync(restored).equals(readFileSync(path.join(homeDir, `disk-${disk}.img`))),
           `disk ${disk} of the failover point equals the primary's`,
@@ -349,7 +311,7 @@ for (const db of databases)
       assert.equal(fb.steps[3].output.mode, "delta", "failback writes onto the primary's own disks");
       const ackedAtFailback = acks(ack());
       for (const disk of [0, 1]) {
-        const restored = await restorePoint(
+        const restored = await restoreAt(
           path.join(data(), "sites", "primary", "datastore"),
           back.failover.point,
           disk,

@@ -3,41 +3,27 @@
 // agent), enable → initial replication → drill → cleanup → planned failover with shutdown → commit →
 // reprotect → failback → commit → reprotect, checking the data at each step and what reprotect ships.
 import assert from "node:assert/strict";
-import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
-import { cli, tempDir } from "../helpers/env.ts";
+import { tempDir } from "../helpers/env.ts";
 import {
+  acks,
   apiOf,
   createFastPolicy,
   defineMachine,
   type Json,
   killMachines,
+  prefixOf,
+  restorePoint,
   startVaultProcess,
+  succeededJob,
   until,
   type VaultProcess,
 } from "../helpers/vault.ts";
 
 const MiB = 1024 * 1024;
-
-function acks(file: string): number[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l.length > 0)
-    .map(Number);
-}
-
-function prefixOf(image: string): number {
-  const fd = openSync(image, "r");
-  try {
-    return unbrokenPrefix(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 for (const db of databases)
   describe(`the whole DR cycle through the vault on ${db.name}`, { timeout: 600_000, skip: db.skip }, () => {
@@ -48,23 +34,11 @@ for (const db of databases)
     const data = () => path.join(tmp.dir, "data");
     const ack = () => path.join(tmp.dir, "acks.log");
 
-    async function job(id: string, ms = 120_000): Promise<Json> {
-      const j = await until(
-        `job ${id}`,
-        async () => {
-          const r = await api("GET", `/v1/jobs/${id}`);
-          return ["succeeded", "failed", "cancelled"].includes(r.body.state) ? r.body : undefined;
-        },
-        ms,
-      );
-      if (j.state !== "succeeded") {
-        const logs = (await api("GET", `/v1/jobs/${id}/logs`)).body;
-        assert.fail(
-          `job ${j.kind} ${j.state}: ${JSON.stringify(j.error)}\n${JSON.stringify(logs, null, 1)}\n${vault.stderr().slice(-3000)}`,
-        );
-      }
-      return j;
-    }
+    const job = (id: string, ms?: number) =>
+      succeededJob(api, id, {
+        ...(ms !== undefined ? { ms } : {}),
+        context: () => vault.stderr().slice(-3000),
+      });
 
     async function operate(op: string, body: unknown = {}): Promise<Json> {
       const r = await api("POST", `/v1/items/web1/${op}`, body);
@@ -77,25 +51,14 @@ for (const db of databases)
     }
 
     /** Restores a point with the data-plane CLI into an image and returns its path. */
-    async function restorePoint(site: string, point: string, disk: number): Promise<string> {
-      const out = path.join(tmp.dir, `restore-${site}-${point}-${disk}.img`);
-      const it = await item();
-      const r = await cli([
-        "restore",
-        "--datastore",
-        path.join(data(), "sites", site, "datastore"),
-        "--item",
-        it.id,
-        "--point",
+    const restoreAt = async (site: string, point: string, disk: number) =>
+      restorePoint({
+        datastore: path.join(data(), "sites", site, "datastore"),
+        item: (await item()).id,
         point,
-        "--disk",
-        String(disk),
-        "--to",
-        out,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      return out;
-    }
+        disk,
+        out: path.join(tmp.dir, `restore-${site}-${point}-${disk}.img`),
+      });
 
     before(async () => {
       tmp = tempDir("sb-cycle-");
@@ -140,7 +103,7 @@ for (const db of databases)
       const drillJob = await operate("test-failover", { point: "latest-processed" });
       const drillPoint = drillJob.steps.find((s: Json) => s.name === "select-point").output.point;
       // the drill copy started from the point: its records are an unbroken prefix at least as long as the point's
-      const drillPointDisk = await restorePoint("recovery", drillPoint, 1);
+      const drillPointDisk = await restoreAt("recovery", drillPoint, 1);
       const drill = (await item()).drill;
       assert.ok(drill !== null, "the drill is recorded");
       const drillDisk = path.join(data(), "sites", "recovery", "machines", drill.instanceId, "disk-1.img");
@@ -172,7 +135,7 @@ for (const db of databases)
       const homeDir = path.join(data(), "sites", "primary", "machines", homeInstance);
       // the final point equals the stopped primary's disks, byte for byte
       for (const disk of [0, 1]) {
-        const restored = await restorePoint("recovery", point, disk);
+        const restored = await restoreAt("recovery", point, disk);
         assert.ok(
           readFileSync(restored).equals(readFileSync(path.join(homeDir, `disk-${disk}.img`))),
           `disk ${disk} of the failover point equals the primary's`,
@@ -221,7 +184,7 @@ for (const db of databases)
       const ackedAtFailback = acks(ack());
       const fbPoint = back.failover.point as string;
       for (const disk of [0, 1]) {
-        const restored = await restorePoint("primary", fbPoint, disk);
+        const restored = await restoreAt("primary", fbPoint, disk);
         assert.ok(
           readFileSync(restored).equals(readFileSync(path.join(recDir, `disk-${disk}.img`))),
           `disk ${disk} of the failback point equals the recovery machine's`,

@@ -11,6 +11,7 @@ import {
   apiOf,
   createFastPolicy,
   defineMachine,
+  finishedJob,
   type Json,
   killMachines,
   startVaultProcess,
@@ -39,16 +40,7 @@ describe("the vault resumes jobs after kill -9", { timeout: 600_000 }, () => {
 
   const api = <T = Json>(method: string, p: string, body?: unknown) => apiOf(vault)<T>(method, p, body);
 
-  async function finished(id: string): Promise<Json> {
-    return until(
-      `job ${id}`,
-      async () => {
-        const r = await api("GET", `/v1/jobs/${id}`);
-        return ["succeeded", "failed", "cancelled"].includes(r.body.state) ? r.body : undefined;
-      },
-      120_000,
-    );
-  }
+  const finished = (id: string) => finishedJob(apiOf(vault), id);
 
   /** Starts an operation on a vault that will kill itself during it; waits for the kill. */
   async function startAndDie(op: string, body: unknown): Promise<string> {

@@ -3,18 +3,20 @@
 // recovery point before commit, reprotect refused when the original disks are gone and then to an
 // alternate location, a failback onto new disks, and disable (the machine can be protected again).
 import assert from "node:assert/strict";
-import { closeSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
-import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
 import { tempDir } from "../helpers/env.ts";
 import {
+  acks,
   apiOf,
   createFastPolicy,
   defineMachine,
+  finishedJob,
   type Json,
   killMachines,
+  prefixOf,
   startVaultProcess,
   until,
   type VaultProcess,
@@ -30,14 +32,7 @@ describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
   const ack = () => path.join(tmp.dir, "acks.log");
 
   async function job(id: string): Promise<Json> {
-    const j = await until(
-      `job ${id}`,
-      async () => {
-        const r = await api("GET", `/v1/jobs/${id}`);
-        return ["succeeded", "failed", "cancelled"].includes(r.body.state) ? r.body : undefined;
-      },
-      120_000,
-    );
+    const j = await finishedJob(api, id);
     assert.equal(j.state, "succeeded", `${j.kind}: ${JSON.stringify(j.error)}`);
     return j;
   }
@@ -190,14 +185,9 @@ describe("lifecycle scenarios through the vault", { timeout: 600_000 }, () => {
     // failback onto new disks at the primary site
     const fb = await operate("failover", { planned: true });
     assert.equal(fb.steps[3].output.mode, "full");
-    const lastAck = Number((await import("node:fs")).readFileSync(ack(), "utf8").trim().split("\n").at(-1));
+    const lastAck = acks(ack()).at(-1) ?? 0;
     const newHome = path.join(home, fb.steps[3].output.instanceId as string, "disk-1.img");
-    const fd = openSync(newHome, "r");
-    try {
-      assert.ok(unbrokenPrefix(fd) >= lastAck - 0, "every acknowledged record is on the new primary disks");
-    } finally {
-      closeSync(fd);
-    }
+    assert.ok(prefixOf(newHome) >= lastAck, "every acknowledged record is on the new primary disks");
     const commit = await operate("commit");
     await until("protected again", async () => {
       const r = await api("POST", "/v1/items/web2/reprotect", { location: "original" });
