@@ -1,7 +1,7 @@
 // Which recovery point a request means. Pure: the points held at the target and a request in, one
 // point or a named refusal out. `latest` is special: the caller must first drain what the agent and
 // the process server still hold and cut a point, then select again with `latest-processed`.
-import { isValidPointId, type PointId, pointIdTime } from "./ids.ts";
+import { isValidPointId, type PointId } from "./ids.ts";
 import { type Refusal, refuse } from "./refusal.ts";
 import type { PointSummary } from "./retention.ts";
 
@@ -99,11 +99,6 @@ export function selectPoint(points: readonly PointSummary[], r: PointRequest): P
     default:
       return assertNever(r);
   }
-}
-
-/** The summary the lifecycle needs of a point id alone (its time is in the id). */
-export function pointSummaryOf(id: PointId, consistency: "crash" | "app"): PointSummary {
-  return { id, createdAtMs: pointIdTime(id).getTime(), consistency };
 }
 
 function cmp(a: string, b: string): number {

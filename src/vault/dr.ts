@@ -139,12 +139,12 @@ export function drService(o: DrServiceOptions = {}): VaultService {
       });
       engine.start();
       ctx.deps.dr = { ops, engine, replication, machineEnv, appliancesChanged: () => remote.sync() };
-      ctx.deps.assignmentFor = (machineId, hb, tokenId) =>
+      ctx.deps.assignmentFor = (machineId, hb, tokenSite) =>
         replication.assignmentFor(
           machineId,
           {
             ...(hb?.instanceId !== undefined ? { instanceId: hb.instanceId } : {}),
-            ...(tokenId !== undefined ? { tokenId } : {}),
+            ...(tokenSite != null ? { tokenSite } : {}),
           },
           {
             ...(hb?.results !== undefined ? { results: hb.results } : {}),

@@ -5,6 +5,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { getMachineRow } from "./inventory/machines.ts";
 import {
   instancesAt,
+  markInstance,
   newInstanceId,
   type OpsContext,
   recordInstance,
@@ -51,15 +52,7 @@ export async function startMachine(
       disks: disks.map((d, index) => ({ index, uuid: d.uuid })),
       createdAt: ctx.now().toISOString(),
     });
-    await recordInstance(ctx, {
-      id,
-      item_id: null,
-      machine_id: m.id,
-      site_id: m.site_id,
-      purpose: "production",
-      provider: site.provider.kind,
-      disks: info.disks,
-    });
+    await markInstance(ctx, id, { disks: info.disks });
   }
   const info = await site.provider.start(id);
   await ctx.db

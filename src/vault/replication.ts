@@ -31,15 +31,15 @@ import type { PointHeader } from "../datastore/manifest.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { readJsonOrNull } from "./db/json.ts";
 import type { VaultDatabase } from "./db/schema.ts";
-import { applyItemEvent, loadItem, parseItemRow } from "./items.ts";
+import { applyItemEvent, parseItemRow } from "./items.ts";
 
 export interface CopyOfMachine {
   /** the compute instance the agent runs in, when one of ours */
   instanceId?: string;
   /** the site the agent says it runs at (from its SWITCHBACK_SITE), when not in an instance */
   site?: string;
-  /** the agent token it spoke with: the site the copy registered from, which nothing it says overrides */
-  tokenId?: string;
+  /** the site its agent token was registered from, which nothing the copy says overrides */
+  tokenSite?: string;
 }
 
 export interface HeartbeatReport {
@@ -269,14 +269,7 @@ export class ReplicationService {
   }
 
   async #siteOf(machineId: string, copy: CopyOfMachine): Promise<string | null> {
-    if (copy.tokenId !== undefined) {
-      const t = await this.#db
-        .selectFrom("tokens")
-        .select("site_id")
-        .where("id", "=", copy.tokenId)
-        .executeTakeFirst();
-      if (t?.site_id != null) return t.site_id;
-    }
+    if (copy.tokenSite !== undefined) return copy.tokenSite;
     if (copy.instanceId !== undefined) {
       const inst = await this.#db
         .selectFrom("instances")
@@ -379,10 +372,5 @@ export class ReplicationService {
       .where("id", "=", id)
       .where("finished_at", "is", null)
       .execute();
-  }
-
-  /** The item, for callers that hold only the service. */
-  item(id: string) {
-    return loadItem(this.#db, id);
   }
 }

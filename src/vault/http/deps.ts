@@ -17,7 +17,12 @@ export interface VaultDeps {
    * heartbeat's properties are stored. The heartbeat itself is passed for what the agent reports
    * beyond properties (command results, the last point, the instance this copy runs in).
    */
-  assignmentFor(machineId: string, heartbeat?: AgentHeartbeat, tokenId?: string): Promise<Assignment>;
+  /** `tokenSite`: the site of the copy the agent's token was registered from (null: unknown) */
+  assignmentFor(
+    machineId: string,
+    heartbeat?: AgentHeartbeat,
+    tokenSite?: string | null,
+  ): Promise<Assignment>;
   /** the disaster-recovery runtime (sites, jobs, operations), once its service started */
   dr?: DrRuntime;
 }

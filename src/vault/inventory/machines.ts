@@ -248,25 +248,21 @@ export async function recordHeartbeat(
   hb: AgentHeartbeat,
   now: Date,
   /** the agent token the heartbeat came with: its copy's site is the token's, whatever hb says */
-  tokenId?: string,
+  token?: { tokenId: string; siteId: string | null },
 ): Promise<void> {
   const r = await getMachineRowById(db, hb.machineId);
-  const token =
-    tokenId === undefined
-      ? undefined
-      : await db.selectFrom("tokens").select(["site_id"]).where("id", "=", tokenId).executeTakeFirst();
-  if (tokenId !== undefined) {
+  if (token !== undefined) {
     // every copy's last word, by its token: how the vault tells a copy that runs from one that is gone
     await db
       .updateTable("tokens")
       .set({ last_used_at: now.toISOString() })
-      .where("id", "=", tokenId)
+      .where("id", "=", token.tokenId)
       .execute();
   }
   // another copy of the machine (the old primary back after a failover, fenced) does not speak for
   // it: the row describes the copy the vault runs it as (its assignment still answers that copy)
   if (hb.instanceId !== undefined && r.instance_id !== null && hb.instanceId !== r.instance_id) return;
-  if (token?.site_id != null && r.site_id !== null && token.site_id !== r.site_id) return;
+  if (token?.siteId != null && r.site_id !== null && token.siteId !== r.site_id) return;
   const known = readJson(DisksSchema, r.disks, { table: "machines", column: "disks", id: r.id });
   const disks: MachineDisk[] = hb.disks.map((d, i) => ({
     uuid: d.uuid,

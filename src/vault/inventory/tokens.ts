@@ -55,6 +55,8 @@ export interface TokenHolder {
   name: string;
   role: TokenRole;
   machineId: string | null;
+  /** agent tokens: the site of the copy of the machine that registered with it */
+  siteId: string | null;
 }
 
 /** Last use is recorded at most this often per token, so that reads do not each cost a write. */
@@ -79,7 +81,13 @@ export async function findTokenHolder(
       .where("id", "=", row.id)
       .execute();
   }
-  return { tokenId: row.id, name: row.name, role: row.role as TokenRole, machineId: row.machine_id };
+  return {
+    tokenId: row.id,
+    name: row.name,
+    role: row.role as TokenRole,
+    machineId: row.machine_id,
+    siteId: row.site_id,
+  };
 }
 
 export async function countTokens(db: Kysely<VaultDatabase>, role: TokenRole): Promise<number> {

@@ -9,7 +9,7 @@ import type { InstanceInfo } from "../../compute/provider.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import type { MachinePresence, OperationFacts } from "../../domain/lifecycle.ts";
 import type { PointSummary } from "../../domain/retention.ts";
-import type { InstanceRow, MachineRow, VaultDatabase } from "../db/schema.ts";
+import type { ApplianceRow, DatastoreRow, InstanceRow, MachineRow, VaultDatabase } from "../db/schema.ts";
 import type { LoadedItem } from "../items.ts";
 import type { ReplicationService } from "../replication.ts";
 import type { SiteRuntime } from "../site.ts";
@@ -271,4 +271,31 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       { once: true },
     );
   });
+}
+
+/** The appliance a request names (id or name), or else the first of `siteId`'s with `role`. */
+export async function chooseAppliance(
+  db: Kysely<VaultDatabase>,
+  ref: string | undefined,
+  siteId: string,
+  role: string,
+): Promise<ApplianceRow | undefined> {
+  const q = db.selectFrom("appliances").selectAll();
+  if (ref !== undefined)
+    return q.where((eb) => eb.or([eb("id", "=", ref), eb("name", "=", ref)])).executeTakeFirst();
+  return (await q.where("site_id", "=", siteId).orderBy("created_at").execute()).find((a) =>
+    a.roles.includes(role),
+  );
+}
+
+/** The datastore a request names (id or name), or else `siteId`'s first. */
+export async function chooseDatastore(
+  db: Kysely<VaultDatabase>,
+  ref: string | undefined,
+  siteId: string,
+): Promise<DatastoreRow | undefined> {
+  const q = db.selectFrom("datastores").selectAll();
+  if (ref !== undefined)
+    return q.where((eb) => eb.or([eb("id", "=", ref), eb("name", "=", ref)])).executeTakeFirst();
+  return q.where("site_id", "=", siteId).orderBy("created_at").executeTakeFirst();
 }

@@ -23,7 +23,16 @@ import { applyItemEvent, type LoadedItem, loadItem, type TargetSettings } from "
 import type { JobEngine } from "../jobs/engine.ts";
 import { defineJobKind, type JobKind, type JobView } from "../jobs/types.ts";
 import { commitKind, disableKind } from "./commit.ts";
-import { gatherFacts, itemPoints, machineOf, type OpsContext, siteName, sleep } from "./context.ts";
+import {
+  chooseAppliance,
+  chooseDatastore,
+  gatherFacts,
+  itemPoints,
+  machineOf,
+  type OpsContext,
+  siteName,
+  sleep,
+} from "./context.ts";
 import { testFailoverCleanupKind, testFailoverKind } from "./drill.ts";
 import { changePointKind, failoverKind } from "./failover.ts";
 import { type ReprotectRequest, reprotectFacts, reprotectKind } from "./reprotect.ts";
@@ -134,12 +143,8 @@ export async function protect(
     );
   }
   const policy = await getPolicyRow(db, r.policy);
-  const apps = await db.selectFrom("appliances").selectAll().execute();
-  const pick = (ref: string | undefined, role: string) => {
-    const a =
-      ref !== undefined
-        ? apps.find((x) => x.id === ref || x.name === ref)
-        : apps.find((x) => x.site_id === target.id && x.roles.includes(role));
+  const pick = async (ref: string | undefined, role: string) => {
+    const a = await chooseAppliance(db, ref, target.id, role);
     if (a === undefined) {
       throw new SwitchbackError(
         "PROTECT_APPLIANCE_NOT_FOUND",
@@ -156,17 +161,9 @@ export async function protect(
     }
     return a;
   };
-  const ps = pick(r.processServer, "process-server");
-  const mt = apps.find((x) => x.site_id === target.id && x.roles.includes("master-target")) ?? null;
-  const dq = db.selectFrom("datastores").selectAll();
-  const ds =
-    r.datastore !== undefined
-      ? await dq
-          .where((eb) =>
-            eb.or([eb("id", "=", r.datastore as string), eb("name", "=", r.datastore as string)]),
-          )
-          .executeTakeFirst()
-      : await dq.where("site_id", "=", target.id).orderBy("created_at").executeTakeFirst();
+  const ps = await pick(r.processServer, "process-server");
+  const mt = (await chooseAppliance(db, undefined, target.id, "master-target")) ?? null;
+  const ds = await chooseDatastore(db, r.datastore, target.id);
   if (ds === undefined || ds.site_id !== target.id) {
     throw new SwitchbackError(
       "PROTECT_DATASTORE_NOT_FOUND",

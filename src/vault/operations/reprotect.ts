@@ -12,6 +12,8 @@ import { ensureReversePolicy } from "../inventory/policies.ts";
 import { applyItemEvent, type LoadedItem, loadItem } from "../items.ts";
 import { defineJobKind } from "../jobs/types.ts";
 import {
+  chooseAppliance,
+  chooseDatastore,
   disksLeftAt,
   instancesAt,
   isUnreachable,
@@ -57,10 +59,7 @@ async function choose(
 }> {
   const appliance = async (ref: string | undefined, role: string) => {
     const q = db.selectFrom("appliances").selectAll();
-    const row =
-      ref !== undefined
-        ? await q.where((eb) => eb.or([eb("id", "=", ref), eb("name", "=", ref)])).executeTakeFirst()
-        : (await q.where("site_id", "=", returnSite).execute()).find((a) => a.roles.includes(role));
+    const row = await chooseAppliance(db, ref, returnSite, role);
     if (row === undefined) {
       throw new SwitchbackError(
         "REPROTECT_APPLIANCE_NOT_FOUND",
@@ -73,15 +72,7 @@ async function choose(
   };
   const ps = await appliance(r.processServer, "process-server");
   const mt = await appliance(r.masterTarget, "master-target");
-  const dq = db.selectFrom("datastores").selectAll();
-  const ds =
-    r.datastore !== undefined
-      ? await dq
-          .where((eb) =>
-            eb.or([eb("id", "=", r.datastore as string), eb("name", "=", r.datastore as string)]),
-          )
-          .executeTakeFirst()
-      : await dq.where("site_id", "=", returnSite).orderBy("created_at").executeTakeFirst();
+  const ds = await chooseDatastore(db, r.datastore, returnSite);
   if (ds === undefined) {
     throw new SwitchbackError(
       "REPROTECT_DATASTORE_NOT_FOUND",

@@ -134,39 +134,31 @@ async function changePlan(
   // under the plan's lock, as starting an operation is: an edit and a run cannot interleave between
   // the busy check and the write (within this vault process; several share PostgreSQL unlocked)
   const first = await loadPlan(db, ref);
-  return serialized(first.row.id, () => changePlanLocked(db, first.row.id, now, doing, change));
-}
-
-async function changePlanLocked(
-  db: Db,
-  ref: string,
-  now: Date,
-  doing: string,
-  change: (p: LoadedPlan) => Promise<{ name: string; definition: PlanDefinition }>,
-): Promise<LoadedPlan> {
-  for (let attempt = 0; ; attempt++) {
-    const p = await loadPlan(db, ref);
-    await refuseIfBusy(db, p, doing);
-    const next = await change(p);
-    if (next.name !== p.row.name) checkName("plan", next.name);
-    let at = now.toISOString();
-    if (at <= p.row.updated_at) at = new Date(Date.parse(p.row.updated_at) + 1).toISOString();
-    const r = await insertUnique("plan", next.name, () =>
-      db
-        .updateTable("plans")
-        .set({ name: next.name, definition: JSON.stringify(next.definition), updated_at: at })
-        .where("id", "=", p.row.id)
-        .where("updated_at", "=", p.row.updated_at)
-        .executeTakeFirst(),
-    );
-    if (r.numUpdatedRows === 1n) return loadPlan(db, p.row.id);
-    if (attempt >= 10) {
-      throw new SwitchbackError(
-        "PLAN_CHANGE_REFUSED",
-        `recovery plan ${p.row.name} kept changing while this change was made; look at it again ('plans show') and retry`,
+  return serialized(first.row.id, async () => {
+    for (let attempt = 0; ; attempt++) {
+      const p = await loadPlan(db, first.row.id);
+      await refuseIfBusy(db, p, doing);
+      const next = await change(p);
+      if (next.name !== p.row.name) checkName("plan", next.name);
+      let at = now.toISOString();
+      if (at <= p.row.updated_at) at = new Date(Date.parse(p.row.updated_at) + 1).toISOString();
+      const r = await insertUnique("plan", next.name, () =>
+        db
+          .updateTable("plans")
+          .set({ name: next.name, definition: JSON.stringify(next.definition), updated_at: at })
+          .where("id", "=", p.row.id)
+          .where("updated_at", "=", p.row.updated_at)
+          .executeTakeFirst(),
       );
+      if (r.numUpdatedRows === 1n) return loadPlan(db, p.row.id);
+      if (attempt >= 10) {
+        throw new SwitchbackError(
+          "PLAN_CHANGE_REFUSED",
+          `recovery plan ${p.row.name} kept changing while this change was made; look at it again ('plans show') and retry`,
+        );
+      }
     }
-  }
+  });
 }
 
 /** Stored actions back in the input form, so a whole definition is checked again on every change. */

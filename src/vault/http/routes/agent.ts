@@ -48,10 +48,10 @@ export function agentRoutes(app: FastifyInstance, deps: VaultDeps): void {
     problems: [404],
     handler: async (req) => {
       requireOwnMachine(req, req.body.machineId);
-      const tokenId = principalOf(req).tokenId;
-      await recordHeartbeat(db, req.body, deps.now(), tokenId);
+      const { tokenId, siteId } = principalOf(req);
+      await recordHeartbeat(db, req.body, deps.now(), { tokenId, siteId });
       return {
-        assignment: await deps.assignmentFor(req.body.machineId, req.body, tokenId),
+        assignment: await deps.assignmentFor(req.body.machineId, req.body, siteId),
         heartbeatIntervalSeconds: intervalS,
       };
     },
