@@ -58,7 +58,6 @@ async function choose(
   sites: { ps: string; mt: string; ds: string };
 }> {
   const appliance = async (ref: string | undefined, role: string) => {
-    const q = db.selectFrom("appliances").selectAll();
     const row = await chooseAppliance(db, ref, returnSite, role);
     if (row === undefined) {
       throw new SwitchbackError(
