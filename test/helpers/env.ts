@@ -65,3 +65,28 @@ export async function cliJson<T = Record<string, unknown>>(
   if (r.code !== 0) throw new Error(`switchback ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 }
+
+/** Restores one disk of a point with the data-plane CLI into `out` and returns `out`. */
+export async function restorePoint(o: {
+  datastore: string;
+  item: string;
+  point: string;
+  disk: number;
+  out: string;
+}): Promise<string> {
+  const r = await cli([
+    "restore",
+    "--datastore",
+    o.datastore,
+    "--item",
+    o.item,
+    "--point",
+    o.point,
+    "--disk",
+    String(o.disk),
+    "--to",
+    o.out,
+  ]);
+  if (r.code !== 0) throw new Error(`switchback restore exited ${r.code}: ${r.stderr}`);
+  return o.out;
+}

@@ -6,7 +6,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync } from "node
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { unbrokenPrefix } from "../../scripts/machine-workload.ts";
-import { CLI, cli, ROOT } from "./env.ts";
+import { CLI, ROOT } from "./env.ts";
 
 export interface VaultProcess {
   child: ChildProcessByStdio<null, Readable, Readable>;
@@ -277,27 +277,4 @@ export async function succeededJob(
   return j;
 }
 
-/** Restores one disk of a point with the data-plane CLI into `out` and returns `out`. */
-export async function restorePoint(o: {
-  datastore: string;
-  item: string;
-  point: string;
-  disk: number;
-  out: string;
-}): Promise<string> {
-  const r = await cli([
-    "restore",
-    "--datastore",
-    o.datastore,
-    "--item",
-    o.item,
-    "--point",
-    o.point,
-    "--disk",
-    String(o.disk),
-    "--to",
-    o.out,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  return o.out;
-}
+export { restorePoint } from "./env.ts";

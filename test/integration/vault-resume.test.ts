@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cli, tempDir } from "../helpers/env.ts";
+import { tempDir } from "../helpers/env.ts";
 import {
   apiOf,
   createFastPolicy,
@@ -14,6 +14,7 @@ import {
   finishedJob,
   type Json,
   killMachines,
+  restorePoint,
   startVaultProcess,
   until,
   type VaultProcess,
@@ -97,20 +98,13 @@ describe("the vault resumes jobs after kill -9", { timeout: 600_000 }, () => {
     const home = readdirSync(path.join(data(), "sites", "primary", "machines"))[0] as string;
     for (const disk of [0, 1]) {
       const out = path.join(tmp.dir, `fo-${disk}.img`);
-      const r = await cli([
-        "restore",
-        "--datastore",
-        path.join(data(), "sites", "recovery", "datastore"),
-        "--item",
-        it.id,
-        "--point",
-        it.failover.point,
-        "--disk",
-        String(disk),
-        "--to",
+      await restorePoint({
+        datastore: path.join(data(), "sites", "recovery", "datastore"),
+        item: it.id,
+        point: it.failover.point,
+        disk,
         out,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
+      });
       assert.ok(
         readFileSync(out).equals(
           readFileSync(path.join(data(), "sites", "primary", "machines", home, `disk-${disk}.img`)),

@@ -9,6 +9,7 @@ import {
   defineMachine,
   type Json,
   killMachines,
+  restorePoint,
   startVaultProcess,
   until,
   type VaultProcess,
@@ -75,19 +76,12 @@ describe("retention by the item's policy", { timeout: 300_000 }, () => {
       "--json",
     ]);
     assert.equal(check.code, 0, check.stderr + check.stdout);
-    const r = await cli([
-      "restore",
-      "--datastore",
-      path.join(data(), "sites", "recovery", "datastore"),
-      "--item",
-      item.id,
-      "--point",
-      "latest", // retention never removes the newest point (older ones may go while this runs)
-      "--disk",
-      "1",
-      "--to",
-      path.join(tmp.dir, "newest.img"),
-    ]);
-    assert.equal(r.code, 0, r.stderr);
+    await restorePoint({
+      datastore: path.join(data(), "sites", "recovery", "datastore"),
+      item: item.id,
+      point: "latest", // retention never removes the newest point (older ones may go while this runs)
+      disk: 1,
+      out: path.join(tmp.dir, "newest.img"),
+    });
   });
 });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { cliJson, privilegedSkipReason } from "../helpers/env.ts";
+import { cliJson, privilegedSkipReason, restorePoint } from "../helpers/env.ts";
 import {
   acknowledged,
   countRecords,
@@ -70,19 +70,7 @@ test("points of a mounted ext4 under an fsyncing writer hold every acknowledged 
   for (const [i, { r, ackBefore, track }] of points.entries()) {
     assert.equal(r.snapshot, "freeze");
     const img = s.path(`restored-${i}.img`);
-    await cliJson([
-      "restore",
-      "--datastore",
-      ds,
-      "--item",
-      "vm1",
-      "--point",
-      r.pointId,
-      "--disk",
-      "0",
-      "--to",
-      img,
-    ]);
+    await restorePoint({ datastore: ds, item: "vm1", point: r.pointId, disk: 0, out: img });
     const k = inspectRestored(s, img, (m) => countRecords(readFileSync(path.join(m, "records"))));
     console.log(
       `point ${i} (--track ${track}): records 1..${k}, acknowledged before it began ${ackBefore}, maxFreezeMs ${r.maxFreezeMs}, units re-read while frozen ${r.frozenUnits} of ${units}`,
@@ -140,19 +128,9 @@ test("a point of two disks is one instant across both", { skip }, async (t) => {
   for (const [i, { r, ackBefore }] of points.entries()) {
     const counts = [0, 1].map((d) => {
       const img = s.path(`p${i}-d${d}.img`);
-      return cliJson([
-        "restore",
-        "--datastore",
-        ds,
-        "--item",
-        "db1",
-        "--point",
-        r.pointId,
-        "--disk",
-        String(d),
-        "--to",
-        img,
-      ]).then(() => inspectRestored(s, img, (m) => countRecords(readFileSync(path.join(m, "records")))));
+      return restorePoint({ datastore: ds, item: "db1", point: r.pointId, disk: d, out: img }).then(() =>
+        inspectRestored(s, img, (m) => countRecords(readFileSync(path.join(m, "records")))),
+      );
     });
     const [ca, cb] = await Promise.all(counts);
     console.log(

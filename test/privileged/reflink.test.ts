@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { cliJson, privilegedSkipReason } from "../helpers/env.ts";
+import { cliJson, privilegedSkipReason, restorePoint } from "../helpers/env.ts";
 import {
   acknowledged,
   countRecords,
@@ -71,19 +71,7 @@ test("reflink: image files on XFS, mounted ext4 inside, under an fsyncing writer
   for (const [i, { r, ackBefore }] of points.entries()) {
     assert.equal(r.snapshot, "reflink");
     const img = s.path(`restored-${i}.img`);
-    await cliJson([
-      "restore",
-      "--datastore",
-      ds,
-      "--item",
-      "vm1",
-      "--point",
-      r.pointId,
-      "--disk",
-      "0",
-      "--to",
-      img,
-    ]);
+    await restorePoint({ datastore: ds, item: "vm1", point: r.pointId, disk: 0, out: img });
     const k = inspectRestored(s, img, (m) => countRecords(readFileSync(path.join(m, "records"))));
     console.log(
       `reflink point ${i}: records 1..${k}, acknowledged before ${ackBefore}, maxFreezeMs ${r.maxFreezeMs} (freeze + clone)`,
@@ -118,19 +106,7 @@ test("reflink: an unmounted image file on XFS is cloned by default (auto) and re
   ]);
   assert.equal(r.snapshot, "reflink");
   const out = s.path("out.img");
-  await cliJson([
-    "restore",
-    "--datastore",
-    ds,
-    "--item",
-    "raw1",
-    "--point",
-    r.pointId,
-    "--disk",
-    "0",
-    "--to",
-    out,
-  ]);
+  await restorePoint({ datastore: ds, item: "raw1", point: r.pointId, disk: 0, out });
   assert.ok(readFileSync(out).equals(content), "restored image equals the source");
   assert.deepEqual(
     readdirSync(xfs).filter((n) => n.includes("switchback")),
