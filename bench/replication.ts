@@ -6,7 +6,7 @@
 // peak memory and agent state. Every tool runs as a child process against a local target in a temp
 // folder. Everything runs warm: the images are in the page cache (as in docs/MEASUREMENTS-style
 // figures); dirty pages are flushed (sync) before each timed step, the cache is not dropped.
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statfsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, rmSync, statfsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -21,6 +21,7 @@ import { type Step, settle, type ToolRun, type ToolRunner, warm } from "./lib/sc
 import { fmtBytes, fmtInt, fmtSeconds, parseSize } from "./lib/sizes.ts";
 import { SWITCHBACK_CLI, switchbackRunner } from "./lib/switchback.ts";
 import { bestOf, markdown, resultTable } from "./lib/table.ts";
+import { benchWorkdir } from "./lib/workdir.ts";
 
 const CHANGE_FRACTION = 0.01;
 const TOOLS = ["switchback", "rsync", "rsync-b4096", "restic"] as const;
@@ -92,21 +93,7 @@ if (missing.length > 0) {
   );
 }
 
-mkdirSync(opt.tmp, { recursive: true });
-const base = mkdtempSync(path.join(path.resolve(opt.tmp), "switchback-bench-"));
-let cleaned = false;
-const cleanup = () => {
-  if (cleaned) return;
-  cleaned = true;
-  if (opt.keep) process.stderr.write(`kept ${base}\n`);
-  else rmSync(base, { recursive: true, force: true });
-};
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
+const { base, cleanup } = benchWorkdir(opt.tmp, "switchback-bench-", opt.keep === true);
 
 const progress = (s: string) => process.stderr.write(`${s}\n`);
 const busyStart = busyness();

@@ -6,7 +6,7 @@
 // phases, 10 finished jobs per item with steps and logs), a vault runs in this process on it with its
 // default services (DR runtime, job engine, alerts), and the list and show routes of items and jobs
 // are timed over real HTTP, then the CLI's read commands as real processes. One table to stdout.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -22,6 +22,7 @@ import { markdown } from "./lib/table.ts";
 import { type BenchDbKind, createBenchDatabase, postgresProblem } from "./lib/vault-db.ts";
 import { type HttpPlan, profiled, type Timing, timeCommand, timeHttp } from "./lib/vault-measure.ts";
 import { JOBS_PER_ITEM, PHASE_MIX, prng, type SeededVault, seedVault } from "./lib/vault-seed.ts";
+import { benchWorkdir } from "./lib/workdir.ts";
 
 const SWITCHBACK = path.resolve(import.meta.dirname, "../bin/switchback");
 
@@ -241,20 +242,7 @@ function growth(rows: Row[], op: string, db: BenchDbKind): string | null {
   return `${op} on ${db}, p50: ${parts.join("; ")}`;
 }
 
-const base = mkdtempSync(path.join(path.resolve(opt.tmp), "switchback-bench-vault-"));
-let cleaned = false;
-const cleanup = () => {
-  if (cleaned) return;
-  cleaned = true;
-  if (opt.keep) process.stderr.write(`kept ${base}\n`);
-  else rmSync(base, { recursive: true, force: true });
-};
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
+const { base, cleanup } = benchWorkdir(opt.tmp, "switchback-bench-vault-", opt.keep === true);
 
 try {
   const m = describeMachine(fileSystemOf(base));
