@@ -169,6 +169,36 @@ export function ensureIdentity(
   return { identity, created: true };
 }
 
+/**
+ * A privileged machine's identity from its file (on its root file system), created there when absent.
+ * A file listing fewer disks than the machine has gains a UUID for each new disk.
+ */
+export function ensureIdentityFile(
+  file: string,
+  diskCount: number,
+  name: string,
+): { identity: MachineIdentity; created: boolean } {
+  const found = readIdentityFile(file);
+  if (found !== null) {
+    if (found.disks.length >= diskCount) return { identity: found, created: false };
+    const grown: MachineIdentity = {
+      ...found,
+      disks: [
+        ...found.disks,
+        ...Array.from({ length: diskCount - found.disks.length }, (_, i) => ({
+          index: found.disks.length + i,
+          uuid: randomUUID(),
+        })),
+      ],
+    };
+    writeIdentityFile(file, grown);
+    return { identity: grown, created: false };
+  }
+  const identity = newIdentity(name, diskCount);
+  writeIdentityFile(file, identity);
+  return { identity, created: true };
+}
+
 /** The identity file of a privileged machine (`/etc/switchback/identity.json`), or null when absent. */
 export function readIdentityFile(file: string): MachineIdentity | null {
   let text: string;

@@ -18,7 +18,7 @@ import { callVault } from "../platform/vault-call.ts";
 import { inspectDisk } from "../replication/disk-source.ts";
 import type { ReplicateResult, SnapshotMode } from "../replication/replicate.ts";
 import { AgentDaemon } from "./daemon.ts";
-import { ensureIdentity, type MachineIdentity } from "./identity.ts";
+import { ensureIdentity, ensureIdentityFile, type MachineIdentity } from "./identity.ts";
 import type {
   AgentCommand,
   Assignment,
@@ -39,6 +39,8 @@ export interface VaultAgentOptions {
   instanceId?: string;
   site?: string;
   /** how the agent powers its machine off: its process group (provider-run machines) or a command */
+  /** the identity lives in this file (privileged machines) instead of a label on the OS disk */
+  identityFile?: string;
   shutdown: { kind: "process-group" } | { kind: "command"; command: string } | { kind: "none" };
   snapshot?: SnapshotMode;
   hooksDir?: string;
@@ -70,7 +72,10 @@ export class VaultAgent {
 
   constructor(o: VaultAgentOptions) {
     this.#o = o;
-    this.identity = ensureIdentity(o.disks, o.name).identity;
+    this.identity =
+      o.identityFile !== undefined
+        ? ensureIdentityFile(o.identityFile, o.disks.length, o.name).identity
+        : ensureIdentity(o.disks, o.name).identity;
   }
 
   async run(): Promise<void> {

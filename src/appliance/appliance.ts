@@ -15,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
+import type { SiteNetworks } from "../compute/process/netns.ts";
 import { initLocalDatastoreFolder } from "../datastore/local/init-folder.ts";
 import type { PointHeader } from "../datastore/manifest.ts";
 import { SwitchbackError } from "../domain/errors.ts";
@@ -46,6 +47,8 @@ export interface ApplianceOptions {
   machines: string;
   /** how machines run `switchback` (SWITCHBACK_CLI) */
   cli: string;
+  /** privileged machines on the site's networks (`switchback lab up` writes the file) */
+  networks?: SiteNetworks;
   jsonLogs?: boolean;
   log: Logger;
 }
@@ -107,6 +110,7 @@ export class Appliance {
         siteName: reg.appliance.site,
         datastores: reg.datastores.map((d) => ({ id: d.id, name: d.name, dir: d.location })),
         machinesRoot: this.#o.machines,
+        ...(this.#o.networks !== undefined ? { networks: this.#o.networks } : {}),
         machineEnv: {
           SWITCHBACK_VAULT: this.#o.vault,
           SWITCHBACK_ENROL_TOKEN: reg.machineEnrolToken,

@@ -9,7 +9,8 @@ import { existsSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import type { Logger } from "pino";
 import { type MachineIdentity, writeIdentityLabel } from "../agent/identity.ts";
-import { ProcessProvider } from "../compute/process/process-provider.ts";
+import type { SiteNetworks } from "../compute/process/netns.ts";
+import { IDENTITY_FILE, ProcessProvider } from "../compute/process/process-provider.ts";
 import type { ComputeProvider } from "../compute/provider.ts";
 import { Datastore } from "../datastore/datastore.ts";
 import { collectGarbage } from "../datastore/gc.ts";
@@ -45,6 +46,8 @@ export interface LocalSiteOptions {
   machineEnv: Record<string, string>;
   authenticate: Authenticate;
   onCommit: (datastoreId: string, item: ItemName, header: PointHeader) => void;
+  /** privileged machines on these networks (the provider's privileged mode); absent: unprivileged */
+  networks?: SiteNetworks;
   /** where the process servers listen (default 127.0.0.1) */
   host?: string;
   /** the port a datastore's process server had last time (agents keep reaching it); 0: any */
@@ -62,6 +65,7 @@ export class LocalSite implements SiteRuntime {
   readonly provider: ComputeProvider;
   readonly #served = new Map<string, ServedDatastore>();
   readonly #o: LocalSiteOptions;
+  readonly #machines: ProcessProvider;
 
   private constructor(o: LocalSiteOptions) {
     this.#o = o;
@@ -70,7 +74,9 @@ export class LocalSite implements SiteRuntime {
     const inner = new ProcessProvider({
       root: o.machinesRoot,
       env: { ...o.machineEnv, SWITCHBACK_SITE: o.siteName },
+      ...(o.networks !== undefined ? { networks: o.networks } : {}),
     });
+    this.#machines = inner;
     this.provider = new SiteProvider(inner, o.siteName, (id) => this.#served.get(id)?.dir);
   }
 
@@ -220,6 +226,11 @@ export class LocalSite implements SiteRuntime {
   }
 
   async labelInstance(instanceId: string, identity: MachineIdentity): Promise<void> {
+    if (this.#machines.privileged) {
+      // a privileged machine's OS disk carries a file system from its first block: the identity is a file on it
+      await this.#machines.writeRootFile(instanceId, IDENTITY_FILE, `${JSON.stringify(identity, null, 2)}\n`);
+      return;
+    }
     const info = await this.provider.status(instanceId);
     const os = info?.disks[0];
     if (os === undefined) {

@@ -13,6 +13,7 @@ import * as disable from "./commands/disable.ts";
 import * as failover from "./commands/failover.ts";
 import * as items from "./commands/items.ts";
 import * as jobs from "./commands/jobs.ts";
+import * as lab from "./commands/lab.ts";
 import * as machines from "./commands/machines.ts";
 import * as plans from "./commands/plans.ts";
 import * as points from "./commands/points.ts";
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   ])
     m.register(program);
   alerts.register(program);
+  lab.register(program);
   return program;
 }
 

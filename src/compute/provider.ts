@@ -20,8 +20,21 @@ export type DiskSpec =
   | { from: "clone"; path: string }
   /** an existing image file used in place (a machine's own disks at its home site); never deleted */
   | { from: "adopt"; path: string }
-  /** a new all-zero (sparse) image */
-  | { from: "blank"; sizeBytes: number };
+  /** a new all-zero (sparse) image; `filesystem`: made with that file system (privileged machines mount it) */
+  | { from: "blank"; sizeBytes: number; filesystem?: "ext4" | "xfs" };
+
+/** Where a privileged machine attaches to its site's networks (the unprivileged mode only passes it on in env). */
+export interface InstanceNetwork {
+  /** the site network to join; default: the site's default network, or its test network for a drill */
+  name?: string;
+  /** its address there; default: one kept from its last run, else the first free one */
+  ip?: string;
+  /** a drill copy: joins the test network */
+  drill?: boolean;
+  /** forwarded from the site's edge address to the machine's address (`servicePort`, default the same port) */
+  publicPort?: number;
+  servicePort?: number;
+}
 
 export interface InstanceSpec {
   /** the compute instance id: 1-128 letters, digits, '.', '_' or '-' (it names a folder) */
@@ -34,6 +47,10 @@ export interface InstanceSpec {
   bootCommand: string | null;
   /** added to the boot command's environment */
   env?: Record<string, string>;
+  /** privileged mode: the network it joins */
+  network?: InstanceNetwork;
+  /** privileged mode: disk `disk` is mounted at `at` under the machine's root (SWITCHBACK_ROOT); "/" is the root file system */
+  mounts?: { disk: number; at: string }[];
 }
 
 export interface InstanceInfo {
@@ -49,6 +66,8 @@ export interface InstanceInfo {
   startedAt: string | null;
   /** exit status of the last run when it is known (the provider that started it saw it end); null: killed by a signal */
   exitCode?: number | null;
+  /** privileged mode: the network and address of the current or last run */
+  network?: { name: string; ip: string; netns: string } | null;
 }
 
 /** The recovery point an instance's disks are rewritten to: its disk i is the point's disk i. */

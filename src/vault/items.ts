@@ -28,6 +28,8 @@ export const TargetSettingsSchema = Type.Object(
     ip: Type.Optional(Type.String({ pattern: "^\\d{1,3}(\\.\\d{1,3}){3}$" })),
     testNetwork: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     publicPort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    /** the machine's port the public port forwards to (default: the same number) */
+    servicePort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     /** disk uuid → role */
     diskRoles: Type.Optional(
       Type.Record(Type.String(), Type.Union([Type.Literal("os"), Type.Literal("data")])),

@@ -2,7 +2,7 @@
 // makes the machine's blank disks the first time, with the machine's identity label on the OS disk
 // (so its agent registers as this machine), records the instance, then boots it.
 import { SwitchbackError } from "../domain/errors.ts";
-import { getMachineRow } from "./inventory/machines.ts";
+import { getMachineRow, machineLayout, mountsOf } from "./inventory/machines.ts";
 import {
   instancesAt,
   markInstance,
@@ -39,12 +39,19 @@ export async function startMachine(
       provider: site.provider.kind,
       disks: [],
     });
+    const layout = machineLayout(m);
+    const mounts = mountsOf(layout);
     const info = await site.provider.create({
       id,
       name: m.name,
-      disks: disks.map((d) => ({ from: "blank", sizeBytes: d.sizeBytes })),
+      disks: disks.map((d, n) => {
+        const fs = layout?.disks[n]?.filesystem;
+        return { from: "blank", sizeBytes: d.sizeBytes, ...(fs !== undefined ? { filesystem: fs } : {}) };
+      }),
       bootCommand: m.boot_command,
       env: { SWITCHBACK_MACHINE_NAME: m.name },
+      ...(layout?.network !== undefined ? { network: layout.network } : {}),
+      ...(mounts !== undefined ? { mounts } : {}),
     });
     await site.labelInstance(id, {
       machineId: m.id,

@@ -221,6 +221,7 @@ async function runUnderVault(
       : {}),
     disks,
     stateDir,
+    ...(env.SWITCHBACK_IDENTITY_FILE !== undefined ? { identityFile: env.SWITCHBACK_IDENTITY_FILE } : {}),
     name: o.name ?? env.SWITCHBACK_MACHINE_NAME ?? hostname(),
     ...(instanceId !== undefined ? { instanceId } : {}),
     ...((o.site ?? env.SWITCHBACK_SITE) !== undefined

@@ -31,6 +31,10 @@ export function register(program: Command): void {
       "--machines <dir>",
       "where the site's machines live (default: 'machines' beside the first datastore)",
     )
+    .option(
+      "--site-networks <file>",
+      "run machines privileged (root): each in its own network and mount namespace on the site's networks this file describes ('switchback lab up' writes one per site)",
+    )
     .option("--json-logs", "log JSON lines (pino) to stdout")
     .action(
       async (o: {
@@ -41,6 +45,7 @@ export function register(program: Command): void {
         datastore: string[];
         listen: string;
         machines?: string;
+        siteNetworks?: string;
         jsonLogs?: boolean;
       }) => {
         const vault = o.vault ?? process.env["SWITCHBACK_VAULT"];
@@ -55,6 +60,17 @@ export function register(program: Command): void {
           throw new SwitchbackError("INVALID_OPTION", "give the appliance at least one --datastore DIR");
         }
         const listen = parseListen(o.listen);
+        let networks: import("../../compute/process/netns.ts").SiteNetworks | undefined;
+        if (o.siteNetworks !== undefined) {
+          if (process.getuid?.() !== 0) {
+            throw new SwitchbackError(
+              "PRIVILEGED_NEEDS_ROOT",
+              "--site-networks runs machines in namespaces on loop devices, which needs root; run the appliance as root or without it",
+            );
+          }
+          const { readSiteNetworks } = await import("../../compute/process/netns.ts");
+          networks = readSiteNetworks(o.siteNetworks);
+        }
         const { default: pino } = await import("pino");
         const { Appliance } = await import("../../appliance/appliance.ts");
         const log = pino(
@@ -78,6 +94,7 @@ export function register(program: Command): void {
           cli: `${process.execPath} ${path.resolve(import.meta.dirname, "../main.ts")}`,
           log,
           ...(o.jsonLogs ? { jsonLogs: true } : {}),
+          ...(networks !== undefined ? { networks } : {}),
         });
         let signals = 0;
         const stopped = new Promise<void>((resolve, reject) => {

@@ -17,6 +17,8 @@ export interface TargetFlags {
   targetNetwork?: string;
   testNetwork?: string;
   targetSubnet?: string;
+  publicPort?: string;
+  servicePort?: string;
   cpus?: string;
   memory?: string;
   diskRole?: string[];
@@ -30,6 +32,14 @@ export function targetSettingsOptions(cmd: Command, o: { diskRoles: boolean }): 
     .option("--target-network <net>", "the network it joins after a failover")
     .option("--target-subnet <cidr>", "the subnet after a failover, e.g. 10.20.0.0/24")
     .option("--test-network <net>", "the isolated network a test failover's copy joins")
+    .option(
+      "--public-port <port>",
+      "a port of the target site's edge address forwarded to the machine after a failover",
+    )
+    .option(
+      "--service-port <port>",
+      "the machine's port the public port forwards to (default: the same number)",
+    )
     .option("--cpus <n>", "CPUs at the target")
     .option("--memory <size>", "memory at the target, e.g. 4G (binary units)");
   if (o.diskRoles) {
@@ -49,6 +59,16 @@ export function targetSettingsOf(o: TargetFlags): TargetSettings {
   if (o.targetNetwork !== undefined) s.network = o.targetNetwork;
   if (o.targetSubnet !== undefined) s.subnet = o.targetSubnet;
   if (o.testNetwork !== undefined) s.testNetwork = o.testNetwork;
+  for (const [flag, v, key] of [
+    ["--public-port", o.publicPort, "publicPort"],
+    ["--service-port", o.servicePort, "servicePort"],
+  ] as const) {
+    if (v === undefined) continue;
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 65535) {
+      throw new SwitchbackError("INVALID_PORT", `${flag} ${JSON.stringify(v)} is not a port (1-65535)`);
+    }
+    s[key] = Number(v);
+  }
   if (o.cpus !== undefined) {
     if (!/^\d+$/.test(o.cpus) || Number(o.cpus) < 1) {
       throw new SwitchbackError("INVALID_CPUS", `--cpus ${JSON.stringify(o.cpus)} is not a whole number ≥ 1`);

@@ -28,8 +28,19 @@ import { SwitchbackError } from "../../domain/errors.ts";
 import { inspectDisk } from "../../replication/disk-source.ts";
 import { applyPointToImages, blankImage, cloneImage, materializePointDisk, resolvePoint } from "../images.ts";
 import type { ComputeProvider, DiskSpec, InstanceInfo, InstanceSpec, PointDiskSource } from "../provider.ts";
+import {
+  attachMachine,
+  freeAddress,
+  loopAttach,
+  loopsRelease,
+  netnsDelete,
+  run,
+  type SiteNetwork,
+  type SiteNetworks,
+} from "./netns.ts";
 import { groupMembers, processAlive, procStat, signalGroup } from "./proc.ts";
 import {
+  type Attach,
   type DiskRecord,
   type ExitRecord,
   fsyncPath,
@@ -45,6 +56,11 @@ export interface ProcessProviderOptions {
   root: string;
   /** merged into every boot command's environment (SWITCHBACK_VAULT, SWITCHBACK_ENROL_TOKEN, …) */
   env?: Record<string, string>;
+  /**
+   * Privileged mode (root): every machine gets a network namespace on one of these networks, a mount
+   * namespace, and its disks as loop devices mounted as its spec's `mounts` say. Absent: unprivileged.
+   */
+  networks?: SiteNetworks;
 }
 
 const RECORD = "instance.json";
@@ -56,6 +72,27 @@ const KILL_WAIT_MS = 10_000;
 const POLL_MS = 50;
 /** the few variables of the vault's own environment a boot command needs; the rest (database passwords, tokens) stay out */
 const PASS_THROUGH = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+/** where a privileged machine keeps its identity, on its root file system */
+export const IDENTITY_FILE = "etc/switchback/identity.json";
+/**
+ * A privileged machine's first process, inside its network and mount namespaces: mounts its disks
+ * under SWITCHBACK_ROOT (shortest path first), starts the edge's port forward when it has one, then
+ * becomes the boot command. A mount that fails ends the boot (console.log says why).
+ */
+const BOOT_WRAPPER = [
+  "set -e",
+  'IFS=";"',
+  "for m in $SWITCHBACK_MOUNTS; do",
+  '  dev="${m%%:*}"; at="${m#*:}"',
+  '  mkdir -p "$SWITCHBACK_ROOT$at"',
+  '  mount "$dev" "$SWITCHBACK_ROOT$at"',
+  "done",
+  "unset IFS",
+  'if [ -n "${SWITCHBACK_FORWARD:-}" ]; then',
+  '  nsenter --net="/run/netns/${SWITCHBACK_FORWARD%%|*}" -- "$SWITCHBACK_NODE" "$SWITCHBACK_FORWARDER" "${SWITCHBACK_FORWARD#*|}" &',
+  "fi",
+  'exec sh -c "$SWITCHBACK_BOOT"',
+].join("\n");
 
 export class ProcessProvider implements ComputeProvider {
   readonly kind = "process";
@@ -63,10 +100,19 @@ export class ProcessProvider implements ComputeProvider {
   readonly #env: Record<string, string>;
   /** one operation at a time per instance in this process */
   readonly #busy = new Map<string, Promise<unknown>>();
+  readonly #networks: SiteNetworks | null;
+  /** addresses are chosen one machine at a time */
+  #allocating: Promise<unknown> = Promise.resolve();
 
   constructor(o: ProcessProviderOptions) {
     this.root = path.resolve(o.root);
     this.#env = { ...(o.env ?? {}) };
+    this.#networks = o.networks ?? null;
+  }
+
+  /** true in privileged mode (namespaces, loop devices) */
+  get privileged(): boolean {
+    return this.#networks !== null;
   }
 
   folderOf(id: string): string {
@@ -188,6 +234,7 @@ export class ProcessProvider implements ComputeProvider {
           made = { method: await cloneImage(path.resolve(d.path), tmp, onBytes), point: null };
         } else {
           await blankImage(tmp, d.sizeBytes);
+          if (d.filesystem !== undefined) await makeFilesystem(tmp, d.filesystem);
           made = { method: "blank", point: null };
         }
         renameSync(tmp, to);
@@ -232,7 +279,7 @@ export class ProcessProvider implements ComputeProvider {
       }
     }
     const folder = this.folderOf(id);
-    const disks = rec.disks.map((d) => d.path);
+    let disks = rec.disks.map((d) => d.path);
     const env: Record<string, string> = {};
     for (const k of PASS_THROUGH) {
       const v = process.env[k];
@@ -243,6 +290,46 @@ export class ProcessProvider implements ComputeProvider {
       SWITCHBACK_DISKS: disks.join(":"),
       SWITCHBACK_INSTANCE: id,
     });
+    let argv = ["sh", "-c", rec.spec.bootCommand];
+    if (this.#networks !== null) {
+      // what the last run left (it ended by itself) goes first: its namespace, its loop devices
+      await this.#release(rec);
+      const attach = await this.#attach(rec, this.#networks);
+      rec.attach = attach;
+      this.#save(rec);
+      disks = attach.loops;
+      const root = path.join(folder, "root");
+      mkdirSync(root, { recursive: true });
+      const mounts = [...(rec.spec.mounts ?? [])].sort((a, b) => a.at.length - b.at.length);
+      Object.assign(env, {
+        SWITCHBACK_DISKS: disks.join(":"),
+        SWITCHBACK_ROOT: root,
+        SWITCHBACK_IP: attach.ip,
+        SWITCHBACK_NETWORK: attach.network,
+        SWITCHBACK_BOOT: rec.spec.bootCommand,
+        SWITCHBACK_MOUNTS: mounts.map((m) => `${attach.loops[m.disk]}:${m.at}`).join(";"),
+      });
+      if (mounts.some((m) => m.at === "/")) env.SWITCHBACK_IDENTITY_FILE = path.join(root, IDENTITY_FILE);
+      const fwd = forwardOf(rec.spec, this.#networks, attach.ip);
+      if (fwd !== null) {
+        env.SWITCHBACK_FORWARD = fwd;
+        env.SWITCHBACK_NODE = process.execPath;
+        env.SWITCHBACK_FORWARDER = path.join(import.meta.dirname, "forward.ts");
+      }
+      argv = [
+        "nsenter",
+        `--net=/run/netns/${attach.netns}`,
+        "--",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        BOOT_WRAPPER,
+      ];
+    }
     disks.forEach((d, n) => {
       env[`SWITCHBACK_DISK_${n}`] = d;
     });
@@ -252,8 +339,8 @@ export class ProcessProvider implements ComputeProvider {
     try {
       writeSync(log, `--- switchback: starting instance ${id} at ${new Date().toISOString()} ---\n`);
       // detached: setsid(), so the boot command leads its own process group (and session) and stop
-      // can signal everything it started at once
-      child = spawn("sh", ["-c", rec.spec.bootCommand], {
+      // can signal everything it started at once (nsenter and unshare exec: the pid stays the leader)
+      child = spawn(argv[0] as string, argv.slice(1), {
         cwd: folder,
         env,
         detached: true,
@@ -304,12 +391,17 @@ export class ProcessProvider implements ComputeProvider {
     const run = rec.run;
     if (run === null) return { graceful: true, wasRunning: false };
     const members = () => groupMembers(run.pid, run.startTime);
-    if (members().length === 0) return { graceful: true, wasRunning: false };
+    const released = async (r: { graceful: boolean; wasRunning: boolean }) => {
+      await this.#release(rec);
+      return r;
+    };
+    if (members().length === 0) return released({ graceful: true, wasRunning: false });
     signalGroup(run.pid, "SIGTERM");
-    if (await waitUntil(() => members().length === 0, timeoutMs)) return { graceful: true, wasRunning: true };
+    if (await waitUntil(() => members().length === 0, timeoutMs))
+      return released({ graceful: true, wasRunning: true });
     signalGroup(run.pid, "SIGKILL");
     if (await waitUntil(() => members().length === 0, KILL_WAIT_MS))
-      return { graceful: false, wasRunning: true };
+      return released({ graceful: false, wasRunning: true });
     throw new SwitchbackError(
       "INSTANCE_STOP_FAILED",
       `instance ${rec.spec.id}: process(es) ${members().join(", ")} of process group ${run.pid} still run ${KILL_WAIT_MS / 1000} s after SIGKILL (stuck in the kernel, e.g. on I/O); check them with ps and try again`,
@@ -339,6 +431,7 @@ export class ProcessProvider implements ComputeProvider {
           `instance ${id} is running (pid ${rec.run.pid}); stop it before changing its recovery point`,
         );
       }
+      await this.#release(rec);
       rec.phase = "changing-point";
       this.#save(rec);
       const r = await applyPointToImages(
@@ -367,6 +460,7 @@ export class ProcessProvider implements ComputeProvider {
         return;
       }
       await this.#stop(rec, o.timeoutMs ?? DEFAULT_STOP_MS);
+      await this.#release(rec);
       // the disks it did not make, and with keepDisks the ones it did, stay
       const keep = new Set(
         rec.disks
@@ -384,6 +478,114 @@ export class ProcessProvider implements ComputeProvider {
     });
   }
 
+  /**
+   * Writes a file onto the instance's root file system (privileged mode; the machine must be stopped):
+   * the root disk is attached and mounted in a mount namespace of its own, the file replaced atomically.
+   */
+  async writeRootFile(id: string, rel: string, content: string): Promise<void> {
+    return this.#serial(id, async () => {
+      const rec = this.#mustRead(id);
+      const rootMount = (rec.spec.mounts ?? []).find((m) => m.at === "/");
+      if (this.#networks === null || rootMount === undefined) {
+        throw new SwitchbackError(
+          "INSTANCE_NO_ROOT_FS",
+          `instance ${id} has no root file system this provider mounts (privileged mode, a mount at "/"); write to its disk instead`,
+        );
+      }
+      if (rec.run !== null && groupMembers(rec.run.pid, rec.run.startTime).length > 0) {
+        throw new SwitchbackError(
+          "INSTANCE_RUNNING",
+          `instance ${id} is running; stop it before writing to its disks`,
+        );
+      }
+      await this.#release(rec);
+      const image = rec.disks[rootMount.disk]!.path;
+      const dev = await loopAttach(image);
+      try {
+        const dir = path.join(this.folderOf(id), "root");
+        mkdirSync(dir, { recursive: true });
+        await run(
+          "unshare",
+          [
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-ec",
+            'mount "$1" "$2"; f="$2/$3"; mkdir -p "$(dirname "$f")"; cat > "$f.tmp"; sync "$f.tmp"; mv "$f.tmp" "$f"; sync -f "$f"; umount "$2"',
+            "sh",
+            dev,
+            dir,
+            rel,
+          ],
+          { input: content },
+        );
+      } finally {
+        await loopsRelease(image);
+      }
+    });
+  }
+
+  /** Attaches a privileged run: loop devices for its disks, its namespace on its network at its address. */
+  async #attach(rec: InstanceRecord, nets: SiteNetworks): Promise<Attach> {
+    const want = rec.spec.network ?? {};
+    const name = want.name ?? (want.drill === true ? nets.testNetwork : nets.defaultNetwork);
+    const net = nets.networks.find((n) => n.name === name);
+    if (net === undefined) {
+      throw new SwitchbackError(
+        "NETWORK_NOT_FOUND",
+        `instance ${rec.spec.id} asks for network ${name}, which site ${nets.site} does not have (it has ${nets.networks.map((n) => n.name).join(", ")}); fix the item's target settings`,
+      );
+    }
+    const netns = `${net.netns}.${rec.spec.id}`;
+    const ip = await this.#address(rec, net, want.ip);
+    const loops: string[] = [];
+    try {
+      for (const d of rec.disks) loops.push(await loopAttach(d.path));
+      await attachMachine(netns, net, ip);
+    } catch (err) {
+      for (const d of rec.disks) await loopsRelease(d.path).catch(() => {});
+      throw err;
+    }
+    return { netns, network: net.name, ip, loops };
+  }
+
+  /** The address: the one asked for, else the one of its last run on this network, else the first free one. */
+  async #address(rec: InstanceRecord, net: SiteNetwork, asked: string | undefined): Promise<string> {
+    if (asked !== undefined) return asked;
+    const prev = rec.attach ?? null;
+    if (prev !== null && prev.network === net.name) return prev.ip;
+    const next = this.#allocating.then(() => {
+      const taken = new Set<string>([net.gateway]);
+      for (const other of listFolders(this.root)) {
+        if (other === rec.spec.id) continue;
+        try {
+          const r = readRecord(path.join(this.root, other, RECORD));
+          const a = r?.attach ?? null;
+          if (a !== null && a.network === net.name) taken.add(a.ip);
+          const w = r?.spec.network?.ip;
+          if (w !== undefined) taken.add(w);
+        } catch {
+          /* a damaged record names no address */
+        }
+      }
+      return freeAddress(net.subnet, taken);
+    });
+    this.#allocating = next.catch(() => {});
+    return next;
+  }
+
+  /** Once a privileged run's processes are gone: its namespace is deleted, its loop devices detached. */
+  async #release(rec: InstanceRecord): Promise<void> {
+    if (this.#networks === null) return;
+    if (rec.run !== null && groupMembers(rec.run.pid, rec.run.startTime).length > 0) return;
+    const a = rec.attach ?? null;
+    if (a !== null) await netnsDelete(a.netns);
+    // detach by image (the loop names of the record may be another machine's by now)
+    for (const d of rec.disks) if (existsSync(d.path)) await loopsRelease(d.path);
+  }
+
   #info(rec: InstanceRecord): InstanceInfo {
     const folder = this.folderOf(rec.spec.id);
     const run = rec.run;
@@ -396,6 +598,10 @@ export class ProcessProvider implements ComputeProvider {
       folder,
       startedAt: run?.startedAt ?? null,
     };
+    if (this.#networks !== null) {
+      const a = rec.attach ?? null;
+      info.network = a === null ? null : { name: a.network, ip: a.ip, netns: a.netns };
+    }
     if (!running && run !== null) {
       const exit = readExit(path.join(folder, EXIT));
       if (exit !== null && exit.pid === run.pid && exit.startTime === run.startTime)
@@ -492,4 +698,27 @@ async function waitUntil(done: () => boolean, ms: number): Promise<boolean> {
     if (Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
+}
+
+function listFolders(root: string): string[] {
+  try {
+    return readdirSync(root);
+  } catch {
+    return [];
+  }
+}
+
+async function makeFilesystem(image: string, fs: "ext4" | "xfs"): Promise<void> {
+  // inode tables and the journal are written now, not by a kernel thread after the first mount
+  // (that would be replicated as change after change)
+  if (fs === "ext4")
+    await run("mkfs.ext4", ["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", image]);
+  else await run("mkfs.xfs", ["-q", "-f", image]);
+}
+
+/** "<edge netns>|<edge address>:<public port>=<machine address>:<service port>", or null without a public port. */
+function forwardOf(spec: InstanceSpec, nets: SiteNetworks, ip: string): string | null {
+  const n = spec.network;
+  if (n?.publicPort === undefined || n.drill === true) return null;
+  return `${nets.edge.netns}|${nets.edge.address}:${n.publicPort}=${ip}:${n.servicePort ?? n.publicPort}`;
 }

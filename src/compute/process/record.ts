@@ -19,8 +19,26 @@ const DiskSpecSchema = Type.Union([
   }),
   Type.Object({ from: Type.Literal("clone"), path: Type.String() }),
   Type.Object({ from: Type.Literal("adopt"), path: Type.String() }),
-  Type.Object({ from: Type.Literal("blank"), sizeBytes: Type.Integer({ minimum: 1 }) }),
+  Type.Object({
+    from: Type.Literal("blank"),
+    sizeBytes: Type.Integer({ minimum: 1 }),
+    filesystem: Type.Optional(Type.Union([Type.Literal("ext4"), Type.Literal("xfs")])),
+  }),
 ]);
+
+const Address = Type.String({ pattern: "^\\d{1,3}(\\.\\d{1,3}){3}$" });
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+
+export const InstanceNetworkSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9._-]{1,64}$" })),
+    ip: Type.Optional(Address),
+    drill: Type.Optional(Type.Boolean()),
+    publicPort: Type.Optional(Port),
+    servicePort: Type.Optional(Port),
+  },
+  { additionalProperties: false },
+);
 
 export const InstanceSpecSchema = Type.Object({
   id: Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" }),
@@ -28,6 +46,15 @@ export const InstanceSpecSchema = Type.Object({
   disks: Type.Array(DiskSpecSchema, { minItems: 1 }),
   bootCommand: Type.Union([Type.String(), Type.Null()]),
   env: Type.Optional(Type.Record(Type.String(), Type.String())),
+  network: Type.Optional(InstanceNetworkSchema),
+  mounts: Type.Optional(
+    Type.Array(
+      Type.Object({
+        disk: Type.Integer({ minimum: 0 }),
+        at: Type.String({ pattern: "^/([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$" }),
+      }),
+    ),
+  ),
 });
 
 const PointSchema = Type.Object({ datastore: Type.String(), item: Type.String(), point: Type.String() });
@@ -57,6 +84,15 @@ export const RunSchema = Type.Object({
   startedAt: Type.String(),
 });
 
+/** A privileged run's attachments: released (namespace deleted, loops detached) once its processes are gone. */
+export const AttachSchema = Type.Object({
+  netns: Type.String(),
+  network: Type.String(),
+  ip: Type.String(),
+  loops: Type.Array(Type.String()),
+});
+export type Attach = Static<typeof AttachSchema>;
+
 export const InstanceRecordSchema = Type.Object({
   version: Type.Literal(1),
   provider: Type.Literal("process"),
@@ -66,6 +102,8 @@ export const InstanceRecordSchema = Type.Object({
   disks: Type.Array(DiskRecordSchema),
   /** the current or last run */
   run: Type.Union([RunSchema, Type.Null()]),
+  /** privileged mode: the current or last run's namespace, address and loop devices */
+  attach: Type.Optional(Type.Union([AttachSchema, Type.Null()])),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });

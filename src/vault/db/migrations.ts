@@ -302,6 +302,13 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable("alerts").addColumn("sending_until", time).execute();
       },
     },
+    "006_machine_layout": {
+      async up(db: AnyDb) {
+        // a machine's layout at its home site (disk file systems and mount points, its address),
+        // apart from what its agent reports, which heartbeats replace
+        await db.schema.alterTable("machines").addColumn("layout", "text").execute();
+      },
+    },
   };
 }
 

@@ -76,6 +76,8 @@ export interface MachinesTable {
   nics: string;
   /** the command a `process` provider boots the machine with (null: not ours to boot) */
   boot_command: string | null;
+  /** JSON MachineLayout (src/vault/http/schemas.ts): file systems, mount points, home address; null: none given */
+  layout: string | null;
   /** "running" | "stopped" | "gone" | "unknown" */
   power_state: string;
   last_heartbeat_at: string | null;

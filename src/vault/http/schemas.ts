@@ -251,6 +251,41 @@ export type UpdatePolicy = Static<typeof UpdatePolicySchema>;
 
 // ---- machines ----
 
+const MountPath = Type.String({
+  pattern: "^/([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$",
+  description: "where the disk's file system is mounted in the machine ('/' is its root file system)",
+});
+const Ipv4 = Type.String({ pattern: "^\\d{1,3}(\\.\\d{1,3}){3}$" });
+const PortSchema = Type.Integer({ minimum: 1, maximum: 65535 });
+
+/** A machine's layout at its home site: its disks' file systems and mount points, its address. */
+export const MachineLayoutSchema = Type.Object(
+  {
+    disks: Type.Array(
+      Type.Object(
+        {
+          filesystem: Type.Optional(Type.Union([Type.Literal("ext4"), Type.Literal("xfs")])),
+          mountAt: Type.Optional(MountPath),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    network: Type.Optional(
+      Type.Object(
+        {
+          name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+          ip: Type.Optional(Ipv4),
+          publicPort: Type.Optional(PortSchema),
+          servicePort: Type.Optional(PortSchema),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type MachineLayout = Static<typeof MachineLayoutSchema>;
+
 export const MachineDiskSchema = Type.Object({
   uuid: Type.String(),
   path: Nullable(Type.String()),
@@ -290,6 +325,7 @@ export const MachineSchema = Type.Object({
   disks: Type.Array(MachineDiskSchema),
   nics: Type.Array(NicSchema),
   bootCommand: Nullable(Type.String()),
+  layout: Nullable(MachineLayoutSchema),
   powerState: PowerStateSchema,
   lastHeartbeatAt: Nullable(TimeSchema),
   createdAt: TimeSchema,
@@ -311,10 +347,28 @@ export const CreateMachineSchema = Type.Object(
         {
           sizeBytes: Type.Integer({ minimum: 4096 }),
           sectorSize: Type.Optional(Type.Union([Type.Literal(512), Type.Literal(4096)])),
+          filesystem: Type.Optional(Type.Union([Type.Literal("ext4"), Type.Literal("xfs")])),
+          mountAt: Type.Optional(MountPath),
         },
         { additionalProperties: false },
       ),
       { minItems: 1, maxItems: 64, description: "the first disk is the OS disk" },
+    ),
+    network: Type.Optional(
+      Type.Object(
+        {
+          name: Type.Optional(
+            Type.String({ minLength: 1, maxLength: 64, description: "the home site's network" }),
+          ),
+          ip: Type.Optional(Ipv4),
+          publicPort: Type.Optional(PortSchema),
+          servicePort: Type.Optional(PortSchema),
+        },
+        {
+          additionalProperties: false,
+          description: "privileged machines: where it joins its home site's network",
+        },
+      ),
     ),
   },
   { additionalProperties: false },

@@ -17,6 +17,8 @@ import {
   type Machine,
   type MachineDisk,
   MachineDiskSchema,
+  type MachineLayout,
+  MachineLayoutSchema,
   NicSchema,
   PowerStateSchema,
 } from "../http/schemas.ts";
@@ -56,6 +58,7 @@ export function toMachine(r: MachineRow, siteName: string | null, clock: HealthC
     disks: readJson(DisksSchema, r.disks, ref("disks")),
     nics: readJson(NicsSchema, r.nics, ref("nics")),
     bootCommand: r.boot_command,
+    layout: readJsonOrNull(MachineLayoutSchema, r.layout, ref("layout")),
     powerState: PowerStateSchema.anyOf.some((s) => s.const === power) ? power : "unknown",
     lastHeartbeatAt: r.last_heartbeat_at,
     createdAt: r.created_at,
@@ -148,6 +151,7 @@ export async function createMachine(
     disks: JSON.stringify(disks),
     nics: "[]",
     boot_command: input.bootCommand,
+    layout: layoutOf(input),
     power_state: "stopped",
     last_heartbeat_at: null,
     replication: null,
@@ -209,6 +213,7 @@ export async function registerAgent(
         disks: "[]",
         nics: "[]",
         boot_command: null,
+        layout: null,
         power_state: "running",
         last_heartbeat_at: null,
         replication: null,
@@ -320,4 +325,50 @@ async function getMachineRowById(db: Kysely<VaultDatabase>, id: string): Promise
     );
   }
   return r;
+}
+
+/** The layout part of a machine definition, or null when it gives none. */
+function layoutOf(input: CreateMachine): string | null {
+  const disks = input.disks.map((d) => ({
+    ...(d.filesystem !== undefined ? { filesystem: d.filesystem } : {}),
+    ...(d.mountAt !== undefined ? { mountAt: d.mountAt } : {}),
+  }));
+  const mounts = disks.map((d) => d.mountAt).filter((m) => m !== undefined);
+  if (new Set(mounts).size !== mounts.length) {
+    throw new SwitchbackError(
+      "INVALID_MACHINE",
+      `machine ${input.name}: two disks are mounted at the same place`,
+    );
+  }
+  for (const [n, d] of disks.entries()) {
+    if (d.mountAt !== undefined && d.filesystem === undefined) {
+      throw new SwitchbackError(
+        "INVALID_MACHINE",
+        `machine ${input.name}: disk ${n} is mounted at ${d.mountAt} but has no filesystem; give it one (ext4 or xfs)`,
+      );
+    }
+  }
+  if (mounts.length > 0 && !mounts.includes("/")) {
+    throw new SwitchbackError(
+      "INVALID_MACHINE",
+      `machine ${input.name}: its disks are mounted but none at "/"; the root file system holds its identity`,
+    );
+  }
+  const any = disks.some((d) => Object.keys(d).length > 0);
+  if (!any && input.network === undefined) return null;
+  const layout: MachineLayout = { disks, ...(input.network !== undefined ? { network: input.network } : {}) };
+  return JSON.stringify(layout);
+}
+
+/** A machine row's layout, or null. */
+export function machineLayout(r: MachineRow): MachineLayout | null {
+  return readJsonOrNull(MachineLayoutSchema, r.layout, { table: "machines", column: "layout", id: r.id });
+}
+
+/** The provider's mounts for a machine's disks (privileged machines), from its layout. */
+export function mountsOf(layout: MachineLayout | null): { disk: number; at: string }[] | undefined {
+  const mounts = (layout?.disks ?? []).flatMap((d, disk) =>
+    d.mountAt !== undefined ? [{ disk, at: d.mountAt }] : [],
+  );
+  return mounts.length > 0 ? mounts : undefined;
 }

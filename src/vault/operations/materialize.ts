@@ -1,6 +1,8 @@
 // Bringing a machine up from a recovery point at a site: onto the disks it left there (only the blocks
 // that differ are written) or onto new disks made from the point (sparse, reflink where possible).
-import type { DiskSpec } from "../../compute/provider.ts";
+import type { DiskSpec, InstanceNetwork, InstanceSpec } from "../../compute/provider.ts";
+import type { MachineRow } from "../db/schema.ts";
+import { machineLayout, mountsOf } from "../inventory/machines.ts";
 import type { LoadedItem } from "../items.ts";
 import {
   disksLeftAt,
@@ -17,22 +19,55 @@ export interface Materialized {
   blocksWritten: number | null;
 }
 
-/** The environment a booted copy gets from its target settings. */
-export function machineEnv(it: LoadedItem, o: { drill: boolean }): Record<string, string> {
+/**
+ * How a copy of the machine boots at `siteId`: its environment, its network and its mounts. The item's
+ * target settings describe the machine away from home (after a failover, and for drills); at its home
+ * site (failback, alternate-location disks) it comes back as its layout says, at its own address.
+ */
+export function copySpec(
+  it: LoadedItem,
+  machine: MachineRow,
+  siteId: string,
+  o: { drill: boolean },
+): Pick<InstanceSpec, "env" | "network" | "mounts"> {
   const s = it.settings;
+  const layout = machineLayout(machine);
+  const atHome = siteId === it.state.home && !o.drill;
   const env: Record<string, string> = {
-    SWITCHBACK_MACHINE_NAME: s.targetName ?? it.row.name,
+    SWITCHBACK_MACHINE_NAME: atHome ? it.row.name : (s.targetName ?? it.row.name),
     SWITCHBACK_ITEM: it.row.id,
   };
+  let network: InstanceNetwork;
   if (o.drill) {
     env.SWITCHBACK_DRILL = "1";
     if (s.testNetwork !== undefined) env.SWITCHBACK_NETWORK = s.testNetwork;
+    // the drill copy keeps the production address: on the isolated test network it clashes with nothing
+    network = {
+      drill: true,
+      ...(s.testNetwork !== undefined ? { name: s.testNetwork } : {}),
+      ...(s.ip !== undefined ? { ip: s.ip } : {}),
+    };
+  } else if (atHome) {
+    network = { ...(layout?.network ?? {}) };
+    if (network.name !== undefined) env.SWITCHBACK_NETWORK = network.name;
+    if (network.ip !== undefined) env.SWITCHBACK_IP = network.ip;
   } else {
     if (s.network !== undefined) env.SWITCHBACK_NETWORK = s.network;
     if (s.ip !== undefined) env.SWITCHBACK_IP = s.ip;
     if (s.subnet !== undefined) env.SWITCHBACK_SUBNET = s.subnet;
+    network = {
+      ...(s.network !== undefined ? { name: s.network } : {}),
+      ...(s.ip !== undefined ? { ip: s.ip } : {}),
+      ...(s.publicPort !== undefined ? { publicPort: s.publicPort } : {}),
+      ...(s.servicePort !== undefined ? { servicePort: s.servicePort } : {}),
+    };
   }
-  return env;
+  const mounts = mountsOf(layout);
+  return {
+    env,
+    ...(Object.keys(network).length > 0 ? { network } : {}),
+    ...(mounts !== undefined ? { mounts } : {}),
+  };
 }
 
 /**
@@ -63,7 +98,7 @@ export async function materialize(
       name: it.settings.targetName ?? it.row.name,
       disks: disks.map((p) => ({ from: "adopt", path: p }) as DiskSpec),
       bootCommand: machine.boot_command,
-      env: machineEnv(it, { drill: false }),
+      ...copySpec(it, machine, o.siteId, { drill: false }),
     });
   if (o.reuse) {
     const left = await disksLeftAt(ctx, machine.id, o.siteId);
@@ -115,7 +150,7 @@ export async function materialize(
       name: it.settings.targetName ?? it.row.name,
       disks,
       bootCommand: machine.boot_command,
-      env: machineEnv(it, { drill: o.purpose === "drill" }),
+      ...copySpec(it, machine, o.siteId, { drill: o.purpose === "drill" }),
     },
     progress,
   );
