@@ -61,6 +61,15 @@ export function readLab(name: string): Lab {
   }
 }
 
+/** The labs whose files are on this host. */
+export function labsUp(): string[] {
+  try {
+    return readdirSync(LAB_DIR);
+  } catch {
+    return [];
+  }
+}
+
 function checkName(name: string): void {
   if (!/^[a-z][a-z0-9]{0,3}$/.test(name)) {
     throw new SwitchbackError(
@@ -107,14 +116,16 @@ export async function labUp(o: { name: string; sites?: [string, string]; replace
   const names = o.sites ?? ["primary", "recovery"];
   if (names[0] === names[1])
     throw new SwitchbackError("INVALID_OPTION", "the lab's two sites need two names");
-  if (netnsExists(`${o.name}-${names[0]}`) || netnsExists(`${o.name}-${names[1]}`)) {
+  // every lab uses the same addresses: one lab at a time on a host
+  const up = [...new Set([...labsUp(), ...(netnsExists(`${o.name}-${names[0]}`) ? [o.name] : [])])];
+  if (up.length > 0) {
     if (o.replace !== true) {
       throw new SwitchbackError(
         "LAB_EXISTS",
-        `lab ${o.name} is up already; take it down first or use --replace`,
+        `lab ${up.join(", ")} is up already (one lab at a time: they share addresses); take it down first or use --replace`,
       );
     }
-    await labDown(o.name);
+    for (const l of up) await labDown(l);
   }
   const routes = await ip("-4", "route", "show");
   const addrs = await ip("-4", "-o", "addr", "show");

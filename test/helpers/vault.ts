@@ -32,8 +32,13 @@ async function startCli(
   args: string[],
   ready: RegExp,
   env?: NodeJS.ProcessEnv,
+  netns?: string,
 ): Promise<Started> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const argv = [process.execPath, CLI, ...args];
+  // inside a network namespace: nsenter execs (the child's pid is the CLI's) and, unlike `ip netns
+  // exec`, leaves the mounts alone (tracefs under /sys stays where the write tracker finds it)
+  if (netns !== undefined) argv.unshift("nsenter", `--net=/run/netns/${netns}`, "--");
+  const child = spawn(argv[0] as string, argv.slice(1), {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });
@@ -203,6 +208,8 @@ export async function startApplianceProcess(o: {
   datastore: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** run it inside this network namespace (a lab site's) */
+  netns?: string;
 }): Promise<ApplianceProcess> {
   const { out, ...p } = await startCli(
     "appliance",
@@ -222,6 +229,7 @@ export async function startApplianceProcess(o: {
     ],
     /^registered with the vault$/m,
     o.env,
+    o.netns,
   );
   const controlUrl = /control API on (http:\/\/\S+)/.exec(out)?.[1] ?? "";
   return { ...p, controlUrl };
