@@ -4,9 +4,10 @@
 // the same subnet and no route anywhere) for drills. The sites are linked by a veth pair that can be
 // cut and restored, as can each site's uplink; cutting both is losing the site.
 //
-//   host:  lo 10.70.0.1/32 (the vault)    <lab>u<i> 10.70.<i>.1/30 ── up0 10.70.<i>.2/30 (site i's edge)
-//   site i (<lab>-<site>):  br-prod 10.71.<i>.1/24 (machines, the appliance)   x0 10.70.100.<i>/30 ── x0 of the other site
-//   test network (<lab>-<site>-t):  br-test 10.71.<i>.1/24, isolated
+//   host:  lo 10.B.0.1/32 (the vault)    <lab>u<i> 10.B.<i>.1/30 ── up0 10.B.<i>.2/30 (site i's edge)
+//   site i (<lab>-<site>):  br-prod 10.B+1.<i>.1/24 (machines, the appliance)   x0 10.B.100.<i>/30 ── x0 of the other site
+//   test network (<lab>-<site>-t):  br-test 10.B+1.<i>.1/24, isolated
+// B (the lab's --base, default 70) keeps two labs on one host apart (a test and a benchmark).
 //
 // The host does not forward: traffic between the sites only ever crosses the link, so cutting it is
 // a real partition. Privileged machines get a namespace of their own on a bridge (netns.ts).
@@ -17,8 +18,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { writeFileAtomic } from "../platform/files.ts";
 
 export const LAB_DIR = "/run/switchback-lab";
-export const VAULT_ADDRESS = "10.70.0.1";
-const LINK_NET = "10.70.100";
+export const DEFAULT_BASE = 70;
 
 export interface LabSite {
   name: string;
@@ -40,6 +40,8 @@ export interface LabSite {
 
 export interface Lab {
   name: string;
+  /** the second octet of its management addresses (the sites' are base + 1) */
+  base: number;
   vault: string;
   sites: LabSite[];
 }
@@ -108,7 +110,12 @@ function siteNetworks(lab: Lab, s: LabSite): SiteNetworks {
 }
 
 /** Builds the two sites. `replace`: a lab of this name left by an earlier run is torn down first. */
-export async function labUp(o: { name: string; sites?: [string, string]; replace?: boolean }): Promise<Lab> {
+export async function labUp(o: {
+  name: string;
+  sites?: [string, string];
+  replace?: boolean;
+  base?: number;
+}): Promise<Lab> {
   checkName(o.name);
   if (process.getuid?.() !== 0) {
     throw new SwitchbackError("LAB_NEEDS_ROOT", "the lab makes network namespaces and links: run it as root");
@@ -116,28 +123,46 @@ export async function labUp(o: { name: string; sites?: [string, string]; replace
   const names = o.sites ?? ["primary", "recovery"];
   if (names[0] === names[1])
     throw new SwitchbackError("INVALID_OPTION", "the lab's two sites need two names");
-  // every lab uses the same addresses: one lab at a time on a host
-  const up = [...new Set([...labsUp(), ...(netnsExists(`${o.name}-${names[0]}`) ? [o.name] : [])])];
-  if (up.length > 0) {
+  const base = o.base ?? DEFAULT_BASE;
+  if (!Number.isInteger(base) || base < 1 || base > 253) {
+    throw new SwitchbackError("INVALID_OPTION", `--base ${base} is not a whole number from 1 to 253`);
+  }
+  // a lab of this name, or one on these addresses, goes first (with replace)
+  const clash = labsUp().filter((l) => {
+    if (l === o.name) return true;
+    try {
+      const b = readLab(l).base ?? DEFAULT_BASE;
+      return Math.abs(b - base) <= 1;
+    } catch {
+      return false;
+    }
+  });
+  if (netnsExists(`${o.name}-${names[0]}`) && !clash.includes(o.name)) clash.push(o.name);
+  if (clash.length > 0) {
     if (o.replace !== true) {
       throw new SwitchbackError(
         "LAB_EXISTS",
-        `lab ${up.join(", ")} is up already (one lab at a time: they share addresses); take it down first or use --replace`,
+        `lab ${clash.join(", ")} is up already on these names or addresses; take it down first, use --replace, or another --base`,
       );
     }
-    for (const l of up) await labDown(l);
+    for (const l of clash) await labDown(l);
   }
+  const mgmt = `10.${base}`;
+  const sub = `10.${base + 1}`;
+  const vaultAddress = `${mgmt}.0.1`;
   const routes = await ip("-4", "route", "show");
   const addrs = await ip("-4", "-o", "addr", "show");
-  if (/\b10\.7[01]\./.test(routes) || /\b10\.7[01]\./.test(addrs)) {
+  const inUse = new RegExp(`\\b10\\.(${base}|${base + 1})\\.`);
+  if (inUse.test(routes) || inUse.test(addrs)) {
     throw new SwitchbackError(
       "LAB_ADDRESSES_IN_USE",
-      "the lab's addresses (10.70.0.0/16, 10.71.0.0/16) are already routed on this host (another lab, or a network of this host); take that down first",
+      `the lab's addresses (${mgmt}.0.0/16, ${sub}.0.0/16) are already used on this host (another lab, or a network of this host); take that down first or choose another --base`,
     );
   }
   const lab: Lab = {
     name: o.name,
-    vault: VAULT_ADDRESS,
+    base,
+    vault: vaultAddress,
     sites: names.map((name, n) => {
       const i = n + 1;
       return {
@@ -145,19 +170,21 @@ export async function labUp(o: { name: string; sites?: [string, string]; replace
         index: i,
         netns: `${o.name}-${name}`,
         testNetns: `${o.name}-${name}-t`,
-        subnet: `10.71.${i}.0/24`,
-        gateway: `10.71.${i}.1`,
+        subnet: `${sub}.${i}.0/24`,
+        gateway: `${sub}.${i}.1`,
         hostLink: `${o.name}u${i}`,
-        hostAddress: `10.70.${i}.1`,
-        edgeAddress: `10.70.${i}.2`,
-        linkAddress: `${LINK_NET}.${i}`,
+        hostAddress: `${mgmt}.${i}.1`,
+        edgeAddress: `${mgmt}.${i}.2`,
+        linkAddress: `${mgmt}.100.${i}`,
         networksFile: path.join(LAB_DIR, o.name, `${name}.json`),
       };
     }),
   };
   mkdirSync(path.join(LAB_DIR, o.name), { recursive: true });
+  // written first: a lab that fails half-way is taken down by what it says
+  writeFileAtomic(labFile(o.name), `${JSON.stringify(lab, null, 2)}\n`);
   try {
-    await ip("addr", "add", `${VAULT_ADDRESS}/32`, "dev", "lo");
+    await ip("addr", "add", `${lab.vault}/32`, "dev", "lo");
     for (const s of lab.sites) {
       await ip("netns", "add", s.netns);
       await ip("netns", "add", s.testNetns);
@@ -179,7 +206,7 @@ export async function labUp(o: { name: string; sites?: [string, string]; replace
       await ip("-n", s.netns, "addr", "add", `${s.edgeAddress}/30`, "dev", "up0");
       await ip("-n", s.netns, "link", "set", "up0", "up");
       await ip("route", "add", s.subnet, "via", s.edgeAddress);
-      await ip("-n", s.netns, "route", "add", `${VAULT_ADDRESS}/32`, "via", s.hostAddress);
+      await ip("-n", s.netns, "route", "add", `${lab.vault}/32`, "via", s.hostAddress);
     }
     const [a, b] = lab.sites as [LabSite, LabSite];
     await ip("-n", a.netns, "link", "add", "x0", "type", "veth", "peer", "name", "x0", "netns", b.netns);
@@ -242,7 +269,7 @@ export async function labRestore(name: string, link: string): Promise<void> {
   if (p.interSite) await restoreInterSite(lab);
   for (const s of p.uplinks) {
     await ip("-n", s.netns, "link", "set", "up0", "up");
-    await ip("-n", s.netns, "route", "replace", `${VAULT_ADDRESS}/32`, "via", s.hostAddress);
+    await ip("-n", s.netns, "route", "replace", `${lab.vault}/32`, "via", s.hostAddress);
   }
 }
 
@@ -263,6 +290,12 @@ export async function labStatus(name: string): Promise<{ lab: Lab; links: Record
  */
 export async function labDown(name: string): Promise<void> {
   checkName(name);
+  let lab: Lab | null = null;
+  try {
+    lab = readLab(name);
+  } catch {
+    lab = null;
+  }
   let names: string[] = [];
   try {
     names = readdirSync("/run/netns");
@@ -271,6 +304,6 @@ export async function labDown(name: string): Promise<void> {
   }
   for (const ns of names) if (ns.startsWith(`${name}-`)) await netnsDelete(ns).catch(() => {});
   for (const i of [1, 2]) await ip("link", "delete", `${name}u${i}`).catch(() => {});
-  await ip("addr", "delete", `${VAULT_ADDRESS}/32`, "dev", "lo").catch(() => {});
+  if (lab !== null) await ip("addr", "delete", `${lab.vault}/32`, "dev", "lo").catch(() => {});
   rmSync(path.join(LAB_DIR, name), { recursive: true, force: true });
 }

@@ -21,6 +21,11 @@ export const SQL_WORKLOAD = path.join(ROOT, "scripts/sql-workload.ts");
 /** where the workload's service listens in every machine */
 export const SERVICE_PORT = 8080;
 
+/** The address `host` (e.g. 10) in a site's /24 subnet. */
+export function addressIn(site: LabSiteInfo, host: number): string {
+  return site.subnet.replace(/\.0\/24$/, `.${host}`);
+}
+
 export interface LabSiteInfo {
   name: string;
   netns: string;
@@ -57,12 +62,24 @@ export async function startTwoSites(o: {
   lab: string;
   data: string;
   sites?: [string, string];
+  /** the lab's address base (10.<base>, 10.<base+1>): two labs on one host need two */
+  base?: number;
   vaultArgs?: string[];
   vaultEnv?: NodeJS.ProcessEnv;
 }): Promise<TwoSites> {
   const names = o.sites ?? ["east", "west"];
   const lab = JSON.parse(
-    await labCli(["up", "--name", o.lab, "--sites", names.join(","), "--replace", "--json"]),
+    await labCli([
+      "up",
+      "--name",
+      o.lab,
+      "--sites",
+      names.join(","),
+      "--base",
+      String(o.base ?? 70),
+      "--replace",
+      "--json",
+    ]),
   ) as { vault: string; sites: LabSiteInfo[] };
   const appliances = new Map<string, ApplianceProcess>();
   let vault: VaultProcess | undefined;

@@ -14,6 +14,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { privilegedSkipReason, tempDir } from "../helpers/env.ts";
 import {
+  addressIn,
   defineSqlMachine,
   fetchJsonIn,
   SERVICE_PORT,
@@ -32,8 +33,6 @@ const skip = privilegedSkipReason([
   "unshare",
   "curl",
 ]);
-const EAST_IP = "10.71.1.10";
-const WEST_IP = "10.71.2.20";
 const PUBLIC_PORT = 18080;
 
 interface Ack {
@@ -126,9 +125,14 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
     return p;
   }
 
+  let EAST_IP: string;
+  let WEST_IP: string;
+
   before(async () => {
     tmp = tempDir("sb-two-sites-");
     two = await startTwoSites({ lab: "sbe", data: path.join(tmp.dir, "data") });
+    EAST_IP = addressIn(two.sites[0], 10);
+    WEST_IP = addressIn(two.sites[1], 20);
     await createFastPolicy(two.api);
   });
 

@@ -12,9 +12,14 @@ export function register(program: Command): void {
     .description("build the two sites and write each site's networks file for its appliance")
     .option("--name <name>", "the lab's name (1-4 letters or digits)", "sbl")
     .option("--sites <a,b>", "the two sites' names", "primary,recovery")
-    .option("--replace", "tear down a lab of this name first")
+    .option(
+      "--base <n>",
+      "its addresses: 10.<n>.0.0/16 for the vault and links, 10.<n+1>.0.0/16 for the sites",
+      "70",
+    )
+    .option("--replace", "tear down a lab of this name, or on these addresses, first")
     .option("--json", "print JSON")
-    .action(async (o: { name: string; sites: string; replace?: boolean; json?: boolean }) => {
+    .action(async (o: { name: string; sites: string; base: string; replace?: boolean; json?: boolean }) => {
       const { labUp } = await import("../../lab/lab.ts");
       const [a, b, ...rest] = o.sites.split(",");
       if (a === undefined || b === undefined || rest.length > 0) {
@@ -27,6 +32,7 @@ export function register(program: Command): void {
       const l = await labUp({
         name: o.name,
         sites: [a, b],
+        base: Number(o.base),
         ...(o.replace === true ? { replace: true } : {}),
       });
       if (o.json === true) return printJson(l);
