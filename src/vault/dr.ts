@@ -29,6 +29,8 @@ export interface DrRuntime {
   machineEnv: Record<string, string>;
   /** a remote appliance registered or reported: start or update its site's RemoteSite */
   appliancesChanged(): Promise<void>;
+  /** a remote appliance of this site heartbeated: it is reachable again */
+  heard(siteId: string): void;
 }
 
 /** The enrol token the vault gives the machines it boots, kept in its data folder (mode 0600). */
@@ -110,7 +112,14 @@ export function drService(o: DrServiceOptions = {}): VaultService {
         throw err;
       }
       await replication.start();
-      const remote = remoteSites({ db, sites, replication, log });
+      const remote = remoteSites({
+        db,
+        sites,
+        replication,
+        log,
+        // as the appliance-lost alert judges, but never under 10 s (a busy appliance may beat late)
+        lostAfterMs: Math.max(3 * ctx.deps.heartbeatIntervalMs, 10_000),
+      });
       await remote.sync().catch((err: unknown) => log.warn({ err }, "reaching the remote appliances failed"));
       const remoteTimer = setInterval(() => {
         remote.sync().catch((err: unknown) => log.warn({ err }, "reaching the remote appliances failed"));
@@ -138,7 +147,17 @@ export function drService(o: DrServiceOptions = {}): VaultService {
         onFinished: jobFinishedAlerts(ctx.vdb, ctx.deps),
       });
       engine.start();
-      ctx.deps.dr = { ops, engine, replication, machineEnv, appliancesChanged: () => remote.sync() };
+      ctx.deps.dr = {
+        ops,
+        engine,
+        replication,
+        machineEnv,
+        appliancesChanged: () => remote.sync(),
+        heard: (siteId) => {
+          const site = ops.sites.get(siteId);
+          if (site instanceof RemoteSite) site.heard();
+        },
+      };
       ctx.deps.assignmentFor = (machineId, hb, tokenSite) =>
         replication.assignmentFor(
           machineId,
@@ -179,6 +198,7 @@ export function drService(o: DrServiceOptions = {}): VaultService {
  * directory whenever that part changed (and again after a failed push, at the next refresh).
  */
 function remoteSites(o: {
+  lostAfterMs: number;
   db: OpsContext["db"];
   sites: Map<string, SiteRuntime>;
   replication: ReplicationService;
@@ -237,6 +257,7 @@ function remoteSites(o: {
       }
       if (e === undefined) {
         const site = new RemoteSite({
+          lostAfterMs: o.lostAfterMs,
           siteId: r.site_id,
           siteName: r.site_name,
           applianceId: r.id,
@@ -246,7 +267,7 @@ function remoteSites(o: {
           datastores,
         });
         const siteId = r.site_id;
-        e = { site, pushed: "", unsubscribe: replication.onRefresh(() => push(siteId)) };
+        e = { site, pushed: "", unsubscribe: replication.onRefresh(siteId, () => push(siteId)) };
         known.set(siteId, e);
         sites.set(siteId, site);
         log.info({ site: r.site_name, appliance: r.name, url: r.control_url }, "remote appliance");

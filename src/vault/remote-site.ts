@@ -19,9 +19,13 @@ import type { PointHeader } from "../datastore/manifest.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 
 const QUICK_MS = 10_000;
+/** after a call that got no answer, calls fail at once for this long (unless it heartbeats) */
+const DOWN_MS = 5_000;
 const LONG_MS = 6 * 3600_000;
 
 export interface RemoteSiteOptions {
+  /** without a heartbeat for this long, calls fail at once (default 45 s) */
+  lostAfterMs?: number;
   siteId: string;
   siteName: string;
   applianceId: string;
@@ -44,6 +48,11 @@ export class RemoteSite implements SiteRuntime {
   #known: { id: string; name: string }[];
   #urls = new Map<string, string>();
   #providerKind = "process";
+  /** when the appliance last heartbeated or answered (a start counts: it gets its grace) */
+  #heardAt = Date.now();
+  /** after a call found it unreachable: calls fail at once until then, unless it is heard from */
+  #downUntil = 0;
+  readonly #lostAfterMs: number;
 
   constructor(o: RemoteSiteOptions) {
     this.id = o.siteId;
@@ -53,7 +62,26 @@ export class RemoteSite implements SiteRuntime {
     this.#controlUrl = o.controlUrl;
     this.#secret = o.secret;
     this.#known = o.datastores;
+    this.#lostAfterMs = o.lostAfterMs ?? 45_000;
     this.provider = new RemoteProvider(this);
+  }
+
+  /** The appliance heartbeated: it is reachable (again). */
+  heard(): void {
+    this.#heardAt = Date.now();
+    this.#downUntil = 0;
+  }
+
+  /**
+   * Why a call would only wait for nothing: it did not answer a moment ago, and it has not
+   * heartbeated for as long as the vault calls an appliance lost. null: worth trying.
+   */
+  #silence(): string | null {
+    const now = Date.now();
+    if (now < this.#downUntil) return "it did not answer a call a moment ago";
+    if (now - this.#heardAt > this.#lostAfterMs)
+      return `it has not reported for ${Math.round((now - this.#heardAt) / 1000)} s`;
+    return null;
   }
 
   get controlUrl(): string {
@@ -67,7 +95,10 @@ export class RemoteSite implements SiteRuntime {
   /** The appliance registered again (a restart): where it listens and its secret, its datastores. */
   update(o: { controlUrl: string; secret: string; datastores: { id: string; name: string }[] }): boolean {
     const changed = o.controlUrl !== this.#controlUrl || o.secret !== this.#secret;
-    if (changed) this.#urls.clear(); // its process servers listen anew: ask again
+    if (changed) {
+      this.#urls.clear(); // its process servers listen anew: ask again
+      this.heard(); // it just registered
+    }
     this.#controlUrl = o.controlUrl;
     this.#secret = o.secret;
     this.#known = o.datastores;
@@ -75,8 +106,8 @@ export class RemoteSite implements SiteRuntime {
   }
 
   /** Asks the appliance where its process servers listen; returns them. */
-  async refreshInfo(timeoutMs = QUICK_MS): Promise<SiteDatastore[]> {
-    const info = await this.call<SiteInfo>("GET", controlRoutes.site, undefined, timeoutMs);
+  async refreshInfo(timeoutMs = QUICK_MS, o: { probe?: boolean } = {}): Promise<SiteDatastore[]> {
+    const info = await this.call<SiteInfo>("GET", controlRoutes.site, undefined, timeoutMs, o);
     this.#providerKind = info.provider;
     this.#urls = new Map(info.datastores.map((d) => [d.id, d.url]));
     return this.datastores();
@@ -99,8 +130,9 @@ export class RemoteSite implements SiteRuntime {
   }
 
   async ping(): Promise<boolean> {
+    if (Date.now() - this.#heardAt > this.#lostAfterMs) return false;
     try {
-      await this.refreshInfo(3000);
+      await this.refreshInfo(3000, { probe: true });
       return true;
     } catch {
       return false;
@@ -169,7 +201,21 @@ export class RemoteSite implements SiteRuntime {
   }
 
   /** One request to the control API; a problem document becomes a SwitchbackError with its code. */
-  async call<T>(method: string, route: string, body?: unknown, timeoutMs = QUICK_MS): Promise<T> {
+  async call<T>(
+    method: string,
+    route: string,
+    body?: unknown,
+    timeoutMs = QUICK_MS,
+    o: { probe?: boolean } = {},
+  ): Promise<T> {
+    // a site that is lost is not waited for call after call (a failover's facts, its steps)
+    const silent = o.probe === true ? null : this.#silence();
+    if (silent !== null) {
+      throw new SwitchbackError(
+        "APPLIANCE_UNREACHABLE",
+        `appliance ${this.applianceName} of site ${this.name} is unreachable (${silent}); check that it runs ('switchback appliance') and that the vault reaches it`,
+      );
+    }
     let res: Response;
     try {
       res = await fetch(new URL(route, this.#controlUrl), {
@@ -182,12 +228,15 @@ export class RemoteSite implements SiteRuntime {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
+      this.#downUntil = Date.now() + DOWN_MS;
       throw new SwitchbackError(
         "APPLIANCE_UNREACHABLE",
         `appliance ${this.applianceName} of site ${this.name} at ${this.#controlUrl} did not answer (${(err as Error).message}); check that it runs ('switchback appliance') and that the vault reaches it`,
         { cause: err },
       );
     }
+    this.#heardAt = Date.now();
+    this.#downUntil = 0;
     const text = await res.text();
     if (!res.ok) {
       let p: { code?: string; detail?: string } = {};

@@ -64,7 +64,7 @@ export class ReplicationService {
   /** process server URL by datastore id (filled by the site runtimes) */
   readonly serverUrls = new Map<string, string>();
   /** told after every refresh (remote sites push their part of the directory when it changed) */
-  readonly #listeners = new Set<() => Promise<void>>();
+  readonly #listeners = new Set<{ siteId: string; fn: () => Promise<void> }>();
 
   constructor(o: { db: Kysely<VaultDatabase>; log: Logger; now: () => Date }) {
     this.#db = o.db;
@@ -92,30 +92,36 @@ export class ReplicationService {
    * fetch the directory every second anyway).
    */
   async refresh(): Promise<boolean> {
+    return (await this.refreshSites()).length === 0;
+  }
+
+  /** As refresh(); returns the sites whose appliance could not be told. */
+  async refreshSites(): Promise<string[]> {
     await this.#read();
     return this.#tell();
   }
 
-  /** Calls `fn` after every refresh; returns how to stop. */
-  onRefresh(fn: () => Promise<void>): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
+  /** Calls `fn` after every refresh (it tells the appliance of `siteId`); returns how to stop. */
+  onRefresh(siteId: string, fn: () => Promise<void>): () => void {
+    const l = { siteId, fn };
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
   }
 
-  /** Pushes the directory to every remote appliance; false when one of them could not be told. */
-  async #tell(): Promise<boolean> {
+  /** Pushes the directory to every remote appliance; the sites of those that could not be told. */
+  async #tell(): Promise<string[]> {
     const told = await Promise.all(
-      [...this.#listeners].map((fn) =>
-        fn().then(
-          () => true,
+      [...this.#listeners].map((l) =>
+        l.fn().then(
+          () => null,
           (err: unknown) => {
-            this.#log.debug({ err }, "telling an appliance about the directory failed");
-            return false;
+            this.#log.debug({ err, site: l.siteId }, "telling an appliance about the directory failed");
+            return l.siteId;
           },
         ),
       ),
     );
-    return told.every(Boolean);
+    return told.filter((x) => x !== null);
   }
 
   /** The part of the directory a site's appliance needs (GET /v1/appliances/{id}/directory). */
@@ -338,8 +344,18 @@ export class ReplicationService {
   }
 
   /** Waits for a command's result; null when the time limit passed first. */
-  async awaitCommand(id: string, timeoutMs: number, signal?: AbortSignal): Promise<CommandResult | null> {
+  /**
+   * The command's result once the agent delivered it; null after `timeoutMs`, or as soon as `alive`
+   * (asked about once a second) says the agent cannot answer any more (its site is unreachable).
+   */
+  async awaitCommand(
+    id: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+    alive?: () => Promise<boolean>,
+  ): Promise<CommandResult | null> {
     const deadline = Date.now() + timeoutMs;
+    let askedAt = Date.now();
     for (;;) {
       const row = await this.#db
         .selectFrom("agent_commands")
@@ -356,6 +372,10 @@ export class ReplicationService {
         });
       }
       if (Date.now() >= deadline) return null;
+      if (alive !== undefined && Date.now() - askedAt >= 1000) {
+        askedAt = Date.now();
+        if (!(await alive())) return null;
+      }
       signal?.throwIfAborted();
       await new Promise((r) => setTimeout(r, 250));
     }

@@ -9,7 +9,8 @@
 // At every recovered copy: integrity_check ok, an unbroken sequence, every row acknowledged before the
 // point was cut, the file tree matches its manifest, the service answers on its configured address.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { privilegedSkipReason, tempDir } from "../helpers/env.ts";
@@ -21,7 +22,7 @@ import {
   startTwoSites,
   type TwoSites,
 } from "../helpers/two-sites.ts";
-import { createFastPolicy, type Json, succeededJob, until } from "../helpers/vault.ts";
+import { type Json, succeededJob, until } from "../helpers/vault.ts";
 
 const skip = privilegedSkipReason([
   "losetup",
@@ -133,7 +134,15 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
     two = await startTwoSites({ lab: "sbe", data: path.join(tmp.dir, "data") });
     EAST_IP = addressIn(two.sites[0], 10);
     WEST_IP = addressIn(two.sites[1], 20);
-    await createFastPolicy(two.api);
+    // a point every second, RPO alert past 6 s
+    const p = await two.api("POST", "/v1/policies", {
+      name: "tight",
+      rpoThreshold: "6s",
+      retention: "1h",
+      appConsistentEvery: "0",
+      crashConsistentEvery: "1s",
+    });
+    assert.equal(p.status, 201, JSON.stringify(p.body));
   });
 
   after(async () => {
@@ -162,7 +171,7 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
     const prot = await api("POST", "/v1/items", {
       machine: "db1",
       to: "west",
-      policy: "fast",
+      policy: "tight",
       targetSettings: { ip: WEST_IP, publicPort: PUBLIC_PORT, servicePort: SERVICE_PORT },
     });
     assert.equal(prot.status, 202, JSON.stringify(prot.body));
@@ -271,5 +280,131 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
     assert.equal(final.direction, "east → west");
     assert.equal(final.phase, "protected");
     void east;
+  });
+
+  it("a cut link raises the RPO alert and heals; a lost site fails over from the points at hand", async (t) => {
+    const t0 = Date.now();
+    const mark = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
+    const [east, west] = two.sites;
+    const subject = `item:${(await item()).id}`;
+    const openAlert = async (kind: string) =>
+      ((await api("GET", `/v1/alerts?open=true&kind=${kind}`)).body as Json[]).find(
+        (a) => a.subject === subject,
+      );
+    const homeInstance = (await api("GET", "/v1/machines/db1")).body.instanceId as string;
+
+    // the link between the sites is cut during steady replication: the RPO alert fires
+    assert.equal(await openAlert("rpo-breach"), undefined, "no RPO alert while replication is steady");
+    await two.cut("inter-site");
+    const cutAt = Date.now();
+    await new Promise((r) => setTimeout(r, 2000)); // a point committing as the link went may land
+    const lastBeforeCut = (await item()).latestPoint.id as string;
+    const breach = await until("rpo-breach raised", () => openAlert("rpo-breach"), 60_000);
+    mark(
+      `link cut: rpo-breach raised ${((Date.parse(breach.raisedAt) - cutAt) / 1000).toFixed(1)} s after the cut`,
+    );
+    assert.equal((await item()).latestPoint.id, lastBeforeCut, "no point crosses a cut link");
+    // …and heals by itself when the link comes back, without a full resync
+    await two.restore("inter-site");
+    const healed = await until(
+      "a point after the link came back",
+      async () => {
+        const it = await item();
+        return it.latestPoint.id > lastBeforeCut ? it : undefined;
+      },
+      90_000,
+    );
+    await until(
+      "rpo-breach resolved",
+      async () => ((await openAlert("rpo-breach")) === undefined ? true : undefined),
+      30_000,
+    );
+    const healedPoint = await pointHeader(healed.latestPoint.id);
+    t.diagnostic(
+      `healed point: ${JSON.stringify(healedPoint)} report ${JSON.stringify(healed.lastPointReport)}`,
+    );
+    const report = healed.lastPointReport;
+    const total = (64 + 128) * 1024 * 1024;
+    assert.ok(
+      report !== null && report.bytesSent < total / 8,
+      `the first point after the cut shipped ${report?.bytesSent} bytes, no full resync`,
+    );
+    mark(`link restored: replication resumed (${report.mode}, ${report.bytesSent} bytes), alert resolved`);
+
+    // the east site is lost: unplanned failover from the points already at west
+    await until("a few points after the heal", async () => (await item()).pointCount >= 3);
+    await two.cut("site:east");
+    const lostAt = new Date().toISOString();
+    const foStart = Date.now();
+    const fo = await operate("failover", { point: "latest-processed", shutdownSource: true });
+    const copy = await service("the service answers at west", null, WEST_IP);
+    const rto = (Date.now() - foStart) / 1000;
+    const failedOver = await item();
+    const point = failedOver.failover.point as string;
+    const header = await pointHeader(point).catch(() => null);
+    const pointAt =
+      header?.createdAt ?? fo.steps.find((s: Json) => s.name === "select-point").output.createdAt;
+    assert.ok(pointAt <= lostAt, "the point was already at west when the site was lost");
+    assert.notEqual(failedOver.failover.sourceShutdown.outcome, "shut down after a final point");
+    assert.equal(failedOver.failover.sourceShutdown.requested, true);
+    t.diagnostic(`source shutdown: ${JSON.stringify(failedOver.failover.sourceShutdown)}`);
+    t.diagnostic(
+      `unplanned failover steps: ${fo.steps.map((s: Json) => `${s.name} ${((Date.parse(s.finishedAt) - Date.parse(s.startedAt)) / 1000).toFixed(1)} s`).join(", ")}`,
+    );
+    checkCopy("unplanned failover copy", copy, ackedBefore(pointAt));
+    mark(
+      `east lost: unplanned failover to ${point} answered after ${rto.toFixed(1)} s; RPO ${((Date.parse(lostAt) - Date.parse(pointAt)) / 1000).toFixed(1)} s`,
+    );
+
+    // east comes back with its old machine still running: it must not write over west
+    const oldRec = JSON.parse(
+      readFileSync(path.join(two.data, "sites", "east", "machines", homeInstance, "instance.json"), "utf8"),
+    );
+    assert.doesNotThrow(() => process.kill(-oldRec.run.pid, 0), "the old primary still runs at east");
+    await two.restore("site:east");
+    const pointsAfter = ((await api("GET", "/v1/items/db1/points")).body as Json[]).length;
+    await new Promise((r) => setTimeout(r, 4000));
+    const points = (await api("GET", "/v1/items/db1/points")).body as Json[];
+    assert.equal(points.length, pointsAfter, "no point of the old primary lands at west");
+    assert.equal((await item()).phase, "failed-over");
+    const westNow = await service("west still answers", null, WEST_IP);
+    assert.ok(westNow.maxSeq >= copy.maxSeq, "west goes on with its own rows");
+    await operate("commit");
+    const refused = await api("POST", "/v1/items/db1/reprotect", { location: "original" });
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    assert.equal(refused.body.code, "REPROTECT_OLD_MACHINE_RUNNING");
+    mark("east back: the old primary is fenced; reprotect refused while it runs");
+
+    // the old machine is gone for good (shut down, its disks lost): reprotect to an alternate location
+    process.kill(-oldRec.run.pid, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 500));
+    const oldFolder = path.join(two.data, "sites", "east", "machines", homeInstance);
+    for (const d of oldRec.disks as { path: string }[]) {
+      // what the kernel still holds of it goes first, then its disks
+      spawnSync("sh", ["-c", `losetup -j '${d.path}' -O NAME -n | xargs -r -n1 losetup -d`]);
+    }
+    rmSync(oldFolder, { recursive: true, force: true });
+    const gone = await until("reprotect to the original location refused: its disks are gone", async () => {
+      const r = await api("POST", "/v1/items/db1/reprotect", { location: "original" });
+      return r.status === 409 && r.body.code === "REPROTECT_ORIGINAL_DISKS_GONE" ? r : undefined;
+    });
+    assert.match(gone.body.detail, /alternate/);
+    const rpAlt = await operate("reprotect", { location: "alternate" });
+    const altShipped = rpAlt.steps.find((s: Json) => s.name === "initial-replication").output;
+    mark(`reprotect west → east (alternate): ${altShipped.bytesSent} bytes (${altShipped.mode})`);
+    const ackedAtFailback = lastAck("west");
+    const fb = await operate("failover", { planned: true });
+    const mat = fb.steps.find((s: Json) => s.name === "materialize").output;
+    assert.notEqual(mat.instanceId, homeInstance, "a new machine at east, on new disks");
+    const back = await service("the service answers at east on new disks", null, EAST_IP);
+    checkCopy("failback to new disks", back, Math.max(ackedAtFailback, lastAck("west")));
+    assert.equal(back.site, "east");
+    await operate("commit");
+    const again = await operate("reprotect", { location: "original" });
+    const shipped = again.steps.find((s: Json) => s.name === "initial-replication").output;
+    mark(`failback onto new disks, commit, reprotect east → west: ${shipped.bytesSent} bytes`);
+    assert.equal((await item()).phase, "protected");
+    void east;
+    void west;
   });
 });

@@ -174,7 +174,24 @@ export async function attachMachine(netns: string, net: SiteNetwork, address: st
   await ip("-n", net.netns, "link", "delete", host).catch(() => {});
   await ip("netns", "add", netns);
   try {
-    await ip("-n", net.netns, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", netns);
+    // the address's own MAC: a copy that takes over an address (failover, failback) is reached at
+    // once, without waiting for neighbours to give up on a MAC they cached for an earlier copy
+    await ip(
+      "-n",
+      net.netns,
+      "link",
+      "add",
+      host,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "address",
+      macOf(address),
+      "netns",
+      netns,
+    );
     await ip("-n", net.netns, "link", "set", host, "master", net.bridge, "up");
     await ip("-n", netns, "link", "set", "lo", "up");
     await ip("-n", netns, "addr", "add", `${address}/${prefixOf(net.subnet)}`, "dev", "eth0");
@@ -184,6 +201,11 @@ export async function attachMachine(netns: string, net: SiteNetwork, address: st
     await netnsDelete(netns).catch(() => {});
     throw err;
   }
+}
+
+/** A locally administered unicast MAC made from an IPv4 address: 02:5b:a:b:c:d. */
+export function macOf(address: string): string {
+  return ["02", "5b", ...address.split(".").map((o) => Number(o).toString(16).padStart(2, "0"))].join(":");
 }
 
 /** Loop devices attached to `file` now. */

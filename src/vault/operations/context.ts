@@ -239,8 +239,12 @@ async function disksKnownAt(ctx: OpsContext, machineId: string, siteId: string):
 export async function gatherFacts(ctx: OpsContext, it: LoadedItem): Promise<OperationFacts> {
   const machine = await machineOf(ctx, it);
   const s = it.state;
-  const points = await itemPoints(ctx, it);
-  const sourceMachine = await presenceAt(ctx, machine, s.source);
+  // in parallel: a lost site costs one wait, not one per question
+  const [points, sourceMachine, disksAtReturnSite] = await Promise.all([
+    itemPoints(ctx, it),
+    presenceAt(ctx, machine, s.source),
+    disksKnownAt(ctx, machine.id, s.source),
+  ]);
   let recovered: OperationFacts["recoveredMachine"] = "none";
   if (s.phase === "failing-over" || s.phase === "failed-over" || s.phase === "failover-committed") {
     try {
@@ -255,7 +259,7 @@ export async function gatherFacts(ctx: OpsContext, it: LoadedItem): Promise<Oper
     pointCount: points.length,
     sourceMachine,
     recoveredMachine: recovered,
-    disksAtReturnSite: await disksKnownAt(ctx, machine.id, s.source),
+    disksAtReturnSite,
   };
 }
 

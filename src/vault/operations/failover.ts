@@ -74,15 +74,25 @@ export function failoverKind(ctx: OpsContext) {
         name: "stop-replication",
         irreversible: true,
         run: async (c) => {
+          const before = await loadItem(ctx.db, c.itemId as string);
           const it = await applyItemEvent(ctx.db, c.itemId as string, { e: "failover-started" }, ctx.now());
-          if (!(await ctx.replication.refresh())) {
-            // a remote appliance did not hear of the new generation: it fences everything once its
-            // directory is older than the lease, so wait that out before using any point
+          const untold = await ctx.replication.refreshSites();
+          // only the appliance that received the item's stream (the old target's) could still accept a
+          // point of the old generation; the source site's never did (a lost source site is not waited for)
+          const receiving = before.state.phase === "failing-over" ? it.state.target : before.state.target;
+          if (untold.includes(receiving)) {
+            // it did not hear of the new generation: it fences everything once its directory is older
+            // than the lease, so wait that out before using any point
             c.log(
               "warn",
-              `an appliance could not be told that replication stopped; waiting ${DIRECTORY_LEASE_MS / 1000} s for its directory to expire`,
+              `the appliance of ${siteName(ctx, receiving)} could not be told that replication stopped; waiting ${DIRECTORY_LEASE_MS / 1000} s for its directory to expire`,
             );
             await sleep(DIRECTORY_LEASE_MS + 1000, c.signal);
+          } else if (untold.length > 0) {
+            c.log(
+              "warn",
+              `could not tell ${untold.map((s) => siteName(ctx, s)).join(", ")} that replication stopped; it receives nothing of this item, and hears of it when it comes back`,
+            );
           }
           c.log("info", `replication stopped; generation ${it.state.generation} from now on`, {
             direction: `${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)}`,
@@ -213,12 +223,19 @@ async function prepare(
         ? `asked the machine at ${siteName(ctx, source)} to stop its services, take a final point and shut down`
         : `asked the machine at ${siteName(ctx, source)} for a point now (drain)`,
     );
-    const r = await ctx.replication.awaitCommand(id, DRAIN_TIMEOUT_MS, c.signal);
+    const heard = agentHeard(ctx, machine.id);
+    const r = await ctx.replication.awaitCommand(id, DRAIN_TIMEOUT_MS, c.signal, heard);
     if (r === null || !r.ok || r.pointId === undefined) {
       await ctx.replication.cancelCommand(id);
+      const why =
+        r !== null
+          ? (r.error ?? "no point")
+          : (await heard())
+            ? `no answer in ${DRAIN_TIMEOUT_MS / 1000} s`
+            : "its agent has gone silent: the site is unreachable";
       throw new SwitchbackError(
         "FAILOVER_DRAIN_FAILED",
-        `the machine at ${siteName(ctx, source)} did not deliver its latest point (${r === null ? `no answer in ${DRAIN_TIMEOUT_MS / 1000} s` : (r.error ?? "no point")}); nothing was failed over and replication goes on${p.shutdownSource ? " (the machine may have stopped its services already: check it)" : ""}; retry, or run the ${label} with --point latest-processed`,
+        `the machine at ${siteName(ctx, source)} did not deliver its latest point (${why}); nothing was failed over and replication goes on${p.shutdownSource ? " (the machine may have stopped its services already: check it)" : ""}; retry, or run the ${label} with --point latest-processed`,
       );
     }
     c.log("info", `drained: point ${r.pointId}`);
@@ -241,13 +258,22 @@ async function prepare(
     c.jobId,
     `cmd-${c.jobId}-shutdown`,
   );
-  const r = await ctx.replication.awaitCommand(id, SHUTDOWN_TIMEOUT_MS, c.signal);
+  const heard = agentHeard(ctx, machine.id);
+  const r = await ctx.replication.awaitCommand(id, SHUTDOWN_TIMEOUT_MS, c.signal, heard);
   let outcome = r?.ok ? "shut down by its agent" : "";
   let detail =
-    r === null ? `the agent did not answer in ${SHUTDOWN_TIMEOUT_MS / 1000} s` : r.ok ? undefined : r.error;
+    r !== null
+      ? r.ok
+        ? undefined
+        : r.error
+      : (await heard())
+        ? `the agent did not answer in ${SHUTDOWN_TIMEOUT_MS / 1000} s`
+        : "its agent has gone silent (no heartbeat for 3 intervals): the site is unreachable";
   const site = ctx.sites.get(source);
   const inst = (await instancesAt(ctx, machine.id, source, ["production"]))[0];
-  if (site !== undefined && inst !== undefined) {
+  if (site !== undefined && inst !== undefined && !r?.ok && !(await site.ping())) {
+    detail = `${detail ?? ""}; the appliance of ${siteName(ctx, source)} does not answer either`;
+  } else if (site !== undefined && inst !== undefined) {
     try {
       const s = await site.provider.stop(inst.id);
       if (!r?.ok)
@@ -272,6 +298,23 @@ async function prepare(
   return {
     drainedPoint: null,
     sourceShutdown: { requested: true, outcome, ...(detail !== undefined ? { detail } : {}) },
+  };
+}
+
+/**
+ * Whether the machine's agent is still heard from: a heartbeat within 3 intervals (counted from when
+ * this was first asked, so an agent between two heartbeats is given its time).
+ */
+function agentHeard(ctx: OpsContext, machineId: string): () => Promise<boolean> {
+  const since = Date.now();
+  return async () => {
+    const m = await ctx.db
+      .selectFrom("machines")
+      .select("last_heartbeat_at")
+      .where("id", "=", machineId)
+      .executeTakeFirst();
+    const last = m?.last_heartbeat_at ? Date.parse(m.last_heartbeat_at) : 0;
+    return Date.now() - Math.max(last, since) < 3 * ctx.heartbeatIntervalMs + 1000;
   };
 }
 

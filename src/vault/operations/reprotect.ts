@@ -288,39 +288,46 @@ export function reprotectKind(ctx: OpsContext) {
             }));
           }
           await ctx.replication.refresh();
-          return { generation: it.state.generation };
+          return { generation: it.state.generation, at: ctx.now().toISOString() };
         },
       },
       {
         name: "initial-replication",
         run: async (c) => {
-          // done when the first point of the new direction lands (that point is the resync) and its
-          // agent has reported what it shipped (with its next heartbeat)
-          let landedAt: number | null = null;
+          // done when the first point of the new direction lands: that point is the resync (its parent
+          // is the seed) or, without a seed, the full copy; what it shipped is in its own header's
+          // stats (the agent's last report may already be a later point)
+          const since = (c.outputs.replicate as { at?: string } | undefined)?.at ?? "";
           for (;;) {
             const it = await loadItem(ctx.db, c.itemId as string);
-            const report =
-              it.row.last_point_report === null
-                ? null
-                : (JSON.parse(it.row.last_point_report) as Record<string, unknown>);
-            if (it.state.phase === "protected") landedAt ??= Date.now();
-            const reported = report !== null && report.pointId === it.row.last_point_id;
-            const waitedEnough = landedAt !== null && Date.now() - landedAt > 4 * ctx.heartbeatIntervalMs;
-            if (it.state.phase === "protected" && (reported || waitedEnough)) {
+            if (it.state.phase === "protected") {
+              const seed = it.row.seed_point_id;
+              const points = await siteRuntime(ctx, it.state.target).points(it.row.datastore_id, it.row.id);
+              const first = points.find((p) =>
+                seed !== null ? p.parent === seed : p.parent === null && p.createdAt >= since,
+              );
+              const point = first ?? points[points.length - 1];
               const out = {
-                point: it.row.last_point_id,
-                mode: report?.pointId === it.row.last_point_id ? report?.mode : null,
-                bytesSent: report?.pointId === it.row.last_point_id ? report?.bytesSent : null,
-                changedBlocks: report?.pointId === it.row.last_point_id ? report?.changedBlocks : null,
+                point: point?.id ?? it.row.last_point_id,
+                mode:
+                  point === undefined
+                    ? null
+                    : point.parent === null
+                      ? "full"
+                      : point.parent === seed
+                        ? "resync"
+                        : "incremental",
+                bytesSent: point?.stats.bytesSent ?? null,
+                changedBlocks: point?.stats.changedBlocks ?? null,
               };
               c.log(
                 "info",
-                `first point ${it.row.last_point_id} of ${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)} landed`,
+                `first point ${out.point} of ${siteName(ctx, it.state.source)} → ${siteName(ctx, it.state.target)} landed (${out.mode}: ${out.bytesSent} bytes for ${out.changedBlocks} changed blocks)`,
                 out,
               );
               return out;
             }
-            if (it.state.phase !== "initial-replication" && it.state.phase !== "protected") {
+            if (it.state.phase !== "initial-replication") {
               throw new SwitchbackError(
                 "REPROTECT_INTERRUPTED",
                 `the item left initial replication (now ${it.state.phase})`,

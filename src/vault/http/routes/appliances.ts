@@ -98,6 +98,7 @@ export function appliancesRoutes(app: FastifyInstance, deps: VaultDeps): void {
         ...(req.body.url !== undefined ? { url: req.body.url } : {}),
         ...(req.body.datastores !== undefined ? { datastores: req.body.datastores } : {}),
       });
+      deps.dr?.heard(row.site_id);
       // a restarted appliance's process servers are asked where they listen (errors: the next round)
       if (row.control_url !== null) deps.dr?.appliancesChanged().catch(() => {});
       return getAppliance(db, req.params.appliance, { now, heartbeatIntervalMs: deps.heartbeatIntervalMs });
