@@ -1,6 +1,7 @@
 // switchback machines [list [--site S] | show NAME | create NAME --site S --boot-command CMD --disk SIZE… |
 //                      start NAME | stop NAME]
 import type { Command } from "commander";
+import { SwitchbackError } from "../../domain/errors.ts";
 import type { Machine } from "../../vault/http/schemas.ts";
 import { bytes, parseSize, printFields, printJson, printRecords, printTable, seconds } from "../output.ts";
 import { seg, type VaultFlags, vaultClient, withVault } from "../vault-client.ts";
@@ -55,6 +56,17 @@ export function register(program: Command): void {
         ["cpus", m.cpus],
         ["memory", m.memoryBytes === null ? null : bytes(m.memoryBytes)],
         ["boot command", m.bootCommand],
+        ["home address", m.layout?.network?.ip ?? null],
+        [
+          "mounts",
+          m.layout === null
+            ? null
+            : m.layout.disks
+                .flatMap((d, n) =>
+                  d.mountAt !== undefined ? [`disk ${n} ${d.filesystem ?? "?"} at ${d.mountAt}`] : [],
+                )
+                .join(", ") || null,
+        ],
         ["replication", progress(m)],
       ]);
       if (m.disks.length > 0) {
@@ -82,18 +94,42 @@ export function register(program: Command): void {
   )
     .requiredOption("--site <site>", "the site it runs at")
     .requiredOption("--boot-command <cmd>", "what the process provider runs (with sh -c) to boot it")
-    .requiredOption("--disk <size...>", "disk sizes, e.g. --disk 1G 512M (binary units)")
+    .requiredOption(
+      "--disk <size[:fs:mount]...>",
+      "its disks, e.g. --disk 1G 512M (binary units); privileged machines: --disk 1G:ext4:/ 3G:ext4:/data (file system made on first start, mounted there)",
+    )
+    .option(
+      "--ip <address>",
+      "privileged machines: its address on its site's network (default: the first free one)",
+    )
+    .option(
+      "--network <name>",
+      "privileged machines: the site network it joins (default: the site's default)",
+    )
     .option("--json", "print the result as JSON")
-    .action(async (name: string, o: Flags & { site: string; bootCommand: string; disk: string[] }) => {
-      const m = await vaultClient(o).post<Machine>("/v1/machines", {
-        name,
-        site: o.site,
-        bootCommand: o.bootCommand,
-        disks: o.disk.map((s) => ({ sizeBytes: parseSize(s, "--disk") })),
-      });
-      if (o.json) printJson(m);
-      else process.stdout.write(`created machine ${m.name} (${m.id}) at site ${m.site}\n`);
-    });
+    .action(
+      async (
+        name: string,
+        o: Flags & { site: string; bootCommand: string; disk: string[]; ip?: string; network?: string },
+      ) => {
+        const m = await vaultClient(o).post<Machine>("/v1/machines", {
+          name,
+          site: o.site,
+          bootCommand: o.bootCommand,
+          disks: o.disk.map(diskOf),
+          ...(o.ip !== undefined || o.network !== undefined
+            ? {
+                network: {
+                  ...(o.ip !== undefined ? { ip: o.ip } : {}),
+                  ...(o.network !== undefined ? { name: o.network } : {}),
+                },
+              }
+            : {}),
+        });
+        if (o.json) printJson(m);
+        else process.stdout.write(`created machine ${m.name} (${m.id}) at site ${m.site}\n`);
+      },
+    );
   for (const verb of ["start", "stop"] as const) {
     withVault(
       machines
@@ -115,4 +151,26 @@ export function register(program: Command): void {
           );
       });
   }
+}
+
+/** "1G", or "1G:ext4:/data" (a privileged machine's disk with its file system and mount point). */
+function diskOf(spec: string): { sizeBytes: number; filesystem?: "ext4" | "xfs"; mountAt?: string } {
+  const [size, fs, mount, ...rest] = spec.split(":");
+  if (rest.length > 0 || (fs !== undefined && mount === undefined)) {
+    throw new SwitchbackError(
+      "INVALID_OPTION",
+      `--disk ${JSON.stringify(spec)} is not SIZE or SIZE:FILESYSTEM:MOUNT (e.g. 3G:ext4:/data)`,
+    );
+  }
+  if (fs !== undefined && fs !== "ext4" && fs !== "xfs") {
+    throw new SwitchbackError(
+      "INVALID_OPTION",
+      `--disk ${JSON.stringify(spec)}: file system ${fs} is not ext4 or xfs`,
+    );
+  }
+  return {
+    sizeBytes: parseSize(size ?? "", "--disk"),
+    ...(fs !== undefined ? { filesystem: fs } : {}),
+    ...(mount !== undefined ? { mountAt: mount } : {}),
+  };
 }
