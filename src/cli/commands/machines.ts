@@ -95,7 +95,7 @@ export function register(program: Command): void {
     .requiredOption("--site <site>", "the site it runs at")
     .requiredOption("--boot-command <cmd>", "what the process provider runs (with sh -c) to boot it")
     .requiredOption(
-      "--disk <size[:fs:mount]...>",
+      "--disk <disks...>",
       "its disks, e.g. --disk 1G 512M (binary units); privileged machines: --disk 1G:ext4:/ 3G:ext4:/data (file system made on first start, mounted there)",
     )
     .option(
