@@ -388,6 +388,24 @@ describe("process provider, privileged mode: namespaces, loop devices, site netw
         code: "ADDRESS_IS_GATEWAY",
         says: new RegExp(`${site.gateway.replaceAll(".", "\\.")} is the gateway of network prod`),
       },
+      {
+        id: "ppt-bad-bcast",
+        network: { ip: site.subnet.replace(/\.0\/24$/, ".255") },
+        code: "ADDRESS_NOT_USABLE",
+        says: /is the broadcast address of/,
+      },
+      {
+        id: "ppt-bad-netaddr",
+        network: { ip: site.subnet.replace(/\/24$/, "") },
+        code: "ADDRESS_NOT_USABLE",
+        says: /is the network address of/,
+      },
+      {
+        id: "ppt-bad-octet",
+        network: { ip: site.subnet.replace(/\.\d+\.0\/24$/, ".0.266") },
+        code: "INVALID_ADDRESS",
+        says: /is not an IPv4 address/,
+      },
     ];
     for (const c of cases) {
       const info = await create({
@@ -408,6 +426,30 @@ describe("process provider, privileged mode: namespaces, loop devices, site netw
       released(info, c.id);
       await provider.delete(c.id);
       created.delete(c.id);
+    }
+    // an address a running machine holds on the same network is refused (a failover copy takes an
+    // address over at another site, or once the holder stopped)
+    const ip = site.subnet.replace(/\.0\/24$/, ".77");
+    for (const id of ["ppt-holder", "ppt-clash"]) {
+      await create({
+        ...server(id, id, { ip }),
+        disks: [{ from: "blank", sizeBytes: 8 * MiB, filesystem: "ext4" }],
+        mounts: [{ disk: 0, at: "/" }],
+      });
+    }
+    await start("ppt-holder");
+    await assert.rejects(start("ppt-clash"), (err: unknown) => {
+      assert.equal(code(err), "ADDRESS_IN_USE", String(err));
+      assert.match((err as Error).message, /held by running instance ppt-holder/);
+      return true;
+    });
+    released((await provider.status("ppt-clash"))!, "ppt-clash refused");
+    await provider.stop("ppt-holder", { timeoutMs: 5000 });
+    await start("ppt-clash");
+    assert.equal((await provider.status("ppt-clash"))?.network?.ip, ip, "free again once the holder stopped");
+    for (const id of ["ppt-holder", "ppt-clash"]) {
+      await provider.delete(id, { timeoutMs: 5000 });
+      created.delete(id);
     }
   });
 

@@ -114,8 +114,16 @@ export function prefixOf(subnet: string): number {
   return Number(subnet.split("/")[1]);
 }
 
-function toInt(a: string): number {
-  return a.split(".").reduce((n, o) => n * 256 + Number(o), 0) >>> 0;
+/** An IPv4 address as a number; throws INVALID_ADDRESS for anything else (an octet above 255, …). */
+export function toInt(a: string): number {
+  const parts = a.split(".");
+  if (parts.length !== 4 || parts.some((o) => !/^\d{1,3}$/.test(o) || Number(o) > 255)) {
+    throw new SwitchbackError(
+      "INVALID_ADDRESS",
+      `${JSON.stringify(a)} is not an IPv4 address (four numbers 0-255)`,
+    );
+  }
+  return parts.reduce((n, o) => n * 256 + Number(o), 0) >>> 0;
 }
 
 function toAddr(n: number): string {
@@ -154,6 +162,15 @@ export async function attachMachine(netns: string, net: SiteNetwork, address: st
     throw new SwitchbackError(
       "ADDRESS_NOT_IN_SUBNET",
       `address ${address} is not in network ${net.name}'s subnet ${net.subnet}; fix the machine's target settings`,
+    );
+  }
+  const [base, bits] = net.subnet.split("/") as [string, string];
+  const hostBits = 32 - Number(bits);
+  const offset = (toInt(address) - toInt(base)) >>> 0;
+  if (hostBits >= 2 && (offset === 0 || offset === 2 ** hostBits - 1)) {
+    throw new SwitchbackError(
+      "ADDRESS_NOT_USABLE",
+      `address ${address} is the ${offset === 0 ? "network" : "broadcast"} address of ${net.subnet}; give the machine a host address`,
     );
   }
   if (address === net.gateway) {

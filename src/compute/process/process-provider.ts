@@ -540,6 +540,13 @@ export class ProcessProvider implements ComputeProvider {
     }
     const netns = `${net.netns}.${rec.spec.id}`;
     const ip = await this.#address(rec, net, want.ip);
+    const holder = this.#holderOf(net.name, ip, rec.spec.id);
+    if (holder !== null) {
+      throw new SwitchbackError(
+        "ADDRESS_IN_USE",
+        `address ${ip} on network ${net.name} of site ${nets.site} is held by running instance ${holder}; stop it first or give instance ${rec.spec.id} another address`,
+      );
+    }
     const loops: string[] = [];
     try {
       for (const d of rec.disks) loops.push(await loopAttach(d.path));
@@ -574,6 +581,22 @@ export class ProcessProvider implements ComputeProvider {
     });
     this.#allocating = next.catch(() => {});
     return next;
+  }
+
+  /** The running instance (other than `self`) that holds `ip` on `network`, or null. */
+  #holderOf(network: string, ip: string, self: string): string | null {
+    for (const other of listFolders(this.root)) {
+      if (other === self) continue;
+      try {
+        const r = readRecord(path.join(this.root, other, RECORD));
+        const a = r?.attach ?? null;
+        if (r === null || a === null || a.network !== network || a.ip !== ip || r.run === null) continue;
+        if (groupMembers(r.run.pid, r.run.startTime).length > 0) return other;
+      } catch {
+        /* a damaged record holds nothing */
+      }
+    }
+    return null;
   }
 
   /** Once a privileged run's processes are gone: its namespace is deleted, its loop devices detached. */
