@@ -407,4 +407,170 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
     void east;
     void west;
   });
+
+  it("a recovery plan of three machines in two groups: drill, cleanup, failover, commit, reprotect, failback", async (t) => {
+    const t0 = Date.now();
+    const mark = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
+    const [east, west] = two.sites;
+    const names = ["pdb", "app1", "app2"];
+    const host = (n: string) => 30 + names.indexOf(n);
+    for (const name of names) {
+      await defineSqlMachine(two.api, {
+        name,
+        site: "east",
+        ackLog: path.join(tmp.dir, `${name}.acks`),
+        ip: addressIn(east, host(name)),
+        rootMiB: 32,
+        dataMiB: 48,
+        everyMs: 100,
+      });
+      assert.equal((await api("POST", `/v1/machines/${name}/start`, {})).status, 200);
+    }
+    for (const name of names) {
+      await until(
+        `${name} registers`,
+        async () => (await api("GET", `/v1/machines/${name}`)).body.disks.length === 2,
+      );
+      const prot = await api("POST", "/v1/items", {
+        machine: name,
+        to: "west",
+        policy: "tight",
+        targetSettings: { ip: addressIn(west, host(name)) },
+      });
+      assert.equal(prot.status, 202, JSON.stringify(prot.body));
+    }
+    const phases = async () =>
+      Object.fromEntries(
+        ((await api("GET", "/v1/items")).body as Json[])
+          .filter((i) => names.includes(i.name))
+          .map((i) => [i.name, i]),
+      ) as Record<string, Json>;
+    await until(
+      "the three machines are protected",
+      async () => {
+        const all = await phases();
+        return names.every((n) => all[n]?.phase === "protected" && all[n]?.latestPoint !== null);
+      },
+      120_000,
+    );
+    mark("three machines protected east → west");
+
+    // the database first; a vault script checks it answers (on the test network in a drill) before
+    // an operator confirms group 2
+    const marks = path.join(tmp.dir, "plan-marks");
+    const dbWest = addressIn(west, host("pdb"));
+    const check =
+      `ns=; [ "$SWITCHBACK_OPERATION" = test-failover ] && ns=${west.testNetns}; ` +
+      `if [ "$SWITCHBACK_OPERATION" = failback ]; then ip=${addressIn(east, host("pdb"))}; else ip=${dbWest}; fi; ` +
+      `for i in $(seq 1 50); do if [ -n "$ns" ]; then nsenter --net=/run/netns/$ns curl -sf -m 2 http://$ip:${SERVICE_PORT}/health && break; ` +
+      `else curl -sf -m 2 http://$ip:${SERVICE_PORT}/health && break; fi; sleep 0.2; done; ` +
+      `mkdir -p ${marks} && echo "$SWITCHBACK_OPERATION $ip" >> ${marks}/db-checked`;
+    const plan = await api("POST", "/v1/plans", {
+      name: "shop",
+      groups: [
+        {
+          items: ["pdb"],
+          post: [
+            { kind: "script", run: check, timeoutSeconds: 30, on: ["test-failover", "failover", "failback"] },
+          ],
+        },
+        {
+          items: ["app1", "app2"],
+          pre: [{ kind: "manual", message: "start the apps?", on: ["test-failover", "failover"] }],
+        },
+      ],
+    });
+    assert.equal(plan.status, 201, JSON.stringify(plan.body));
+
+    const runPlan = async (op: string, body: unknown = {}): Promise<Json> => {
+      const r = await api("POST", `/v1/plans/shop/${op}`, body);
+      assert.equal(r.status, 202, `${op}: ${JSON.stringify(r.body)}`);
+      const id = r.body.job.id as string;
+      for (;;) {
+        const j = await until(
+          `plan ${op}`,
+          async () => {
+            const x = (await api("GET", `/v1/jobs/${id}`)).body;
+            return ["succeeded", "failed", "cancelled", "waiting"].includes(x.state) ? x : undefined;
+          },
+          180_000,
+        );
+        if (j.state === "waiting") {
+          const step = j.waitingFor.replace(/^confirm-/, "");
+          const ok = await api("POST", "/v1/plans/shop/confirm", { step });
+          assert.equal(ok.status, 200, JSON.stringify(ok.body));
+          continue;
+        }
+        if (j.state !== "succeeded") {
+          const logs = (await api("GET", `/v1/jobs/${id}/logs`)).body;
+          assert.fail(
+            `plan ${op} ${j.state}: ${JSON.stringify(j.error)}\n${JSON.stringify(logs).slice(-3000)}\n${two.context()}`,
+          );
+        }
+        return j;
+      }
+    };
+    const allAre = async (phase: string, direction: string) => {
+      const all = await phases();
+      for (const n of names) {
+        assert.equal(all[n].phase, phase, `${n} is ${phase}`);
+        assert.equal(all[n].direction, direction, `${n} replicates ${direction}`);
+      }
+      return all;
+    };
+    const answers = (netns: string | null, site: typeof east, n: string) =>
+      service(`${n} answers`, netns, addressIn(site, host(n)));
+
+    await runPlan("test-failover");
+    const drilled = await phases();
+    for (const n of names) {
+      assert.ok(drilled[n].drill !== null, `${n} has a drill copy`);
+      const s = await answers(west.testNetns, west, n);
+      assert.equal(s.drill, true);
+      assert.equal(s.bootCheck.ok, true, `${n}'s drill copy is sound`);
+    }
+    mark("plan drill: three copies on the test network");
+    await runPlan("test-failover-cleanup", { notes: "plan drill ok" });
+    for (const n of names) assert.equal((await phases())[n].drill, null);
+    mark("plan drill cleaned up");
+
+    await runPlan("failover", { planned: true });
+    await allAre("failed-over", "east → west");
+    for (const n of names) {
+      const s = await answers(null, west, n);
+      const acked = readAcks(path.join(tmp.dir, `${n}.acks`)).filter((a) => a.site === "east");
+      checkCopy(
+        `${n} after the plan's failover`,
+        s,
+        acked.length === 0 ? 0 : (acked[acked.length - 1] as Ack).seq,
+      );
+    }
+    mark("plan failover: three services answer at west, nothing acknowledged is lost");
+    await runPlan("commit");
+    await allAre("failover-committed", "east → west");
+    await runPlan("reprotect");
+    await until(
+      "reprotected",
+      async () => {
+        const all = await phases();
+        return names.every((n) => all[n].phase === "protected") ? all : undefined;
+      },
+      120_000,
+    );
+    await allAre("protected", "west → east");
+    mark("plan commit and reprotect");
+    await runPlan("failback", { planned: true });
+    await allAre("failed-over", "west → east");
+    for (const n of names) {
+      const s = await answers(null, east, n);
+      assert.equal(s.site, "east");
+      assert.equal(s.bootCheck.ok, true, `${n} after failback`);
+    }
+    const checked = readFileSync(path.join(marks, "db-checked"), "utf8").trim().split("\n");
+    assert.deepEqual(
+      checked.map((l) => l.split(" ")[0]),
+      ["test-failover", "failover", "failback"],
+    );
+    mark("plan failback: three services answer at east; the vault script checked the database each time");
+  });
 });
