@@ -29,6 +29,8 @@ export interface InstanceNetwork {
   name?: string;
   /** its address there; default: one kept from its last run, else the first free one */
   ip?: string;
+  /** the subnet it must be on (a.b.c.d/n): picks the site network with it when no name is given */
+  subnet?: string;
   /** a drill copy: joins the test network */
   drill?: boolean;
   /** forwarded from the site's edge address to the machine's address (`servicePort`, default the same port) */

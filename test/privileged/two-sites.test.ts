@@ -172,7 +172,12 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
       machine: "db1",
       to: "west",
       policy: "tight",
-      targetSettings: { ip: WEST_IP, publicPort: PUBLIC_PORT, servicePort: SERVICE_PORT },
+      targetSettings: {
+        ip: WEST_IP,
+        subnet: west.subnet,
+        publicPort: PUBLIC_PORT,
+        servicePort: SERVICE_PORT,
+      },
     });
     assert.equal(prot.status, 202, JSON.stringify(prot.body));
     await job(prot.body.job.id);

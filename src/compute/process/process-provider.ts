@@ -530,12 +530,30 @@ export class ProcessProvider implements ComputeProvider {
   /** Attaches a privileged run: loop devices for its disks, its namespace on its network at its address. */
   async #attach(rec: InstanceRecord, nets: SiteNetworks): Promise<Attach> {
     const want = rec.spec.network ?? {};
-    const name = want.name ?? (want.drill === true ? nets.testNetwork : nets.defaultNetwork);
+    const drill = want.drill === true;
+    // by name; else by subnet (among the test networks for a drill, the others otherwise); else the default
+    const bySubnet =
+      want.name === undefined && want.subnet !== undefined
+        ? nets.networks.find((n) => n.subnet === want.subnet && n.isolated === drill)
+        : undefined;
+    if (want.name === undefined && want.subnet !== undefined && bySubnet === undefined) {
+      throw new SwitchbackError(
+        "NETWORK_NOT_FOUND",
+        `instance ${rec.spec.id} asks for subnet ${want.subnet}, which no ${drill ? "test " : ""}network of site ${nets.site} has (${nets.networks.map((n) => `${n.name} ${n.subnet}`).join(", ")}); fix the item's target settings`,
+      );
+    }
+    const name = bySubnet?.name ?? want.name ?? (drill ? nets.testNetwork : nets.defaultNetwork);
     const net = nets.networks.find((n) => n.name === name);
     if (net === undefined) {
       throw new SwitchbackError(
         "NETWORK_NOT_FOUND",
         `instance ${rec.spec.id} asks for network ${name}, which site ${nets.site} does not have (it has ${nets.networks.map((n) => n.name).join(", ")}); fix the item's target settings`,
+      );
+    }
+    if (want.subnet !== undefined && net.subnet !== want.subnet) {
+      throw new SwitchbackError(
+        "SUBNET_MISMATCH",
+        `instance ${rec.spec.id} asks for network ${name} and subnet ${want.subnet}, but that network's subnet is ${net.subnet}; fix the item's target settings`,
       );
     }
     const netns = `${net.netns}.${rec.spec.id}`;

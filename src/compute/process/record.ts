@@ -33,6 +33,7 @@ export const InstanceNetworkSchema = Type.Object(
   {
     name: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9._-]{1,64}$" })),
     ip: Type.Optional(Address),
+    subnet: Type.Optional(Type.String({ pattern: "^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$" })),
     drill: Type.Optional(Type.Boolean()),
     publicPort: Type.Optional(Port),
     servicePort: Type.Optional(Port),

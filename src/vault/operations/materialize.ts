@@ -46,6 +46,7 @@ export function copySpec(
       drill: true,
       ...(s.testNetwork !== undefined ? { name: s.testNetwork } : {}),
       ...(s.ip !== undefined ? { ip: s.ip } : {}),
+      ...(s.subnet !== undefined ? { subnet: s.subnet } : {}),
     };
   } else if (atHome) {
     network = { ...(layout?.network ?? {}) };
@@ -58,6 +59,7 @@ export function copySpec(
     network = {
       ...(s.network !== undefined ? { name: s.network } : {}),
       ...(s.ip !== undefined ? { ip: s.ip } : {}),
+      ...(s.subnet !== undefined ? { subnet: s.subnet } : {}),
       ...(s.publicPort !== undefined ? { publicPort: s.publicPort } : {}),
       ...(s.servicePort !== undefined ? { servicePort: s.servicePort } : {}),
     };
