@@ -7,6 +7,7 @@
 
 import { existsSync } from "node:fs";
 import { statfs } from "node:fs/promises";
+import path from "node:path";
 import type { Logger } from "pino";
 import { type MachineIdentity, writeIdentityLabel } from "../agent/identity.ts";
 import type { SiteNetworks } from "../compute/process/netns.ts";
@@ -18,8 +19,10 @@ import type { PointHeader } from "../datastore/manifest.ts";
 import { deleteItemPoints, prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
+import { Gate } from "./gate.ts";
 import { applyPoint, seedPoint } from "./master-target.ts";
 import { type Authenticate, ProcessServer } from "./process-server.ts";
+import { Replicas } from "./replicas.ts";
 import { SiteProvider } from "./site-provider.ts";
 import type {
   RetentionRequest,
@@ -48,6 +51,8 @@ export interface LocalSiteOptions {
   onCommit: (datastoreId: string, item: ItemName, header: PointHeader) => void;
   /** privileged machines on these networks (the provider's privileged mode); absent: unprivileged */
   networks?: SiteNetworks;
+  /** keep replica images of the items whose points it receives (drills, failovers by copy-on-write); default true */
+  replicas?: boolean;
   /** where the process servers listen (default 127.0.0.1) */
   host?: string;
   /** the port a datastore's process server had last time (agents keep reaching it); 0: any */
@@ -66,18 +71,30 @@ export class LocalSite implements SiteRuntime {
   readonly #served = new Map<string, ServedDatastore>();
   readonly #o: LocalSiteOptions;
   readonly #machines: ProcessProvider;
+  readonly #replicas: Replicas | null;
+  /** the site's own readers of its datastores, and the work that needs one alone */
+  readonly #gate = new Gate();
 
   private constructor(o: LocalSiteOptions) {
     this.#o = o;
     this.id = o.siteId;
     this.name = o.siteName;
+    const replicas =
+      o.replicas === false
+        ? null
+        : new Replicas({
+            root: path.join(path.dirname(path.resolve(o.machinesRoot)), "replicas"),
+            log: o.log,
+          });
+    this.#replicas = replicas;
     const inner = new ProcessProvider({
       root: o.machinesRoot,
+      ...(replicas !== null ? { pointCopy: (d, to) => replicas.copyDisk(d, to) } : {}),
       env: { ...o.machineEnv, SWITCHBACK_SITE: o.siteName },
       ...(o.networks !== undefined ? { networks: o.networks } : {}),
     });
     this.#machines = inner;
-    this.provider = new SiteProvider(inner, o.siteName, (id) => this.#served.get(id)?.dir);
+    this.provider = new SiteProvider(inner, o.siteName, (id) => this.#served.get(id)?.dir, this.#gate);
   }
 
   static async start(o: LocalSiteOptions): Promise<LocalSite> {
@@ -101,7 +118,10 @@ export class LocalSite implements SiteRuntime {
         authenticate: this.#o.authenticate,
         host,
         port,
-        onCommit: (item, header) => this.#o.onCommit(id, item, header),
+        onCommit: (item, header) => {
+          this.#replicas?.committed(dir, item, header.id);
+          this.#o.onCommit(id, item, header);
+        },
       });
     let server = make(saved);
     let url: string;
@@ -169,12 +189,14 @@ export class LocalSite implements SiteRuntime {
     const key = `${datastoreId}/${item}`;
     const running = this.#seeding.get(key);
     if (running !== undefined) return running;
-    const seed = d.server
-      .exclusive(`seed ${item}`, async () => {
-        const r = await seedPoint({ datastore: d.dir, item, disks });
-        await d.ds.reloadIndex();
-        return { pointId: r.pointId, bytesRead: r.bytesRead };
-      })
+    const seed = this.#gate
+      .exclusive(() =>
+        d.server.exclusive(`seed ${item}`, async () => {
+          const r = await seedPoint({ datastore: d.dir, item, disks });
+          await d.ds.reloadIndex();
+          return { pointId: r.pointId, bytesRead: r.bytesRead };
+        }),
+      )
       .finally(() => this.#seeding.delete(key));
     this.#seeding.set(key, seed);
     return seed;
@@ -187,17 +209,24 @@ export class LocalSite implements SiteRuntime {
     disks: SiteDisk[],
   ): Promise<{ blocksWritten: number; bytesWritten: number }> {
     const d = this.#datastore(datastoreId);
-    const r = await applyPoint({ datastore: d.dir, item, point, disks });
+    const r = await this.#gate.shared(() => applyPoint({ datastore: d.dir, item, point, disks }));
     return { blocksWritten: r.blocksWritten, bytesWritten: r.bytesWritten };
   }
 
   async deletePoints(datastoreId: string, item: string): Promise<string[]> {
     const d = this.#datastore(datastoreId);
-    return d.server.exclusive(`delete points of ${item}`, () => deleteItemPoints(d.ds, item as ItemName));
+    await this.#replicas?.drop(d.dir, item);
+    return this.#gate.exclusive(() =>
+      d.server.exclusive(`delete points of ${item}`, () => deleteItemPoints(d.ds, item as ItemName)),
+    );
   }
 
   async retention(datastoreId: string, items: RetentionRequest[], now: Date): Promise<RetentionResult> {
     const d = this.#datastore(datastoreId);
+    return this.#gate.exclusive(() => this.#retention(d, items, now));
+  }
+
+  async #retention(d: ServedDatastore, items: RetentionRequest[], now: Date): Promise<RetentionResult> {
     return d.server.exclusive("retention", async () => {
       const run: RetentionResult = { items: 0, pruned: 0, bytesFreed: 0 };
       const held = new Set<string>(await d.ds.items());
@@ -242,7 +271,13 @@ export class LocalSite implements SiteRuntime {
     writeIdentityLabel(os, identity);
   }
 
+  /** The replicas this site keeps (null: none). */
+  get replicas(): Replicas | null {
+    return this.#replicas;
+  }
+
   async stop(): Promise<void> {
+    await this.#replicas?.idle();
     for (const d of this.#served.values()) {
       await d.server
         .close()

@@ -5,18 +5,31 @@
 
 import type { ComputeProvider, InstanceInfo, InstanceSpec, PointDiskSource } from "../compute/provider.ts";
 import { SwitchbackError } from "../domain/errors.ts";
+import type { Gate } from "./gate.ts";
 
 export class SiteProvider implements ComputeProvider {
   readonly kind: string;
   readonly #inner: ComputeProvider;
   readonly #dirOf: (datastoreId: string) => string | undefined;
   readonly #site: string;
+  readonly #gate: Gate | undefined;
 
-  constructor(inner: ComputeProvider, site: string, dirOf: (datastoreId: string) => string | undefined) {
+  /** `gate`: making disks from points reads the site's datastores (see gate.ts) */
+  constructor(
+    inner: ComputeProvider,
+    site: string,
+    dirOf: (datastoreId: string) => string | undefined,
+    gate?: Gate,
+  ) {
     this.kind = inner.kind;
     this.#inner = inner;
     this.#site = site;
     this.#dirOf = dirOf;
+    this.#gate = gate;
+  }
+
+  #reading<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#gate === undefined ? fn() : this.#gate.shared(fn);
   }
 
   #resolve(datastoreId: string): string {
@@ -34,7 +47,7 @@ export class SiteProvider implements ComputeProvider {
     const disks = spec.disks.map((d) =>
       d.from === "point" ? { ...d, datastore: this.#resolve(d.datastore) } : d,
     );
-    return this.#inner.create({ ...spec, disks }, progress);
+    return this.#reading(() => this.#inner.create({ ...spec, disks }, progress));
   }
 
   start(id: string): Promise<InstanceInfo> {
@@ -50,7 +63,8 @@ export class SiteProvider implements ComputeProvider {
   }
 
   changePoint(id: string, from: PointDiskSource): Promise<{ blocksWritten: number; bytesWritten: number }> {
-    return this.#inner.changePoint(id, { ...from, datastore: this.#resolve(from.datastore) });
+    const resolved = { ...from, datastore: this.#resolve(from.datastore) };
+    return this.#reading(() => this.#inner.changePoint(id, resolved));
   }
 
   delete(id: string, o?: { keepDisks?: boolean; timeoutMs?: number }): Promise<void> {

@@ -245,3 +245,33 @@ export async function applyPointToImages(
     return { pointId, blocksWritten, bytesWritten, blocksCompared };
   });
 }
+
+/**
+ * Rewrites images that hold exactly point `base` of the item to point `ref`, writing only the blocks
+ * whose content differs between the two points (found from their maps: the images are not read),
+ * and verifies what it wrote.
+ */
+export async function applyPointSince(
+  ref: PointRef,
+  base: string,
+  disks: { path: string; uuid: string }[],
+): Promise<{ pointId: PointId; blocksWritten: number; bytesWritten: number }> {
+  return withPoint(ref, "apply point", async (ds, item, pointId, header) => {
+    let blocksWritten = 0;
+    let bytesWritten = 0;
+    for (const d of disks) {
+      const r = await restoreDisk(ds, {
+        item,
+        point: pointId,
+        disk: diskIndexOf(header, d.uuid, ref.datastore),
+        to: d.path,
+        delta: true,
+        base: parsePointId(base),
+        verify: true,
+      });
+      blocksWritten += r.blocksWritten;
+      bytesWritten += r.bytesWritten;
+    }
+    return { pointId, blocksWritten, bytesWritten };
+  });
+}

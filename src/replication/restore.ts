@@ -38,6 +38,12 @@ export interface RestoreOptions {
   to: string;
   delta: boolean;
   verify?: boolean;
+  /**
+   * With delta: the target holds exactly this point's disk (the same uuid), so only the blocks whose
+   * content differs between the two points are written, found from their maps without reading the
+   * target (a replica kept at a point, a copy-on-write clone of it)
+   */
+  base?: PointId;
 }
 
 export interface RestoreResult {
@@ -101,7 +107,9 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
   let blocksCompared = 0;
   try {
     let want: number[];
-    if (o.delta) {
+    if (o.delta && o.base !== undefined) {
+      want = await changedSince(ds, o.item, o.base, d.uuid, map);
+    } else if (o.delta) {
       want = await compareDisk(target!, size, map.refs, map.hashArena);
       blocksCompared = map.blockCount;
     } else {
@@ -158,6 +166,33 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
     verified,
     verifyMs,
   };
+}
+
+/** The blocks of `map` whose content differs from the same disk (by uuid) at point `base`. */
+async function changedSince(
+  ds: Datastore,
+  item: ItemName,
+  base: PointId,
+  uuid: string,
+  map: DiskMap,
+): Promise<number[]> {
+  const header = await ds.readPointHeader(item, base);
+  const index = header.disks.findIndex((x) => x.uuid === uuid);
+  const disk = header.disks[index];
+  if (disk === undefined || Math.ceil(disk.sizeBytes / BLOCK_SIZE) !== map.blockCount) {
+    throw new SwitchbackError(
+      "RESTORE_BASE_MISMATCH",
+      `point ${base} of item ${item} has no disk ${uuid} of ${map.blockCount} blocks to write the difference against; restore it whole`,
+    );
+  }
+  const old = (await ds.resolveDisk(item, base, index)).map;
+  const want: number[] = [];
+  for (let b = 0; b < map.blockCount; b++) {
+    const a = map.hashOf(b);
+    const o = old.hashOf(b);
+    if (a === undefined ? o !== undefined : o === undefined || !a.equals(o)) want.push(b);
+  }
+  return want;
 }
 
 function isEmptyFileError(err: unknown): boolean {

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { loopsRelease } from "../../src/compute/process/netns.ts";
 import { cli, ROOT } from "./env.ts";
 import {
   type ApplianceProcess,
@@ -88,7 +89,7 @@ export async function startTwoSites(o: {
     await vault?.stop().catch(() => {});
     killMachines(o.data);
     await new Promise((r) => setTimeout(r, 300));
-    releaseLoops(o.data);
+    await releaseLoops(o.data);
     await cli(["lab", "down", "--name", o.lab]);
   };
   try {
@@ -147,8 +148,8 @@ export async function startTwoSites(o: {
   }
 }
 
-/** Detaches loop devices left on machines' disk images (machines killed with kill -9). */
-export function releaseLoops(data: string): void {
+/** Detaches loop devices left on machines' disk images (machines killed with kill -9, maybe mid-freeze). */
+export async function releaseLoops(data: string): Promise<void> {
   const sites = path.join(data, "sites");
   if (!existsSync(sites)) return;
   for (const site of readdirSync(sites)) {
@@ -158,13 +159,7 @@ export function releaseLoops(data: string): void {
       const rec = path.join(machines, inst, "instance.json");
       if (!existsSync(rec)) continue;
       const disks = (JSON.parse(readFileSync(rec, "utf8")) as { disks: { path: string }[] }).disks;
-      for (const d of disks) {
-        const out = spawnSync("losetup", ["--associated", d.path, "--noheadings", "--output", "NAME"], {
-          encoding: "utf8",
-        }).stdout;
-        for (const l of out.split("\n").map((x) => x.trim()))
-          if (l.startsWith("/dev/")) spawnSync("losetup", ["--detach", l]);
-      }
+      for (const d of disks) await loopsRelease(d.path, 10_000).catch(() => {});
     }
   }
 }

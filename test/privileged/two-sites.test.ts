@@ -9,11 +9,12 @@
 // At every recovered copy: integrity_check ok, an unbroken sequence, every row acknowledged before the
 // point was cut, the file tree matches its manifest, the service answers on its configured address.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { loopsRelease } from "../../src/compute/process/netns.ts";
 import { privilegedSkipReason, tempDir } from "../helpers/env.ts";
+import { Scratch } from "../helpers/privileged.ts";
 import {
   addressIn,
   defineSqlMachine,
@@ -25,6 +26,7 @@ import {
 import { type Json, succeededJob, until } from "../helpers/vault.ts";
 
 const skip = privilegedSkipReason([
+  "mkfs.xfs",
   "losetup",
   "mkfs.ext4",
   "mount",
@@ -64,6 +66,7 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
   skip,
 }, () => {
   let tmp: { dir: string; cleanup: () => void };
+  let scratch: Scratch | undefined;
   let two: TwoSites;
   const ack = () => path.join(tmp.dir, "acks.log");
   const api = (method: string, p: string, body?: unknown) => two.api(method, p, body);
@@ -131,7 +134,12 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
 
   before(async () => {
     tmp = tempDir("sb-two-sites-");
-    two = await startTwoSites({ lab: "sbe", data: path.join(tmp.dir, "data") });
+    // the sites' folders on XFS: replicas are cloned by reflink (copy-on-write), as on a real appliance
+    scratch = new Scratch("sb-two-sites-xfs-");
+    const dev = scratch.attach(scratch.image("sites.img", 16 * 1024));
+    scratch.mkfs(dev, "xfs");
+    const data = path.join(scratch.mount(dev, "mnt"), "data");
+    two = await startTwoSites({ lab: "sbe", data });
     EAST_IP = addressIn(two.sites[0], 10);
     WEST_IP = addressIn(two.sites[1], 20);
     // a point every second, RPO alert past 6 s
@@ -147,6 +155,7 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
 
   after(async () => {
     await two?.stop();
+    scratch?.cleanup();
     if (process.env.KEEP_TMP === undefined) tmp?.cleanup();
     else console.log("kept", tmp?.dir);
   });
@@ -207,6 +216,17 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
       return it.latestPoint.id > beforeDrill.latestPoint.id ? it : undefined;
     });
     const drillInstance = (await item()).drill.instanceId as string;
+    const made = (id: string) =>
+      (
+        JSON.parse(
+          readFileSync(path.join(two.data, "sites", "west", "machines", id, "instance.json"), "utf8"),
+        ).disks as { method: string }[]
+      ).map((d) => d.method);
+    const drillMade = made(drillInstance);
+    assert.ok(
+      drillMade.every((m) => m === "reflink"),
+      `the drill copy's disks are copy-on-write clones of west's replica, not restores: ${drillMade}`,
+    );
     const cleanup = await operate("test-failover-cleanup", { notes: "drill: integrity ok" });
     assert.equal(cleanup.steps[1].output.notes, "drill: integrity ok");
     assert.equal(
@@ -237,6 +257,9 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
       `planned failover: the service answered at ${WEST_IP} after ${rto.toFixed(1)} s; rows up to ${ackedAtFailover}`,
     );
     const westInstance = fo.steps.find((s: Json) => s.name === "materialize").output.instanceId as string;
+    t.diagnostic(
+      `drill disks made by ${drillMade.join(", ")}; failover disks by ${made(westInstance).join(", ")}`,
+    );
 
     await operate("commit");
     await until("the recovered machine writes", async () => lastAck() > ackedAtFailover + 100);
@@ -384,10 +407,8 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
     process.kill(-oldRec.run.pid, "SIGKILL");
     await new Promise((r) => setTimeout(r, 500));
     const oldFolder = path.join(two.data, "sites", "east", "machines", homeInstance);
-    for (const d of oldRec.disks as { path: string }[]) {
-      // what the kernel still holds of it goes first, then its disks
-      spawnSync("sh", ["-c", `losetup -j '${d.path}' -O NAME -n | xargs -r -n1 losetup -d`]);
-    }
+    // what the kernel still holds of it goes first (a file system it froze for a point, maybe), then its disks
+    for (const d of oldRec.disks as { path: string }[]) await loopsRelease(d.path);
     rmSync(oldFolder, { recursive: true, force: true });
     const gone = await until("reprotect to the original location refused: its disks are gone", async () => {
       const r = await api("POST", "/v1/items/db1/reprotect", { location: "original" });

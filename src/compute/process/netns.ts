@@ -5,7 +5,9 @@
 // of its network's bridge in the site's namespace; its disks are loop devices over its image files.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { SwitchbackError } from "../../domain/errors.ts";
@@ -243,13 +245,21 @@ export async function loopAttach(file: string): Promise<string> {
 /**
  * Detaches every loop device of `file` and waits until the kernel has let go of them (a file system
  * of a namespace that just ended may still be unmounting: until it is, the image must not be touched).
+ * A file system frozen for a point when its machine was killed outlives its namespace (the kernel
+ * keeps a frozen superblock): it is mounted once more in a namespace of its own, thawed and unmounted.
  */
 export async function loopsRelease(file: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
+  let thawed = false;
   for (;;) {
     const loops = await loopsOf(file);
     if (loops.length === 0) return;
     for (const l of loops) await run("losetup", ["--detach", l]).catch(() => {});
+    if (!thawed && Date.now() - started > 500) {
+      thawed = true;
+      for (const l of loops) await thawOrphan(l);
+    }
     if (Date.now() > deadline) {
       throw new SwitchbackError(
         "DISK_STILL_ATTACHED",
@@ -257,5 +267,26 @@ export async function loopsRelease(file: string, timeoutMs = 30_000): Promise<vo
       );
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Thaws a file system on `dev` that no mount shows any more (see loopsRelease); best effort. */
+async function thawOrphan(dev: string): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), "sb-thaw-"));
+  try {
+    await run("unshare", [
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      'mount "$1" "$2" 2>/dev/null || exit 0; fsfreeze -u "$2" 2>/dev/null; umount "$2"',
+      "sh",
+      dev,
+      dir,
+    ]).catch(() => {});
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

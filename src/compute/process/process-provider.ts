@@ -61,6 +61,14 @@ export interface ProcessProviderOptions {
    * namespace, and its disks as loop devices mounted as its spec's `mounts` say. Absent: unprivileged.
    */
   networks?: SiteNetworks;
+  /**
+   * A quicker way to make a disk from a point than restoring it from the datastore (a site's replica:
+   * a copy-on-write clone and the blocks that differ); null: restore it.
+   */
+  pointCopy?: (
+    d: Extract<DiskSpec, { from: "point" }>,
+    to: string,
+  ) => Promise<{ method: "reflink" | "sparse-copy"; point: string } | null>;
 }
 
 const RECORD = "instance.json";
@@ -101,6 +109,7 @@ export class ProcessProvider implements ComputeProvider {
   /** one operation at a time per instance in this process */
   readonly #busy = new Map<string, Promise<unknown>>();
   readonly #networks: SiteNetworks | null;
+  readonly #pointCopy: ProcessProviderOptions["pointCopy"];
   /** addresses are chosen one machine at a time */
   #allocating: Promise<unknown> = Promise.resolve();
 
@@ -108,6 +117,7 @@ export class ProcessProvider implements ComputeProvider {
     this.root = path.resolve(o.root);
     this.#env = { ...(o.env ?? {}) };
     this.#networks = o.networks ?? null;
+    this.#pointCopy = o.pointCopy;
   }
 
   /** true in privileged mode (namespaces, loop devices) */
@@ -228,8 +238,16 @@ export class ProcessProvider implements ComputeProvider {
         rmSync(tmp, { force: true });
         let made: Pick<DiskRecord, "method" | "point">;
         if (d.from === "point") {
-          const r = await materializePointDisk(d, tmp);
-          made = { method: "restore", point: { datastore: d.datastore, item: d.item, point: r.pointId } };
+          const quick = (await this.#pointCopy?.(d, tmp)) ?? null;
+          if (quick !== null) {
+            made = {
+              method: quick.method,
+              point: { datastore: d.datastore, item: d.item, point: quick.point },
+            };
+          } else {
+            const r = await materializePointDisk(d, tmp);
+            made = { method: "restore", point: { datastore: d.datastore, item: d.item, point: r.pointId } };
+          }
         } else if (d.from === "clone") {
           made = { method: await cloneImage(path.resolve(d.path), tmp, onBytes), point: null };
         } else {
