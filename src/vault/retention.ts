@@ -59,6 +59,13 @@ export async function applyRetention(ctx: OpsContext, now: Date): Promise<Retent
           { site: site.name, datastore: datastoreId },
           "retention skipped: the appliance does not answer",
         );
+      } else if ((err as { code?: string }).code === "DATASTORE_LOCKED") {
+        // another process holds the datastore (a restore, a check, a stale lock being cleared): the
+        // next round prunes what this one could not
+        ctx.log.info(
+          { site: site.name, datastore: datastoreId, detail: (err as Error).message },
+          "retention deferred: the datastore is busy",
+        );
       } else {
         ctx.log.error({ err, site: site.name, datastore: datastoreId }, "retention at a datastore failed");
       }

@@ -4,13 +4,13 @@
 // inside the site's namespace running privileged machines (network + mount namespaces, loop devices).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { loopsRelease } from "../../src/compute/process/netns.ts";
 import { cli, ROOT } from "./env.ts";
 import {
   type ApplianceProcess,
   apiOf,
+  instanceRecords,
   type Json,
   killMachines,
   startApplianceProcess,
@@ -150,18 +150,8 @@ export async function startTwoSites(o: {
 
 /** Detaches loop devices left on machines' disk images (machines killed with kill -9, maybe mid-freeze). */
 export async function releaseLoops(data: string): Promise<void> {
-  const sites = path.join(data, "sites");
-  if (!existsSync(sites)) return;
-  for (const site of readdirSync(sites)) {
-    const machines = path.join(sites, site, "machines");
-    if (!existsSync(machines)) continue;
-    for (const inst of readdirSync(machines)) {
-      const rec = path.join(machines, inst, "instance.json");
-      if (!existsSync(rec)) continue;
-      const disks = (JSON.parse(readFileSync(rec, "utf8")) as { disks: { path: string }[] }).disks;
-      for (const d of disks) await loopsRelease(d.path, 10_000).catch(() => {});
-    }
-  }
+  for (const rec of instanceRecords(data))
+    for (const d of rec.disks) await loopsRelease(d.path, 10_000).catch(() => {});
 }
 
 /** GET a URL from inside a network namespace (curl); the parsed JSON, or null when nothing answers. */

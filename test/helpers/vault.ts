@@ -135,26 +135,34 @@ export async function until<T>(
  * machines outlive the vault by design, tests must not leave them behind.
  */
 export function killMachines(data: string): number {
-  const sites = path.join(data, "sites");
   let killed = 0;
-  if (!existsSync(sites)) return 0;
+  for (const rec of instanceRecords(data)) {
+    const pid = rec.run?.pid;
+    if (pid === undefined) continue;
+    try {
+      process.kill(-pid, "SIGKILL");
+      killed++;
+    } catch {
+      // not running
+    }
+  }
+  return killed;
+}
+
+/** The instance records of every site's machines under a vault's (or a lab's) data folder. */
+export function* instanceRecords(
+  data: string,
+): Generator<{ run: { pid: number } | null; disks: { path: string }[] }> {
+  const sites = path.join(data, "sites");
+  if (!existsSync(sites)) return;
   for (const site of readdirSync(sites)) {
     const machines = path.join(sites, site, "machines");
     if (!existsSync(machines)) continue;
     for (const inst of readdirSync(machines)) {
       const rec = path.join(machines, inst, "instance.json");
-      if (!existsSync(rec)) continue;
-      const pid = (JSON.parse(readFileSync(rec, "utf8")) as { run: { pid: number } | null }).run?.pid;
-      if (pid === undefined) continue;
-      try {
-        process.kill(-pid, "SIGKILL");
-        killed++;
-      } catch {
-        // not running
-      }
+      if (existsSync(rec)) yield JSON.parse(readFileSync(rec, "utf8"));
     }
   }
-  return killed;
 }
 
 /** The demo workload (records on the data disk, acknowledged in a log outside the machine). */

@@ -270,22 +270,23 @@ export async function loopsRelease(file: string, timeoutMs = 30_000): Promise<vo
   }
 }
 
+/** `unshare` into a mount namespace of its own whose mounts propagate nowhere: then the command. */
+export const PRIVATE_MOUNTS = ["unshare", "--mount", "--propagation", "private", "--"];
+
+/** Runs a shell script (`sh -ec`, arguments $1…) in a mount namespace of its own. */
+export function inPrivateMounts(script: string, args: string[], o: { input?: string } = {}): Promise<string> {
+  const [cmd, ...rest] = PRIVATE_MOUNTS as [string, ...string[]];
+  return run(cmd, [...rest, "sh", "-ec", script, "sh", ...args], o);
+}
+
 /** Thaws a file system on `dev` that no mount shows any more (see loopsRelease); best effort. */
 async function thawOrphan(dev: string): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), "sb-thaw-"));
   try {
-    await run("unshare", [
-      "--mount",
-      "--propagation",
-      "private",
-      "--",
-      "sh",
-      "-c",
-      'mount "$1" "$2" 2>/dev/null || exit 0; fsfreeze -u "$2" 2>/dev/null; umount "$2"',
-      "sh",
-      dev,
-      dir,
-    ]).catch(() => {});
+    await inPrivateMounts(
+      'mount "$1" "$2" 2>/dev/null || exit 0; fsfreeze -u "$2" 2>/dev/null || true; umount "$2"',
+      [dev, dir],
+    ).catch(() => {});
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -31,9 +31,11 @@ import type { ComputeProvider, DiskSpec, InstanceInfo, InstanceSpec, PointDiskSo
 import {
   attachMachine,
   freeAddress,
+  inPrivateMounts,
   loopAttach,
   loopsRelease,
   netnsDelete,
+  PRIVATE_MOUNTS,
   run,
   type SiteNetwork,
   type SiteNetworks,
@@ -338,11 +340,7 @@ export class ProcessProvider implements ComputeProvider {
         "nsenter",
         `--net=/run/netns/${attach.netns}`,
         "--",
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
+        ...PRIVATE_MOUNTS,
         "sh",
         "-c",
         BOOT_WRAPPER,
@@ -522,21 +520,9 @@ export class ProcessProvider implements ComputeProvider {
       try {
         const dir = path.join(this.folderOf(id), "root");
         mkdirSync(dir, { recursive: true });
-        await run(
-          "unshare",
-          [
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-ec",
-            'mount "$1" "$2"; f="$2/$3"; mkdir -p "$(dirname "$f")"; cat > "$f.tmp"; sync "$f.tmp"; mv "$f.tmp" "$f"; sync -f "$f"; umount "$2"',
-            "sh",
-            dev,
-            dir,
-            rel,
-          ],
+        await inPrivateMounts(
+          'mount "$1" "$2"; f="$2/$3"; mkdir -p "$(dirname "$f")"; cat > "$f.tmp"; sync "$f.tmp"; mv "$f.tmp" "$f"; sync -f "$f"; umount "$2"',
+          [dev, dir, rel],
           { input: content },
         );
       } finally {
