@@ -4,7 +4,7 @@
 // that fails; the receiver refuses the first attempts of a delivery. /metrics is scraped and parsed.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { closeSync, openSync, readdirSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -352,8 +352,10 @@ for (const d of databases) {
     });
 
     it("a job that fails raises job-failed once, also when its retry fails again", async () => {
-      // a real fault: every pack at the recovery site has a flipped byte, so making the drill's disks
-      // from a point fails the block check (a point request no point answers is refused up front)
+      // a real fault: every pack at the recovery site has a flipped byte and the site's replicas are
+      // lost, so making the drill's disks from a point fails the block check (a point request no
+      // point answers is refused up front)
+      rmSync(path.join(data(), "sites", "recovery", "replicas"), { recursive: true, force: true });
       const packs = path.join(data(), "sites", "recovery", "datastore", "packs");
       for (const dir of readdirSync(packs)) {
         for (const f of readdirSync(path.join(packs, dir))) {
