@@ -25,6 +25,7 @@ import {
   withPoint,
 } from "../compute/images.ts";
 import { writeJsonAtomic } from "../compute/process/record.ts";
+import type { Datastore } from "../datastore/datastore.ts";
 import type { Gate } from "./gate.ts";
 
 interface ReplicaState {
@@ -57,11 +58,28 @@ export class Replicas {
 
   readonly #gate: Gate | undefined;
 
-  /** `gate`: updates read the site's datastores (copies run inside the provider's own turn) */
-  constructor(o: { root: string; log: Logger; gate?: Gate }) {
+  readonly #open: (dir: string) => Datastore | undefined;
+
+  /**
+   * `gate`: updates read the site's datastores (copies run inside the provider's own turn);
+   * `datastoreOf`: the site's open datastore of a folder (its process server's: locked, its index
+   * current), so an update after every point does not load the index again
+   */
+  constructor(o: {
+    root: string;
+    log: Logger;
+    gate?: Gate;
+    datastoreOf?: (dir: string) => Datastore | undefined;
+  }) {
     this.root = path.resolve(o.root);
     this.#log = o.log;
     this.#gate = o.gate;
+    this.#open = o.datastoreOf ?? (() => undefined);
+  }
+
+  #with(dir: string): { ds?: Datastore } {
+    const ds = this.#open(dir);
+    return ds === undefined ? {} : { ds };
   }
 
   #key(datastore: string, item: string): string {
@@ -137,6 +155,7 @@ export class Replicas {
       { datastore: w.datastore, item: w.item, point: w.point },
       "replica",
       async (_ds, _item, _id, h) => h,
+      this.#with(w.datastore),
     );
     const folder = this.#folder(key);
     const disks = header.disks.map((d) => ({
@@ -165,6 +184,7 @@ export class Replicas {
         { datastore: w.datastore, item: w.item, point: w.point },
         st.point,
         disks.map((d) => ({ path: d.file, uuid: d.uuid })),
+        this.#with(w.datastore),
       );
     } else {
       rmSync(folder, { recursive: true, force: true });
@@ -175,6 +195,7 @@ export class Replicas {
         await materializePointDisk(
           { datastore: w.datastore, item: w.item, point: w.point, diskUuid: d.uuid, sizeBytes: d.sizeBytes },
           tmp,
+          this.#with(w.datastore),
         );
         renameSync(tmp, d.file);
       }
@@ -199,9 +220,12 @@ export class Replicas {
     if (base === null) return null;
     try {
       if (base.point !== d.point) {
-        await applyPointSince({ datastore: d.datastore, item: d.item, point: d.point }, base.point, [
-          { path: to, uuid: d.diskUuid },
-        ]);
+        await applyPointSince(
+          { datastore: d.datastore, item: d.item, point: d.point },
+          base.point,
+          [{ path: to, uuid: d.diskUuid }],
+          this.#with(d.datastore),
+        );
       }
       return { method: base.method, point: d.point };
     } catch (err) {

@@ -153,15 +153,21 @@ export async function withPoint<T>(
   ref: PointRef,
   purpose: string,
   fn: (ds: Datastore, item: ItemName, pointId: PointId, header: PointHeader) => Promise<T>,
+  o: { ds?: Datastore } = {},
 ): Promise<T> {
   const item = parseItemName(ref.item);
+  const run = async (ds: Datastore) => {
+    const pointId = ref.point === "latest" ? await latestPoint(ds, item) : parsePointId(ref.point);
+    const header = await ds.readPointHeader(item, pointId);
+    return fn(ds, item, pointId, header);
+  };
+  // an open datastore given: its owner (a site's process server) holds the lock and keeps its index
+  if (o.ds !== undefined) return run(o.ds);
   const ds = await Datastore.open(ref.datastore);
   try {
     const lock = await ds.lock("shared", `${purpose} ${item}`);
     try {
-      const pointId = ref.point === "latest" ? await latestPoint(ds, item) : parsePointId(ref.point);
-      const header = await ds.readPointHeader(item, pointId);
-      return await fn(ds, item, pointId, header);
+      return await run(ds);
     } finally {
       await lock.release();
     }
@@ -194,19 +200,25 @@ export function diskIndexOf(header: PointHeader, uuid: string, datastore: string
 export async function materializePointDisk(
   ref: PointRef & { diskUuid: string; sizeBytes: number },
   to: string,
+  o: { ds?: Datastore } = {},
 ): Promise<{ pointId: PointId; bytesWritten: number }> {
-  return withPoint(ref, "materialize", async (ds, item, pointId, header) => {
-    const disk = diskIndexOf(header, ref.diskUuid, ref.datastore);
-    const size = header.disks[disk]!.sizeBytes;
-    if (size !== ref.sizeBytes) {
-      throw new SwitchbackError(
-        "DISK_SIZE_MISMATCH",
-        `disk ${ref.diskUuid} of point ${pointId} (item ${item}) is ${size} bytes, not the ${ref.sizeBytes} asked for; ask for the point's size`,
-      );
-    }
-    const r = await restoreDisk(ds, { item, point: pointId, disk, to, delta: false, verify: true });
-    return { pointId, bytesWritten: r.bytesWritten };
-  });
+  return withPoint(
+    ref,
+    "materialize",
+    async (ds, item, pointId, header) => {
+      const disk = diskIndexOf(header, ref.diskUuid, ref.datastore);
+      const size = header.disks[disk]!.sizeBytes;
+      if (size !== ref.sizeBytes) {
+        throw new SwitchbackError(
+          "DISK_SIZE_MISMATCH",
+          `disk ${ref.diskUuid} of point ${pointId} (item ${item}) is ${size} bytes, not the ${ref.sizeBytes} asked for; ask for the point's size`,
+        );
+      }
+      const r = await restoreDisk(ds, { item, point: pointId, disk, to, delta: false, verify: true });
+      return { pointId, bytesWritten: r.bytesWritten };
+    },
+    o,
+  );
 }
 
 /**
@@ -255,23 +267,29 @@ export async function applyPointSince(
   ref: PointRef,
   base: string,
   disks: { path: string; uuid: string }[],
+  o: { ds?: Datastore } = {},
 ): Promise<{ pointId: PointId; blocksWritten: number; bytesWritten: number }> {
-  return withPoint(ref, "apply point", async (ds, item, pointId, header) => {
-    let blocksWritten = 0;
-    let bytesWritten = 0;
-    for (const d of disks) {
-      const r = await restoreDisk(ds, {
-        item,
-        point: pointId,
-        disk: diskIndexOf(header, d.uuid, ref.datastore),
-        to: d.path,
-        delta: true,
-        base: parsePointId(base),
-        verify: true,
-      });
-      blocksWritten += r.blocksWritten;
-      bytesWritten += r.bytesWritten;
-    }
-    return { pointId, blocksWritten, bytesWritten };
-  });
+  return withPoint(
+    ref,
+    "apply point",
+    async (ds, item, pointId, header) => {
+      let blocksWritten = 0;
+      let bytesWritten = 0;
+      for (const d of disks) {
+        const r = await restoreDisk(ds, {
+          item,
+          point: pointId,
+          disk: diskIndexOf(header, d.uuid, ref.datastore),
+          to: d.path,
+          delta: true,
+          base: parsePointId(base),
+          verify: true,
+        });
+        blocksWritten += r.blocksWritten;
+        bytesWritten += r.bytesWritten;
+      }
+      return { pointId, blocksWritten, bytesWritten };
+    },
+    o,
+  );
 }
