@@ -8,23 +8,23 @@
 // the second with east cut off (point "latest-processed"), commit, --write seconds of new writes,
 // reprotect of the first back to east (its resync against rsync on the very same change) and the
 // failback. One run, one table; docs/benchmarks.md explains the method.
-import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { readAcks } from "../scripts/sql-workload.ts";
-import { CLI, cli, privilegedSkipReason, restorePoint } from "../test/helpers/env.ts";
+import { cli, privilegedSkipReason, restorePoint } from "../test/helpers/env.ts";
+import { Scratch } from "../test/helpers/privileged.ts";
 import {
   addressIn,
   type LabSiteInfo,
-  releaseLoops,
   SERVICE_PORT,
   SQL_WORKLOAD,
   startTwoSites,
   type TwoSites,
 } from "../test/helpers/two-sites.ts";
-import { createFastPolicy, type Json, killMachines, succeededJob, until } from "../test/helpers/vault.ts";
+import { createFastPolicy, type Json, succeededJob, until } from "../test/helpers/vault.ts";
 import {
   curlGet,
   differingBlocks,
@@ -42,7 +42,6 @@ import { busyness, describeMachine, fileSystemOf } from "./lib/machine.ts";
 import { versionOf } from "./lib/run.ts";
 import { fmtBytes, fmtInt, fmtSeconds, parseSize } from "./lib/sizes.ts";
 import { markdown } from "./lib/table.ts";
-import { benchWorkdir } from "./lib/workdir.ts";
 
 const LAB = "sbb";
 const LAB_BASE = 80;
@@ -51,6 +50,8 @@ const DATA_MIB = 3072;
 const GOALS = { rtoSeconds: 10, failbackSentOverChanged: 1.1 };
 /** the end of the inter-site link in each site's namespace (src/lab/lab.ts) */
 const INTER_SITE_DEV = "x0";
+/** the scratch XFS for the sites' folders: 2 × 4 GiB machines, datastores, replicas, copies */
+const XFS_GIB = 32;
 /** seconds of steady replication over which the agents' CPU is measured */
 const STEADY_SECONDS = 15;
 
@@ -63,6 +64,7 @@ const { values: opt } = parseArgs({
   options: {
     fill: { type: "string", default: "1G" },
     write: { type: "string", default: "20" },
+    fs: { type: "string", default: "xfs" },
     tmp: { type: "string", default: os.tmpdir() },
     keep: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
@@ -74,8 +76,10 @@ if (opt.help) {
       "usage: npm run bench:drill [-- options]      (root: loop devices, namespaces, mounts)",
       "  --fill 1G     random files written to each machine's data disk before it is protected",
       "  --write 20    seconds the failed-over machine writes after commit, before the reprotect",
+      "  --fs xfs      the sites' folders on a scratch XFS (reflink clones, as on an appliance) or on the",
+      "                temp folder's own file system (ext4 here): --fs ext4",
       "  --tmp DIR     where the temp folder goes (default the system's temp folder)",
-      "  --keep        keep the temp folder",
+      "  --keep        keep the temp folder (the scratch XFS goes: use --fs ext4 to keep the sites too)",
       "",
     ].join("\n"),
   );
@@ -92,7 +96,9 @@ const fillMiB = (() => {
 })();
 const writeSeconds = Number(opt.write);
 if (!Number.isFinite(writeSeconds) || writeSeconds < 0) fail(`--write ${opt.write} is not seconds`);
+if (opt.fs !== "xfs" && opt.fs !== "ext4") fail(`--fs ${opt.fs}: use xfs or ext4`);
 const skip = privilegedSkipReason([
+  ...(opt.fs === "xfs" ? ["mkfs.xfs"] : []),
   "losetup",
   "mkfs.ext4",
   "mount",
@@ -106,24 +112,47 @@ const skip = privilegedSkipReason([
 if (skip !== false) fail(skip);
 
 const progress = (s: string) => process.stderr.write(`${s}\n`);
+const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// Ctrl-C: the machines, loop devices and the lab go first (synchronously: the temp folder's own
-// handler, registered next, exits right after), then the folder
+mkdirSync(opt.tmp, { recursive: true });
+const base = mkdtempSync(path.join(path.resolve(opt.tmp), "switchback-drill-"));
 let two: TwoSites | undefined;
+let scratch: Scratch | undefined;
+let finished: Promise<void> | undefined;
+/** Once, whoever asks first (the end of the run, an error, Ctrl-C): machines, loops, lab, then the folder. */
+function finish(): Promise<void> {
+  finished ??= (async () => {
+    if (two !== undefined) await two.stop().catch((err: unknown) => progress(`stopping the lab: ${err}`));
+    else await cli(["lab", "down", "--name", LAB]); // a lab half up
+    try {
+      scratch?.cleanup();
+    } catch (err) {
+      progress(`removing the scratch file system: ${err}`);
+    }
+    if (opt.keep) progress(`kept ${base}`);
+    else rmSync(base, { recursive: true, force: true });
+  })();
+  return finished;
+}
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.on(sig, () => {
-    if (two === undefined) return;
-    for (const a of two.appliances.values()) a.child.kill("SIGKILL");
-    two.vault.child.kill("SIGKILL");
-    killMachines(two.data);
-    spawnSync("sleep", ["0.5"]);
-    releaseLoops(two.data);
-    spawnSync(process.execPath, [CLI, "lab", "down", "--name", LAB]);
+    progress(`${sig}: stopping the machines and taking lab ${LAB} down`);
+    void finish().finally(() => process.exit(130));
   });
 }
-const { base, cleanup } = benchWorkdir(opt.tmp, "switchback-drill-", opt.keep === true);
-const data = path.join(base, "data");
+// the sites' folders (machines, datastores, replicas): on XFS as an appliance would keep them
+const data = path.join(
+  opt.fs === "xfs"
+    ? (() => {
+        scratch = new Scratch("switchback-drill-xfs-");
+        const dev = scratch.attach(scratch.image("sites.img", XFS_GIB * 1024));
+        scratch.mkfs(dev, "xfs");
+        return scratch.mount(dev, "mnt");
+      })()
+    : base,
+  "data",
+);
 
 interface Answered {
   /** when /health first answered (ms since the epoch) */
@@ -157,14 +186,21 @@ async function main(): Promise<void> {
   await createFastPolicy(t.api);
 
   const api = async (method: string, p: string, body?: unknown, want = 200): Promise<Json> => {
-    const r = await t.api(method, p, body);
+    // a GET is asked again once when the connection broke (a keep-alive socket the vault had closed)
+    const r = await t.api(method, p, body).catch((err: unknown) => {
+      if (method !== "GET") throw err;
+      return t.api(method, p, body);
+    });
     if (r.status !== want) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(r.body)}`);
     return r.body;
   };
   const job = (id: string, ms = 300_000) => succeededJob(t.api, id, { ms, context: () => t.context() });
-  const operate = async (item: string, op: string, body: unknown = {}): Promise<Op> => {
+  const operate = async (name: string, op: string, body: unknown = {}): Promise<Op> => {
+    // a GET first, of a route that asks no site (an item's view would ask a lost site first and take
+    // the POST's wait on it out of the RTO): it clears a stale connection a POST could not retry on
+    await api("GET", "/v1/jobs?limit=1");
     const requestedAtMs = Date.now();
-    const r = await api("POST", `/v1/items/${item}/${op}`, body, 202);
+    const r = await api("POST", `/v1/items/${name}/${op}`, body, 202);
     return { jobId: r.job.id as string, requestedAtMs, acceptedAtMs: Date.now() };
   };
   const item = (name: string) => api("GET", `/v1/items/${name}`);
@@ -201,12 +237,19 @@ async function main(): Promise<void> {
       .filter((a) => a.site === site && (a.atMs ?? 0) < beforeMs)
       .reduce((hi, a) => Math.max(hi, a.seq), 0);
   const stepOf = (j: Json, name: string): Json => (j.steps as Json[]).find((s) => s.name === name);
+  const instanceRecord = (site: string, instance: string) =>
+    JSON.parse(
+      readFileSync(path.join(data, "sites", site, "machines", instance, "instance.json"), "utf8"),
+    ) as {
+      disks: { path: string; method?: string }[];
+    };
   const instanceDisks = (site: string, instance: string): string[] =>
-    (
-      JSON.parse(
-        readFileSync(path.join(data, "sites", site, "machines", instance, "instance.json"), "utf8"),
-      ) as { disks: { path: string }[] }
-    ).disks.map((d) => d.path);
+    instanceRecord(site, instance).disks.map((d) => d.path);
+  /** How the provider made an instance's disks: reflink or sparse-copy of a replica, restore, in-place… */
+  const diskMethods = (site: string, instance: string): string =>
+    instanceRecord(site, instance)
+      .disks.map((d) => d.method ?? "?")
+      .join(" + ");
   /** The item's points in a site's datastore, oldest first, with the stats their agent recorded. */
   const pointsAt = async (site: string, name: string): Promise<PointStats[]> => {
     const id = (await item(name)).id as string;
@@ -343,6 +386,7 @@ async function main(): Promise<void> {
   const drilled = await answer("drill copy", west.testNetns, A.westIp, drillOp.jobId);
   checkCopy("drill copy", drilled.status, "west", true);
   const drillJob = await job(drillOp.jobId);
+  const drillDisks = diskMethods(west.name, stepOf(drillJob, "start").output.instanceId);
   const drillSeconds = (drilled.atMs - drillOp.requestedAtMs) / 1000;
   const cleanupOp = await operate(A.name, "test-failover-cleanup", { notes: "bench:drill" });
   const cleanupJob = await job(cleanupOp.jobId);
@@ -354,6 +398,7 @@ async function main(): Promise<void> {
   const atWestA = await answer(`${A.name} at west`, null, A.westIp, foA.jobId);
   checkCopy(`${A.name} at west`, atWestA.status, "west", false);
   const foAJob = await job(foA.jobId);
+  const foADisks = diskMethods(west.name, stepOf(foAJob, "materialize").output.instanceId);
   const failA = {
     rto: (atWestA.atMs - foA.requestedAtMs) / 1000,
     dataAge: (foA.requestedAtMs - Date.parse(stepOf(foAJob, "select-point").output.createdAt)) / 1000,
@@ -371,6 +416,7 @@ async function main(): Promise<void> {
   const atWestB = await answer(`${B.name} at west`, null, B.westIp, foB.jobId);
   checkCopy(`${B.name} at west`, atWestB.status, "west", false);
   const foBJob = await job(foB.jobId);
+  const foBDisks = diskMethods(west.name, stepOf(foBJob, "materialize").output.instanceId);
   const failB = {
     rto: (atWestB.atMs - foB.requestedAtMs) / 1000,
     dataAge: (foB.requestedAtMs - Date.parse(stepOf(foBJob, "select-point").output.createdAt)) / 1000,
@@ -456,7 +502,11 @@ async function main(): Promise<void> {
   const changed = pDisks.reduce((s, p, i) => s + differingBlocks(p, snapDisks[i]!), 0);
   const changedBytes = changed * BENCH_BLOCK;
   // rsync as bench:replication runs it (bench/lib/rsync.ts), plus -z: Switchback compresses what it ships
-  const rsyncRuns = [[], ["-B4096"], ["-z", "-B4096"]].map((extra) => {
+  // (rsync runs as an async child: a blocked event loop here would leave a stale keep-alive socket to
+  // the vault, and the next POST would fail on it)
+  const rsyncRuns: { flags: string; seconds: number; correct: boolean; sent: number; received: number }[] =
+    [];
+  for (const extra of [[], ["-B4096"], ["-z", "-B4096"]]) {
     const dir = path.join(base, "rsync");
     mkdirSync(dir);
     snapDisks.forEach((d, i) => {
@@ -464,18 +514,20 @@ async function main(): Promise<void> {
     });
     const flags = ["--inplace", "--no-whole-file", "--ignore-times", "--stats", ...extra];
     const started = performance.now();
-    const r = spawnSync("rsync", [...flags, ...pDisks, `${dir}/`], { encoding: "utf8" });
+    const { stdout } = await execFileAsync("rsync", [...flags, ...pDisks, `${dir}/`], {
+      encoding: "utf8",
+      maxBuffer: 16 * 1024 * 1024,
+    });
     const seconds = (performance.now() - started) / 1000;
-    if (r.status !== 0) throw new Error(`rsync ${flags.join(" ")}: ${r.stderr}`);
     const correct = pDisks.every((p, i) => sameContent(p, path.join(dir, `disk-${i}.img`)));
     rmSync(dir, { recursive: true });
-    return {
+    rsyncRuns.push({
       flags: extra.length === 0 ? "(default block)" : extra.join(" "),
       seconds,
       correct,
-      ...rsyncTotals(r.stdout),
-    };
-  });
+      ...rsyncTotals(stdout),
+    });
+  }
   mark(
     `the resync point differs from east's old disks in ${fmtInt(changed)} blocks; rsync sent ${rsyncRuns.map((r) => fmtBytes(r.sent)).join(" / ")}`,
   );
@@ -595,10 +647,13 @@ async function main(): Promise<void> {
   ];
 
   const m = describeMachine(fileSystemOf(base));
+  const sitesFs = fileSystemOf(data);
   const git = spawnSync("git", ["describe", "--always", "--dirty"], { encoding: "utf8" }).stdout.trim();
   const out: string[] = [];
   out.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB memory, ${m.kernel}, Node ${m.node}`);
-  out.push(`Temp folder on ${m.fileSystem}; ${new Date().toISOString()}; tree at ${git || "?"}`);
+  out.push(
+    `Temp folder on ${m.fileSystem}; sites' folders on ${sitesFs}; ${new Date().toISOString()}; tree at ${git || "?"}`,
+  );
   out.push(`Other load: at start ${busyStart}; at end ${busyness()}`);
   out.push(
     `Machines: 2 × (${ROOT_MIB} MiB root + ${DATA_MIB} MiB data, ext4 on loop devices), ${fillMiB} MiB of random files on each data disk, SQLite workload every 20 ms; policy "fast" (a point every second); ${versionOf("rsync", ["--version"])}`,
@@ -627,7 +682,7 @@ async function main(): Promise<void> {
     );
   }
   out.push(
-    `- materialize: drill and failovers ${[drillJob, foAJob, foBJob].map((j) => stepOf(j, "materialize").output?.mode ?? "?").join(", ")} (new disks made from the point), failback ${failBack.materialize.mode}`,
+    `- disks made by materialize (root + data): drill ${drillDisks}; failover ${A.name} ${foADisks}; failover ${B.name} ${foBDisks}; failback ${failBack.materialize.mode} onto east's own disks`,
   );
   process.stdout.write(`${out.join("\n")}\n`);
 }
@@ -635,9 +690,14 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (err) {
-  process.stderr.write(`bench:drill: ${(err as Error).stack ?? err}\n`);
-  process.exitCode = 1;
+  if (finished === undefined) {
+    const cause = (err as Error).cause;
+    process.stderr.write(
+      `bench:drill: ${(err as Error).stack ?? err}${cause !== undefined ? `\ncaused by: ${cause}` : ""}\n`,
+    );
+    if (two !== undefined) process.stderr.write(`${two.context()}\n`);
+    process.exitCode = 1;
+  }
 } finally {
-  await two?.stop();
-  cleanup();
+  await finish();
 }
