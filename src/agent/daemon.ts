@@ -8,6 +8,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName } from "../domain/ids.ts";
 import { RemoteSink } from "../replication/remote-sink.ts";
 import { type ReplicateResult, replicateOnce, type SnapshotMode } from "../replication/replicate.ts";
+import { type TrackMode, writeTrackerFactory } from "../replication/write-tracker.ts";
 
 export interface AgentDaemonOptions {
   server: string;
@@ -22,6 +23,11 @@ export interface AgentDaemonOptions {
   hooksDir?: string;
   hookTimeoutMs?: number;
   snapshot?: SnapshotMode;
+  /**
+   * kernel write tracking while a freeze-mode point pre-copies (default auto: tracefs when root), so
+   * that only what was written meanwhile is read again while frozen, not the whole disks
+   */
+  track?: TrackMode;
   /** how long one call to the process server keeps retrying */
   deadlineMs?: number;
   /** the disks' identities from the machine's identity label */
@@ -55,8 +61,11 @@ export class AgentDaemon {
   #wake: (() => void) | null = null;
   #running: Promise<unknown> | null = null;
 
+  readonly #tracker: ReturnType<typeof writeTrackerFactory>;
+
   constructor(o: AgentDaemonOptions) {
     this.#o = o;
+    this.#tracker = writeTrackerFactory(o.track ?? "auto");
   }
 
   /** True while a point is being taken. */
@@ -164,6 +173,7 @@ export class AgentDaemon {
         hooksDir: o.hooksDir,
         hookTimeoutMs: o.hookTimeoutMs,
         snapshot: o.snapshot,
+        ...(this.#tracker !== undefined ? { tracker: this.#tracker } : {}),
         ...(o.diskUuids !== undefined ? { diskUuids: o.diskUuids } : {}),
         ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {}),
       });

@@ -62,6 +62,12 @@ export interface LocalSiteOptions {
   log: Logger;
 }
 
+/**
+ * How long the site's exclusive work waits for readers outside its gate (a restore from the CLI, a
+ * reader whose lock is being cleared after it died) before it gives up with DATASTORE_LOCKED.
+ */
+const EXCLUSIVE_WAIT_MS = 60_000;
+
 export class LocalSite implements SiteRuntime {
   readonly #seeding = new Map<string, Promise<{ pointId: string; bytesRead: number }>>();
   readonly id: string;
@@ -217,7 +223,9 @@ export class LocalSite implements SiteRuntime {
     const d = this.#datastore(datastoreId);
     await this.#replicas?.drop(d.dir, item);
     return this.#gate.exclusive(() =>
-      d.server.exclusive(`delete points of ${item}`, () => deleteItemPoints(d.ds, item as ItemName)),
+      d.server.exclusive(`delete points of ${item}`, () =>
+        deleteItemPoints(d.ds, item as ItemName, { lockWaitMs: EXCLUSIVE_WAIT_MS }),
+      ),
     );
   }
 
@@ -232,11 +240,12 @@ export class LocalSite implements SiteRuntime {
       const held = new Set<string>(await d.ds.items());
       for (const it of items) {
         if (!held.has(it.item)) continue;
-        const r = await prune(d.ds, it.item as ItemName, it.policy, { now });
+        const r = await prune(d.ds, it.item as ItemName, it.policy, { now, lockWaitMs: EXCLUSIVE_WAIT_MS });
         run.pruned += r.deleted.length;
         run.items++;
       }
-      if (run.pruned > 0) run.bytesFreed = (await collectGarbage(d.ds)).bytesFreed;
+      if (run.pruned > 0)
+        run.bytesFreed = (await collectGarbage(d.ds, { lockWaitMs: EXCLUSIVE_WAIT_MS })).bytesFreed;
       return run;
     });
   }

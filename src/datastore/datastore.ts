@@ -343,13 +343,18 @@ export class Datastore {
    * block that a running replication has just found already stored.
    */
   async lock(kind: "shared" | "exclusive", purpose: string, o: { waitMs?: number } = {}): Promise<Lock> {
-    // a shared locker waits a while for an exclusive holder (prune and GC are short); nobody waits
-    // for shared holders, which can be a process server that runs for months
+    // a shared locker waits a while for an exclusive holder (prune and GC are short); an exclusive
+    // locker does not wait for shared holders, which can be a process server that runs for months,
+    // unless it says how long (a site's own exclusive work, its process server's lock released
+    // first: the readers left are restores and applies that end)
     const deadline = Date.now() + (o.waitMs ?? (kind === "shared" ? LOCK_WAIT_MS : 0));
     for (;;) {
       const r = await this.#tryLock(kind, purpose);
       if ("lock" in r) return r.lock;
-      if (Date.now() >= deadline || r.conflicts.some((c) => c.kind === "shared")) {
+      if (
+        Date.now() >= deadline ||
+        (o.waitMs === undefined && r.conflicts.some((c) => c.kind === "shared"))
+      ) {
         throw new SwitchbackError(
           "DATASTORE_LOCKED",
           `datastore ${this.backend.location} is in use by ${r.conflicts.map((c) => c.who).join(", ")}; wait for it to finish and try again`,

@@ -31,9 +31,9 @@ const REPACK_BELOW = 0.75;
 
 export async function collectGarbage(
   ds: Datastore,
-  o: { afterStep?: (step: string) => void } = {},
+  o: { afterStep?: (step: string) => void; lockWaitMs?: number } = {},
 ): Promise<GcResult> {
-  const lock = await ds.lock("exclusive", "gc");
+  const lock = await ds.lock("exclusive", "gc", o.lockWaitMs !== undefined ? { waitMs: o.lockWaitMs } : {});
   try {
     return await gc(ds, o.afterStep ?? (() => {}));
   } finally {

@@ -21,9 +21,11 @@ export async function prune(
   ds: Datastore,
   item: ItemName,
   policy: RetentionPolicy,
-  o: { now: Date; dryRun?: boolean; afterStep?: (step: string) => void },
+  o: { now: Date; dryRun?: boolean; afterStep?: (step: string) => void; lockWaitMs?: number },
 ): Promise<PruneResult> {
-  const lock = o.dryRun ? null : await ds.lock("exclusive", `prune ${item}`);
+  const lock = o.dryRun
+    ? null
+    : await ds.lock("exclusive", `prune ${item}`, o.lockWaitMs !== undefined ? { waitMs: o.lockWaitMs } : {});
   try {
     const headers = await ds.listPoints(item);
     const decision = selectRetained(
@@ -87,8 +89,16 @@ async function reparent(
  * Deletes every point of an item (commit of a failover, disable), newest first so that a kill -9
  * midway leaves the remaining points whole. Blocks are freed by the next GC.
  */
-export async function deleteItemPoints(ds: Datastore, item: ItemName): Promise<PointId[]> {
-  const lock = await ds.lock("exclusive", `delete points of ${item}`);
+export async function deleteItemPoints(
+  ds: Datastore,
+  item: ItemName,
+  o: { lockWaitMs?: number } = {},
+): Promise<PointId[]> {
+  const lock = await ds.lock(
+    "exclusive",
+    `delete points of ${item}`,
+    o.lockWaitMs !== undefined ? { waitMs: o.lockWaitMs } : {},
+  );
   try {
     const ids = await ds.pointIds(item);
     const deleted: PointId[] = [];

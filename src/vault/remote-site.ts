@@ -19,6 +19,11 @@ import type { PointHeader } from "../datastore/manifest.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 
 const QUICK_MS = 10_000;
+/**
+ * Questions an operation's decision asks (is the machine there, are its disks): answered in
+ * milliseconds by an appliance that is up, so a lost site does not hold a failover request long
+ */
+const LOOK_MS = 3_000;
 /** after a call that got no answer, calls fail at once for this long (unless it heartbeats) */
 const DOWN_MS = 5_000;
 const LONG_MS = 6 * 3600_000;
@@ -189,7 +194,8 @@ export class RemoteSite implements SiteRuntime {
   }
 
   async disksPresent(paths: string[]): Promise<boolean> {
-    return (await this.call<{ present: boolean }>("POST", controlRoutes.disksPresent, { paths })).present;
+    return (await this.call<{ present: boolean }>("POST", controlRoutes.disksPresent, { paths }, LOOK_MS))
+      .present;
   }
 
   async labelInstance(instanceId: string, identity: MachineIdentity): Promise<void> {
@@ -288,7 +294,7 @@ class RemoteProvider implements ComputeProvider {
 
   async status(id: string): Promise<InstanceInfo | null> {
     try {
-      return await this.#site.call<InstanceInfo>("GET", controlRoutes.instance(id));
+      return await this.#site.call<InstanceInfo>("GET", controlRoutes.instance(id), undefined, LOOK_MS);
     } catch (err) {
       if (err instanceof SwitchbackError && err.code === "INSTANCE_NOT_FOUND") return null;
       throw err;

@@ -9,7 +9,7 @@
 // At every recovered copy: integrity_check ok, an unbroken sequence, every row acknowledged before the
 // point was cut, the file tree matches its manifest, the service answers on its configured address.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loopsRelease } from "../../src/compute/process/netns.ts";
@@ -529,8 +529,15 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
         }
         if (j.state !== "succeeded") {
           const logs = (await api("GET", `/v1/jobs/${id}/logs`)).body;
+          const locks = ["east", "west"].flatMap((site) => {
+            const dir = path.join(two.data, "sites", site, "datastore", "locks");
+            return existsSync(dir)
+              ? readdirSync(dir).map((f) => `${site}: ${readFileSync(path.join(dir, f), "utf8")}`)
+              : [];
+          });
+          const pids = [...two.appliances].map(([n, a]) => `${n}=${a.child.pid}`).join(" ");
           assert.fail(
-            `plan ${op} ${j.state}: ${JSON.stringify(j.error)}\n${JSON.stringify(logs).slice(-3000)}\n${two.context()}`,
+            `plan ${op} ${j.state}: ${JSON.stringify(j.error)}\nlocks: ${locks.join("\n")}\nappliances ${pids}, vault ${two.vault.child.pid}\n${JSON.stringify(logs).slice(-3000)}\n${two.context()}`,
           );
         }
         return j;
