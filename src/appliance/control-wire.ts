@@ -89,6 +89,9 @@ export const ChangePointBodySchema = Type.Object({
   datastore: Type.String(),
   item: Type.String(),
   point: Type.String(),
+  base: Type.Optional(
+    Type.Object({ point: Type.String(), at: Type.String(), diskUuids: Type.Array(Type.String()) }),
+  ),
 });
 export const DeleteQuerySchema = Type.Object({
   keepDisks: Type.Optional(Type.Boolean()),

@@ -79,6 +79,14 @@ export interface PointDiskSource {
   item: string;
   /** a point id, or "latest" */
   point: string;
+  /**
+   * The disks held exactly this point of the item when a master target read them (a reprotect's
+   * seed at `at`): if the instance has not run and its disks were not rewritten since, only the
+   * blocks where the two points differ are written, found from their maps without reading the disks.
+   * Otherwise (or without it) the disks are compared block by block. `diskUuids`: the disks' uuids in
+   * the item's points, in the instance's disk order.
+   */
+  base?: { point: string; at: string; diskUuids: string[] };
 }
 
 export interface ComputeProvider {

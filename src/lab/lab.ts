@@ -81,7 +81,7 @@ function checkName(name: string): void {
   }
 }
 
-function siteNetworks(lab: Lab, s: LabSite): SiteNetworks {
+function siteNetworks(s: LabSite): SiteNetworks {
   return {
     version: 1,
     site: s.name,
@@ -213,7 +213,7 @@ export async function labUp(o: {
     for (const s of lab.sites) await ip("-n", s.netns, "addr", "add", `${s.linkAddress}/30`, "dev", "x0");
     await restoreInterSite(lab);
     for (const s of lab.sites)
-      writeFileAtomic(s.networksFile, `${JSON.stringify(siteNetworks(lab, s), null, 2)}\n`);
+      writeFileAtomic(s.networksFile, `${JSON.stringify(siteNetworks(s), null, 2)}\n`);
     writeFileAtomic(labFile(o.name), `${JSON.stringify(lab, null, 2)}\n`);
   } catch (err) {
     await labDown(o.name).catch(() => {});

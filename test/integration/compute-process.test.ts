@@ -4,14 +4,17 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
+  closeSync,
   copyFileSync,
   existsSync,
   constants as fsc,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -190,6 +193,48 @@ describe("process compute provider", () => {
     assert.equal(toA.blocksWritten, differ);
     assert.ok(readFileSync(disk).equals(a));
     assert.deepEqual(readIdentityLabel(disk), identity, "the label survives a change of point");
+  });
+
+  test("changePoint from a base point writes the difference without reading the disks, only while they are untouched", async () => {
+    const a = readFileSync(atA);
+    const b = readFileSync(atB);
+    const differ = differingBlocks(a, b);
+    // disks adopted as they are at point A (a master target's seed read them at `at`)
+    const seeded = path.join(dir, "seeded-A.img");
+    copyFileSync(atA, seeded);
+    await provider.create({
+      id: "vm-base",
+      name: "web1",
+      disks: [{ from: "adopt", path: seeded }],
+      bootCommand: "exit 0",
+    });
+    const at = new Date().toISOString();
+    const base = { point: pointA, at, diskUuids: [diskUuid] };
+    // a lie the base path would believe: block 5 changed behind its back; the base path does not read
+    // the disk, so the block stays (proof that it wrote only the difference of the two points' maps)
+    const fd = openSync(seeded, "r+");
+    writeSync(fd, Buffer.alloc(BLOCK, 7), 0, BLOCK, 5 * BLOCK);
+    closeSync(fd);
+    const r = await provider.changePoint("vm-base", { datastore: dsDir, item, point: pointB, base });
+    assert.equal(r.blocksWritten, differ, "only the blocks where B differs from A");
+    const now = readFileSync(seeded);
+    assert.ok(now.subarray(5 * BLOCK, 6 * BLOCK).equals(Buffer.alloc(BLOCK, 7)), "the disk was not read");
+    // rewritten since the base: the same base is not trusted again; the disks are compared whole
+    const again = await provider.changePoint("vm-base", { datastore: dsDir, item, point: pointB, base });
+    assert.ok(readFileSync(seeded).equals(b), "compared whole: block 5 is put right");
+    assert.equal(again.blocksWritten, 1, "the one block changed behind its back");
+    // a machine that ran after the base: compared whole too
+    copyFileSync(atA, seeded);
+    const later = { point: pointA, at: new Date().toISOString(), diskUuids: [diskUuid] };
+    await provider.start("vm-base");
+    await new Promise((res) => setTimeout(res, 300));
+    const fd2 = openSync(seeded, "r+");
+    writeSync(fd2, Buffer.alloc(BLOCK, 9), 0, BLOCK, 6 * BLOCK);
+    closeSync(fd2);
+    const ran = await provider.changePoint("vm-base", { datastore: dsDir, item, point: pointB, base: later });
+    assert.ok(readFileSync(seeded).equals(b), "a machine that ran since is compared whole");
+    assert.ok(ran.blocksWritten >= differ);
+    await provider.delete("vm-base");
   });
 
   test(`clone of an image file (${reflink ? "reflink" : "sparse copy fallback"})`, async () => {

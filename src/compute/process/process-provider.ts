@@ -26,7 +26,14 @@ import path from "node:path";
 import { Value } from "@sinclair/typebox/value";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { inspectDisk } from "../../replication/disk-source.ts";
-import { applyPointToImages, blankImage, cloneImage, materializePointDisk, resolvePoint } from "../images.ts";
+import {
+  applyPointSince,
+  applyPointToImages,
+  blankImage,
+  cloneImage,
+  materializePointDisk,
+  resolvePoint,
+} from "../images.ts";
 import type { ComputeProvider, DiskSpec, InstanceInfo, InstanceSpec, PointDiskSource } from "../provider.ts";
 import {
   attachMachine,
@@ -89,20 +96,18 @@ export const IDENTITY_FILE = "etc/switchback/identity.json";
  * under SWITCHBACK_ROOT (shortest path first), starts the edge's port forward when it has one, then
  * becomes the boot command. A mount that fails ends the boot (console.log says why).
  */
-const BOOT_WRAPPER = [
-  "set -e",
-  'IFS=";"',
-  "for m in $SWITCHBACK_MOUNTS; do",
-  '  dev="${m%%:*}"; at="${m#*:}"',
-  '  mkdir -p "$SWITCHBACK_ROOT$at"',
-  '  mount "$dev" "$SWITCHBACK_ROOT$at"',
-  "done",
-  "unset IFS",
-  'if [ -n "${SWITCHBACK_FORWARD:-}" ]; then',
-  '  nsenter --net="/run/netns/${SWITCHBACK_FORWARD%%|*}" -- "$SWITCHBACK_NODE" "$SWITCHBACK_FORWARDER" "${SWITCHBACK_FORWARD#*|}" &',
-  "fi",
-  'exec sh -c "$SWITCHBACK_BOOT"',
-].join("\n");
+const BOOT_WRAPPER = `set -e
+IFS=";"
+for m in $SWITCHBACK_MOUNTS; do
+  dev="\${m%%:*}"; at="\${m#*:}"
+  mkdir -p "$SWITCHBACK_ROOT$at"
+  mount "$dev" "$SWITCHBACK_ROOT$at"
+done
+unset IFS
+if [ -n "\${SWITCHBACK_FORWARD:-}" ]; then
+  nsenter --net="/run/netns/\${SWITCHBACK_FORWARD%%|*}" -- "$SWITCHBACK_NODE" "$SWITCHBACK_FORWARDER" "\${SWITCHBACK_FORWARD#*|}" &
+fi
+exec sh -c "$SWITCHBACK_BOOT"`;
 
 export class ProcessProvider implements ComputeProvider {
   readonly kind = "process";
@@ -448,12 +453,28 @@ export class ProcessProvider implements ComputeProvider {
         );
       }
       await this.#release(rec);
+      const base = from.base;
+      // the disks still hold the base point: neither rewritten nor run since the master target read them
+      const untouched =
+        base !== undefined &&
+        rec.phase === "ready" &&
+        base.diskUuids.length === rec.disks.length &&
+        (rec.rewrittenAt ?? "") < base.at &&
+        (rec.run === null || rec.run.startedAt < base.at);
       rec.phase = "changing-point";
+      rec.rewrittenAt = new Date().toISOString();
       this.#save(rec);
-      const r = await applyPointToImages(
-        from,
-        rec.disks.map((d) => ({ path: d.path, uuid: d.diskUuid })),
-      );
+      const to = { datastore: from.datastore, item: from.item, point: from.point };
+      const r = untouched
+        ? await applyPointSince(
+            to,
+            base.point,
+            rec.disks.map((d, n) => ({ path: d.path, uuid: base.diskUuids[n] as string })),
+          )
+        : await applyPointToImages(
+            to,
+            rec.disks.map((d) => ({ path: d.path, uuid: d.diskUuid })),
+          );
       for (const d of rec.disks) d.point = { datastore: from.datastore, item: from.item, point: r.pointId };
       rec.phase = "ready";
       this.#save(rec);

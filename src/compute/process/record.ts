@@ -103,6 +103,8 @@ export const InstanceRecordSchema = Type.Object({
   disks: Type.Array(DiskRecordSchema),
   /** the current or last run */
   run: Type.Union([RunSchema, Type.Null()]),
+  /** when a change of point last began to rewrite the disks (ISO 8601) */
+  rewrittenAt: Type.Optional(Type.String()),
   /** privileged mode: the current or last run's namespace, address and loop devices */
   attach: Type.Optional(Type.Union([AttachSchema, Type.Null()])),
   createdAt: Type.String(),

@@ -1,6 +1,6 @@
 // Bringing a machine up from a recovery point at a site: onto the disks it left there (only the blocks
 // that differ are written) or onto new disks made from the point (sparse, reflink where possible).
-import type { DiskSpec, InstanceNetwork, InstanceSpec } from "../../compute/provider.ts";
+import type { DiskSpec, InstanceNetwork, InstanceSpec, PointDiskSource } from "../../compute/provider.ts";
 import type { MachineRow } from "../db/schema.ts";
 import { machineLayout, mountsOf } from "../inventory/machines.ts";
 import type { LoadedItem } from "../items.ts";
@@ -124,7 +124,7 @@ export async function materialize(
         if (left.instance.id !== id) await markInstance(ctx, left.instance.id, { deleted: true });
       }
       await site.provider.stop(id);
-      const r = await site.provider.changePoint(id, from);
+      const r = await site.provider.changePoint(id, { ...from, ...(await seededBase(ctx, it, machine, o)) });
       await markInstance(ctx, id, { purpose: o.purpose });
       progress?.(1);
       return { instanceId: id, mode: "delta", blocksWritten: r.blocksWritten };
@@ -133,7 +133,10 @@ export async function materialize(
       // this job made the instance before a restart: make sure it exists and its disks hold the point
       if ((await site.provider.status(left.instance.id)) === null) await adopt(left.instance.id, left.disks);
       await site.provider.stop(left.instance.id);
-      const r = await site.provider.changePoint(left.instance.id, from);
+      const r = await site.provider.changePoint(left.instance.id, {
+        ...from,
+        ...(await seededBase(ctx, it, machine, o)),
+      });
       return { instanceId: left.instance.id, mode: "delta", blocksWritten: r.blocksWritten };
     }
   }
@@ -166,4 +169,26 @@ export async function materialize(
     disks: info.disks,
   });
   return { instanceId: o.newId, mode: "full", blocksWritten: null };
+}
+
+/**
+ * The reprotect's seed as the base of a failback onto the disks it was read from: the provider then
+ * writes only where the failback point differs from the seed (if the disks were neither run nor
+ * rewritten since). Nothing when there is no seed in this datastore (any more).
+ */
+async function seededBase(
+  ctx: OpsContext,
+  it: LoadedItem,
+  machine: MachineRow,
+  o: { siteId: string; datastoreId: string },
+): Promise<Pick<PointDiskSource, "base">> {
+  const seed = it.row.seed_point_id;
+  if (seed === null) return {};
+  try {
+    const header = await siteRuntime(ctx, o.siteId).pointHeader(o.datastoreId, it.row.id, seed);
+    const diskUuids = (JSON.parse(machine.disks) as { uuid: string }[]).map((d) => d.uuid);
+    return { base: { point: seed, at: header.createdAt, diskUuids } };
+  } catch {
+    return {}; // pruned, or another datastore: compare the disks instead
+  }
 }
