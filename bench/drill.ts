@@ -22,6 +22,7 @@ import {
   SERVICE_PORT,
   SQL_WORKLOAD,
   startTwoSites,
+  TWO_SITES_TOOLS,
   type TwoSites,
 } from "../test/helpers/two-sites.ts";
 import { createFastPolicy, type Json, succeededJob, until } from "../test/helpers/vault.ts";
@@ -97,18 +98,7 @@ const fillMiB = (() => {
 const writeSeconds = Number(opt.write);
 if (!Number.isFinite(writeSeconds) || writeSeconds < 0) fail(`--write ${opt.write} is not seconds`);
 if (opt.fs !== "xfs" && opt.fs !== "ext4") fail(`--fs ${opt.fs}: use xfs or ext4`);
-const skip = privilegedSkipReason([
-  ...(opt.fs === "xfs" ? ["mkfs.xfs"] : []),
-  "losetup",
-  "mkfs.ext4",
-  "mount",
-  "fsfreeze",
-  "ip",
-  "nsenter",
-  "unshare",
-  "curl",
-  "rsync",
-]);
+const skip = privilegedSkipReason([...(opt.fs === "xfs" ? ["mkfs.xfs"] : []), ...TWO_SITES_TOOLS, "rsync"]);
 if (skip !== false) fail(skip);
 
 const progress = (s: string) => process.stderr.write(`${s}\n`);

@@ -19,6 +19,17 @@ import {
 } from "./vault.ts";
 
 export const SQL_WORKLOAD = path.join(ROOT, "scripts/sql-workload.ts");
+/** What two sites on this host need besides root: loop devices, file systems, namespaces, curl. */
+export const TWO_SITES_TOOLS = [
+  "losetup",
+  "mkfs.ext4",
+  "mount",
+  "fsfreeze",
+  "ip",
+  "nsenter",
+  "unshare",
+  "curl",
+];
 /** where the workload's service listens in every machine */
 export const SERVICE_PORT = 8080;
 

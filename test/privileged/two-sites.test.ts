@@ -21,21 +21,12 @@ import {
   fetchJsonIn,
   SERVICE_PORT,
   startTwoSites,
+  TWO_SITES_TOOLS,
   type TwoSites,
 } from "../helpers/two-sites.ts";
 import { type Json, succeededJob, until } from "../helpers/vault.ts";
 
-const skip = privilegedSkipReason([
-  "mkfs.xfs",
-  "losetup",
-  "mkfs.ext4",
-  "mount",
-  "fsfreeze",
-  "ip",
-  "nsenter",
-  "unshare",
-  "curl",
-]);
+const skip = privilegedSkipReason(["mkfs.xfs", ...TWO_SITES_TOOLS]);
 const PUBLIC_PORT = 18080;
 
 interface Ack {
