@@ -49,6 +49,8 @@ export interface ApplianceOptions {
   cli: string;
   /** privileged machines on the site's networks (`switchback lab up` writes the file) */
   networks?: SiteNetworks;
+  /** keep replica images of the items whose points it receives (default true) */
+  replicas?: boolean;
   jsonLogs?: boolean;
   log: Logger;
 }
@@ -111,6 +113,7 @@ export class Appliance {
         datastores: reg.datastores.map((d) => ({ id: d.id, name: d.name, dir: d.location })),
         machinesRoot: this.#o.machines,
         ...(this.#o.networks !== undefined ? { networks: this.#o.networks } : {}),
+        ...(this.#o.replicas === false ? { replicas: false } : {}),
         machineEnv: {
           SWITCHBACK_VAULT: this.#o.vault,
           SWITCHBACK_ENROL_TOKEN: reg.machineEnrolToken,

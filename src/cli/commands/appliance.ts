@@ -35,6 +35,10 @@ export function register(program: Command): void {
       "--site-networks <file>",
       "run machines privileged (root): each in its own network and mount namespace on the site's networks this file describes ('switchback lab up' writes one per site)",
     )
+    .option(
+      "--no-replicas",
+      "keep no replica images (drills and failovers then restore disks from the datastore: slower, no extra space)",
+    )
     .option("--json-logs", "log JSON lines (pino) to stdout")
     .action(
       async (o: {
@@ -46,6 +50,7 @@ export function register(program: Command): void {
         listen: string;
         machines?: string;
         siteNetworks?: string;
+        replicas: boolean;
         jsonLogs?: boolean;
       }) => {
         const vault = o.vault ?? process.env["SWITCHBACK_VAULT"];
@@ -95,6 +100,7 @@ export function register(program: Command): void {
           log,
           ...(o.jsonLogs ? { jsonLogs: true } : {}),
           ...(networks !== undefined ? { networks } : {}),
+          ...(o.replicas === false ? { replicas: false } : {}),
         });
         let signals = 0;
         const stopped = new Promise<void>((resolve, reject) => {
