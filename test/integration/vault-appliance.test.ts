@@ -42,6 +42,7 @@ for (const db of databases)
     let vault: VaultProcess;
     let appliance: ApplianceProcess | undefined;
     let applianceToken: string;
+    const noReplicas = db.name === "postgres";
     let api: ReturnType<typeof apiOf>;
     const data = () => path.join(tmp.dir, "data");
     const ack = () => path.join(tmp.dir, "acks.log");
@@ -68,6 +69,8 @@ for (const db of databases)
         name: "dr2-appliance",
         site: "dr2",
         datastore: dr2Datastore(),
+        // one database's run keeps replicas at dr2 (the default), the other none
+        ...(noReplicas ? { args: ["--no-replicas"] } : {}),
       });
       return appliance;
     }
@@ -258,6 +261,15 @@ for (const db of databases)
       const drill = (await item()).drill;
       assert.ok(drill !== null && drill.site !== undefined);
       const drillDisk = path.join(dr2Machines(), drill.instanceId, "disk-1.img");
+      const made = (
+        JSON.parse(readFileSync(path.join(dr2Machines(), drill.instanceId, "instance.json"), "utf8"))
+          .disks as { method: string }[]
+      ).map((d) => d.method);
+      assert.ok(
+        made.every((m) => (noReplicas ? m === "restore" : m === "reflink" || m === "sparse-copy")),
+        `the drill's disks are ${noReplicas ? "restored from the datastore" : "clones of dr2's replica"}: ${made}`,
+      );
+      assert.equal(existsSync(path.join(data(), "sites", "dr2", "replicas")), !noReplicas);
       const atPoint = prefixOf(await restoreAt(dr2Datastore(), drillPoint, 1));
       assert.ok(atPoint >= 1, "the drill point holds the workload's records");
       assert.ok(prefixOf(drillDisk) >= atPoint, "the drill copy at dr2 holds every record of its point");
