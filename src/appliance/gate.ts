@@ -4,6 +4,8 @@
 // lock files refuse an exclusive holder while anyone reads; this gate makes the site's exclusive work
 // wait for its own readers instead of failing, and holds new readers back while it waits (no
 // starvation by readers that never stop, such as replica updates after every point). Not reentrant.
+import { SwitchbackError } from "../domain/errors.ts";
+
 export class Gate {
   #readers = 0;
   #writing = false;
@@ -21,12 +23,24 @@ export class Gate {
     }
   }
 
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  /** `waitMs`: give up (DATASTORE_LOCKED) when the readers under way have not finished by then. */
+  async exclusive<T>(fn: () => Promise<T>, o: { waitMs?: number } = {}): Promise<T> {
+    const deadline = o.waitMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + o.waitMs;
     this.#waitingWriters++;
     try {
-      while (this.#writing || this.#readers > 0) await this.#wait();
+      while (this.#writing || this.#readers > 0) {
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          throw new SwitchbackError(
+            "DATASTORE_LOCKED",
+            `the site's datastores are in use by ${this.#readers} reader(s) (making disks, bringing replicas forward) for longer than ${o.waitMs} ms; try again`,
+          );
+        }
+        await this.#wait(left);
+      }
     } finally {
       this.#waitingWriters--;
+      this.#notify(); // readers held back for this writer may go on if it gave up
     }
     this.#writing = true;
     try {
@@ -37,8 +51,11 @@ export class Gate {
     }
   }
 
-  #wait(): Promise<void> {
-    return new Promise((resolve) => this.#wake.push(resolve));
+  #wait(ms = Number.POSITIVE_INFINITY): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake.push(resolve);
+      if (Number.isFinite(ms)) setTimeout(resolve, ms).unref();
+    });
   }
 
   #notify(): void {

@@ -91,6 +91,8 @@ export class LocalSite implements SiteRuntime {
         : new Replicas({
             root: path.join(path.dirname(path.resolve(o.machinesRoot)), "replicas"),
             log: o.log,
+            gate: this.#gate,
+            datastoreOf: (dir) => [...this.#served.values()].find((d) => d.dir === dir)?.ds,
           });
     this.#replicas = replicas;
     const inner = new ProcessProvider({
@@ -231,7 +233,8 @@ export class LocalSite implements SiteRuntime {
 
   async retention(datastoreId: string, items: RetentionRequest[], now: Date): Promise<RetentionResult> {
     const d = this.#datastore(datastoreId);
-    return this.#gate.exclusive(() => this.#retention(d, items, now));
+    // retention comes back every few minutes: it does not hold the site's readers back for long
+    return this.#gate.exclusive(() => this.#retention(d, items, now), { waitMs: EXCLUSIVE_WAIT_MS });
   }
 
   async #retention(d: ServedDatastore, items: RetentionRequest[], now: Date): Promise<RetentionResult> {

@@ -104,13 +104,19 @@ export class Replicas {
         const w = this.#wanted.get(key);
         if (w === undefined) return;
         this.#wanted.delete(key);
-        const update = () => this.#turn(key, () => this.#update(key, w));
-        await (this.#gate === undefined ? update() : this.#gate.shared(update)).catch((err: unknown) => {
-          this.#log.warn(
-            { item: w.item, point: w.point, error: (err as Error).message },
-            "replica update failed; it is rebuilt from the datastore at the next point",
+        // a failed update removes the replica within its own turn: a clone never meets half of one
+        const update = () =>
+          this.#turn(key, () =>
+            this.#update(key, w).catch((err: unknown) => {
+              this.#log.warn(
+                { item: w.item, point: w.point, error: (err as Error).message },
+                "replica update failed; it is rebuilt from the datastore at the next point",
+              );
+              rmSync(this.#folder(key), { recursive: true, force: true });
+            }),
           );
-          rmSync(this.#folder(key), { recursive: true, force: true });
+        await (this.#gate === undefined ? update() : this.#gate.shared(update)).catch((err: unknown) => {
+          this.#log.warn({ item: w.item, error: (err as Error).message }, "replica update did not run");
         });
       }
     })().finally(() => {
@@ -215,7 +221,13 @@ export class Replicas {
       const disk = st.disks.find((x) => x.uuid === d.diskUuid && x.sizeBytes === d.sizeBytes);
       if (disk === undefined || !existsSync(disk.file)) return null;
       rmSync(to, { force: true });
-      return { method: await cloneImage(disk.file, to), point: st.point };
+      try {
+        return { method: await cloneImage(disk.file, to), point: st.point };
+      } catch (err) {
+        this.#log.warn({ item: d.item, error: (err as Error).message }, "cloning the replica failed");
+        rmSync(to, { force: true });
+        return null;
+      }
     });
     if (base === null) return null;
     try {

@@ -212,10 +212,11 @@ export class RemoteSite implements SiteRuntime {
     route: string,
     body?: unknown,
     timeoutMs = QUICK_MS,
-    o: { probe?: boolean } = {},
+    o: { probe?: boolean; look?: boolean } = {},
   ): Promise<T> {
-    // a site that is lost is not waited for call after call (a failover's facts, its steps)
-    const silent = o.probe === true ? null : this.#silence();
+    // a lost site is not waited for question after question (a failover's facts); calls that do
+    // something always try: an appliance that was merely slow a moment ago must not fail them
+    const silent = o.look === true ? this.#silence() : null;
     if (silent !== null) {
       throw new SwitchbackError(
         "APPLIANCE_UNREACHABLE",
@@ -294,7 +295,9 @@ class RemoteProvider implements ComputeProvider {
 
   async status(id: string): Promise<InstanceInfo | null> {
     try {
-      return await this.#site.call<InstanceInfo>("GET", controlRoutes.instance(id), undefined, LOOK_MS);
+      return await this.#site.call<InstanceInfo>("GET", controlRoutes.instance(id), undefined, LOOK_MS, {
+        look: true,
+      });
     } catch (err) {
       if (err instanceof SwitchbackError && err.code === "INSTANCE_NOT_FOUND") return null;
       throw err;

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loopsRelease } from "../../src/compute/process/netns.ts";
+import { loopsRelease, netnsDelete } from "../../src/compute/process/netns.ts";
 import { privilegedSkipReason, tempDir } from "../helpers/env.ts";
 import { Scratch } from "../helpers/privileged.ts";
 import {
@@ -400,6 +400,7 @@ describe("two sites on one host: the whole DR cycle on a privileged machine", {
     const oldFolder = path.join(two.data, "sites", "east", "machines", homeInstance);
     // what the kernel still holds of it goes first (a file system it froze for a point, maybe), then its disks
     for (const d of oldRec.disks as { path: string }[]) await loopsRelease(d.path);
+    if (oldRec.attach?.netns) await netnsDelete(oldRec.attach.netns);
     rmSync(oldFolder, { recursive: true, force: true });
     const gone = await until("reprotect to the original location refused: its disks are gone", async () => {
       const r = await api("POST", "/v1/items/db1/reprotect", { location: "original" });

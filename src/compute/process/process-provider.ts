@@ -119,6 +119,8 @@ export class ProcessProvider implements ComputeProvider {
   readonly #pointCopy: ProcessProviderOptions["pointCopy"];
   /** addresses are chosen one machine at a time */
   #allocating: Promise<unknown> = Promise.resolve();
+  /** "<network>|<address>" → the instance whose start chose it, until its record says so */
+  readonly #reserved = new Map<string, string>();
 
   constructor(o: ProcessProviderOptions) {
     this.root = path.resolve(o.root);
@@ -322,6 +324,7 @@ export class ProcessProvider implements ComputeProvider {
       const attach = await this.#attach(rec, this.#networks);
       rec.attach = attach;
       this.#save(rec);
+      this.#unreserve(id); // from now on its record says it holds the address
       disks = attach.loops;
       const root = path.join(folder, "root");
       mkdirSync(root, { recursive: true });
@@ -460,6 +463,9 @@ export class ProcessProvider implements ComputeProvider {
         rec.phase === "ready" &&
         base.diskUuids.length === rec.disks.length &&
         (rec.rewrittenAt ?? "") < base.at &&
+        // a record made after the base (disks adopted later) knows nothing of what happened before
+        rec.createdAt < base.at &&
+        rec.disks.every((d, n) => d.diskUuid === null || d.diskUuid === base.diskUuids[n]) &&
         (rec.run === null || rec.run.startedAt < base.at);
       rec.phase = "changing-point";
       rec.rewrittenAt = new Date().toISOString();
@@ -582,20 +588,26 @@ export class ProcessProvider implements ComputeProvider {
       );
     }
     const netns = `${net.netns}.${rec.spec.id}`;
-    const ip = await this.#address(rec, net, want.ip);
-    const holder = this.#holderOf(net.name, ip, rec.spec.id);
-    if (holder !== null) {
-      throw new SwitchbackError(
-        "ADDRESS_IN_USE",
-        `address ${ip} on network ${net.name} of site ${nets.site} is held by running instance ${holder}; stop it first or give instance ${rec.spec.id} another address`,
-      );
-    }
+    // chosen and reserved in one turn: two machines starting at once never get one address
+    const ip = await this.#inTurn(async () => {
+      const ip = await this.#address(rec, net, want.ip);
+      const holder = this.#holderOf(net.name, ip, rec.spec.id);
+      if (holder !== null) {
+        throw new SwitchbackError(
+          "ADDRESS_IN_USE",
+          `address ${ip} on network ${net.name} of site ${nets.site} is held by running instance ${holder}; stop it first or give instance ${rec.spec.id} another address`,
+        );
+      }
+      this.#reserved.set(`${net.name}|${ip}`, rec.spec.id);
+      return ip;
+    });
     const loops: string[] = [];
     try {
       for (const d of rec.disks) loops.push(await loopAttach(d.path));
       await attachMachine(netns, net, ip);
     } catch (err) {
       for (const d of rec.disks) await loopsRelease(d.path).catch(() => {});
+      this.#unreserve(rec.spec.id);
       throw err;
     }
     return { netns, network: net.name, ip, loops };
@@ -606,28 +618,41 @@ export class ProcessProvider implements ComputeProvider {
     if (asked !== undefined) return asked;
     const prev = rec.attach ?? null;
     if (prev !== null && prev.network === net.name) return prev.ip;
-    const next = this.#allocating.then(() => {
-      const taken = new Set<string>([net.gateway]);
-      for (const other of listFolders(this.root)) {
-        if (other === rec.spec.id) continue;
-        try {
-          const r = readRecord(path.join(this.root, other, RECORD));
-          const a = r?.attach ?? null;
-          if (a !== null && a.network === net.name) taken.add(a.ip);
-          const w = r?.spec.network?.ip;
-          if (w !== undefined) taken.add(w);
-        } catch {
-          /* a damaged record names no address */
-        }
+    const taken = new Set<string>([net.gateway]);
+    for (const [key, id] of this.#reserved) {
+      const [network, ip] = key.split("|") as [string, string];
+      if (network === net.name && id !== rec.spec.id) taken.add(ip);
+    }
+    for (const other of listFolders(this.root)) {
+      if (other === rec.spec.id) continue;
+      try {
+        const r = readRecord(path.join(this.root, other, RECORD));
+        const a = r?.attach ?? null;
+        if (a !== null && a.network === net.name) taken.add(a.ip);
+        const w = r?.spec.network?.ip;
+        if (w !== undefined) taken.add(w);
+      } catch {
+        /* a damaged record names no address */
       }
-      return freeAddress(net.subnet, taken);
-    });
+    }
+    return freeAddress(net.subnet, taken);
+  }
+
+  /** Runs `fn` after the provider's previous address choice has ended. */
+  #inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#allocating.then(fn, fn);
     this.#allocating = next.catch(() => {});
     return next;
   }
 
+  #unreserve(id: string): void {
+    for (const [key, holder] of this.#reserved) if (holder === id) this.#reserved.delete(key);
+  }
+
   /** The running instance (other than `self`) that holds `ip` on `network`, or null. */
   #holderOf(network: string, ip: string, self: string): string | null {
+    const reserved = this.#reserved.get(`${network}|${ip}`);
+    if (reserved !== undefined && reserved !== self) return reserved;
     for (const other of listFolders(this.root)) {
       if (other === self) continue;
       try {
@@ -648,6 +673,7 @@ export class ProcessProvider implements ComputeProvider {
     if (rec.run !== null && groupMembers(rec.run.pid, rec.run.startTime).length > 0) return;
     const a = rec.attach ?? null;
     if (a !== null) await netnsDelete(a.netns);
+    this.#unreserve(rec.spec.id);
     // detach by image (the loop names of the record may be another machine's by now)
     for (const d of rec.disks) if (existsSync(d.path)) await loopsRelease(d.path);
   }

@@ -79,7 +79,12 @@ export function failoverKind(ctx: OpsContext) {
           const untold = await ctx.replication.refreshSites();
           // only the appliance that received the item's stream (the old target's) could still accept a
           // point of the old generation; the source site's never did (a lost source site is not waited for)
-          const receiving = before.state.phase === "failing-over" ? it.state.target : before.state.target;
+          const held = await ctx.db
+            .selectFrom("datastores")
+            .select("site_id")
+            .where("id", "=", before.row.datastore_id)
+            .executeTakeFirst();
+          const receiving = held?.site_id ?? before.state.target;
           if (untold.includes(receiving)) {
             // it did not hear of the new generation: it fences everything once its directory is older
             // than the lease, so wait that out before using any point
