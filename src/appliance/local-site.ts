@@ -283,11 +283,6 @@ export class LocalSite implements SiteRuntime {
     writeIdentityLabel(os, identity);
   }
 
-  /** The replicas this site keeps (null: none). */
-  get replicas(): Replicas | null {
-    return this.#replicas;
-  }
-
   async stop(): Promise<void> {
     await this.#replicas?.idle();
     for (const d of this.#served.values()) {

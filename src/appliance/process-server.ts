@@ -29,6 +29,7 @@ import { prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, type PointId, parseItemName, parsePointId } from "../domain/ids.ts";
 import type { RetentionPolicy } from "../domain/retention.ts";
+import { Mutex } from "../platform/turns.ts";
 import {
   BODY_LIMIT_BYTES,
   CommitResponseSchema,
@@ -190,15 +191,6 @@ function sendProblem(reply: FastifyReply, code: string, detail: string, instance
   };
   if (status === 401) reply.header("www-authenticate", 'Bearer realm="switchback"');
   return reply.code(status).type("application/problem+json").send(JSON.stringify(body));
-}
-
-class Mutex {
-  #tail: Promise<unknown> = Promise.resolve();
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const r = this.#tail.then(fn);
-    this.#tail = r.catch(() => {});
-    return r;
-  }
 }
 
 // ---- the server ----

@@ -26,6 +26,7 @@ import {
 } from "../compute/images.ts";
 import { writeJsonAtomic } from "../compute/process/record.ts";
 import type { Datastore } from "../datastore/datastore.ts";
+import { KeyedTurns } from "../platform/turns.ts";
 import type { Gate } from "./gate.ts";
 
 interface ReplicaState {
@@ -54,7 +55,8 @@ export class Replicas {
   /** per replica: the newest point asked for and not applied yet */
   readonly #wanted = new Map<string, { datastore: string; item: string; point: string }>();
   readonly #draining = new Map<string, Promise<void>>();
-  readonly #turns = new Map<string, Promise<unknown>>();
+  /** an item's updates and clones take turns */
+  readonly #turns = new KeyedTurns();
 
   readonly #gate: Gate | undefined;
 
@@ -106,7 +108,7 @@ export class Replicas {
         this.#wanted.delete(key);
         // a failed update removes the replica within its own turn: a clone never meets half of one
         const update = () =>
-          this.#turn(key, () =>
+          this.#turns.run(key, () =>
             this.#update(key, w).catch((err: unknown) => {
               this.#log.warn(
                 { item: w.item, point: w.point, error: (err as Error).message },
@@ -124,21 +126,6 @@ export class Replicas {
       if (this.#wanted.has(key)) this.#drain(key); // asked for while it was finishing
     });
     this.#draining.set(key, run);
-  }
-
-  /** Runs `fn` when the replica's previous update or clone has ended. */
-  #turn<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#turns.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const settled = next.then(
-      () => {},
-      () => {},
-    );
-    this.#turns.set(key, settled);
-    void settled.then(() => {
-      if (this.#turns.get(key) === settled) this.#turns.delete(key);
-    });
-    return next;
   }
 
   #read(key: string): ReplicaState | null {
@@ -215,7 +202,7 @@ export class Replicas {
    */
   async copyDisk(d: PointDisk, to: string): Promise<{ method: CloneMethod; point: string } | null> {
     const key = this.#key(d.datastore, d.item);
-    const base = await this.#turn(key, async () => {
+    const base = await this.#turns.run(key, async () => {
       const st = this.#read(key);
       if (st === null || st.state !== "ready") return null;
       const disk = st.disks.find((x) => x.uuid === d.diskUuid && x.sizeBytes === d.sizeBytes);
@@ -256,17 +243,11 @@ export class Replicas {
     const key = this.#key(datastore, item);
     this.#wanted.delete(key);
     await this.#draining.get(key);
-    await this.#turn(key, async () => rmSync(this.#folder(key), { recursive: true, force: true }));
+    await this.#turns.run(key, async () => rmSync(this.#folder(key), { recursive: true, force: true }));
   }
 
   /** Waits for the updates under way (stop, tests). */
   async idle(): Promise<void> {
     while (this.#draining.size > 0) await Promise.all([...this.#draining.values()]);
-  }
-
-  /** The point a replica holds now, or null. */
-  pointOf(datastore: string, item: string): string | null {
-    const st = this.#read(this.#key(datastore, item));
-    return st !== null && st.state === "ready" ? st.point : null;
   }
 }

@@ -46,8 +46,6 @@ export interface Lab {
   sites: LabSite[];
 }
 
-export type LabLink = "inter-site" | `uplink:${string}` | `site:${string}`;
-
 export function labFile(name: string): string {
   return path.join(LAB_DIR, name, "lab.json");
 }

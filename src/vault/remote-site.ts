@@ -111,8 +111,8 @@ export class RemoteSite implements SiteRuntime {
   }
 
   /** Asks the appliance where its process servers listen; returns them. */
-  async refreshInfo(timeoutMs = QUICK_MS, o: { probe?: boolean } = {}): Promise<SiteDatastore[]> {
-    const info = await this.call<SiteInfo>("GET", controlRoutes.site, undefined, timeoutMs, o);
+  async refreshInfo(timeoutMs = QUICK_MS): Promise<SiteDatastore[]> {
+    const info = await this.call<SiteInfo>("GET", controlRoutes.site, undefined, timeoutMs);
     this.#providerKind = info.provider;
     this.#urls = new Map(info.datastores.map((d) => [d.id, d.url]));
     return this.datastores();
@@ -137,7 +137,7 @@ export class RemoteSite implements SiteRuntime {
   async ping(): Promise<boolean> {
     if (Date.now() - this.#heardAt > this.#lostAfterMs) return false;
     try {
-      await this.refreshInfo(3000, { probe: true });
+      await this.refreshInfo(3000);
       return true;
     } catch {
       return false;
@@ -212,7 +212,7 @@ export class RemoteSite implements SiteRuntime {
     route: string,
     body?: unknown,
     timeoutMs = QUICK_MS,
-    o: { probe?: boolean; look?: boolean } = {},
+    o: { look?: boolean } = {},
   ): Promise<T> {
     // a lost site is not waited for question after question (a failover's facts); calls that do
     // something always try: an appliance that was merely slow a moment ago must not fail them

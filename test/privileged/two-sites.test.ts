@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { type Ack, readAcks } from "../../scripts/sql-workload.ts";
 import { loopsRelease, netnsDelete } from "../../src/compute/process/netns.ts";
 import { privilegedSkipReason, tempDir } from "../helpers/env.ts";
 import { Scratch } from "../helpers/privileged.ts";
@@ -28,29 +29,6 @@ import { type Json, succeededJob, until } from "../helpers/vault.ts";
 
 const skip = privilegedSkipReason(["mkfs.xfs", ...TWO_SITES_TOOLS]);
 const PUBLIC_PORT = 18080;
-
-interface Ack {
-  seq: number;
-  site: string;
-  instance: string;
-  atMs: number | null;
-}
-
-function readAcks(file: string): Ack[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => /^\d+ /.test(l))
-    .map((l) => {
-      const [seq, site, instance, at] = l.split(" ");
-      return {
-        seq: Number(seq),
-        site: site ?? "?",
-        instance: instance ?? "?",
-        atMs: at === undefined ? null : Number(at),
-      };
-    });
-}
 
 describe("two sites on one host: the whole DR cycle on a privileged machine", {
   timeout: 600_000,

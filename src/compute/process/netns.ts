@@ -108,7 +108,7 @@ export async function netnsDelete(name: string): Promise<void> {
 }
 
 /** The host end of a machine's veth pair: a name under the kernel's 15-byte limit, fixed per namespace. */
-export function vethName(machineNetns: string): string {
+function vethName(machineNetns: string): string {
   return `sbm${createHash("sha256").update(machineNetns).digest("hex").slice(0, 10)}`;
 }
 
@@ -117,7 +117,7 @@ export function prefixOf(subnet: string): number {
 }
 
 /** An IPv4 address as a number; throws INVALID_ADDRESS for anything else (an octet above 255, …). */
-export function toInt(a: string): number {
+function toInt(a: string): number {
   const parts = a.split(".");
   if (parts.length !== 4 || parts.some((o) => !/^\d{1,3}$/.test(o) || Number(o) > 255)) {
     throw new SwitchbackError(
@@ -133,7 +133,7 @@ function toAddr(n: number): string {
 }
 
 /** Whether `addr` lies in `subnet` (a.b.c.d/n). */
-export function inSubnet(addr: string, subnet: string): boolean {
+function inSubnet(addr: string, subnet: string): boolean {
   const [base, bits] = subnet.split("/") as [string, string];
   const n = Number(bits);
   const mask = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
@@ -223,7 +223,7 @@ export async function attachMachine(netns: string, net: SiteNetwork, address: st
 }
 
 /** A locally administered unicast MAC made from an IPv4 address: 02:5b:a:b:c:d. */
-export function macOf(address: string): string {
+function macOf(address: string): string {
   return ["02", "5b", ...address.split(".").map((o) => Number(o).toString(16).padStart(2, "0"))].join(":");
 }
 

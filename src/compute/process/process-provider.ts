@@ -25,6 +25,7 @@ import {
 import path from "node:path";
 import { Value } from "@sinclair/typebox/value";
 import { SwitchbackError } from "../../domain/errors.ts";
+import { KeyedTurns, Mutex } from "../../platform/turns.ts";
 import { inspectDisk } from "../../replication/disk-source.ts";
 import {
   applyPointSince,
@@ -114,11 +115,11 @@ export class ProcessProvider implements ComputeProvider {
   readonly root: string;
   readonly #env: Record<string, string>;
   /** one operation at a time per instance in this process */
-  readonly #busy = new Map<string, Promise<unknown>>();
+  readonly #busy = new KeyedTurns();
   readonly #networks: SiteNetworks | null;
   readonly #pointCopy: ProcessProviderOptions["pointCopy"];
   /** addresses are chosen one machine at a time */
-  #allocating: Promise<unknown> = Promise.resolve();
+  readonly #allocating = new Mutex();
   /** "<network>|<address>" → the instance whose start chose it, until its record says so */
   readonly #reserved = new Map<string, string>();
 
@@ -589,7 +590,7 @@ export class ProcessProvider implements ComputeProvider {
     }
     const netns = `${net.netns}.${rec.spec.id}`;
     // chosen and reserved in one turn: two machines starting at once never get one address
-    const ip = await this.#inTurn(async () => {
+    const ip = await this.#allocating.run(async () => {
       const ip = await this.#address(rec, net, want.ip);
       const holder = this.#holderOf(net.name, ip, rec.spec.id);
       if (holder !== null) {
@@ -636,13 +637,6 @@ export class ProcessProvider implements ComputeProvider {
       }
     }
     return freeAddress(net.subnet, taken);
-  }
-
-  /** Runs `fn` after the provider's previous address choice has ended. */
-  #inTurn<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#allocating.then(fn, fn);
-    this.#allocating = next.catch(() => {});
-    return next;
   }
 
   #unreserve(id: string): void {
@@ -722,17 +716,7 @@ export class ProcessProvider implements ComputeProvider {
   /** Runs `fn` after the instance's previous operation in this process has ended. */
   #serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
     checkId(id);
-    const prev = this.#busy.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const settled = next.then(
-      () => {},
-      () => {},
-    );
-    this.#busy.set(id, settled);
-    settled.then(() => {
-      if (this.#busy.get(id) === settled) this.#busy.delete(id);
-    });
-    return next;
+    return this.#busy.run(id, fn);
   }
 }
 
