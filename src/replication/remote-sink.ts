@@ -203,7 +203,11 @@ export class RemoteSink implements PointSink {
             authorization: this.#auth,
             ...(o.body !== undefined ? { "content-type": "application/octet-stream" } : {}),
           },
-          body: o.body,
+          // a view, not a copy (the DOM lib's BodyInit does not name Node's Buffer)
+          body:
+            o.body === undefined
+              ? undefined
+              : new Uint8Array(o.body.buffer as ArrayBuffer, o.body.byteOffset, o.body.length),
           signal: AbortSignal.timeout(Math.max(1000, Math.min(this.#attemptMs, left))),
         });
         answer = { status: res.status, body: Buffer.from(await res.arrayBuffer()) };

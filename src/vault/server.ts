@@ -88,6 +88,8 @@ export interface StartVaultOptions {
   now?: () => Date;
   services?: readonly VaultService[];
   routes?: readonly VaultRoutes[];
+  /** the built portal served at / (default portal/dist) */
+  portalDir?: string;
   /** where alert events are POSTed (stored in the settings; it replaces the one stored before) */
   alertWebhook?: string;
 }
@@ -135,6 +137,7 @@ export async function startVault(o: StartVaultOptions): Promise<RunningVault> {
     app = await buildVaultApp(deps, {
       logger: o.log ?? { level: "warn", stream: process.stderr },
       ...(o.routes !== undefined ? { routes: o.routes } : {}),
+      ...(o.portalDir !== undefined ? { portalDir: o.portalDir } : {}),
     });
     const host = o.host ?? DEFAULT_HOST;
     try {

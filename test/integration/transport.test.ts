@@ -533,7 +533,7 @@ describe("transport: agent and process server as real processes", { timeout: 300
           authorization: `Bearer ${token}`,
           ...(body ? { "content-type": "application/octet-stream" } : {}),
         },
-        body,
+        body: body === undefined ? undefined : new Uint8Array(body),
       });
     const problem = async (r: Response, status: number, code: string) => {
       assert.equal(r.status, status);

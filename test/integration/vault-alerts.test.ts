@@ -416,7 +416,7 @@ for (const d of databases) {
     });
 
     it("/metrics refuses a request without a valid token", async () => {
-      for (const headers of [{}, { authorization: "Bearer nope" }]) {
+      for (const headers of [{}, { authorization: "Bearer nope" }] as Record<string, string>[]) {
         const r = await fetch(`${vault.url}/metrics`, { headers });
         assert.equal(r.status, 401);
         assert.equal(((await r.json()) as Json).code, "UNAUTHENTICATED");

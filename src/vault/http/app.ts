@@ -13,6 +13,7 @@ import { SwitchbackError } from "../../domain/errors.ts";
 import { metricsRoutes } from "../metrics.ts";
 import { installAuth } from "./auth.ts";
 import type { VaultDeps } from "./deps.ts";
+import { portalRoutes } from "./portal.ts";
 import { frameworkProblem, problemStatus, sendProblem, validationDetail } from "./problems.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { alertsRoutes } from "./routes/alerts.ts";
@@ -53,6 +54,8 @@ export interface VaultAppOptions {
   logger?: FastifyServerOptions["logger"];
   /** the areas to register (default ROUTES); a test or an embedding can add its own */
   routes?: readonly VaultRoutes[];
+  /** the built portal served at / (default portal/dist); null serves none */
+  portalDir?: string | null;
 }
 
 export async function buildVaultApp(deps: VaultDeps, o: VaultAppOptions = {}): Promise<FastifyInstance> {
@@ -107,7 +110,8 @@ export async function buildVaultApp(deps: VaultDeps, o: VaultAppOptions = {}): P
   installAuth(app, deps);
   // every route goes through route() (route.ts), so none escapes validation or the OpenAPI document
   app.addHook("onRoute", (r) => {
-    if (r.method !== "HEAD" && typeof r.schema?.operationId !== "string") {
+    const isPublic = (r.config as { public?: boolean } | undefined)?.public === true;
+    if (r.method !== "HEAD" && !isPublic && typeof r.schema?.operationId !== "string") {
       throw new Error(
         `route ${String(r.method)} ${r.url} has no operationId; declare it with route() from src/vault/http/route.ts`,
       );
@@ -129,6 +133,8 @@ export async function buildVaultApp(deps: VaultDeps, o: VaultAppOptions = {}): P
       security: [{ bearer: [] }],
     },
   });
+  if (o.portalDir !== null)
+    await app.register(portalRoutes(o.portalDir === undefined ? {} : { dir: o.portalDir }));
   for (const r of o.routes ?? ROUTES) {
     await app.register(async (child) => {
       await r(child, deps);

@@ -17,6 +17,8 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** roles that may call the route besides admin */
     allow?: readonly TokenRole[];
+    /** served without a token: only the portal's page and assets (portal.ts), never API data */
+    public?: boolean;
   }
 }
 
@@ -25,6 +27,7 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
 export function installAuth(app: FastifyInstance, deps: VaultDeps): void {
   app.decorateRequest("principal", null);
   app.addHook("onRequest", async (req) => {
+    if (req.routeOptions.config?.public === true) return;
     const m = BEARER.exec(req.headers.authorization ?? "");
     if (m === null) {
       throw new SwitchbackError(

@@ -1,0 +1,436 @@
+// One replicated item: what it is, how healthy it is, its recovery points on a timeline, RPO over the
+// last 24 h, its target settings (editable) and disks, its jobs, and the operations its state allows,
+// each as a dialog that previews the decision before anything starts.
+import { useState } from "preact/hooks";
+import { type ApiError, client, type ItemView, type Operation, ok } from "../api/client.ts";
+import { OperationDialog } from "../dialogs/index.tsx";
+import { bytes, duration, percent, time } from "../lib/format.ts";
+import { useLive } from "../lib/live.ts";
+import { href, navigate, replaceQuery } from "../lib/router.ts";
+import { health, jobTone, OPERATION_WORDS, phaseWords } from "../lib/words.ts";
+import { PointTimeline, type RpoBucket, RpoChart } from "../ui/charts.tsx";
+import { Badge, Empty, ErrorBanner, KeyValues, Loading, Progress, Tabs } from "../ui/kit.tsx";
+import { TargetSettingsForm } from "./target-settings.tsx";
+
+const OP_ORDER: readonly Operation[] = [
+  "test-failover",
+  "test-failover-cleanup",
+  "failover",
+  "change-point",
+  "commit",
+  "reprotect",
+  "disable",
+];
+
+/** "Failback" when the failover would bring the machine home. */
+export function operationWords(it: ItemView, op: Operation): string {
+  if (op === "failover" && it.target === it.home) return "Failback";
+  return OPERATION_WORDS[op];
+}
+
+function StateBanner(p: { it: ItemView }) {
+  const it = p.it;
+  if (it.activeJob !== null) {
+    return (
+      <div class="banner banner-info" role="status">
+        A {it.activeJob.kind} job is {it.activeJob.state}:{" "}
+        <a href={href(`/jobs/${it.activeJob.id}`)}>follow it</a>. Operations come back when it ends.
+      </div>
+    );
+  }
+  if (it.phase === "failed-over" && it.failover !== null) {
+    return (
+      <div class="banner banner-warn" role="status">
+        Running at <strong>{it.failover.site}</strong> from point <code>{it.failover.point}</code>, not
+        committed. Check the machine, then commit, or change to another point. The source was{" "}
+        {it.failover.sourceShutdown.requested
+          ? `asked to shut down: ${it.failover.sourceShutdown.outcome}`
+          : "not shut down"}
+        .
+      </div>
+    );
+  }
+  if (it.phase === "failover-committed") {
+    return (
+      <div class="banner banner-warn" role="status">
+        The failover is committed and nothing protects this machine now. Reprotect it to replicate it back.
+      </div>
+    );
+  }
+  if (it.health.resyncRequired) {
+    return (
+      <div class="banner banner-bad" role="status">
+        A full resynchronisation is required: the vault lost track of what changed on the source.
+      </div>
+    );
+  }
+  if (it.drill !== null) {
+    return (
+      <div class="banner banner-info" role="status">
+        A test failover copy runs at <strong>{it.drill.site}</strong> from point <code>{it.drill.point}</code>
+        . Clean it up when the drill is done.
+      </div>
+    );
+  }
+  return null;
+}
+
+function HealthPanel(p: { it: ItemView }) {
+  const it = p.it;
+  const h = health(it);
+  const r = it.health.initialReplication;
+  const report = it.lastPointReport as Record<string, number> | null;
+  return (
+    <section class="panel" aria-labelledby="health-h">
+      <div class="panel-head">
+        <h2 id="health-h">Health</h2>
+        <Badge tone={h.tone}>{h.word}</Badge>
+      </div>
+      <KeyValues
+        rows={[
+          [
+            "RPO",
+            it.health.rpoSeconds === null
+              ? "does not apply now"
+              : `${duration(it.health.rpoSeconds)} (threshold ${duration(it.health.rpoThresholdSeconds)})`,
+          ],
+          ["Status", h.why],
+          ...(r !== null
+            ? ([
+                [
+                  "Initial replication",
+                  <div key="p">
+                    <Progress value={r.percent} label="initial replication" />
+                    {percent(r.percent)} · {bytes(r.bytesDone)} of {bytes(r.bytesTotal)} ·{" "}
+                    {bytes(r.bytesPerSecond)}/s
+                    {r.etaSeconds !== null ? ` · ${duration(r.etaSeconds)} left` : ""}
+                  </div>,
+                ],
+              ] as [string, preact.ComponentChildren][])
+            : []),
+          ...(report !== null && typeof report.changedBlocks === "number"
+            ? ([
+                [
+                  "Last point",
+                  `${report.changedBlocks} changed blocks, ${bytes(report.bytesSent)} sent${typeof report.maxFreezeMs === "number" ? `, froze ${report.maxFreezeMs} ms` : ""}`,
+                ],
+              ] as [string, preact.ComponentChildren][])
+            : []),
+        ]}
+      />
+    </section>
+  );
+}
+
+function PointsPanel(p: { it: ItemView }) {
+  const it = p.it;
+  const pt = (x: ItemView["latestPoint"]) =>
+    x === null ? (
+      <span class="muted">none</span>
+    ) : (
+      <span title={x.id}>
+        {time(x.createdAt)} <span class="muted">({duration(x.ageSeconds)} ago)</span>
+      </span>
+    );
+  return (
+    <section class="panel" aria-labelledby="points-h">
+      <div class="panel-head">
+        <h2 id="points-h">Latest recovery points</h2>
+      </div>
+      <KeyValues
+        rows={[
+          ["Latest (crash-consistent)", pt(it.latestPoint)],
+          ["Latest app-consistent", pt(it.latestAppConsistentPoint)],
+          ["Points held", it.pointCount < 0 ? "—" : String(it.pointCount)],
+          ["Policy", it.policy],
+        ]}
+      />
+    </section>
+  );
+}
+
+function SummaryPanel(p: { it: ItemView }) {
+  const it = p.it;
+  const m = useLive(
+    () => ok(client.GET("/v1/machines/{machine}", { params: { path: { machine: it.machineId } } })),
+    10_000,
+    [it.machineId],
+  );
+  const mm = m.data;
+  return (
+    <section class="panel" aria-labelledby="summary-h">
+      <div class="panel-head">
+        <h2 id="summary-h">Machine</h2>
+        {mm !== undefined && (
+          <Badge
+            tone={mm.health.liveness === "online" ? "ok" : mm.health.liveness === "lost" ? "bad" : "muted"}
+          >
+            agent {mm.health.liveness}
+          </Badge>
+        )}
+      </div>
+      <KeyValues
+        rows={[
+          ["Machine", mm?.name ?? "…"],
+          ["Host name", mm?.hostname ?? "—"],
+          ["OS", mm?.os ?? "—"],
+          ["Runs at", mm?.site ?? "—"],
+          ["Size", mm === undefined || mm.cpus === null ? "—" : `${mm.cpus} CPU · ${bytes(mm.memoryBytes)}`],
+          ["Home", it.home],
+          ["Process server", it.processServer],
+          ["Datastore", it.datastore],
+        ]}
+      />
+    </section>
+  );
+}
+
+function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
+  const it = p.it;
+  const points = useLive(
+    () => ok(client.GET("/v1/items/{item}/points", { params: { path: { item: it.id } } })),
+    10_000,
+    [it.id],
+  );
+  const rpo = useLive(
+    async () => {
+      const res = await fetch(`/v1/items/${encodeURIComponent(it.id)}/rpo-history?hours=24`, {
+        headers: {
+          authorization: `Bearer ${sessionStorage.getItem("switchback.token") ?? localStorage.getItem("switchback.token")}`,
+        },
+      });
+      if (!res.ok) return null;
+      return (await res.json()) as { thresholdSeconds: number; buckets: RpoBucket[] };
+    },
+    30_000,
+    [it.id],
+  );
+  return (
+    <div class="grid">
+      <section class="panel" aria-labelledby="timeline-h">
+        <div class="panel-head">
+          <h2 id="timeline-h">Recovery points</h2>
+          <span class="more muted">Select a point to fail over or drill to it</span>
+        </div>
+        {points.data === undefined ? (
+          <Loading what="points" />
+        ) : points.data.length === 0 ? (
+          <p class="muted">No recovery point yet: the first one lands when initial replication ends.</p>
+        ) : (
+          <PointTimeline points={points.data} now={Date.now()} onPick={p.onPick} />
+        )}
+        <ErrorBanner error={points.error} />
+      </section>
+      <section class="panel" aria-labelledby="rpo-h">
+        <div class="panel-head">
+          <h2 id="rpo-h">RPO, last 24 h</h2>
+        </div>
+        {rpo.data === undefined ? (
+          <Loading what="RPO history" />
+        ) : rpo.data === null ? (
+          <p class="muted">No RPO history from this vault.</p>
+        ) : (
+          <RpoChart buckets={rpo.data.buckets} thresholdSeconds={rpo.data.thresholdSeconds} hours={24} />
+        )}
+      </section>
+    </div>
+  );
+}
+
+function DisksTab(p: { it: ItemView }) {
+  const m = useLive(
+    () => ok(client.GET("/v1/machines/{machine}", { params: { path: { machine: p.it.machineId } } })),
+    0,
+    [p.it.machineId],
+  );
+  if (m.data === undefined) return <Loading what="disks" />;
+  const roles = p.it.targetSettings.diskRoles ?? {};
+  if (m.data.disks.length === 0) return <p class="muted">The agent has not reported any disk yet.</p>;
+  return (
+    <div class="table-wrap">
+      <table aria-label="Disks">
+        <thead>
+          <tr>
+            <th scope="col">#</th>
+            <th scope="col">Role</th>
+            <th scope="col" class="num">
+              Size
+            </th>
+            <th scope="col" class="num">
+              Sector
+            </th>
+            <th scope="col">Identity</th>
+            <th scope="col">Device at the source</th>
+          </tr>
+        </thead>
+        <tbody>
+          {m.data.disks.map((d, i) => (
+            <tr key={d.uuid}>
+              <td>{i}</td>
+              <td>{(roles[d.uuid] ?? d.role) === "os" ? "OS disk" : "Data disk"}</td>
+              <td class="num">{bytes(d.sizeBytes)}</td>
+              <td class="num">{d.sectorSize} B</td>
+              <td>
+                <code>{d.uuid}</code>
+              </td>
+              <td>
+                <code>{d.path ?? "—"}</code>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function JobsTab(p: { it: ItemView }) {
+  const jobs = useLive(
+    () => ok(client.GET("/v1/jobs", { params: { query: { item: p.it.id, limit: 20 } } })),
+    5000,
+    [p.it.id],
+  );
+  if (jobs.data === undefined) return <Loading what="jobs" />;
+  if (jobs.data.length === 0) return <p class="muted">No job has run on this item yet.</p>;
+  return (
+    <div class="table-wrap">
+      <table aria-label="Jobs of this item">
+        <thead>
+          <tr>
+            <th scope="col">Job</th>
+            <th scope="col">State</th>
+            <th scope="col">Started</th>
+            <th scope="col" class="num">
+              Took
+            </th>
+            <th scope="col">By</th>
+          </tr>
+        </thead>
+        <tbody>
+          {jobs.data.map((j) => (
+            <tr key={j.id}>
+              <td>
+                <a href={href(`/jobs/${j.id}`)}>{j.kind}</a>
+              </td>
+              <td>
+                <Badge tone={jobTone(j.state)}>{j.state}</Badge>
+                {j.error !== null && <span class="muted"> {j.error.code}</span>}
+              </td>
+              <td>{time(j.startedAt ?? j.createdAt)}</td>
+              <td class="num">{j.durationMs === null ? "—" : duration(j.durationMs / 1000)}</td>
+              <td>{j.createdBy ?? "—"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+export function ItemPage(p: { item: string; query: URLSearchParams }) {
+  const live = useLive(
+    () => ok(client.GET("/v1/items/{item}", { params: { path: { item: p.item } } })),
+    5000,
+    [p.item],
+  );
+  const [dialog, setDialog] = useState<{ op: Operation; point?: string } | null>(null);
+  const tab = p.query.get("tab") ?? "settings";
+  const it = live.data;
+  if (it === undefined) {
+    if (live.error !== null && (live.error as ApiError).status === 404) {
+      return (
+        <Empty
+          title={`There is no item ${p.item}`}
+          action={<a href="#/items">Back to the replicated items</a>}
+        >
+          <p>It may have been disabled, or the name is misspelt.</p>
+        </Empty>
+      );
+    }
+    return live.error !== null ? <ErrorBanner error={live.error} /> : <Loading what={p.item} />;
+  }
+  const h = health(it);
+  const ops = OP_ORDER.filter((o) => it.allowedOperations.includes(o));
+  const onPick = (id: string) => {
+    const op = it.allowedOperations.includes("failover")
+      ? "failover"
+      : it.allowedOperations.includes("change-point")
+        ? "change-point"
+        : it.allowedOperations.includes("test-failover")
+          ? "test-failover"
+          : null;
+    if (op !== null) setDialog({ op, point: id });
+  };
+  return (
+    <>
+      <div class="crumbs">
+        <a href="#/items">Replicated items</a> /
+      </div>
+      <div class="page-head">
+        <div>
+          <h1>
+            {it.name} <Badge tone={h.tone}>{h.word}</Badge>
+          </h1>
+          <p class="sub">
+            {phaseWords(it.phase)} · {it.direction} · generation {it.generation}
+          </p>
+        </div>
+        <fieldset class="actions">
+          <legend class="sr-only">Operations</legend>
+          {ops.length === 0 && it.activeJob === null && (
+            <span class="muted">No operation is possible in this state.</span>
+          )}
+          {ops.map((op) => (
+            <button
+              type="button"
+              key={op}
+              class={op === "failover" ? "primary" : op === "disable" ? "" : ""}
+              onClick={() => setDialog({ op })}
+            >
+              {operationWords(it, op)}
+            </button>
+          ))}
+        </fieldset>
+      </div>
+      <ErrorBanner error={live.error} prefix="Could not refresh:" />
+      <StateBanner it={it} />
+      <div class="grid">
+        <HealthPanel it={it} />
+        <PointsPanel it={it} />
+        <SummaryPanel it={it} />
+      </div>
+      <Charts it={it} onPick={onPick} />
+      <Tabs
+        label="Item details"
+        current={tab}
+        onChange={(t) => replaceQuery({ tab: t })}
+        tabs={[
+          { id: "settings", label: "Compute and network" },
+          { id: "disks", label: "Disks" },
+          { id: "jobs", label: "Jobs" },
+        ]}
+      >
+        {tab === "disks" ? (
+          <DisksTab it={it} />
+        ) : tab === "jobs" ? (
+          <JobsTab it={it} />
+        ) : (
+          <TargetSettingsForm item={it} onSaved={live.reload} />
+        )}
+      </Tabs>
+      {dialog !== null && (
+        <OperationDialog
+          item={it}
+          op={dialog.op}
+          {...(dialog.point !== undefined ? { point: dialog.point } : {})}
+          onClose={() => setDialog(null)}
+          onStarted={(job) => {
+            setDialog(null);
+            live.reload();
+            navigate(`/jobs/${job.id}`);
+          }}
+        />
+      )}
+    </>
+  );
+}

@@ -1,0 +1,88 @@
+// The vault serves the built portal at / without a token (the page signs in itself), with a strict
+// Content-Security-Policy, hashed assets cached for good (gzip when asked), index.html never cached,
+// and the API behind it still refusing requests without a token.
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
+import { type RunningVault, startVault } from "../../src/vault/server.ts";
+import { tempDir } from "../helpers/env.ts";
+
+describe("the portal served by the vault", () => {
+  let tmp: { dir: string; cleanup: () => void };
+  let vault: RunningVault;
+  let bare: RunningVault;
+  before(async () => {
+    tmp = tempDir("sb-portal-serve-");
+    const dist = path.join(tmp.dir, "dist");
+    mkdirSync(path.join(dist, "assets"), { recursive: true });
+    writeFileSync(
+      path.join(dist, "index.html"),
+      '<!doctype html><script type="module" src="/assets/app-ABC.js"></script>',
+    );
+    writeFileSync(path.join(dist, "assets/app-ABC.js"), "console.log('portal');\n".repeat(50));
+    writeFileSync(path.join(dist, "assets/app-ABC.js.gz"), gzipSync("console.log('portal');\n".repeat(50)));
+    // the real app with another portal folder: a test build, then none at all
+    vault = await startVault({
+      data: path.join(tmp.dir, "v1"),
+      port: 0,
+      services: [],
+      log: false,
+      portalDir: dist,
+    });
+    bare = await startVault({
+      data: path.join(tmp.dir, "v2"),
+      port: 0,
+      services: [],
+      log: false,
+      portalDir: path.join(tmp.dir, "missing"),
+    });
+  });
+  after(async () => {
+    await vault?.close();
+    await bare?.close();
+    tmp?.cleanup();
+  });
+
+  it("serves index.html and assets without a token, with security headers", async () => {
+    const index = await fetch(`${vault.url}/`);
+    assert.equal(index.status, 200);
+    assert.match(index.headers.get("content-type") ?? "", /text\/html/);
+    assert.equal(index.headers.get("cache-control"), "no-cache");
+    const csp = index.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    assert.match(await index.text(), /app-ABC\.js/);
+
+    const js = await fetch(`${vault.url}/assets/app-ABC.js`, { headers: { "accept-encoding": "gzip" } });
+    assert.equal(js.status, 200);
+    assert.equal(js.headers.get("content-encoding"), "gzip");
+    assert.match(js.headers.get("cache-control") ?? "", /immutable/);
+    assert.match(js.headers.get("content-type") ?? "", /javascript/);
+    assert.match(await js.text(), /console\.log\('portal'\)/);
+
+    const missing = await fetch(`${vault.url}/assets/nope.js`);
+    assert.equal(missing.status, 404);
+  });
+
+  it("keeps the API behind a token and out of the OpenAPI document", async () => {
+    const sites = await fetch(`${vault.url}/v1/sites`);
+    assert.equal(sites.status, 401);
+    const doc = (await (
+      await fetch(`${vault.url}/openapi.json`, {
+        headers: { authorization: `Bearer ${vault.adminToken ?? ""}` },
+      })
+    ).json()) as { paths: Record<string, unknown> };
+    assert.equal(doc.paths["/"], undefined);
+    assert.equal(doc.paths["/assets/{file}"], undefined);
+    assert.ok(doc.paths["/v1/items"] !== undefined);
+  });
+
+  it("says how to build the portal when it is not built", async () => {
+    const r = await fetch(`${bare.url}/`);
+    assert.equal(r.status, 503);
+    assert.match(await r.text(), /npm run build:portal/);
+  });
+});
