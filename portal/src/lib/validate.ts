@@ -102,3 +102,54 @@ export function validateTargetSettings(d: TargetSettingsDraft): Errors<TargetSet
 function ipText(n: number): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
 }
+
+const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** Seconds of a duration as the vault writes them ("72h", "1h30m", "500ms"), or null. */
+export function parseDurationSeconds(s: string): number | null {
+  const t = s.trim();
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d|w))+$/.test(t)) return null;
+  let total = 0;
+  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)) {
+    total += Number(m[1]) * (DURATION_UNITS[m[2] as string] as number);
+  }
+  return total;
+}
+
+export interface PolicyDraft {
+  name: string;
+  rpoThreshold: string;
+  retention: string;
+  crashConsistentEvery: string;
+  appConsistentEvery: string;
+}
+
+/** The vault's policy rules (src/vault/inventory/policies.ts), said before the request is sent. */
+export function validatePolicy(d: PolicyDraft): Errors<keyof PolicyDraft> {
+  const e: Errors<keyof PolicyDraft> = {};
+  if (!NAME.test(d.name) || d.name.length > 64)
+    e.name = "use 1 to 64 letters, digits, dots, dashes or underscores";
+  const dur = (k: "rpoThreshold" | "retention" | "crashConsistentEvery") => {
+    const v = parseDurationSeconds(d[k]);
+    if (v === null) e[k] = "write a duration, e.g. 30s, 15m, 72h or 1h30m";
+    else if (v < 1) e[k] = "at least 1s";
+    return v;
+  };
+  const rpo = dur("rpoThreshold");
+  const retention = dur("retention");
+  const crash = dur("crashConsistentEvery");
+  const never = d.appConsistentEvery.trim() === "0" || d.appConsistentEvery.trim() === "none";
+  const app = never ? 0 : parseDurationSeconds(d.appConsistentEvery);
+  if (app === null) e.appConsistentEvery = "write a duration (4h), or 0 for no app-consistent points";
+  if (retention !== null && crash !== null && retention < crash && e.retention === undefined) {
+    e.retention = "keep points at least as long as the interval between crash-consistent points";
+  }
+  if (app !== null && app > 0 && crash !== null && app < crash) {
+    e.appConsistentEvery = "app-consistent points cannot come more often than crash-consistent ones";
+  }
+  if (rpo !== null && crash !== null && crash > rpo && e.crashConsistentEvery === undefined) {
+    e.crashConsistentEvery =
+      "points this far apart would breach the RPO threshold every time; take them more often";
+  }
+  return e;
+}

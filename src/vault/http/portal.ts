@@ -1,10 +1,11 @@
 // The portal: the built single-page app in portal/dist (npm run build:portal), served at / by the
-// vault itself. Its files are read once into memory when the vault starts; assets have hashed names
-// and are cached for a year, index.html is never cached so a new build shows on the next load. These
+// vault itself. Its files are held in memory, read again when index.html changed on disk (a new
+// build shows on the next load without a restart); assets have hashed names and are cached for a
+// year, index.html is never cached. These
 // routes are public (the page asks for a token and then calls the API like any client) and are left
 // out of the OpenAPI document. Every answer carries a strict Content-Security-Policy: scripts and
 // styles only from the vault, no inline script, no framing.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply } from "fastify";
@@ -62,13 +63,26 @@ export function portalRoutes(o: { dir?: string } = {}) {
   const dir = o.dir ?? DEFAULT_PORTAL_DIR;
   return async (app: FastifyInstance) => {
     const indexFile = path.join(dir, "index.html");
-    const index = existsSync(indexFile) ? readFileSync(indexFile) : null;
-    const assets = loadAssets(dir);
+    let index: Buffer | null = null;
+    let assets = new Map<string, Asset>();
+    let builtAt = -1;
+    const refresh = () => {
+      let mtime = 0;
+      try {
+        mtime = statSync(indexFile).mtimeMs;
+      } catch {}
+      if (mtime === builtAt) return;
+      builtAt = mtime;
+      index = mtime === 0 ? null : readFileSync(indexFile);
+      assets = loadAssets(dir);
+    };
+    refresh();
     const send = (reply: FastifyReply, status: number, type: string, body: Buffer | string) =>
       reply.code(status).headers(SECURITY_HEADERS).type(type).send(body);
     const config = { public: true };
     const schema = { hide: true };
     app.get("/", { config, schema }, async (_req, reply) => {
+      refresh();
       reply.header("cache-control", "no-cache");
       return index === null
         ? send(reply, 503, "text/html; charset=utf-8", NOT_BUILT)
