@@ -2,21 +2,78 @@
 // health (RPO against the policy, initial replication progress), its latest points of each kind,
 // the operations it allows now, and the job running on it.
 import { type Static, Type } from "@sinclair/typebox";
-import { replicationProgress, rpo } from "../domain/health.ts";
+import { type RpoStatus, replicationProgress, rpo } from "../domain/health.ts";
 import {
   allowedOperations,
   OPERATIONS,
   type OperationFacts,
   type OperationName,
+  PHASES,
+  type Phase,
 } from "../domain/lifecycle.ts";
-import { readJsonOrNull } from "./db/json.ts";
+import { readJson, readJsonOrNull } from "./db/json.ts";
 import type { MachineRow } from "./db/schema.ts";
-import { DrillRecordSchema, FailoverRecordSchema, type LoadedItem, TargetSettingsSchema } from "./items.ts";
+import { toAppliance } from "./inventory/appliances.ts";
+import {
+  DrillRecordSchema,
+  FailoverRecordSchema,
+  ItemStateSchema,
+  type LoadedItem,
+  parseItemRow,
+  TargetSettingsSchema,
+} from "./items.ts";
 import type { OpsContext } from "./operations/context.ts";
 import { isUnreachable, itemPoints } from "./operations/context.ts";
 import { allowed } from "./operations/index.ts";
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+/**
+ * An item's health in one word, from what its view says (health.rpoStatus, initialReplication): the
+ * filter values of the list and the keys of its counts. Every item has exactly one.
+ *  - ok, warning, critical: a protected item's rpoStatus (healthy below 80 % of its policy's
+ *    threshold, warning up to it, critical over it: src/domain/health.ts);
+ *  - initial: in initial replication, whatever its rpoStatus (measured from when protection started
+ *    or the item last changed): its progress is what tells, and the replication-stalled alert
+ *    watches it;
+ *  - n/a: not replicating (enabling, failing over, failed over, committed, reprotecting, disabled),
+ *    rpoStatus "n/a"; also a protected item whose RPO cannot be measured (rpoStatus "unknown": no
+ *    point and no time to count from, which the vault never records).
+ */
+export const HEALTH_SUMMARIES = ["ok", "warning", "critical", "initial", "n/a"] as const;
+export type HealthSummary = (typeof HEALTH_SUMMARIES)[number];
+
+export interface ItemHealth {
+  rpoSeconds: number | null;
+  rpoStatus: RpoStatus | "n/a";
+  summary: HealthSummary;
+}
+
+/** The RPO figures of an item's view; the list's filters and counts use this same function. */
+export function itemHealth(o: {
+  now: Date;
+  phase: Phase;
+  lastPointAt: string | null;
+  /** when the item last changed: the RPO counts from it before the first point */
+  updatedAt: string;
+  thresholdSeconds: number;
+}): ItemHealth {
+  if (o.phase !== "protected" && o.phase !== "initial-replication") {
+    return { rpoSeconds: null, rpoStatus: "n/a", summary: "n/a" };
+  }
+  const r = rpo({
+    now: o.now,
+    lastPointAt: o.lastPointAt === null ? null : new Date(o.lastPointAt),
+    since: new Date(o.updatedAt),
+    thresholdSeconds: o.thresholdSeconds,
+  });
+  let summary: HealthSummary;
+  if (o.phase === "initial-replication") summary = "initial";
+  else if (r.status === "healthy") summary = "ok";
+  else if (r.status === "unknown") summary = "n/a";
+  else summary = r.status;
+  return { rpoSeconds: r.rpoSeconds, rpoStatus: r.status, summary };
+}
 
 export const PointViewSchema = Type.Object({
   id: Type.String(),
@@ -44,6 +101,13 @@ export const ItemViewSchema = Type.Object({
     rpoSeconds: Type.Union([Type.Number(), Type.Null()]),
     rpoThresholdSeconds: Type.Number(),
     rpoStatus: Type.String(),
+    summary: Type.Union(
+      HEALTH_SUMMARIES.map((h) => Type.Literal(h)),
+      {
+        description:
+          "what the list filters by (health=): ok, warning, critical (rpoStatus of a protected item), initial (initial replication: its progress, not an RPO, tells), n/a (not replicating)",
+      },
+    ),
     initialReplication: Type.Union([
       Type.Object({
         percent: Type.Number(),
@@ -203,11 +267,11 @@ function build(
   const job = l.jobs.get(it.row.id);
   const s = it.state;
   const threshold = policy?.rpo_threshold_s ?? 0;
-  const replicating = s.phase === "protected" || s.phase === "initial-replication";
-  const r = rpo({
+  const h = itemHealth({
     now,
-    lastPointAt: it.row.last_point_at === null ? null : new Date(it.row.last_point_at),
-    since: new Date(it.row.updated_at),
+    phase: s.phase,
+    lastPointAt: it.row.last_point_at,
+    updatedAt: it.row.updated_at,
     thresholdSeconds: threshold,
   });
   let initial: ItemView["health"]["initialReplication"] = null;
@@ -250,9 +314,10 @@ function build(
     datastore: l.datastores.get(it.row.datastore_id) ?? it.row.datastore_id,
     targetSettings: it.settings,
     health: {
-      rpoSeconds: replicating ? r.rpoSeconds : null,
+      rpoSeconds: h.rpoSeconds,
       rpoThresholdSeconds: threshold,
-      rpoStatus: replicating ? r.status : "n/a",
+      rpoStatus: h.rpoStatus,
+      summary: h.summary,
       initialReplication: initial,
       resyncRequired: it.row.resync_required === 1,
     },
@@ -275,5 +340,252 @@ function build(
     seedPointId: it.row.seed_point_id,
     createdAt: it.row.created_at,
     updatedAt: it.row.updated_at,
+  };
+}
+
+// ---- the list by pages (GET /v1/items-page) and the overview (GET /v1/overview) ----
+
+export const ITEM_SORTS = ["name", "rpo", "phase"] as const;
+export type ItemSort = (typeof ITEM_SORTS)[number];
+
+const countsOf = <K extends string>(keys: readonly K[]) =>
+  Type.Object(
+    Object.fromEntries(keys.map((k) => [k, Type.Integer()])) as Record<K, ReturnType<typeof Type.Integer>>,
+  );
+
+const itemCountsSchema = (description: string) =>
+  Type.Object(
+    {
+      all: Type.Integer(),
+      byHealth: countsOf(HEALTH_SUMMARIES),
+      byPhase: countsOf(PHASES),
+    },
+    { description },
+  );
+export const ItemCountsSchema = itemCountsSchema(
+  "every item, by health summary and by phase (all keys present)",
+);
+export type ItemCounts = Static<typeof ItemCountsSchema>;
+
+export const ItemPageSchema = Type.Object({
+  items: Type.Array(ItemViewSchema),
+  total: Type.Integer({ description: "the items that match the filters (all pages)" }),
+  counts: itemCountsSchema("every item, unfiltered (the numbers of the filter chips)"),
+});
+export type ItemPage = Static<typeof ItemPageSchema>;
+
+export interface ItemPageQuery {
+  limit: number;
+  offset: number;
+  /** a substring of the item's name or its machine's name, either case */
+  search?: string;
+  phase?: Phase;
+  health?: HealthSummary;
+  /** a site id: items replicating from or to it */
+  site?: string;
+  sort: ItemSort;
+}
+
+/** What filtering, sorting and counting need of an item: one narrow query for all of them. */
+interface ItemSummary {
+  id: string;
+  name: string;
+  machineName: string;
+  phase: Phase;
+  source: string;
+  target: string;
+  health: ItemHealth;
+}
+
+async function itemSummaries(ctx: OpsContext, now: Date): Promise<ItemSummary[]> {
+  const rows = await ctx.db
+    .selectFrom("items")
+    .leftJoin("machines", "machines.id", "items.machine_id")
+    .leftJoin("policies", "policies.id", "items.policy_id")
+    .select([
+      "items.id",
+      "items.name",
+      "items.state",
+      "items.last_point_at",
+      "items.updated_at",
+      "items.source_site_id",
+      "items.target_site_id",
+      "machines.name as machine_name",
+      "policies.rpo_threshold_s",
+    ])
+    .execute();
+  const phases = new Set<string>(PHASES);
+  return rows.map((r) => {
+    // only the phase is needed here: a plain parse (a third of a full check's cost at 10,000
+    // items); a state that does not parse or has no known phase gets the full check's error
+    let phase: Phase | undefined;
+    try {
+      const p = (JSON.parse(r.state) as { phase?: unknown } | null)?.phase;
+      if (typeof p === "string" && phases.has(p)) phase = p as Phase;
+    } catch {}
+    phase ??= readJson(ItemStateSchema, r.state, { table: "items", column: "state", id: r.id }).phase;
+    return {
+      id: r.id,
+      name: r.name,
+      machineName: r.machine_name ?? "",
+      phase,
+      source: r.source_site_id,
+      target: r.target_site_id,
+      health: itemHealth({
+        now,
+        phase,
+        lastPointAt: r.last_point_at,
+        updatedAt: r.updated_at,
+        thresholdSeconds: r.rpo_threshold_s ?? 0,
+      }),
+    };
+  });
+}
+
+function countItems(items: readonly ItemSummary[]): ItemCounts {
+  const byHealth = Object.fromEntries(HEALTH_SUMMARIES.map((h) => [h, 0])) as Record<HealthSummary, number>;
+  const byPhase = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
+  for (const it of items) {
+    byHealth[it.health.summary]++;
+    byPhase[it.phase]++;
+  }
+  return { all: items.length, byHealth, byPhase };
+}
+
+const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+const SORTS: Record<ItemSort, (a: ItemSummary, b: ItemSummary) => number> = {
+  name: (a, b) => byText(a.name, b.name),
+  // the oldest newest point first; items without an RPO (not replicating) last
+  rpo: (a, b) => (b.health.rpoSeconds ?? -1) - (a.health.rpoSeconds ?? -1) || byText(a.name, b.name),
+  // in lifecycle order (enabling … disabled)
+  phase: (a, b) => PHASES.indexOf(a.phase) - PHASES.indexOf(b.phase) || byText(a.name, b.name),
+};
+
+/**
+ * One page of the list: filters, sort and counts over a narrow read of every item (one query), then
+ * full views of the page's items only (a fixed number of queries, whatever the page's size).
+ */
+export async function itemPage(ctx: OpsContext, q: ItemPageQuery): Promise<ItemPage> {
+  const all = await itemSummaries(ctx, ctx.now());
+  const needle = q.search?.toLowerCase();
+  const matching = all.filter(
+    (it) =>
+      (q.phase === undefined || it.phase === q.phase) &&
+      (q.health === undefined || it.health.summary === q.health) &&
+      (q.site === undefined || it.source === q.site || it.target === q.site) &&
+      (needle === undefined ||
+        it.name.toLowerCase().includes(needle) ||
+        it.machineName.toLowerCase().includes(needle)),
+  );
+  matching.sort(SORTS[q.sort]);
+  const ids = matching.slice(q.offset, q.offset + q.limit).map((it) => it.id);
+  const rows =
+    ids.length === 0 ? [] : await ctx.db.selectFrom("items").selectAll().where("id", "in", ids).execute();
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  // an item removed between the two reads is left out of the page
+  const page = ids.flatMap((id) => {
+    const r = byId.get(id);
+    return r === undefined ? [] : [parseItemRow(r)];
+  });
+  return { items: await itemViews(ctx, page), total: matching.length, counts: countItems(all) };
+}
+
+const livenessSchema = (description: string) =>
+  Type.Union([Type.Literal("online"), Type.Literal("lost"), Type.Literal("unknown")], { description });
+
+export const OverviewSchema = Type.Object({
+  at: Type.String({ description: "the vault's time the figures are for" }),
+  sites: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      name: Type.String(),
+      liveness: livenessSchema(
+        "the worst of its appliances' (lost, then unknown, then online); unknown for a site without one",
+      ),
+      appliances: Type.Array(
+        Type.Object({
+          id: Type.String(),
+          name: Type.String(),
+          kind: Type.String(),
+          liveness: livenessSchema("as GET /v1/appliances judges it: lost after 3 missed heartbeats"),
+          lastHeartbeatAt: Type.Union([Type.String(), Type.Null()]),
+          silentForSeconds: Type.Union([Type.Number(), Type.Null()], {
+            description: "seconds since its last heartbeat (null: never heard from)",
+          }),
+        }),
+      ),
+    }),
+  ),
+  items: ItemCountsSchema,
+  alerts: Type.Object({
+    open: Type.Integer({ description: "alerts not cleared" }),
+    bySeverity: Type.Record(Type.String(), Type.Integer()),
+  }),
+  jobs: Type.Object({
+    unfinished: Type.Integer({ description: "queued, running or waiting" }),
+    running: Type.Integer(),
+    waiting: Type.Integer({ description: "waiting for a signal (an approval, an answer)" }),
+    queued: Type.Integer(),
+  }),
+});
+export type Overview = Static<typeof OverviewSchema>;
+
+const LIVENESS_ORDER = ["lost", "unknown", "online"] as const;
+
+/** The portal's header: sites and their appliances' liveness, item counts, open alerts, jobs. */
+export async function overview(ctx: OpsContext): Promise<Overview> {
+  const now = ctx.now();
+  const db = ctx.db;
+  const sites = await db.selectFrom("sites").select(["id", "name"]).orderBy("name").execute();
+  const appliances = await db.selectFrom("appliances").selectAll().orderBy("name").execute();
+  const items = await itemSummaries(ctx, now);
+  const alerts = await db
+    .selectFrom("alerts")
+    .select(["severity", (eb) => eb.fn.countAll<number>().as("n")])
+    .where("cleared_at", "is", null)
+    .groupBy("severity")
+    .execute();
+  const jobs = await db
+    .selectFrom("jobs")
+    .select(["state", (eb) => eb.fn.countAll<number>().as("n")])
+    .where("finished_at", "is", null)
+    .groupBy("state")
+    .execute();
+  const clock = { now, heartbeatIntervalMs: ctx.heartbeatIntervalMs };
+  const names = new Map(sites.map((x) => [x.id, x.name]));
+  const views = appliances.map((r) => {
+    const a = toAppliance(r, names.get(r.site_id) ?? r.site_id, clock);
+    const heard = r.last_heartbeat_at === null ? null : Date.parse(r.last_heartbeat_at);
+    return {
+      siteId: r.site_id,
+      view: {
+        id: a.id,
+        name: a.name,
+        kind: a.kind,
+        liveness: a.health.liveness,
+        lastHeartbeatAt: a.lastHeartbeatAt,
+        silentForSeconds: heard === null ? null : Math.max(0, (now.getTime() - heard) / 1000),
+      },
+    };
+  });
+  const bySeverity: Record<string, number> = {};
+  for (const a of alerts) bySeverity[a.severity] = Number(a.n);
+  const jobCount = (state: string) => Number(jobs.find((j) => j.state === state)?.n ?? 0);
+  return {
+    at: now.toISOString(),
+    sites: sites.map((site) => {
+      const own = views.filter((v) => v.siteId === site.id).map((v) => v.view);
+      const liveness = LIVENESS_ORDER.find((l) => own.some((a) => a.liveness === l)) ?? ("unknown" as const);
+      return { id: site.id, name: site.name, liveness, appliances: own };
+    }),
+    items: countItems(items),
+    alerts: { open: alerts.reduce((n, a) => n + Number(a.n), 0), bySeverity },
+    jobs: {
+      unfinished: jobs.reduce((n, j) => n + Number(j.n), 0),
+      running: jobCount("running"),
+      waiting: jobCount("waiting"),
+      queued: jobCount("queued"),
+    },
   };
 }

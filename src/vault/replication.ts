@@ -32,6 +32,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { readJsonOrNull } from "./db/json.ts";
 import type { VaultDatabase } from "./db/schema.ts";
 import { applyItemEvent, parseItemRow } from "./items.ts";
+import { recordCommittedPoint, trimRpoHistoryIfDue } from "./rpo-history.ts";
 
 export interface CopyOfMachine {
   /** the compute instance the agent runs in, when one of ours */
@@ -171,10 +172,30 @@ export class ReplicationService {
       .where("id", "=", item)
       .executeTakeFirst();
     if (row === undefined || row.datastore_id !== datastoreId) return;
-    await applyItemEvent(this.#db, item, { e: "point-arrived" }, this.#now(), () => ({
-      lastPoint: { id: header.id, at: header.createdAt, app: header.consistency === "app" },
-      resyncRequired: false,
-    }));
+    const now = this.#now();
+    // the item's newest point before this one, as the write that succeeded saw it
+    let previousPointAt: string | null = null;
+    await applyItemEvent(this.#db, item, { e: "point-arrived" }, now, (it) => {
+      previousPointAt = it.row.last_point_at;
+      return {
+        lastPoint: { id: header.id, at: header.createdAt, app: header.consistency === "app" },
+        resyncRequired: false,
+      };
+    });
+    // the RPO history is for charts: failing to write it must not fail the commit's record
+    try {
+      await recordCommittedPoint(this.#db, {
+        itemId: item,
+        pointAt: header.createdAt,
+        previousPointAt,
+        committedAt: now,
+      });
+    } catch (err) {
+      this.#log.warn({ err, item }, "recording the RPO history of a committed point failed");
+    }
+    trimRpoHistoryIfDue(this.#db, now).catch((err: unknown) =>
+      this.#log.warn({ err }, "trimming the RPO history failed"),
+    );
     await this.refresh();
   }
 

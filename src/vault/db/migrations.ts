@@ -309,6 +309,23 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable("machines").addColumn("layout", "text").execute();
       },
     },
+    "007_rpo_history": {
+      async up(db: AnyDb) {
+        // each item's RPO over the last hours, kept apart from its points (retention prunes those):
+        // per minute in which points were committed, the worst RPO just before a commit and the
+        // newest point known (src/vault/rpo-history.ts). No foreign key: rows of a removed item
+        // age out with the rest; the minute index makes that trim one range delete
+        await db.schema
+          .createTable("rpo_history")
+          .addColumn("item_id", "text", notNull)
+          .addColumn("minute", time, notNull)
+          .addColumn("peak_rpo_s", dialect === "postgres" ? "double precision" : "real", notNull)
+          .addColumn("last_point_at", time, notNull)
+          .addPrimaryKeyConstraint("rpo_history_pk", ["item_id", "minute"])
+          .execute();
+        await db.schema.createIndex("rpo_history_minute").on("rpo_history").column("minute").execute();
+      },
+    },
   };
 }
 

@@ -257,6 +257,20 @@ export interface AgentCommandsTable {
   result: string | null;
 }
 
+/**
+ * An item's RPO by the minute (src/vault/rpo-history.ts): one row per minute in which a point of the
+ * item was committed. Kept for RPO_HISTORY_KEEP_HOURS, whatever retention does to the points.
+ */
+export interface RpoHistoryTable {
+  item_id: string;
+  /** the start of the minute, ISO 8601 UTC (seconds and milliseconds zero) */
+  minute: string;
+  /** the worst RPO seen in the minute: a commit's time minus the newest point before it */
+  peak_rpo_s: number;
+  /** the newest point (its creation time) committed by the end of the minute */
+  last_point_at: string;
+}
+
 export interface VaultDatabase {
   sites: SitesTable;
   appliances: AppliancesTable;
@@ -274,6 +288,7 @@ export interface VaultDatabase {
   tokens: TokensTable;
   settings: SettingsTable;
   agent_commands: AgentCommandsTable;
+  rpo_history: RpoHistoryTable;
 }
 
 export type SiteRow = Selectable<SitesTable>;
@@ -293,3 +308,4 @@ export type AlertRow = Selectable<AlertsTable>;
 export type PlanRow = Selectable<PlansTable>;
 export type TokenRow = Selectable<TokensTable>;
 export type AgentCommandRow = Selectable<AgentCommandsTable>;
+export type RpoHistoryRow = Selectable<RpoHistoryTable>;

@@ -4,12 +4,34 @@
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { SwitchbackError } from "../../../domain/errors.ts";
+import { PHASES, type Phase } from "../../../domain/lifecycle.ts";
 import type { DrRuntime } from "../../dr.ts";
+import { getSiteRow } from "../../inventory/sites.ts";
 import { loadItem, parseItemRow, TargetSettingsSchema, updateItem } from "../../items.ts";
-import { ItemViewSchema, itemView, itemViews, PointViewSchema } from "../../items-view.ts";
+import {
+  HEALTH_SUMMARIES,
+  type HealthSummary,
+  ITEM_SORTS,
+  ItemPageSchema,
+  type ItemSort,
+  ItemViewSchema,
+  itemPage,
+  itemView,
+  itemViews,
+  OverviewSchema,
+  overview,
+  PointViewSchema,
+} from "../../items-view.ts";
 import { startMachine, stopMachine } from "../../machine-power.ts";
 import { itemPoints } from "../../operations/context.ts";
 import { type OperationRequest, preview, protect, startOperation } from "../../operations/index.ts";
+import {
+  bucketSecondsFor,
+  itemRpoHistory,
+  RPO_HISTORY_KEEP_HOURS,
+  RPO_HISTORY_MAX_HOURS,
+  RpoHistorySchema,
+} from "../../rpo-history.ts";
 import { principalOf } from "../auth.ts";
 import type { VaultDeps } from "../deps.ts";
 import { route } from "../route.ts";
@@ -39,6 +61,42 @@ const PointText = Type.String({
 });
 const DryRun = Type.Object({ dryRun: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 const ItemParams = Type.Object({ item: RefSchema });
+
+/** A string that is one of `values`: one enum, so a 400 says "must be equal to one of the allowed values: …". */
+const OneOf = <T extends string>(values: readonly T[], what: string) =>
+  Type.Unsafe<T>({ type: "string", enum: [...values], description: `${what}: ${values.join(", ")}` });
+
+const ItemsPageQuery = Type.Object(
+  {
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 500, default: 100, description: "items per page, 1 to 500" }),
+    ),
+    offset: Type.Optional(
+      Type.Integer({ minimum: 0, default: 0, description: "how many matching items to skip" }),
+    ),
+    search: Type.Optional(
+      Type.String({
+        maxLength: 64,
+        description: "a part of the item's name or its machine's name, in either case",
+      }),
+    ),
+    phase: Type.Optional(OneOf<Phase>(PHASES, "the lifecycle phase")),
+    health: Type.Optional(OneOf<HealthSummary>(HEALTH_SUMMARIES, "the item's health.summary")),
+    site: Type.Optional(
+      Type.String({
+        pattern: "^[A-Za-z0-9._-]{1,128}$",
+        description: "a site's id or name: items replicating from or to it",
+      }),
+    ),
+    sort: Type.Optional(
+      OneOf<ItemSort>(
+        ITEM_SORTS,
+        "name (default), rpo (the largest RPO first, items without one last) or phase (lifecycle order)",
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 const OPERATION_BODIES = {
   "test-failover": Type.Object({ point: Type.Optional(PointText) }, { additionalProperties: false }),
@@ -144,6 +202,82 @@ export function itemsRoutes(app: FastifyInstance, deps: VaultDeps): void {
       if (req.query.phase !== undefined) items = items.filter((it) => it.state.phase === req.query.phase);
       return itemViews(ops, items);
     },
+  });
+  route(app, {
+    method: "GET",
+    url: "/v1/items-page",
+    operationId: "listItemsPage",
+    tags: ["items"],
+    summary:
+      "One page of the replicated items, filtered and sorted, with the total and the counts by health and phase",
+    description:
+      "Filters combine (all must hold); `total` counts the items that match them, `counts` every item " +
+      "(unfiltered). Only the page's items are read in full, so a page costs the same at 10,000 items " +
+      "as at 10. `health` is the item's health.summary: ok, warning and critical are a protected " +
+      "item's rpoStatus, initial an item in initial replication, n/a one that does not replicate.",
+    query: ItemsPageQuery,
+    response: ItemPageSchema,
+    problems: [404],
+    handler: async (req) => {
+      const { ops } = dr(deps);
+      const q = req.query;
+      return itemPage(ops, {
+        limit: q.limit ?? 100,
+        offset: q.offset ?? 0,
+        sort: q.sort ?? "name",
+        ...(q.search !== undefined && q.search !== "" ? { search: q.search } : {}),
+        ...(q.phase !== undefined ? { phase: q.phase } : {}),
+        ...(q.health !== undefined ? { health: q.health } : {}),
+        ...(q.site !== undefined ? { site: (await getSiteRow(db, q.site)).id } : {}),
+      });
+    },
+  });
+  route(app, {
+    method: "GET",
+    url: "/v1/overview",
+    operationId: "getOverview",
+    tags: ["overview"],
+    summary: "Sites with their appliances' liveness, items by health and phase, open alerts, unfinished jobs",
+    description: "For the portal's header: a fixed number of queries, whatever the number of items.",
+    response: OverviewSchema,
+    handler: async () => overview(dr(deps).ops),
+  });
+  route(app, {
+    method: "GET",
+    url: "/v1/items/:item/rpo-history",
+    operationId: "getItemRpoHistory",
+    tags: ["items"],
+    summary: "The item's RPO over the last hours, the worst in each bucket, for a chart",
+    description:
+      `Buckets of 1 minute up to 5 h, 2 min up to 10 h, 5 min up to 25 h (288 for 24 h), 10 min up to 50 h, 15 min beyond: ` +
+      `at most 300. A bucket's value is the worst RPO in it: the larger of the RPO just before each ` +
+      `commit of a point in it and the bucket's end (now for the last) minus the newest point known ` +
+      `by then, so a time without commits shows the RPO growing. Null before the item's first point ` +
+      `and before the history kept (${RPO_HISTORY_KEEP_HOURS} h). While the item does not replicate ` +
+      `(any phase but protected and initial-replication) every bucket is null and replicating is ` +
+      `false: its RPO is not measured. The history is recorded from commits, not from the points, so ` +
+      `retention does not change it.`,
+    params: ItemParams,
+    query: Type.Object(
+      {
+        hours: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: RPO_HISTORY_MAX_HOURS,
+            default: 24,
+            description: `how far back, 1 to ${RPO_HISTORY_MAX_HOURS} (default 24; bucket ${bucketSecondsFor(24)} s)`,
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    response: RpoHistorySchema,
+    problems: [404],
+    handler: async (req) =>
+      itemRpoHistory(db, await loadItem(db, req.params.item), {
+        now: deps.now(),
+        hours: req.query.hours ?? 24,
+      }),
   });
   route(app, {
     method: "GET",
