@@ -1,7 +1,7 @@
 // The frame around every page: product name, navigation, the health of every site's appliances (so a
 // lost site is visible from anywhere), who is signed in, and sign-out.
 import type { ComponentChildren } from "preact";
-import { type Appliance, client, ok, type Site, signOut } from "./api/client.ts";
+import { type Answer, client, ok, signOut } from "./api/client.ts";
 import { ago } from "./lib/format.ts";
 import { useLive } from "./lib/live.ts";
 import { Dot, type Tone } from "./ui/kit.tsx";
@@ -13,38 +13,30 @@ const NAV = [
   { path: "/setup", label: "Set up" },
 ];
 
-function siteTone(appliances: Appliance[]): { tone: Tone; words: string } {
-  if (appliances.length === 0) return { tone: "muted", words: "no appliance" };
-  const lost = appliances.filter((a) => a.health.liveness !== "online");
-  if (lost.length === 0) return { tone: "ok", words: "appliances online" };
-  if (lost.length === appliances.length) return { tone: "bad", words: "appliances lost" };
-  return { tone: "warn", words: `${lost.length} of ${appliances.length} appliances lost` };
-}
+type Overview = Answer<"/v1/overview", "get">;
 
-function SiteHealth() {
-  const live = useLive(
-    async () => {
-      const [sites, appliances] = await Promise.all([
-        ok(client.GET("/v1/sites")),
-        ok(client.GET("/v1/appliances")),
-      ]);
-      return { sites, appliances };
-    },
-    5000,
-    [],
-  );
-  if (live.error !== null && live.data === undefined) {
+const LIVENESS: Record<string, { tone: Tone; words: string }> = {
+  online: { tone: "ok", words: "appliances online" },
+  lost: { tone: "bad", words: "appliance lost" },
+  unknown: { tone: "muted", words: "no heartbeat yet" },
+};
+
+/** Sites with their appliances' health, running jobs and open alerts: visible from every page. */
+function Status() {
+  const live = useLive(() => ok(client.GET("/v1/overview")), 5000, []);
+  const d: Overview | undefined = live.data;
+  if (live.error !== null && d === undefined)
     return <span class="site-pill site-bad">vault unreachable</span>;
-  }
-  const d = live.data;
   if (d === undefined) return null;
   return (
-    <ul class="sites" aria-label="Sites">
-      {d.sites.map((s: Site) => {
-        const mine = d.appliances.filter((a) => a.siteId === s.id);
-        const t = siteTone(mine);
+    <ul class="sites" aria-label="Status">
+      {d.sites.map((s) => {
+        const t =
+          s.appliances.length === 0
+            ? { tone: "muted" as Tone, words: "no appliance" }
+            : (LIVENESS[s.liveness] ?? { tone: "muted" as Tone, words: s.liveness });
         const last =
-          mine
+          s.appliances
             .map((a) => a.lastHeartbeatAt)
             .sort()
             .at(-1) ?? null;
@@ -56,6 +48,18 @@ function SiteHealth() {
           </li>
         );
       })}
+      {d.jobs.unfinished > 0 && (
+        <li class="site-pill">
+          <a href="#/jobs?state=running">
+            {d.jobs.running} running{d.jobs.waiting > 0 ? `, ${d.jobs.waiting} waiting for you` : ""}
+          </a>
+        </li>
+      )}
+      {d.alerts.open > 0 && (
+        <li class="site-pill site-bad" title="open alerts (switchback alerts list)">
+          {d.alerts.open} open alert{d.alerts.open === 1 ? "" : "s"}
+        </li>
+      )}
       {live.error !== null && <li class="site-pill site-bad">vault unreachable</li>}
     </ul>
   );
@@ -85,7 +89,7 @@ export function Layout(p: { path: string; children: ComponentChildren }) {
             </a>
           ))}
         </nav>
-        <SiteHealth />
+        <Status />
         <button type="button" class="link-button" onClick={() => signOut()}>
           Sign out
         </button>

@@ -25,6 +25,7 @@ const TABLES = [
   "machines",
   "plans",
   "policies",
+  "rpo_history",
   "settings",
   "sites",
   "tokens",

@@ -8,7 +8,7 @@ import { bytes, duration, percent, time } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
 import { href, navigate, replaceQuery } from "../lib/router.ts";
 import { health, jobTone, OPERATION_WORDS, phaseWords } from "../lib/words.ts";
-import { PointTimeline, type RpoBucket, RpoChart } from "../ui/charts.tsx";
+import { PointTimeline, RpoChart } from "../ui/charts.tsx";
 import { Badge, Empty, ErrorBanner, KeyValues, Loading, Progress, Tabs } from "../ui/kit.tsx";
 import { TargetSettingsForm } from "./target-settings.tsx";
 
@@ -193,15 +193,12 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
     [it.id],
   );
   const rpo = useLive(
-    async () => {
-      const res = await fetch(`/v1/items/${encodeURIComponent(it.id)}/rpo-history?hours=24`, {
-        headers: {
-          authorization: `Bearer ${sessionStorage.getItem("switchback.token") ?? localStorage.getItem("switchback.token")}`,
-        },
-      });
-      if (!res.ok) return null;
-      return (await res.json()) as { thresholdSeconds: number; buckets: RpoBucket[] };
-    },
+    () =>
+      ok(
+        client.GET("/v1/items/{item}/rpo-history", {
+          params: { path: { item: it.id }, query: { hours: 24 } },
+        }),
+      ),
     30_000,
     [it.id],
   );
@@ -227,8 +224,10 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
         </div>
         {rpo.data === undefined ? (
           <Loading what="RPO history" />
-        ) : rpo.data === null ? (
-          <p class="muted">No RPO history from this vault.</p>
+        ) : !rpo.data.replicating ? (
+          <p class="muted">
+            RPO applies while the item replicates; it is {phaseWords(it.phase).toLowerCase()} now.
+          </p>
         ) : (
           <RpoChart buckets={rpo.data.buckets} thresholdSeconds={rpo.data.thresholdSeconds} hours={24} />
         )}

@@ -2,7 +2,8 @@
 // threshold, initial replication progress, latest point and running job. Filters and search live in
 // the address (shareable, survive reloads); the list pages on the vault, so 10,000 items load as fast
 // as 100.
-import { client, type ItemView, ok } from "../api/client.ts";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { type Answer, client, type ItemView, ok } from "../api/client.ts";
 import { duration, percent } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
 import { href, replaceQuery } from "../lib/router.ts";
@@ -15,40 +16,48 @@ const HEALTH_FILTERS = [
   { id: "", label: "All" },
   { id: "critical", label: "Critical" },
   { id: "warning", label: "Warning" },
-  { id: "healthy", label: "Healthy" },
+  { id: "ok", label: "Healthy" },
   { id: "initial", label: "Initial replication" },
-  { id: "not-replicating", label: "Not replicating" },
+  { id: "n/a", label: "Not replicating" },
+] as const;
+
+const SORTS = [
+  { id: "name", label: "Name" },
+  { id: "rpo", label: "Worst RPO first" },
+  { id: "phase", label: "State" },
 ] as const;
 
 export interface ItemsQuery {
   search: string;
   health: string;
   phase: string;
+  sort: string;
   offset: number;
 }
 
-export interface ItemsAnswer {
-  items: ItemView[];
-  total: number;
-  counts: Record<string, number>;
+export type ItemsAnswer = Answer<"/v1/items-page", "get">;
+
+function loadItems(q: ItemsQuery): Promise<ItemsAnswer> {
+  return ok(
+    client.GET("/v1/items-page", {
+      params: {
+        query: {
+          limit: PAGE_SIZE,
+          offset: q.offset,
+          ...(q.search !== "" ? { search: q.search } : {}),
+          ...(q.health !== "" ? { health: q.health as "ok" } : {}),
+          ...(q.phase !== "" ? { phase: q.phase as "protected" } : {}),
+          ...(q.sort !== "" ? { sort: q.sort as "name" } : {}),
+        },
+      },
+    }),
+  );
 }
 
-function healthKey(it: ItemView): string {
-  if (it.phase === "initial-replication") return "initial";
-  const s = it.health.rpoStatus;
-  return s === "healthy" || s === "warning" || s === "critical" ? s : "not-replicating";
-}
-
-async function loadItems(q: ItemsQuery): Promise<ItemsAnswer> {
-  const all = await ok(
-    client.GET("/v1/items", { params: { query: q.search !== "" ? { search: q.search } : {} } }),
-  );
-  const counts: Record<string, number> = { "": all.length };
-  for (const it of all) counts[healthKey(it)] = (counts[healthKey(it)] ?? 0) + 1;
-  const matching = all.filter(
-    (it) => (q.health === "" || healthKey(it) === q.health) && (q.phase === "" || it.phase === q.phase),
-  );
-  return { items: matching.slice(q.offset, q.offset + PAGE_SIZE), total: matching.length, counts };
+function count(d: ItemsAnswer | undefined, health: string): number {
+  if (d === undefined) return 0;
+  if (health === "") return d.counts.all;
+  return (d.counts.byHealth as Record<string, number>)[health] ?? 0;
 }
 
 function Rpo(p: { it: ItemView }) {
@@ -119,18 +128,47 @@ export function ItemRow(p: { it: ItemView }) {
   );
 }
 
+/** Search as you type, asking the vault once typing pauses (not once per key). */
+function SearchBox(p: { value: string; onChange: (v: string) => void }) {
+  const [text, setText] = useState(p.value);
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  useEffect(() => setText(p.value), [p.value]);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  return (
+    <input
+      type="search"
+      placeholder="Search items or machines"
+      aria-label="Search by item or machine name"
+      value={text}
+      onInput={(e) => {
+        const v = e.currentTarget.value;
+        setText(v);
+        clearTimeout(timer.current);
+        timer.current = setTimeout(() => p.onChange(v), 250);
+      }}
+    />
+  );
+}
+
 export function ItemsPage(p: { query: URLSearchParams }) {
   const q: ItemsQuery = {
     search: p.query.get("q") ?? "",
     health: p.query.get("health") ?? "",
     phase: p.query.get("phase") ?? "",
+    sort: p.query.get("sort") ?? "",
     offset: Math.max(0, Number(p.query.get("offset") ?? 0) || 0),
   };
   const set = (patch: Partial<ItemsQuery>) => {
     const n = { ...q, offset: 0, ...patch };
-    replaceQuery({ q: n.search, health: n.health, phase: n.phase, offset: n.offset || undefined });
+    replaceQuery({
+      q: n.search,
+      health: n.health,
+      phase: n.phase,
+      sort: n.sort,
+      offset: n.offset || undefined,
+    });
   };
-  const live = useLive(() => loadItems(q), 5000, [q.search, q.health, q.phase, q.offset]);
+  const live = useLive(() => loadItems(q), 5000, [q.search, q.health, q.phase, q.sort, q.offset]);
   const d = live.data;
   return (
     <>
@@ -138,7 +176,7 @@ export function ItemsPage(p: { query: URLSearchParams }) {
         <div>
           <h1>Replicated items</h1>
           <p class="sub">
-            {d === undefined ? "…" : `${d.counts[""] ?? 0} machines protected`} · updated every 5 s
+            {d === undefined ? "…" : `${d.counts.all} machines protected`} · updated every 5 s
           </p>
         </div>
         <div class="actions">
@@ -159,17 +197,11 @@ export function ItemsPage(p: { query: URLSearchParams }) {
               aria-pressed={q.health === f.id}
               onClick={() => set({ health: f.id })}
             >
-              {f.label} <span class="n">{d?.counts[f.id] ?? 0}</span>
+              {f.label} <span class="n">{count(d, f.id)}</span>
             </button>
           ))}
         </fieldset>
-        <input
-          type="search"
-          placeholder="Search by name"
-          aria-label="Search items by name"
-          value={q.search}
-          onInput={(e) => set({ search: e.currentTarget.value })}
-        />
+        <SearchBox value={q.search} onChange={(search) => set({ search })} />
         <select
           aria-label="Filter by state"
           value={q.phase}
@@ -190,10 +222,21 @@ export function ItemsPage(p: { query: URLSearchParams }) {
             </option>
           ))}
         </select>
+        <select
+          aria-label="Sort"
+          value={q.sort || "name"}
+          onChange={(e) => set({ sort: e.currentTarget.value })}
+        >
+          {SORTS.map((x) => (
+            <option key={x.id} value={x.id}>
+              Sort: {x.label}
+            </option>
+          ))}
+        </select>
       </div>
       {d === undefined ? (
         live.error === null && <Loading what="replicated items" />
-      ) : d.counts[""] === 0 && q.search === "" ? (
+      ) : d.counts.all === 0 && q.search === "" ? (
         <Empty
           title="No machine is protected yet"
           action={
