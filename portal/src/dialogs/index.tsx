@@ -1,21 +1,33 @@
-// Operation dialogs: placeholder until the dialogs land. Each operation of an item opens one; it
-// previews the decision (dry run), shows refusals before anything starts, and starts the job.
-import type { ItemView, Operation } from "../api/client.ts";
-import { Dialog } from "../ui/kit.tsx";
+// Operation dialogs. Each operation of an item opens one: it previews the vault's decision (a dry run
+// when it opens and after each change), shows a refusal with its code before anything starts, keeps
+// Start off while the form is invalid, refused or busy, and hands the started job to onStarted.
+import "./dialogs.css";
+import { ChangePointDialog } from "./change-point.tsx";
+import { CleanupDialog } from "./cleanup.tsx";
+import { CommitDialog } from "./commit.tsx";
+import type { OperationDialogProps } from "./common.tsx";
+import { DisableDialog } from "./disable.tsx";
+import { FailoverDialog } from "./failover.tsx";
+import { ReprotectDialog } from "./reprotect.tsx";
+import { TestFailoverDialog } from "./test-failover.tsx";
 
-export interface OperationDialogProps {
-  item: ItemView;
-  op: Operation;
-  /** a point picked on the timeline, for the operations that take one */
-  point?: string;
-  onClose: () => void;
-  onStarted: (job: { id: string }) => void;
-}
+export type { OperationDialogProps } from "./common.tsx";
 
 export function OperationDialog(p: OperationDialogProps) {
-  return (
-    <Dialog title={p.op} onClose={p.onClose}>
-      <p>Not yet.</p>
-    </Dialog>
-  );
+  switch (p.op) {
+    case "test-failover":
+      return <TestFailoverDialog {...p} />;
+    case "test-failover-cleanup":
+      return <CleanupDialog {...p} />;
+    case "failover":
+      return <FailoverDialog {...p} />;
+    case "change-point":
+      return <ChangePointDialog {...p} />;
+    case "commit":
+      return <CommitDialog {...p} />;
+    case "reprotect":
+      return <ReprotectDialog {...p} />;
+    case "disable":
+      return <DisableDialog {...p} />;
+  }
 }

@@ -1,0 +1,89 @@
+// Test failover (a drill): a copy of the machine starts at the target from the chosen point, on the
+// item's test network, isolated from production; replication goes on untouched.
+import { useState } from "preact/hooks";
+import {
+  initialPointForm,
+  operationTitle,
+  startWords,
+  type TestFailoverForm,
+  testFailoverBody,
+  validateTestFailover,
+} from "../lib/operation-rules.ts";
+import { KeyValues } from "../ui/kit.tsx";
+import {
+  blockedWhy,
+  DecisionPanel,
+  hasErrors,
+  type OperationDialogProps,
+  OperationFrame,
+  PointPicker,
+  usePoints,
+  usePreview,
+  useStart,
+} from "./common.tsx";
+
+export function TestFailoverDialog(p: OperationDialogProps) {
+  const it = p.item;
+  const [form, setForm] = useState<TestFailoverForm>({ point: initialPointForm("test-failover", p.point) });
+  const points = usePoints(it);
+  const errors = validateTestFailover(form, it, points.data);
+  const body = testFailoverBody(form);
+  const preview = usePreview(it, "test-failover", hasErrors(errors) ? null : body);
+  const starter = useStart(it, "test-failover", p.onStarted);
+  const s = it.targetSettings;
+  return (
+    <OperationFrame
+      title={`${operationTitle(it, "test-failover")}: ${it.name}`}
+      startWords={startWords(it, "test-failover")}
+      wide
+      blocked={blockedWhy(preview, body, errors, starter.busy)}
+      busy={starter.busy}
+      startError={starter.error}
+      onStart={() => starter.start(body)}
+      onClose={p.onClose}
+    >
+      <p class="lead">
+        A drill: a copy of {it.name} starts at <strong>{it.target}</strong> from the point below, to check
+        that it boots and its applications work.
+      </p>
+      <div class="banner banner-info" role="note">
+        The drill copy runs isolated on the test network, never on production. Replication {it.direction} goes
+        on and the machine at {it.source} keeps running. Clean the drill up when you are done.
+      </div>
+      <KeyValues
+        rows={[
+          [
+            "Test network",
+            s.testNetwork !== undefined ? (
+              <span>
+                <code>{s.testNetwork}</code> <span class="muted">(isolated from production)</span>
+              </span>
+            ) : (
+              <span>
+                not set: the test network of {it.target} is used.{" "}
+                <span class="muted">Set one in Compute and network.</span>
+              </span>
+            ),
+          ],
+          ["Production network", s.network !== undefined ? <code>{s.network}</code> : "not set"],
+          ["Name of the copy", s.targetName ?? it.name],
+        ]}
+      />
+      {errors.testNetwork !== undefined && (
+        <div class="banner banner-bad" role="alert">
+          {errors.testNetwork}
+        </div>
+      )}
+      <PointPicker
+        op="test-failover"
+        form={form.point}
+        onChange={(point) => setForm({ point })}
+        points={points.data}
+        pointsError={points.error}
+        error={errors.point}
+        autofocus
+      />
+      <DecisionPanel preview={preview} waitingWhy="Choose a recovery point to see what the vault would do." />
+    </OperationFrame>
+  );
+}
