@@ -86,3 +86,61 @@ describe("the portal served by the vault", () => {
     assert.match(await r.text(), /npm run build:portal/);
   });
 });
+
+describe("a job's live events and the vault's shutdown", () => {
+  it("ends open event streams when the vault closes, instead of waiting for the watchers to leave", async () => {
+    const tmp = tempDir("sb-portal-events-");
+    const vault = await startVault({ data: tmp.dir, port: 0, log: false });
+    try {
+      // a job of a kind no engine runs stays queued: its stream would stay open for ever
+      const now = new Date().toISOString();
+      await vault.vdb.db
+        .insertInto("jobs")
+        .values({
+          id: "job-0000watching",
+          kind: "never-runs",
+          item_id: null,
+          plan_id: null,
+          state: "queued",
+          waiting_for: null,
+          params: "{}",
+          step: 0,
+          progress: 0,
+          error_code: null,
+          error_message: null,
+          lease_owner: null,
+          lease_until: null,
+          created_by: "test",
+          created_at: now,
+          started_at: null,
+          finished_at: null,
+        })
+        .execute();
+      const res = await fetch(`${vault.url}/v1/jobs/job-0000watching/events`, {
+        headers: { authorization: `Bearer ${vault.adminToken ?? ""}` },
+      });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      const first = new TextDecoder().decode((await reader.read()).value);
+      assert.match(first, /"type":"job"/);
+      const t0 = performance.now();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        vault.close(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("the vault did not close within 10 s of a watcher attached")),
+            10_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      const closeMs = performance.now() - t0;
+      assert.ok(closeMs < 5000, `the vault closed in ${Math.round(closeMs)} ms with a watcher attached`);
+      // and the watcher sees its stream end
+      for (;;) if ((await reader.read()).done) break;
+    } finally {
+      await vault.close();
+      tmp.cleanup();
+    }
+  });
+});

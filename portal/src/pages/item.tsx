@@ -41,7 +41,7 @@ function StateBanner(p: { it: ItemView }) {
   if (it.phase === "failed-over" && it.failover !== null) {
     return (
       <div class="banner banner-warn" role="status">
-        Running at <strong>{it.failover.site}</strong> from point <code>{it.failover.point}</code>, not
+        Running at <strong>{it.target}</strong> from point <code>{it.failover.point}</code>, not
         committed. Check the machine, then commit, or change to another point. The source was{" "}
         {it.failover.sourceShutdown.requested
           ? `asked to shut down: ${it.failover.sourceShutdown.outcome}`
@@ -67,7 +67,7 @@ function StateBanner(p: { it: ItemView }) {
   if (it.drill !== null) {
     return (
       <div class="banner banner-info" role="status">
-        A test failover copy runs at <strong>{it.drill.site}</strong> from point <code>{it.drill.point}</code>
+        A test failover copy runs at <strong>{it.target}</strong> from point <code>{it.drill.point}</code>
         . Clean it up when the drill is done.
       </div>
     );

@@ -180,7 +180,12 @@ export function jobsRoutes(app: FastifyInstance, deps: VaultDeps): void {
       ),
     }),
   });
-  // live events: text/event-stream, one `data:` line per JobEvent, closed when the job finishes
+  // live events: text/event-stream, one `data:` line per JobEvent, closed when the job finishes, or
+  // when the vault closes (an open portal tab must not hold a shutdown until it leaves)
+  const watchers = new Set<AbortController>();
+  app.addHook("preClose", async () => {
+    for (const ac of watchers) ac.abort();
+  });
   app.get(
     "/v1/jobs/:job/events",
     {
@@ -219,6 +224,7 @@ export function jobsRoutes(app: FastifyInstance, deps: VaultDeps): void {
         connection: "keep-alive",
       });
       const ac = new AbortController();
+      watchers.add(ac);
       req.raw.on("close", () => ac.abort());
       const send = (ev: unknown) => res.write(`data: ${JSON.stringify(ev)}\n\n`);
       send({ type: "job", job: first });
@@ -232,6 +238,7 @@ export function jobsRoutes(app: FastifyInstance, deps: VaultDeps): void {
           // the client went away
         }
       }
+      watchers.delete(ac);
       res.end();
     },
   );
