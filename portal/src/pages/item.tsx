@@ -41,8 +41,8 @@ function StateBanner(p: { it: ItemView }) {
   if (it.phase === "failed-over" && it.failover !== null) {
     return (
       <div class="banner banner-warn" role="status">
-        Running at <strong>{it.target}</strong> from point <code>{it.failover.point}</code>, not
-        committed. Check the machine, then commit, or change to another point. The source was{" "}
+        Running at <strong>{it.target}</strong> from point <code>{it.failover.point}</code>, not committed.
+        Check the machine, then commit, or change to another point. The source was{" "}
         {it.failover.sourceShutdown.requested
           ? `asked to shut down: ${it.failover.sourceShutdown.outcome}`
           : "not shut down"}
@@ -67,8 +67,8 @@ function StateBanner(p: { it: ItemView }) {
   if (it.drill !== null) {
     return (
       <div class="banner banner-info" role="status">
-        A test failover copy runs at <strong>{it.target}</strong> from point <code>{it.drill.point}</code>
-        . Clean it up when the drill is done.
+        A test failover copy runs at <strong>{it.target}</strong> from point <code>{it.drill.point}</code>.
+        Clean it up when the drill is done.
       </div>
     );
   }
@@ -190,17 +190,19 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
   const points = useLive(
     () => ok(client.GET("/v1/items/{item}/points", { params: { path: { item: it.id } } })),
     10_000,
-    [it.id],
+    // a new point or a new direction shows at once, not at the next tick
+    [it.id, it.latestPoint?.id, it.phase],
   );
+  const [hours, setHours] = useState(24);
   const rpo = useLive(
     () =>
       ok(
         client.GET("/v1/items/{item}/rpo-history", {
-          params: { path: { item: it.id }, query: { hours: 24 } },
+          params: { path: { item: it.id }, query: { hours } },
         }),
       ),
     30_000,
-    [it.id],
+    [it.id, it.phase, hours],
   );
   return (
     <div class="grid">
@@ -220,7 +222,19 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
       </section>
       <section class="panel" aria-labelledby="rpo-h">
         <div class="panel-head">
-          <h2 id="rpo-h">RPO, last 24 h</h2>
+          <h2 id="rpo-h">RPO, last {hours} h</h2>
+          <select
+            class="more"
+            aria-label="RPO chart period"
+            value={hours}
+            onChange={(e) => setHours(Number(e.currentTarget.value))}
+          >
+            {[1, 6, 24].map((h) => (
+              <option key={h} value={h}>
+                {h} h
+              </option>
+            ))}
+          </select>
         </div>
         {rpo.data === undefined ? (
           <Loading what="RPO history" />
@@ -229,7 +243,7 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
             RPO applies while the item replicates; it is {phaseWords(it.phase).toLowerCase()} now.
           </p>
         ) : (
-          <RpoChart buckets={rpo.data.buckets} thresholdSeconds={rpo.data.thresholdSeconds} hours={24} />
+          <RpoChart buckets={rpo.data.buckets} thresholdSeconds={rpo.data.thresholdSeconds} hours={hours} />
         )}
       </section>
     </div>
