@@ -90,6 +90,7 @@ console.log("  sites primary and recovery, each with a local datastore and an in
 console.log(
   "  machine demo-web at primary (32 + 64 MiB disks, a workload and the agent), protected to recovery",
 );
+console.log(`\nOpen the portal at ${url}/ and sign in with the token in ${rel(tokenFile)}.`);
 console.log("\nIn another terminal:");
 console.log(`  export SWITCHBACK_VAULT=${url} SWITCHBACK_TOKEN=$(cat ${rel(tokenFile)})`);
 console.log("  bin/switchback items show demo-web");

@@ -37,7 +37,11 @@ export interface Browser {
 
 /** Launches headless Chromium with a fresh user-data directory, removed again by close(). */
 export async function launchBrowser(
-  o: { viewport?: { width: number; height: number } } = {},
+  o: {
+    viewport?: { width: number; height: number };
+    /** let a test inject scripts (axe-core) despite the portal's Content-Security-Policy */
+    bypassCSP?: boolean;
+  } = {},
 ): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(MISSING);
   const profile = mkdtempSync(path.join(os.tmpdir(), "sb-chromium-"));
@@ -50,6 +54,7 @@ export async function launchBrowser(
       viewport: o.viewport ?? { width: 1280, height: 900 },
       colorScheme: "light",
       reducedMotion: "reduce",
+      bypassCSP: o.bypassCSP ?? false,
     });
   } catch (err) {
     rmSync(profile, { recursive: true, force: true });

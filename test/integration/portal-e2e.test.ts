@@ -27,6 +27,14 @@ import {
 } from "../helpers/vault.ts";
 
 const SHOTS = path.join(ROOT, "docs/screenshots");
+const AXE = path.join(ROOT, "node_modules/axe-core/axe.min.js");
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
 
 describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, skip: browserSkip() }, () => {
   let tmp: { dir: string; cleanup: () => void };
@@ -37,8 +45,28 @@ describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, s
   const data = () => path.join(tmp.dir, "data");
   const ack = () => path.join(tmp.dir, "acks.log");
 
-  const shot = (name: string, full = false) =>
-    page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: full, animations: "disabled" });
+  /** serious and critical WCAG 2 A/AA violations axe-core finds, per screen */
+  const inaccessible: string[] = [];
+
+  async function shot(name: string, full = false): Promise<void> {
+    await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: full, animations: "disabled" });
+    if ((await page.evaluate(() => "axe" in window)) === false) await page.addScriptTag({ path: AXE });
+    const violations = await page.evaluate(async () => {
+      const axe = (
+        window as unknown as { axe: { run: (c: unknown, o: unknown) => Promise<{ violations: unknown[] }> } }
+      ).axe;
+      return (await axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] })).violations;
+    });
+    for (const v of violations as AxeViolation[]) {
+      if (v.impact !== "serious" && v.impact !== "critical") continue;
+      inaccessible.push(
+        `${name}: ${v.id} (${v.help}) at ${v.nodes
+          .slice(0, 3)
+          .map((n) => n.target.join(" "))
+          .join(", ")}`,
+      );
+    }
+  }
 
   const item = async (): Promise<Json> => (await api("GET", "/v1/items/web1")).body;
 
@@ -72,7 +100,11 @@ describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, s
     const id = /#\/jobs\/(job-[a-z0-9]+)/.exec(page.url())?.[1] as string;
     const job = await succeededJob(api, id, { ms: 240_000, context: () => vault.stderr().slice(-3000) });
     // the job page follows it live to the end
-    await page.locator(".page-head").getByText("Succeeded", { exact: true }).first().waitFor({ timeout: 30_000 });
+    await page
+      .locator(".page-head")
+      .getByText("Succeeded", { exact: true })
+      .first()
+      .waitFor({ timeout: 30_000 });
     return job;
   }
 
@@ -88,7 +120,7 @@ describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, s
     await defineMachine(api, { name: "web1", ackLog: ack() });
     const started = await api("POST", "/v1/machines/web1/start", {});
     assert.equal(started.status, 200, JSON.stringify(started.body));
-    browser = await launchBrowser({ viewport: { width: 1400, height: 900 } });
+    browser = await launchBrowser({ viewport: { width: 1400, height: 900 }, bypassCSP: true });
     page = await browser.newPage();
   });
 
@@ -245,6 +277,7 @@ describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, s
     await page.getByRole("heading", { name: "Recovery plans" }).waitFor();
     await shot("plans");
     assert.deepEqual(errors, [], "no script error in the page");
+    assert.deepEqual(inaccessible, [], "axe-core finds no serious or critical WCAG 2 A/AA violation");
     t.diagnostic(`cycle done; ${acks(ack()).length} records acknowledged by the workload`);
   });
 });

@@ -65,6 +65,7 @@ export function register(program: Command): void {
         });
         const out = (s: string) => process.stdout.write(`${s}\n`);
         out(`vault listening on ${vault.url}`);
+        out(`portal: ${vault.url}/ (sign in with the admin token)`);
         if (vault.adminToken !== null) {
           out(`admin token (shown once): ${vault.adminToken}`);
           out(
