@@ -273,11 +273,50 @@ describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, s
     await page.goto(`${vault.url}/#/jobs`);
     await page.getByRole("link", { name: "web1" }).first().waitFor();
     await shot("jobs");
+
+    // a recovery plan made in the portal reprotects the machine again (the cycle's last step)
     await page.goto(`${vault.url}/#/plans`);
     await page.getByRole("heading", { name: "Recovery plans" }).waitFor();
+    await page.getByRole("button", { name: "New plan" }).first().click();
+    const created = page.getByRole("dialog", { name: "New recovery plan" });
+    await created.getByLabel("Name").fill("erp");
+    await created.getByRole("button", { name: "Create and add groups" }).click();
+    await page.getByRole("tab", { name: /^Edit/ }).waitFor();
+    if ((await page.getByRole("button", { name: "Add machines to group 1" }).count()) === 0) {
+      await page.getByRole("button", { name: "+ Add a group" }).click();
+    }
+    await page.getByRole("button", { name: "Add machines to group 1" }).click();
+    const picker = page.getByRole("dialog", { name: "Add machines to group 1" });
+    await picker.getByRole("checkbox", { name: /web1/ }).check();
+    await picker.getByRole("button", { name: "Add 1 machine" }).click();
+    await page.getByRole("button", { name: "Save the plan" }).click();
+    await page.getByText("Saved.").waitFor();
+    const plan = (await api("GET", "/v1/plans/erp")).body;
+    assert.deepEqual(
+      plan.groups.map((g: Json) => g.items.map((i: Json) => i.name)),
+      [["web1"]],
+      "the plan the portal saved",
+    );
+    await page.locator("fieldset.actions").getByRole("button", { name: "Reprotect", exact: true }).click();
+    const run = page.getByRole("dialog", { name: "Reprotect: plan erp" });
+    await run.getByRole("button", { name: "Reprotect 1 machine" }).click();
+    await until(
+      "the plan's reprotect job",
+      async () =>
+        ((await api("GET", `/v1/jobs?plan=${plan.id}`)).body as Json[])[0]?.id as string | undefined,
+      30_000,
+    ).then((id) => succeededJob(api, id, { ms: 240_000, context: () => vault.stderr().slice(-3000) }));
+    await page.getByText("1 of 1 machines succeeded.").waitFor();
+    await shot("plan", true);
+    assert.equal((await item()).direction, "primary → recovery", "reprotected again after the failback");
+    await page.goto(`${vault.url}/#/plans`);
+    await page.getByRole("table", { name: "Recovery plans" }).waitFor();
     await shot("plans");
     assert.deepEqual(errors, [], "no script error in the page");
     assert.deepEqual(inaccessible, [], "axe-core finds no serious or critical WCAG 2 A/AA violation");
+    t.diagnostic(
+      `unfinished jobs: ${JSON.stringify((await api("GET", "/v1/overview")).body.jobs)} ${JSON.stringify((await api("GET", "/v1/jobs?state=running")).body.map((j: Json) => j.kind))}`,
+    );
     t.diagnostic(`cycle done; ${acks(ack()).length} records acknowledged by the workload`);
   });
 });
