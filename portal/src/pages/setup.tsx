@@ -60,6 +60,52 @@ function Secret(p: { label: string; text: string }) {
   );
 }
 
+/** Pick a site, get a fresh token and the command that uses it (shown once). */
+function TokenCommand(p: {
+  all: All;
+  form: string;
+  siteLabel: string;
+  button: string;
+  secretLabel: string;
+  command: (site: string) => Promise<string>;
+}) {
+  const [site, setSite] = useState("");
+  const [cmd, setCmd] = useState<string | null>(null);
+  const [err, setErr] = useState<ApiError | null>(null);
+  const make = async (e: Event) => {
+    e.preventDefault();
+    try {
+      setCmd(await p.command(site));
+      setErr(null);
+    } catch (x) {
+      setErr(x as ApiError);
+    }
+  };
+  return (
+    <>
+      <form class="inline-form" onSubmit={make} aria-label={p.form}>
+        <ErrorBanner error={err} />
+        <Field label={p.siteLabel}>
+          {(id) => (
+            <select id={id} value={site} required onChange={(e) => setSite(e.currentTarget.value)}>
+              <option value="">Choose a site</option>
+              {p.all.sites.map((s) => (
+                <option key={s.id} value={s.name}>
+                  {s.name}
+                </option>
+              ))}
+            </select>
+          )}
+        </Field>
+        <button type="submit" disabled={site === ""}>
+          {p.button}
+        </button>
+      </form>
+      {cmd !== null && <Secret label={p.secretLabel} text={cmd} />}
+    </>
+  );
+}
+
 function SitesStep(p: { all: All; reload: () => void }) {
   const [name, setName] = useState("");
   const [subnet, setSubnet] = useState("");
@@ -109,24 +155,9 @@ function SitesStep(p: { all: All; reload: () => void }) {
 }
 
 function AppliancesStep(p: { all: All }) {
-  const [site, setSite] = useState("");
-  const [cmd, setCmd] = useState<string | null>(null);
-  const [err, setErr] = useState<ApiError | null>(null);
   const covered = p.all.sites.every((s) =>
     p.all.appliances.some((a) => a.siteId === s.id && a.health.liveness === "online"),
   );
-  const make = async (e: Event) => {
-    e.preventDefault();
-    try {
-      const t = await ok(client.POST("/v1/appliance-tokens", { body: { name: `appliance-${site}` } }));
-      setCmd(
-        `switchback appliance --vault ${location.origin} --token ${t.token} \\\n  --name ${site}-appliance --site ${site} \\\n  --datastore /var/lib/switchback/${site}/datastore --listen 0.0.0.0:7443`,
-      );
-      setErr(null);
-    } catch (x) {
-      setErr(x as ApiError);
-    }
-  };
   return (
     <Step n={2} title="Appliances" done={covered}>
       <p class="muted">
@@ -160,27 +191,17 @@ function AppliancesStep(p: { all: All }) {
           </tbody>
         </table>
       </div>
-      <form class="inline-form" onSubmit={make} aria-label="Add an appliance">
-        <ErrorBanner error={err} />
-        <Field label="Site of the new appliance">
-          {(id) => (
-            <select id={id} value={site} required onChange={(e) => setSite(e.currentTarget.value)}>
-              <option value="">Choose a site</option>
-              {p.all.sites.map((s) => (
-                <option key={s.id} value={s.name}>
-                  {s.name}
-                </option>
-              ))}
-            </select>
-          )}
-        </Field>
-        <button type="submit" disabled={site === ""}>
-          Make a token and command
-        </button>
-      </form>
-      {cmd !== null && (
-        <Secret label="Run this on the site's appliance host (the token is shown once):" text={cmd} />
-      )}
+      <TokenCommand
+        all={p.all}
+        form="Add an appliance"
+        siteLabel="Site of the new appliance"
+        button="Make a token and command"
+        secretLabel="Run this on the site's appliance host (the token is shown once):"
+        command={async (site) => {
+          const t = await ok(client.POST("/v1/appliance-tokens", { body: { name: `appliance-${site}` } }));
+          return `switchback appliance --vault ${location.origin} --token ${t.token} \\\n  --name ${site}-appliance --site ${site} \\\n  --datastore /var/lib/switchback/${site}/datastore --listen 0.0.0.0:7443`;
+        }}
+      />
     </Step>
   );
 }
@@ -255,21 +276,6 @@ function PolicyStep(p: { all: All; reload: () => void }) {
 }
 
 function AgentStep(p: { all: All }) {
-  const [site, setSite] = useState("");
-  const [cmd, setCmd] = useState<string | null>(null);
-  const [err, setErr] = useState<ApiError | null>(null);
-  const make = async (e: Event) => {
-    e.preventDefault();
-    try {
-      const t = await ok(client.POST("/v1/enrol-tokens", { body: {} }));
-      setCmd(
-        `SWITCHBACK_ENROL_TOKEN=${t.token} \\\n  switchback agent --vault ${location.origin} --site ${site} \\\n  --disk /dev/sda --disk /dev/sdb --shutdown-command 'systemctl poweroff'`,
-      );
-      setErr(null);
-    } catch (x) {
-      setErr(x as ApiError);
-    }
-  };
   const online = p.all.machines.filter((m) => m.health.liveness === "online");
   return (
     <Step n={4} title="An agent on each machine" done={online.length > 0}>
@@ -277,27 +283,17 @@ function AgentStep(p: { all: All }) {
         The agent reads the machine's disks and sends what changed. It registers with an enrolment token once,
         then uses its own. {p.all.machines.length} machines known, {online.length} with an agent online.
       </p>
-      <form class="inline-form" onSubmit={make} aria-label="Enrol a machine">
-        <ErrorBanner error={err} />
-        <Field label="Site the machine runs at">
-          {(id) => (
-            <select id={id} value={site} required onChange={(e) => setSite(e.currentTarget.value)}>
-              <option value="">Choose a site</option>
-              {p.all.sites.map((s) => (
-                <option key={s.id} value={s.name}>
-                  {s.name}
-                </option>
-              ))}
-            </select>
-          )}
-        </Field>
-        <button type="submit" disabled={site === ""}>
-          Make an enrolment command
-        </button>
-      </form>
-      {cmd !== null && (
-        <Secret label="Run this on the machine, naming its disks (the token is shown once):" text={cmd} />
-      )}
+      <TokenCommand
+        all={p.all}
+        form="Enrol a machine"
+        siteLabel="Site the machine runs at"
+        button="Make an enrolment command"
+        secretLabel="Run this on the machine, naming its disks (the token is shown once):"
+        command={async (site) => {
+          const t = await ok(client.POST("/v1/enrol-tokens", { body: {} }));
+          return `SWITCHBACK_ENROL_TOKEN=${t.token} \\\n  switchback agent --vault ${location.origin} --site ${site} \\\n  --disk /dev/sda --disk /dev/sdb --shutdown-command 'systemctl poweroff'`;
+        }}
+      />
     </Step>
   );
 }
