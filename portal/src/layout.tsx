@@ -10,6 +10,7 @@ const NAV = [
   { path: "/items", label: "Replicated items" },
   { path: "/jobs", label: "Jobs" },
   { path: "/plans", label: "Recovery plans" },
+  { path: "/alerts", label: "Alerts" },
   { path: "/setup", label: "Set up" },
 ];
 
@@ -38,26 +39,40 @@ function Status() {
         const last =
           s.appliances
             .map((a) => a.lastHeartbeatAt)
+            .filter((x): x is string => x !== null)
             .sort()
             .at(-1) ?? null;
+        const detail = `last heartbeat ${ago(last)}; ${s.appliances.map((a) => `${a.name} ${a.liveness}`).join(", ") || "no appliance"}`;
         return (
-          <li key={s.id} class="site-pill" title={`${s.name}: ${t.words}, last heartbeat ${ago(last)}`}>
-            <Dot tone={t.tone} label={t.words} />
-            <span class="site-name">{s.name}</span>
-            {t.tone !== "ok" && <span class="site-words">{t.words}</span>}
+          <li key={s.id} class="site-pill" title={`${s.name}: ${t.words}, ${detail}`}>
+            {/* the set-up page lists every appliance with its health */}
+            <a href="#/setup" class="site-link">
+              <Dot tone={t.tone} label={t.words} />
+              <span class="site-name">{s.name}</span>
+              {t.tone !== "ok" && <span class="site-words">{t.words}</span>}
+              <span class="sr-only">, {detail}</span>
+            </a>
           </li>
         );
       })}
-      {d.jobs.unfinished > 0 && (
-        <li class="site-pill">
-          <a href="#/jobs?state=running">
-            {d.jobs.running} running{d.jobs.waiting > 0 ? `, ${d.jobs.waiting} waiting for you` : ""}
-          </a>
+      {d.jobs.waiting > 0 ? (
+        <li class="site-pill site-warn">
+          <a href="#/jobs?state=waiting">{d.jobs.waiting} waiting for you</a>
         </li>
+      ) : (
+        d.jobs.running + d.jobs.queued > 0 && (
+          <li class="site-pill">
+            <a href="#/jobs?state=running">
+              {d.jobs.running} running{d.jobs.queued > 0 ? `, ${d.jobs.queued} queued` : ""}
+            </a>
+          </li>
+        )
       )}
       {d.alerts.open > 0 && (
-        <li class="site-pill site-bad" title="open alerts (switchback alerts list)">
-          {d.alerts.open} open alert{d.alerts.open === 1 ? "" : "s"}
+        <li class="site-pill site-bad">
+          <a href="#/alerts">
+            {d.alerts.open} open alert{d.alerts.open === 1 ? "" : "s"}
+          </a>
         </li>
       )}
       {live.error !== null && <li class="site-pill site-bad">vault unreachable</li>}
@@ -68,9 +83,16 @@ function Status() {
 export function Layout(p: { path: string; children: ComponentChildren }) {
   return (
     <div class="app">
-      <a class="skip" href="#main">
+      <button
+        type="button"
+        class="skip"
+        onClick={() => {
+          // a button, not a link to "#main": the hash belongs to the router
+          document.getElementById("main")?.focus();
+        }}
+      >
         Skip to content
-      </a>
+      </button>
       <header class="topbar">
         <a class="brand" href="#/items">
           <span class="brand-mark" aria-hidden="true">

@@ -1,10 +1,11 @@
 // The portal's entry: signed out, the sign-in page; signed in, the layout and the page the hash names.
 import "./styles.css";
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useErrorBoundary, useState } from "preact/hooks";
 import { currentToken, onSignedOut } from "./api/client.ts";
 import { Layout } from "./layout.tsx";
 import { match, useLocation } from "./lib/router.ts";
+import { AlertsPage } from "./pages/alerts.tsx";
 import { ItemPage } from "./pages/item.tsx";
 import { ItemsPage } from "./pages/items.tsx";
 import { JobPage, JobsPage } from "./pages/jobs.tsx";
@@ -21,6 +22,7 @@ const ROUTES: readonly [string, (m: Record<string, string>, q: URLSearchParams) 
   ["/jobs/:job", (m) => <JobPage job={m.job as string} />],
   ["/plans", () => <PlansPage />],
   ["/plans/:plan", (m, q) => <PlanPage plan={m.plan as string} query={q} />],
+  ["/alerts", (_m, q) => <AlertsPage query={q} />],
   ["/setup", () => <SetupPage />],
 ];
 
@@ -36,6 +38,25 @@ function Page(p: { path: string; query: URLSearchParams }) {
       </p>
     </Empty>
   );
+}
+
+/** A page that throws shows what happened and a way on, instead of a blank portal. */
+function Boundary(p: { path: string; children: preact.ComponentChildren }) {
+  const [error, reset] = useErrorBoundary();
+  useEffect(() => {
+    if (error !== undefined) reset();
+  }, [p.path]);
+  if (error !== undefined) {
+    return (
+      <Empty title="This page failed" action={<a href="#/items">Go to the replicated items</a>}>
+        <p>
+          The portal hit an error it did not expect: <code>{String((error as Error)?.message ?? error)}</code>
+          . Reload the page; if it happens again, the browser's console has the details for a bug report.
+        </p>
+      </Empty>
+    );
+  }
+  return <>{p.children}</>;
 }
 
 function App() {
@@ -58,7 +79,10 @@ function App() {
   if (!signedIn) return <SignIn reason={reason} onSignedIn={() => setSignedIn(true)} />;
   return (
     <Layout path={loc.path}>
-      <Page path={loc.path} query={loc.query} />
+      <Boundary path={loc.path}>
+        {/* keyed by path: item A's state (a draft, its data) never shows on item B */}
+        <Page key={loc.path} path={loc.path} query={loc.query} />
+      </Boundary>
     </Layout>
   );
 }

@@ -312,6 +312,10 @@ describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, s
     await page.goto(`${vault.url}/#/plans`);
     await page.getByRole("table", { name: "Recovery plans" }).waitFor();
     await shot("plans");
+    await page.goto(`${vault.url}/#/alerts?all=1`);
+    await page.getByRole("heading", { name: "Alerts" }).waitFor();
+    await page.locator("table[aria-label=Alerts], .empty").first().waitFor();
+    await shot("alerts");
     assert.deepEqual(errors, [], "no script error in the page");
     assert.deepEqual(inaccessible, [], "axe-core finds no serious or critical WCAG 2 A/AA violation");
     t.diagnostic(`cycle done; ${acks(ack()).length} records acknowledged by the workload`);

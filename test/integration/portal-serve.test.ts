@@ -65,6 +65,16 @@ describe("the portal served by the vault", () => {
 
     const missing = await fetch(`${vault.url}/assets/nope.js`);
     assert.equal(missing.status, 404);
+    // assets are looked up by name in memory: no path leads out of the build
+    for (const p of [
+      "/assets/..%2F..%2Fpackage.json",
+      "/assets/..%2Findex.html",
+      "/assets/%2e%2e%2fvault.db",
+    ]) {
+      const r = await fetch(`${vault.url}${p}`);
+      assert.equal(r.status, 404, p);
+      assert.doesNotMatch(await r.text(), /"name"|<!doctype/i, p);
+    }
   });
 
   it("keeps the API behind a token and out of the OpenAPI document", async () => {
@@ -78,6 +88,17 @@ describe("the portal served by the vault", () => {
     assert.equal(doc.paths["/"], undefined);
     assert.equal(doc.paths["/assets/{file}"], undefined);
     assert.ok(doc.paths["/v1/items"] !== undefined);
+  });
+
+  it("refuses to build an app with a public route other than the portal's", async () => {
+    const { buildVaultApp } = await import("../../src/vault/http/app.ts");
+    const sneaky = async (app: import("fastify").FastifyInstance) => {
+      app.get("/v1/secrets", { config: { public: true }, schema: { hide: true } }, async () => ({}));
+    };
+    await assert.rejects(
+      buildVaultApp(vault.deps, { routes: [sneaky], portalDir: null }),
+      /is marked public; only the portal's GET/,
+    );
   });
 
   it("says how to build the portal when it is not built", async () => {

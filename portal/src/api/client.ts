@@ -18,12 +18,6 @@ export type Answer<P extends keyof paths, M extends keyof paths[P]> = paths[P][M
 }
   ? Success<R>
   : never;
-/** The JSON body an operation takes. */
-export type Body<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
-  requestBody?: { content: { "application/json": infer B } };
-}
-  ? B
-  : never;
 
 export type ItemView = Answer<"/v1/items/{item}", "get">;
 export type PointView = Answer<"/v1/items/{item}/points", "get">[number];
@@ -58,12 +52,25 @@ export function currentToken(): string | null {
   return token;
 }
 
-export function signIn(t: string, remember: boolean): void {
+/** Uses a token for the calls that follow, without keeping it (sign-in checks it first). */
+export function tryToken(t: string): void {
   token = t;
-  sessionStorage.setItem(TOKEN_KEY, t);
-  if (remember) localStorage.setItem(TOKEN_KEY, t);
+}
+
+/** Keeps the token in use: for this tab, and with `remember` on this device too. */
+export function keepToken(remember: boolean): void {
+  if (token === null) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  if (remember) localStorage.setItem(TOKEN_KEY, token);
   else localStorage.removeItem(TOKEN_KEY);
 }
+
+// signing out in one tab signs out the others that share the device's token
+addEventListener("storage", (e) => {
+  if (e.key === TOKEN_KEY && e.newValue === null && token !== null && e.oldValue === token) {
+    signOut("you signed out in another tab");
+  }
+});
 
 export function signOut(why = ""): void {
   token = null;

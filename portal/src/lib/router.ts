@@ -53,8 +53,13 @@ export function match(pattern: string, path: string): Record<string, string> | n
   for (let i = 0; i < p.length; i++) {
     const a = p[i] as string;
     const b = s[i] as string;
-    if (a.startsWith(":")) out[a.slice(1)] = decodeURIComponent(b);
-    else if (a !== b) return null;
+    if (a.startsWith(":")) {
+      try {
+        out[a.slice(1)] = decodeURIComponent(b);
+      } catch {
+        return null; // a malformed escape (#/items/%E0) is no page, not a crash
+      }
+    } else if (a !== b) return null;
   }
   return out;
 }

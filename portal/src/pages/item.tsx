@@ -6,6 +6,7 @@ import { type ApiError, client, type ItemView, type Operation, ok } from "../api
 import { OperationDialog } from "../dialogs/index.tsx";
 import { bytes, duration, percent, time } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
+import { isFailback } from "../lib/operation-rules.ts";
 import { href, navigate, replaceQuery } from "../lib/router.ts";
 import { health, jobTone, OPERATION_WORDS, phaseWords } from "../lib/words.ts";
 import { PointTimeline, RpoChart } from "../ui/charts.tsx";
@@ -24,8 +25,7 @@ const OP_ORDER: readonly Operation[] = [
 
 /** "Failback" when the failover would bring the machine home. */
 export function operationWords(it: ItemView, op: Operation): string {
-  if (op === "failover" && it.target === it.home) return "Failback";
-  return OPERATION_WORDS[op];
+  return op === "failover" && isFailback(it) ? "Failback" : OPERATION_WORDS[op];
 }
 
 function StateBanner(p: { it: ItemView }) {
@@ -171,7 +171,7 @@ function SummaryPanel(p: { it: ItemView }) {
       </div>
       <KeyValues
         rows={[
-          ["Machine", mm?.name ?? "…"],
+          ["Machine", mm?.name ?? (m.error !== null ? `not read: ${m.error.message}` : "…")],
           ["Host name", mm?.hostname ?? "—"],
           ["OS", mm?.os ?? "—"],
           ["Runs at", mm?.site ?? "—"],
@@ -202,17 +202,17 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
         }),
       ),
     30_000,
-    [it.id, it.phase, hours],
+    [it.id, it.phase, it.latestPoint?.id, hours],
   );
   return (
     <div class="grid">
       <section class="panel" aria-labelledby="timeline-h">
         <div class="panel-head">
           <h2 id="timeline-h">Recovery points</h2>
-          <span class="more muted">Select a point to fail over or drill to it</span>
+          <span class="more muted">Select a point to drill or fail over to it</span>
         </div>
         {points.data === undefined ? (
-          <Loading what="points" />
+          points.error === null && <Loading what="points" />
         ) : points.data.length === 0 ? (
           <p class="muted">No recovery point yet: the first one lands when initial replication ends.</p>
         ) : (
@@ -237,7 +237,11 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
           </select>
         </div>
         {rpo.data === undefined ? (
-          <Loading what="RPO history" />
+          rpo.error !== null ? (
+            <ErrorBanner error={rpo.error} />
+          ) : (
+            <Loading what="RPO history" />
+          )
         ) : !rpo.data.replicating ? (
           <p class="muted">
             RPO applies while the item replicates; it is {phaseWords(it.phase).toLowerCase()} now.
@@ -256,7 +260,8 @@ function DisksTab(p: { it: ItemView }) {
     0,
     [p.it.machineId],
   );
-  if (m.data === undefined) return <Loading what="disks" />;
+  if (m.data === undefined)
+    return m.error !== null ? <ErrorBanner error={m.error} /> : <Loading what="disks" />;
   const roles = p.it.targetSettings.diskRoles ?? {};
   if (m.data.disks.length === 0) return <p class="muted">The agent has not reported any disk yet.</p>;
   return (
@@ -303,7 +308,9 @@ function JobsTab(p: { it: ItemView }) {
     5000,
     [p.it.id],
   );
-  if (jobs.data === undefined) return <Loading what="jobs" />;
+  if (jobs.data === undefined) {
+    return jobs.error !== null ? <ErrorBanner error={jobs.error} /> : <Loading what="jobs" />;
+  }
   if (jobs.data.length === 0) return <p class="muted">No job has run on this item yet.</p>;
   return (
     <div class="table-wrap">
@@ -364,15 +371,13 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
   }
   const h = health(it);
   const ops = OP_ORDER.filter((o) => it.allowedOperations.includes(o));
+  // a point picked on the timeline opens the least drastic operation that takes one: after a
+  // failover, a change of point; otherwise a drill; the failover dialog only if nothing else is allowed
   const onPick = (id: string) => {
-    const op = it.allowedOperations.includes("failover")
-      ? "failover"
-      : it.allowedOperations.includes("change-point")
-        ? "change-point"
-        : it.allowedOperations.includes("test-failover")
-          ? "test-failover"
-          : null;
-    if (op !== null) setDialog({ op, point: id });
+    const op = (["change-point", "test-failover", "failover"] as const).find((o) =>
+      it.allowedOperations.includes(o),
+    );
+    if (op !== undefined) setDialog({ op, point: id });
   };
   return (
     <>
@@ -397,7 +402,7 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
             <button
               type="button"
               key={op}
-              class={op === "failover" ? "primary" : op === "disable" ? "" : ""}
+              class={op === "failover" ? "primary" : undefined}
               onClick={() => setDialog({ op })}
             >
               {operationWords(it, op)}

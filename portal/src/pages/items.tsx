@@ -132,6 +132,9 @@ export function ItemRow(p: { it: ItemView }) {
 function SearchBox(p: { value: string; onChange: (v: string) => void }) {
   const [text, setText] = useState(p.value);
   const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  // the timer calls the latest onChange: one made before a chip or sort changed would undo it
+  const onChange = useRef(p.onChange);
+  onChange.current = p.onChange;
   useEffect(() => setText(p.value), [p.value]);
   useEffect(() => () => clearTimeout(timer.current), []);
   return (
@@ -144,7 +147,7 @@ function SearchBox(p: { value: string; onChange: (v: string) => void }) {
         const v = e.currentTarget.value;
         setText(v);
         clearTimeout(timer.current);
-        timer.current = setTimeout(() => p.onChange(v), 250);
+        timer.current = setTimeout(() => onChange.current(v), 250);
       }}
     />
   );
@@ -284,7 +287,7 @@ export function ItemsPage(p: { query: URLSearchParams }) {
             </table>
           </div>
           <nav class="pager" aria-label="Pages">
-            <span class="muted">
+            <span class="muted" role="status">
               {q.offset + 1}–{Math.min(q.offset + PAGE_SIZE, d.total)} of {d.total}
             </span>
             <button

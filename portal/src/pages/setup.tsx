@@ -72,13 +72,18 @@ function TokenCommand(p: {
   const [site, setSite] = useState("");
   const [cmd, setCmd] = useState<string | null>(null);
   const [err, setErr] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
   const make = async (e: Event) => {
     e.preventDefault();
+    if (busy) return;
+    setBusy(true);
     try {
       setCmd(await p.command(site));
       setErr(null);
     } catch (x) {
       setErr(x as ApiError);
+    } finally {
+      setBusy(false);
     }
   };
   return (
@@ -97,7 +102,7 @@ function TokenCommand(p: {
             </select>
           )}
         </Field>
-        <button type="submit" disabled={site === ""}>
+        <button type="submit" disabled={site === "" || busy}>
           {p.button}
         </button>
       </form>
@@ -155,9 +160,11 @@ function SitesStep(p: { all: All; reload: () => void }) {
 }
 
 function AppliancesStep(p: { all: All }) {
-  const covered = p.all.sites.every((s) =>
-    p.all.appliances.some((a) => a.siteId === s.id && a.health.liveness === "online"),
-  );
+  const covered =
+    p.all.sites.length > 0 &&
+    p.all.sites.every((s) =>
+      p.all.appliances.some((a) => a.siteId === s.id && a.health.liveness === "online"),
+    );
   return (
     <Step n={2} title="Appliances" done={covered}>
       <p class="muted">
@@ -199,7 +206,7 @@ function AppliancesStep(p: { all: All }) {
         secretLabel="Run this on the site's appliance host (the token is shown once):"
         command={async (site) => {
           const t = await ok(client.POST("/v1/appliance-tokens", { body: { name: `appliance-${site}` } }));
-          return `switchback appliance --vault ${location.origin} --token ${t.token} \\\n  --name ${site}-appliance --site ${site} \\\n  --datastore /var/lib/switchback/${site}/datastore --listen 0.0.0.0:7443`;
+          return `SWITCHBACK_TOKEN=${t.token} \\\n  switchback appliance --vault ${location.origin} \\\n  --name ${site}-appliance --site ${site} \\\n  --datastore /var/lib/switchback/${site}/datastore --listen 0.0.0.0:7443`;
         }}
       />
     </Step>
@@ -391,13 +398,15 @@ function ProtectStep(p: { all: All }) {
 }
 
 export function SetupPage() {
-  const live = useLive(loadAll, 5000, []);
+  // every list in full: fine for a set-up, too heavy to poll often with thousands of items
+  const live = useLive(loadAll, 15_000, []);
   const all = live.data;
   if (all === undefined)
     return live.error !== null ? <ErrorBanner error={live.error} /> : <Loading what="the set-up" />;
   const done = [
     all.sites.length >= 2,
-    all.sites.every((s) => all.appliances.some((a) => a.siteId === s.id && a.health.liveness === "online")),
+    all.sites.length > 0 &&
+      all.sites.every((s) => all.appliances.some((a) => a.siteId === s.id && a.health.liveness === "online")),
     all.policies.length > 0,
     all.machines.some((m) => m.health.liveness === "online"),
     all.items.length > 0,

@@ -1,7 +1,7 @@
 // Sign-in: the portal holds a vault token (admin tokens are printed at the vault's first start; the
 // demo keeps its own in .demo/admin-token) and checks it with one call before going on.
 import { useState } from "preact/hooks";
-import { ApiError, client, ok, signIn } from "../api/client.ts";
+import { ApiError, client, keepToken, ok, tryToken } from "../api/client.ts";
 import { ErrorBanner, Field } from "../ui/kit.tsx";
 
 export function SignIn(p: { reason: string; onSignedIn: () => void }) {
@@ -17,9 +17,11 @@ export function SignIn(p: { reason: string; onSignedIn: () => void }) {
     }
     setBusy(true);
     setError(null);
-    signIn(token.trim(), remember);
+    tryToken(token.trim());
     try {
       await ok(client.GET("/v1/sites"));
+      // kept only once the vault accepted it
+      keepToken(remember);
       p.onSignedIn();
     } catch (err) {
       setError(err as ApiError);

@@ -1,9 +1,10 @@
 // Compute and network: how the machine comes up at the recovery site (name, size, network, subnet,
 // address, test network, public port). Checked as you type; saved with PATCH /v1/items/{item}, which
 // applies to the next failover or drill. Locked while a failover is under way or not yet committed.
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { type ApiError, client, type ItemView, ok } from "../api/client.ts";
 import {
+  type Errors,
   type TargetSettingsDraft,
   type TargetSettingsField,
   validateTargetSettings,
@@ -24,6 +25,16 @@ function draftOf(it: ItemView): TargetSettingsDraft {
     publicPort: str(s.publicPort),
     servicePort: str(s.servicePort),
   };
+}
+
+/** A setting once made can be changed, not removed (the API merges what it is sent). */
+function clearedFields(before: TargetSettingsDraft, d: TargetSettingsDraft): Errors<TargetSettingsField> {
+  const e: Errors<TargetSettingsField> = {};
+  for (const k of Object.keys(d) as TargetSettingsField[]) {
+    if (before[k] !== "" && d[k].trim() === "")
+      e[k] = "a setting cannot be removed, only changed: type a value or undo";
+  }
+  return e;
 }
 
 /** The PATCH body: only the fields that changed and are set. */
@@ -57,7 +68,12 @@ const FIELDS: readonly {
   { k: "memoryMiB", label: "Memory (MiB)", hint: "", inputMode: "numeric" },
   { k: "network", label: "Network", hint: "the production network at the target (by name or subnet)" },
   { k: "subnet", label: "Subnet", hint: "", placeholder: "10.1.2.0/24" },
-  { k: "ip", label: "IP address", hint: "empty: the target picks a free address", placeholder: "10.1.2.15" },
+  {
+    k: "ip",
+    label: "IP address",
+    hint: "never set: the target picks a free address",
+    placeholder: "10.1.2.15",
+  },
   {
     k: "testNetwork",
     label: "Test network",
@@ -78,13 +94,24 @@ const FIELDS: readonly {
 ];
 
 export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void }) {
-  const initial = useMemo(() => draftOf(p.item), [p.item.updatedAt]);
+  // the draft's own base: what the vault had when editing began. The patch is the difference from
+  // it, so a field another operator changed meanwhile is not put back unless it was edited here too.
+  const [initial, setInitial] = useState<TargetSettingsDraft>(() => draftOf(p.item));
   const [d, setD] = useState<TargetSettingsDraft>(initial);
+  const [changedMeanwhile, setChangedMeanwhile] = useState(false);
+  useEffect(() => {
+    const now = draftOf(p.item);
+    if (JSON.stringify(now) === JSON.stringify(initial)) return;
+    if (Object.keys(patchOf(initial, d)).length === 0) {
+      setInitial(now);
+      setD(now);
+    } else setChangedMeanwhile(true);
+  }, [p.item.updatedAt]);
   const [touched, setTouched] = useState<Partial<Record<TargetSettingsField, boolean>>>({});
   const [error, setError] = useState<ApiError | null>(null);
   const [saved, setSaved] = useState(false);
   const [busy, setBusy] = useState(false);
-  const errors = validateTargetSettings(d);
+  const errors = { ...clearedFields(initial, d), ...validateTargetSettings(d) };
   const patch = patchOf(initial, d);
   const locked = p.item.phase === "failing-over" || p.item.phase === "failed-over";
   const invalid = Object.keys(errors).length > 0;
@@ -97,6 +124,7 @@ export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void }) {
     try {
       await ok(client.PATCH("/v1/items/{item}", { params: { path: { item: p.item.id } }, body: patch }));
       setSaved(true);
+      setChangedMeanwhile(false);
       p.onSaved();
     } catch (err) {
       setError(err as ApiError);
@@ -113,6 +141,12 @@ export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void }) {
         </p>
       )}
       <ErrorBanner error={error} prefix="Not saved:" />
+      {changedMeanwhile && (
+        <p class="banner banner-warn" role="status">
+          These settings changed on the vault since you began editing. Saving sends only the fields you
+          changed here; undo to see the vault's values.
+        </p>
+      )}
       {saved && Object.keys(patch).length === 0 && (
         <p class="banner banner-info" role="status">
           Saved. They apply to the next drill or failover.
@@ -157,8 +191,11 @@ export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void }) {
           type="button"
           disabled={Object.keys(patch).length === 0 || busy}
           onClick={() => {
-            setD(initial);
+            const now = draftOf(p.item);
+            setInitial(now);
+            setD(now);
             setTouched({});
+            setChangedMeanwhile(false);
           }}
         >
           Undo changes

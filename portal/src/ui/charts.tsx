@@ -70,7 +70,12 @@ export function PointTimeline(p: {
   const summary = `${p.points.length} recovery points from ${time(new Date(from).toISOString())} to now: ${crash.length} crash-consistent, ${app.length} app-consistent${p.points[0] ? `, the latest ${duration(p.points[0].ageSeconds)} old` : ""}.`;
   return (
     <figure class="chart">
-      <svg class="timeline" viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
+      <svg
+        class="timeline"
+        viewBox={`0 0 ${W} ${H}`}
+        role={p.onPick !== undefined ? "group" : "img"}
+        aria-label={summary}
+      >
         <title>{summary}</title>
         <line x1="10" x2={W - 10} y1="20" y2="20" class="axis-line" />
         <line x1="10" x2={W - 10} y1="44" y2="44" class="axis-line" />

@@ -47,6 +47,8 @@ export const ROUTES: readonly VaultRoutes[] = [
 ];
 
 export const API_VERSION = "0.1.0";
+/** The only routes served without a token: the portal's page and its static assets (portal.ts). */
+const PUBLIC_ROUTES = new Set(["/", "/assets/:file"]);
 const BODY_LIMIT_BYTES = 1024 * 1024;
 
 export interface VaultAppOptions {
@@ -111,6 +113,11 @@ export async function buildVaultApp(deps: VaultDeps, o: VaultAppOptions = {}): P
   // every route goes through route() (route.ts), so none escapes validation or the OpenAPI document
   app.addHook("onRoute", (r) => {
     const isPublic = (r.config as { public?: boolean } | undefined)?.public === true;
+    if (isPublic && !(PUBLIC_ROUTES.has(r.url) && (r.method === "GET" || r.method === "HEAD"))) {
+      throw new Error(
+        `route ${String(r.method)} ${r.url} is marked public; only the portal's GET ${[...PUBLIC_ROUTES].join(", ")} may skip the token`,
+      );
+    }
     if (r.method !== "HEAD" && !isPublic && typeof r.schema?.operationId !== "string") {
       throw new Error(
         `route ${String(r.method)} ${r.url} has no operationId; declare it with route() from src/vault/http/route.ts`,
