@@ -43,6 +43,12 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
       message: message.startsWith(`${object}: `) ? message.slice(object.length + 2) : message,
     });
 
+  // the points first: a point is written after its packs and their index (format.md), so every block
+  // of a point listed now is in an index file listed after it, while a writer goes on committing
+  // points (check holds a shared lock: writers run, prune and GC wait)
+  const pointLists: { item: string; ids: string[] }[] = [];
+  for (const item of await ds.items()) pointLists.push({ item, ids: await ds.pointIds(item) });
+
   // index files
   const indexNames = await be.list("index");
   const byPack = new Map<string, Buffer[]>();
@@ -137,8 +143,7 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
 
   // manifests
   let points = 0;
-  for (const item of await ds.items()) {
-    const ids = await ds.pointIds(item);
+  for (const { item, ids } of pointLists) {
     const idSet = new Set<string>(ids);
     for (const id of ids) {
       points++;

@@ -65,7 +65,6 @@ export function register(program: Command): void {
         });
         const out = (s: string) => process.stdout.write(`${s}\n`);
         out(`vault listening on ${vault.url}`);
-        out(`portal: ${vault.url}/ (sign in with the admin token)`);
         if (vault.adminToken !== null) {
           out(`admin token (shown once): ${vault.adminToken}`);
           out(
@@ -76,6 +75,7 @@ export function register(program: Command): void {
             `point the CLI at it: export SWITCHBACK_VAULT=${vault.url} SWITCHBACK_TOKEN=<the admin token printed at the first start>`,
           );
         }
+        out(`portal: ${vault.url}/ (sign in with the admin token)`);
         await new Promise<void>((resolve, reject) => {
           let signals = 0;
           const stop = () => {
