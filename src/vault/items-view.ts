@@ -7,7 +7,6 @@ import {
   allowedOperations,
   OPERATIONS,
   type OperationFacts,
-  type OperationName,
   PHASES,
   type Phase,
 } from "../domain/lifecycle.ts";
@@ -23,8 +22,7 @@ import {
   TargetSettingsSchema,
 } from "./items.ts";
 import type { OpsContext } from "./operations/context.ts";
-import { isUnreachable, itemPoints } from "./operations/context.ts";
-import { allowed } from "./operations/index.ts";
+import { gatherFacts, isUnreachable, itemPoints } from "./operations/context.ts";
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -128,6 +126,10 @@ export const ItemViewSchema = Type.Object({
   drill: Type.Union([DrillRecordSchema, Type.Null()]),
   failover: Type.Union([FailoverRecordSchema, Type.Null()]),
   allowedOperations: Type.Array(Type.Union(OPERATIONS.map((o) => Type.Literal(o)))),
+  disksAtReturnSite: Type.Boolean({
+    description:
+      "the machine's disks are still at the item's source site: after a committed failover, the site a reprotect returns to, so it can go to the original location (false: only alternate). From the vault's records in lists, checked at the site for one item",
+  }),
   activeJob: Type.Union([
     Type.Object({ id: Type.String(), kind: Type.String(), state: Type.String() }),
     Type.Null(),
@@ -233,7 +235,7 @@ function recordedFacts(ctx: OpsContext, it: LoadedItem, l: Lookups): OperationFa
 /** Views of many items (the list): a fixed number of queries whatever their number. */
 export async function itemViews(ctx: OpsContext, items: readonly LoadedItem[]): Promise<ItemView[]> {
   const l = await lookups(ctx, items);
-  return items.map((it) => build(ctx, it, l, null, allowedOperations(it.state, recordedFacts(ctx, it, l))));
+  return items.map((it) => build(ctx, it, l, null, recordedFacts(ctx, it, l)));
 }
 
 /** One item in full: its points counted at the datastore, the operations from the full facts. */
@@ -245,11 +247,11 @@ export async function itemView(
   const l = await lookups(ctx, [it]);
   try {
     const points = o.points ? (await itemPoints(ctx, it)).length : null;
-    return build(ctx, it, l, points, await allowed(ctx, it));
+    return build(ctx, it, l, points, await gatherFacts(ctx, it));
   } catch (err) {
     // a remote appliance out of reach: show the item from what the vault recorded
     if (!isUnreachable(err)) throw err;
-    return build(ctx, it, l, null, allowedOperations(it.state, recordedFacts(ctx, it, l)));
+    return build(ctx, it, l, null, recordedFacts(ctx, it, l));
   }
 }
 
@@ -258,8 +260,9 @@ function build(
   it: LoadedItem,
   l: Lookups,
   pointCount: number | null,
-  allowedOps: OperationName[],
+  facts: OperationFacts,
 ): ItemView {
+  const allowedOps = allowedOperations(it.state, facts);
   const now = ctx.now();
   const name = (id: string) => l.sites.get(id) ?? id;
   const policy = l.policies.get(it.row.policy_id);
@@ -336,6 +339,7 @@ function build(
     drill: it.drill,
     failover: it.failover,
     allowedOperations: job === undefined ? allowedOps : [],
+    disksAtReturnSite: facts.disksAtReturnSite,
     activeJob: job ?? null,
     seedPointId: it.row.seed_point_id,
     createdAt: it.row.created_at,

@@ -98,10 +98,25 @@ for (const db of databases)
       assert.equal(protectedItem.direction, "primary → recovery");
       assert.deepEqual(protectedItem.allowedOperations, ["test-failover", "failover", "disable"]);
 
-      // drill: a copy at the recovery site from the latest processed point; replication goes on
+      // drill: a copy at the recovery site from the latest processed point; replication goes on. The
+      // dry run names the point it resolved, and starting with that id uses exactly it
       const beforeDrill = await item();
-      const drillJob = await operate("test-failover", { point: "latest-processed" });
+      const drillPreview = await api("POST", "/v1/items/web1/test-failover?dryRun=true", {
+        point: "latest-processed",
+      });
+      assert.equal(drillPreview.status, 202, JSON.stringify(drillPreview.body));
+      const resolved = drillPreview.body.decision.point;
+      assert.ok(resolved !== undefined, "the dry run names the point");
+      assert.ok(
+        ((await api("GET", "/v1/items/web1/points")).body as Json[]).some((p) => p.id === resolved.id),
+        "a held point",
+      );
+      assert.equal(typeof resolved.createdAt, "string");
+      assert.ok(resolved.ageSeconds >= 0);
+      assert.ok(resolved.consistency === "crash" || resolved.consistency === "app");
+      const drillJob = await operate("test-failover", { point: resolved.id });
       const drillPoint = drillJob.steps.find((s: Json) => s.name === "select-point").output.point;
+      assert.equal(drillPoint, resolved.id, "the drill used the point the dry run named");
       // the drill copy started from the point: its records are an unbroken prefix at least as long as the point's
       const drillPointDisk = await restoreAt("recovery", drillPoint, 1);
       const drill = (await item()).drill;
@@ -125,6 +140,8 @@ for (const db of databases)
       assert.equal(preview.body.job, null);
       assert.equal(preview.body.decision.irreversible, true);
       assert.match(preview.body.decision.consequences.join(" "), /cannot be cancelled/);
+      assert.equal(preview.body.decision.drain, true);
+      assert.equal(preview.body.decision.point, undefined, "latest is cut when it starts: no point yet");
       const fo = await operate("failover", { planned: true });
       const failedOver = await item();
       assert.equal(failedOver.phase, "failed-over");
@@ -159,6 +176,7 @@ for (const db of databases)
         "the recovered machine writes",
         async () => acks(ack()).length > ackedAtFailover.length + 50,
       );
+      assert.equal((await item()).disksAtReturnSite, true, "the primary's disks are still there");
       const rp = await operate("reprotect", { location: "original" });
       const shipped = rp.steps.find((s: Json) => s.name === "initial-replication").output;
       const total = 24 * MiB;

@@ -257,12 +257,28 @@ function toOperation(r: OperationRequest): Operation {
   }
 }
 
+/** The held point an operation will use, when the vault can name it before it starts. */
+export interface ResolvedPoint {
+  id: string;
+  createdAt: string;
+  consistency: "crash" | "app";
+  ageSeconds: number;
+}
+
+/**
+ * The core's decision, and the point it resolved: present when the operation takes a point that is
+ * held already (test-failover, change-point, a failover that does not drain first). Absent for
+ * `latest` (the point is cut when the job drains) and when a failover is resumed (its first job
+ * chose the point).
+ */
+export type PreviewDecision = Decision & { point?: ResolvedPoint };
+
 /** What the operation would do, or the named refusals; nothing starts. */
 export async function preview(
   ctx: OpsContext,
   itemRef: string,
   r: OperationRequest,
-): Promise<{ item: LoadedItem; decision: Decision }> {
+): Promise<{ item: LoadedItem; decision: PreviewDecision }> {
   const it = await loadItem(ctx.db, itemRef);
   const op = toOperation(r);
   // the core compares sites and writes them into its sentences: give it their names (unique)
@@ -275,9 +291,18 @@ export async function preview(
   const d = decide(named, op, await gatherFacts(ctx, it));
   if (isRefusal(d)) throw new SwitchbackError(d.code, d.message);
   // a point request no held point answers is refused now, not by a job half-way through
+  let point: ResolvedPoint | undefined;
   if ((op.op === "failover" || op.op === "test-failover" || op.op === "change-point") && !d.drain) {
     const req = op.point.kind === "latest" ? ({ kind: "latest-processed" } as const) : op.point;
-    orThrow(selectPoint(await itemPoints(ctx, it), req));
+    const p = orThrow(selectPoint(await itemPoints(ctx, it), req));
+    if (it.state.phase !== "failing-over") {
+      point = {
+        id: p.id,
+        createdAt: new Date(p.createdAtMs).toISOString(),
+        consistency: p.consistency,
+        ageSeconds: Math.max(0, (ctx.now().getTime() - p.createdAtMs) / 1000),
+      };
+    }
   }
   if (r.op === "reprotect") {
     const refusals = checkReprotect((await reprotectFacts(ctx, it, r)).facts);
@@ -285,7 +310,7 @@ export async function preview(
       throw new SwitchbackError(refusals[0]!.code, refusals.map((x) => x.message).join("; "));
     }
   }
-  return { item: it, decision: d };
+  return { item: it, decision: point === undefined ? d : { ...d, point } };
 }
 
 /** Decides, then creates the operation's job. */
@@ -295,7 +320,7 @@ export async function startOperation(
   itemRef: string,
   r: OperationRequest,
   by: string | null,
-): Promise<{ job: JobView; decision: Decision }> {
+): Promise<{ job: JobView; decision: PreviewDecision }> {
   const { item, decision } = await preview(ctx, itemRef, r);
   const params = paramsOf(r, decision);
   let job: JobView;

@@ -45,6 +45,20 @@ const DecisionSchema = Type.Object({
   shutdownSource: Type.Boolean(),
   irreversible: Type.Boolean({ description: "once started, the operation cannot be cancelled" }),
   consequences: Type.Array(Type.String()),
+  point: Type.Optional(
+    Type.Object(
+      {
+        id: Type.String(),
+        createdAt: Type.String(),
+        consistency: Type.Union([Type.Literal("crash"), Type.Literal("app")]),
+        ageSeconds: Type.Number(),
+      },
+      {
+        description:
+          "the held recovery point the operation will use, resolved from the request: present for test-failover, change-point and a failover that does not drain first; absent for `latest` (the point is cut when the job drains) and a resumed failover. Send its id to start with exactly this point.",
+      },
+    ),
+  ),
 });
 
 const JobRefSchema = Type.Object({ id: Type.String(), kind: Type.String(), state: Type.String() });
