@@ -47,6 +47,13 @@ const decision = (op: string, consequences: string[], o: { irreversible?: boolea
   },
 });
 
+/** A problem document as the vault answers it. */
+const problem = (status: number, code: string, detail: string) => ({
+  status,
+  contentType: "application/problem+json",
+  json: { type: `urn:switchback:problem:${code}`, title: code, status, code, detail },
+});
+
 /** What the harness page recorded (test/portal/harness.tsx). */
 const harnessRecord = (page: Page) =>
   page.evaluate(() => (window as unknown as { harness: HarnessRecord }).harness);
@@ -149,7 +156,7 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
       rpoCritical: 0,
     };
     seeded = [
-      ...(await seedItems(vault.vdb, 3, { prefix: "p-", mix: none })),
+      ...(await seedItems(vault.vdb, 5, { prefix: "p-", mix: none })),
       ...(await seedItems(vault.vdb, 1, { prefix: "fo-", mix: { ...none, failedOver: 1 } })),
       ...(await seedItems(vault.vdb, 1, { prefix: "fc-", mix: { ...none, failoverCommitted: 1 } })),
     ];
@@ -204,7 +211,13 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
     await assertLabelled(page);
 
     const confirm = dialog.getByRole("textbox", { name: `Type ${it.name} to confirm` });
+    // typing is not an error yet: the mismatch is said once the field is left
+    await confirm.pressSequentially(it.name.slice(0, 2));
+    await page.waitForTimeout(100);
+    assert.equal(await dialog.getByText("that is not the item's name").count(), 0, "no error while typing");
+    assert.equal(await dialog.locator(".field-error").count(), 0);
     await confirm.fill(it.name.toUpperCase());
+    await confirm.blur();
     await dialog.getByText(`that is not the item's name: type ${it.name}`).waitFor();
     assert.equal(await start.isDisabled(), true, "a wrong name keeps Start off");
     await confirm.fill(it.name);
@@ -224,7 +237,7 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
     await dialog.getByRole("radio", { name: /A specific point/ }).check();
     await dialog.getByText("choose a recovery point from the list").waitFor();
     assert.equal(await dialog.getByRole("button", { name: "Fail over" }).isDisabled(), true);
-    assert.equal(await dialog.getByRole("status").textContent(), "Fix what is marked above");
+    assert.equal(await dialog.locator(".dialog-status").textContent(), "Fix what is marked above");
 
     const chosen = POINTS[1]!.id;
     const asked = page.waitForRequest(
@@ -234,7 +247,7 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
     await asked;
     assert.equal(await dialog.getByText("choose a recovery point from the list").count(), 0);
     // the vault holds none of these points: its refusal, named, keeps Start off
-    await dialog.getByRole("alert").filter({ hasText: "POINT_NONE_AVAILABLE" }).waitFor();
+    await dialog.locator(".refusal").filter({ hasText: "POINT_NONE_AVAILABLE" }).waitFor();
     assert.equal(await dialog.getByRole("button", { name: "Fail over" }).isDisabled(), true);
     await page.close();
   });
@@ -243,11 +256,20 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
     const it = item("failover-committed");
     const page = await open("reprotect", it);
     const dialog = page.getByRole("dialog");
-    const refusal = dialog.getByRole("alert").filter({ hasText: "REPROTECT_MACHINE_NOT_RUNNING" });
+    const refusal = dialog.locator(".refusal").filter({ hasText: "REPROTECT_MACHINE_NOT_RUNNING" });
     await refusal.waitFor();
     await refusal.getByText(/reprotect replicates a running machine/).waitFor();
     assert.equal(await dialog.getByRole("button", { name: "Reprotect" }).isDisabled(), true);
-    assert.equal(await dialog.getByRole("status").textContent(), "Refused: REPROTECT_MACHINE_NOT_RUNNING");
+    assert.equal(
+      await dialog.locator(".dialog-status").textContent(),
+      "Refused: REPROTECT_MACHINE_NOT_RUNNING",
+    );
+    // the one live line says it, short; the refusal itself is not a live region
+    assert.equal(
+      await dialog.getByRole("status").textContent(),
+      "The vault refuses this: REPROTECT_MACHINE_NOT_RUNNING",
+    );
+    assert.equal(await dialog.locator("[aria-live], [role=alert]").count(), 0);
     // it replicates from where the machine runs now back to where it came from
     const v = await view(it);
     assert.match(
@@ -267,15 +289,18 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
       new RegExp(`^${seededSite}-local \\(default\\)`),
     );
     await assertLabelled(page);
-    assert.equal(await page.evaluate(() => (document.activeElement as HTMLInputElement).value), "original");
+    // the seeded machine left no disks at the return site: the dialog opens on the alternate location
+    assert.equal((await api("GET", `/v1/items/${it.name}`)).body.disksAtReturnSite, false);
+    assert.equal(await page.evaluate(() => (document.activeElement as HTMLInputElement).value), "alternate");
+    await dialog.getByText(/The vault holds no disks of .* at .* now\./).waitFor();
     await shot(page, "reprotect-refused");
 
     // a change of option asks again (debounced), and the refusal stays until the vault says yes
     const asked = page.waitForRequest(
       (r) =>
-        isDryRun("reprotect")(new URL(r.url())) && JSON.parse(r.postData() ?? "{}").location === "alternate",
+        isDryRun("reprotect")(new URL(r.url())) && JSON.parse(r.postData() ?? "{}").location === "original",
     );
-    await dialog.getByRole("radio", { name: /Alternate location/ }).check();
+    await dialog.getByRole("radio", { name: /Original location/ }).check();
     await asked;
     await refusal.waitFor();
     assert.equal(await dialog.getByRole("button", { name: "Reprotect" }).isDisabled(), true);
@@ -285,6 +310,8 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
   it("reprotect: the refusal that a choice fixes goes away when it is made", async () => {
     const it = item("failover-committed");
     const page = await open("reprotect", it, {
+      // the item as the vault recorded it before the disks went: the dialog opens on original
+      patch: { disksAtReturnSite: true },
       routes: async (p) => {
         // component test: a committed item whose disks are gone but whose machine runs takes real
         // machines to reach; the dry run answers here as the vault does for one
@@ -317,13 +344,13 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
       },
     });
     const dialog = page.getByRole("dialog");
-    await dialog.getByRole("alert").filter({ hasText: "REPROTECT_ORIGINAL_DISKS_GONE" }).waitFor();
+    await dialog.locator(".refusal").filter({ hasText: "REPROTECT_ORIGINAL_DISKS_GONE" }).waitFor();
     await dialog.getByText("Choose Alternate location to copy the machine into new disks.").waitFor();
     await shot(page, "reprotect-disks-gone");
     assert.equal(await dialog.getByRole("button", { name: "Reprotect" }).isDisabled(), true);
     await dialog.getByRole("radio", { name: /Alternate location/ }).check();
     await dialog.getByText("replicates recovery → primary into new disks (a full copy)").waitFor();
-    assert.equal(await dialog.getByRole("alert").count(), 0);
+    assert.equal(await dialog.locator(".refusal").count(), 0);
     assert.equal(await dialog.getByRole("button", { name: "Reprotect" }).isEnabled(), true);
     await page.close();
   });
@@ -382,7 +409,7 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
     const deletes = `deletes the item's recovery points at ${v.target}; the point can no longer be changed`;
     // first as the vault answers for the seeded item: its recovered machine is not running
     const refused = await open("commit", it);
-    await refused.getByRole("alert").filter({ hasText: "COMMIT_RECOVERED_MACHINE_NOT_RUNNING" }).waitFor();
+    await refused.locator(".refusal").filter({ hasText: "COMMIT_RECOVERED_MACHINE_NOT_RUNNING" }).waitFor();
     await refused.close();
 
     const page = await open("commit", it, {
@@ -508,6 +535,346 @@ describe("operation dialogs in Chromium", { skip: browserSkip(), timeout: 180_00
     const job = await api("GET", `/v1/jobs/${started[0]!.id}`);
     assert.equal(job.status, 200);
     assert.equal(job.body.kind, "disable");
+    await page.close();
+  });
+
+  it("a 404 or 400 of the dry run is the vault's refusal, with its code; a 5xx or no answer is not", async () => {
+    const it = item("failed-over");
+    let answer = problem(
+      404,
+      "POINT_NOT_FOUND",
+      "no recovery point 20260101T000000Z-abcdef is held for the item",
+    );
+    const page = await open("change-point", it, {
+      routes: async (p) => {
+        await answerPoints(it)(p);
+        // component test: the vault's answers for a point pruned meanwhile, then for a vault in trouble
+        await p.route(
+          (u) => isDryRun("change-point")(u),
+          (r: Route) => r.fulfill(answer),
+        );
+      },
+    });
+    const dialog = page.getByRole("dialog");
+    await dialog.getByRole("combobox", { name: "Point to use" }).selectOption(POINTS[1]!.id);
+    const refusal = dialog.locator(".refusal").filter({ hasText: "POINT_NOT_FOUND" });
+    await refusal.waitFor();
+    await refusal.getByText("The point was pruned: choose another.").waitFor();
+    assert.equal(await dialog.locator(".dialog-status").textContent(), "Refused: POINT_NOT_FOUND");
+    assert.equal(await dialog.getByText("Could not check with the vault").count(), 0);
+
+    answer = problem(400, "INVALID_REQUEST", "body/point: must NOT have more than 64 characters");
+    await refusal.getByRole("button", { name: "Check again" }).click();
+    await dialog.locator(".refusal").filter({ hasText: "INVALID_REQUEST" }).waitFor();
+
+    answer = problem(503, "DB_UNREACHABLE", "the database did not answer");
+    await dialog.getByRole("button", { name: "Check again" }).click();
+    await dialog.locator(".check-failed").filter({ hasText: "DB_UNREACHABLE" }).waitFor();
+    assert.equal(await dialog.locator(".refusal").count(), 0);
+    assert.equal(await dialog.getByRole("status").textContent(), "Could not check with the vault");
+    assert.equal(await dialog.locator(".dialog-status").textContent(), "The vault could not check it");
+    await page.close();
+  });
+
+  it("the dry run names the point it resolved, and Start sends exactly that one", async () => {
+    const it = item("protected", 1);
+    const v = await view(it);
+    const resolved = { ...POINTS[1]!, ageSeconds: 3 };
+    const starts: Record<string, unknown>[] = [];
+    const page = await open("test-failover", it, {
+      routes: async (p) => {
+        await answerPoints(it)(p);
+        // component test: the seeded item holds no points; the vault's answer for one that does
+        await p.route(
+          (u) => u.pathname.endsWith("/test-failover"),
+          (r: Route) => {
+            const body = JSON.parse(r.request().postData() ?? "{}") as { point?: string };
+            const dry = new URL(r.request().url()).searchParams.get("dryRun") === "true";
+            if (!dry) starts.push(body);
+            const answer = decision("test-failover", [
+              `starts a copy of the machine at ${v.target} on its test network; replication goes on`,
+            ]);
+            return r.fulfill({
+              status: 202,
+              json: {
+                job: dry ? null : { id: "job-pinned", kind: "test-failover", state: "queued" },
+                decision: {
+                  ...answer.decision,
+                  ...(body.point === "latest" ? { drain: true } : { point: resolved }),
+                },
+              },
+            });
+          },
+        );
+      },
+    });
+    const dialog = page.getByRole("dialog");
+    const pin = dialog.locator(".decision-point");
+    await pin.filter({ hasText: `Will use point ${resolved.id} from ` }).waitFor();
+    assert.match(
+      (await pin.textContent()) ?? "",
+      /, 3 s old \(crash-consistent\): Start sends exactly this point/,
+    );
+    await shot(page, "test-failover-pinned");
+    // latest cuts a new point: nothing to name, and the dialog says so
+    await dialog.getByRole("radio", { name: /^Latest ·/ }).check();
+    await pin.filter({ hasText: "Latest cuts a new point when it starts" }).waitFor();
+    await dialog.getByRole("radio", { name: /Latest processed/ }).check();
+    await pin.filter({ hasText: resolved.id }).waitFor();
+    await page.waitForFunction(
+      () => !(document.querySelector("dialog button[type=submit]") as HTMLButtonElement).disabled,
+    );
+    await dialog.getByRole("button", { name: "Start test failover" }).click();
+    await page.getByText("dialog closed").waitFor();
+    assert.deepEqual(starts, [{ point: resolved.id }], "the keyword was replaced by the point shown");
+    assert.deepEqual(await harnessRecord(page).then((h) => h.started), [{ id: "job-pinned" }]);
+    await page.close();
+  });
+
+  it("failover defaults to latest processed when the source machine's agent is not online", async () => {
+    const it = item("protected");
+    const asked: string[] = [];
+    const page = await open("failover", it, {
+      routes: async (p) => {
+        await answerPoints(it)(p);
+        // component test: the seeded agents report; this one is answered as lost
+        await p.route(
+          (u) => /^\/v1\/machines\/[^/]+$/.test(u.pathname),
+          async (r: Route) => {
+            const real = await r.fetch();
+            const m = await real.json();
+            return r.fulfill({ response: real, json: { ...m, health: { ...m.health, liveness: "lost" } } });
+          },
+        );
+        p.on("request", (r) => {
+          if (isDryRun("failover")(new URL(r.url()))) asked.push(JSON.parse(r.postData() ?? "{}").point);
+        });
+      },
+    });
+    const dialog = page.getByRole("dialog");
+    await dialog.getByText(/Its agent is lost/).waitFor();
+    await page.waitForFunction(
+      () =>
+        (document.querySelector("input[type=radio][value=latest-processed]") as HTMLInputElement)?.checked,
+    );
+    await dialog.locator(".refusal, .decision").first().waitFor();
+    assert.equal(asked[0], "latest-processed", "the vault is never asked about latest first");
+    assert.equal(asked.includes("latest"), false);
+    // the operator's own choice stands
+    await dialog.getByRole("radio", { name: /^Latest ·/ }).check();
+    assert.equal(await dialog.getByRole("radio", { name: /^Latest ·/ }).isChecked(), true);
+    await page.close();
+  });
+
+  it("a planned failover forces latest and the shutdown, and asks the vault for planned", async () => {
+    const it = item("protected");
+    const page = await open("failover", it, { routes: answerPoints(it) });
+    const dialog = page.getByRole("dialog");
+    const planned = dialog.getByRole("checkbox", { name: /Planned failover/ });
+    await dialog.getByText(/No data loss: the machine at .* takes a final point and shuts down/).waitFor();
+    assert.equal(await planned.isChecked(), false, "unplanned by default");
+    await dialog.getByRole("radio", { name: /Latest processed/ }).check();
+    await dialog.getByRole("checkbox", { name: /Shut down the machine/ }).uncheck();
+    const asked = page.waitForRequest((r) => {
+      if (!isDryRun("failover")(new URL(r.url()))) return false;
+      const b = JSON.parse(r.postData() ?? "{}");
+      return b.planned === true && b.point === "latest" && b.shutdownSource === true;
+    });
+    await planned.check();
+    await asked;
+    assert.equal(await dialog.getByRole("radio", { name: /^Latest ·/ }).isChecked(), true);
+    assert.equal(await dialog.getByRole("radio", { name: /Latest processed/ }).isDisabled(), true);
+    const shutdown = dialog.getByRole("checkbox", { name: /Shut down the machine/ });
+    assert.equal(await shutdown.isChecked(), true);
+    assert.equal(await shutdown.isDisabled(), true);
+    await dialog.getByText("A planned failover always uses Latest.").waitFor();
+    // the real vault's answer: it drains first, so the point cannot be named now
+    await dialog.locator(".decision-point").filter({ hasText: "Latest cuts a new point" }).waitFor();
+    await dialog.getByText("shuts the source machine down first").waitFor();
+    await shot(page, "failover-planned");
+    await page.close();
+  });
+
+  it("a failover left failing over is resumed with the request of the job that began it", async () => {
+    const it = item("protected", 4);
+    const v = await view(it);
+    const began = {
+      id: "job-began",
+      kind: "failover",
+      params: { point: POINTS[2]!.id, shutdownSource: true, planned: false, drain: false },
+    };
+    const sent: { dry: boolean; body: Record<string, unknown> }[] = [];
+    const page = await open("failover", it, {
+      patch: { phase: "failing-over", allowedOperations: ["failover"] },
+      routes: async (p) => {
+        // component test: a failover stopped after the point of no return takes a real failover
+        await p.route(
+          (u) => u.pathname === "/v1/jobs",
+          (r: Route) => r.fulfill({ json: [began] }),
+        );
+        await p.route(
+          (u) => u.pathname.endsWith("/failover"),
+          (r: Route) => {
+            const dry = new URL(r.request().url()).searchParams.get("dryRun") === "true";
+            sent.push({ dry, body: JSON.parse(r.request().postData() ?? "{}") });
+            return r.fulfill({
+              status: 202,
+              json: {
+                job: dry ? null : { id: "job-resume", kind: "failover", state: "queued" },
+                decision: decision("failover", [`resumes the failover to ${v.target} where it stopped`], {
+                  irreversible: true,
+                }).decision,
+              },
+            });
+          },
+        );
+      },
+    });
+    const dialog = page.getByRole("dialog");
+    await dialog.getByRole("heading", { name: `Resume failover: ${it.name}` }).waitFor();
+    await dialog.getByText(`resumes the failover to ${v.target} where it stopped`).waitFor();
+    await dialog.getByText(/cannot go back: resuming takes it on from the step where it stopped/).waitFor();
+    assert.equal(await dialog.locator("input").count(), 0, "no point, shutdown or planned choice");
+    await dialog.getByText("job-began").waitFor();
+    await shot(page, "failover-resume");
+    const start = dialog.getByRole("button", { name: "Resume failover" });
+    await page.waitForFunction(
+      () => !(document.querySelector("dialog button[type=submit]") as HTMLButtonElement).disabled,
+    );
+    await start.click();
+    await page.getByText("dialog closed").waitFor();
+    const want = { point: POINTS[2]!.id, shutdownSource: true };
+    assert.deepEqual(sent[0], { dry: true, body: want });
+    assert.deepEqual(sent.at(-1), { dry: false, body: want });
+    assert.deepEqual(await harnessRecord(page).then((h) => h.started), [{ id: "job-resume" }]);
+    await page.close();
+  });
+
+  it("a refusal that wants the machine running offers to start it, then checks again", async () => {
+    const it = item("failover-committed");
+    const page = await open("reprotect", it);
+    const dialog = page.getByRole("dialog");
+    const refusal = dialog.locator(".refusal").filter({ hasText: "REPROTECT_MACHINE_NOT_RUNNING" });
+    await refusal.waitFor();
+    const startMachine = refusal.getByRole("button", { name: "Start the machine" });
+    // the real vault: the seeded machine was not defined by the vault, so it cannot start it
+    await startMachine.click();
+    await refusal.getByText(/Could not start it:/).waitFor();
+    await refusal.getByText("MACHINE_NOT_STARTABLE").waitFor();
+    // component test: a machine the vault defined starts; the dry run is asked again at once
+    const machineStarts: string[] = [];
+    await page.route(
+      (u) => u.pathname.endsWith("/start") && u.pathname.startsWith("/v1/machines/"),
+      (r: Route) => {
+        machineStarts.push(new URL(r.request().url()).pathname);
+        return r.fulfill({ json: { instanceId: "i-1", pid: 1 } });
+      },
+    );
+    const asked = page.waitForRequest((r) => isDryRun("reprotect")(new URL(r.url())));
+    await startMachine.click();
+    await asked;
+    assert.deepEqual(machineStarts, [`/v1/machines/${it.machineId}/start`]);
+    await refusal.getByText(/Started\. If the vault still refuses, wait for its agent/).waitFor();
+    await shot(page, "reprotect-start-machine");
+    await page.close();
+  });
+
+  it("while Start is under way the dialog cannot be closed", async () => {
+    const it = item("protected", 1);
+    let release: () => void = () => {};
+    const held = new Promise<void>((res) => {
+      release = res;
+    });
+    const page = await open("disable", it, {
+      routes: async (p) => {
+        // component test: the start is held until the test lets it through
+        await p.route(
+          (u) => u.pathname.endsWith("/disable") && u.searchParams.get("dryRun") !== "true",
+          async (r: Route) => {
+            await held;
+            return r.fulfill({
+              status: 202,
+              json: {
+                ...decision("disable", ["stops replication"]),
+                job: { id: "job-held", kind: "disable", state: "queued" },
+              },
+            });
+          },
+        );
+      },
+    });
+    const dialog = page.getByRole("dialog");
+    await dialog.getByRole("textbox", { name: `Type ${it.name} to confirm` }).fill(it.name);
+    const start = dialog.getByRole("button", { name: "Disable replication" });
+    await page.waitForFunction(
+      () => !(document.querySelector("dialog button[type=submit]") as HTMLButtonElement).disabled,
+    );
+    await start.click();
+    await dialog.getByRole("button", { name: "Starting…" }).waitFor();
+    assert.equal(await dialog.getByRole("button", { name: "Cancel" }).isDisabled(), true);
+    await page.keyboard.press("Escape");
+    await dialog.getByRole("button", { name: "Close" }).click();
+    await page.waitForTimeout(150);
+    assert.equal(await page.getByText("dialog open").count(), 1, "Escape and × are ignored while starting");
+    assert.equal(await harnessRecord(page).then((h) => h.closed), 0);
+    release();
+    await page.getByText("dialog closed").waitFor();
+    assert.deepEqual(await harnessRecord(page).then((h) => h.started), [{ id: "job-held" }]);
+    await page.close();
+  });
+
+  it("the name's mismatch is said after the field is left or Start is pressed, not while typing", async () => {
+    const it = item("protected", 3);
+    const page = await open("disable", it);
+    const dialog = page.getByRole("dialog");
+    await dialog.locator(".decision").waitFor();
+    // Enter with nothing typed: the field says what is wanted
+    await page.keyboard.press("Enter");
+    await dialog
+      .getByRole("alert")
+      .filter({ hasText: `type ${it.name} to confirm` })
+      .waitFor();
+    await page.close();
+  });
+
+  it("the dry run is asked again when the item's state changes, not when a new point arrives", async () => {
+    const it = item("protected", 3);
+    const page = await open("disable", it);
+    const dialog = page.getByRole("dialog");
+    await dialog.locator(".decision").waitFor();
+    let asked = 0;
+    page.on("request", (r) => {
+      if (isDryRun("disable")(new URL(r.url()))) asked++;
+    });
+    const patch = (f: object) =>
+      page.evaluate((x) => (window as unknown as { harnessPatch: (f: object) => void }).harnessPatch(x), f);
+    await patch({ updatedAt: new Date().toISOString(), latestPoint: null });
+    await page.waitForTimeout(700);
+    assert.equal(asked, 0, "a new point (updatedAt) does not ask again");
+    const again = page.waitForRequest((r) => isDryRun("disable")(new URL(r.url())));
+    await patch({ generation: 7 });
+    await again;
+    assert.equal(asked, 1);
+    await page.close();
+  });
+
+  it("disable after a committed failover says the machine keeps running at the target", async () => {
+    const it = item("failover-committed");
+    const v = await view(it);
+    const page = await open("disable", it);
+    const dialog = page.getByRole("dialog");
+    await dialog
+      .getByText(
+        `${it.name} runs at ${v.target} since its failover was committed, and nothing replicates it now.`,
+        {
+          exact: false,
+        },
+      )
+      .waitFor();
+    await dialog.getByText(/cannot be reprotected or failed back to/).waitFor();
+    assert.equal(await dialog.getByText(/Every recovery point of/).count(), 0);
+    assert.equal(await dialog.getByText(`The machine at ${v.source} keeps running`).count(), 0);
+    await shot(page, "disable-committed");
     await page.close();
   });
 });

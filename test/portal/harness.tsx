@@ -2,7 +2,9 @@
 // The query names them: ?item=NAME&op=failover[&point=ID][&patch=JSON]. The item is read from the
 // real vault (the signed-in token is put in sessionStorage before the page loads); `patch` overrides
 // fields of it (e.g. a drill record) for states seeding cannot reach. What the dialog did is kept in
-// window.harness (closes, started jobs) for the test to read. Bundled by esbuild (buildPortal).
+// window.harness (closes, started jobs) for the test to read; window.harnessPatch(fields) hands the
+// open dialog the item with those fields changed, as the item page does when the item is updated.
+// Bundled by esbuild (buildPortal).
 import "../../portal/src/styles.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
@@ -24,6 +26,8 @@ function Harness() {
   const [error, setError] = useState<string>("");
   const [open, setOpen] = useState(true);
   useEffect(() => {
+    (window as unknown as { harnessPatch: (f: Partial<ItemView>) => void }).harnessPatch = (f) =>
+      setItem((it) => (it === null ? it : { ...it, ...f }));
     ok(client.GET("/v1/items/{item}", { params: { path: { item: q.get("item") ?? "" } } })).then(
       (it) => {
         const patch = q.get("patch");

@@ -7,15 +7,23 @@ import fc from "fast-check";
 import type { Appliance, Datastore, PointView } from "../../portal/src/api/client.ts";
 import {
   changePointBody,
+  disableWords,
   failoverBody,
+  failoverDefaultChoice,
   initialPointForm,
+  initialReprotectForm,
   isFailback,
+  isRefusalError,
+  NEEDS_RUNNING_MACHINE,
   NOTES_MAX,
   operationTitle,
+  PLANNED_WORDS,
   POINT_CHOICES,
   POINT_WORDS,
   type PointChoice,
+  pinPoint,
   pointAgeWords,
+  pointPinWords,
   pointText,
   REFUSAL_ADVICE,
   type ReprotectForm,
@@ -24,11 +32,11 @@ import {
   reprotectDirection,
   reprotectSites,
   resolvePoint,
+  resumeBody,
   startWords,
   validateChangePoint,
   validateCleanup,
-  validateCommit,
-  validateDisable,
+  validateConfirmForm,
   validateFailover,
   validatePoint,
   validateReprotect,
@@ -168,7 +176,12 @@ test("validatePoint: a specific point needs choosing, and the chosen kind must b
 });
 
 test("validateFailover: the item's name, exactly, enables the start", () => {
-  const form = { point: { choice: "latest" as const, custom: "" }, shutdownSource: true, confirm: "" };
+  const form = {
+    point: { choice: "latest" as const, custom: "" },
+    shutdownSource: true,
+    planned: false,
+    confirm: "",
+  };
   assert.deepEqual(validateFailover(form, ITEM, POINTS), { confirm: "type web1 to confirm" });
   assert.deepEqual(validateFailover({ ...form, confirm: "WEB1" }, ITEM, POINTS), {
     confirm: "that is not the item's name: type web1",
@@ -188,6 +201,48 @@ test("validateFailover: the item's name, exactly, enables the start", () => {
     point: APP.id,
     shutdownSource: true,
   });
+});
+
+test("a planned failover forces latest and the shutdown, and takes no point choice", () => {
+  const form = {
+    point: { choice: "custom" as const, custom: "" },
+    shutdownSource: false,
+    planned: true,
+    confirm: "web1",
+  };
+  // the custom point left unchosen is no error: the planned failover does not use it
+  assert.deepEqual(validateFailover(form, ITEM, POINTS), {});
+  assert.deepEqual(validateFailover({ ...form, planned: false }, ITEM, POINTS), {
+    point: "choose a recovery point from the list",
+  });
+  assert.deepEqual(failoverBody(form), { point: "latest", shutdownSource: true, planned: true });
+  assert.match(
+    PLANNED_WORDS("primary", "failover"),
+    /^No data loss: the machine at primary .* must be running/,
+  );
+});
+
+test("the failover's default point follows the source machine's agent", () => {
+  assert.equal(failoverDefaultChoice(undefined), "latest", "not known yet: latest");
+  assert.equal(failoverDefaultChoice("online"), "latest");
+  // latest needs the machine running to drain it: the vault refuses FAILOVER_LATEST_SOURCE_NOT_RUNNING
+  assert.equal(failoverDefaultChoice("lost"), "latest-processed");
+  assert.equal(failoverDefaultChoice("unknown"), "latest-processed");
+  assert.ok(POINT_CHOICES.failover.includes(failoverDefaultChoice("lost")));
+});
+
+test("a resumed failover sends the request of the job that began it", () => {
+  assert.deepEqual(resumeBody({ point: APP.id, shutdownSource: true, planned: false, drain: false }), {
+    point: APP.id,
+    shutdownSource: true,
+  });
+  assert.deepEqual(resumeBody({ point: "latest", shutdownSource: false, planned: true, drain: true }), {
+    point: "latest",
+    shutdownSource: false,
+  });
+  // no job found (or params of another shape): the vault's defaults
+  assert.deepEqual(resumeBody(undefined), {});
+  assert.deepEqual(resumeBody({ point: 3 }), {});
 });
 
 test("validateTestFailover refuses a test network that is the production network", () => {
@@ -233,10 +288,24 @@ test("validateChangePoint refuses the point the machine runs from already", () =
 });
 
 test("commit and disable want the name", () => {
-  assert.deepEqual(validateCommit({ confirm: "web1" }, ITEM), {});
-  assert.ok(validateCommit({ confirm: "web" }, ITEM).confirm);
-  assert.deepEqual(validateDisable({ confirm: "web1" }, ITEM), {});
-  assert.ok(validateDisable({ confirm: "" }, ITEM).confirm);
+  assert.deepEqual(validateConfirmForm({ confirm: "web1" }, ITEM), {});
+  assert.ok(validateConfirmForm({ confirm: "web" }, ITEM).confirm);
+  assert.ok(validateConfirmForm({ confirm: "" }, ITEM).confirm);
+});
+
+test("disable says what happens in the item's phase", () => {
+  const base = { ...ITEM, direction: "primary → recovery" };
+  const prot = disableWords({ ...base, phase: "protected" });
+  assert.match(prot.lead, /replication primary → recovery ends .* The machine at primary keeps running/);
+  assert.match(prot.warning, /Every recovery point of web1 at recovery is deleted/);
+  // after a committed failover nothing replicates and the machine runs at the target
+  const committed = disableWords({ ...base, phase: "failover-committed" });
+  assert.match(
+    committed.lead,
+    /web1 runs at recovery since its failover was committed, and nothing replicates/,
+  );
+  assert.doesNotMatch(committed.lead, /replication primary → recovery ends|keeps running at primary/);
+  assert.match(committed.warning, /cannot be reprotected or failed back to primary/);
 });
 
 test("a failover towards home is a failback, in the title and the button", () => {
@@ -352,4 +421,84 @@ test("validateReprotect names a choice at the wrong site and a site with nothing
 test("the refusals a dialog choice fixes say which choice", () => {
   assert.match(REFUSAL_ADVICE.REPROTECT_ORIGINAL_DISKS_GONE ?? "", /Alternate location/);
   assert.match(REFUSAL_ADVICE.FAILOVER_LATEST_SOURCE_NOT_RUNNING ?? "", /Latest processed/);
+  assert.match(REFUSAL_ADVICE.FAILOVER_PLANNED_SOURCE_NOT_RUNNING ?? "", /Untick Planned/);
+});
+
+test("a dry run's 4xx with the vault's code is a refusal; no answer, a 5xx or 401/403 is not", () => {
+  const e = (status: number, code: string) => ({ status, code });
+  for (const [status, code] of [
+    [409, "REPROTECT_MACHINE_NOT_RUNNING"],
+    [404, "POINT_NOT_FOUND"],
+    [404, "ITEM_NOT_FOUND"],
+    [400, "INVALID_REQUEST"],
+    [400, "POINT_REQUEST_INVALID"],
+  ] as const) {
+    assert.equal(isRefusalError(e(status, code)), true, `${status} ${code}`);
+  }
+  for (const [status, code] of [
+    [0, "VAULT_UNREACHABLE"],
+    [500, "INTERNAL"],
+    [503, "DB_UNREACHABLE"],
+    [401, "UNAUTHENTICATED"],
+    [403, "FORBIDDEN"],
+    [404, "HTTP_404"],
+  ] as const) {
+    assert.equal(isRefusalError(e(status, code)), false, `${status} ${code}`);
+  }
+});
+
+test("the refusals that want a machine running are the lifecycle's and reprotect's", () => {
+  for (const code of [
+    "REPROTECT_MACHINE_NOT_RUNNING",
+    "COMMIT_RECOVERED_MACHINE_NOT_RUNNING",
+    "FAILOVER_LATEST_SOURCE_NOT_RUNNING",
+    "FAILOVER_PLANNED_SOURCE_NOT_RUNNING",
+  ]) {
+    assert.ok(NEEDS_RUNNING_MACHINE.has(code), code);
+  }
+  // a machine that still runs where it must not is not fixed by starting one
+  assert.equal(NEEDS_RUNNING_MACHINE.has("REPROTECT_OLD_MACHINE_RUNNING"), false);
+});
+
+test("Start sends the point the dry run resolved, except for latest", () => {
+  const resolved = {
+    id: MIDDLE.id,
+    createdAt: MIDDLE.createdAt,
+    consistency: "crash" as const,
+    ageSeconds: 3,
+  };
+  assert.deepEqual(pinPoint({ point: "latest-processed", shutdownSource: true }, resolved), {
+    point: MIDDLE.id,
+    shutdownSource: true,
+  });
+  assert.deepEqual(pinPoint({ point: "latest-app-consistent" }, resolved), { point: MIDDLE.id });
+  // latest cuts a new point when it starts: it cannot be pinned
+  assert.deepEqual(pinPoint({ point: "latest", planned: true }, resolved), {
+    point: "latest",
+    planned: true,
+  });
+  assert.deepEqual(pinPoint({ point: "latest-processed" }, undefined), { point: "latest-processed" });
+  assert.deepEqual(pinPoint({}, resolved), {}, "an operation without a point is sent as it is");
+  const at = (iso: string) => iso.slice(11, 19);
+  assert.equal(
+    pointPinWords("latest-processed", { drain: false, point: resolved }, at),
+    `Will use point ${MIDDLE.id} from 12:50:00, 3 s old (crash-consistent): Start sends exactly this point, so one arriving meanwhile is not used.`,
+  );
+  assert.equal(
+    pointPinWords(MIDDLE.id, { drain: false, point: { ...resolved, consistency: "app" } }, at),
+    `Will use point ${MIDDLE.id} from 12:50:00, 3 s old (app-consistent).`,
+  );
+  assert.match(pointPinWords("latest", { drain: true }, at) ?? "", /cuts a new point when it starts/);
+  assert.equal(pointPinWords(undefined, { drain: false }, at), null);
+});
+
+test("reprotect opens on the original location only while the disks are at the return site", () => {
+  assert.equal(initialReprotectForm({ disksAtReturnSite: true }).location, "original");
+  assert.equal(initialReprotectForm({ disksAtReturnSite: false }).location, "alternate");
+  assert.deepEqual(initialReprotectForm({ disksAtReturnSite: true }), {
+    location: "original",
+    processServer: "",
+    masterTarget: "",
+    datastore: "",
+  });
 });

@@ -5,21 +5,16 @@ import {
   type ChangePointForm,
   changePointBody,
   initialPointForm,
-  operationTitle,
-  startWords,
   validateChangePoint,
 } from "../lib/operation-rules.ts";
 import { KeyValues } from "../ui/kit.tsx";
 import {
-  blockedWhy,
   DecisionPanel,
-  hasErrors,
   type OperationDialogProps,
   OperationFrame,
   PointPicker,
+  useOperationDialog,
   usePoints,
-  usePreview,
-  useStart,
 } from "./common.tsx";
 
 export function ChangePointDialog(p: OperationDialogProps) {
@@ -27,21 +22,10 @@ export function ChangePointDialog(p: OperationDialogProps) {
   const [form, setForm] = useState<ChangePointForm>({ point: initialPointForm("change-point", p.point) });
   const points = usePoints(it);
   const errors = validateChangePoint(form, it, points.data);
-  const body = changePointBody(form);
-  const preview = usePreview(it, "change-point", hasErrors(errors) ? null : body);
-  const starter = useStart(it, "change-point", p.onStarted);
+  const d = useOperationDialog(p, { errors, body: changePointBody(form) });
   const f = it.failover;
   return (
-    <OperationFrame
-      title={`${operationTitle(it, "change-point")}: ${it.name}`}
-      startWords={startWords(it, "change-point")}
-      wide
-      blocked={blockedWhy(preview, body, errors, starter.busy)}
-      busy={starter.busy}
-      startError={starter.error}
-      onStart={() => starter.start(body)}
-      onClose={p.onClose}
-    >
+    <OperationFrame {...d.frame} wide>
       <p class="lead">
         The machine at <strong>{it.target}</strong> stops and restarts from the point you choose; only the
         blocks that differ are rewritten.
@@ -68,7 +52,7 @@ export function ChangePointDialog(p: OperationDialogProps) {
         current={f?.point ?? null}
         autofocus
       />
-      <DecisionPanel preview={preview} waitingWhy="Choose the point to restart from." />
+      <DecisionPanel {...d.panel} waitingWhy="Choose the point to restart from." />
     </OperationFrame>
   );
 }

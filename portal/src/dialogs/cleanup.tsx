@@ -1,44 +1,20 @@
 // Test failover cleanup: the drill copy and its disks are removed; the notes (what the drill showed)
 // stay with the cleanup job.
 import { useState } from "preact/hooks";
-import {
-  type CleanupForm,
-  cleanupBody,
-  NOTES_MAX,
-  operationTitle,
-  startWords,
-  validateCleanup,
-} from "../lib/operation-rules.ts";
+import { type CleanupForm, cleanupBody, NOTES_MAX, validateCleanup } from "../lib/operation-rules.ts";
 import { Field, KeyValues } from "../ui/kit.tsx";
-import {
-  blockedWhy,
-  DecisionPanel,
-  type OperationDialogProps,
-  OperationFrame,
-  usePreview,
-  useStart,
-} from "./common.tsx";
+import { DecisionPanel, type OperationDialogProps, OperationFrame, useOperationDialog } from "./common.tsx";
 
 export function CleanupDialog(p: OperationDialogProps) {
   const it = p.item;
   const [form, setForm] = useState<CleanupForm>({ notes: "" });
   const errors = validateCleanup(form);
   // the notes change nothing the vault decides (their length is checked here): asked once
-  const preview = usePreview(it, "test-failover-cleanup", {});
-  const starter = useStart(it, "test-failover-cleanup", p.onStarted);
-  const body = cleanupBody(form);
+  const dlg = useOperationDialog(p, { errors, body: cleanupBody(form), previewBody: {} });
   const d = it.drill;
   const over = form.notes.length > NOTES_MAX;
   return (
-    <OperationFrame
-      title={`${operationTitle(it, "test-failover-cleanup")}: ${it.name}`}
-      startWords={startWords(it, "test-failover-cleanup")}
-      blocked={blockedWhy(preview, {}, errors, starter.busy)}
-      busy={starter.busy}
-      startError={starter.error}
-      onStart={() => starter.start(body)}
-      onClose={p.onClose}
-    >
+    <OperationFrame {...dlg.frame}>
       <p class="lead">
         Removes the drill copy of {it.name} and its disks at {it.target}. Replication and the machine at{" "}
         {it.source} are not touched.
@@ -73,7 +49,7 @@ export function CleanupDialog(p: OperationDialogProps) {
           />
         )}
       </Field>
-      <DecisionPanel preview={preview} />
+      <DecisionPanel {...dlg.panel} />
     </OperationFrame>
   );
 }

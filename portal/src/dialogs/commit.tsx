@@ -1,41 +1,23 @@
 // Commit: makes the failover (or failback) final. What it deletes comes from the vault's dry run;
 // it cannot be undone, so the item's name is typed first.
 import { useState } from "preact/hooks";
+import { type ConfirmForm, isFailback, validateConfirmForm } from "../lib/operation-rules.ts";
 import {
-  type ConfirmForm,
-  isFailback,
-  operationTitle,
-  startWords,
-  validateCommit,
-} from "../lib/operation-rules.ts";
-import {
-  blockedWhy,
   ConfirmName,
   DecisionPanel,
   type OperationDialogProps,
   OperationFrame,
-  usePreview,
-  useStart,
+  useOperationDialog,
 } from "./common.tsx";
 
 export function CommitDialog(p: OperationDialogProps) {
   const it = p.item;
   const [form, setForm] = useState<ConfirmForm>({ confirm: "" });
-  const errors = validateCommit(form, it);
-  const preview = usePreview(it, "commit", {});
-  const starter = useStart(it, "commit", p.onStarted);
+  const errors = validateConfirmForm(form, it);
+  const d = useOperationDialog(p, { errors, body: {} });
   const back = isFailback(it);
   return (
-    <OperationFrame
-      title={`${operationTitle(it, "commit")}: ${it.name}`}
-      startWords={startWords(it, "commit")}
-      danger
-      blocked={blockedWhy(preview, {}, errors, starter.busy)}
-      busy={starter.busy}
-      startError={starter.error}
-      onStart={() => starter.start({})}
-      onClose={p.onClose}
-    >
+    <OperationFrame {...d.frame} danger>
       <p class="lead">
         Makes the {back ? "failback" : "failover"} of {it.name} final: it keeps running at{" "}
         <strong>{it.target}</strong>
@@ -51,12 +33,13 @@ export function CommitDialog(p: OperationDialogProps) {
         <strong>This cannot be undone.</strong> What commit deletes is listed below; after it the point can no
         longer be changed, and nothing protects the machine until you reprotect it.
       </div>
-      <DecisionPanel preview={preview} />
+      <DecisionPanel {...d.panel} />
       <ConfirmName
         item={it}
         value={form.confirm}
         onInput={(confirm) => setForm({ confirm })}
         error={errors.confirm}
+        attempted={d.attempted}
         what="Commit cannot be undone."
         autofocus
       />

@@ -1,6 +1,7 @@
 // What every operation dialog shares: the dry run that previews the vault's decision (on open, and
 // again a moment after each change), the start call, the point picker, the typed-name confirmation,
-// and the frame with its footer (why Start is off, Cancel, Start).
+// and the frame with its footer (why Start is off, Cancel, Start). useOperationDialog wires them, so
+// a dialog holds only its own fields and words.
 import type { ComponentChildren } from "preact";
 import { useEffect, useId, useRef, useState } from "preact/hooks";
 import {
@@ -15,13 +16,19 @@ import {
 import { time } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
 import {
+  isRefusalError,
+  NEEDS_RUNNING_MACHINE,
+  operationTitle,
   POINT_CHOICES,
   POINT_WORDS,
   type PointForm,
   type PointOp,
+  pinPoint,
   pointAgeWords,
   pointOptionText,
+  pointPinWords,
   REFUSAL_ADVICE,
+  startWords,
 } from "../lib/operation-rules.ts";
 import { Badge, Dialog, ErrorBanner, Field } from "../ui/kit.tsx";
 
@@ -67,9 +74,16 @@ export const keyOf = (body: Record<string, unknown> | null): string | null =>
   body === null ? null : JSON.stringify(body);
 
 /**
+ * What of the item can change the vault's answer: its phase, its generation and the operations it
+ * allows (empty while a job runs on it). Not updatedAt: it moves with every new recovery point.
+ */
+export const itemStateKey = (item: Pick<ItemView, "phase" | "generation" | "allowedOperations">): string =>
+  `${item.phase}|${item.generation}|${item.allowedOperations.join(",")}`;
+
+/**
  * The vault's dry run of the operation with `body` (null: do not ask, the form is invalid): at once
- * when the dialog opens, then `delayMs` after the last change, and again when the item changes (its
- * state may have changed the answer). Answers to older requests are dropped.
+ * when the dialog opens, then `delayMs` after the last change, and again when the item's state
+ * changes (itemStateKey). Answers to older requests are dropped.
  */
 export function usePreview(
   item: ItemView,
@@ -85,6 +99,7 @@ export function usePreview(
     key: null,
   });
   const [nonce, setNonce] = useState(0);
+  const state = itemStateKey(item);
   const seq = useRef(0);
   const asked = useRef(false);
   useEffect(() => {
@@ -103,12 +118,12 @@ export function usePreview(
         },
         (err: ApiError) => {
           if (mine !== seq.current) return;
-          setS({ state: err.status === 409 ? "refused" : "failed", decision: null, error: err, key });
+          setS({ state: isRefusalError(err) ? "refused" : "failed", decision: null, error: err, key });
         },
       );
     }, wait);
     return () => clearTimeout(timer);
-  }, [key, nonce, item.id, item.updatedAt, op, delayMs]);
+  }, [key, nonce, item.id, state, op, delayMs]);
   return { ...s, recheck: () => setNonce((n) => n + 1) };
 }
 
@@ -154,21 +169,81 @@ export function usePoints(item: ItemView) {
   );
 }
 
-/** What the vault will do, or why it refuses: the dry run's answer, in words. */
-export function DecisionPanel(p: { preview: Preview; waitingWhy?: string; extraAdvice?: string }) {
+/** The short line that says where the dry run stands (the dialog's one live region). */
+export function previewStatus(pr: Preview): string {
+  switch (pr.state) {
+    case "waiting":
+      return "";
+    case "checking":
+      return "Checking with the vault…";
+    case "refused":
+      return `The vault refuses this: ${pr.error?.code ?? ""}`;
+    case "failed":
+      return "Could not check with the vault";
+    case "ok":
+      return "The vault allows this";
+  }
+}
+
+/** Starts the item's machine where it is now (a refusal that wants it running), then checks again. */
+function StartMachine(p: { machine: string; recheck: () => void }) {
+  const [state, setState] = useState<"idle" | "starting" | "started">("idle");
+  const [error, setError] = useState<ApiError | null>(null);
+  const start = async () => {
+    setState("starting");
+    setError(null);
+    try {
+      await ok(client.POST("/v1/machines/{machine}/start", { params: { path: { machine: p.machine } } }));
+      setState("started");
+      p.recheck();
+    } catch (err) {
+      setError(err as ApiError);
+      setState("idle");
+    }
+  };
+  return (
+    <div class="start-machine">
+      <button type="button" onClick={start} disabled={state === "starting"}>
+        {state === "starting" ? "Starting the machine…" : "Start the machine"}
+      </button>
+      {state === "started" && (
+        <span class="muted">
+          {" "}
+          Started. If the vault still refuses, wait for its agent to report, then check again.
+        </span>
+      )}
+      {error !== null && (
+        <p class="start-machine-error">
+          <strong>Could not start it:</strong> <code class="code">{error.code}</code> {error.message}
+        </p>
+      )}
+    </div>
+  );
+}
+
+/**
+ * What the vault will do, or why it refuses: the dry run's answer, in words. Only the short status
+ * line in its heading is live; the answer itself is read where it stands.
+ */
+export function DecisionPanel(p: {
+  preview: Preview;
+  item: Pick<ItemView, "machineId">;
+  waitingWhy?: string;
+  extraAdvice?: string;
+}) {
   const headId = useId();
   const pr = p.preview;
   // while the vault is asked again, its last answer stays, dimmed, instead of flickering away
   const stale = pr.state === "checking";
-  const refused = pr.error !== null && (pr.state === "refused" || (stale && pr.error.status === 409));
+  const refused = pr.error !== null && (pr.state === "refused" || (stale && isRefusalError(pr.error)));
   const failed = pr.error !== null && !refused && (pr.state === "failed" || stale);
-  let body: ComponentChildren;
+  let body: ComponentChildren = null;
   if (pr.state === "waiting") {
     body = <p class="muted">{p.waitingWhy ?? "Complete the form to see what the vault would do."}</p>;
   } else if (refused && pr.error !== null) {
     const advice = REFUSAL_ADVICE[pr.error.code] ?? p.extraAdvice;
     body = (
-      <div class={`banner banner-bad refusal${stale ? " stale" : ""}`} role="alert">
+      <div class={`banner banner-bad refusal${stale ? " stale" : ""}`}>
         <p class="refusal-head">
           <strong>The vault refuses this, so nothing will start:</strong>
         </p>
@@ -176,6 +251,9 @@ export function DecisionPanel(p: { preview: Preview; waitingWhy?: string; extraA
           <code class="code">{pr.error.code}</code> {pr.error.message}
         </p>
         {advice !== undefined && <p class="refusal-advice">{advice}</p>}
+        {NEEDS_RUNNING_MACHINE.has(pr.error.code) && (
+          <StartMachine machine={p.item.machineId} recheck={pr.recheck} />
+        )}
         <button type="button" onClick={pr.recheck}>
           Check again
         </button>
@@ -183,8 +261,11 @@ export function DecisionPanel(p: { preview: Preview; waitingWhy?: string; extraA
     );
   } else if (failed && pr.error !== null) {
     body = (
-      <div class={stale ? "stale" : ""}>
-        <ErrorBanner error={pr.error} prefix="Could not check with the vault:" />
+      <div class={`banner banner-bad check-failed${stale ? " stale" : ""}`}>
+        <p>
+          <strong>Could not check with the vault:</strong> <code class="code">{pr.error.code}</code>{" "}
+          {pr.error.message}
+        </p>
         <button type="button" onClick={pr.recheck}>
           Check again
         </button>
@@ -192,6 +273,8 @@ export function DecisionPanel(p: { preview: Preview; waitingWhy?: string; extraA
     );
   } else if (pr.decision !== null) {
     const d = pr.decision;
+    const requested = pr.key === null ? undefined : (JSON.parse(pr.key) as { point?: unknown }).point;
+    const pin = pointPinWords(requested, d, time);
     body = (
       <div class={stale ? "decision stale" : "decision"}>
         <ul class="consequences">
@@ -199,6 +282,7 @@ export function DecisionPanel(p: { preview: Preview; waitingWhy?: string; extraA
             <li key={c}>{c}</li>
           ))}
         </ul>
+        {pin !== null && <p class="decision-point">{pin}</p>}
         <p class="decision-flags">
           {d.irreversible ? (
             <Badge tone="bad">cannot be cancelled once started</Badge>
@@ -210,16 +294,15 @@ export function DecisionPanel(p: { preview: Preview; waitingWhy?: string; extraA
         </p>
       </div>
     );
-  } else {
-    body = (
-      <p class="muted" aria-busy="true">
-        Asking the vault what this would do…
-      </p>
-    );
   }
   return (
-    <section class="decision-panel" aria-labelledby={headId} aria-live="polite" aria-busy={stale}>
-      <h3 id={headId}>What the vault will do</h3>
+    <section class="decision-panel" aria-labelledby={headId} aria-busy={stale}>
+      <div class="decision-head">
+        <h3 id={headId}>What the vault will do</h3>
+        <span class="decision-status" role="status">
+          {previewStatus(pr)}
+        </span>
+      </div>
       {body}
     </section>
   );
@@ -243,31 +326,44 @@ export function blockedWhy(
   return null;
 }
 
-/** The dialog frame: title, body, footer with the reason Start is off, Cancel and Start. */
-export function OperationFrame(p: {
+/** What useOperationDialog hands the frame. */
+export interface FrameProps {
   title: string;
   startWords: string;
-  danger?: boolean;
-  wide?: boolean;
   blocked: string | null;
   busy: boolean;
   startError: ApiError | null;
   onStart: () => void;
+  /** Enter pressed in a field while Start is off: the fields say what is wrong */
+  onBlockedSubmit: () => void;
   onClose: () => void;
-  children: ComponentChildren;
-}) {
+}
+
+/**
+ * The dialog frame: title, body, footer with the reason Start is off, Cancel and Start. While the
+ * start is under way it cannot be closed (Escape, Cancel and × are ignored): the job it starts must
+ * reach onStarted.
+ */
+export function OperationFrame(
+  p: FrameProps & { danger?: boolean; wide?: boolean; children: ComponentChildren },
+) {
   const statusId = useId();
+  const busy = useRef(p.busy);
+  busy.current = p.busy;
+  const close = () => {
+    if (!busy.current) p.onClose();
+  };
   return (
     <Dialog
       title={p.title}
-      onClose={p.onClose}
+      onClose={close}
       wide={p.wide ?? false}
       footer={
         <>
-          <span class="dialog-status" id={statusId} role="status">
+          <span class="dialog-status" id={statusId}>
             {p.blocked ?? ""}
           </span>
-          <button type="button" onClick={p.onClose}>
+          <button type="button" onClick={close} disabled={p.busy}>
             Cancel
           </button>
           <button
@@ -287,7 +383,16 @@ export function OperationFrame(p: {
         class="op-form"
         onSubmit={(e) => {
           e.preventDefault();
-          if (p.blocked === null && !p.busy) p.onStart();
+          if (p.busy) return;
+          if (p.blocked === null) p.onStart();
+          else p.onBlockedSubmit();
+        }}
+        // Enter in a field while Start is off submits nothing (the browser skips a disabled default
+        // button): it is still an attempt, so the fields say what is wrong
+        onKeyDown={(e) => {
+          const t = e.target as HTMLElement;
+          if (e.key === "Enter" && t.tagName === "INPUT" && p.blocked !== null && !p.busy)
+            p.onBlockedSubmit();
         }}
       >
         <ErrorBanner error={p.startError} prefix="Not started:" />
@@ -295,6 +400,50 @@ export function OperationFrame(p: {
       </form>
     </Dialog>
   );
+}
+
+export interface DialogSetup {
+  /**
+   * the form's errors by field: each holds Start back; they also hold the dry run back (the body is
+   * not valid), except `confirm` (the typed name changes nothing the vault decides)
+   */
+  errors: Record<string, string | undefined>;
+  /** the request Start sends (a keyword point is pinned to the one the dry run resolved) */
+  body: Record<string, unknown>;
+  /**
+   * what the dry run asks when it is not `body` (cleanup: the notes change nothing it decides); it is
+   * asked whatever the form's errors
+   */
+  previewBody?: Record<string, unknown>;
+  /** false while something the form's default depends on is loading: the vault is not asked yet */
+  ready?: boolean;
+  title?: string;
+  startWords?: string;
+}
+
+/**
+ * One operation dialog's wiring: the dry run of its form, the start, why Start is off, and whether a
+ * submit was tried. Returns the frame's props, the decision panel's, and the preview.
+ */
+export function useOperationDialog(p: OperationDialogProps, s: DialogSetup) {
+  const { item, op } = p;
+  const { confirm: _typed, ...formErrors } = s.errors;
+  const asked = s.previewBody ?? s.body;
+  const gated = s.previewBody === undefined && hasErrors(formErrors);
+  const preview = usePreview(item, op, s.ready === false || gated ? null : asked);
+  const starter = useStart(item, op, p.onStarted);
+  const [attempted, setAttempted] = useState(false);
+  const frame: FrameProps = {
+    title: s.title ?? `${operationTitle(item, op)}: ${item.name}`,
+    startWords: s.startWords ?? startWords(item, op),
+    blocked: blockedWhy(preview, asked, s.errors, starter.busy),
+    busy: starter.busy,
+    startError: starter.error,
+    onStart: () => starter.start(pinPoint(s.body, preview.decision?.point)),
+    onBlockedSubmit: () => setAttempted(true),
+    onClose: p.onClose,
+  };
+  return { preview, frame, panel: { preview, item }, attempted };
 }
 
 /** The recovery point: the keyword options with their trade-off and age, or one from the list. */
@@ -308,6 +457,8 @@ export function PointPicker(p: {
   autofocus?: boolean;
   /** the point the machine runs from now (change point) */
   current?: string | null;
+  /** the choice is made by another option (a planned failover): shown, not changeable, with why */
+  fixedWhy?: string;
 }) {
   const name = useId();
   const [touched, setTouched] = useState(false);
@@ -318,8 +469,9 @@ export function PointPicker(p: {
   // "choose one" is said once the operator has picked the option, not the moment the dialog opens
   const showError = p.error !== undefined && (touched || p.form.choice !== "custom" || p.form.custom !== "");
   return (
-    <fieldset class="point-picker">
+    <fieldset class="point-picker" disabled={p.fixedWhy !== undefined}>
       <legend>Recovery point</legend>
+      {p.fixedWhy !== undefined && <p class="point-fixed">{p.fixedWhy}</p>}
       {POINT_CHOICES[p.op].map((c) => (
         <label class="radio" key={c}>
           <input
@@ -374,22 +526,29 @@ export function PointPicker(p: {
   );
 }
 
-/** Type the item's name to enable the button of an operation that cannot be undone. */
+/**
+ * Type the item's name to enable the button of an operation that cannot be undone. A mismatch is
+ * said once the field is left or a submit was tried (Enter), not at the first keystroke.
+ */
 export function ConfirmName(p: {
   item: ItemView;
   value: string;
   onInput: (v: string) => void;
   error: string | undefined;
   what: string;
+  /** Enter was pressed in the form while Start was off (a submit attempt) */
+  attempted: boolean;
   autofocus?: boolean;
 }) {
+  const [left, setLeft] = useState(false);
+  // an empty field is not an error until a submit is tried: the hint says what to do
+  const show = p.attempted || (left && p.value.trim() !== "");
   return (
     <div class="confirm-name">
       <Field
         label={`Type ${p.item.name} to confirm`}
         hint={`${p.what} The button stays off until the name matches.`}
-        // an empty field is not an error yet: the hint says what to do
-        error={p.value.trim() === "" ? undefined : p.error}
+        error={show ? p.error : undefined}
       >
         {(id, describedBy, invalid) => (
           <input
@@ -401,6 +560,7 @@ export function ConfirmName(p: {
             aria-describedby={describedBy}
             aria-invalid={invalid}
             onInput={(e) => p.onInput(e.currentTarget.value)}
+            onBlur={() => setLeft(true)}
           />
         )}
       </Field>
@@ -408,7 +568,7 @@ export function ConfirmName(p: {
   );
 }
 
-/** Errors with their unset keys dropped, so `Object.keys(e).length` counts real ones. */
+/** True when any field has an error (a key set to undefined is no error). */
 export function hasErrors(e: Record<string, string | undefined>): boolean {
   return Object.values(e).some((v) => v !== undefined);
 }

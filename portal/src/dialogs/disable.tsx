@@ -1,51 +1,37 @@
-// Disable replication: protection stops for good and the item's recovery points are deleted; the
-// machine itself keeps running. The item's name is typed first.
+// Disable replication: protection stops for good and the item is removed, with what it still holds
+// (its recovery points); the machine itself keeps running wherever it runs now. The words follow the
+// phase (after a committed failover nothing replicates and the machine runs at the target); the
+// vault's dry run lists what it will do. The item's name is typed first.
 import { useState } from "preact/hooks";
-import { type ConfirmForm, operationTitle, startWords, validateDisable } from "../lib/operation-rules.ts";
+import { type ConfirmForm, disableWords, validateConfirmForm } from "../lib/operation-rules.ts";
 import {
-  blockedWhy,
   ConfirmName,
   DecisionPanel,
   type OperationDialogProps,
   OperationFrame,
-  usePreview,
-  useStart,
+  useOperationDialog,
 } from "./common.tsx";
 
 export function DisableDialog(p: OperationDialogProps) {
   const it = p.item;
   const [form, setForm] = useState<ConfirmForm>({ confirm: "" });
-  const errors = validateDisable(form, it);
-  const preview = usePreview(it, "disable", {});
-  const starter = useStart(it, "disable", p.onStarted);
+  const errors = validateConfirmForm(form, it);
+  const d = useOperationDialog(p, { errors, body: {} });
+  const words = disableWords(it);
   return (
-    <OperationFrame
-      title={`${operationTitle(it, "disable")}: ${it.name}`}
-      startWords={startWords(it, "disable")}
-      danger
-      blocked={blockedWhy(preview, {}, errors, starter.busy)}
-      busy={starter.busy}
-      startError={starter.error}
-      onStart={() => starter.start({})}
-      onClose={p.onClose}
-    >
-      <p class="lead">
-        Stops protecting {it.name}: replication {it.direction} ends and the item is removed. The machine at{" "}
-        {it.source} keeps running; you can protect it again later, from scratch.
-      </p>
+    <OperationFrame {...d.frame} danger>
+      <p class="lead">{words.lead}</p>
       <div class="banner banner-bad" role="note">
-        <strong>
-          Every recovery point of {it.name} at {it.target} is deleted.
-        </strong>{" "}
-        Nothing can be recovered from them afterwards.
+        <strong>{words.warning}</strong>
       </div>
-      <DecisionPanel preview={preview} />
+      <DecisionPanel {...d.panel} />
       <ConfirmName
         item={it}
         value={form.confirm}
         onInput={(confirm) => setForm({ confirm })}
         error={errors.confirm}
-        what="Its recovery points are deleted."
+        attempted={d.attempted}
+        what="The item is removed for good."
         autofocus
       />
     </OperationFrame>

@@ -8,48 +8,33 @@ import { client, ok } from "../api/client.ts";
 import { bytes } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
 import {
+  initialReprotectForm,
   LOCATION_WORDS,
   type Location,
-  operationTitle,
   type ReprotectForm,
   reprotectBody,
   reprotectChoices,
   reprotectDirection,
   reprotectSites,
-  startWords,
   validateReprotect,
 } from "../lib/operation-rules.ts";
 import { ErrorBanner, Field } from "../ui/kit.tsx";
-import {
-  blockedWhy,
-  DecisionPanel,
-  hasErrors,
-  type OperationDialogProps,
-  OperationFrame,
-  usePreview,
-  useStart,
-} from "./common.tsx";
+import { DecisionPanel, type OperationDialogProps, OperationFrame, useOperationDialog } from "./common.tsx";
 
 const LOCATIONS: readonly Location[] = ["original", "alternate"];
 
 export function ReprotectDialog(p: OperationDialogProps) {
   const it = p.item;
-  // "" is the site's default (the vault's own choice): only what the operator changes is sent
-  const [form, setForm] = useState<ReprotectForm>({
-    location: "original",
-    processServer: "",
-    masterTarget: "",
-    datastore: "",
-  });
+  // "" is the site's default (the vault's own choice): only what the operator changes is sent; the
+  // location is the original one only while the machine's disks are still at the return site
+  const [form, setForm] = useState<ReprotectForm>(() => initialReprotectForm(it));
   const appliances = useLive(() => ok(client.GET("/v1/appliances")), 0, []);
   const datastores = useLive(() => ok(client.GET("/v1/datastores")), 0, []);
   const sites = reprotectSites(it);
   const choices = reprotectChoices(it, appliances.data ?? [], datastores.data ?? []);
   const errors = validateReprotect(form, it, appliances.data, datastores.data);
-  const body = reprotectBody(form);
-  const preview = usePreview(it, "reprotect", hasErrors(errors) ? null : body);
-  const starter = useStart(it, "reprotect", p.onStarted);
-  const direction = preview.decision?.direction ?? reprotectDirection(it);
+  const d = useOperationDialog(p, { errors, body: reprotectBody(form) });
+  const direction = d.preview.decision?.direction ?? reprotectDirection(it);
   const radioName = useId();
   const loading = appliances.data === undefined || datastores.data === undefined;
 
@@ -100,16 +85,7 @@ export function ReprotectDialog(p: OperationDialogProps) {
         : "reachable";
 
   return (
-    <OperationFrame
-      title={`${operationTitle(it, "reprotect")}: ${it.name}`}
-      startWords={startWords(it, "reprotect")}
-      wide
-      blocked={blockedWhy(preview, body, errors, starter.busy)}
-      busy={starter.busy}
-      startError={starter.error}
-      onStart={() => starter.start(body)}
-      onClose={p.onClose}
-    >
+    <OperationFrame {...d.frame} wide>
       <p class="direction">
         <span class="direction-label">Direction</span> {direction}
       </p>
@@ -132,7 +108,12 @@ export function ReprotectDialog(p: OperationDialogProps) {
             />
             <span>
               <strong>{LOCATION_WORDS[l].label}</strong>
-              <small>{LOCATION_WORDS[l].explain(sites.returning)}</small>
+              <small>
+                {LOCATION_WORDS[l].explain(sites.returning)}
+                {l === "original" && it.disksAtReturnSite === false && it.phase !== "reprotecting"
+                  ? ` The vault holds no disks of ${it.name} at ${sites.returning} now.`
+                  : ""}
+              </small>
             </span>
           </label>
         ))}
@@ -164,7 +145,7 @@ export function ReprotectDialog(p: OperationDialogProps) {
         )}
         <ErrorBanner error={appliances.error ?? datastores.error} prefix="Could not load the choices:" />
       </fieldset>
-      <DecisionPanel preview={preview} waitingWhy="Fix the choices marked above to check with the vault." />
+      <DecisionPanel {...d.panel} waitingWhy="Fix the choices marked above to check with the vault." />
     </OperationFrame>
   );
 }

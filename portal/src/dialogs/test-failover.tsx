@@ -3,23 +3,18 @@
 import { useState } from "preact/hooks";
 import {
   initialPointForm,
-  operationTitle,
-  startWords,
   type TestFailoverForm,
   testFailoverBody,
   validateTestFailover,
 } from "../lib/operation-rules.ts";
 import { KeyValues } from "../ui/kit.tsx";
 import {
-  blockedWhy,
   DecisionPanel,
-  hasErrors,
   type OperationDialogProps,
   OperationFrame,
   PointPicker,
+  useOperationDialog,
   usePoints,
-  usePreview,
-  useStart,
 } from "./common.tsx";
 
 export function TestFailoverDialog(p: OperationDialogProps) {
@@ -27,21 +22,10 @@ export function TestFailoverDialog(p: OperationDialogProps) {
   const [form, setForm] = useState<TestFailoverForm>({ point: initialPointForm("test-failover", p.point) });
   const points = usePoints(it);
   const errors = validateTestFailover(form, it, points.data);
-  const body = testFailoverBody(form);
-  const preview = usePreview(it, "test-failover", hasErrors(errors) ? null : body);
-  const starter = useStart(it, "test-failover", p.onStarted);
+  const d = useOperationDialog(p, { errors, body: testFailoverBody(form) });
   const s = it.targetSettings;
   return (
-    <OperationFrame
-      title={`${operationTitle(it, "test-failover")}: ${it.name}`}
-      startWords={startWords(it, "test-failover")}
-      wide
-      blocked={blockedWhy(preview, body, errors, starter.busy)}
-      busy={starter.busy}
-      startError={starter.error}
-      onStart={() => starter.start(body)}
-      onClose={p.onClose}
-    >
+    <OperationFrame {...d.frame} wide>
       <p class="lead">
         A drill: a copy of {it.name} starts at <strong>{it.target}</strong> from the point below, to check
         that it boots and its applications work.
@@ -83,7 +67,7 @@ export function TestFailoverDialog(p: OperationDialogProps) {
         error={errors.point}
         autofocus
       />
-      <DecisionPanel preview={preview} waitingWhy="Choose a recovery point to see what the vault would do." />
+      <DecisionPanel {...d.panel} waitingWhy="Choose a recovery point to see what the vault would do." />
     </OperationFrame>
   );
 }

@@ -3,7 +3,7 @@
 // sentences out. The vault still decides (every dialog shows its dry run); these catch the mistakes
 // it cannot see in a request: a custom point never chosen, the name not typed, a process server at the
 // wrong site, notes too long to keep. Importable by node's tests: types only from the API client.
-import type { Appliance, Datastore, ItemView, Operation, PointView } from "../api/client.ts";
+import type { Appliance, Datastore, Decision, ItemView, Operation, PointView } from "../api/client.ts";
 import { duration } from "./format.ts";
 import type { Errors } from "./validate.ts";
 import { OPERATION_WORDS } from "./words.ts";
@@ -214,6 +214,8 @@ export function validateCleanup(f: CleanupForm): Errors<"notes"> {
 export interface FailoverForm {
   point: PointForm;
   shutdownSource: boolean;
+  /** planned: the running machine takes a final point and shuts down first (forces latest and shutdown) */
+  planned: boolean;
   confirm: string;
 }
 
@@ -222,7 +224,34 @@ export function validateFailover(
   item: Pick<ItemView, "name">,
   points: readonly PointView[] | undefined,
 ): Errors<"point" | "confirm"> {
-  return { ...validatePoint(f.point, points), ...validateConfirm(f.confirm, item) };
+  // a planned failover takes no point choice: it always drains a new one
+  return { ...(f.planned ? {} : validatePoint(f.point, points)), ...validateConfirm(f.confirm, item) };
+}
+
+/**
+ * The failover's default point once the source machine's agent is known: latest needs the machine
+ * running to drain it (else the vault refuses FAILOVER_LATEST_SOURCE_NOT_RUNNING), so an agent not
+ * online means latest processed. `undefined`: not known (yet), keep latest.
+ */
+export function failoverDefaultChoice(liveness: string | undefined): PointChoice {
+  return liveness === undefined || liveness === "online" ? "latest" : "latest-processed";
+}
+
+/** The one line that explains the planned option. */
+export const PLANNED_WORDS = (source: string, word: string) =>
+  `No data loss: the machine at ${source} takes a final point and shuts down before the ${word}; it must be running. Uses Latest and shuts the machine down.`;
+
+/**
+ * The body that resumes a failover stopped half-way (phase failing-over): the request of the job that
+ * began it, so the point it chose is chosen again (a drained point is reused by the vault). Null
+ * params (no earlier job found): the vault's defaults.
+ */
+export function resumeBody(params: unknown): Record<string, unknown> {
+  const p = (params ?? {}) as { point?: unknown; shutdownSource?: unknown };
+  const out: Record<string, unknown> = {};
+  if (typeof p.point === "string" && p.point !== "") out.point = p.point;
+  if (typeof p.shutdownSource === "boolean") out.shutdownSource = p.shutdownSource;
+  return out;
 }
 
 export interface ChangePointForm {
@@ -247,11 +276,30 @@ export interface ConfirmForm {
   confirm: string;
 }
 
-export const validateCommit = (f: ConfirmForm, item: Pick<ItemView, "name">): Errors<"confirm"> =>
+/** Commit and disable: the form is only the name typed. */
+export const validateConfirmForm = (f: ConfirmForm, item: Pick<ItemView, "name">): Errors<"confirm"> =>
   validateConfirm(f.confirm, item);
 
-export const validateDisable = (f: ConfirmForm, item: Pick<ItemView, "name">): Errors<"confirm"> =>
-  validateConfirm(f.confirm, item);
+/**
+ * What disable says before the vault's list, by phase: after a committed failover nothing
+ * replicates and the machine runs at the target, so "replication ends" and "keeps running at the
+ * source" would be wrong.
+ */
+export function disableWords(item: Pick<ItemView, "name" | "phase" | "source" | "target" | "direction">): {
+  lead: string;
+  warning: string;
+} {
+  if (item.phase === "failover-committed") {
+    return {
+      lead: `${item.name} runs at ${item.target} since its failover was committed, and nothing replicates it now. Disabling removes the item: the machine keeps running at ${item.target}, unprotected.`,
+      warning: `Without the item it cannot be reprotected or failed back to ${item.source}: protecting it again starts from scratch.`,
+    };
+  }
+  return {
+    lead: `Stops protecting ${item.name}: replication ${item.direction} ends and the item is removed. The machine at ${item.source} keeps running; you can protect it again later, from scratch.`,
+    warning: `Every recovery point of ${item.name} at ${item.target} is deleted. Nothing can be recovered from them afterwards.`,
+  };
+}
 
 // ---- reprotect ---------------------------------------------------------------------------------
 
@@ -277,6 +325,20 @@ export const LOCATION_WORDS: Record<Location, { label: string; explain: (returnS
       `Into new disks in the datastore chosen below at ${s}: a full copy over the link. For when the original disks are gone or must be kept as they are.`,
   },
 };
+
+/**
+ * The reprotect form as the dialog opens: the original location when the machine's disks are still
+ * at the return site, else alternate (the vault refuses original with REPROTECT_ORIGINAL_DISKS_GONE).
+ * Appliances and datastore "": the site's defaults.
+ */
+export function initialReprotectForm(item: { disksAtReturnSite?: boolean }): ReprotectForm {
+  return {
+    location: item.disksAtReturnSite === false ? "alternate" : "original",
+    processServer: "",
+    masterTarget: "",
+    datastore: "",
+  };
+}
 
 /** Where the machine runs now and where replication goes back to (site names). */
 export function reprotectSites(item: Pick<ItemView, "phase" | "source" | "target">): {
@@ -369,10 +431,10 @@ export function validateReprotect(
 
 export const testFailoverBody = (f: TestFailoverForm) => ({ point: pointText(f.point) });
 export const cleanupBody = (f: CleanupForm) => ({ notes: f.notes });
-export const failoverBody = (f: FailoverForm) => ({
-  point: pointText(f.point),
-  shutdownSource: f.shutdownSource,
-});
+export const failoverBody = (f: FailoverForm): Record<string, unknown> =>
+  f.planned
+    ? { point: "latest", shutdownSource: true, planned: true }
+    : { point: pointText(f.point), shutdownSource: f.shutdownSource };
 export const changePointBody = (f: ChangePointForm) => ({ point: pointText(f.point) });
 export function reprotectBody(f: ReprotectForm): Record<string, string> {
   const out: Record<string, string> = { location: f.location };
@@ -381,6 +443,64 @@ export function reprotectBody(f: ReprotectForm): Record<string, string> {
   if (f.datastore !== "") out.datastore = f.datastore;
   return out;
 }
+
+// ---- the dry run's answer --------------------------------------------------------------------------
+
+/**
+ * A dry run's error is a refusal (the vault said no, with a code and why) when it is a 4xx with the
+ * vault's own code, 401 and 403 aside (not signed in, not allowed: no answer about the operation).
+ * A network error (status 0), a 5xx, or an answer without a code: the vault could not check.
+ */
+export function isRefusalError(e: { status: number; code: string }): boolean {
+  return (
+    e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 403 && !e.code.startsWith("HTTP_")
+  );
+}
+
+/** The point the vault resolved, as the dry run answers it (decision.point). */
+export type ResolvedPoint = NonNullable<Decision["point"]>;
+
+/**
+ * The body Start sends: the dry run's body with a keyword point (latest processed, app-consistent,
+ * a time) replaced by the point the vault resolved and showed, so the operation uses exactly that
+ * one even if a newer point lands meanwhile. `latest` is never pinned: it cuts a new point.
+ */
+export function pinPoint(
+  body: Record<string, unknown>,
+  resolved: ResolvedPoint | undefined,
+): Record<string, unknown> {
+  if (resolved === undefined || typeof body.point !== "string" || body.point === "latest") return body;
+  return { ...body, point: resolved.id };
+}
+
+/** What the decision says of the point, in one line; null when the operation takes none. */
+export function pointPinWords(
+  requested: unknown,
+  d: { drain: boolean; point?: ResolvedPoint | undefined },
+  timeText: (iso: string) => string,
+): string | null {
+  if (d.point !== undefined) {
+    const p = d.point;
+    const kind = p.consistency === "app" ? "app-consistent" : "crash-consistent";
+    const pinned = typeof requested === "string" && requested !== p.id;
+    return `Will use point ${p.id} from ${timeText(p.createdAt)}, ${duration(p.ageSeconds)} old (${kind})${pinned ? ": Start sends exactly this point, so one arriving meanwhile is not used." : "."}`;
+  }
+  if (d.drain) {
+    return "Latest cuts a new point when it starts, so which point it uses cannot be named now.";
+  }
+  return null;
+}
+
+/**
+ * Refusals that go away once a machine runs again: the dialog offers to start it (POST
+ * /v1/machines/{machine}/start, where the machine is now) and checks again.
+ */
+export const NEEDS_RUNNING_MACHINE: ReadonlySet<string> = new Set([
+  "REPROTECT_MACHINE_NOT_RUNNING",
+  "COMMIT_RECOVERED_MACHINE_NOT_RUNNING",
+  "FAILOVER_LATEST_SOURCE_NOT_RUNNING",
+  "FAILOVER_PLANNED_SOURCE_NOT_RUNNING",
+]);
 
 // ---- refusals ----------------------------------------------------------------------------------
 
@@ -402,6 +522,9 @@ export const REFUSAL_ADVICE: Record<string, string> = {
   REPROTECT_RETURN_SITE_UNREACHABLE: "Check the link between the sites, then check again.",
   FAILOVER_LATEST_SOURCE_NOT_RUNNING:
     "Choose Latest processed: the machine cannot send what it still holds while it is down.",
+  FAILOVER_PLANNED_SOURCE_NOT_RUNNING:
+    "Untick Planned and choose Latest processed, or start the machine: a planned failover drains the running machine.",
+  FAILOVER_PLANNED_POINT: "A planned failover always uses Latest: untick Planned to choose another point.",
   FAILOVER_DRILL_ACTIVE: "Clean up the test failover first.",
   POINT_NO_APP_CONSISTENT: "Choose Latest processed or a specific point.",
   POINT_NOT_FOUND: "The point was pruned: choose another.",
