@@ -2,6 +2,8 @@
 // every pack an index names exists and its trailer agrees with the index, every manifest's checksum,
 // parent chain and blocks are known. With --read-data: every pack's bytes hash to its name and every
 // block in it hashes to its address. Each problem names the object it is about.
+
+import type { ItemName, PointId } from "../domain/ids.ts";
 import { BlockIndex, decodeIndexFile } from "./block-index.ts";
 import type { Datastore } from "./datastore.ts";
 import { BLOCK_SIZE, ENTRY_BYTES, paths } from "./format.ts";
@@ -46,7 +48,7 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
   // the points first: a point is written after its packs and their index (format.md), so every block
   // of a point listed now is in an index file listed after it, while a writer goes on committing
   // points (check holds a shared lock: writers run, prune and GC wait)
-  const pointLists: { item: string; ids: string[] }[] = [];
+  const pointLists: { item: ItemName; ids: PointId[] }[] = [];
   for (const item of await ds.items()) pointLists.push({ item, ids: await ds.pointIds(item) });
 
   // index files

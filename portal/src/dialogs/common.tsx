@@ -358,6 +358,7 @@ export function OperationFrame(
       title={p.title}
       onClose={close}
       wide={p.wide ?? false}
+      closeDisabled={p.busy}
       footer={
         <>
           <span class="dialog-status" id={statusId}>

@@ -25,7 +25,10 @@ const OP_ORDER: readonly Operation[] = [
 
 /** "Failback" when the failover would bring the machine home. */
 export function operationWords(it: ItemView, op: Operation): string {
-  return op === "failover" && isFailback(it) ? "Failback" : OPERATION_WORDS[op];
+  if (op !== "failover") return OPERATION_WORDS[op];
+  const word = isFailback(it) ? "Failback" : "Failover";
+  // a failover left failing over (the vault stopped mid-way) is resumed, not chosen again
+  return it.phase === "failing-over" ? `Resume ${word.toLowerCase()}` : word;
 }
 
 function StateBanner(p: { it: ItemView }) {

@@ -148,6 +148,8 @@ export function Dialog(p: {
   children: ComponentChildren;
   footer?: ComponentChildren;
   wide?: boolean;
+  /** while something the dialog started is under way */
+  closeDisabled?: boolean;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
   const titleId = useId();
@@ -168,7 +170,13 @@ export function Dialog(p: {
     >
       <header class="dialog-head">
         <h2 id={titleId}>{p.title}</h2>
-        <button type="button" class="icon-button" aria-label="Close" onClick={p.onClose}>
+        <button
+          type="button"
+          class="icon-button"
+          aria-label="Close"
+          onClick={p.onClose}
+          disabled={p.closeDisabled ?? false}
+        >
           ×
         </button>
       </header>
