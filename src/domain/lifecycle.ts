@@ -348,7 +348,12 @@ export function decide(s: ItemState, o: Operation, f: OperationFacts): Decision 
         ...base,
         op: o.op,
         label: "disable replication",
-        consequences: [`stops replication ${dir} and deletes the item's recovery points at ${s.target}`],
+        consequences:
+          s.phase === "failover-committed"
+            ? [
+                `the machine keeps running at ${s.target}, unprotected; the item is disabled and can no longer be reprotected`,
+              ]
+            : [`stops replication ${dir} and deletes the item's recovery points at ${s.target}`],
       };
     }
     default:

@@ -92,6 +92,14 @@ describe("decide", () => {
     assert.ok(!isRefusal(c) && c.shutdownSource && c.drain);
   });
 
+  test("disable after a committed failover says the machine keeps running, unprotected", () => {
+    const s: ItemState = { ...protectedItem, phase: "failover-committed" };
+    const d = decide(s, { op: "disable" }, facts());
+    assert.ok(!isRefusal(d));
+    assert.match(d.consequences.join(" "), /keeps running at .*unprotected/);
+    assert.doesNotMatch(d.consequences.join(" "), /deletes the item's recovery points/);
+  });
+
   test("a drill blocks failover and disable until it is cleaned up", () => {
     const s = apply(protectedItem, { e: "drill-started", point: P, atMs: 0 });
     const f = decide(s, { op: "failover", point: processed, shutdownSource: false, planned: false }, facts());
