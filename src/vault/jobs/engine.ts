@@ -28,6 +28,8 @@ import {
   type LogLevel,
   type StepContext,
   type StepDef,
+  type StepView,
+  type StoredJobSummary,
 } from "./types.ts";
 
 export interface JobEngineOptions {
@@ -252,33 +254,49 @@ export class JobEngine {
     }
   }
 
-  /** Cancels a job that is queued or waiting, unless a step marked irreversible has already run. */
-  async cancel(jobId: JobId, by?: string): Promise<JobView> {
-    const job = await this.get(jobId);
+  /**
+   * Why a job cannot be cancelled now (the JOB_NOT_CANCELLABLE message), or null when it can: the one
+   * rule cancel() enforces and every view shows as `cancellable`, so what the API offers and what it
+   * does cannot drift. A job can be cancelled while it is queued or waits, unless a step marked
+   * irreversible has run. `steps` are the job's steps; a list passes them only for queued and waiting
+   * jobs, since any other state is refused whatever its steps.
+   */
+  #cancelRefusal(
+    job: Pick<StoredJobSummary, "id" | "kind" | "state" | "params" | "step">,
+    steps: readonly Pick<StepView, "idx" | "name" | "state">[],
+  ): string | null {
     if (isFinished(job.state)) {
-      throw new SwitchbackError(
-        "JOB_NOT_CANCELLABLE",
-        `job ${jobId} (${job.kind}) has already ${job.state === "cancelled" ? "been cancelled" : job.state}; there is nothing to cancel`,
-      );
+      return `job ${job.id} (${job.kind}) has already ${job.state === "cancelled" ? "been cancelled" : job.state}; there is nothing to cancel`;
     }
     const kind = this.#kinds.get(job.kind);
-    if (kind) {
-      const defs = kind.steps(job.params);
-      const done = job.steps.find((s) => s.state === "succeeded" && defs[s.idx]?.irreversible);
+    const succeeded = steps.filter((s) => s.state === "succeeded");
+    if (kind && succeeded.length > 0) {
+      let defs: StepDef[] | null;
+      try {
+        defs = kind.steps(job.params);
+      } catch {
+        defs = null; // parameters this vault cannot read: which steps are irreversible is unknown
+      }
+      if (defs === null) {
+        return `job ${job.id} (${job.kind}) cannot be cancelled: its parameters do not give this vault its steps, so whether a step that cannot be undone has run is unknown`;
+      }
+      const done = succeeded.find((s) => defs[s.idx]?.irreversible);
       if (done) {
-        throw new SwitchbackError(
-          "JOB_NOT_CANCELLABLE",
-          `job ${jobId} (${job.kind}) cannot be cancelled: its step "${done.name}" cannot be undone and has already run; let the job finish`,
-        );
+        return `job ${job.id} (${job.kind}) cannot be cancelled: its step "${done.name}" cannot be undone and has already run; let the job finish`;
       }
     }
     if (job.state !== "queued" && job.state !== "waiting") {
-      const running = job.steps[job.step]?.name;
-      throw new SwitchbackError(
-        "JOB_NOT_CANCELLABLE",
-        `job ${jobId} (${job.kind}) is running${running ? ` step "${running}"` : ""}; a job can be cancelled only before its first step or while it waits — wait for it to finish or reach a wait`,
-      );
+      const running = steps.find((s) => s.idx === job.step)?.name;
+      return `job ${job.id} (${job.kind}) is running${running ? ` step "${running}"` : ""}; a job can be cancelled only before its first step or while it waits — wait for it to finish or reach a wait`;
     }
+    return null;
+  }
+
+  /** Cancels a job that is queued or waiting, unless a step marked irreversible has already run. */
+  async cancel(jobId: JobId, by?: string): Promise<JobView> {
+    const job = await this.get(jobId);
+    const refusal = this.#cancelRefusal(job, job.steps);
+    if (refusal !== null) throw new SwitchbackError("JOB_NOT_CANCELLABLE", refusal);
     const at = now();
     await this.#db.transaction().execute(async (trx) => {
       const r = await trx
@@ -412,12 +430,30 @@ export class JobEngine {
 
   // ---- reading -----------------------------------------------------------------------------------
 
-  get(jobId: JobId): Promise<JobView> {
-    return readJob(this.#db, jobId);
+  async get(jobId: JobId): Promise<JobView> {
+    const job = await readJob(this.#db, jobId);
+    return { ...job, cancellable: this.#cancelRefusal(job, job.steps) === null };
   }
 
-  list(q: ListJobsQuery = {}): Promise<JobSummary[]> {
-    return listJobs(this.#db, q);
+  async list(q: ListJobsQuery = {}): Promise<JobSummary[]> {
+    const jobs = await listJobs(this.#db, q);
+    // the steps that decide `cancellable` matter only for queued and waiting jobs: read theirs alone
+    const open = jobs.filter((j) => j.state === "queued" || j.state === "waiting").map((j) => j.id);
+    const done = new Map<string, { idx: number; name: string; state: "succeeded" }[]>();
+    for (let i = 0; i < open.length; i += 500) {
+      const rows = await this.#db
+        .selectFrom("job_steps")
+        .select(["job_id", "idx", "name"])
+        .where("job_id", "in", open.slice(i, i + 500))
+        .where("state", "=", "succeeded")
+        .execute();
+      for (const r of rows) {
+        const list = done.get(r.job_id) ?? [];
+        list.push({ idx: r.idx, name: r.name, state: "succeeded" });
+        done.set(r.job_id, list);
+      }
+    }
+    return jobs.map((j) => ({ ...j, cancellable: this.#cancelRefusal(j, done.get(j.id) ?? []) === null }));
   }
 
   logs(jobId: JobId, afterId = 0): Promise<JobLogView[]> {

@@ -9,11 +9,11 @@ import type {
   JobId,
   JobLogView,
   JobState,
-  JobSummary,
-  JobView,
   LogLevel,
   StepState,
   StepView,
+  StoredJobSummary,
+  StoredJobView,
 } from "./types.ts";
 
 const AnyJson = Type.Unknown();
@@ -22,7 +22,7 @@ function duration(from: string | null, to: string | null): number | null {
   return from && to ? Date.parse(to) - Date.parse(from) : null;
 }
 
-export function toSummary(row: JobRow): JobSummary {
+export function toSummary(row: JobRow): StoredJobSummary {
   return {
     id: row.id as JobId,
     kind: row.kind,
@@ -79,7 +79,7 @@ export function jobNotFound(jobId: string): SwitchbackError {
   );
 }
 
-export async function readJob(db: Kysely<VaultDatabase>, jobId: string): Promise<JobView> {
+export async function readJob(db: Kysely<VaultDatabase>, jobId: string): Promise<StoredJobView> {
   const row = await db.selectFrom("jobs").selectAll().where("id", "=", jobId).executeTakeFirst();
   if (!row) throw jobNotFound(jobId);
   const steps = await db
@@ -101,7 +101,7 @@ export interface ListJobsQuery {
   before?: JobId;
 }
 
-export async function listJobs(db: Kysely<VaultDatabase>, q: ListJobsQuery): Promise<JobSummary[]> {
+export async function listJobs(db: Kysely<VaultDatabase>, q: ListJobsQuery): Promise<StoredJobSummary[]> {
   let query = db.selectFrom("jobs").selectAll();
   if (q.itemId !== undefined) query = query.where("item_id", "=", q.itemId);
   if (q.planId !== undefined) query = query.where("plan_id", "=", q.planId);

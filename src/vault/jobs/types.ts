@@ -120,11 +120,20 @@ export interface JobSummary {
   startedAt: string | null;
   finishedAt: string | null;
   durationMs: number | null;
+  /**
+   * Whether POST /v1/jobs/{job}/cancel would succeed now: the job is queued or waits and no step
+   * that cannot be undone has run. The engine decides it with the rule its cancel enforces.
+   */
+  cancellable: boolean;
 }
 
 export interface JobView extends JobSummary {
   steps: StepView[];
 }
+
+/** A job as stored, before the engine adds what only its kinds can tell (`cancellable`). */
+export type StoredJobSummary = Omit<JobSummary, "cancellable">;
+export type StoredJobView = Omit<JobView, "cancellable">;
 
 export interface JobLogView {
   id: number;

@@ -27,6 +27,10 @@ const JobSchema = Type.Object(
     startedAt: Type.Union([Type.String(), Type.Null()]),
     finishedAt: Type.Union([Type.String(), Type.Null()]),
     durationMs: Type.Union([Type.Number(), Type.Null()]),
+    cancellable: Type.Boolean({
+      description:
+        "whether cancel would succeed now: the job is queued or waits and no step that cannot be undone has run",
+    }),
     params: Type.Unknown(),
     steps: Type.Optional(
       Type.Array(
