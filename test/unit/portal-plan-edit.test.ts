@@ -4,7 +4,9 @@
 // order of the job's steps.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { Value } from "@sinclair/typebox/value";
 import fc from "fast-check";
+import { initialPointForm, POINT_CHOICES, POINT_WORDS } from "../../portal/src/lib/operation-rules.ts";
 import {
   ACTION_KINDS,
   type ActionKind,
@@ -17,6 +19,7 @@ import {
   draftFromView,
   emptyDraft,
   groupOf,
+  initialPlanOptions,
   isDirty,
   issuesAt,
   itemTakesPart,
@@ -28,6 +31,11 @@ import {
   PLAN_OPERATIONS,
   type PlanDraft,
   type PlanOperation,
+  planCheckKey,
+  planNameTyped,
+  planOperationBody,
+  planPointChoices,
+  planStartGate,
   removeAction,
   removeGroup,
   removeItem,
@@ -51,6 +59,7 @@ import {
   planSteps,
 } from "../../src/domain/plan.ts";
 import { isRefusal } from "../../src/domain/refusal.ts";
+import { PlanOperationBodies } from "../../src/vault/plans/schema.ts";
 
 const DB = { id: "item-db0000000001", name: "db" };
 const APP1 = { id: "item-app000000001", name: "app1" };
@@ -366,5 +375,112 @@ describe("reading a plan job back", () => {
     assert.equal(itemTakesPart("failback", back), true);
     assert.equal(itemTakesPart("failover", back), false);
     assert.equal(itemTakesPart("commit", away), false);
+  });
+});
+
+describe("starting a plan operation", () => {
+  it("offers the item dialogs' points, in their order and with their default, without a specific point", () => {
+    assert.deepEqual(planPointChoices("test-failover"), [
+      "latest-processed",
+      "latest",
+      "latest-app-consistent",
+    ]);
+    for (const op of ["failover", "failback"] as const) {
+      assert.deepEqual(
+        planPointChoices(op),
+        POINT_CHOICES.failover.filter((c) => c !== "custom"),
+      );
+    }
+    for (const op of ["test-failover-cleanup", "commit", "reprotect"] as const) {
+      assert.equal(planPointChoices(op), null);
+    }
+    for (const op of ["test-failover", "failover", "failback"] as const) {
+      const itemOp = op === "failback" ? "failover" : op;
+      assert.equal(initialPlanOptions(op).point, initialPointForm(itemOp).choice, `${op}'s default point`);
+      assert.equal(
+        initialPlanOptions(op).shutdownSource,
+        true,
+        "the item dialog shuts the source down first",
+      );
+      for (const c of planPointChoices(op) ?? []) assert.ok(POINT_WORDS[c].tradeOff.length > 0);
+    }
+  });
+
+  it("sends bodies the vault takes for every operation and choice", () => {
+    for (const op of PLAN_OPERATIONS) {
+      for (const point of planPointChoices(op) ?? ["latest" as const]) {
+        for (const planned of [false, true]) {
+          for (const notes of ["", "  the drill went well  "]) {
+            const body = planOperationBody(op, { point, shutdownSource: false, planned, notes });
+            assert.ok(Value.Check(PlanOperationBodies[op], body), `${op}: ${JSON.stringify(body)}`);
+          }
+        }
+      }
+    }
+    const o = { ...initialPlanOptions("failback"), point: "latest-processed" as const };
+    assert.deepEqual(planOperationBody("failback", o), { point: "latest-processed", shutdownSource: true });
+    assert.deepEqual(planOperationBody("failback", { ...o, planned: true }), { planned: true });
+    assert.deepEqual(planOperationBody("test-failover-cleanup", { ...o, notes: "  ok  " }), { notes: "ok" });
+    assert.deepEqual(planOperationBody("test-failover-cleanup", { ...o, notes: "   " }), {});
+  });
+
+  it("asks the vault again when the body, the plan or a machine's state changes", () => {
+    const plan = { id: "plan-1", updatedAt: "2026-01-01T00:00:00Z", groups: [{ items: [DB, APP1] }] };
+    const items = new Map([
+      [DB.id, { phase: "protected", target: "recovery", home: "primary" }],
+      [APP1.id, { phase: "protected", target: "recovery", home: "primary" }],
+    ]);
+    const body = { point: "latest", shutdownSource: true };
+    const key = planCheckKey(plan, "failover", body, items);
+    assert.equal(planCheckKey(plan, "failover", { ...body }, new Map(items)), key, "same inputs, same key");
+    const changed = [
+      planCheckKey(plan, "failover", { ...body, point: "latest-processed" }, items),
+      planCheckKey(plan, "failover", { planned: true }, items),
+      planCheckKey(plan, "test-failover", body, items),
+      planCheckKey({ ...plan, updatedAt: "2026-01-01T00:00:01Z" }, "failover", body, items),
+      planCheckKey(
+        plan,
+        "failover",
+        body,
+        new Map(items).set(DB.id, { phase: "failed-over", target: "recovery", home: "primary" }),
+      ),
+      planCheckKey(
+        plan,
+        "failover",
+        body,
+        new Map(items).set(DB.id, { phase: "protected", target: "primary", home: "primary" }),
+      ),
+      planCheckKey(plan, "failover", body, new Map([...items].filter(([id]) => id !== APP1.id))),
+    ];
+    for (const k of changed) assert.notEqual(k, key);
+    assert.equal(new Set(changed).size, changed.length);
+  });
+
+  it("takes the plan's name typed with spaces around it, as the item dialogs do", () => {
+    assert.equal(planNameTyped(" erp ", "erp"), true);
+    assert.equal(planNameTyped("erp", "erp"), true);
+    assert.equal(planNameTyped("erp2", "erp"), false);
+    assert.equal(planNameTyped("", "erp"), false);
+  });
+
+  it("starts only when some machine will run, and says how many of them", () => {
+    const gate = (o: Partial<Parameters<typeof planStartGate>[0]>) =>
+      planStartGate({ op: "failover", total: 3, checking: 0, willRun: 3, nameOk: true, busy: false, ...o });
+    assert.deepEqual(gate({}), { disabled: false, why: "", label: "Failover 3 machines" });
+    assert.deepEqual(gate({ willRun: 2 }), { disabled: false, why: "", label: "Failover 2 of 3 machines" });
+    const none = gate({ willRun: 0 });
+    assert.equal(none.disabled, true, "the vault refuses every machine: nothing to start");
+    assert.equal(none.label, "Failover 0 of 3 machines");
+    assert.match(none.why, /refuses every machine/);
+    const checking = gate({ checking: 1, willRun: 2 });
+    assert.equal(checking.disabled, true);
+    assert.equal(checking.label, "Failover 3 machines");
+    assert.match(gate({ nameOk: false }).why, /Type the plan's name/);
+    assert.deepEqual(gate({ busy: true }), { disabled: true, why: "", label: "Starting…" });
+    assert.equal(gate({ total: 0, willRun: 0 }).disabled, true);
+    assert.equal(
+      planStartGate({ op: "reprotect", total: 1, checking: 0, willRun: 1, nameOk: true, busy: false }).label,
+      "Reprotect 1 machine",
+    );
   });
 });

@@ -2,7 +2,9 @@
 // editor changes step by step and sends whole with PUT), the checks made before sending it (the API's
 // own rules from src/domain/plan.ts, said in the editor's words and tied to the field they are about),
 // the order a plan operation runs the groups in (for the operation dialogs), and reading a plan job's
-// steps back group by group. No DOM, no components: test/unit/portal-plan-edit.test.ts runs it in Node.
+// steps back group by group, and what the start of a plan operation sends and when it may start. No
+// DOM, no components: test/unit/portal-plan-edit.test.ts runs it in Node.
+import { POINT_CHOICES, type PointChoice } from "./operation-rules.ts";
 
 // ---- what the vault allows (mirrors src/domain/plan.ts; the unit test holds the two together) ----
 
@@ -559,6 +561,111 @@ export function itemTakesPart(
   if (op === "failover") return it.target !== it.home;
   if (op === "failback") return it.target === it.home;
   return true;
+}
+
+// ---- starting a plan operation ----
+
+/** A recovery point a plan operation can name for every machine (each resolves it to its own point). */
+export type PlanPoint = Exclude<PointChoice, "custom">;
+
+/**
+ * The points a plan operation offers, in the item dialogs' order with their default first (the words
+ * are the item dialogs' POINT_WORDS). No "a specific point": each machine holds its own points. Null
+ * when the operation takes no point.
+ */
+export function planPointChoices(op: PlanOperation): readonly PlanPoint[] | null {
+  const pointOp = op === "test-failover" ? op : op === "failover" || op === "failback" ? "failover" : null;
+  if (pointOp === null) return null;
+  return POINT_CHOICES[pointOp].filter((c): c is PlanPoint => c !== "custom");
+}
+
+export interface PlanOptions {
+  point: PlanPoint;
+  shutdownSource: boolean;
+  planned: boolean;
+  notes: string;
+}
+
+/** The dialog's first choices: the item dialogs' defaults (their default point, the source shut down first). */
+export function initialPlanOptions(op: PlanOperation): PlanOptions {
+  return { point: planPointChoices(op)?.[0] ?? "latest", shutdownSource: true, planned: false, notes: "" };
+}
+
+/** The body POST /v1/plans/{plan}/{op} takes (also each machine's dry run, as the job sends it). */
+export function planOperationBody(op: PlanOperation, o: PlanOptions): Record<string, unknown> {
+  switch (op) {
+    case "test-failover":
+      return { point: o.point };
+    case "test-failover-cleanup":
+      return o.notes.trim() === "" ? {} : { notes: o.notes.trim() };
+    case "failover":
+    case "failback":
+      return o.planned ? { planned: true } : { point: o.point, shutdownSource: o.shutdownSource };
+    default:
+      return {};
+  }
+}
+
+/**
+ * What the vault's verdicts on a plan's machines were asked with: the plan's version, the operation,
+ * the body and each machine's state (phase and direction). A verdict counts only while this is still
+ * the key: new choices, an edited plan or a machine that moved make the dialog ask again.
+ */
+export function planCheckKey(
+  plan: { id: string; updatedAt: string; groups: readonly { items: readonly { id: string }[] }[] },
+  op: PlanOperation,
+  body: Record<string, unknown>,
+  items: ReadonlyMap<string, { phase: string; target: string; home: string }>,
+): string {
+  const states = plan.groups.flatMap((g) =>
+    g.items.map((pi) => {
+      const it = items.get(pi.id);
+      return it === undefined ? `${pi.id}:gone` : `${pi.id}:${it.phase}:${it.target}:${it.home}`;
+    }),
+  );
+  return JSON.stringify([plan.id, plan.updatedAt, op, body, states]);
+}
+
+/** The plan's name typed to confirm, as the item dialogs take an item's (spaces around it do not count). */
+export function planNameTyped(typed: string, name: string): boolean {
+  return typed.trim() === name;
+}
+
+export interface StartGate {
+  disabled: boolean;
+  /** why it is disabled, in words ("" when it is not) */
+  why: string;
+  /** the start button's words: "Failover 3 machines", "Failover 2 of 3 machines" */
+  label: string;
+}
+
+/** Whether a plan operation may start now, and what its button says. */
+export function planStartGate(p: {
+  op: PlanOperation;
+  total: number;
+  checking: number;
+  willRun: number;
+  nameOk: boolean;
+  busy: boolean;
+}): StartGate {
+  const words = PLAN_OPERATION_WORDS[p.op];
+  const all = `${p.total} machine${p.total === 1 ? "" : "s"}`;
+  const label = p.busy
+    ? "Starting…"
+    : p.checking > 0 || p.willRun === p.total
+      ? `${words} ${all}`
+      : `${words} ${p.willRun} of ${all}`;
+  const why =
+    p.total === 0
+      ? "The plan has no machines: add some first."
+      : p.checking > 0
+        ? "The vault is still deciding for some machines."
+        : p.willRun === 0
+          ? `The vault refuses every machine in its current state: there is nothing to ${words.toLowerCase()}.`
+          : !p.nameOk
+            ? "Type the plan's name to confirm."
+            : "";
+  return { disabled: p.busy || why !== "", why, label };
 }
 
 // ---- a plan job, read back ----

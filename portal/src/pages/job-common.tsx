@@ -5,11 +5,13 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { client, type Job, ok } from "../api/client.ts";
 import { bytes, duration, time } from "../lib/format.ts";
+import { isFinished } from "../lib/job-follow.ts";
 import { href } from "../lib/router.ts";
 import { jobTone, OPERATION_WORDS } from "../lib/words.ts";
 import { Badge } from "../ui/kit.tsx";
 
-export type Step = NonNullable<Job["steps"]>[number];
+export type { Step } from "../lib/job-follow.ts";
+export { isFinished };
 
 export const JOB_STATES = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"] as const;
 export type JobState = (typeof JOB_STATES)[number];
@@ -50,10 +52,6 @@ export function kindWords(kind: string): string {
     return `Plan: ${KIND_WORDS[op] ?? op}`;
   }
   return KIND_WORDS[kind] ?? kind;
-}
-
-export function isFinished(state: string): boolean {
-  return state === "succeeded" || state === "failed" || state === "cancelled";
 }
 
 export function JobBadge(p: { state: string }) {

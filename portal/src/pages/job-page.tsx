@@ -3,11 +3,12 @@
 // manual action it waits for). Live through server-sent events; when the stream drops before the job
 // ends, it reconnects with backoff and polls the job meanwhile, so nothing is missed.
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import { ApiError, client, type Job, type JobLog, ok } from "../api/client.ts";
-import { readEvents } from "../api/sse.ts";
+import { type ApiError, client, type Job, type JobLog, ok } from "../api/client.ts";
 import { percent, time } from "../lib/format.ts";
+import { type Link, useJobFollow } from "../lib/job-follow.ts";
 import { href } from "../lib/router.ts";
 import { Badge, Dialog, Empty, ErrorBanner, KeyValues, Loading, Progress, type Tone } from "../ui/kit.tsx";
+import { WaitingPanel, waitTarget } from "../ui/waiting.tsx";
 import {
   isFinished,
   JobBadge,
@@ -22,151 +23,6 @@ import {
   useNow,
   When,
 } from "./job-common.tsx";
-
-type JobEvent =
-  | { type: "job"; job: Job }
-  | { type: "step"; jobId: string; step: Step }
-  | { type: "log"; log: JobLog };
-
-/** How the page follows the job: live (SSE), reconnecting (polling meanwhile), or done. */
-type Link = { kind: "connecting" } | { kind: "live" } | { kind: "retrying"; at: number } | { kind: "ended" };
-
-const POLL_MS = 3000;
-const MAX_BACKOFF_MS = 30_000;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
-function withSteps(next: Job, prev: Job | undefined): Job {
-  return { ...next, steps: next.steps ?? prev?.steps ?? [] };
-}
-
-/** The job, its logs and the link to the vault, kept current. `session` restarts following (a retry). */
-function useJobLive(id: string, session: number) {
-  const [job, setJob] = useState<Job | undefined>(undefined);
-  const [logs, setLogs] = useState<JobLog[]>([]);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [link, setLink] = useState<Link>({ kind: "connecting" });
-  // a new job id starts empty
-  useEffect(() => {
-    setJob(undefined);
-    setLogs([]);
-    setError(null);
-  }, [id]);
-  useEffect(() => {
-    const ac = new AbortController();
-    const signal = ac.signal;
-    let lastLog = 0;
-    let finished = false;
-    const addLogs = (more: JobLog[]) => {
-      if (signal.aborted) return;
-      const fresh = more.filter((l) => l.id > lastLog);
-      if (fresh.length === 0) return;
-      lastLog = (fresh.at(-1) as JobLog).id;
-      // after a retry the log is read again from the start: keep each line once
-      setLogs((had) => {
-        const last = had.at(-1)?.id ?? 0;
-        const add = fresh.filter((l) => l.id > last);
-        return add.length === 0 ? had : [...had, ...add];
-      });
-    };
-    const gotJob = (j: Job) => {
-      if (signal.aborted) return;
-      finished = isFinished(j.state);
-      setJob((prev) => withSteps(j, prev));
-    };
-    const pollOnce = async () => {
-      const j = await ok(client.GET("/v1/jobs/{job}", { params: { path: { job: id } } }));
-      gotJob(j);
-      for (let i = 0; i < 50; i++) {
-        const page = await ok(
-          client.GET("/v1/jobs/{job}/logs", { params: { path: { job: id }, query: { after: lastLog } } }),
-        );
-        addLogs(page);
-        if (page.length < 1000) break;
-      }
-    };
-    const onEvent = (raw: unknown) => {
-      const ev = raw as JobEvent;
-      setLink((l) => (l.kind === "live" ? l : { kind: "live" }));
-      if (ev.type === "job") gotJob(ev.job);
-      else if (ev.type === "step") {
-        setJob((prev) => {
-          if (prev === undefined) return prev;
-          const steps = [...(prev.steps ?? [])];
-          steps[ev.step.idx] = ev.step;
-          return { ...prev, steps };
-        });
-      } else if (ev.type === "log") addLogs([ev.log]);
-    };
-    const fatal = (e: unknown) =>
-      e instanceof ApiError && (e.status === 400 || e.status === 401 || e.status === 403 || e.status === 404);
-    (async () => {
-      setLink({ kind: "connecting" });
-      try {
-        await pollOnce();
-      } catch (e) {
-        if (signal.aborted) return;
-        setError(e as ApiError);
-        if (fatal(e)) return;
-      }
-      let backoff = 1000;
-      while (!signal.aborted) {
-        if (finished) {
-          setLink({ kind: "ended" });
-          return;
-        }
-        let heard = false;
-        try {
-          await readEvents(
-            `/v1/jobs/${encodeURIComponent(id)}/events`,
-            (ev) => {
-              heard = true;
-              onEvent(ev);
-            },
-            signal,
-          );
-          setError(null);
-        } catch (e) {
-          if (signal.aborted) return;
-          if (fatal(e)) {
-            setError(e as ApiError);
-            return;
-          }
-        }
-        if (signal.aborted) return;
-        if (finished) continue;
-        // the stream dropped before the job ended: poll while waiting to reconnect
-        if (heard) backoff = 1000;
-        const until = Date.now() + backoff;
-        setLink({ kind: "retrying", at: until });
-        let unreachable = false;
-        while (!signal.aborted && !finished && Date.now() < until) {
-          try {
-            await pollOnce();
-            setError(null);
-            if (unreachable) break; // the vault is back: reconnect now
-          } catch (e) {
-            if (signal.aborted) return;
-            setError(e as ApiError);
-            unreachable = true;
-          }
-          await sleep(Math.min(POLL_MS, Math.max(0, until - Date.now())), signal);
-        }
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-      }
-    })();
-    return () => ac.abort();
-  }, [id, session]);
-  return { job, logs, error, link, setJob };
-}
 
 // ---- steps --------------------------------------------------------------------------------------
 
@@ -420,76 +276,16 @@ function CancelDialog(p: { job: Job; onClose: () => void; onDone: (j: Job) => vo
         has run (a failover's stop of replication is its point of no return). Steps not yet run are skipped;
         what the steps before did stays as it is.
       </p>
-      {p.job.state === "running" && (
-        <p class="banner banner-warn">
-          This job is running a step now: the vault will most likely refuse until it waits or ends.
-        </p>
-      )}
       <ErrorBanner error={err} prefix="The vault refused:" />
     </Dialog>
   );
 }
 
-/** The manual action a job waits for, with the words of its step (read from the log line that parked it). */
-function WaitingPanel(p: { job: Job; logs: JobLog[]; onSent: () => void }) {
-  const name = p.job.waitingFor as string;
-  const [busy, setBusy] = useState(false);
-  const [err, setErr] = useState<ApiError | null>(null);
-  const [sent, setSent] = useState(false);
+/** What the step a job waits at asks for, in its own words (from the log line that parked the job). */
+function waitReason(logs: readonly JobLog[], name: string): string | undefined {
   const marker = `waiting for signal "${name}": `;
-  const line = [...p.logs].reverse().find((l) => l.message.startsWith(marker));
-  const reason = line?.message.slice(marker.length).replace(/ \(confirm with '[^']*'\)$/, "");
-  const confirm = async () => {
-    setBusy(true);
-    setErr(null);
-    try {
-      // a plan's manual action is confirmed through its plan, which records who confirmed and
-      // refuses when the job has moved on to another action; any other wait gets its signal
-      const planStep = p.job.planId !== null && name.startsWith("confirm-") ? name.slice(8) : null;
-      const r =
-        planStep !== null && p.job.planId !== null
-          ? await ok(
-              client.POST("/v1/plans/{plan}/confirm", {
-                params: { path: { plan: p.job.planId } },
-                body: { step: planStep },
-              }),
-            )
-          : await ok(
-              client.POST("/v1/jobs/{job}/signals/{name}", {
-                params: { path: { job: p.job.id, name } },
-                body: {},
-              }),
-            );
-      setSent(r.accepted);
-      if (!r.accepted) setErr(new ApiError(409, "SIGNAL_ALREADY_SENT", "this confirmation was already sent"));
-      p.onSent();
-    } catch (e) {
-      setErr(e as ApiError);
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <section class="panel job-waiting" aria-labelledby="waiting-h">
-      <div class="panel-head">
-        <h2 id="waiting-h">Waiting for you</h2>
-        <code class="muted">{name}</code>
-      </div>
-      <p class="job-waiting-reason">{reason ?? "This job waits for a confirmation before it goes on."}</p>
-      <p class="muted">Do what it asks first; the job goes on from this step once you confirm.</p>
-      <ErrorBanner error={err} prefix="Not confirmed:" />
-      <button
-        type="button"
-        class="primary"
-        onClick={confirm}
-        disabled={busy || sent}
-        aria-busy={busy}
-        aria-label={`Confirm: ${reason ?? name}`}
-      >
-        {sent ? "Confirmed" : busy ? "Confirming…" : "Confirm, it is done"}
-      </button>
-    </section>
-  );
+  const line = [...logs].reverse().find((l) => l.message.startsWith(marker));
+  return line?.message.slice(marker.length).replace(/ \(confirm with '[^']*'\)$/, "");
 }
 
 function LinkNote(p: { link: Link; now: number }) {
@@ -536,7 +332,7 @@ function Params(p: { job: Job }) {
 
 export function JobPage(p: { job: string }) {
   const [session, setSession] = useState(0);
-  const { job, logs, error, link, setJob } = useJobLive(p.job, session);
+  const { job, logs, error, link, setJob } = useJobFollow(p.job, { session });
   const [cancelling, setCancelling] = useState(false);
   const [actionError, setActionError] = useState<ApiError | null>(null);
   const [retrying, setRetrying] = useState(false);
@@ -579,7 +375,7 @@ export function JobPage(p: { job: string }) {
     setActionError(null);
     try {
       const j = await ok(client.POST("/v1/jobs/{job}/retry", { params: { path: { job: job.id } } }));
-      setJob((prev) => withSteps(j, prev));
+      setJob(j);
       setSession((n) => n + 1);
     } catch (e) {
       setActionError(e as ApiError);
@@ -588,6 +384,7 @@ export function JobPage(p: { job: string }) {
     }
   };
   const failedStep = job.steps?.find((s) => s.state === "failed");
+  const wait = waitTarget(job);
   const waitingStep =
     job.state === "waiting"
       ? job.steps?.find((s) => s.state === "waiting" && s.startedAt !== null)
@@ -650,8 +447,8 @@ export function JobPage(p: { job: string }) {
               {retrying ? "Retrying…" : "Retry"}
             </button>
           )}
-          {!isFinished(job.state) && (
-            <button type="button" onClick={() => setCancelling(true)} aria-label="Cancel this job">
+          {job.cancellable && (
+            <button type="button" onClick={() => setCancelling(true)}>
               Cancel job
             </button>
           )}
@@ -664,8 +461,22 @@ export function JobPage(p: { job: string }) {
       {link.kind === "retrying" && error !== null && (
         <ErrorBanner error={error} prefix="The vault does not answer:" />
       )}
-      {job.state === "waiting" && job.waitingFor !== null && (
-        <WaitingPanel key={job.waitingFor} job={job} logs={logs} onSent={() => setActionError(null)} />
+      {wait !== null && (
+        <WaitingPanel
+          key={job.waitingFor}
+          class="panel job-waiting"
+          target={wait}
+          title="Waiting for you"
+          onConfirmed={() => setActionError(null)}
+        >
+          <p class="job-waiting-reason">
+            {waitReason(logs, job.waitingFor ?? "") ?? "This job waits for a confirmation before it goes on."}
+          </p>
+          <p class="muted">
+            Do what it asks first; the job goes on from this step once you confirm. It waits for{" "}
+            <code>{job.waitingFor}</code>.
+          </p>
+        </WaitingPanel>
       )}
       {job.error !== null && (
         <section class="panel job-error" aria-labelledby="error-h" role="alert">
@@ -724,7 +535,7 @@ export function JobPage(p: { job: string }) {
           onClose={() => setCancelling(false)}
           onDone={(j) => {
             setCancelling(false);
-            setJob((prev) => withSteps(j, prev));
+            setJob(j);
           }}
         />
       )}

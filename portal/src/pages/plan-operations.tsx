@@ -4,38 +4,26 @@
 // dialog's choices) or its refusal with the named reason, before anything starts. Failover and
 // failback add the point choice, the shutdown of the source, the direction in words, the warning that
 // it cannot be undone, and the plan's name typed to confirm; commit asks for the name too.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { type ApiError, client, type Decision, type ItemView, ok, type Plan } from "../api/client.ts";
 import { duration } from "../lib/format.ts";
+import { POINT_WORDS } from "../lib/operation-rules.ts";
 import {
+  initialPlanOptions,
   itemOperation,
-  itemTakesPart,
   PLAN_OPERATION_WORDS,
   type PlanOperation,
+  type PlanOptions,
+  type PlanPoint,
+  planCheckKey,
+  planNameTyped,
+  planOperationBody,
+  planPointChoices,
+  planStartGate,
   runOrder,
 } from "../lib/plan-edit.ts";
 import { Badge, Dialog, ErrorBanner, Field } from "../ui/kit.tsx";
 import { ActionText } from "./plan-run.tsx";
-
-type Point = "latest" | "latest-processed" | "latest-app-consistent";
-
-const POINTS: Record<Point, { label: string; tradeOff: string }> = {
-  latest: {
-    label: "Latest",
-    tradeOff:
-      "Each machine first sends what it still holds, then fails over from that: the least data lost, but it takes longer and needs the machines running.",
-  },
-  "latest-processed": {
-    label: "Latest processed",
-    tradeOff:
-      "The newest point already at the recovery site: the fastest recovery, losing what changed after that point.",
-  },
-  "latest-app-consistent": {
-    label: "Latest app-consistent",
-    tradeOff:
-      "The newest point taken with the applications' writes flushed: the cleanest start for databases, usually older than the others.",
-  },
-};
 
 const INTRO: Record<PlanOperation, string> = {
   "test-failover":
@@ -54,28 +42,6 @@ const INTRO: Record<PlanOperation, string> = {
 
 /** Operations that cannot be undone: the plan's name must be typed. */
 const TYPE_NAME: ReadonlySet<PlanOperation> = new Set(["failover", "failback", "commit"]);
-
-interface Options {
-  point: Point;
-  shutdownSource: boolean;
-  planned: boolean;
-  notes: string;
-}
-
-/** The body POST /v1/plans/{plan}/{op} takes (also each machine's dry run, as the job sends it). */
-export function operationBody(op: PlanOperation, o: Options): Record<string, unknown> {
-  switch (op) {
-    case "test-failover":
-      return { point: o.point };
-    case "test-failover-cleanup":
-      return o.notes.trim() === "" ? {} : { notes: o.notes.trim() };
-    case "failover":
-    case "failback":
-      return o.planned ? { planned: true } : { point: o.point, shutdownSource: o.shutdownSource };
-    default:
-      return {};
-  }
-}
 
 type Verdict =
   | { state: "checking" }
@@ -109,13 +75,27 @@ function localRefusal(op: PlanOperation, it: ItemView | undefined, pi: PlanItem)
   return null;
 }
 
-/** The vault's decision for each machine of the plan with these choices (dry runs, six at a time). */
-function useVerdicts(plan: Plan, op: PlanOperation, items: ReadonlyMap<string, ItemView>, body: string) {
-  const [verdicts, setVerdicts] = useState<Map<string, Verdict>>(new Map());
+/**
+ * The vault's decision for each machine of the plan with these choices (dry runs, six at a time),
+ * asked again whenever `key` changes (the body, the plan, a machine's state: planCheckKey). Only
+ * verdicts asked with the current key count: until the new ones come, every machine is "checking",
+ * so a start can never go with choices the vault has not judged.
+ */
+function useVerdicts(
+  plan: Plan,
+  op: PlanOperation,
+  items: ReadonlyMap<string, ItemView>,
+  body: Record<string, unknown>,
+  key: string,
+): Map<string, Verdict> {
+  const [got, setGot] = useState<{ key: string; verdicts: Map<string, Verdict> }>({
+    key: "",
+    verdicts: new Map(),
+  });
   useEffect(() => {
     let stale = false;
     const all = plan.groups.flatMap((g) => g.items);
-    setVerdicts(new Map(all.map((pi) => [pi.id, { state: "checking" } as Verdict])));
+    setGot({ key, verdicts: new Map() });
     const queue = [...all];
     const path = `/v1/items/{item}/${itemOperation(op)}` as "/v1/items/{item}/failover";
     const worker = async () => {
@@ -126,7 +106,7 @@ function useVerdicts(plan: Plan, op: PlanOperation, items: ReadonlyMap<string, I
             const r = await ok(
               client.POST(path, {
                 params: { path: { item: pi.id }, query: { dryRun: true } },
-                body: JSON.parse(body) as never,
+                body: body as never,
               }),
             );
             v = { state: "ok", decision: r.decision };
@@ -138,7 +118,7 @@ function useVerdicts(plan: Plan, op: PlanOperation, items: ReadonlyMap<string, I
         if (stale) return;
         const id = pi.id;
         const verdict = v;
-        setVerdicts((m) => new Map(m).set(id, verdict));
+        setGot((g) => (g.key === key ? { key, verdicts: new Map(g.verdicts).set(id, verdict) } : g));
       }
     };
     const t = setTimeout(() => {
@@ -148,9 +128,11 @@ function useVerdicts(plan: Plan, op: PlanOperation, items: ReadonlyMap<string, I
       stale = true;
       clearTimeout(t);
     };
-  }, [plan.id, plan.updatedAt, op, body]);
-  return verdicts;
+  }, [key]);
+  return got.key === key ? got.verdicts : NONE;
 }
+
+const NONE: Map<string, Verdict> = new Map();
 
 function oldest(items: ItemView[], pick: (it: ItemView) => { ageSeconds: number } | null): string {
   const ages = items.map(pick);
@@ -162,15 +144,12 @@ function oldest(items: ItemView[], pick: (it: ItemView) => { ageSeconds: number 
 function PointChoice(p: {
   op: PlanOperation;
   items: ItemView[];
-  value: Point;
+  value: PlanPoint;
   disabled: boolean;
-  onChange: (v: Point) => void;
+  onChange: (v: PlanPoint) => void;
 }) {
-  const choices: Point[] =
-    p.op === "test-failover"
-      ? ["latest-processed", "latest-app-consistent"]
-      : ["latest", "latest-processed", "latest-app-consistent"];
-  const age = (c: Point) =>
+  const choices = planPointChoices(p.op) ?? [];
+  const age = (c: PlanPoint) =>
     c === "latest"
       ? "cut when the operation starts"
       : c === "latest-processed"
@@ -189,8 +168,8 @@ function PointChoice(p: {
             onChange={() => p.onChange(c)}
           />
           <span>
-            <strong>{POINTS[c].label}</strong> <span class="muted">({age(c)})</span>
-            <small>{POINTS[c].tradeOff}</small>
+            <strong>{POINT_WORDS[c].label}</strong> <span class="muted">({age(c)})</span>
+            <small>{POINT_WORDS[c].tradeOff}</small>
           </span>
         </label>
       ))}
@@ -229,18 +208,14 @@ export function PlanOperationDialog(p: {
   onStarted: (jobId: string) => void;
 }) {
   const { plan, op } = p;
-  const [o, setO] = useState<Options>({
-    point: op === "test-failover" || op === "failover" || op === "failback" ? "latest-processed" : "latest",
-    shutdownSource: op === "failback",
-    planned: false,
-    notes: "",
-  });
+  const [o, setO] = useState<PlanOptions>(() => initialPlanOptions(op));
   const [typed, setTyped] = useState("");
   const [busy, setBusy] = useState(false);
+  const inFlight = useRef(false);
   const [error, setError] = useState<ApiError | null>(null);
-  const body = operationBody(op, o);
-  const bodyKey = JSON.stringify(body);
-  const verdicts = useVerdicts(plan, op, p.items, bodyKey);
+  const body = planOperationBody(op, o);
+  const key = planCheckKey(plan, op, body, p.items);
+  const verdicts = useVerdicts(plan, op, p.items, body, key);
   const all = plan.groups.flatMap((g) => g.items);
   const views = all.flatMap((pi) => {
     const v = p.items.get(pi.id);
@@ -250,7 +225,6 @@ export function PlanOperationDialog(p: {
   const checking = vs.filter((v) => v === undefined || v.state === "checking").length;
   const refused = vs.filter((v) => v?.state === "refused").length;
   const willRun = vs.filter((v) => v?.state === "ok").length;
-  const taking = views.filter((it) => itemTakesPart(op, it)).length;
   const directions = [
     ...new Set(
       vs.flatMap((v) => (v?.state === "ok" && v.decision.direction !== "" ? [v.decision.direction] : [])),
@@ -261,17 +235,13 @@ export function PlanOperationDialog(p: {
     op,
   );
   const needsName = TYPE_NAME.has(op);
-  const nameOk = !needsName || typed === plan.name;
+  const nameOk = !needsName || planNameTyped(typed, plan.name);
   const failoverLike = op === "failover" || op === "failback";
-  const why =
-    checking > 0
-      ? "The vault is still deciding for some machines."
-      : willRun === 0 && taking === 0
-        ? `No machine of this plan can ${PLAN_OPERATION_WORDS[op].toLowerCase()} in its current state.`
-        : !nameOk
-          ? "Type the plan's name to confirm."
-          : "";
+  const gate = planStartGate({ op, total: all.length, checking, willRun, nameOk, busy });
   const start = async () => {
+    // one start at a time (a double click, Enter held down), and only with verdicts of this body
+    if (inFlight.current || gate.disabled) return;
+    inFlight.current = true;
     setBusy(true);
     setError(null);
     try {
@@ -280,7 +250,7 @@ export function PlanOperationDialog(p: {
       p.onStarted(r.job.id);
     } catch (err) {
       setError(err as ApiError);
-    } finally {
+      inFlight.current = false;
       setBusy(false);
     }
   };
@@ -292,17 +262,18 @@ export function PlanOperationDialog(p: {
       onClose={p.onClose}
       footer={
         <>
-          {why !== "" && <span class="muted plan-why">{why}</span>}
+          {gate.why !== "" && <span class="muted plan-why">{gate.why}</span>}
           <button type="button" onClick={p.onClose}>
             Cancel
           </button>
           <button
             type="button"
             class={failoverLike || op === "commit" ? "danger" : "primary"}
-            disabled={busy || checking > 0 || (willRun === 0 && taking === 0) || !nameOk}
+            disabled={gate.disabled}
+            aria-busy={busy}
             onClick={start}
           >
-            {busy ? "Starting…" : `${label} ${all.length} machine${all.length === 1 ? "" : "s"}`}
+            {gate.label}
           </button>
         </>
       }
@@ -333,8 +304,8 @@ export function PlanOperationDialog(p: {
               onChange={(e) => setO({ ...o, planned: e.currentTarget.checked })}
             />
             <span>
-              Planned: the machines at the source are healthy. Each is drained and shut down first, then fails
-              over from the latest point: nothing is lost.
+              Planned: the machines at the source are healthy. Each is drained and shut down first, then{" "}
+              {op === "failback" ? "fails back" : "fails over"} from the latest point: nothing is lost.
             </span>
           </label>
           <label class="check">
@@ -345,8 +316,8 @@ export function PlanOperationDialog(p: {
               onChange={(e) => setO({ ...o, shutdownSource: e.currentTarget.checked })}
             />
             <span>
-              Shut down the machines at the source before their failover begins (best effort: the failover
-              goes on if one cannot be shut down).
+              Shut down the machines at the source before their {label.toLowerCase()} begins (best effort: the{" "}
+              {label.toLowerCase()} goes on if one cannot be shut down).
             </span>
           </label>
         </>
@@ -419,7 +390,9 @@ export function PlanOperationDialog(p: {
       {needsName && (
         <Field
           label={`Type the plan's name, ${plan.name}, to confirm`}
-          error={typed !== "" && typed !== plan.name ? "that is not the plan's name" : null}
+          error={
+            typed.trim() !== "" && !planNameTyped(typed, plan.name) ? "that is not the plan's name" : null
+          }
         >
           {(id, describedBy, invalid) => (
             <input

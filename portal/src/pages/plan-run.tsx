@@ -1,12 +1,12 @@
 // A plan's run, group by group: for each group the actions before its machines, the machines with
-// their state and their own operation's job, the actions after; the manual action the run waits at as
-// a panel that cannot be missed, with Confirm; the summary once it ends. The run is followed live
-// (server-sent events from /v1/jobs/{id}/events, polling when they fail), with the definition the job
-// was started with, not the plan's current one.
+// their state and their own operation's job, the actions after; the summary once it ends. The page
+// follows the run with useJobFollow (lib/job-follow.ts, as the job page) and shows the manual action
+// it waits at with the shared WaitingPanel (ui/waiting.tsx). The run is shown with the definition the
+// job was started with, not the plan's current one.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { type ApiError, client, type ItemView, type Job, type JobLog, ok } from "../api/client.ts";
-import { readEvents } from "../api/sse.ts";
+import { type ApiError, client, type ItemView, type Job, ok } from "../api/client.ts";
 import { ago, duration, time } from "../lib/format.ts";
+import { type FollowedJob, isFinished, type Step } from "../lib/job-follow.ts";
 import { useLive } from "../lib/live.ts";
 import {
   ACTION_KIND_WORDS,
@@ -22,8 +22,7 @@ import {
 import { href } from "../lib/router.ts";
 import { health, jobTone, phaseWords } from "../lib/words.ts";
 import { Badge, Dialog, ErrorBanner, Loading, Progress, type Tone } from "../ui/kit.tsx";
-
-type Step = NonNullable<Job["steps"]>[number];
+import { took, useNow } from "./job-common.tsx";
 
 export interface StoredAction {
   kind: string;
@@ -38,12 +37,6 @@ export interface RunDefinition {
   groups: { items: string[]; pre: StoredAction[]; post: StoredAction[]; continueOnError?: boolean }[];
 }
 
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
-
-export function isFinishedState(state: string): boolean {
-  return FINISHED.has(state);
-}
-
 export function operationOfKind(kind: string): PlanOperation | null {
   const op = kind.startsWith("plan-") ? kind.slice(5) : kind;
   return isPlanOperation(op) ? op : null;
@@ -52,103 +45,6 @@ export function operationOfKind(kind: string): PlanOperation | null {
 function definitionOf(job: Job): RunDefinition | null {
   const d = (job.params as { definition?: RunDefinition } | null)?.definition;
   return d !== undefined && Array.isArray(d.groups) ? d : null;
-}
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((r) => {
-    const t = setTimeout(r, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      r();
-    });
-  });
-
-export interface FollowedJob {
-  job: Job | null;
-  logs: JobLog[];
-  error: ApiError | null;
-  /** "live" while the event stream is open, "polling" when it failed, "ended" once the job finished */
-  mode: "loading" | "live" | "polling" | "ended";
-}
-
-/**
- * Follows a job: its steps and log lines now, then every change as the vault sends it, until it
- * finishes (`onFinished` is called then, and when it had finished already). Reconnects after a lost
- * stream, reading what it missed from the job and its logs.
- */
-export function useFollowedJob(jobId: string | null, onFinished: () => void): FollowedJob {
-  const [s, setS] = useState<FollowedJob>({ job: null, logs: [], error: null, mode: "loading" });
-  const finished = useRef(onFinished);
-  finished.current = onFinished;
-  useEffect(() => {
-    setS({ job: null, logs: [], error: null, mode: "loading" });
-    if (jobId === null) return;
-    const ac = new AbortController();
-    let lastLog = 0;
-    const catchUp = async (): Promise<Job> => {
-      const [job, logs] = await Promise.all([
-        ok(client.GET("/v1/jobs/{job}", { params: { path: { job: jobId } } })),
-        ok(
-          client.GET("/v1/jobs/{job}/logs", {
-            params: { path: { job: jobId }, query: { after: lastLog } },
-          }),
-        ),
-      ]);
-      if (ac.signal.aborted) return job;
-      lastLog = logs.reduce((m, l) => Math.max(m, l.id), lastLog);
-      setS((x) => ({ ...x, job, logs: [...x.logs, ...logs], error: null }));
-      return job;
-    };
-    const onEvent = (ev: unknown) => {
-      const e = ev as
-        | { type: "job"; job: Omit<Job, "steps"> }
-        | { type: "step"; step: Step }
-        | { type: "log"; log: JobLog };
-      if (e.type === "job") {
-        setS((x) => ({ ...x, job: { ...e.job, steps: x.job?.steps ?? [] } as Job }));
-      } else if (e.type === "step") {
-        setS((x) => {
-          if (x.job === null) return x;
-          const steps = [...(x.job.steps ?? [])];
-          const i = steps.findIndex((st) => st.idx === e.step.idx);
-          if (i >= 0) steps[i] = e.step;
-          else steps.push(e.step);
-          return { ...x, job: { ...x.job, steps } };
-        });
-      } else if (e.type === "log") {
-        if (e.log.id <= lastLog) return;
-        lastLog = e.log.id;
-        setS((x) => ({ ...x, logs: [...x.logs, e.log] }));
-      }
-    };
-    void (async () => {
-      while (!ac.signal.aborted) {
-        let job: Job;
-        try {
-          job = await catchUp();
-        } catch (err) {
-          setS((x) => ({ ...x, error: err as ApiError, mode: "polling" }));
-          await sleep(3000, ac.signal);
-          continue;
-        }
-        if (isFinishedState(job.state)) {
-          setS((x) => ({ ...x, mode: "ended" }));
-          finished.current();
-          return;
-        }
-        try {
-          setS((x) => ({ ...x, mode: "live" }));
-          await readEvents(`/v1/jobs/${encodeURIComponent(jobId)}/events`, onEvent, ac.signal);
-        } catch {
-          if (ac.signal.aborted) return;
-          setS((x) => ({ ...x, mode: "polling" }));
-          await sleep(3000, ac.signal);
-        }
-      }
-    })();
-    return () => ac.abort();
-  }, [jobId]);
-  return s;
 }
 
 function stepTone(state: string): Tone {
@@ -172,12 +68,6 @@ function StepBadge(p: { step: Step | undefined; waiting: boolean }) {
   if (p.waiting) return <Badge tone="warn">waiting for you</Badge>;
   const st = p.step?.state ?? "pending";
   return <Badge tone={stepTone(st)}>{STEP_WORDS[st] ?? st}</Badge>;
-}
-
-function took(step: Step | undefined): string {
-  if (step === undefined || step.startedAt === null) return "";
-  if (step.durationMs !== null) return duration(step.durationMs / 1000);
-  return `${duration((Date.now() - Date.parse(step.startedAt)) / 1000)} so far`;
 }
 
 /** One line on what an action does, for the run, the definition and the dialogs. */
@@ -287,7 +177,7 @@ function MachineRows(p: { rows: ItemRow[] }) {
                     {r.jobId !== null && (
                       <a href={href(`/jobs/${r.jobId}`)}>{r.job?.kind ?? r.outcome?.state ?? "job"}</a>
                     )}
-                    {r.job !== undefined && !isFinishedState(r.job.state) && (
+                    {r.job !== undefined && !isFinished(r.job.state) && (
                       <Progress value={r.job.progress * 100} label={`${r.name}: ${r.job.kind}`} />
                     )}
                     {err !== null && (
@@ -316,52 +206,12 @@ function groupState(steps: (Step | undefined)[], waiting: boolean): { tone: Tone
   return { tone: "info", word: "under way" };
 }
 
-/** The "Waiting for you" panel: what to do, and Confirm once it is done. */
-export function WaitingPanel(p: {
-  plan: string;
-  waiting: { step: string; group: number; message: string };
-  onConfirmed: () => void;
-}) {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const where = /-pre-/.test(p.waiting.step) ? "before" : "after";
-  const confirm = async () => {
-    setBusy(true);
-    setError(null);
-    try {
-      await ok(
-        client.POST("/v1/plans/{plan}/confirm", {
-          params: { path: { plan: p.plan } },
-          body: { step: p.waiting.step },
-        }),
-      );
-      p.onConfirmed();
-    } catch (err) {
-      setError(err as ApiError);
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <section class="plan-waiting" aria-labelledby="plan-waiting-h">
-      <h2 id="plan-waiting-h">Waiting for you: {p.waiting.message || "a manual step"}</h2>
-      <p class="muted">
-        Group {p.waiting.group}, {where} its machines. The run stays here until someone confirms that this is
-        done; then it goes on with the rest of the plan.
-      </p>
-      <ErrorBanner error={error} prefix="Not confirmed:" />
-      <button type="button" class="primary" disabled={busy} onClick={confirm}>
-        {busy ? "Confirming…" : "Done: confirm and go on"}
-      </button>
-    </section>
-  );
-}
-
 function RunControls(p: { job: Job; onChanged: () => void }) {
   const [ask, setAsk] = useState<"cancel" | "retry" | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
-  const canCancel = !isFinishedState(p.job.state);
+  // offered only when the vault would cancel: the run is queued or waits at a manual action
+  const canCancel = p.job.cancellable;
   const canRetry = p.job.state === "failed";
   if (!canCancel && !canRetry) return null;
   const act = async (verb: "cancel" | "retry") => {
@@ -412,9 +262,9 @@ function RunControls(p: { job: Job; onChanged: () => void }) {
         >
           {ask === "cancel" ? (
             <p>
-              The plan stops where it is. Machines whose own operation already began go on to its end (a
-              failover that has begun cannot be cancelled); groups not reached are not touched. The vault
-              refuses when the run is past its point of no return.
+              The run stops where it is: the groups it has not reached are not touched, and what the groups
+              before did stays as it is. The vault refuses if the run has moved on in the meantime (a run can
+              be cancelled only while it waits or has not started).
             </p>
           ) : (
             <p>
@@ -429,6 +279,71 @@ function RunControls(p: { job: Job; onChanged: () => void }) {
   );
 }
 
+const LINK_WORDS: Record<FollowedJob["link"]["kind"], string> = {
+  connecting: "loading",
+  live: "following live",
+  retrying: "reconnecting…",
+  ended: "finished",
+};
+
+/** How long a step took, or has taken so far; nothing before it starts. */
+function stepTook(step: Step | undefined, now: number): string {
+  if (step === undefined || step.startedAt === null) return "";
+  const t = took(step, now);
+  return step.finishedAt === null && step.durationMs === null ? `${t} so far` : t;
+}
+
+/** The item jobs of a run whose progress is shown (a run of more machines shows their states only). */
+const MAX_CHILDREN = 200;
+const CHILD_POLL_MS = 2000;
+/** item jobs read at once */
+const CHILD_BATCH = 8;
+
+/**
+ * The item jobs a run started, by id. Each is read until it is seen finished, then kept as it is:
+ * while the run runs, only the jobs still running are read again (every 2 s, while the page is seen).
+ */
+function useChildJobs(ids: readonly string[], running: boolean): ReadonlyMap<string, Job> {
+  const [jobs, setJobs] = useState<ReadonlyMap<string, Job>>(() => new Map());
+  const known = useRef(jobs);
+  known.current = jobs;
+  const key = ids.join(",");
+  useEffect(() => {
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = async () => {
+      if (document.visibilityState === "visible") {
+        const want = ids.filter((id) => {
+          const j = known.current.get(id);
+          return j === undefined || !isFinished(j.state);
+        });
+        const got = new Map<string, Job>();
+        for (let i = 0; i < want.length && !stopped; i += CHILD_BATCH) {
+          await Promise.all(
+            want.slice(i, i + CHILD_BATCH).map(async (id) => {
+              try {
+                got.set(id, await ok(client.GET("/v1/jobs/{job}", { params: { path: { job: id } } })));
+              } catch {
+                // a job that cannot be read shows without its progress
+              }
+            }),
+          );
+        }
+        if (stopped) return;
+        if (got.size > 0) setJobs((m) => new Map([...m, ...got]));
+      }
+      // once the run has ended, one last read brings every job to its end
+      if (!stopped && running) timer = setTimeout(load, CHILD_POLL_MS);
+    };
+    void load();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [key, running]);
+  return jobs;
+}
+
 /** The run of a plan, group by group. */
 export function RunView(p: {
   plan: string;
@@ -438,26 +353,10 @@ export function RunView(p: {
 }) {
   const { job, logs } = p.followed;
   const children = useMemo(() => childJobs(logs), [logs]);
-  const running = job !== null && !isFinishedState(job.state);
-  const childIds = [...children.values()].slice(0, 200);
-  const childLive = useLive(
-    async () => {
-      const out = new Map<string, Job>();
-      await Promise.all(
-        childIds.map(async (id) => {
-          try {
-            out.set(id, await ok(client.GET("/v1/jobs/{job}", { params: { path: { job: id } } })));
-          } catch {
-            // a job that cannot be read shows without its progress
-          }
-        }),
-      );
-      return out;
-    },
-    running ? 2000 : 0,
-    [childIds.join(","), running],
-  );
-  if (job === null) {
+  const running = job !== undefined && !isFinished(job.state);
+  const now = useNow(running);
+  const childJobsById = useChildJobs([...children.values()].slice(0, MAX_CHILDREN), running);
+  if (job === undefined) {
     return p.followed.error !== null ? <ErrorBanner error={p.followed.error} /> : <Loading what="the run" />;
   }
   const op = operationOfKind(job.kind);
@@ -490,7 +389,7 @@ export function RunView(p: {
         id,
         name,
         view: p.items.get(id),
-        job: jobId !== null ? childLive.data?.get(jobId) : undefined,
+        job: jobId !== null ? childJobsById.get(jobId) : undefined,
         jobId,
         outcome,
       };
@@ -508,14 +407,7 @@ export function RunView(p: {
             Started {time(job.startedAt ?? job.createdAt)} ({ago(job.startedAt ?? job.createdAt)})
             {job.createdBy !== null ? ` by ${job.createdBy}` : ""}
             {job.durationMs !== null ? ` · took ${duration(job.durationMs / 1000)}` : ""} · {done} of {total}{" "}
-            steps done ·{" "}
-            {p.followed.mode === "live"
-              ? "following live"
-              : p.followed.mode === "polling"
-                ? "reconnecting…"
-                : p.followed.mode === "ended"
-                  ? "finished"
-                  : "loading"}
+            steps done · {LINK_WORDS[p.followed.link.kind]}
           </p>
         </div>
         <div class="actions">
@@ -559,7 +451,7 @@ export function RunView(p: {
                         <ActionText a={a.action} />
                       </span>
                       <ActionOutcome step={steps.get(a.step)} />
-                      <span class="muted nowrap">{took(steps.get(a.step))}</span>
+                      <span class="muted nowrap">{stepTook(steps.get(a.step), now)}</span>
                       <StepBadge step={steps.get(a.step)} waiting={waiting?.step === a.step} />
                     </li>
                   ))}
@@ -568,7 +460,7 @@ export function RunView(p: {
                     <div class="step-name">
                       <MachineRows rows={rowsFor(g, stage.itemsStep)} />
                     </div>
-                    <span class="muted nowrap">{took(itemsStep)}</span>
+                    <span class="muted nowrap">{stepTook(itemsStep, now)}</span>
                     <StepBadge step={itemsStep} waiting={false} />
                   </li>
                   {post.map((a) => (
@@ -578,7 +470,7 @@ export function RunView(p: {
                         <ActionText a={a.action} />
                       </span>
                       <ActionOutcome step={steps.get(a.step)} />
-                      <span class="muted nowrap">{took(steps.get(a.step))}</span>
+                      <span class="muted nowrap">{stepTook(steps.get(a.step), now)}</span>
                       <StepBadge step={steps.get(a.step)} waiting={waiting?.step === a.step} />
                     </li>
                   ))}

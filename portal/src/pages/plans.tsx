@@ -3,9 +3,10 @@
 // a dialog that previews every machine's decision), the manual step a run waits at with Confirm, and
 // tabs for the current or last run group by group (followed live), the definition, and the editor.
 import "./plans.css";
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { type ApiError, client, type ItemView, ok, type Plan } from "../api/client.ts";
 import { ago } from "../lib/format.ts";
+import { isFinished, useJobFollow } from "../lib/job-follow.ts";
 import { useLive } from "../lib/live.ts";
 import {
   checkPlanName,
@@ -18,17 +19,13 @@ import {
 import { href, navigate, replaceQuery } from "../lib/router.ts";
 import { jobTone } from "../lib/words.ts";
 import { Badge, Dialog, Empty, ErrorBanner, Field, Loading, Tabs } from "../ui/kit.tsx";
+import { WaitingPanel } from "../ui/waiting.tsx";
 import { DefinitionView } from "./plan-definition.tsx";
 import { PlanEditor, usePlanDraft } from "./plan-editor.tsx";
 import { PlanOperationDialog } from "./plan-operations.tsx";
-import {
-  isFinishedState,
-  operationOfKind,
-  RunHistory,
-  RunView,
-  useFollowedJob,
-  WaitingPanel,
-} from "./plan-run.tsx";
+import { operationOfKind, RunHistory, RunView } from "./plan-run.tsx";
+
+const ITEMS_EVERY_MS = 15_000;
 
 function opWords(operation: string): string {
   const op = operationOfKind(operation);
@@ -245,7 +242,9 @@ export function PlanPage(p: { plan: string; query: URLSearchParams }) {
     fast ? 3000 : 10_000,
     [p.plan],
   );
-  const itemsLive = useLive(() => ok(client.GET("/v1/items")), fast ? 4000 : 15_000, []);
+  // every item (the editor's picker needs them all): a big read at 10,000 items, so every 15 s only,
+  // and at once when a step of the run ends (that is when machines change state)
+  const itemsLive = useLive(() => ok(client.GET("/v1/items")), ITEMS_EVERY_MS, []);
   const items = useMemo(
     () => new Map<string, ItemView>((itemsLive.data ?? []).map((it) => [it.id, it])),
     [itemsLive.data],
@@ -256,22 +255,33 @@ export function PlanPage(p: { plan: string; query: URLSearchParams }) {
   const lastRun = plan?.lastRun ?? null;
   const runParam = p.query.get("run");
   const jobId = runParam ?? lastRun?.jobId ?? null;
-  const followed = useFollowedJob(jobId, () => {
-    live.reload();
-    itemsLive.reload();
+  // a retry makes a finished run go on: follow it again
+  const [session, setSession] = useState(0);
+  const followed = useJobFollow(jobId, {
+    session,
+    onFinished: () => {
+      live.reload();
+      itemsLive.reload();
+    },
   });
   // the last run is current when it has not finished, by the plan's view or by the job followed live
-  const lastJob = followed.job !== null && followed.job.id === lastRun?.jobId ? followed.job : null;
+  const lastJob = followed.job !== undefined && followed.job.id === lastRun?.jobId ? followed.job : null;
   const runActive =
-    lastRun !== null &&
-    (lastJob !== null ? !isFinishedState(lastJob.state) : !isFinishedState(lastRun.state));
+    lastRun !== null && (lastJob !== null ? !isFinished(lastJob.state) : !isFinished(lastRun.state));
   const waiting = !runActive ? null : lastJob !== null ? waitingAt(lastJob) : (lastRun?.waiting ?? null);
   useEffect(() => setFast(runActive), [runActive]);
-  // each step the run finishes changes machines' states: read them again at once
-  const stepsKey = (followed.job?.steps ?? []).map((st) => st.state).join(",");
+  // each step the run ends changes machines' states: read them again at once
+  const stepsEnded = (followed.job?.steps ?? []).filter(
+    (st) => st.state === "succeeded" || st.state === "failed" || st.state === "skipped",
+  ).length;
+  const ended = useRef<{ job: string; n: number } | null>(null);
   useEffect(() => {
-    if (stepsKey !== "") itemsLive.reload();
-  }, [stepsKey]);
+    const j = followed.job;
+    if (j === undefined) return;
+    const before = ended.current;
+    ended.current = { job: j.id, n: stepsEnded };
+    if (before !== null && before.job === j.id && stepsEnded > before.n) itemsLive.reload();
+  }, [followed.job?.id, stepsEnded]);
 
   if (plan === undefined || draft === null) {
     if (live.error !== null && live.error.status === 404) {
@@ -357,12 +367,17 @@ export function PlanPage(p: { plan: string; query: URLSearchParams }) {
       <ErrorBanner error={live.error} prefix="Could not refresh:" />
       {waiting !== null && (
         <WaitingPanel
-          plan={plan.name}
-          waiting={waiting}
-          onConfirmed={() => {
-            live.reload();
-          }}
-        />
+          key={waiting.step}
+          class="plan-waiting"
+          target={{ plan: plan.name, step: waiting.step }}
+          title={`Waiting for you: ${waiting.message || "a manual step"}`}
+          onConfirmed={live.reload}
+        >
+          <p class="muted">
+            Group {waiting.group}, {/-pre-/.test(waiting.step) ? "before" : "after"} its machines. The run
+            stays here until someone confirms that this is done; then it goes on with the rest of the plan.
+          </p>
+        </WaitingPanel>
       )}
       <Tabs
         label="Plan"
@@ -372,7 +387,15 @@ export function PlanPage(p: { plan: string; query: URLSearchParams }) {
       >
         {tab === "run" && jobId !== null ? (
           <>
-            <RunView plan={plan.name} followed={followed} items={items} onChanged={live.reload} />
+            <RunView
+              plan={plan.name}
+              followed={followed}
+              items={items}
+              onChanged={() => {
+                live.reload();
+                setSession((n) => n + 1);
+              }}
+            />
             <RunHistory
               planId={plan.id}
               current={jobId}
