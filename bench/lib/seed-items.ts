@@ -22,7 +22,7 @@ import {
   TargetSettingsSchema,
 } from "../../src/vault/items.ts";
 import { minuteOf } from "../../src/vault/rpo-history.ts";
-import { prng } from "./vault-seed.ts";
+import { initialReplicationReport, prng } from "./vault-seed.ts";
 
 /** The mix of phases and RPOs, as fractions of the items (the rest: protected, RPO healthy). */
 export const SEED_ITEMS_MIX = {
@@ -188,19 +188,7 @@ export async function seedItems(vdb: VaultDb, n: number, o: SeedItemsOptions = {
 
     let replication: string | null = null;
     if (phase === "initial-replication") {
-      const rate = between(40, 200) * 1e6;
-      const done = Math.floor(between(0.05, 0.95) * totalBytes);
-      const samples = Array.from({ length: 5 }, (_, k) => ({
-        at: iso(now - (4 - k) * 15_000),
-        bytesDone: Math.max(0, Math.floor(done - (4 - k) * 15 * rate)),
-      }));
-      replication = JSON.stringify({
-        bytesDone: done,
-        bytesTotal: totalBytes,
-        bytesPerSecond: rate,
-        at: iso(now),
-        samples,
-      });
+      replication = initialReplicationReport(now, totalBytes, between(40, 200) * 1e6, between(0.05, 0.95));
     } else if (phase === "protected") {
       const sent = int(2, 200) * 1e6;
       const t = iso(now - between(0, 240_000));

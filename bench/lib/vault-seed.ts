@@ -66,6 +66,30 @@ function pointId(atMs: number): string {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * What an agent in initial replication reports (machines.replication): `fraction` of `totalBytes`
+ * done at `rate` bytes/s, with the last minute's progress samples every 15 s.
+ */
+export function initialReplicationReport(
+  now: number,
+  totalBytes: number,
+  rate: number,
+  fraction: number,
+): string {
+  const done = Math.floor(fraction * totalBytes);
+  const samples = Array.from({ length: 5 }, (_, k) => ({
+    at: iso(now - (4 - k) * 15_000),
+    bytesDone: Math.max(0, Math.floor(done - (4 - k) * 15 * rate)),
+  }));
+  return JSON.stringify({
+    bytesDone: done,
+    bytesTotal: totalBytes,
+    bytesPerSecond: rate,
+    at: iso(now),
+    samples,
+  });
+}
 const GiB = 1024 ** 3;
 
 function checked<T>(schema: Parameters<typeof Value.Check>[0], value: T, what: string): string {
@@ -341,19 +365,7 @@ export async function seedVault(
 
     let replication: string | null = null;
     if (phase === "initial-replication") {
-      const rate = between(40, 200) * 1e6;
-      const done = Math.floor(between(0.05, 0.95) * totalBytes);
-      const samples = Array.from({ length: 5 }, (_, k) => ({
-        at: iso(now - (4 - k) * 15_000),
-        bytesDone: Math.max(0, Math.floor(done - (4 - k) * 15 * rate)),
-      }));
-      replication = JSON.stringify({
-        bytesDone: done,
-        bytesTotal: totalBytes,
-        bytesPerSecond: rate,
-        at: iso(now),
-        samples,
-      });
+      replication = initialReplicationReport(now, totalBytes, between(40, 200) * 1e6, between(0.05, 0.95));
     } else if (phase !== "failed-over") {
       const sent = int(2, 200) * 1e6;
       replication = JSON.stringify({

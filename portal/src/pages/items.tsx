@@ -7,8 +7,9 @@ import { type Answer, client, type ItemView, ok } from "../api/client.ts";
 import { duration, percent } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
 import { href, replaceQuery } from "../lib/router.ts";
-import { health, phaseWords } from "../lib/words.ts";
-import { Badge, Empty, ErrorBanner, Loading, Progress } from "../ui/kit.tsx";
+import { phaseWords } from "../lib/words.ts";
+import { HealthBadge } from "../ui/health.tsx";
+import { Empty, ErrorBanner, Loading, Progress } from "../ui/kit.tsx";
 
 export const PAGE_SIZE = 100;
 
@@ -86,16 +87,13 @@ function Initial(p: { it: ItemView }) {
 
 export function ItemRow(p: { it: ItemView }) {
   const it = p.it;
-  const h = health(it);
   return (
     <tr>
       <td>
         <a href={href(`/items/${encodeURIComponent(it.name)}`)}>{it.name}</a>
       </td>
       <td>
-        <Badge tone={h.tone} title={h.why}>
-          {h.word}
-        </Badge>
+        <HealthBadge item={it} />
       </td>
       <td>
         {phaseWords(it.phase)}

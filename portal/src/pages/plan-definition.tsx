@@ -4,7 +4,8 @@
 import type { ItemView, Plan } from "../api/client.ts";
 import { isPlanOperation, PLAN_OPERATION_WORDS } from "../lib/plan-edit.ts";
 import { href } from "../lib/router.ts";
-import { health, phaseWords } from "../lib/words.ts";
+import { phaseWords } from "../lib/words.ts";
+import { HealthBadge } from "../ui/health.tsx";
 import { Badge, Empty } from "../ui/kit.tsx";
 import { ActionText } from "./plan-run.tsx";
 
@@ -88,20 +89,13 @@ export function DefinitionView(p: { plan: Plan; items: ReadonlyMap<string, ItemV
                 <tbody>
                   {g.items.map((it) => {
                     const v = p.items.get(it.id);
-                    const h = v !== undefined ? health(v) : null;
                     return (
                       <tr key={it.id}>
                         <td>
                           <a href={href(`/items/${encodeURIComponent(it.name)}`)}>{it.name}</a>
                         </td>
                         <td>
-                          {h !== null ? (
-                            <Badge tone={h.tone} title={h.why}>
-                              {h.word}
-                            </Badge>
-                          ) : (
-                            <span class="muted">—</span>
-                          )}
+                          <HealthBadge item={v} />
                         </td>
                         <td>{phaseWords(it.phase)}</td>
                         <td class="nowrap">{it.direction}</td>

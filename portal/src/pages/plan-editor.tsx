@@ -41,7 +41,8 @@ import {
   validate,
   type When,
 } from "../lib/plan-edit.ts";
-import { health, phaseWords } from "../lib/words.ts";
+import { phaseWords } from "../lib/words.ts";
+import { HealthBadge } from "../ui/health.tsx";
 import { Badge, Dialog, ErrorBanner, Field } from "../ui/kit.tsx";
 
 const STORE = "switchback.plan-draft.";
@@ -199,16 +200,12 @@ function ItemPicker(p: {
           />
           <ul class="plan-picker" aria-label="Replicated items not in the plan">
             {shown.map((it) => {
-              const h = health(it);
               return (
                 <li key={it.id}>
                   <label class="check">
                     <input type="checkbox" checked={picked.has(it.id)} onChange={() => toggle(it.id)} />
                     <span>
-                      <strong>{it.name}</strong>{" "}
-                      <Badge tone={h.tone} title={h.why}>
-                        {h.word}
-                      </Badge>{" "}
+                      <strong>{it.name}</strong> <HealthBadge item={it} />{" "}
                       <span class="muted">
                         {phaseWords(it.phase)} · {it.direction}
                       </span>
@@ -459,7 +456,6 @@ function GroupEditor(p: {
             <tbody>
               {group.items.map((it) => {
                 const v = p.items.get(it.id);
-                const h = v !== undefined ? health(v) : null;
                 return (
                   <tr key={it.id}>
                     <td>
@@ -471,13 +467,7 @@ function GroupEditor(p: {
                       </a>
                     </td>
                     <td>
-                      {h !== null ? (
-                        <Badge tone={h.tone} title={h.why}>
-                          {h.word}
-                        </Badge>
-                      ) : (
-                        <span class="muted">—</span>
-                      )}
+                      <HealthBadge item={v} />
                     </td>
                     <td>{v !== undefined ? phaseWords(v.phase) : <span class="muted">not found</span>}</td>
                     <td>

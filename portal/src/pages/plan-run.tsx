@@ -20,7 +20,8 @@ import {
   waitingAt,
 } from "../lib/plan-edit.ts";
 import { href } from "../lib/router.ts";
-import { health, jobTone, phaseWords } from "../lib/words.ts";
+import { jobTone, phaseWords } from "../lib/words.ts";
+import { HealthBadge } from "../ui/health.tsx";
 import { Badge, Dialog, ErrorBanner, Loading, Progress, type Tone } from "../ui/kit.tsx";
 import { took, useNow } from "./job-common.tsx";
 
@@ -147,7 +148,6 @@ function MachineRows(p: { rows: ItemRow[] }) {
       </thead>
       <tbody>
         {p.rows.map((r) => {
-          const h = r.view !== undefined ? health(r.view) : null;
           const state = r.outcome?.state ?? r.job?.state ?? null;
           const err = r.outcome?.error ?? r.job?.error ?? null;
           return (
@@ -156,13 +156,7 @@ function MachineRows(p: { rows: ItemRow[] }) {
                 <a href={href(`/items/${encodeURIComponent(r.name)}`)}>{r.name}</a>
               </td>
               <td>
-                {h !== null ? (
-                  <Badge tone={h.tone} title={h.why}>
-                    {h.word}
-                  </Badge>
-                ) : (
-                  <span class="muted">—</span>
-                )}
+                <HealthBadge item={r.view} />
               </td>
               <td>
                 {r.view !== undefined ? phaseWords(r.view.phase) : <span class="muted">unknown</span>}
