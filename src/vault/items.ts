@@ -58,6 +58,8 @@ export const DrillRecordSchema = Type.Object({
   instanceId: Type.String(),
   site: Type.String(),
   jobId: Type.String(),
+  /** the test network chosen for this drill, when not the item's own (targetSettings.testNetwork) */
+  network: Type.Optional(Type.String()),
 });
 export type DrillRecord = Static<typeof DrillRecordSchema>;
 

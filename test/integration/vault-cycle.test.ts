@@ -233,5 +233,29 @@ for (const db of databases)
       assert.equal(final.direction, "primary → recovery");
       assert.equal(final.phase, "protected");
       assert.equal(final.generation, 3);
+
+      // a drill on a test network of its own: recorded with the drill and given to the copy; the
+      // production network is refused as a test network before anything starts
+      assert.equal(
+        (await api("PATCH", "/v1/items/web1", { network: "prod", testNetwork: "lab" })).status,
+        200,
+      );
+      const onProd = await api("POST", "/v1/items/web1/test-failover?dryRun=true", { testNetwork: "prod" });
+      assert.equal(onProd.status, 409);
+      assert.equal(onProd.body.code, "DRILL_ON_PRODUCTION_NETWORK");
+      const other = await api("POST", "/v1/items/web1/test-failover?dryRun=true", { testNetwork: "lab-b" });
+      assert.equal(other.status, 202, JSON.stringify(other.body));
+      assert.match(other.body.decision.consequences.join(" "), /on test network lab-b/);
+      await operate("test-failover", { testNetwork: "lab-b" });
+      const drill2 = (await item()).drill;
+      assert.equal(drill2.network, "lab-b");
+      const spec = JSON.parse(
+        readFileSync(
+          path.join(data(), "sites", "recovery", "machines", drill2.instanceId, "instance.json"),
+          "utf8",
+        ),
+      ).spec;
+      assert.equal(spec.env.SWITCHBACK_NETWORK, "lab-b", "the drill copy runs on the chosen test network");
+      await operate("test-failover-cleanup", { notes: "drill on lab-b" });
     });
   });

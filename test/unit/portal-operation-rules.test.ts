@@ -34,6 +34,7 @@ import {
   resolvePoint,
   resumeBody,
   startWords,
+  testFailoverBody,
   validateChangePoint,
   validateCleanup,
   validateConfirmForm,
@@ -253,6 +254,18 @@ test("validateTestFailover refuses a test network that is the production network
       .testNetwork ?? "",
     /is the production network \(prod\)/,
   );
+  // a network chosen for this drill is checked the same way, and sent; an empty one is not
+  const prod = { targetSettings: { network: "prod", testNetwork: "lab" } };
+  assert.match(
+    validateTestFailover({ ...form, testNetwork: " prod " }, prod, POINTS).testNetwork ?? "",
+    /production/,
+  );
+  assert.deepEqual(validateTestFailover({ ...form, testNetwork: "lab-b" }, prod, POINTS), {});
+  assert.deepEqual(testFailoverBody({ ...form, testNetwork: " lab-b " }), {
+    point: "latest-processed",
+    testNetwork: "lab-b",
+  });
+  assert.deepEqual(testFailoverBody({ ...form, testNetwork: "" }), { point: "latest-processed" });
 });
 
 test("validateCleanup keeps notes up to 4000 characters", () => {

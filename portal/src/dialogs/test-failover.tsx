@@ -7,7 +7,7 @@ import {
   testFailoverBody,
   validateTestFailover,
 } from "../lib/operation-rules.ts";
-import { KeyValues } from "../ui/kit.tsx";
+import { Field, KeyValues } from "../ui/kit.tsx";
 import {
   DecisionPanel,
   type OperationDialogProps,
@@ -34,34 +34,36 @@ export function TestFailoverDialog(p: OperationDialogProps) {
         The drill copy runs isolated on the test network, never on production. Replication {it.direction} goes
         on and the machine at {it.source} keeps running. Clean the drill up when you are done.
       </div>
+      <Field
+        label="Test network"
+        hint={
+          s.testNetwork !== undefined
+            ? `empty: the item's test network, ${s.testNetwork}`
+            : `empty: the test network of ${it.target} (set the item's own in Compute and network)`
+        }
+        error={errors.testNetwork}
+      >
+        {(id, describedBy, invalid) => (
+          <input
+            id={id}
+            value={form.testNetwork ?? ""}
+            placeholder={s.testNetwork ?? ""}
+            aria-describedby={describedBy}
+            aria-invalid={invalid}
+            onInput={(e) => setForm({ ...form, testNetwork: e.currentTarget.value })}
+          />
+        )}
+      </Field>
       <KeyValues
         rows={[
-          [
-            "Test network",
-            s.testNetwork !== undefined ? (
-              <span>
-                <code>{s.testNetwork}</code> <span class="muted">(isolated from production)</span>
-              </span>
-            ) : (
-              <span>
-                not set: the test network of {it.target} is used.{" "}
-                <span class="muted">Set one in Compute and network.</span>
-              </span>
-            ),
-          ],
           ["Production network", s.network !== undefined ? <code>{s.network}</code> : "not set"],
           ["Name of the copy", s.targetName ?? it.name],
         ]}
       />
-      {errors.testNetwork !== undefined && (
-        <div class="banner banner-bad" role="alert">
-          {errors.testNetwork}
-        </div>
-      )}
       <PointPicker
         op="test-failover"
         form={form.point}
-        onChange={(point) => setForm({ point })}
+        onChange={(point) => setForm({ ...form, point })}
         points={points.data}
         pointsError={points.error}
         error={errors.point}

@@ -185,6 +185,8 @@ export function startWords(item: Pick<ItemView, "target" | "home">, op: Operatio
 
 export interface TestFailoverForm {
   point: PointForm;
+  /** the isolated network for this drill; "" keeps the item's own test network */
+  testNetwork?: string;
 }
 
 export function validateTestFailover(
@@ -194,8 +196,11 @@ export function validateTestFailover(
 ): Errors<"point" | "testNetwork"> {
   const e: Errors<"point" | "testNetwork"> = { ...validatePoint(f.point, points) };
   const s = item.targetSettings;
-  if (s.testNetwork !== undefined && s.network !== undefined && s.testNetwork === s.network) {
-    e.testNetwork = `the test network is the production network (${s.network}): the drill copy would clash with the running machine; set an isolated test network in Compute and network first`;
+  const chosen = (f.testNetwork ?? "").trim();
+  const net = chosen !== "" ? chosen : s.testNetwork;
+  if (chosen.length > 64) e.testNetwork = "a network name has at most 64 characters";
+  else if (net !== undefined && s.network !== undefined && net === s.network) {
+    e.testNetwork = `the test network is the production network (${s.network}): the drill copy would clash with the running machine; choose an isolated network`;
   }
   return e;
 }
@@ -429,7 +434,10 @@ export function validateReprotect(
 
 // ---- request bodies ----------------------------------------------------------------------------
 
-export const testFailoverBody = (f: TestFailoverForm) => ({ point: pointText(f.point) });
+export const testFailoverBody = (f: TestFailoverForm): Record<string, string> => {
+  const net = (f.testNetwork ?? "").trim();
+  return net === "" ? { point: pointText(f.point) } : { point: pointText(f.point), testNetwork: net };
+};
 export const cleanupBody = (f: CleanupForm) => ({ notes: f.notes });
 export const failoverBody = (f: FailoverForm): Record<string, unknown> =>
   f.planned

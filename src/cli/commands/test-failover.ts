@@ -1,4 +1,4 @@
-// switchback test-failover ITEM [--point P] | test-failover-cleanup ITEM [--notes T]
+// switchback test-failover ITEM [--point P] [--test-network N] | test-failover-cleanup ITEM [--notes T]
 // A drill: a copy of the machine at the target site on its test network while replication goes on,
 // and its cleanup with the operator's notes.
 import type { Command } from "commander";
@@ -18,11 +18,16 @@ export function register(program: Command): void {
         "start a drill: a copy of the machine at the target site on its test network; replication goes on",
       ),
     (c) =>
-      c.option("--point <point>", "the recovery point to start the copy from (default latest-processed)"),
+      c
+        .option("--point <point>", "the recovery point to start the copy from (default latest-processed)")
+        .option(
+          "--test-network <name>",
+          "the isolated network for this drill (default: the item's test network)",
+        ),
   )
     .addHelpText("after", POINT_OPTION_HELP)
-    .action((item: string, o: OperationFlags & { point?: string }) =>
-      runOperation(item, "test-failover", { point: checkedPoint(o.point) }, o),
+    .action((item: string, o: OperationFlags & { point?: string; testNetwork?: string }) =>
+      runOperation(item, "test-failover", { point: checkedPoint(o.point), testNetwork: o.testNetwork }, o),
     );
   operationCommand(
     program

@@ -23,7 +23,11 @@ const DRAIN_TIMEOUT_MS = 300_000;
 export function testFailoverKind(ctx: OpsContext) {
   return defineJobKind({
     kind: "test-failover",
-    params: Type.Object({ point: Type.String(), drain: Type.Boolean() }),
+    params: Type.Object({
+      point: Type.String(),
+      drain: Type.Boolean(),
+      testNetwork: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    }),
     steps: () => [
       {
         name: "drain",
@@ -69,7 +73,13 @@ export function testFailoverKind(ctx: OpsContext) {
           const instanceId = instanceIdFor("drill", c.jobId);
           const cur = await loadItem(ctx.db, c.itemId as string);
           if (cur.drill?.instanceId === instanceId) return cur.drill;
-          const drill: DrillRecord = { point, instanceId, site: cur.state.target, jobId: c.jobId };
+          const drill: DrillRecord = {
+            point,
+            instanceId,
+            site: cur.state.target,
+            jobId: c.jobId,
+            ...(c.params.testNetwork !== undefined ? { network: c.params.testNetwork } : {}),
+          };
           await applyItemEvent(
             ctx.db,
             c.itemId as string,
@@ -96,6 +106,7 @@ export function testFailoverKind(ctx: OpsContext) {
               newId: drill.instanceId,
               purpose: "drill",
               reuse: false,
+              testNetwork: drill.network,
             },
             (f) => c.progress(f),
           );
@@ -109,7 +120,7 @@ export function testFailoverKind(ctx: OpsContext) {
           const info = await siteRuntime(ctx, drill.site).provider.start(drill.instanceId);
           c.log(
             "info",
-            `drill copy started at ${siteName(ctx, drill.site)} on the test network (instance ${drill.instanceId})`,
+            `drill copy started at ${siteName(ctx, drill.site)} on ${drill.network !== undefined ? `test network ${drill.network}` : "the test network"} (instance ${drill.instanceId})`,
           );
           return { instanceId: drill.instanceId, pid: info.pid };
         },

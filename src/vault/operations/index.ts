@@ -226,7 +226,7 @@ export async function protect(
 }
 
 export type OperationRequest =
-  | { op: "test-failover"; point: string }
+  | { op: "test-failover"; point: string; testNetwork?: string | undefined }
   | { op: "test-failover-cleanup"; notes: string }
   | { op: "failover"; point: string; shutdownSource: boolean; planned: boolean }
   | { op: "change-point"; point: string }
@@ -304,13 +304,29 @@ export async function preview(
       };
     }
   }
+  let decided: Decision = d;
+  if (r.op === "test-failover") {
+    const net = r.testNetwork ?? it.settings.testNetwork;
+    if (net !== undefined && it.settings.network !== undefined && net === it.settings.network) {
+      throw new SwitchbackError(
+        "DRILL_ON_PRODUCTION_NETWORK",
+        `test network ${net} is the item's production network; a drill copy there would clash with the running machine, so choose an isolated network`,
+      );
+    }
+    if (net !== undefined) {
+      decided = {
+        ...d,
+        consequences: d.consequences.map((c) => c.replace("on its test network", `on test network ${net}`)),
+      };
+    }
+  }
   if (r.op === "reprotect") {
     const refusals = checkReprotect((await reprotectFacts(ctx, it, r)).facts);
     if (refusals.length > 0) {
       throw new SwitchbackError(refusals[0]!.code, refusals.map((x) => x.message).join("; "));
     }
   }
-  return { item: it, decision: point === undefined ? d : { ...d, point } };
+  return { item: it, decision: point === undefined ? decided : { ...decided, point } };
 }
 
 /** Decides, then creates the operation's job. */
@@ -339,7 +355,11 @@ export async function startOperation(
 function paramsOf(r: OperationRequest, d: Decision): Record<string, unknown> {
   switch (r.op) {
     case "test-failover":
-      return { point: formatPointRequest(orThrow(parsePointRequest(r.point))), drain: d.drain };
+      return {
+        point: formatPointRequest(orThrow(parsePointRequest(r.point))),
+        drain: d.drain,
+        ...(r.testNetwork !== undefined ? { testNetwork: r.testNetwork } : {}),
+      };
     case "failover":
       return {
         point: formatPointRequest(orThrow(parsePointRequest(r.point))),

@@ -28,9 +28,10 @@ export function copySpec(
   it: LoadedItem,
   machine: MachineRow,
   siteId: string,
-  o: { drill: boolean },
+  o: { drill: boolean; testNetwork?: string | undefined },
 ): Pick<InstanceSpec, "env" | "network" | "mounts"> {
-  const s = it.settings;
+  const s =
+    o.drill && o.testNetwork !== undefined ? { ...it.settings, testNetwork: o.testNetwork } : it.settings;
   const layout = machineLayout(machine);
   const atHome = siteId === it.state.home && !o.drill;
   const env: Record<string, string> = {
@@ -87,6 +88,8 @@ export async function materialize(
     newId: string;
     purpose: "production" | "drill";
     reuse: boolean;
+    /** a drill on another test network than the item's own */
+    testNetwork?: string | undefined;
   },
   progress?: (f: number) => void,
 ): Promise<Materialized> {
@@ -155,7 +158,7 @@ export async function materialize(
       name: it.settings.targetName ?? it.row.name,
       disks,
       bootCommand: machine.boot_command,
-      ...copySpec(it, machine, o.siteId, { drill: o.purpose === "drill" }),
+      ...copySpec(it, machine, o.siteId, { drill: o.purpose === "drill", testNetwork: o.testNetwork }),
     },
     progress,
   );

@@ -113,7 +113,19 @@ const ItemsPageQuery = Type.Object(
 );
 
 const OPERATION_BODIES = {
-  "test-failover": Type.Object({ point: Type.Optional(PointText) }, { additionalProperties: false }),
+  "test-failover": Type.Object(
+    {
+      point: Type.Optional(PointText),
+      testNetwork: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 64,
+          description: "the isolated network for this drill (default: the item's targetSettings.testNetwork)",
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
   "test-failover-cleanup": Type.Object(
     { notes: Type.Optional(Type.String({ maxLength: 4000 })) },
     { additionalProperties: false },
@@ -166,7 +178,11 @@ function dr(deps: VaultDeps): DrRuntime {
 function toRequest(op: keyof typeof OPERATION_BODIES, b: Record<string, unknown>): OperationRequest {
   switch (op) {
     case "test-failover":
-      return { op, point: (b.point as string | undefined) ?? "latest-processed" };
+      return {
+        op,
+        point: (b.point as string | undefined) ?? "latest-processed",
+        testNetwork: b.testNetwork as string | undefined,
+      };
     case "test-failover-cleanup":
       return { op, notes: (b.notes as string | undefined) ?? "" };
     case "failover":
