@@ -33,6 +33,8 @@ export interface ItemsQuery {
   health: string;
   phase: string;
   sort: string;
+  /** items that replicate from or to this site */
+  site: string;
   offset: number;
 }
 
@@ -49,6 +51,7 @@ function loadItems(q: ItemsQuery): Promise<ItemsAnswer> {
           ...(q.health !== "" ? { health: q.health as "ok" } : {}),
           ...(q.phase !== "" ? { phase: q.phase as "protected" } : {}),
           ...(q.sort !== "" ? { sort: q.sort as "name" } : {}),
+          ...(q.site !== "" ? { site: q.site } : {}),
         },
       },
     }),
@@ -157,6 +160,7 @@ export function ItemsPage(p: { query: URLSearchParams }) {
     health: p.query.get("health") ?? "",
     phase: p.query.get("phase") ?? "",
     sort: p.query.get("sort") ?? "",
+    site: p.query.get("site") ?? "",
     offset: Math.max(0, Number(p.query.get("offset") ?? 0) || 0),
   };
   const set = (patch: Partial<ItemsQuery>) => {
@@ -166,10 +170,12 @@ export function ItemsPage(p: { query: URLSearchParams }) {
       health: n.health,
       phase: n.phase,
       sort: n.sort,
+      site: n.site,
       offset: n.offset || undefined,
     });
   };
-  const live = useLive(() => loadItems(q), 5000, [q.search, q.health, q.phase, q.sort, q.offset]);
+  const sites = useLive(() => ok(client.GET("/v1/sites")), 60_000, []);
+  const live = useLive(() => loadItems(q), 5000, [q.search, q.health, q.phase, q.sort, q.site, q.offset]);
   const d = live.data;
   return (
     <>
@@ -224,6 +230,18 @@ export function ItemsPage(p: { query: URLSearchParams }) {
           ))}
         </select>
         <select
+          aria-label="Filter by site"
+          value={q.site}
+          onChange={(e) => set({ site: e.currentTarget.value })}
+        >
+          <option value="">Any site</option>
+          {(sites.data ?? []).map((s) => (
+            <option key={s.id} value={s.name}>
+              From or to {s.name}
+            </option>
+          ))}
+        </select>
+        <select
           aria-label="Sort"
           value={q.sort || "name"}
           onChange={(e) => set({ sort: e.currentTarget.value })}
@@ -255,7 +273,7 @@ export function ItemsPage(p: { query: URLSearchParams }) {
         <Empty
           title="No item matches these filters"
           action={
-            <button type="button" onClick={() => set({ search: "", health: "", phase: "" })}>
+            <button type="button" onClick={() => set({ search: "", health: "", phase: "", site: "" })}>
               Clear the filters
             </button>
           }
