@@ -26,6 +26,7 @@ import * as restore from "./commands/restore.ts";
 import * as server from "./commands/server.ts";
 import * as sites from "./commands/sites.ts";
 import * as testFailover from "./commands/test-failover.ts";
+import * as tokens from "./commands/tokens.ts";
 
 export function buildProgram(): Command {
   const program = new Command("switchback")
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
   ])
     m.register(program);
   alerts.register(program);
+  tokens.register(program);
   lab.register(program);
   return program;
 }

@@ -42,6 +42,10 @@ export class VaultClient {
     return this.#request<T>("PATCH", path, body);
   }
 
+  delete<T>(path: string): Promise<T> {
+    return this.#request<T>("DELETE", path);
+  }
+
   async #request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = {
       authorization: `Bearer ${this.#token}`,

@@ -326,6 +326,13 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.createIndex("rpo_history_minute").on("rpo_history").column("minute").execute();
       },
     },
+    "008_token_created_by": {
+      async up(db: AnyDb) {
+        // operator tokens (admin, viewer) are made by operators: the name of the token that made
+        // each one, for the audit (null for the first admin token and the machines' tokens)
+        await db.schema.alterTable("tokens").addColumn("created_by", "text").execute();
+      },
+    },
   };
 }
 

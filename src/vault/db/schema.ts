@@ -223,7 +223,7 @@ export interface PlansTable {
 export interface TokensTable {
   id: string;
   name: string;
-  /** "admin" | "agent" | "appliance" */
+  /** "admin" | "viewer" | "agent" | "enrol" | "appliance" */
   role: string;
   /** SHA-256 hex of the token; the token itself is shown once */
   sha256: string;
@@ -233,6 +233,8 @@ export interface TokensTable {
   /** agent tokens: the site (and instance) of the copy of the machine that registered with it */
   site_id: string | null;
   instance_id: string | null;
+  /** the name of the token that created it (POST /v1/tokens); null for the vault's own */
+  created_by: string | null;
 }
 
 export interface SettingsTable {

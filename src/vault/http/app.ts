@@ -26,6 +26,7 @@ import { metaRoutes } from "./routes/meta.ts";
 import { plansRoutes } from "./routes/plans.ts";
 import { policiesRoutes } from "./routes/policies.ts";
 import { sitesRoutes } from "./routes/sites.ts";
+import { tokensRoutes } from "./routes/tokens.ts";
 
 /** One area of the API: registers its routes (with `route()` from route.ts) as a Fastify plugin. */
 export type VaultRoutes = (app: FastifyInstance, deps: VaultDeps) => void | Promise<void>;
@@ -44,6 +45,7 @@ export const ROUTES: readonly VaultRoutes[] = [
   alertsRoutes,
   metricsRoutes,
   plansRoutes,
+  tokensRoutes,
 ];
 
 export const API_VERSION = "0.1.0";

@@ -1,6 +1,7 @@
 // Bearer-token authentication and role checks for every vault route (including /openapi.json and
 // unknown paths). One hook authenticates (401 UNAUTHENTICATED) and authorises by the route's declared
-// roles (403 FORBIDDEN); admin may call everything, other roles only the routes that name them.
+// roles (403 FORBIDDEN); admin may call everything, other roles only the routes that name them, and
+// viewer every read an operator makes (viewerMayCall, the one place that decides it).
 // Handlers of agent routes additionally call requireOwnMachine: an agent acts only for its machine.
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { SwitchbackError } from "../../domain/errors.ts";
@@ -19,7 +20,47 @@ declare module "fastify" {
     allow?: readonly TokenRole[];
     /** served without a token: only the portal's page and assets (portal.ts), never API data */
     public?: boolean;
+    /** a read that viewer tokens may not make (what it answers is for admins only) */
+    noViewer?: boolean;
   }
+}
+
+/** Where settings are read and written: what they hold can be a secret (the alert webhook's URL). */
+const SETTINGS_PREFIX = "/v1/settings/";
+
+/**
+ * Whether a viewer token may call the route: when the route names viewer in its `allow`, or it is a
+ * read (GET, HEAD) that is otherwise for admins only — not a route for machines (one that allows
+ * agent, enrol or appliance tokens: the appliance's directory), not a settings read
+ * (/v1/settings/*), not a route marked `noViewer`. Every other call (every POST, PUT, PATCH and
+ * DELETE) is refused: viewers may only read.
+ */
+export function viewerMayCall(req: FastifyRequest): boolean {
+  const config = req.routeOptions.config;
+  const allow = config?.allow ?? [];
+  if (allow.includes("viewer")) return true;
+  if (req.method !== "GET" && req.method !== "HEAD") return false;
+  if (config?.noViewer === true || allow.length > 0) return false;
+  return !(req.routeOptions.url ?? req.url).startsWith(SETTINGS_PREFIX);
+}
+
+function refusal(holder: TokenHolder, req: FastifyRequest): string {
+  const what = `${req.method} ${req.routeOptions.url ?? req.url.split("?")[0]}`;
+  const head = `token "${holder.name}" has role ${holder.role}, which may not call ${what}`;
+  if (holder.role === "viewer") {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return `${head}; a viewer token may only read (GET); changes need an admin token`;
+    }
+    const why =
+      (req.routeOptions.config?.allow ?? []).length > 0
+        ? "it is for machines"
+        : (req.routeOptions.url ?? req.url).startsWith(SETTINGS_PREFIX)
+          ? "settings can hold secrets"
+          : "it is for admins only";
+    return `${head}; a viewer token may only read, and not this (${why}); use an admin token`;
+  }
+  if (holder.role === "agent") return `${head}; an agent token may call only /v1/agent/* for its own machine`;
+  return `${head}; use an admin token`;
 }
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
@@ -39,18 +80,16 @@ export function installAuth(app: FastifyInstance, deps: VaultDeps): void {
     if (holder === null) {
       throw new SwitchbackError(
         "UNAUTHENTICATED",
-        "the bearer token is not one the vault issued (or it was revoked); use the admin token printed at the vault's first start or an agent token from /v1/agent/register",
+        "the bearer token is not one the vault issued (or it was revoked); use the admin token printed at the vault's first start, a token an admin made ('switchback tokens create') or an agent token from /v1/agent/register",
       );
     }
     req.principal = holder;
     if (holder.role === "admin") return;
-    const allow = req.routeOptions.config?.allow ?? [];
-    if (!allow.includes(holder.role)) {
-      throw new SwitchbackError(
-        "FORBIDDEN",
-        `token "${holder.name}" has role ${holder.role}, which may not call ${req.method} ${req.routeOptions.url ?? req.url}; ${holder.role === "agent" ? "an agent token may call only /v1/agent/* for its own machine" : "use an admin token"}`,
-      );
-    }
+    const allowed =
+      holder.role === "viewer"
+        ? viewerMayCall(req)
+        : (req.routeOptions.config?.allow ?? []).includes(holder.role);
+    if (!allowed) throw new SwitchbackError("FORBIDDEN", refusal(holder, req));
   });
 }
 

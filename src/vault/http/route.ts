@@ -30,8 +30,10 @@ export interface RouteSpec<
   tags: string[];
   summary: string;
   description?: string;
-  /** roles that may call it besides admin (default: admin only) */
+  /** roles that may call it besides admin (default: admin only; viewers read, see auth.ts viewerMayCall) */
   allow?: readonly TokenRole[];
+  /** a GET that viewer tokens may not make (what it answers is for admins only) */
+  noViewer?: boolean;
   params?: P;
   query?: Q;
   body?: B;
@@ -75,7 +77,7 @@ export function route<
   app.route({
     method: spec.method,
     url: spec.url,
-    config: { allow: spec.allow ?? [] },
+    config: { allow: spec.allow ?? [], ...(spec.noViewer === true ? { noViewer: true } : {}) },
     schema: {
       operationId: spec.operationId,
       tags: spec.tags,
