@@ -4,6 +4,7 @@ import type { ComponentChildren } from "preact";
 import { type Answer, client, ok, signOut } from "./api/client.ts";
 import { ago } from "./lib/format.ts";
 import { useLive } from "./lib/live.ts";
+import { useMe } from "./lib/me.ts";
 import { Dot, type Tone } from "./ui/kit.tsx";
 
 const NAV = [
@@ -12,6 +13,7 @@ const NAV = [
   { path: "/plans", label: "Recovery plans" },
   { path: "/alerts", label: "Alerts" },
   { path: "/setup", label: "Set up" },
+  { path: "/access", label: "Access" },
 ];
 
 type Overview = Answer<"/v1/overview", "get">;
@@ -23,8 +25,9 @@ const LIVENESS: Record<string, { tone: Tone; words: string }> = {
 };
 
 /** Sites with their appliances' health, running jobs and open alerts: visible from every page. */
-function Status() {
-  const live = useLive(() => ok(client.GET("/v1/overview")), 5000, []);
+function Status(p: { path: string }) {
+  // read again on every page change too, so what a page just started or finished shows at once
+  const live = useLive(() => ok(client.GET("/v1/overview")), 5000, [p.path]);
   const d: Overview | undefined = live.data;
   if (live.error !== null && d === undefined)
     return <span class="site-pill site-bad">vault unreachable</span>;
@@ -80,6 +83,17 @@ function Status() {
   );
 }
 
+function Me() {
+  const me = useMe();
+  if (me === undefined) return null;
+  return (
+    <a class="me" href="#/access" title="your token: its name and role">
+      {me.name}
+      {me.role === "viewer" && <span class="badge badge-muted">read only</span>}
+    </a>
+  );
+}
+
 export function Layout(p: { path: string; children: ComponentChildren }) {
   return (
     <div class="app">
@@ -111,7 +125,8 @@ export function Layout(p: { path: string; children: ComponentChildren }) {
             </a>
           ))}
         </nav>
-        <Status />
+        <Status path={p.path} />
+        <Me />
         <button type="button" class="link-button" onClick={() => signOut()}>
           Sign out
         </button>

@@ -5,6 +5,7 @@ import { useEffect, useErrorBoundary, useState } from "preact/hooks";
 import { currentToken, onSignedOut } from "./api/client.ts";
 import { Layout } from "./layout.tsx";
 import { match, useLocation } from "./lib/router.ts";
+import { AccessPage } from "./pages/access.tsx";
 import { AlertsPage } from "./pages/alerts.tsx";
 import { ItemPage } from "./pages/item.tsx";
 import { ItemsPage } from "./pages/items.tsx";
@@ -24,6 +25,7 @@ const ROUTES: readonly [string, (m: Record<string, string>, q: URLSearchParams) 
   ["/plans/:plan", (m, q) => <PlanPage plan={m.plan as string} query={q} />],
   ["/alerts", (_m, q) => <AlertsPage query={q} />],
   ["/setup", () => <SetupPage />],
+  ["/access", () => <AccessPage />],
 ];
 
 function Page(p: { path: string; query: URLSearchParams }) {

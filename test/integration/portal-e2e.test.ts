@@ -316,6 +316,33 @@ describe("the portal runs the whole DR cycle in Chromium", { timeout: 900_000, s
     await page.getByRole("heading", { name: "Alerts" }).waitFor();
     await page.locator("table[aria-label=Alerts], .empty").first().waitFor();
     await shot("alerts");
+
+    // an operator of their own: a viewer token made on the access page reads everything, offers nothing
+    await page.goto(`${vault.url}/#/access`);
+    const made = page.getByRole("form", { name: "New operator token" });
+    await made.getByLabel("Name").fill("noc-screen");
+    await made.getByLabel("Role").selectOption("viewer");
+    await made.getByRole("button", { name: "Make token" }).click();
+    const secret = (await page.locator(".secret pre").textContent())?.trim() ?? "";
+    assert.match(secret, /^\S{20,}$/);
+    await page
+      .getByRole("table", { name: "Operator tokens" })
+      .getByRole("cell", { name: "noc-screen", exact: true })
+      .waitFor();
+    await shot("access");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Vault token").fill(secret);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Only admins manage tokens" }).waitFor();
+    await page.goto(`${vault.url}/#/items/web1`);
+    await page.locator("fieldset.actions").getByText("Read only").waitFor();
+    assert.equal(
+      await page.locator("fieldset.actions button").count(),
+      0,
+      "no operation is offered to a viewer",
+    );
+    const viewerApi = apiOf({ url: vault.url, token: secret });
+    assert.equal((await viewerApi("POST", "/v1/items/web1/test-failover", {})).status, 403);
     assert.deepEqual(errors, [], "no script error in the page");
     assert.deepEqual(inaccessible, [], "axe-core finds no serious or critical WCAG 2 A/AA violation");
     t.diagnostic(`cycle done; ${acks(ack()).length} records acknowledged by the workload`);

@@ -6,6 +6,7 @@ import { type ApiError, client, type ItemView, type Operation, ok } from "../api
 import { OperationDialog } from "../dialogs/index.tsx";
 import { bytes, duration, percent, time } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
+import { useReadOnly } from "../lib/me.ts";
 import { isFailback } from "../lib/operation-rules.ts";
 import { href, navigate, replaceQuery } from "../lib/router.ts";
 import { health, jobTone, OPERATION_WORDS, phaseWords } from "../lib/words.ts";
@@ -357,6 +358,7 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
     [p.item],
   );
   const [dialog, setDialog] = useState<{ op: Operation; point?: string } | null>(null);
+  const readOnly = useReadOnly();
   const tab = p.query.get("tab") ?? "settings";
   const it = live.data;
   if (it === undefined) {
@@ -373,7 +375,8 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
     return live.error !== null ? <ErrorBanner error={live.error} /> : <Loading what={p.item} />;
   }
   const h = health(it);
-  const ops = OP_ORDER.filter((o) => it.allowedOperations.includes(o));
+  // a viewer token may only read: no operation is offered to it (the vault would refuse it)
+  const ops = readOnly ? [] : OP_ORDER.filter((o) => it.allowedOperations.includes(o));
   // a point picked on the timeline opens the least drastic operation that takes one: after a
   // failover, a change of point; otherwise a drill; the failover dialog only if nothing else is allowed
   const onPick = (id: string) => {
@@ -398,7 +401,8 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
         </div>
         <fieldset class="actions">
           <legend class="sr-only">Operations</legend>
-          {ops.length === 0 && it.activeJob === null && (
+          {readOnly && <span class="muted">Read only: your token may not change anything.</span>}
+          {!readOnly && ops.length === 0 && it.activeJob === null && (
             <span class="muted">No operation is possible in this state.</span>
           )}
           {ops.map((op) => (
@@ -436,7 +440,7 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
         ) : tab === "jobs" ? (
           <JobsTab it={it} />
         ) : (
-          <TargetSettingsForm item={it} onSaved={live.reload} />
+          <TargetSettingsForm item={it} onSaved={live.reload} readOnly={readOnly} />
         )}
       </Tabs>
       {dialog !== null && (

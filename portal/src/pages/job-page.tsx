@@ -2,10 +2,12 @@
 // timings and outputs, its error, its logs, and what the operator can do (cancel, retry, confirm the
 // manual action it waits for). Live through server-sent events; when the stream drops before the job
 // ends, it reconnects with backoff and polls the job meanwhile, so nothing is missed.
+
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { type ApiError, client, type Job, type JobLog, ok } from "../api/client.ts";
 import { percent, time } from "../lib/format.ts";
 import { type Link, useJobFollow } from "../lib/job-follow.ts";
+import { useReadOnly } from "../lib/me.ts";
 import { href } from "../lib/router.ts";
 import { Badge, Dialog, Empty, ErrorBanner, KeyValues, Loading, Progress, type Tone } from "../ui/kit.tsx";
 import { WaitingPanel, waitTarget } from "../ui/waiting.tsx";
@@ -331,6 +333,7 @@ function Params(p: { job: Job }) {
 // ---- the page -----------------------------------------------------------------------------------
 
 export function JobPage(p: { job: string }) {
+  const readOnly = useReadOnly();
   const [session, setSession] = useState(0);
   const { job, logs, error, link, setJob } = useJobFollow(p.job, { session });
   const [cancelling, setCancelling] = useState(false);
@@ -435,7 +438,7 @@ export function JobPage(p: { job: string }) {
         </div>
         <fieldset class="actions">
           <legend class="sr-only">Job actions</legend>
-          {job.state === "failed" && (
+          {job.state === "failed" && !readOnly && (
             <button
               type="button"
               class="primary"
@@ -447,7 +450,7 @@ export function JobPage(p: { job: string }) {
               {retrying ? "Retrying…" : "Retry"}
             </button>
           )}
-          {job.cancellable && (
+          {job.cancellable && !readOnly && (
             <button type="button" onClick={() => setCancelling(true)}>
               Cancel job
             </button>
@@ -461,7 +464,13 @@ export function JobPage(p: { job: string }) {
       {link.kind === "retrying" && error !== null && (
         <ErrorBanner error={error} prefix="The vault does not answer:" />
       )}
-      {wait !== null && (
+      {wait !== null && readOnly && (
+        <p class="banner banner-warn" role="status">
+          This job waits for an operator to confirm a step; your token may only read, so an admin must confirm
+          it.
+        </p>
+      )}
+      {wait !== null && !readOnly && (
         <WaitingPanel
           key={job.waitingFor}
           class="panel job-waiting"

@@ -2,6 +2,7 @@
 // operator stands out), and "New plan". A plan's page: the operations its machines' states allow (each
 // a dialog that previews every machine's decision), the manual step a run waits at with Confirm, and
 // tabs for the current or last run group by group (followed live), the definition, and the editor.
+import { useReadOnly } from "../lib/me.ts";
 import "./plans.css";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { type ApiError, client, type ItemView, ok, type Plan } from "../api/client.ts";
@@ -110,6 +111,7 @@ function LastRun(p: { plan: Plan }) {
 }
 
 export function PlansPage() {
+  const readOnly = useReadOnly();
   const live = useLive(() => ok(client.GET("/v1/plans")), 5000, []);
   const [creating, setCreating] = useState(false);
   const plans = live.data;
@@ -125,9 +127,11 @@ export function PlansPage() {
           </p>
         </div>
         <div class="actions">
-          <button type="button" class="primary" onClick={() => setCreating(true)}>
-            New plan
-          </button>
+          {!readOnly && (
+            <button type="button" class="primary" onClick={() => setCreating(true)}>
+              New plan
+            </button>
+          )}
         </div>
       </div>
       <ErrorBanner error={live.error} prefix="The list could not be refreshed:" />
@@ -236,6 +240,7 @@ function DeletePlanDialog(p: { plan: Plan; onClose: () => void }) {
 }
 
 export function PlanPage(p: { plan: string; query: URLSearchParams }) {
+  const readOnly = useReadOnly();
   const [fast, setFast] = useState(false);
   const live = useLive(
     () => ok(client.GET("/v1/plans/{plan}", { params: { path: { plan: p.plan } } })),
@@ -306,7 +311,7 @@ export function PlanPage(p: { plan: string; query: URLSearchParams }) {
       ? [{ id: "run", label: runActive && jobId === lastRun?.jobId ? "Current run" : "Last run" }]
       : []),
     { id: "definition", label: "Definition" },
-    { id: "edit", label: draft.dirty ? "Edit (unsaved)" : "Edit" },
+    ...(readOnly ? [] : [{ id: "edit", label: draft.dirty ? "Edit (unsaved)" : "Edit" }]),
   ];
   const setTab = (t: string) => replaceQuery({ tab: t, run: runParam ?? undefined });
   return (
@@ -339,7 +344,9 @@ export function PlanPage(p: { plan: string; query: URLSearchParams }) {
         </div>
         <fieldset class="actions">
           <legend class="sr-only">Plan operations</legend>
-          {runActive ? (
+          {readOnly ? (
+            <span class="muted">Read only: your token may not change anything.</span>
+          ) : runActive ? (
             <span class="muted">A run is going on; operations come back when it ends.</span>
           ) : itemsLive.data === undefined ? null : offered.length === 0 ? (
             <span class="muted">
@@ -359,13 +366,15 @@ export function PlanPage(p: { plan: string; query: URLSearchParams }) {
               </button>
             ))
           )}
-          <button type="button" class="plan-delete" onClick={() => setDialog("delete")}>
-            Delete plan
-          </button>
+          {!readOnly && (
+            <button type="button" class="plan-delete" onClick={() => setDialog("delete")}>
+              Delete plan
+            </button>
+          )}
         </fieldset>
       </div>
       <ErrorBanner error={live.error} prefix="Could not refresh:" />
-      {waiting !== null && (
+      {waiting !== null && !readOnly && (
         <WaitingPanel
           key={waiting.step}
           class="plan-waiting"

@@ -6,9 +6,11 @@ import { useState } from "preact/hooks";
 import { type ApiError, client, ok } from "../api/client.ts";
 import { ago } from "../lib/format.ts";
 import { useLive } from "../lib/live.ts";
+import { useReadOnly } from "../lib/me.ts";
 import { navigate } from "../lib/router.ts";
 import { type PolicyDraft, validatePolicy } from "../lib/validate.ts";
 import { Badge, ErrorBanner, Field, Loading } from "../ui/kit.tsx";
+import { Secret } from "../ui/secret.tsx";
 
 async function loadAll() {
   const [sites, appliances, policies, machines, items] = await Promise.all([
@@ -36,27 +38,6 @@ function Step(p: { n: number; title: string; done: boolean; children: ComponentC
       </div>
       {p.children}
     </section>
-  );
-}
-
-function Secret(p: { label: string; text: string }) {
-  const [copied, setCopied] = useState(false);
-  return (
-    <div class="secret">
-      <div class="secret-label">{p.label}</div>
-      <pre class="logs">{p.text}</pre>
-      <button
-        type="button"
-        onClick={() =>
-          navigator.clipboard?.writeText(p.text).then(
-            () => setCopied(true),
-            () => {},
-          )
-        }
-      >
-        {copied ? "Copied" : "Copy"}
-      </button>
-    </div>
   );
 }
 
@@ -398,6 +379,7 @@ function ProtectStep(p: { all: All }) {
 }
 
 export function SetupPage() {
+  const readOnly = useReadOnly();
   // every list in full: fine for a set-up, too heavy to poll often with thousands of items
   const live = useLive(loadAll, 15_000, []);
   const all = live.data;
@@ -426,6 +408,12 @@ export function SetupPage() {
           </p>
         </div>
       </div>
+      {readOnly && (
+        <p class="banner banner-warn" role="status">
+          Your token may only read: the steps below show what is set up, and an admin token is needed to add
+          to it.
+        </p>
+      )}
       <SitesStep all={all} reload={live.reload} />
       <AppliancesStep all={all} />
       <PolicyStep all={all} reload={live.reload} />

@@ -93,7 +93,7 @@ const FIELDS: readonly {
   },
 ];
 
-export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void }) {
+export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void; readOnly?: boolean }) {
   // the draft's own base: what the vault had when editing began. The patch is the difference from
   // it, so a field another operator changed meanwhile is not put back unless it was edited here too.
   const [initial, setInitial] = useState<TargetSettingsDraft>(() => draftOf(p.item));
@@ -113,7 +113,7 @@ export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void }) {
   const [busy, setBusy] = useState(false);
   const errors = { ...clearedFields(initial, d), ...validateTargetSettings(d) };
   const patch = patchOf(initial, d);
-  const locked = p.item.phase === "failing-over" || p.item.phase === "failed-over";
+  const locked = p.readOnly === true || p.item.phase === "failing-over" || p.item.phase === "failed-over";
   const invalid = Object.keys(errors).length > 0;
   const save = async (e: Event) => {
     e.preventDefault();
@@ -134,7 +134,7 @@ export function TargetSettingsForm(p: { item: ItemView; onSaved: () => void }) {
   };
   return (
     <form onSubmit={save} aria-label="Compute and network" class="settings-form">
-      {locked && (
+      {locked && p.readOnly !== true && (
         <p class="banner banner-warn">
           The item is {p.item.phase}: target settings apply to the next failover, so they can change after
           commit.
