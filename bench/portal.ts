@@ -176,7 +176,10 @@ try {
         fmtInt(r.n),
         ms(median(r.firstLoad)),
         ms(Math.max(...r.firstLoad)),
-        `< ${ms(GOAL_FIRST_LOAD_MS)}: ${Math.max(...r.firstLoad) < GOAL_FIRST_LOAD_MS ? "met" : "missed"}`,
+        // the issue's goal is for 1,000 items; other sizes are reported beside it
+        r.n === 1000
+          ? `< ${ms(GOAL_FIRST_LOAD_MS)}: ${Math.max(...r.firstLoad) < GOAL_FIRST_LOAD_MS ? "met" : "missed"}`
+          : "reported",
         kib(r.heapBytes),
         `${ms(median(r.pageApi))}, ${kib(r.pageBytes)}`,
         `${ms(median(r.listApi))}, ${kib(r.listBytes)}`,
