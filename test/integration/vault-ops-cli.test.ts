@@ -134,7 +134,8 @@ describe("the lifecycle from the command line", { timeout: 300_000 }, () => {
 
     const drill = await ok("test-failover", "web1", "--point", "latest-processed", "--wait");
     assert.match(drill, /^test failover of web1: primary → recovery$/m);
-    assert.match(drill, /on its test network; replication goes on$/m);
+    // the item's own test network, named
+    assert.match(drill, /on test network drill-net; replication goes on$/m);
     assert.match(drill, /^ {2}\[\d\/\d\] select-point succeeded/m);
     assert.match(drill, /^job job-\S+ \(test-failover\) succeeded/m);
     assert.notEqual((await item()).drill, null);
