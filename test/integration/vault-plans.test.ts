@@ -384,6 +384,41 @@ describe("recovery plans through the vault", { timeout: 600_000 }, () => {
     t.diagnostic("refusals: plan dc stopped after group 1; dc-loose went on and reported 3 refused machines");
   });
 
+  it("a dry run says what each machine would do, group by group, and starts nothing", async () => {
+    const jobsBefore = (await api("GET", "/v1/jobs?limit=1000")).body.length;
+    const drill = await api("POST", "/v1/plans/dc/test-failover?dryRun=true", {});
+    assert.equal(drill.status, 202, JSON.stringify(drill.body));
+    assert.equal(drill.body.job, null);
+    assert.deepEqual(
+      drill.body.machines.map((m: Json) => [m.group, m.item, m.operation, m.refused]),
+      [
+        [1, "db", "test-failover", null],
+        [2, "app1", "test-failover", null],
+        [2, "app2", "test-failover", null],
+      ],
+    );
+    for (const m of drill.body.machines) {
+      assert.equal(m.decision.direction, "primary → recovery");
+      assert.match(m.decision.consequences.join(" "), /starts a copy of the machine at recovery/);
+    }
+    // the same refusal the job would meet: a failback of items that replicate away from home
+    const back = await api("POST", "/v1/plans/dc/failback?dryRun=true", {});
+    assert.equal(back.status, 202);
+    assert.deepEqual(
+      back.body.machines.map((m: Json) => m.refused?.code),
+      ["FAILBACK_ITEM_AWAY_FROM_HOME", "FAILBACK_ITEM_AWAY_FROM_HOME", "FAILBACK_ITEM_AWAY_FROM_HOME"],
+    );
+    // and from the CLI
+    const text = await sb(["plans", "failover", "dc", "--planned", "--dry-run"]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^plan dc failover \(dry run\): 3 of 3 machines would run$/m);
+    assert.match(
+      text.stdout,
+      /^ {2}group 2 {2}app1: failover primary → recovery \(cannot be cancelled once started\)$/m,
+    );
+    assert.equal((await api("GET", "/v1/jobs?limit=1000")).body.length, jobsBefore, "nothing started");
+  });
+
   it("drills the plan: waits at the manual action until confirmed, then group 2 with its machine-script", async (t) => {
     const t0 = Date.now();
     // started from the CLI, which follows the job group by group and says what it waits for

@@ -5,12 +5,11 @@
 // failback add the point choice, the shutdown of the source, the direction in words, the warning that
 // it cannot be undone, and the plan's name typed to confirm; commit asks for the name too.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { type ApiError, client, type Decision, type ItemView, ok, type Plan } from "../api/client.ts";
+import { type ApiError, client, type ItemView, ok, type Plan } from "../api/client.ts";
 import { duration } from "../lib/format.ts";
 import { POINT_WORDS } from "../lib/operation-rules.ts";
 import {
   initialPlanOptions,
-  itemOperation,
   PLAN_OPERATION_WORDS,
   type PlanOperation,
   type PlanOptions,
@@ -45,46 +44,19 @@ const TYPE_NAME: ReadonlySet<PlanOperation> = new Set(["failover", "failback", "
 
 type Verdict =
   | { state: "checking" }
-  | { state: "ok"; decision: Decision }
+  | { state: "ok"; decision: { direction: string; consequences: string[] } }
   | { state: "refused"; code: string; message: string };
 
-type PlanItem = Plan["groups"][number]["items"][number];
-
-function localRefusal(op: PlanOperation, it: ItemView | undefined, pi: PlanItem): Verdict | null {
-  if (it === undefined) {
-    return {
-      state: "refused",
-      code: "ITEM_NOT_FOUND",
-      message: `${pi.name} is not a replicated item any more`,
-    };
-  }
-  if (op === "failover" && it.target === it.home && it.allowedOperations.includes("failover")) {
-    return {
-      state: "refused",
-      code: "FAILOVER_ITEM_TOWARDS_HOME",
-      message: `${it.name} replicates ${it.direction}, towards its home site: run the plan's failback for it`,
-    };
-  }
-  if (op === "failback" && it.target !== it.home && it.allowedOperations.includes("failover")) {
-    return {
-      state: "refused",
-      code: "FAILBACK_ITEM_AWAY_FROM_HOME",
-      message: `${it.name} replicates ${it.direction}, away from home: a failback needs it failed over, committed and reprotected first`,
-    };
-  }
-  return null;
-}
-
 /**
- * The vault's decision for each machine of the plan with these choices (dry runs, six at a time),
- * asked again whenever `key` changes (the body, the plan, a machine's state: planCheckKey). Only
- * verdicts asked with the current key count: until the new ones come, every machine is "checking",
- * so a start can never go with choices the vault has not judged.
+ * The vault's decision for each machine of the plan with these choices: one dry run of the plan
+ * operation (POST /v1/plans/{plan}/{op}?dryRun=true), which picks each machine's own operation and
+ * decides it exactly as the job will. Asked again whenever `key` changes (the body, the plan, a
+ * machine's state: planCheckKey). Only verdicts asked with the current key count: until they come,
+ * every machine is "checking", so a start can never go with choices the vault has not judged.
  */
 function useVerdicts(
   plan: Plan,
   op: PlanOperation,
-  items: ReadonlyMap<string, ItemView>,
   body: Record<string, unknown>,
   key: string,
 ): Map<string, Verdict> {
@@ -94,35 +66,40 @@ function useVerdicts(
   });
   useEffect(() => {
     let stale = false;
-    const all = plan.groups.flatMap((g) => g.items);
     setGot({ key, verdicts: new Map() });
-    const queue = [...all];
-    const path = `/v1/items/{item}/${itemOperation(op)}` as "/v1/items/{item}/failover";
-    const worker = async () => {
-      for (let pi = queue.shift(); pi !== undefined; pi = queue.shift()) {
-        let v = localRefusal(op, items.get(pi.id), pi);
-        if (v === null) {
-          try {
-            const r = await ok(
-              client.POST(path, {
-                params: { path: { item: pi.id }, query: { dryRun: true } },
-                body: body as never,
-              }),
-            );
-            v = { state: "ok", decision: r.decision };
-          } catch (err) {
-            const e = err as ApiError;
-            v = { state: "refused", code: e.code, message: e.message };
-          }
-        }
-        if (stale) return;
-        const id = pi.id;
-        const verdict = v;
-        setGot((g) => (g.key === key ? { key, verdicts: new Map(g.verdicts).set(id, verdict) } : g));
-      }
-    };
+    const path = `/v1/plans/{plan}/${op}` as "/v1/plans/{plan}/failover";
     const t = setTimeout(() => {
-      for (let i = 0; i < 6; i++) void worker();
+      ok(
+        client.POST(path, {
+          params: { path: { plan: plan.id }, query: { dryRun: true } },
+          body: body as never,
+        }),
+      ).then(
+        (r) => {
+          if (stale) return;
+          const verdicts = new Map<string, Verdict>();
+          for (const m of r.machines ?? []) {
+            verdicts.set(
+              m.itemId,
+              m.refused !== null
+                ? { state: "refused", code: m.refused.code, message: m.refused.message }
+                : { state: "ok", decision: m.decision ?? { direction: "", consequences: [] } },
+            );
+          }
+          setGot({ key, verdicts });
+        },
+        (err: ApiError) => {
+          if (stale) return;
+          // the plan itself refused (no groups, vault starting): every machine carries that refusal
+          const all = plan.groups.flatMap((g) => g.items);
+          setGot({
+            key,
+            verdicts: new Map(
+              all.map((pi) => [pi.id, { state: "refused", code: err.code, message: err.message }]),
+            ),
+          });
+        },
+      );
     }, 250);
     return () => {
       stale = true;
@@ -215,7 +192,7 @@ export function PlanOperationDialog(p: {
   const [error, setError] = useState<ApiError | null>(null);
   const body = planOperationBody(op, o);
   const key = planCheckKey(plan, op, body, p.items);
-  const verdicts = useVerdicts(plan, op, p.items, body, key);
+  const verdicts = useVerdicts(plan, op, body, key);
   const all = plan.groups.flatMap((g) => g.items);
   const views = all.flatMap((pi) => {
     const v = p.items.get(pi.id);
@@ -247,7 +224,7 @@ export function PlanOperationDialog(p: {
     try {
       const path = `/v1/plans/{plan}/${op}` as "/v1/plans/{plan}/failover";
       const r = await ok(client.POST(path, { params: { path: { plan: plan.name } }, body: body as never }));
-      p.onStarted(r.job.id);
+      if (r.job !== null) p.onStarted(r.job.id);
     } catch (err) {
       setError(err as ApiError);
       inFlight.current = false;

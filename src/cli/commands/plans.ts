@@ -187,14 +187,55 @@ interface Started {
   steps: string[];
 }
 
+interface Previewed {
+  plan: string;
+  operation: string;
+  machines: {
+    group: number;
+    item: string;
+    operation: string | null;
+    decision: { label: string; direction: string; irreversible: boolean; consequences: string[] } | null;
+    refused: { code: string; message: string } | null;
+  }[];
+}
+
+/** --dry-run: what each machine's own operation would do, group by group; nothing starts. */
+async function previewPlanOperation(
+  plan: string,
+  op: PlanOperation,
+  body: Record<string, unknown>,
+  o: Flags,
+): Promise<void> {
+  const client = vaultClient(o);
+  const r = await client.post<Previewed>(`/v1/plans/${seg(plan)}/${op}?dryRun=true`, body);
+  if (o.json) return printJson(r);
+  const refused = r.machines.filter((m) => m.refused !== null).length;
+  process.stdout.write(
+    `plan ${r.plan} ${op} (dry run): ${r.machines.length - refused} of ${r.machines.length} machines would run${refused > 0 ? `, ${refused} refused` : ""}\n`,
+  );
+  for (const m of r.machines) {
+    if (m.refused !== null) {
+      process.stdout.write(
+        `  group ${m.group}  ${m.item}: refused: ${m.refused.message} [${m.refused.code}]\n`,
+      );
+    } else if (m.decision !== null) {
+      process.stdout.write(
+        `  group ${m.group}  ${m.item}: ${m.decision.label} ${m.decision.direction}${m.decision.irreversible ? " (cannot be cancelled once started)" : ""}\n`,
+      );
+      for (const c of m.decision.consequences) process.stdout.write(`      - ${c}\n`);
+    }
+  }
+}
+
 async function runPlanOperation(
   plan: string,
   op: PlanOperation,
   body: Record<string, unknown>,
-  o: Flags & { wait?: boolean },
+  o: Flags & { wait?: boolean; dryRun?: boolean },
 ): Promise<void> {
-  const client = vaultClient(o);
   const clean = Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
+  if (o.dryRun === true) return previewPlanOperation(plan, op, clean, o);
+  const client = vaultClient(o);
   const r = await client.post<Started>(`/v1/plans/${seg(plan)}/${op}`, clean);
   if (!o.json) {
     process.stdout.write(`plan ${r.plan} ${op}: started job ${r.job.id} (${r.steps.length} steps)\n`);
@@ -386,6 +427,7 @@ export function register(program: Command): void {
       cmd = cmd.option("--notes <text>", "notes on the drill, kept in each job");
     withVault(cmd)
       .option("--wait", "follow the plan's job group by group until it finishes (exit 0 done, 1 failed)")
+      .option("--dry-run", "say what each machine's operation would do now, group by group; start nothing")
       .option("--json", "print the vault's answer (with --wait: the finished job) as JSON")
       .addHelpText(
         "after",
@@ -396,6 +438,7 @@ export function register(program: Command): void {
           ref: string,
           o: Flags & {
             wait?: boolean;
+            dryRun?: boolean;
             point?: string;
             shutdownSource?: boolean;
             planned?: boolean;

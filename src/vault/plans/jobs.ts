@@ -35,15 +35,16 @@ import {
   type StepDef,
 } from "../jobs/types.ts";
 import { instancesAt, type OpsContext, sleep } from "../operations/context.ts";
-import { type OperationRequest, startOperation } from "../operations/index.ts";
+import { type OperationRequest, preview, startOperation } from "../operations/index.ts";
 import { baseEnv, type CommandResult, howItEnded, runCommand, stderrForSentence } from "./commands.ts";
 import {
   type MachineResult,
   type PlanJobOptions,
   type PlanJobParams,
   PlanJobParamsSchema,
+  type PlanMachineDecision,
 } from "./schema.ts";
-import { activePlanJob, PLAN_KIND_PREFIX, planBusy } from "./store.ts";
+import { activePlanJob, type LoadedPlan, loadPlan, PLAN_KIND_PREFIX, planBusy } from "./store.ts";
 
 const POLL_MS = 500;
 
@@ -126,6 +127,61 @@ function requestFor(op: OperationName, o: PlanJobOptions): OperationRequest {
     case "disable":
       throw new Error(`a plan does not run ${op}`);
   }
+}
+
+/**
+ * A plan operation's dry run: what each machine's own operation would be and what the lifecycle core
+ * decides for it now, group by group, through the same choice of operation and request the job makes
+ * (itemOperationFor, requestFor) and the same decision as an item's dry run. Nothing starts. A refused
+ * machine is what the job would count as that machine's failure.
+ */
+export async function previewPlanOperation(
+  ops: OpsContext,
+  planRef: string,
+  op: PlanOperation,
+  options: PlanJobOptions,
+): Promise<{ plan: LoadedPlan; steps: string[]; machines: PlanMachineDecision[] }> {
+  const p = await loadPlan(ops.db, planRef);
+  if (p.definition.groups.length === 0) {
+    throw new SwitchbackError(
+      "PLAN_OPERATION_NOT_ALLOWED",
+      `recovery plan ${p.row.name} has no groups, so ${op} has nothing to do; add one with 'switchback plans add-group ${p.row.name} ITEM…'`,
+    );
+  }
+  const site = await siteNames(ops);
+  const machines: PlanMachineDecision[] = [];
+  for (const [g, group] of p.definition.groups.entries()) {
+    for (const ref of group.items) {
+      const row: PlanMachineDecision = {
+        group: g + 1,
+        itemId: ref,
+        item: ref,
+        operation: null,
+        decision: null,
+        refused: null,
+      };
+      try {
+        const it = await loadItem(ops.db, ref);
+        row.itemId = it.row.id;
+        row.item = it.row.name;
+        const itemOp = itemOperationFor(op, it.state, site);
+        if (isRefusal(itemOp)) throw new SwitchbackError(itemOp.code, itemOp.message);
+        row.operation = itemOp;
+        const { decision } = await preview(ops, it.row.id, requestFor(itemOp, options));
+        row.decision = {
+          label: decision.label,
+          direction: decision.direction,
+          irreversible: decision.irreversible,
+          consequences: decision.consequences,
+        };
+      } catch (err) {
+        if (!(err instanceof SwitchbackError)) throw err;
+        row.refused = { code: err.code, message: err.message };
+      }
+      machines.push(row);
+    }
+  }
+  return { plan: p, steps: planSteps(p.definition, op).map((s) => s.name), machines };
 }
 
 async function siteNames(ops: OpsContext): Promise<(id: string) => string> {

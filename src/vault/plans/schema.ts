@@ -236,12 +236,39 @@ export const PlanViewSchema = Type.Object({
 });
 export type PlanView = Static<typeof PlanViewSchema>;
 
+/** What a plan operation would do to one machine: its own operation's decision, or why it is refused. */
+export const PlanMachineDecisionSchema = Type.Object({
+  group: Type.Integer({ description: "1-based" }),
+  itemId: Type.String(),
+  item: Type.String({ description: "the item's name" }),
+  /** the item's own operation (a plan failback is each item's failover) */
+  operation: Type.Union([Type.String(), Type.Null()]),
+  decision: Type.Union([
+    Type.Object({
+      label: Type.String(),
+      direction: Type.String(),
+      irreversible: Type.Boolean(),
+      consequences: Type.Array(Type.String()),
+    }),
+    Type.Null(),
+  ]),
+  refused: Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()]),
+});
+export type PlanMachineDecision = Static<typeof PlanMachineDecisionSchema>;
+
 export const PlanStartedSchema = Type.Object({
-  job: Type.Object({ id: Type.String(), kind: Type.String(), state: Type.String() }),
+  job: Type.Union(
+    [Type.Object({ id: Type.String(), kind: Type.String(), state: Type.String() }), Type.Null()],
+    {
+      description: "null for a dry run",
+    },
+  ),
   plan: Type.String(),
   operation: Type.String(),
   /** the steps the job will run, in order */
   steps: Type.Array(Type.String()),
+  /** a dry run only: each machine's decision, group by group, as the job would ask for it now */
+  machines: Type.Optional(Type.Array(PlanMachineDecisionSchema)),
 });
 
 export const PlanConfirmedSchema = Type.Object({

@@ -6,6 +6,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { SwitchbackError } from "../../../domain/errors.ts";
 import { PLAN_OPERATIONS, type PlanOperation } from "../../../domain/plan.ts";
+import { previewPlanOperation } from "../../plans/jobs.ts";
 import {
   AddActionSchema,
   CreatePlanSchema,
@@ -183,6 +184,17 @@ export function plansRoutes(app: FastifyInstance, deps: VaultDeps): void {
       tags: ["plans"],
       summary: SUMMARIES[op],
       params: PlanParams,
+      query: Type.Object(
+        {
+          dryRun: Type.Optional(
+            Type.Boolean({
+              description:
+                "decide only: each machine's own operation and the vault's decision or refusal for it now, group by group",
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
       body: PlanOperationBodies[op],
       status: 202,
       response: PlanStartedSchema,
@@ -194,6 +206,11 @@ export function plansRoutes(app: FastifyInstance, deps: VaultDeps): void {
             b[k] !== undefined ? [[k, b[k]]] : [],
           ),
         );
+        if (req.query.dryRun === true) {
+          if (deps.dr === undefined) engine(); // the same VAULT_STARTING answer
+          const d = await previewPlanOperation(deps.dr!.ops, req.params.plan, op, options);
+          return { job: null, plan: d.plan.row.name, operation: op, steps: d.steps, machines: d.machines };
+        }
         const r = await startPlanOperation(db, engine(), req.params.plan, op, options, principalOf(req).name);
         return {
           job: { id: r.job.id, kind: r.job.kind, state: r.job.state },
