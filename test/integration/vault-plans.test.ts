@@ -523,6 +523,15 @@ describe("recovery plans through the vault", { timeout: 600_000 }, () => {
     assert.match(r.stdout, /job job-\w+ \(plan-test-failover-cleanup\) succeeded/);
     const all = await items();
     for (const m of MACHINES) assert.equal(all[m].drill, null, `${m}'s drill copy is gone`);
+    // the jobs list filters by kind on the vault
+    const cleanups = (await api("GET", "/v1/jobs?kind=test-failover-cleanup&limit=1000")).body as Json[];
+    assert.equal(cleanups.length, MACHINES.length, "one cleanup job per machine");
+    assert.ok(cleanups.every((j) => j.kind === "test-failover-cleanup"));
+    const planJobs = (await api("GET", "/v1/jobs?kind=plan-test-failover-cleanup")).body as Json[];
+    assert.deepEqual(
+      planJobs.map((j) => j.kind),
+      ["plan-test-failover-cleanup"],
+    );
   });
 
   it("fails over (planned), commits, reprotects and fails back, group by group", async (t) => {

@@ -24,8 +24,6 @@ import {
 export { JobPage } from "./job-page.tsx";
 
 const PAGE = 50;
-/** Kinds are filtered here (the API filters by item, plan and state), so pages are bigger then. */
-const KIND_PAGE = 250;
 const ACTIVE_MS = 4000;
 const IDLE_MS = 30_000;
 
@@ -53,7 +51,7 @@ function useJobList(f: Filters) {
   const [loadingOlder, setLoadingOlder] = useState(false);
   const current = useRef<ListState | undefined>(undefined);
   const gen = useRef(0);
-  const size = f.kind !== "" ? KIND_PAGE : PAGE;
+  const size = PAGE;
   const fetchPage = useCallback(
     (limit: number, before?: string) =>
       ok(
@@ -64,12 +62,13 @@ function useJobList(f: Filters) {
               ...(f.state !== "" ? { state: f.state as Job["state"] as never } : {}),
               ...(f.item !== "" ? { item: f.item } : {}),
               ...(f.plan !== "" ? { plan: f.plan } : {}),
+              ...(f.kind !== "" ? { kind: f.kind } : {}),
               ...(before !== undefined ? { before } : {}),
             },
           },
         }),
       ),
-    [f.state, f.item, f.plan],
+    [f.state, f.item, f.plan, f.kind],
   );
   const set = (s: ListState) => {
     current.current = s;

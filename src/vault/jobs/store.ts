@@ -95,6 +95,8 @@ export interface ListJobsQuery {
   itemId?: string;
   planId?: string;
   state?: JobState;
+  /** only jobs of this kind (test-failover, plan-failover, …) */
+  kind?: string;
   /** at most this many, newest first (default 50, at most 1000) */
   limit?: number;
   /** page on: only jobs created before this one */
@@ -106,6 +108,7 @@ export async function listJobs(db: Kysely<VaultDatabase>, q: ListJobsQuery): Pro
   if (q.itemId !== undefined) query = query.where("item_id", "=", q.itemId);
   if (q.planId !== undefined) query = query.where("plan_id", "=", q.planId);
   if (q.state !== undefined) query = query.where("state", "=", q.state);
+  if (q.kind !== undefined) query = query.where("kind", "=", q.kind);
   if (q.before !== undefined) {
     const cursor = await db
       .selectFrom("jobs")

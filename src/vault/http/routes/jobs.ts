@@ -87,6 +87,9 @@ export function jobsRoutes(app: FastifyInstance, deps: VaultDeps): void {
             ["queued", "running", "waiting", "succeeded", "failed", "cancelled"].map((s) => Type.Literal(s)),
           ),
         ),
+        kind: Type.Optional(
+          Type.String({ minLength: 1, maxLength: 64, description: "only jobs of this kind, e.g. failover" }),
+        ),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
         before: Type.Optional(Type.String({ maxLength: 64 })),
       },
@@ -108,6 +111,7 @@ export function jobsRoutes(app: FastifyInstance, deps: VaultDeps): void {
         ...(itemId !== undefined ? { itemId } : {}),
         ...(q.plan !== undefined ? { planId: q.plan } : {}),
         ...(q.state !== undefined ? { state: q.state as never } : {}),
+        ...(q.kind !== undefined ? { kind: q.kind } : {}),
         limit: q.limit ?? 50,
         ...(q.before !== undefined ? { before: parseJobId(q.before) } : {}),
       }) as never;
