@@ -69,7 +69,12 @@ export const OPERATIONS: readonly OperationName[] = [
 ];
 
 export type Operation =
-  | { op: "test-failover"; point: PointRequest }
+  | {
+      op: "test-failover";
+      point: PointRequest;
+      /** the test network the copy joins, when the vault knows its name (named in the decision) */
+      network?: string;
+    }
   | { op: "test-failover-cleanup"; notes: string }
   | { op: "failover"; point: PointRequest; shutdownSource: boolean; planned: boolean }
   | { op: "change-point"; point: PointRequest }
@@ -139,7 +144,7 @@ export function decide(s: ItemState, o: Operation, f: OperationFacts): Decision 
         label: "test failover",
         drain: needsDrain(o.point),
         consequences: [
-          `starts a copy of the machine at ${s.target} on its test network; replication goes on`,
+          `starts a copy of the machine at ${s.target} on ${o.network !== undefined ? `test network ${o.network}` : "its test network"}; replication goes on`,
         ],
       };
     }

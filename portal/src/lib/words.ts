@@ -27,28 +27,30 @@ export function phaseWords(phase: string): string {
   return PHASE_WORDS[phase] ?? phase;
 }
 
-/** The one word an operator scans the list for, with its tone. */
+/**
+ * The one word an operator scans the list for, with its tone: the vault's own health summary (what
+ * the list's filters and counts use), in words.
+ */
 export function health(it: ItemView): { tone: Tone; word: string; why: string } {
   const h = it.health;
   if (h.resyncRequired) return { tone: "bad", word: "Resync", why: "a full resynchronisation is required" };
-  if (it.phase === "initial-replication") {
-    return {
-      tone: "info",
-      word: "Initial",
-      why: h.initialReplication ? `initial replication ${Math.round(h.initialReplication.percent)} %` : "",
-    };
-  }
-  switch (h.rpoStatus) {
-    case "healthy":
+  switch (h.summary) {
+    case "initial":
+      return {
+        tone: "info",
+        word: "Initial",
+        why: h.initialReplication ? `initial replication ${Math.round(h.initialReplication.percent)} %` : "",
+      };
+    case "ok":
       return { tone: "ok", word: "Healthy", why: "RPO within its threshold" };
     case "warning":
       return { tone: "warn", word: "Warning", why: "RPO above 80 % of its threshold" };
     case "critical":
       return { tone: "bad", word: "Critical", why: "RPO above its threshold" };
-    case "unknown":
-      return { tone: "muted", word: "No point yet", why: "no recovery point yet" };
     default:
-      return { tone: "muted", word: "Not replicating", why: `${phaseWords(it.phase)}: RPO does not apply` };
+      return h.rpoStatus === "unknown"
+        ? { tone: "muted", word: "No point yet", why: "no recovery point yet" }
+        : { tone: "muted", word: "Not replicating", why: `${phaseWords(it.phase)}: RPO does not apply` };
   }
 }
 

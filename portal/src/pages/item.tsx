@@ -2,10 +2,10 @@
 // last 24 h, its target settings (editable) and disks, its jobs, and the operations its state allows,
 // each as a dialog that previews the decision before anything starts.
 import { useState } from "preact/hooks";
-import { type ApiError, client, type ItemView, type Operation, ok } from "../api/client.ts";
+import { type ApiError, client, type ItemView, type Machine, type Operation, ok } from "../api/client.ts";
 import { OperationDialog } from "../dialogs/index.tsx";
 import { bytes, duration, percent, time } from "../lib/format.ts";
-import { useLive } from "../lib/live.ts";
+import { type Live, useLive } from "../lib/live.ts";
 import { useReadOnly } from "../lib/me.ts";
 import { isFailback } from "../lib/operation-rules.ts";
 import { href, navigate, replaceQuery } from "../lib/router.ts";
@@ -153,13 +153,9 @@ function PointsPanel(p: { it: ItemView }) {
   );
 }
 
-function SummaryPanel(p: { it: ItemView }) {
+function SummaryPanel(p: { it: ItemView; machine: Live<Machine | undefined> }) {
   const it = p.it;
-  const m = useLive(
-    () => ok(client.GET("/v1/machines/{machine}", { params: { path: { machine: it.machineId } } })),
-    10_000,
-    [it.machineId],
-  );
+  const m = p.machine;
   const mm = m.data;
   return (
     <section class="panel" aria-labelledby="summary-h">
@@ -258,12 +254,8 @@ function Charts(p: { it: ItemView; onPick: (id: string) => void }) {
   );
 }
 
-function DisksTab(p: { it: ItemView }) {
-  const m = useLive(
-    () => ok(client.GET("/v1/machines/{machine}", { params: { path: { machine: p.it.machineId } } })),
-    0,
-    [p.it.machineId],
-  );
+function DisksTab(p: { it: ItemView; machine: Live<Machine | undefined> }) {
+  const m = p.machine;
   if (m.data === undefined)
     return m.error !== null ? <ErrorBanner error={m.error} /> : <Loading what="disks" />;
   const roles = p.it.targetSettings.diskRoles ?? {};
@@ -357,6 +349,16 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
     5000,
     [p.item],
   );
+  // the machine, read once for the summary and the disks tab (both show it)
+  const machineId = live.data?.machineId;
+  const machine = useLive(
+    () =>
+      machineId === undefined
+        ? Promise.resolve(undefined)
+        : ok(client.GET("/v1/machines/{machine}", { params: { path: { machine: machineId } } })),
+    10_000,
+    [machineId],
+  );
   const [dialog, setDialog] = useState<{ op: Operation; point?: string } | null>(null);
   const readOnly = useReadOnly();
   const tab = p.query.get("tab") ?? "settings";
@@ -422,7 +424,7 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
       <div class="grid">
         <HealthPanel it={it} />
         <PointsPanel it={it} />
-        <SummaryPanel it={it} />
+        <SummaryPanel it={it} machine={machine} />
       </div>
       <Charts it={it} onPick={onPick} />
       <Tabs
@@ -436,7 +438,7 @@ export function ItemPage(p: { item: string; query: URLSearchParams }) {
         ]}
       >
         {tab === "disks" ? (
-          <DisksTab it={it} />
+          <DisksTab it={it} machine={machine} />
         ) : tab === "jobs" ? (
           <JobsTab it={it} />
         ) : (

@@ -15,6 +15,7 @@ import {
   isPlanOperation,
   machinesOf,
   PLAN_OPERATION_WORDS,
+  type PlannedAction,
   type PlanOperation,
   runOrder,
   waitingAt,
@@ -80,6 +81,27 @@ export function ActionText(p: { a: StoredAction }) {
       <span class="plan-action-kind">{kind}</span>{" "}
       {a.kind === "manual" ? <span>{a.message}</span> : <code class="plan-cmd">{a.run}</code>}
     </span>
+  );
+}
+
+/** An action before or after a group's machines: what it does, how it ended, how long it took. */
+function ActionRow(p: {
+  a: PlannedAction<StoredAction>;
+  when: "Before" | "After";
+  step: Step | undefined;
+  now: number;
+  waiting: boolean;
+}) {
+  return (
+    <li>
+      <span class="plan-when">{p.when}</span>
+      <span class="step-name">
+        <ActionText a={p.a.action} />
+      </span>
+      <ActionOutcome step={p.step} />
+      <span class="muted nowrap">{stepTook(p.step, p.now)}</span>
+      <StepBadge step={p.step} waiting={p.waiting} />
+    </li>
   );
 }
 
@@ -439,15 +461,14 @@ export function RunView(p: {
                 </div>
                 <ol class="steps plan-steps">
                   {pre.map((a) => (
-                    <li key={a.step}>
-                      <span class="plan-when">Before</span>
-                      <span class="step-name">
-                        <ActionText a={a.action} />
-                      </span>
-                      <ActionOutcome step={steps.get(a.step)} />
-                      <span class="muted nowrap">{stepTook(steps.get(a.step), now)}</span>
-                      <StepBadge step={steps.get(a.step)} waiting={waiting?.step === a.step} />
-                    </li>
+                    <ActionRow
+                      key={a.step}
+                      a={a}
+                      when="Before"
+                      step={steps.get(a.step)}
+                      now={now}
+                      waiting={waiting?.step === a.step}
+                    />
                   ))}
                   <li class="plan-step-items">
                     <span class="plan-when">Machines</span>
@@ -458,15 +479,14 @@ export function RunView(p: {
                     <StepBadge step={itemsStep} waiting={false} />
                   </li>
                   {post.map((a) => (
-                    <li key={a.step}>
-                      <span class="plan-when">After</span>
-                      <span class="step-name">
-                        <ActionText a={a.action} />
-                      </span>
-                      <ActionOutcome step={steps.get(a.step)} />
-                      <span class="muted nowrap">{stepTook(steps.get(a.step), now)}</span>
-                      <StepBadge step={steps.get(a.step)} waiting={waiting?.step === a.step} />
-                    </li>
+                    <ActionRow
+                      key={a.step}
+                      a={a}
+                      when="After"
+                      step={steps.get(a.step)}
+                      now={now}
+                      waiting={waiting?.step === a.step}
+                    />
                   ))}
                 </ol>
               </li>

@@ -280,7 +280,10 @@ export async function preview(
   r: OperationRequest,
 ): Promise<{ item: LoadedItem; decision: PreviewDecision }> {
   const it = await loadItem(ctx.db, itemRef);
-  const op = toOperation(r);
+  let op = toOperation(r);
+  // a drill joins the network it asks for, or the item's own test network
+  const drillNetwork = r.op === "test-failover" ? (r.testNetwork ?? it.settings.testNetwork) : undefined;
+  if (op.op === "test-failover" && drillNetwork !== undefined) op = { ...op, network: drillNetwork };
   // the core compares sites and writes them into its sentences: give it their names (unique)
   const named = {
     ...it.state,
@@ -304,21 +307,11 @@ export async function preview(
       };
     }
   }
-  let decided: Decision = d;
-  if (r.op === "test-failover") {
-    const net = r.testNetwork ?? it.settings.testNetwork;
-    if (net !== undefined && it.settings.network !== undefined && net === it.settings.network) {
-      throw new SwitchbackError(
-        "DRILL_ON_PRODUCTION_NETWORK",
-        `test network ${net} is the item's production network; a drill copy there would clash with the running machine, so choose an isolated network`,
-      );
-    }
-    if (net !== undefined) {
-      decided = {
-        ...d,
-        consequences: d.consequences.map((c) => c.replace("on its test network", `on test network ${net}`)),
-      };
-    }
+  if (drillNetwork !== undefined && drillNetwork === it.settings.network) {
+    throw new SwitchbackError(
+      "DRILL_ON_PRODUCTION_NETWORK",
+      `test network ${drillNetwork} is the item's production network; a drill copy there would clash with the running machine, so choose an isolated network`,
+    );
   }
   if (r.op === "reprotect") {
     const refusals = checkReprotect((await reprotectFacts(ctx, it, r)).facts);
@@ -326,7 +319,7 @@ export async function preview(
       throw new SwitchbackError(refusals[0]!.code, refusals.map((x) => x.message).join("; "));
     }
   }
-  return { item: it, decision: point === undefined ? decided : { ...decided, point } };
+  return { item: it, decision: point === undefined ? d : { ...d, point } };
 }
 
 /** Decides, then creates the operation's job. */
