@@ -24,7 +24,7 @@ import { bestOf, markdown, resultTable } from "./lib/table.ts";
 import { benchWorkdir } from "./lib/workdir.ts";
 
 const CHANGE_FRACTION = 0.01;
-const TOOLS = ["switchback", "rsync", "rsync-b4096", "restic"] as const;
+const TOOLS = ["switchback", "switchback-device", "rsync", "rsync-b4096", "restic"] as const;
 type ToolName = (typeof TOOLS)[number];
 
 function fail(message: string): never {
@@ -53,6 +53,7 @@ if (opt.help) {
       "  --runs 2         runs per tool; the table shows each step's best run",
       "  --seed 1         seed of the image and of the change",
       `  --tools LIST     comma-separated subset of ${TOOLS.join(",")}`,
+      "                   (switchback-device: the image through a loop device, the write journal between points; root)",
       "  --tmp DIR        where the temp folder goes (default the system's temp folder)",
       "  --keep           keep the temp folder",
       "  --no-prime       do not touch memory before the runs (see bench/lib/prime.ts)",
@@ -80,6 +81,14 @@ const seed = Number(opt.seed);
 if (!Number.isInteger(seed)) fail(`--seed ${opt.seed} must be an integer`);
 const tools = opt.tools.split(",").map((t) => t.trim()) as ToolName[];
 for (const t of tools) if (!TOOLS.includes(t)) fail(`--tools: unknown tool ${t}; use ${TOOLS.join(",")}`);
+if (tools.includes("switchback-device") && (process.getuid?.() !== 0 || which("losetup") === null)) {
+  // a loop device and the kernel's trace need root
+  if (opt.tools !== TOOLS.join(",")) fail("--tools switchback-device needs root and losetup");
+  tools.splice(tools.indexOf("switchback-device"), 1);
+  process.stderr.write(
+    "bench:replication: not root: skipping switchback-device (a loop device and tracefs need root)\n",
+  );
+}
 
 // the peers must be there: this is a comparison, not a Switchback-only figure
 const missing = [
@@ -142,6 +151,7 @@ try {
   const profileDir = opt.profile === undefined ? undefined : path.resolve(opt.profile);
   const runners: Record<ToolName, ToolRunner> = {
     switchback: switchbackRunner(profileDir),
+    "switchback-device": switchbackRunner(profileDir, true),
     rsync: rsyncRunner(),
     "rsync-b4096": rsyncRunner(4096),
     restic: resticRunner,

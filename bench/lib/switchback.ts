@@ -1,9 +1,9 @@
 // Switchback in the benchmark: the CLI as a child process, as an operator runs it, with its --json
 // figures (bytesSent, durationMs, changedBlocks). Store = the datastore folder; metadata = its points/
 // and index/ folders; agent state = the --state folder.
-import { copyFileSync, mkdirSync } from "node:fs";
+import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs";
 import path from "node:path";
-import { sameContent } from "./image.ts";
+import { BENCH_BLOCK, type Change, sameContent } from "./image.ts";
 import { run } from "./run.ts";
 import { type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
 import { treeBytes } from "./sizes.ts";
@@ -24,9 +24,55 @@ interface RestoreJson {
   blocksWritten: number;
 }
 
-/** `profileDir`: write V8 CPU profiles of every CLI run there, one folder per step. */
-export function switchbackRunner(profileDir?: string) {
+/**
+ * `profileDir`: write V8 CPU profiles of every CLI run there, one folder per step.
+ * `device`: replicate the image through a loop device, as a protected machine's disk is a block
+ * device, with the change written through that device (root only): the write journal then tracks it
+ * between the points.
+ */
+export function switchbackRunner(profileDir?: string, device = false) {
   return (s: Scenario): ToolRun => {
+    if (!device) return runSwitchback(s, s.disk, s.changeDisk, "Switchback", profileDir);
+    const dev = run("losetup", ["-f", "--show", s.disk]).stdout.trim();
+    try {
+      const r = runSwitchback(
+        s,
+        dev,
+        () => writeChange(dev, s.change),
+        "Switchback, block device",
+        profileDir,
+      );
+      r.notes.push(
+        `the image through loop device ${dev}, the change written through it; the write journal (tracefs) sees it between the points`,
+      );
+      return r;
+    } finally {
+      run("losetup", ["-d", dev]);
+    }
+  };
+}
+
+/** The benchmark's change, written through a block device and flushed. */
+function writeChange(dev: string, change: Change): void {
+  const fd = openSync(dev, "r+");
+  try {
+    change.blocks.forEach((b, i) => {
+      writeSync(fd, change.data, i * BENCH_BLOCK, BENCH_BLOCK, b * BENCH_BLOCK);
+    });
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function runSwitchback(
+  s: Scenario,
+  disk: string,
+  changeDisk: () => void,
+  tool: string,
+  profileDir: string | undefined,
+): ToolRun {
+  {
     const ds = path.join(s.work, "datastore");
     const state = path.join(s.work, "agent-state");
     const notes: string[] = [];
@@ -42,7 +88,7 @@ export function switchbackRunner(profileDir?: string) {
       settle();
       const r = sb(name, [
         "replicate-once",
-        ...["--datastore", ds, "--item", "bench", "--disk", s.disk, "--state", state],
+        ...["--datastore", ds, "--item", "bench", "--disk", disk, "--state", state],
         ...["--snapshot", "none", "--json"],
       ]);
       return { r, j: JSON.parse(r.stdout) as ReplicateJson };
@@ -55,7 +101,7 @@ export function switchbackRunner(profileDir?: string) {
     const storeFull = treeBytes(ds);
     const metaFull = metadata();
 
-    s.changeDisk();
+    changeDisk();
     const incr = replicate("incremental");
     if (incr.j.mode !== "incremental") notes.push(`the second point was ${incr.j.mode}, not incremental`);
     if (incr.j.changedBlocks !== s.change.blocks.length) {
@@ -92,7 +138,7 @@ export function switchbackRunner(profileDir?: string) {
     );
 
     return {
-      tool: "Switchback",
+      tool,
       full: {
         ...step(full.r),
         toolSeconds: full.j.durationMs / 1000,
@@ -112,5 +158,5 @@ export function switchbackRunner(profileDir?: string) {
       stateBytes: treeBytes(state),
       notes,
     };
-  };
+  }
 }

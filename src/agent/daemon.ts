@@ -6,6 +6,7 @@
 import type { Logger } from "pino";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName } from "../domain/ids.ts";
+import { changeJournalFactory } from "../replication/journal.ts";
 import { RemoteSink } from "../replication/remote-sink.ts";
 import { type ReplicateResult, replicateOnce, type SnapshotMode } from "../replication/replicate.ts";
 import { type TrackMode, writeTrackerFactory } from "../replication/write-tracker.ts";
@@ -24,8 +25,9 @@ export interface AgentDaemonOptions {
   hookTimeoutMs?: number;
   snapshot?: SnapshotMode;
   /**
-   * kernel write tracking while a freeze-mode point pre-copies (default auto: tracefs when root), so
-   * that only what was written meanwhile is read again while frozen, not the whole disks
+   * kernel write tracking (default auto: tracefs when root): between points (the write journal), so
+   * that a point reads only what was written since the last one, and while a freeze-mode point
+   * pre-copies, so that only what was written meanwhile is read again while frozen
    */
   track?: TrackMode;
   /** how long one call to the process server keeps retrying */
@@ -62,10 +64,12 @@ export class AgentDaemon {
   #running: Promise<unknown> | null = null;
 
   readonly #tracker: ReturnType<typeof writeTrackerFactory>;
+  readonly #journal: ReturnType<typeof changeJournalFactory>;
 
   constructor(o: AgentDaemonOptions) {
     this.#o = o;
     this.#tracker = writeTrackerFactory(o.track ?? "auto");
+    this.#journal = changeJournalFactory(o.track ?? "auto");
   }
 
   /** True while a point is being taken. */
@@ -174,6 +178,7 @@ export class AgentDaemon {
         hookTimeoutMs: o.hookTimeoutMs,
         snapshot: o.snapshot,
         ...(this.#tracker !== undefined ? { tracker: this.#tracker } : {}),
+        ...(this.#journal !== undefined ? { journal: this.#journal } : {}),
         ...(o.diskUuids !== undefined ? { diskUuids: o.diskUuids } : {}),
         ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {}),
       });

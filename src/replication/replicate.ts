@@ -21,6 +21,7 @@ import { AgentState, type DiskHashes, sharedHashes } from "./agent-state.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
+import type { ChangeJournalFactory } from "./journal.ts";
 import { type Batch, blockCount, type ScanJob, unitCount } from "./scan.ts";
 import { scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
@@ -75,6 +76,8 @@ export interface ReplicateOptions {
   /** explicit mount points to freeze (default: found from the disks) */
   freezeMounts?: string[];
   tracker?: WriteTrackerFactory;
+  /** change tracking between points (journal.ts): a pass then reads only what was written since the last point */
+  journal?: ChangeJournalFactory;
   workers?: number;
   onProgress?: (p: { bytesRead: number; totalBytes: number }) => void;
   /**
@@ -102,6 +105,8 @@ export interface ReplicateResult {
   frozenUnits: number;
   /** disks whose frozen re-read the write tracker narrowed down */
   trackedDisks: number;
+  /** disks whose pass the write journal narrowed down to what was written since the last point */
+  journaledDisks: number;
   warnings: string[];
   hooks: HookRun[];
   disks: { uuid: string; path: string; sizeBytes: number; changedBlocks: number }[];
@@ -292,17 +297,26 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
 
   // the instant
   const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
+  // the write journal follows block devices (and loop-attached images); a reflink point reads its clones
+  const journal =
+    o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
+  let journaledDisks = 0;
+  /** what a pass reads first: per disk, the units written since the last point, or null (everything) */
+  const sinceLast = async (): Promise<([number, number][] | null)[]> => {
+    if (journal === null) return infos.map(() => null);
+    const r = await journal.since(mode === "incremental" ? state.machine.lastPointId : null);
+    journaledDisks = r.filter((x) => x !== null).length;
+    warnings.push(...journal.warnings);
+    return r;
+  };
   let maxFreezeMs = 0;
   let frozenUnits = 0;
   let trackedDisks = 0;
   if (snapshot.kind === "freeze") {
+    // the write tracker starts before the journal is read: between them they miss no write
     const tracker = o.tracker ? await o.tracker(infos) : null;
     try {
-      await pass(
-        infos,
-        infos.map(() => null),
-        prev,
-      ); // pre-copy while the machine runs
+      await pass(infos, await sinceLast(), prev); // pre-copy while the machine runs
       await quiesced(async () => {
         await preHooks();
         // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
@@ -366,11 +380,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     await quiesced(async () => {
       await preHooks();
       try {
-        await pass(
-          infos,
-          infos.map(() => null),
-          prev,
-        );
+        await pass(infos, await sinceLast(), prev);
       } finally {
         await postHooks();
       }
@@ -426,6 +436,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   };
   await o.sink.commit(manifest);
   state.commit(pointId, o.sink.target, next);
+  journal?.committed(pointId);
   return {
     pointId,
     parent: latest?.id ?? null,
@@ -441,6 +452,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     maxFreezeMs: round2(maxFreezeMs),
     frozenUnits,
     trackedDisks,
+    journaledDisks,
     warnings,
     hooks: hookRuns,
     disks: infos.map((d, i) => ({

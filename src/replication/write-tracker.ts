@@ -30,8 +30,11 @@ import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
+import { toUnitRanges } from "./ranges.ts";
 import type { WriteTracker } from "./replicate.ts";
-import { UNIT_BYTES, unitCount } from "./scan.ts";
+import { unitCount } from "./scan.ts";
+
+export { toUnitRanges };
 
 const TRACEFS_CANDIDATES = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 const INSTANCE_PREFIX = "switchback-";
@@ -101,6 +104,16 @@ function wholeDiskWindows(devno: string, addBytes: number): Window[] {
   return w;
 }
 
+/**
+ * The device's disk sequence number (kernel 5.15+: new at every attach of a loop device, every media
+ * change), so that a device detached and attached again under the same number is not taken for the one
+ * traced before.
+ */
+function seq(devno: string): string {
+  const s = readSys(`/sys/dev/block/${devno}/diskseq`);
+  return s === null ? "" : `#${s}`;
+}
+
 function isBlkMq(devno: string): boolean {
   return existsSync(`/sys/dev/block/${devno}/mq`);
 }
@@ -129,13 +142,17 @@ export function planDisk(disk: DiskInfo): DiskPlan {
       const untrackable = isBlkMq(whole)
         ? null
         : `${disk.path} is not on a blk-mq device; its completions cannot be traced`;
-      return { windows, untrackable, key: `${whole}+${s}` };
+      return { windows, untrackable, key: `${whole}${seq(whole)}+${s}` };
     }
     const untrackable = isBlkMq(devno)
       ? null
       : `${disk.path} is not a blk-mq device; its completions cannot be traced`;
     const windows = wholeDiskWindows(devno, 0);
-    return { windows, untrackable, key: windows.map((w) => `${w.dev}/${w.shiftSectors}`).join(",") };
+    return {
+      windows,
+      untrackable,
+      key: windows.map((w) => `${w.dev}/${w.shiftSectors}`).join(",") + seq(devno),
+    };
   }
   // an image file: trace the loop devices backed by it
   const real = realpathSync(disk.path);
@@ -154,12 +171,23 @@ export function planDisk(disk: DiskInfo): DiskPlan {
     const devno = readSys(`/sys/block/${l}/dev`)!;
     const offset = Number(readSys(`/sys/block/${l}/loop/offset`) ?? "0");
     windows.push(...wholeDiskWindows(devno, offset));
-    keys.push(`${devno}@${offset}`);
+    keys.push(`${devno}${seq(devno)}@${offset}`);
     if (!isBlkMq(devno)) untrackable = `loop device /dev/${l} is not blk-mq`;
   }
   if (windows.length === 0)
     untrackable = `${disk.path} is not attached to a loop device, so its writes cannot be traced`;
   return { windows, untrackable, key: keys.sort().join(",") };
+}
+
+function requireTracefs(): string {
+  const tracefs = findTracefs();
+  if (tracefs === null) {
+    throw new SwitchbackError(
+      "TRACKER_UNAVAILABLE",
+      "tracefs is not mounted at /sys/kernel/tracing and could not be mounted; run as root on a kernel with tracing, or use --track none",
+    );
+  }
+  return tracefs;
 }
 
 export function findTracefs(): string | null {
@@ -211,11 +239,14 @@ export class TracefsWriteTracker implements WriteTracker {
   #timer: NodeJS.Timeout | undefined;
   #partial = "";
   #stopped = false;
+  /** a journal's instance outlives the process: never drained in the background, kept at detach */
+  readonly #persistent: boolean;
 
-  private constructor(disks: DiskInfo[], plans: DiskPlan[], dir: string) {
+  private constructor(disks: DiskInfo[], plans: DiskPlan[], dir: string, persistent = false) {
     this.#disks = disks;
     this.#plans = plans;
     this.#dir = dir;
+    this.#persistent = persistent;
     this.#seen = disks.map(() => []);
     this.#lost = plans.map((p) => p.untrackable);
     plans.forEach((p, disk) => {
@@ -229,16 +260,51 @@ export class TracefsWriteTracker implements WriteTracker {
 
   /** Starts tracking writes to the disks; throws TRACKER_UNAVAILABLE when tracefs cannot be used. */
   static start(disks: DiskInfo[], o: TracefsTrackerOptions = {}): TracefsWriteTracker {
-    const tracefs = findTracefs();
-    if (tracefs === null) {
-      throw new SwitchbackError(
-        "TRACKER_UNAVAILABLE",
-        "tracefs is not mounted at /sys/kernel/tracing and could not be mounted; run as root on a kernel with tracing, or use --track none",
-      );
-    }
+    const tracefs = requireTracefs();
     removeStaleInstances(tracefs);
+    return TracefsWriteTracker.#create(
+      disks,
+      path.join(tracefs, "instances", `${INSTANCE_PREFIX}${process.pid}-${instanceCounter++}`),
+      false,
+      o,
+    );
+  }
+
+  /**
+   * A named instance that keeps recording after this process ends (a write journal between points):
+   * attached when it exists, created otherwise. `fresh` says it was just created.
+   */
+  static persistent(
+    name: string,
+    disks: DiskInfo[],
+    o: TracefsTrackerOptions = {},
+  ): { tracker: TracefsWriteTracker; fresh: boolean } {
+    const dir = path.join(requireTracefs(), "instances", name);
+    if (!existsSync(dir)) return { tracker: TracefsWriteTracker.#create(disks, dir, true, o), fresh: true };
+    const t = new TracefsWriteTracker(disks, disks.map(planDisk), dir, true);
+    if ([...t.#byDev.keys()].length > 0)
+      t.#fd = openSync(path.join(dir, "trace_pipe"), constants.O_RDONLY | constants.O_NONBLOCK);
+    return { tracker: t, fresh: false };
+  }
+
+  /** Removes a named instance (a journal's), if it is there. */
+  static removeInstance(name: string): void {
+    const tracefs = findTracefs();
+    if (tracefs === null) return;
+    try {
+      rmdirSync(path.join(tracefs, "instances", name));
+    } catch {
+      // not there, or still being read by someone: leave it
+    }
+  }
+
+  static #create(
+    disks: DiskInfo[],
+    dir: string,
+    persistent: boolean,
+    o: TracefsTrackerOptions,
+  ): TracefsWriteTracker {
     const plans = disks.map(planDisk);
-    const dir = path.join(tracefs, "instances", `${INSTANCE_PREFIX}${process.pid}-${instanceCounter++}`);
     try {
       mkdirSync(dir);
     } catch (err) {
@@ -247,7 +313,7 @@ export class TracefsWriteTracker implements WriteTracker {
         `cannot create the tracefs instance ${dir}: ${(err as Error).message}`,
       );
     }
-    const t = new TracefsWriteTracker(disks, plans, dir);
+    const t = new TracefsWriteTracker(disks, plans, dir, persistent);
     try {
       t.#setup(o);
     } catch (err) {
@@ -287,6 +353,7 @@ export class TracefsWriteTracker implements WriteTracker {
     this.#fd = openSync(path.join(this.#dir, "trace_pipe"), constants.O_RDONLY | constants.O_NONBLOCK);
     for (const e of EVENTS) writeFileSync(path.join(this.#dir, "events", "block", e, "enable"), "1");
     writeFileSync(path.join(this.#dir, "tracing_on"), "1");
+    if (this.#persistent) return; // its events wait in the kernel for whoever collects next
     this.#timer = setInterval(() => this.#drain(), DRAIN_EVERY_MS);
     this.#timer.unref();
   }
@@ -395,6 +462,15 @@ export class TracefsWriteTracker implements WriteTracker {
     this.#remove();
   }
 
+  /** Stops reading but leaves a persistent instance recording. */
+  detach(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+  }
+
   #remove(): void {
     clearInterval(this.#timer);
     if (this.#fd !== null) {
@@ -417,23 +493,6 @@ export class TracefsWriteTracker implements WriteTracker {
       }
     }
   }
-}
-
-/** Byte intervals → ascending, merged [fromUnit, toUnit) ranges. */
-export function toUnitRanges(bytes: [number, number][], units: number): [number, number][] {
-  const r = bytes
-    .map(([a, b]): [number, number] => [
-      Math.floor(a / UNIT_BYTES),
-      Math.min(units, Math.ceil(b / UNIT_BYTES)),
-    ])
-    .sort((x, y) => x[0] - y[0]);
-  const out: [number, number][] = [];
-  for (const [a, b] of r) {
-    const last = out[out.length - 1];
-    if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], b);
-    else out.push([a, b]);
-  }
-  return out;
 }
 
 export type TrackMode = "auto" | "tracefs" | "none";

@@ -42,7 +42,7 @@ export function register(program: Command): void {
     )
     .option(
       "--track <mode>",
-      "kernel write tracking for the freeze: auto (tracefs when root), tracefs or none",
+      "kernel write tracking (the freeze's re-read, and the journal of writes between points): auto (tracefs when root), tracefs or none",
       "auto",
     )
     .option("--state <dir>", "agent state folder (disk identities and hashes)")
@@ -80,11 +80,18 @@ export function register(program: Command): void {
             `--track ${JSON.stringify(o.track)} is not valid; use auto, tracefs or none`,
           );
         }
-        const [{ Datastore }, { replicateOnce }, { LocalSink }, { writeTrackerFactory }] = await Promise.all([
+        const [
+          { Datastore },
+          { replicateOnce },
+          { LocalSink },
+          { writeTrackerFactory },
+          { changeJournalFactory },
+        ] = await Promise.all([
           import("../../datastore/datastore.ts"),
           import("../../replication/replicate.ts"),
           import("../../replication/sink.ts"),
           import("../../replication/write-tracker.ts"),
+          import("../../replication/journal.ts"),
         ]);
         const ds = await Datastore.open(o.datastore);
         const lock = await ds.lock("shared", `replicate-once ${item}`);
@@ -101,6 +108,7 @@ export function register(program: Command): void {
             snapshot: o.snapshot as SnapshotMode,
             freezeMounts: o.freeze.length > 0 ? o.freeze : undefined,
             tracker: writeTrackerFactory(o.track as TrackMode),
+            journal: changeJournalFactory(o.track as TrackMode),
           });
           if (o.json) printJson({ ...r, bytesStored: sink.bytesStored });
           else {

@@ -1,0 +1,210 @@
+// The write journal: kernel change tracking BETWEEN points, for disks that are block devices (a loop
+// device counts, but then its backing file must only be written through it). A named tracefs instance (`switchback-journal-<token>`) records every write
+// to the disks' devices and outlives the agent process, so a point started by a new process (the
+// `replicate-once` CLI, a restarted agent) still learns what was written since the last point and
+// reads only that, instead of hashing the whole disks.
+//
+// Why that is enough (docs/consistency.md): the journal is armed before the pass of the point that
+// first relies on it begins, so every write the pass could have missed is recorded; writes are only
+// ever consumed from the kernel by `since`, which persists them in the agent state (journal.json)
+// before the pass uses them and keeps them there until a point is committed. A point that fails
+// leaves them for the next. Whatever breaks that chain (lost events, devices attached or detached,
+// a journal armed after the last point, a missing or unreadable file) makes `since` answer null for
+// the disk: the pass then reads it whole, as without a journal, and the journal starts afresh.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import type { PointId } from "../domain/ids.ts";
+import { writeFileAtomic } from "../platform/files.ts";
+import type { DiskInfo } from "./disk-source.ts";
+import { mergeRanges } from "./ranges.ts";
+import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./write-tracker.ts";
+
+const FILE = "journal.json";
+
+interface JournalFile {
+  version: 1;
+  instance: string;
+  /** which devices carry each disk (write-tracker's plan keys) when the journal was armed */
+  keys: string[];
+  /** the last committed point the journal has recorded every write since, or null */
+  coversSince: string | null;
+  /** per disk: units drained from the kernel but not yet in a committed point */
+  pending: [number, number][][];
+}
+
+export interface ChangeJournal {
+  /**
+   * Per disk, the units written since point `last` (ascending [fromUnit, toUnit) ranges), or null
+   * where the journal cannot vouch for that (then the caller reads the whole disk). Call it before
+   * the pass begins; it arms a new journal when there is none to trust.
+   */
+  since(last: PointId | null): Promise<([number, number][] | null)[]>;
+  /** The point is committed: from now on the journal covers writes since it. */
+  committed(point: PointId): void;
+  readonly warnings: readonly string[];
+}
+
+export type ChangeJournalFactory = (stateDir: string, disks: DiskInfo[]) => Promise<ChangeJournal | null>;
+
+export class WriteJournal implements ChangeJournal {
+  readonly warnings: string[] = [];
+  readonly #file: string;
+  readonly #disks: DiskInfo[];
+  #state: JournalFile | null = null;
+
+  constructor(stateDir: string, disks: DiskInfo[]) {
+    this.#file = path.join(stateDir, FILE);
+    this.#disks = disks;
+  }
+
+  async since(last: PointId | null): Promise<([number, number][] | null)[]> {
+    sweepJournals();
+    const saved = readJournalFile(this.#file);
+    const plans = this.#disks.map(planDisk);
+    if (this.#disks.some((d) => d.kind !== "block") || plans.some((p) => p.untrackable !== null)) {
+      // Only block devices: an image file can be written behind the back of any loop device that
+      // carries it, which no block trace sees. Every pass reads such disks whole.
+      if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
+      return this.#disks.map(() => null);
+    }
+    const keys = plans.map((p) => p.key);
+    const usable =
+      saved !== null &&
+      last !== null &&
+      saved.coversSince === last &&
+      saved.pending.length === this.#disks.length &&
+      sameKeys(saved.keys, keys);
+    if (saved !== null && usable) {
+      const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks);
+      if (!fresh) {
+        const drained = await tracker.collect();
+        tracker.detach(); // what comes after stays in the kernel for the next point
+        if (drained.every((r) => r !== null)) {
+          const pending = drained.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
+          this.#state = { ...saved, pending };
+          writeFileAtomic(this.#file, JSON.stringify(this.#state));
+          return pending;
+        }
+        this.warnings.push(
+          `write journal ${saved.instance} lost track of writes (${tracker.warnings.join("; ")}); the disks are read whole`,
+        );
+      } else {
+        tracker.detach();
+        this.warnings.push(`write journal ${saved.instance} was gone; the disks are read whole`);
+      }
+    }
+    // nothing to trust: arm a new journal before the pass, read everything this time
+    if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
+    // named in the journal file and the registry before it exists, so that no sweep takes it for a stray
+    const instance = `switchback-journal-${randomBytes(6).toString("hex")}`;
+    this.#state = { version: 1, instance, keys, coversSince: null, pending: this.#disks.map(() => []) };
+    writeFileAtomic(this.#file, JSON.stringify(this.#state));
+    register(instance, this.#file);
+    TracefsWriteTracker.persistent(instance, this.#disks).tracker.detach();
+    return this.#disks.map(() => null);
+  }
+
+  committed(point: PointId): void {
+    if (this.#state === null) return;
+    // writes recorded after `since` drained are still in the kernel's buffer for the next point
+    this.#state = { ...this.#state, coversSince: point, pending: this.#disks.map(() => []) };
+    writeFileAtomic(this.#file, JSON.stringify(this.#state));
+  }
+}
+
+/** Stops the journal of an agent state folder, if it has one (replication disabled). */
+export function removeJournal(stateDir: string): void {
+  const saved = readJournalFile(path.join(stateDir, FILE));
+  if (saved !== null) {
+    TracefsWriteTracker.removeInstance(saved.instance);
+    rmSync(path.join(REGISTRY, saved.instance), { force: true });
+  }
+}
+
+// Journals outlive their processes, so the kernel instances are registered in /run (gone at reboot,
+// like the instances themselves) with the journal file that owns them; an instance whose journal file
+// is gone or names another instance is removed by the next journal armed on this host.
+const REGISTRY = "/run/switchback/journals";
+
+function register(instance: string, file: string): void {
+  mkdirSync(REGISTRY, { recursive: true });
+  writeFileAtomic(path.join(REGISTRY, instance), file);
+}
+
+/** Removes journal instances nobody owns any more (their agent state was deleted or re-armed). */
+export function sweepJournals(): string[] {
+  const tracefs = findTracefs();
+  if (tracefs === null) return [];
+  const removed: string[] = [];
+  for (const n of readdirSync(path.join(tracefs, "instances"))) {
+    if (!n.startsWith("switchback-journal-")) continue;
+    let owner: string | null = null;
+    try {
+      owner = readFileSync(path.join(REGISTRY, n), "utf8");
+    } catch {
+      // unregistered: a journal whose registry entry is lost is as good as lost
+    }
+    if (owner !== null && readJournalFile(owner)?.instance === n) continue;
+    TracefsWriteTracker.removeInstance(n);
+    rmSync(path.join(REGISTRY, n), { force: true });
+    removed.push(n);
+  }
+  return removed;
+}
+
+function readJournalFile(file: string): JournalFile | null {
+  if (!existsSync(file)) return null;
+  try {
+    const j = JSON.parse(readFileSync(file, "utf8")) as JournalFile;
+    if (
+      j.version !== 1 ||
+      typeof j.instance !== "string" ||
+      !/^switchback-journal-[0-9a-f]+$/.test(j.instance)
+    )
+      return null;
+    if (!Array.isArray(j.keys) || !Array.isArray(j.pending)) return null;
+    return j;
+  } catch {
+    return null;
+  }
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((k, i) => k === b[i] && k !== "");
+}
+
+/**
+ * The journal for replicate, following `--track`: none (no journal), tracefs (failures are errors), or
+ * auto (root only; a failure is a warning and the pass reads everything).
+ */
+export function changeJournalFactory(mode: TrackMode): ChangeJournalFactory | undefined {
+  if (mode === "none") return undefined;
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (mode === "auto" && !root) return undefined;
+  return async (stateDir, disks) => {
+    const j = new WriteJournal(stateDir, disks);
+    if (mode === "tracefs") return j;
+    const warnings: string[] = [];
+    return {
+      warnings,
+      since: async (last) => {
+        try {
+          const r = await j.since(last);
+          warnings.push(...j.warnings);
+          return r;
+        } catch (err) {
+          warnings.push(`write journal unavailable (${(err as Error).message}); the disks were read whole`);
+          return disks.map(() => null);
+        }
+      },
+      committed: (point) => {
+        try {
+          j.committed(point);
+        } catch (err) {
+          warnings.push(`write journal not advanced (${(err as Error).message})`);
+        }
+      },
+    };
+  };
+}

@@ -1,0 +1,29 @@
+// Ranges of units or bytes as the passes and trackers hand them around: [from, to), ascending.
+import { UNIT_BYTES } from "./scan.ts";
+
+/** Ascending, merged [from, to) ranges (overlapping or touching ones become one). */
+export function mergeRanges(r: readonly (readonly [number, number])[]): [number, number][] {
+  const sorted = r.map(([a, b]): [number, number] => [a, b]).sort((x, y) => x[0] - y[0]);
+  const out: [number, number][] = [];
+  for (const [a, b] of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}
+
+/** Byte intervals → ascending, merged [fromUnit, toUnit) ranges of the 64 KiB units they touch. */
+export function toUnitRanges(
+  bytes: readonly (readonly [number, number])[],
+  units: number,
+): [number, number][] {
+  return mergeRanges(
+    bytes
+      .map(([a, b]): [number, number] => [
+        Math.floor(a / UNIT_BYTES),
+        Math.min(units, Math.ceil(b / UNIT_BYTES)),
+      ])
+      .filter(([a, b]) => b > a),
+  );
+}

@@ -1,0 +1,243 @@
+// The write journal between points (src/replication/journal.ts) on a real loop device: a point reads
+// only what was written since the last one and still equals the disk; a point that fails leaves what
+// it drained for the next; whatever breaks the chain (the instance gone, an event disabled, another
+// device) makes a point read the whole disk and stay correct; strays are swept.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { Datastore } from "../../src/datastore/datastore.ts";
+import type { ItemName } from "../../src/domain/ids.ts";
+import { changeJournalFactory, removeJournal, sweepJournals } from "../../src/replication/journal.ts";
+import { type ReplicateResult, replicateOnce } from "../../src/replication/replicate.ts";
+import { restoreDisk } from "../../src/replication/restore.ts";
+import { LocalSink, type PointSink } from "../../src/replication/sink.ts";
+import { findTracefs } from "../../src/replication/write-tracker.ts";
+import { privilegedSkipReason } from "../helpers/env.ts";
+import { Scratch } from "../helpers/privileged.ts";
+
+const skip = privilegedSkipReason(["losetup"]) || (findTracefs() === null ? "needs tracefs" : false);
+const MIB = 1024 * 1024;
+const item = "journal" as ItemName;
+
+interface Rig {
+  s: Scratch;
+  ds: Datastore;
+  image: string;
+  dev: string;
+  state: string;
+  point: (sink?: PointSink) => Promise<ReplicateResult>;
+  /** writes `n` random 4 KiB blocks through the device at random places, fsynced; returns their numbers */
+  write: (n: number) => number[];
+  /** the latest point restored equals what the device holds now */
+  assertLatestEqualsDisk: () => Promise<void>;
+}
+
+async function rig(t: { after: (f: () => void | Promise<void>) => void }, mib = 64): Promise<Rig> {
+  const s = new Scratch("sb-journal-");
+  const image = s.image("disk.img", mib);
+  writeFileSync(image, randomBytes(mib * MIB)); // every block holds data, none is zero
+  const dev = s.attach(image);
+  const ds = await Datastore.init(s.path("ds"));
+  const state = s.path("state");
+  t.after(async () => {
+    removeJournal(state);
+    await ds.close();
+    s.cleanup();
+  });
+  const journal = changeJournalFactory("tracefs");
+  const blocks = (mib * MIB) / 4096;
+  return {
+    s,
+    ds,
+    image,
+    dev,
+    state,
+    point: (sink) =>
+      replicateOnce({
+        item,
+        disks: [dev],
+        stateDir: state,
+        sink: sink ?? new LocalSink(ds),
+        consistency: "crash",
+        snapshot: "none",
+        journal,
+      }),
+    write: (n) => {
+      const fd = openSync(dev, "r+");
+      const picked = new Set<number>();
+      while (picked.size < n) picked.add(Math.floor(Math.random() * blocks));
+      try {
+        for (const b of picked) writeSync(fd, randomBytes(4096), 0, 4096, b * 4096);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      return [...picked];
+    },
+    assertLatestEqualsDisk: async () => {
+      const out = s.path("restored.img");
+      await restoreDisk(ds, { item, point: "latest", disk: 0, to: out, delta: false });
+      assert.ok(readFileSync(out).equals(readFileSync(image)), "the latest point equals the disk");
+    },
+  };
+}
+
+function journalFile(state: string): {
+  instance: string;
+  coversSince: string | null;
+  pending: [number, number][][];
+} {
+  return JSON.parse(readFileSync(path.join(state, "journal.json"), "utf8"));
+}
+
+test("after the first point, a point reads only the units written since the last one", {
+  skip,
+}, async (t) => {
+  const r = await rig(t);
+  const first = await r.point();
+  assert.equal(first.mode, "full");
+  assert.equal(first.journaledDisks, 0, "the first point arms the journal and reads everything");
+  assert.equal(first.bytesRead, 64 * MIB);
+
+  const written = r.write(20);
+  const second = await r.point();
+  assert.equal(second.mode, "incremental");
+  assert.equal(second.journaledDisks, 1);
+  assert.equal(second.changedBlocks, 20);
+  assert.ok(second.bytesRead <= 20 * 65536, `read ${second.bytesRead} bytes for 20 written blocks`);
+  assert.deepEqual(second.warnings, []);
+  await r.assertLatestEqualsDisk();
+  assert.equal(written.length, 20);
+
+  const quiet = await r.point();
+  assert.equal(quiet.journaledDisks, 1);
+  assert.equal(quiet.bytesRead, 0, "nothing written, nothing read");
+  assert.equal(quiet.changedBlocks, 0);
+  assert.equal(journalFile(r.state).coversSince, quiet.pointId);
+});
+
+test("a point that fails keeps what it drained for the next one", { skip }, async (t) => {
+  const r = await rig(t);
+  await r.point();
+  const before = r.write(12);
+  const failing = new LocalSink(r.ds);
+  const broken: PointSink = {
+    target: failing.target,
+    latestPoint: (i) => failing.latestPoint(i),
+    diskMap: (i, p, d) => failing.diskMap(i, p, d),
+    missing: (h) => failing.missing(h),
+    send: (f, k) => failing.send(f, k),
+    commit: async () => {
+      throw new Error("the process server went away");
+    },
+    close: () => failing.close(),
+  };
+  await assert.rejects(r.point(broken), /went away/);
+  const pending = journalFile(r.state).pending[0]!;
+  assert.ok(pending.length > 0, "the drained units wait in journal.json");
+  const since = r.write(5);
+  const next = await r.point();
+  assert.equal(next.journaledDisks, 1);
+  assert.equal(
+    next.changedBlocks,
+    new Set([...before, ...since]).size,
+    "the failed point's blocks and those since",
+  );
+  await r.assertLatestEqualsDisk();
+  assert.deepEqual(journalFile(r.state).pending, [[]]);
+});
+
+test("a journal that cannot vouch makes the point read the whole disk, and a new one is armed", {
+  skip,
+}, async (t) => {
+  const tracefs = findTracefs()!;
+  const r = await rig(t);
+  await r.point();
+
+  // the instance removed behind the agent's back
+  rmdirSync(path.join(tracefs, "instances", journalFile(r.state).instance));
+  r.write(7);
+  const gone = await r.point();
+  assert.equal(gone.journaledDisks, 0);
+  assert.equal(gone.bytesRead, 64 * MIB);
+  assert.equal(gone.changedBlocks, 7);
+  assert.match(gone.warnings.join("\n"), /was gone; the disks are read whole/);
+  await r.assertLatestEqualsDisk();
+
+  // an event switched off: writes may have gone unrecorded
+  const { instance } = journalFile(r.state);
+  writeFileSync(
+    path.join(tracefs, "instances", instance, "events", "block", "block_bio_queue", "enable"),
+    "0",
+  );
+  r.write(3);
+  const off = await r.point();
+  assert.equal(off.journaledDisks, 0);
+  assert.equal(off.changedBlocks, 3);
+  assert.match(off.warnings.join("\n"), /lost track of writes/);
+  assert.ok(!existsSync(path.join(tracefs, "instances", instance)), "the broken instance is removed");
+  await r.assertLatestEqualsDisk();
+
+  // the disk now on another loop device: the journal watched the old one
+  r.s.detach(r.dev);
+  const again = r.s.attach(r.image);
+  const moved = await replicateOnce({
+    item,
+    disks: [again],
+    stateDir: r.state,
+    sink: new LocalSink(r.ds),
+    consistency: "crash",
+    snapshot: "none",
+    journal: changeJournalFactory("tracefs"),
+  });
+  assert.equal(moved.journaledDisks, 0, "another device: read whole");
+  const back = await replicateOnce({
+    item,
+    disks: [again],
+    stateDir: r.state,
+    sink: new LocalSink(r.ds),
+    consistency: "crash",
+    snapshot: "none",
+    journal: changeJournalFactory("tracefs"),
+  });
+  assert.equal(back.journaledDisks, 1, "and journaled again from then on");
+});
+
+test("journal instances nobody owns are swept; an image file is never journaled", { skip }, async (t) => {
+  const tracefs = findTracefs()!;
+  const stray = path.join(tracefs, "instances", "switchback-journal-0123456789ab");
+  const r = await rig(t);
+  await r.point();
+  if (!existsSync(stray)) mkdirSync(stray); // an instance no journal file names
+  const { instance } = journalFile(r.state);
+  const removed = sweepJournals();
+  assert.ok(removed.includes("switchback-journal-0123456789ab"));
+  assert.ok(!removed.includes(instance), "the rig's own journal is kept");
+  assert.ok(existsSync(path.join(tracefs, "instances", instance)));
+
+  // the same data as an image file: no journal (writes could bypass any loop device)
+  const fileState = r.s.path("file-state");
+  const p = await replicateOnce({
+    item: "journal-file" as ItemName,
+    disks: [r.image],
+    stateDir: fileState,
+    sink: new LocalSink(r.ds),
+    consistency: "crash",
+    snapshot: "none",
+    journal: changeJournalFactory("tracefs"),
+  });
+  assert.equal(p.journaledDisks, 0);
+  assert.ok(!existsSync(path.join(fileState, "journal.json")));
+});
