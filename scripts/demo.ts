@@ -10,7 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const cli = path.join(root, "src/cli/main.ts");
+const cli = path.join(root, "src/cli/main.mjs");
 const demo = path.join(root, ".demo");
 const data = path.join(demo, "vault");
 const tokenFile = path.join(demo, "admin-token");

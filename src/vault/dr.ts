@@ -71,7 +71,7 @@ export function drService(o: DrServiceOptions = {}): VaultService {
       );
       const db = ctx.vdb.db;
       const replication = new ReplicationService({ db, log, now: ctx.deps.now });
-      const cli = o.cli ?? `${process.execPath} ${path.resolve(import.meta.dirname, "../cli/main.ts")}`;
+      const cli = o.cli ?? `${process.execPath} ${path.resolve(import.meta.dirname, "../cli/main.mjs")}`;
       const machineEnv = {
         SWITCHBACK_VAULT: ctx.url,
         SWITCHBACK_ENROL_TOKEN: await machineEnrolToken(ctx),

@@ -7,7 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-export const CLI = path.join(ROOT, "src/cli/main.ts");
+export const CLI = path.join(ROOT, "src/cli/main.mjs");
 
 /** Why privileged tests cannot run here, or false when they can (root and the tools they need). */
 export function privilegedSkipReason(
