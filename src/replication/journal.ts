@@ -94,6 +94,10 @@ export class WriteJournal implements ChangeJournal {
         this.warnings.push(`write journal ${saved.instance} was gone; the disks are read whole`);
       }
     }
+    if (saved !== null && last !== null && saved.coversSince === last && !sameKeys(saved.keys, keys))
+      this.warnings.push(
+        `the devices of the disks changed since write journal ${saved.instance} was armed; the disks are read whole`,
+      );
     // nothing to trust: arm a new journal before the pass, read everything this time
     if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
     // named in the journal file and the registry before it exists, so that no sweep takes it for a stray

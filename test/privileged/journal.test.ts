@@ -203,6 +203,7 @@ test("a journal that cannot vouch makes the point read the whole disk, and a new
     journal: changeJournalFactory("tracefs"),
   });
   assert.equal(moved.journaledDisks, 0, "another device: read whole");
+  assert.match(moved.warnings.join("\n"), /devices of the disks changed/);
   const back = await replicateOnce({
     item,
     disks: [again],
