@@ -7,9 +7,9 @@ import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { Backend } from "./backend.ts";
-import { BlockIndex, decodeIndexFile, encodeIndexFile, NO_LOCATION } from "./block-index.ts";
+import { BlockIndex, encodeIndexFile, NO_LOCATION } from "./block-index.ts";
 import { DiskMap } from "./disk-map.ts";
-import { BLOCK_SIZE, ENTRY_BYTES, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
+import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
 import { blockHash, HASH_BYTES } from "./hash.ts";
 import { LocalBackend } from "./local/local-backend.ts";
 import {
@@ -127,12 +127,9 @@ export class Datastore {
   async reloadIndex(): Promise<BlockIndex> {
     const names = await this.backend.list("index");
     const files = await Promise.all(
-      names.map(async (n) => ({ n, buf: await this.backend.read(`index/${n}`) })),
+      names.map(async (name) => ({ name, buf: await this.backend.read(`index/${name}`) })),
     );
-    // sized once from the files' lengths: each entry is 48 bytes
-    const idx = new BlockIndex(Math.ceil((files.reduce((s, f) => s + f.buf.length, 0) / ENTRY_BYTES) * 1.5));
-    for (const { n, buf } of files)
-      for (const sec of decodeIndexFile(n, buf)) idx.addRecords(sec.packId, sec.entries);
+    const idx = BlockIndex.fromIndexFiles(files);
     this.#index = idx;
     this.#indexFiles = new Set(names);
     return idx;
