@@ -20,7 +20,7 @@ export const NO_LOCATION: BlockLocation = {
   compression: 0,
 };
 
-/** Blocks added one by one are moved into a rebuilt BucketTable when they are this many and half of it. */
+/** Blocks added one by one go into a rebuilt BucketTable when they are this many and as many as it holds. */
 const MERGE_MIN = 1 << 16;
 
 export class BlockIndex {
@@ -77,17 +77,39 @@ export class BlockIndex {
     return true;
   }
 
+  /** Adds every record of a pack trailer or index section (see addSections). */
+  addRecords(packId: string, records: Buffer): void {
+    this.addSections([{ packId, entries: records }]);
+  }
+
   /**
-   * Adds every record of a pack trailer or index section (a copy: the caller's buffer may be part of
+   * Adds the records of pack trailers or index sections, as copies (a caller's buffer may be part of
    * something bigger). A record whose block is already indexed stays in the copy, unused.
    */
-  addRecords(packId: string, records: Buffer): void {
-    checkCompression(packId, records);
-    const own = Buffer.from(records);
-    let ref = this.#records.addRun(packId, own);
-    for (let at = 0; at < own.length; at += ENTRY_BYTES, ref++) {
-      const p = prefixAt(own, at);
-      const slot = this.#slotFor(p, own, at);
+  addSections(sections: readonly { packId: string; entries: Buffer }[]): void {
+    let bytes = 0;
+    for (const s of sections) {
+      checkCompression(s.packId, s.entries);
+      bytes += s.entries.length;
+    }
+    const own = Buffer.allocUnsafe(bytes);
+    const first = this.#records.count;
+    let at = 0;
+    for (const s of sections) {
+      s.entries.copy(own, at);
+      this.#records.addRun(s.packId, own.subarray(at, at + s.entries.length));
+      at += s.entries.length;
+    }
+    const n = bytes / ENTRY_BYTES;
+    if (n >= MERGE_MIN && n >= this.#bulk.entries + this.#added.size) {
+      // as many records as are indexed already (a full copy's index file): rebuilding costs less
+      this.#bulk = new BucketTable(this.#records);
+      this.#added = new ProbingTable(this.#records, 0);
+      return;
+    }
+    for (let a = 0, ref = first; a < bytes; a += ENTRY_BYTES, ref++) {
+      const p = prefixAt(own, a);
+      const slot = this.#slotFor(p, own, a);
       if (slot >= 0) this.#added.put(slot, p, ref);
     }
   }
@@ -97,9 +119,10 @@ export class BlockIndex {
     // room first: a rebuilt BucketTable takes in every record there is, this one too when it is one
     if (this.#added.full) {
       const n = this.#added.size;
-      if (n >= MERGE_MIN && n * 2 >= this.#bulk.entries) {
+      if (n >= MERGE_MIN && n >= this.#bulk.entries) {
+        // the bulk table at least doubles each time: a block is in ~2 rebuilds on average
         this.#bulk = new BucketTable(this.#records);
-        this.#added = new ProbingTable(this.#records, 0);
+        this.#added = new ProbingTable(this.#records, n); // it will fill as far again: no growing anew
       } else this.#added.grow();
     }
     if (this.#bulk.find(p, hash, at) >= 0) return -1;

@@ -143,7 +143,7 @@ export class Datastore {
     const { id, parts } = encodeIndexFile(sections);
     await this.backend.write(paths.index(id), parts);
     this.#indexFiles.add(`${id}.idx`);
-    if (this.#index !== undefined) for (const s of sections) this.#index.addRecords(s.packId, s.entries);
+    this.#index?.addSections(sections);
     return id;
   }
 

@@ -161,6 +161,31 @@ test("many sections added to a loaded index (its tables rebuilt on the way) are 
   for (let i = 0; i < added.length; i += 97) assert.equal(idx.has(added[i]!), true);
 });
 
+test("a full copy's index file added at once to a loaded index: each block counted once, the first location kept", () => {
+  const pool = hashPool(1000);
+  const idx = BlockIndex.fromIndexFiles([indexFile([{ packId: pack(1), entries: records(pool, 0) }])]);
+  idx.add(pool[999]!, 0, loc("pending", 0)); // already indexed: not added
+  const extra = randomBytes(32);
+  idx.add(extra, 0, loc("p", 7));
+  const fresh: Buffer[] = Array.from({ length: 80_000 }, () => randomBytes(32));
+  const sections = [];
+  for (let s = 0; s < 40; s++) {
+    const hashes = fresh.slice(s * 2000, (s + 1) * 2000);
+    sections.push({ packId: pack(100 + s), entries: records([pool[s]!, extra, ...hashes, hashes[0]!], 0) });
+  }
+  idx.addSections(sections);
+  assert.equal(idx.size, 1000 + 1 + fresh.length);
+  let visited = 0;
+  idx.forEach(() => {
+    visited++;
+  });
+  assert.equal(visited, idx.size);
+  assert.deepEqual(idx.get(pool[3]!), loc(pack(1), 3));
+  assert.deepEqual(idx.get(extra), loc("p", 7));
+  for (let i = 0; i < fresh.length; i += 89)
+    assert.equal(idx.get(fresh[i]!)?.packId, pack(100 + Math.floor(i / 2000)));
+});
+
 test("a record with an unknown compression is refused with its pack and byte, and nothing of it is indexed", () => {
   const pool = hashPool(4);
   const bad = records(pool, 0);
