@@ -1,7 +1,7 @@
 // The two tables of a BlockIndex, both from a hash's 32-bit prefix to the refs of BlockRecords (8 bytes an
 // entry; a block's record is read only when its prefix matches). A BucketTable is built in one go from
-// every record (an index loaded from its files): a counting sort on the prefix's top bits, two
-// sequential passes and no probing, ~10 bytes a block. A ProbingTable takes blocks one at a time
+// every record (an index loaded from its files): a counting sort on the prefix's top bits, a pass to
+// count and one to place, no probing, ~9 bytes a block. A ProbingTable takes blocks one at a time
 // (linear probing); growing it moves only its 8-byte entries, never a record.
 import { type BlockRecords, checkCompression, prefixAt } from "./block-records.ts";
 import { ENTRY_BYTES } from "./format.ts";
