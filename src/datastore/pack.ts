@@ -12,6 +12,7 @@ import {
   COMPRESSION_ZSTD,
   type Compression,
   ENTRY_BYTES,
+  FRAME_MAX_BLOCKS,
   PACK_END_MAGIC,
   PACK_MAGIC,
 } from "./format.ts";
@@ -37,14 +38,91 @@ export interface Frame {
 
 const ZSTD_OPTS = { params: { [zc.ZSTD_c_compressionLevel]: 1 } };
 
-/** Compresses blocks into a frame; keeps them raw when zstd saves less than 1/16. */
+/**
+ * Compresses blocks into a frame; keeps them raw when zstd saves less than 1/16, or without trying
+ * when a sample shows the blocks to be incompressible (zstd -1 spends ~100 µs on 128 KiB of random
+ * bytes to save nothing; the sample costs ~13 µs there, and ~0.3 µs on text, where it stops early).
+ */
 export function makeFrame(hashes: Buffer, raw: Buffer): Frame {
   const blocks = raw.length / BLOCK_SIZE;
+  if (looksIncompressible(raw, hashes)) {
+    return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+  }
   const z = zstdCompressSync(raw, ZSTD_OPTS);
   if (z.length < raw.length - (raw.length >> 4)) {
     return { hashes, payload: z, compression: COMPRESSION_ZSTD, blocks };
   }
   return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+}
+
+// The sample: in every block, 8 pieces of 32 bytes, one in each 512-byte eighth (at an offset that
+// moves from block to block). A block looks random when its 256 sampled bytes hold 140 to 185
+// distinct values (uniform random bytes: 162, sd 5; text: 40-70; bytes uniform over 180 values,
+// 7.5 bits each, where zstd's entropy coding alone saves 1/16: 137) and no value 16 times or more
+// (random: 16 times has odds of ~1e-11; a run of one value 528 bytes long anywhere in the block puts
+// 16 of it in a piece).
+// A block that repeats an earlier one of the frame (same hash) does not look random either: zstd
+// would match it whole.
+const PIECES = 8;
+const PIECE_BYTES = 32;
+const PIECE_STRIDE = BLOCK_SIZE / PIECES;
+const counts = new Int32Array(256);
+
+function blockLooksRandom(raw: Uint8Array, at: number, slot: number): boolean {
+  counts.fill(0);
+  const phase = ((slot * 5) % 15) * PIECE_BYTES;
+  for (let p = 0; p < PIECES; p++) {
+    const from = at + p * PIECE_STRIDE + phase;
+    for (let i = from; i < from + PIECE_BYTES; i++) counts[raw[i]!]!++;
+  }
+  // branch-free (on random bytes each branch would be a coin toss, and mispredictions cost more
+  // than the counting): (c + 255) >> 8 is 1 for a value seen, c >> 4 is not 0 for one seen 16 times
+  let distinct = 0;
+  let frequent = 0;
+  for (let v = 0; v < 256; v++) {
+    const c = counts[v]!;
+    distinct += (c + 255) >> 8;
+    frequent |= c >> 4;
+  }
+  return frequent === 0 && distinct >= 140 && distinct <= 185;
+}
+
+const hashHeads = new Uint32Array(FRAME_MAX_BLOCKS);
+
+/** Whether block `slot` has the same hash as an earlier one (`hashHeads` holds the earlier ones' first 4 bytes). */
+function repeatsEarlierBlock(hashes: Buffer, slot: number): boolean {
+  const at = slot * HASH_BYTES;
+  const head = hashes.readUInt32LE(at);
+  hashHeads[slot] = head;
+  for (let s = 0; s < slot; s++) {
+    if (
+      hashHeads[s] === head &&
+      hashes.compare(hashes, at, at + HASH_BYTES, s * HASH_BYTES, (s + 1) * HASH_BYTES) === 0
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * True when zstd would not save 1/16 of these blocks, judged from a sample: fewer than 1/16 of them
+ * look compressible. Measured on 1.9 GB of real files laid out as on a disk (Debian packages, git
+ * packs, libraries, executables, images, fonts, databases, text; 14,626 frames, in file order and
+ * shuffled): of the frames that zstd shrinks by 1/16, 2 in file order (to 0.89 and 0.91) and 1
+ * shuffled (to 0.94) were judged incompressible: 30 KB not saved of 1.1 GB stored. `hashes` are
+ * the blocks' content addresses, 32 bytes each.
+ */
+export function looksIncompressible(raw: Uint8Array, hashes: Buffer): boolean {
+  const blocks = raw.length / BLOCK_SIZE;
+  const enough = Math.ceil(blocks / 16);
+  let compressible = 0;
+  for (let s = 0; s < blocks; s++) {
+    if (repeatsEarlierBlock(hashes, s) || !blockLooksRandom(raw, s * BLOCK_SIZE, s)) {
+      if (++compressible >= enough) return false;
+    }
+  }
+  return true;
 }
 
 /** Returns the raw bytes of a frame, checking the decompressed size. */
