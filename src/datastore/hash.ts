@@ -1,12 +1,21 @@
 // Content addresses: BLAKE3-256 of a block's bytes. All-zero blocks are never stored; the
 // reserved address ZERO_HASH (32 zero bytes) stands for them in manifests.
-import { Blake3Hasher, blake3 } from "@napi-rs/blake-hash";
+import { Blake3Hasher, blake3UrlSafeBase64 } from "@napi-rs/blake-hash";
 
 export const HASH_BYTES = 32;
 export const ZERO_HASH: Buffer = Buffer.alloc(HASH_BYTES);
 
+// A block's hash travels out of the addon as its base64 text, not as the addon's Buffer: each
+// Buffer it returns is a new external backing store for V8 to track and free (~1 µs of a 3.1 µs
+// call on a 4 KiB block), while 43 characters decode into Node's buffer pool or straight into place.
+
 export function blockHash(data: Uint8Array): Buffer {
-  return blake3(data as Buffer);
+  return Buffer.from(blake3UrlSafeBase64(data), "base64url");
+}
+
+/** Writes the BLAKE3 hash of `data` into `out` at byte `at`. */
+export function blockHashInto(data: Uint8Array, out: Buffer, at: number): void {
+  out.write(blake3UrlSafeBase64(data), at, HASH_BYTES, "base64url");
 }
 
 export function hashParts(parts: readonly Uint8Array[]): Buffer {

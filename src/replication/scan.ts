@@ -6,7 +6,7 @@
 // a workload can aim at. This function is synchronous so that it runs unchanged in worker threads.
 import { xxh64 } from "@node-rs/xxhash";
 import { BLOCK_SIZE, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
-import { blockHash, HASH_BYTES, isAllZero } from "../datastore/hash.ts";
+import { blockHashInto, HASH_BYTES, isAllZero } from "../datastore/hash.ts";
 import { makeFrame } from "../datastore/pack.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
 
@@ -128,9 +128,8 @@ export function scanRanges(job: ScanJob, emit: (b: Batch) => void): void {
               hashes.fill(0, n * HASH_BYTES, (n + 1) * HASH_BYTES);
               n++;
             } else {
-              const h = blockHash(block);
-              h.copy(hashes, n * HASH_BYTES);
-              h.copy(dataHashes, data * HASH_BYTES);
+              blockHashInto(block, dataHashes, data * HASH_BYTES);
+              dataHashes.copy(hashes, n * HASH_BYTES, data * HASH_BYTES, (data + 1) * HASH_BYTES);
               block.copy(raw, data * BLOCK_SIZE);
               n++;
               data++;
