@@ -2,10 +2,11 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { SwitchbackError } from "../domain/errors.ts";
-import { type Batch, type ScanJob, scanRanges, UNIT_BYTES } from "./scan.ts";
+import { type Batch, type BatchGroup, type ScanJob, scanRanges, UNIT_BYTES, unpackGroup } from "./scan.ts";
 
 const INLINE_BELOW_BYTES = 128 * 1024 * 1024;
-const CREDITS = 24;
+/** groups (of up to 8 frames) a worker may have posted and the main thread not yet taken */
+const CREDITS = 3;
 
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
@@ -45,13 +46,13 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
   if (workers <= 1 || bytes < INLINE_BELOW_BYTES) {
     for (const job of jobs) {
       const out: Batch[] = [];
-      scanRanges(job, (b) => out.push(b));
+      scanRanges(job, (g) => out.push(...unpackGroup(g)));
       yield* out;
     }
     return;
   }
   const shards = shard(jobs, workers);
-  const queue: Batch[] = [];
+  const queue: Batch[][] = [];
   let wake: (() => void) | null = null;
   let running = shards.length;
   let failure: Error | null = null;
@@ -69,16 +70,9 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
     let finished = false;
     const t = { worker, credits };
     threads.push(t);
-    worker.on("message", (m: { type: string; batch?: Batch; message?: string; code?: string }) => {
-      if (m.type === "batch") {
-        const b = m.batch!;
-        // structured clone turns Buffers into Uint8Arrays
-        queue.push({
-          ...b,
-          hashes: toBuf(b.hashes),
-          dataHashes: toBuf(b.dataHashes),
-          payload: toBuf(b.payload),
-        });
+    worker.on("message", (m: { type: string; group?: BatchGroup; message?: string; code?: string }) => {
+      if (m.type === "group") {
+        queue.push(unpackGroup(m.group!));
         creditOwners.push(t);
       } else if (m.type === "done") {
         finished = true;
@@ -108,12 +102,12 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
   try {
     for (;;) {
       if (failure !== null) throw failure;
-      const b = queue.shift();
-      if (b !== undefined) {
+      const group = queue.shift();
+      if (group !== undefined) {
         const owner = creditOwners.shift()!;
         Atomics.add(owner.credits, 0, 1);
         Atomics.notify(owner.credits, 0);
-        yield b;
+        yield* group;
         continue;
       }
       if (running === 0) break;
@@ -125,8 +119,4 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
   } finally {
     await Promise.all(threads.map((t) => t.worker.terminate()));
   }
-}
-
-function toBuf(u: Uint8Array): Buffer {
-  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
