@@ -24,6 +24,19 @@ export function hashParts(parts: readonly Uint8Array[]): Buffer {
   return h.digestBuffer();
 }
 
+/** BLAKE3 of bytes given part by part as they come: the same as hashParts over all the parts. */
+export class PartsHash {
+  readonly #h = new Blake3Hasher();
+
+  update(part: Uint8Array): void {
+    this.#h.update(part);
+  }
+
+  digest(): Buffer {
+    return this.#h.digestBuffer();
+  }
+}
+
 export function isZeroHash(h: Uint8Array, offset = 0): boolean {
   for (let i = 0; i < HASH_BYTES; i++) if (h[offset + i] !== 0) return false;
   return true;

@@ -16,7 +16,7 @@ import {
   PACK_END_MAGIC,
   PACK_MAGIC,
 } from "./format.ts";
-import { HASH_BYTES, hashParts } from "./hash.ts";
+import { HASH_BYTES, PartsHash } from "./hash.ts";
 
 export interface BlockLocation {
   packId: string;
@@ -190,6 +190,14 @@ export function readEntry(buf: Buffer, at: number): { hash: Buffer; loc: Omit<Bl
 /** Accumulates frames in memory until the pack is big enough to close. */
 export class PackBuilder {
   readonly #parts: Buffer[] = [PACK_MAGIC];
+  // the pack's id is hashed frame by frame as they are added, while each is fresh in the cache,
+  // instead of all 8 MiB at once when the pack closes
+  readonly #id = new PartsHash();
+  #finished: ReturnType<PackBuilder["finish"]> | undefined;
+
+  constructor() {
+    this.#id.update(PACK_MAGIC);
+  }
   readonly #entries: Buffer[] = [];
   #offset = PACK_MAGIC.length;
   #count = 0;
@@ -202,6 +210,7 @@ export class PackBuilder {
   }
 
   add(frame: Frame, keep?: readonly boolean[]): void {
+    if (this.#finished !== undefined) throw new Error("PackBuilder.add after finish");
     const e = Buffer.alloc(frame.blocks * ENTRY_BYTES);
     let n = 0;
     for (let slot = 0; slot < frame.blocks; slot++) {
@@ -218,18 +227,23 @@ export class PackBuilder {
     this.#entries.push(e.subarray(0, n * ENTRY_BYTES));
     this.#count += n;
     this.#parts.push(frame.payload);
+    this.#id.update(frame.payload);
     this.#offset += frame.payload.length;
   }
 
-  /** The finished pack: its bytes, its id, and its trailer entries (for the index). */
+  /** The finished pack: its bytes, its id, and its trailer entries (for the index). Add nothing after. */
   finish(): { id: string; parts: Buffer[]; entries: Buffer; size: number } {
+    if (this.#finished !== undefined) return this.#finished;
     const entries = Buffer.concat(this.#entries);
     const foot = Buffer.alloc(4 + PACK_END_MAGIC.length);
     foot.writeUInt32LE(this.#count, 0);
     PACK_END_MAGIC.copy(foot, 4);
     const parts = [...this.#parts, entries, foot];
-    const id = hashParts(parts).toString("hex");
-    return { id, parts, entries, size: this.#offset + entries.length + foot.length };
+    this.#id.update(entries);
+    this.#id.update(foot);
+    const id = this.#id.digest().toString("hex");
+    this.#finished = { id, parts, entries, size: this.#offset + entries.length + foot.length };
+    return this.#finished;
   }
 }
 

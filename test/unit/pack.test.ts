@@ -6,10 +6,18 @@ import {
   BLOCK_SIZE,
   COMPRESSION_NONE,
   COMPRESSION_ZSTD,
+  ENTRY_BYTES,
   FRAME_MAX_BLOCKS,
 } from "../../src/datastore/format.ts";
-import { blockHash, HASH_BYTES } from "../../src/datastore/hash.ts";
-import { looksIncompressible, makeFrame, openFrame } from "../../src/datastore/pack.ts";
+import { blockHash, HASH_BYTES, hashParts } from "../../src/datastore/hash.ts";
+import {
+  looksIncompressible,
+  makeFrame,
+  openFrame,
+  PackBuilder,
+  parsePackTrailer,
+  readEntry,
+} from "../../src/datastore/pack.ts";
 
 const WORDS =
   "the of and to in is was for on that with as by at from his her which or be an are this had not but".split(
@@ -156,4 +164,32 @@ test("random frames are judged incompressible every time (no false alarm in 2,00
     const raw = randomBytes(FRAME);
     assert.equal(looksIncompressible(raw, hashesOf(raw)), true);
   }
+});
+
+test("a pack is named by the BLAKE3 of all its bytes, and its trailer locates every block kept", () => {
+  const b = new PackBuilder();
+  const frames = [text(FRAME, 9), randomBytes(3 * BLOCK_SIZE), text(BLOCK_SIZE, 10)].map((raw) =>
+    makeFrame(hashesOf(raw), raw),
+  );
+  b.add(frames[0]!);
+  b.add(frames[1]!, [true, false, true]);
+  b.add(frames[2]!);
+  const { id, parts, entries, size } = b.finish();
+  const bytes = Buffer.concat(parts);
+  assert.equal(bytes.length, size);
+  assert.equal(id, hashParts([bytes]).toString("hex"));
+  assert.deepEqual(b.finish().id, id, "finish twice gives the same pack");
+  const t = parsePackTrailer(id, bytes, size);
+  assert.equal(t.count, FRAME_MAX_BLOCKS + 2 + 1);
+  assert.deepEqual(t.entries, entries);
+  const slots = [];
+  for (let i = 0; i < t.count; i++) {
+    const { hash, loc } = readEntry(t.entries, i * ENTRY_BYTES);
+    const payload = bytes.subarray(loc.frameOffset, loc.frameOffset + loc.frameLength);
+    const raw = openFrame(payload, loc.compression, loc.frameBlocks, "test");
+    assert.deepEqual(blockHash(raw.subarray(loc.slot * BLOCK_SIZE, (loc.slot + 1) * BLOCK_SIZE)), hash);
+    slots.push(loc.slot);
+  }
+  assert.deepEqual(slots.slice(FRAME_MAX_BLOCKS), [0, 2, 0], "the block not kept has no entry");
+  assert.throws(() => b.add(frames[2]!));
 });
