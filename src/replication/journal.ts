@@ -14,6 +14,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
+import { BLOCK_SIZE } from "../datastore/format.ts";
 import type { PointId } from "../domain/ids.ts";
 import { writeFileAtomic } from "../platform/files.ts";
 import type { DiskInfo } from "./disk-source.ts";
@@ -23,19 +24,19 @@ import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./wr
 const FILE = "journal.json";
 
 interface JournalFile {
-  version: 1;
+  version: 2;
   instance: string;
   /** which devices carry each disk (write-tracker's plan keys) when the journal was armed */
   keys: string[];
   /** the last committed point the journal has recorded every write since, or null */
   coversSince: string | null;
-  /** per disk: units drained from the kernel but not yet in a committed point */
+  /** per disk: 4 KiB blocks drained from the kernel but not yet in a committed point */
   pending: [number, number][][];
 }
 
 export interface ChangeJournal {
   /**
-   * Per disk, the units written since point `last` (ascending [fromUnit, toUnit) ranges), or null
+   * Per disk, the 4 KiB blocks written since point `last` (ascending [fromBlock, toBlock) ranges), or null
    * where the journal cannot vouch for that (then the caller reads the whole disk). Call it before
    * the pass begins; it arms a new journal when there is none to trust.
    */
@@ -78,7 +79,7 @@ export class WriteJournal implements ChangeJournal {
     if (saved !== null && usable) {
       const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks);
       if (!fresh) {
-        const drained = await tracker.collect();
+        const drained = await tracker.collect(BLOCK_SIZE);
         tracker.detach(); // what comes after stays in the kernel for the next point
         if (drained.every((r) => r !== null)) {
           const pending = drained.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
@@ -102,7 +103,7 @@ export class WriteJournal implements ChangeJournal {
     if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
     // named in the journal file and the registry before it exists, so that no sweep takes it for a stray
     const instance = `switchback-journal-${randomBytes(6).toString("hex")}`;
-    this.#state = { version: 1, instance, keys, coversSince: null, pending: this.#disks.map(() => []) };
+    this.#state = { version: 2, instance, keys, coversSince: null, pending: this.#disks.map(() => []) };
     writeFileAtomic(this.#file, JSON.stringify(this.#state));
     register(instance, this.#file);
     TracefsWriteTracker.persistent(instance, this.#disks).tracker.detach();
@@ -162,7 +163,7 @@ function readJournalFile(file: string): JournalFile | null {
   try {
     const j = JSON.parse(readFileSync(file, "utf8")) as JournalFile;
     if (
-      j.version !== 1 ||
+      j.version !== 2 ||
       typeof j.instance !== "string" ||
       !/^switchback-journal-[0-9a-f]+$/.test(j.instance)
     )

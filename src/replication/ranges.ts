@@ -1,4 +1,5 @@
 // Ranges of units or bytes as the passes and trackers hand them around: [from, to), ascending.
+import { BLOCK_SIZE } from "../datastore/format.ts";
 import { UNIT_BYTES } from "./scan.ts";
 
 /** Ascending, merged [from, to) ranges (overlapping or touching ones become one). */
@@ -13,17 +14,35 @@ export function mergeRanges(r: readonly (readonly [number, number])[]): [number,
   return out;
 }
 
+/** Byte intervals → ascending, merged [from, to) ranges of the `granule`-byte pieces they touch, of `count`. */
+export function toRanges(
+  bytes: readonly (readonly [number, number])[],
+  granule: number,
+  count: number,
+): [number, number][] {
+  return mergeRanges(
+    bytes
+      .map(([a, b]): [number, number] => [Math.floor(a / granule), Math.min(count, Math.ceil(b / granule))])
+      .filter(([a, b]) => b > a),
+  );
+}
+
 /** Byte intervals → ascending, merged [fromUnit, toUnit) ranges of the 64 KiB units they touch. */
 export function toUnitRanges(
   bytes: readonly (readonly [number, number])[],
   units: number,
 ): [number, number][] {
-  return mergeRanges(
-    bytes
-      .map(([a, b]): [number, number] => [
-        Math.floor(a / UNIT_BYTES),
-        Math.min(units, Math.ceil(b / UNIT_BYTES)),
-      ])
-      .filter(([a, b]) => b > a),
+  return toRanges(bytes, UNIT_BYTES, units);
+}
+
+/** Ranges of 4 KiB blocks → ranges of the 64 KiB units that hold them. */
+export function blocksToUnits(
+  blocks: readonly (readonly [number, number])[],
+  units: number,
+): [number, number][] {
+  return toRanges(
+    blocks.map(([a, b]) => [a * BLOCK_SIZE, b * BLOCK_SIZE] as const),
+    UNIT_BYTES,
+    units,
   );
 }

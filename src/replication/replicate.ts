@@ -22,6 +22,7 @@ import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
+import { blocksToUnits } from "./ranges.ts";
 import { type Batch, blockCount, type ScanJob, unitCount } from "./scan.ts";
 import { scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
@@ -307,7 +308,9 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     const r = await journal.since(mode === "incremental" ? state.machine.lastPointId : null);
     journaledDisks = r.filter((x) => x !== null).length;
     warnings.push(...journal.warnings);
-    return r;
+    return r.map((blocks, i) =>
+      blocks === null ? null : blocksToUnits(blocks, unitCount(infos[i]!.sizeBytes)),
+    );
   };
   let maxFreezeMs = 0;
   let frozenUnits = 0;

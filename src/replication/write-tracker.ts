@@ -30,9 +30,9 @@ import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
-import { toUnitRanges } from "./ranges.ts";
+import { toRanges, toUnitRanges } from "./ranges.ts";
 import type { WriteTracker } from "./replicate.ts";
-import { unitCount } from "./scan.ts";
+import { UNIT_BYTES } from "./scan.ts";
 
 export { toUnitRanges };
 
@@ -425,7 +425,8 @@ export class TracefsWriteTracker implements WriteTracker {
     return null;
   }
 
-  async collect(): Promise<([number, number][] | null)[]> {
+  /** Per disk, ascending [from, to) ranges of the `granule`-byte pieces written since start (default: 64 KiB units), or null. */
+  async collect(granule = UNIT_BYTES): Promise<([number, number][] | null)[]> {
     if (this.#stopped) throw new Error("collect() after stop()");
     this.#drain();
     if (this.#fd !== null) {
@@ -452,7 +453,7 @@ export class TracefsWriteTracker implements WriteTracker {
         );
         return null;
       }
-      return toUnitRanges(this.#seen[i]!, unitCount(d.sizeBytes));
+      return toRanges(this.#seen[i]!, granule, Math.ceil(d.sizeBytes / granule));
     });
   }
 
