@@ -1,5 +1,4 @@
 // Ranges of units or bytes as the passes and trackers hand them around: [from, to), ascending.
-import { BLOCK_SIZE } from "../datastore/format.ts";
 import { UNIT_BYTES } from "./scan.ts";
 
 /** Ascending, merged [from, to) ranges (overlapping or touching ones become one). */
@@ -33,16 +32,4 @@ export function toUnitRanges(
   units: number,
 ): [number, number][] {
   return toRanges(bytes, UNIT_BYTES, units);
-}
-
-/** Ranges of 4 KiB blocks → ranges of the 64 KiB units that hold them. */
-export function blocksToUnits(
-  blocks: readonly (readonly [number, number])[],
-  units: number,
-): [number, number][] {
-  return toRanges(
-    blocks.map(([a, b]) => [a * BLOCK_SIZE, b * BLOCK_SIZE] as const),
-    UNIT_BYTES,
-    units,
-  );
 }

@@ -22,7 +22,6 @@ import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
-import { blocksToUnits } from "./ranges.ts";
 import { type Batch, blockCount, type ScanJob, unitCount } from "./scan.ts";
 import { scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
@@ -229,16 +228,20 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     }
     o.onProgress?.({ bytesRead, totalBytes });
   };
+  /** `ranges`: per disk, the units to read (null: all of them); with `blocks`, the 4 KiB blocks */
   const pass = async (
     disks: DiskInfo[],
     ranges: ([number, number][] | null)[],
     from: (DiskHashes | null)[],
+    blocks = false,
   ) => {
     const jobs: ScanJob[] = disks.map((info, i) => ({
       disk: i,
       info,
       seed: state.seed(i),
-      ranges: ranges[i] ?? [[0, unitCount(info.sizeBytes)]],
+      ...(ranges[i] == null
+        ? { ranges: [[0, unitCount(info.sizeBytes)]] as [number, number][] }
+        : { ranges: ranges[i]!, blocks }),
       prevBlock: from[i]?.block ?? null,
       prevUnit: from[i]?.unit ?? null,
       nextBlock: next[i]!.block,
@@ -302,15 +305,13 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   const journal =
     o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
   let journaledDisks = 0;
-  /** what a pass reads first: per disk, the units written since the last point, or null (everything) */
+  /** what a pass reads first: per disk, the 4 KiB blocks written since the last point, or null (everything) */
   const sinceLast = async (): Promise<([number, number][] | null)[]> => {
     if (journal === null) return infos.map(() => null);
     const r = await journal.since(mode === "incremental" ? state.machine.lastPointId : null);
     journaledDisks = r.filter((x) => x !== null).length;
     warnings.push(...journal.warnings);
-    return r.map((blocks, i) =>
-      blocks === null ? null : blocksToUnits(blocks, unitCount(infos[i]!.sizeBytes)),
-    );
+    return r;
   };
   let maxFreezeMs = 0;
   let frozenUnits = 0;
@@ -319,7 +320,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // the write tracker starts before the journal is read: between them they miss no write
     const tracker = o.tracker ? await o.tracker(infos) : null;
     try {
-      await pass(infos, await sinceLast(), prev); // pre-copy while the machine runs
+      await pass(infos, await sinceLast(), prev, true); // pre-copy while the machine runs
       await quiesced(async () => {
         await preHooks();
         // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
@@ -383,7 +384,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     await quiesced(async () => {
       await preHooks();
       try {
-        await pass(infos, await sinceLast(), prev);
+        await pass(infos, await sinceLast(), prev, true);
       } finally {
         await postHooks();
       }

@@ -21,8 +21,14 @@ export interface ScanJob {
   disk: number;
   info: DiskInfo;
   seed: bigint;
-  /** [fromUnit, toUnit) ranges to read, ascending */
+  /** [fromUnit, toUnit) ranges to read, ascending; [fromBlock, toBlock) with `blocks` */
   ranges: [number, number][];
+  /**
+   * the ranges are of 4 KiB blocks (a write journal's): only those blocks are read and compared, and
+   * each unit they touch gets UNIT_UNKNOWN as its unit hash, so that the next full pass compares its
+   * blocks one by one
+   */
+  blocks?: boolean;
   /** previous hashes (null: compare with nothing, every block is a candidate) */
   prevBlock: BigUint64Array | null;
   prevUnit: BigUint64Array | null;
@@ -115,6 +121,18 @@ function ownBuffer(b: Buffer, staging: Buffer): ArrayBuffer {
   return out.buffer as ArrayBuffer;
 }
 
+/**
+ * The unit hash of a unit whose blocks a pass read one by one (never the xxh64 of real content, but
+ * for a 2^-64 accident per unit and pass: the same odds the unit hashes already take).
+ */
+export const UNIT_UNKNOWN = 0n;
+
+/** Bytes a job reads. */
+export function jobBytes(job: ScanJob): number {
+  const n = job.ranges.reduce((t, [a, b]) => t + (b - a), 0);
+  return n * (job.blocks === true ? BLOCK_SIZE : UNIT_BYTES);
+}
+
 export function unitCount(sizeBytes: number): number {
   return Math.ceil(sizeBytes / UNIT_BYTES);
 }
@@ -188,7 +206,52 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
     batchData = 0;
     groupRead = 0;
   };
-  try {
+  /** Stages block `b` (its xxh64 `bh`) when it differs from the previous pass. */
+  const consider = (b: number, block: Buffer, bh: bigint, zero: boolean): void => {
+    if (prevBlock !== null && prevBlock[b] === bh) {
+      nextBlock[b] = bh;
+      return;
+    }
+    nextBlock[b] = bh;
+    blocks[n] = b;
+    if (zero || block.equals(ZERO_BLOCK)) {
+      hashes.fill(0, n * HASH_BYTES, (n + 1) * HASH_BYTES);
+    } else {
+      blockHashInto(block, dataHashes, data * HASH_BYTES);
+      dataHashes.copy(hashes, n * HASH_BYTES, data * HASH_BYTES, (data + 1) * HASH_BYTES);
+      block.copy(raw, (data - batchData) * BLOCK_SIZE);
+      data++;
+    }
+    n++;
+    if (data - batchData === FRAME_MAX_BLOCKS || n - batchN === BATCH_ENTRIES) {
+      closeBatch();
+      if (layout.length === GROUP_FRAMES * LAYOUT_FIELDS || n > GROUP_ENTRIES - BATCH_ENTRIES) closeGroup();
+    }
+  };
+
+  /** A journal's pass: only the blocks written since the last point. */
+  const scanBlocks = (): void => {
+    const readBlocks = READ_UNITS * UNIT_BLOCKS;
+    for (const [from, to] of job.ranges) {
+      for (let b0 = from; b0 < to; b0 += readBlocks) {
+        const count = Math.min(readBlocks, to - b0);
+        const buf = reader.read(b0 * BLOCK_SIZE, count * BLOCK_SIZE);
+        const got = Math.min(count * BLOCK_SIZE, job.info.sizeBytes - b0 * BLOCK_SIZE);
+        readSince += got;
+        groupRead += got;
+        for (let k = 0; k < count; k++) {
+          const b = b0 + k;
+          nextUnit[Math.floor(b / UNIT_BLOCKS)] = UNIT_UNKNOWN;
+          const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
+          consider(b, block, xxh64(block, seed), false);
+        }
+        if (groupRead >= PROGRESS_BYTES) closeGroup();
+      }
+    }
+  };
+
+  /** A hashing pass: every unit of the ranges, compared unit first, then block by block. */
+  const scanUnits = (): void => {
     for (const [from, to] of job.ranges) {
       for (let u0 = from; u0 < to; u0 += READ_UNITS) {
         const units = Math.min(READ_UNITS, to - u0);
@@ -212,33 +275,21 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
           for (let j = 0; j < UNIT_BLOCKS; j++) {
             const b = firstBlock + j;
             if (b >= totalBlocks) break;
-            const block = zeroUnit ? ZERO_BLOCK : unit.subarray(j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
-            const bh = zeroUnit ? zeroBlockHash : xxh64(block, seed);
-            if (prevBlock !== null && prevBlock[b] === bh) {
-              nextBlock[b] = bh;
-              continue;
-            }
-            nextBlock[b] = bh;
-            blocks[n] = b;
-            if (zeroUnit || block.equals(ZERO_BLOCK)) {
-              hashes.fill(0, n * HASH_BYTES, (n + 1) * HASH_BYTES);
-            } else {
-              blockHashInto(block, dataHashes, data * HASH_BYTES);
-              dataHashes.copy(hashes, n * HASH_BYTES, data * HASH_BYTES, (data + 1) * HASH_BYTES);
-              block.copy(raw, (data - batchData) * BLOCK_SIZE);
-              data++;
-            }
-            n++;
-            if (data - batchData === FRAME_MAX_BLOCKS || n - batchN === BATCH_ENTRIES) {
-              closeBatch();
-              if (layout.length === GROUP_FRAMES * LAYOUT_FIELDS || n > GROUP_ENTRIES - BATCH_ENTRIES)
-                closeGroup();
+            if (zeroUnit) consider(b, ZERO_BLOCK, zeroBlockHash, true);
+            else {
+              const block = unit.subarray(j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
+              consider(b, block, xxh64(block, seed), false);
             }
           }
         }
         if (groupRead >= PROGRESS_BYTES) closeGroup();
       }
     }
+  };
+
+  try {
+    if (job.blocks === true) scanBlocks();
+    else scanUnits();
     closeGroup();
   } finally {
     reader.close();

@@ -2,7 +2,16 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { SwitchbackError } from "../domain/errors.ts";
-import { type Batch, type BatchGroup, type ScanJob, scanRanges, UNIT_BYTES, unpackGroup } from "./scan.ts";
+import { BLOCK_SIZE } from "../datastore/format.ts";
+import {
+  type Batch,
+  type BatchGroup,
+  jobBytes,
+  type ScanJob,
+  scanRanges,
+  UNIT_BYTES,
+  unpackGroup,
+} from "./scan.ts";
 
 const INLINE_BELOW_BYTES = 128 * 1024 * 1024;
 /** groups (of up to 8 frames) a worker may have posted and the main thread not yet taken */
@@ -12,23 +21,24 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-/** Splits the jobs' ranges into `n` shards of about equal size, keeping each shard's ranges ascending. */
+/** Splits the jobs' ranges into `n` shards of about equal bytes, keeping each shard's ranges ascending. */
 export function shard(jobs: ScanJob[], n: number): ScanJob[][] {
-  const total = jobs.reduce((s, j) => s + j.ranges.reduce((t, [a, b]) => t + (b - a), 0), 0);
+  const total = jobs.reduce((s, j) => s + jobBytes(j), 0);
   const per = Math.max(1, Math.ceil(total / n));
   const shards: ScanJob[][] = Array.from({ length: n }, () => []);
   let w = 0;
   let room = per;
   for (const job of jobs) {
+    const size = job.blocks === true ? BLOCK_SIZE : UNIT_BYTES; // bytes a range step stands for
     let cur: [number, number][] = [];
     for (const [a0, b] of job.ranges) {
       let a = a0;
       while (a < b) {
-        const take = Math.min(b - a, room);
+        const take = Math.min(b - a, Math.max(1, Math.ceil(room / size)));
         cur.push([a, a + take]);
         a += take;
-        room -= take;
-        if (room === 0 && w < n - 1) {
+        room -= take * size;
+        if (room <= 0 && w < n - 1) {
           shards[w]!.push({ ...job, ranges: cur });
           cur = [];
           w++;
@@ -42,7 +52,7 @@ export function shard(jobs: ScanJob[], n: number): ScanJob[][] {
 }
 
 export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncGenerator<Batch> {
-  const bytes = jobs.reduce((s, j) => s + j.ranges.reduce((t, [a, b]) => t + (b - a), 0), 0) * UNIT_BYTES;
+  const bytes = jobs.reduce((s, j) => s + jobBytes(j), 0);
   if (workers <= 1 || bytes < INLINE_BELOW_BYTES) {
     for (const job of jobs) {
       const out: Batch[] = [];

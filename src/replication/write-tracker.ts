@@ -14,14 +14,10 @@
 // re-reads the whole disk while frozen, slow but correct.
 import { spawnSync } from "node:child_process";
 import {
-  closeSync,
-  constants,
   existsSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
-  readSync,
   realpathSync,
   rmdirSync,
   writeFileSync,
@@ -33,6 +29,7 @@ import type { DiskInfo } from "./disk-source.ts";
 import { toRanges, toUnitRanges } from "./ranges.ts";
 import type { WriteTracker } from "./replicate.ts";
 import { UNIT_BYTES } from "./scan.ts";
+import { RawTraceReader } from "./trace-raw.ts";
 
 export { toUnitRanges };
 
@@ -224,8 +221,6 @@ export interface TracefsTrackerOptions {
 
 let instanceCounter = 0;
 
-const LINE = /: (block_bio_queue|block_rq_complete): (\d+),(\d+) (\S+) (?:\([^)]*\) )?(\d+) \+ (\d+)/;
-
 export class TracefsWriteTracker implements WriteTracker {
   readonly warnings: string[] = [];
   readonly #disks: DiskInfo[];
@@ -235,9 +230,8 @@ export class TracefsWriteTracker implements WriteTracker {
   /** per disk: [fromByte, toByte) intervals seen so far (merged at collect) */
   readonly #seen: [number, number][][];
   readonly #lost: (string | null)[];
-  #fd: number | null = null;
+  #reader: RawTraceReader | null = null;
   #timer: NodeJS.Timeout | undefined;
-  #partial = "";
   #stopped = false;
   /** a journal's instance outlives the process: never drained in the background, kept at detach */
   readonly #persistent: boolean;
@@ -283,7 +277,7 @@ export class TracefsWriteTracker implements WriteTracker {
     if (!existsSync(dir)) return { tracker: TracefsWriteTracker.#create(disks, dir, true, o), fresh: true };
     const t = new TracefsWriteTracker(disks, disks.map(planDisk), dir, true);
     if ([...t.#byDev.keys()].length > 0)
-      t.#fd = openSync(path.join(dir, "trace_pipe"), constants.O_RDONLY | constants.O_NONBLOCK);
+      t.#reader = RawTraceReader.open(dir, path.dirname(path.dirname(dir)), EVENTS);
     return { tracker: t, fresh: false };
   }
 
@@ -350,7 +344,7 @@ export class TracefsWriteTracker implements WriteTracker {
           `tracefs kept filter "${back}" for ${e}, not "${filter}"`,
         );
     }
-    this.#fd = openSync(path.join(this.#dir, "trace_pipe"), constants.O_RDONLY | constants.O_NONBLOCK);
+    this.#reader = RawTraceReader.open(this.#dir, path.dirname(path.dirname(this.#dir)), EVENTS);
     for (const e of EVENTS) writeFileSync(path.join(this.#dir, "events", "block", e, "enable"), "1");
     writeFileSync(path.join(this.#dir, "tracing_on"), "1");
     if (this.#persistent) return; // its events wait in the kernel for whoever collects next
@@ -358,39 +352,15 @@ export class TracefsWriteTracker implements WriteTracker {
     this.#timer.unref();
   }
 
-  /** Reads every event the ring buffer holds now. */
+  /** Reads every event the ring buffers hold now. */
   #drain(): void {
-    if (this.#fd === null) return;
-    const buf = Buffer.allocUnsafe(64 * 1024);
-    for (;;) {
-      let n: number;
-      try {
-        n = readSync(this.#fd, buf, 0, buf.length, null);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EAGAIN") break;
-        this.#loseAll(`reading the trace failed: ${(err as Error).message}`);
-        break;
-      }
-      if (n === 0) break;
-      const text = this.#partial + buf.toString("latin1", 0, n);
-      const lines = text.split("\n");
-      this.#partial = lines.pop()!;
-      for (const l of lines) this.#line(l);
-    }
+    if (this.#reader === null) return;
+    const problem = this.#reader.drain((dev, sector, nr) => this.#event(dev, sector, nr));
+    if (problem !== null) this.#loseAll(problem);
   }
 
-  #line(l: string): void {
-    if (l.length === 0) return;
-    const m = LINE.exec(l);
-    if (m === null) {
-      // e.g. "CPU:1 [LOST 42 EVENTS]"
-      this.#loseAll(`unexpected trace line ${JSON.stringify(l.slice(0, 120))}`);
-      return;
-    }
-    const nr = Number(m[6]);
+  #event(dev: number, sector: number, nr: number): void {
     if (nr === 0) return; // flushes carry no data
-    const dev = Number(m[2]) * 2 ** 20 + Number(m[3]);
-    const sector = Number(m[5]);
     for (const { disk, w } of this.#byDev.get(dev) ?? []) {
       const size = this.#disks[disk]!.sizeBytes;
       const from = Math.max(0, (sector + w.shiftSectors) * 512 + w.addBytes);
@@ -429,7 +399,7 @@ export class TracefsWriteTracker implements WriteTracker {
   async collect(granule = UNIT_BYTES): Promise<([number, number][] | null)[]> {
     if (this.#stopped) throw new Error("collect() after stop()");
     this.#drain();
-    if (this.#fd !== null) {
+    if (this.#reader !== null) {
       const k = this.#kernelLosses();
       if (k !== null) this.#loseAll(k);
     }
@@ -468,20 +438,20 @@ export class TracefsWriteTracker implements WriteTracker {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
-    if (this.#fd !== null) closeSync(this.#fd);
-    this.#fd = null;
+    this.#reader?.close();
+    this.#reader = null;
   }
 
   #remove(): void {
     clearInterval(this.#timer);
-    if (this.#fd !== null) {
+    if (this.#reader !== null) {
       try {
         writeFileSync(path.join(this.#dir, "tracing_on"), "0");
       } catch {
         // removing the instance below stops it as well
       }
-      closeSync(this.#fd);
-      this.#fd = null;
+      this.#reader.close();
+      this.#reader = null;
     }
     try {
       rmdirSync(this.#dir);

@@ -116,7 +116,7 @@ test("after the first point, a point reads only the units written since the last
   assert.equal(second.mode, "incremental");
   assert.equal(second.journaledDisks, 1);
   assert.equal(second.changedBlocks, 20);
-  assert.ok(second.bytesRead <= 20 * 65536, `read ${second.bytesRead} bytes for 20 written blocks`);
+  assert.equal(second.bytesRead, 20 * 4096, "only the written blocks are read");
   assert.deepEqual(second.warnings, []);
   await r.assertLatestEqualsDisk();
   assert.equal(written.length, 20);

@@ -16,6 +16,7 @@ import {
   scanRanges,
   UNIT_BLOCKS,
   UNIT_BYTES,
+  UNIT_UNKNOWN,
   unitCount,
   unpackGroup,
 } from "../../src/replication/scan.ts";
@@ -191,4 +192,55 @@ test("worker threads list the same blocks, hashes and data as one thread", async
     blocks.map((_, i) => i),
     bytes,
   );
+});
+
+test("a journal's pass reads only the blocks it is given, and the next hashing pass still sees every change", () => {
+  const file = path.join(dir, "journal.img");
+  const bytes = 4 * 1024 * 1024;
+  const blocks = writeImage(file, bytes);
+  const first = job(file, null);
+  scanAll(first);
+  const write = (n: number, c: Buffer | null): void => {
+    const fd = openSync(file, "r+");
+    writeSync(fd, c ?? Buffer.alloc(BLOCK_SIZE), 0, BLOCK_SIZE, n * BLOCK_SIZE);
+    closeSync(fd);
+    blocks[n] = c;
+  };
+  // written since the last point: 5, 6 (same content as before), 40, 700; the journal gives 5-8 and 40, 700
+  write(5, randomBytes(BLOCK_SIZE));
+  write(6, blocks[6] === null ? null : Buffer.from(blocks[6]!));
+  const was40 = blocks[40] ?? null;
+  write(40, randomBytes(BLOCK_SIZE));
+  write(700, null);
+  const journaled: ScanJob = {
+    ...job(file, first),
+    ranges: [
+      [5, 9],
+      [40, 41],
+      [700, 701],
+    ],
+    blocks: true,
+    nextBlock: first.nextBlock, // a pass updates the previous hashes in place, as replicate does
+    nextUnit: first.nextUnit,
+  };
+  checkBatches(scanAll(journaled), blocks, [5, 40, 700], 6 * BLOCK_SIZE);
+  for (const u of [0, 2, 43])
+    assert.equal(first.nextUnit[u], UNIT_UNKNOWN, `unit ${u} was read block by block`);
+  assert.equal(first.nextBlock[40], xxh64(blocks[40]!, 42n));
+
+  // writes the journal never told of (e.g. after it was lost): the next hashing pass finds them, and
+  // nothing else. Block 40 goes back to what it held at the first pass, so its unit's content hash is
+  // the one that pass stored: only UNIT_UNKNOWN keeps that unit from being skipped
+  write(1001, randomBytes(BLOCK_SIZE));
+  write(40, was40);
+  const hashing: ScanJob = { ...job(file, first), nextBlock: first.nextBlock, nextUnit: first.nextUnit };
+  checkBatches(scanAll(hashing), blocks, [40, 1001], bytes);
+  const disk = readFileSync(file);
+  for (const u of [0, 2, 43, 62]) {
+    assert.equal(
+      first.nextUnit[u],
+      xxh64(disk.subarray(u * UNIT_BYTES, (u + 1) * UNIT_BYTES), 42n),
+      `unit ${u}`,
+    );
+  }
 });
