@@ -1,8 +1,8 @@
 // Runs disk passes across worker threads (or inline for small disks) and yields their batches.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { SwitchbackError } from "../domain/errors.ts";
 import { BLOCK_SIZE } from "../datastore/format.ts";
+import { SwitchbackError } from "../domain/errors.ts";
 import {
   type Batch,
   type BatchGroup,
