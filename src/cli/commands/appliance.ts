@@ -96,7 +96,7 @@ export function register(program: Command): void {
           machines: path.resolve(
             o.machines ?? path.join(path.dirname(path.resolve(o.datastore[0]!)), "machines"),
           ),
-          cli: `${process.execPath} ${path.resolve(import.meta.dirname, "../main.ts")}`,
+          cli: `${process.execPath} ${path.resolve(import.meta.dirname, "../main.mjs")}`,
           log,
           ...(o.jsonLogs ? { jsonLogs: true } : {}),
           ...(networks !== undefined ? { networks } : {}),
