@@ -229,63 +229,60 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
     }
   };
 
-  /** A journal's pass: only the blocks written since the last point. */
-  const scanBlocks = (): void => {
-    const readBlocks = READ_UNITS * UNIT_BLOCKS;
+  /** Reads the job's ranges (of `size`-byte pieces) a MiB at a time and hands each read to `visit`. */
+  const readRanges = (size: number, visit: (buf: Buffer, first: number, count: number) => void): void => {
+    const step = (READ_UNITS * UNIT_BYTES) / size;
     for (const [from, to] of job.ranges) {
-      for (let b0 = from; b0 < to; b0 += readBlocks) {
-        const count = Math.min(readBlocks, to - b0);
-        const buf = reader.read(b0 * BLOCK_SIZE, count * BLOCK_SIZE);
-        const got = Math.min(count * BLOCK_SIZE, job.info.sizeBytes - b0 * BLOCK_SIZE);
+      for (let first = from; first < to; first += step) {
+        const count = Math.min(step, to - first);
+        const buf = reader.read(first * size, count * size);
+        const got = Math.min(count * size, job.info.sizeBytes - first * size);
         readSince += got;
         groupRead += got;
-        for (let k = 0; k < count; k++) {
-          const b = b0 + k;
-          nextUnit[Math.floor(b / UNIT_BLOCKS)] = UNIT_UNKNOWN;
-          const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
-          consider(b, block, xxh64(block, seed), false);
-        }
+        visit(buf, first, count);
         if (groupRead >= PROGRESS_BYTES) closeGroup();
       }
     }
   };
 
+  /** A journal's pass: only the blocks written since the last point. */
+  const scanBlocks = (): void =>
+    readRanges(BLOCK_SIZE, (buf, b0, count) => {
+      for (let k = 0; k < count; k++) {
+        const b = b0 + k;
+        nextUnit[Math.floor(b / UNIT_BLOCKS)] = UNIT_UNKNOWN;
+        const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
+        consider(b, block, xxh64(block, seed), false);
+      }
+    });
+
   /** A hashing pass: every unit of the ranges, compared unit first, then block by block. */
-  const scanUnits = (): void => {
-    for (const [from, to] of job.ranges) {
-      for (let u0 = from; u0 < to; u0 += READ_UNITS) {
-        const units = Math.min(READ_UNITS, to - u0);
-        const buf = reader.read(u0 * UNIT_BYTES, units * UNIT_BYTES);
-        const got = Math.min(units * UNIT_BYTES, job.info.sizeBytes - u0 * UNIT_BYTES);
-        readSince += got;
-        groupRead += got;
-        for (let k = 0; k < units; k++) {
-          const u = u0 + k;
-          const unit = buf.subarray(k * UNIT_BYTES, (k + 1) * UNIT_BYTES);
-          // an all-zero unit (a third of the benchmark's image) has known hashes: one compare
-          // instead of 17 xxh64 calls and 16 zero tests
-          const zeroUnit = unit.equals(ZERO_UNIT);
-          const uh = zeroUnit ? zeroUnitHash : xxh64(unit, seed);
-          if (prevUnit !== null && prevUnit[u] === uh) {
-            nextUnit[u] = uh;
-            continue;
-          }
+  const scanUnits = (): void =>
+    readRanges(UNIT_BYTES, (buf, u0, units) => {
+      for (let k = 0; k < units; k++) {
+        const u = u0 + k;
+        const unit = buf.subarray(k * UNIT_BYTES, (k + 1) * UNIT_BYTES);
+        // an all-zero unit (a third of the benchmark's image) has known hashes: one compare
+        // instead of 17 xxh64 calls and 16 zero tests
+        const zeroUnit = unit.equals(ZERO_UNIT);
+        const uh = zeroUnit ? zeroUnitHash : xxh64(unit, seed);
+        if (prevUnit !== null && prevUnit[u] === uh) {
           nextUnit[u] = uh;
-          const firstBlock = u * UNIT_BLOCKS;
-          for (let j = 0; j < UNIT_BLOCKS; j++) {
-            const b = firstBlock + j;
-            if (b >= totalBlocks) break;
-            if (zeroUnit) consider(b, ZERO_BLOCK, zeroBlockHash, true);
-            else {
-              const block = unit.subarray(j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
-              consider(b, block, xxh64(block, seed), false);
-            }
+          continue;
+        }
+        nextUnit[u] = uh;
+        const firstBlock = u * UNIT_BLOCKS;
+        for (let j = 0; j < UNIT_BLOCKS; j++) {
+          const b = firstBlock + j;
+          if (b >= totalBlocks) break;
+          if (zeroUnit) consider(b, ZERO_BLOCK, zeroBlockHash, true);
+          else {
+            const block = unit.subarray(j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
+            consider(b, block, xxh64(block, seed), false);
           }
         }
-        if (groupRead >= PROGRESS_BYTES) closeGroup();
       }
-    }
-  };
+    });
 
   try {
     if (job.blocks === true) scanBlocks();

@@ -44,6 +44,25 @@ interface Rig {
   assertLatestEqualsDisk: () => Promise<void>;
 }
 
+/** A crash-consistent point of `disks` (snapshot none) with the write journal required. */
+function takePoint(
+  ds: Datastore,
+  disks: string[],
+  stateDir: string,
+  sink?: PointSink,
+  name: ItemName = item,
+): Promise<ReplicateResult> {
+  return replicateOnce({
+    item: name,
+    disks,
+    stateDir,
+    sink: sink ?? new LocalSink(ds),
+    consistency: "crash",
+    snapshot: "none",
+    journal: changeJournalFactory("tracefs"),
+  });
+}
+
 async function rig(t: { after: (f: () => void | Promise<void>) => void }, mib = 64): Promise<Rig> {
   const s = new Scratch("sb-journal-");
   const image = s.image("disk.img", mib);
@@ -56,7 +75,6 @@ async function rig(t: { after: (f: () => void | Promise<void>) => void }, mib = 
     await ds.close();
     s.cleanup();
   });
-  const journal = changeJournalFactory("tracefs");
   const blocks = (mib * MIB) / 4096;
   return {
     s,
@@ -64,16 +82,7 @@ async function rig(t: { after: (f: () => void | Promise<void>) => void }, mib = 
     image,
     dev,
     state,
-    point: (sink) =>
-      replicateOnce({
-        item,
-        disks: [dev],
-        stateDir: state,
-        sink: sink ?? new LocalSink(ds),
-        consistency: "crash",
-        snapshot: "none",
-        journal,
-      }),
+    point: (sink) => takePoint(ds, [dev], state, sink),
     write: (n) => {
       const fd = openSync(dev, "r+");
       const picked = new Set<number>();
@@ -193,26 +202,10 @@ test("a journal that cannot vouch makes the point read the whole disk, and a new
   // the disk now on another loop device: the journal watched the old one
   r.s.detach(r.dev);
   const again = r.s.attach(r.image);
-  const moved = await replicateOnce({
-    item,
-    disks: [again],
-    stateDir: r.state,
-    sink: new LocalSink(r.ds),
-    consistency: "crash",
-    snapshot: "none",
-    journal: changeJournalFactory("tracefs"),
-  });
+  const moved = await takePoint(r.ds, [again], r.state);
   assert.equal(moved.journaledDisks, 0, "another device: read whole");
   assert.match(moved.warnings.join("\n"), /devices of the disks changed/);
-  const back = await replicateOnce({
-    item,
-    disks: [again],
-    stateDir: r.state,
-    sink: new LocalSink(r.ds),
-    consistency: "crash",
-    snapshot: "none",
-    journal: changeJournalFactory("tracefs"),
-  });
+  const back = await takePoint(r.ds, [again], r.state);
   assert.equal(back.journaledDisks, 1, "and journaled again from then on");
 });
 
@@ -230,15 +223,7 @@ test("journal instances nobody owns are swept; an image file is never journaled"
 
   // the same data as an image file: no journal (writes could bypass any loop device)
   const fileState = r.s.path("file-state");
-  const p = await replicateOnce({
-    item: "journal-file" as ItemName,
-    disks: [r.image],
-    stateDir: fileState,
-    sink: new LocalSink(r.ds),
-    consistency: "crash",
-    snapshot: "none",
-    journal: changeJournalFactory("tracefs"),
-  });
+  const p = await takePoint(r.ds, [r.image], fileState, undefined, "journal-file" as ItemName);
   assert.equal(p.journaledDisks, 0);
   assert.ok(!existsSync(path.join(fileState, "journal.json")));
 });
