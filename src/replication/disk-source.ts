@@ -3,7 +3,7 @@
 // can return stale pages (the device's cache is not the file system's), see docs/consistency.md. A
 // loop device is read through its backing file, whose page cache the device itself goes through.
 import { spawnSync } from "node:child_process";
-import { closeSync, constants, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { SwitchbackError } from "../domain/errors.ts";
 
 export interface DiskInfo {
@@ -18,7 +18,7 @@ export interface DiskInfo {
    * truth the loop device reads and writes through) instead of the device with O_DIRECT, which costs
    * ~50 µs a request here
    */
-  backing?: { file: string; offset: number };
+  backing?: { file: string; offset: number; dev: number; ino: number };
 }
 
 export function inspectDisk(path: string): DiskInfo {
@@ -45,7 +45,7 @@ export function inspectDisk(path: string): DiskInfo {
       // partitions have no queue/ of their own; 512 is what the kernel counts `size` in anyway
     }
     const sizeBytes = sectors * 512;
-    return { path, kind: "block", sizeBytes, sectorSize, devno, backing: loopBacking(sys, sizeBytes) };
+    return { path, kind: "block", sizeBytes, sectorSize, devno, backing: loopBacking(path, sys, sizeBytes) };
   }
   if (st.isFile()) {
     if (st.size === 0) throw new SwitchbackError("DISK_EMPTY", `disk image ${path} is empty`);
@@ -60,8 +60,20 @@ export function inspectDisk(path: string): DiskInfo {
   throw new SwitchbackError("DISK_NOT_A_DISK", `${path} is neither a block device nor a disk image file`);
 }
 
-/** A whole loop device's backing file, when it can be read in the device's place. */
-function loopBacking(sys: string, sizeBytes: number): DiskInfo["backing"] {
+/** "major:minor" of a device number as stat() gives it. */
+function devName(dev: number | bigint): string {
+  const d = BigInt(dev);
+  const major = Number((d >> 8n) & 0xfffn) | Number((d >> 32n) & ~0xfffn);
+  const minor = Number(d & 0xffn) | Number((d >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/**
+ * A whole loop device's backing file, when it can be read in the device's place: the file the path
+ * in sysfs names here must be the very inode the device was set up with (the loop driver's own
+ * record, via losetup), not another file at that path in this mount namespace.
+ */
+function loopBacking(device: string, sys: string, sizeBytes: number): DiskInfo["backing"] {
   const read = (p: string): string | null => {
     try {
       return readFileSync(`${sys}/${p}`, "utf8").trim();
@@ -75,13 +87,17 @@ function loopBacking(sys: string, sizeBytes: number): DiskInfo["backing"] {
   const sizelimit = Number(read("loop/sizelimit") ?? "NaN");
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(sizelimit)) return undefined;
   if (sizelimit !== 0 && sizelimit < sizeBytes) return undefined;
+  let st: ReturnType<typeof statSync>;
   try {
-    const st = statSync(file);
-    if (!st.isFile() || st.size < offset + sizeBytes) return undefined;
+    st = statSync(file);
   } catch {
     return undefined;
   }
-  return { file, offset };
+  if (!st.isFile() || st.size < offset + sizeBytes) return undefined;
+  const r = spawnSync("losetup", ["-n", "-O", "BACK-INO,BACK-MAJ:MIN", device], { encoding: "utf8" });
+  const [ino, majMin] = r.status === 0 ? r.stdout.trim().split(/\s+/) : [];
+  if (ino !== String(st.ino) || majMin !== devName(st.dev)) return undefined;
+  return { file, offset, dev: Number(st.dev), ino: Number(st.ino) };
 }
 
 /**
@@ -103,9 +119,10 @@ export class DiskReader {
     let direct = false;
     let fd: number;
     this.#base = 0;
-    if (info.backing !== undefined) {
-      fd = openSync(info.backing.file, constants.O_RDONLY);
-      this.#base = info.backing.offset;
+    const backing = info.backing === undefined ? undefined : openBacking(info.backing);
+    if (backing !== undefined) {
+      fd = backing;
+      this.#base = info.backing!.offset;
     } else if (info.kind === "block") {
       try {
         fd = openSync(info.path, constants.O_RDONLY | constants.O_DIRECT);
@@ -127,7 +144,7 @@ export class DiskReader {
     }
     this.#direct = direct;
     this.#view = view;
-    if (info.kind === "block" && !direct && info.backing === undefined) {
+    if (info.kind === "block" && !direct && backing === undefined) {
       // no O_DIRECT here: drop the device's page cache so that this pass reads what the disk holds
       const r = spawnSync("blockdev", ["--flushbufs", info.path], { encoding: "utf8" });
       if (r.status !== 0) {
@@ -178,6 +195,20 @@ export class DiskReader {
   close(): void {
     closeSync(this.#fd);
   }
+}
+
+/** Opens a loop device's backing file if it is still the inode the device was found on, else undefined. */
+function openBacking(b: NonNullable<DiskInfo["backing"]>): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(b.file, constants.O_RDONLY);
+  } catch {
+    return undefined;
+  }
+  const st = fstatSync(fd);
+  if (st.ino === b.ino && st.dev === b.dev) return fd;
+  closeSync(fd);
+  return undefined;
 }
 
 /** Finds where in `buf` a 4 KiB O_DIRECT read succeeds: the first address aligned for the device. */

@@ -12,16 +12,27 @@
 // a journal armed after the last point, a missing or unreadable file) makes `since` answer null for
 // the disk: the pass then reads it whole, as without a journal, and the journal starts afresh.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import type { PointId } from "../domain/ids.ts";
 import { writeFileAtomic } from "../platform/files.ts";
+import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { mergeRanges } from "./ranges.ts";
 import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./write-tracker.ts";
 
 const FILE = "journal.json";
+const LOCK = "journal.lock";
 
 interface JournalFile {
   version: 2;
@@ -43,6 +54,8 @@ export interface ChangeJournal {
   since(last: PointId | null): Promise<([number, number][] | null)[]>;
   /** The point is committed: from now on the journal covers writes since it. */
   committed(point: PointId): void;
+  /** The point is over, committed or not: let the next one use the journal. */
+  release(): void;
   readonly warnings: readonly string[];
 }
 
@@ -54,13 +67,25 @@ export class WriteJournal implements ChangeJournal {
   readonly #disks: DiskInfo[];
   #state: JournalFile | null = null;
 
+  readonly #lockFile: string;
+  #locked = false;
+
   constructor(stateDir: string, disks: DiskInfo[]) {
-    this.#file = path.join(stateDir, FILE);
+    this.#file = path.resolve(stateDir, FILE);
+    this.#lockFile = path.resolve(stateDir, LOCK);
     this.#disks = disks;
   }
 
   async since(last: PointId | null): Promise<([number, number][] | null)[]> {
     sweepJournals();
+    // one point at a time per agent state: a second process draining the same journal, or saving its
+    // file, could take writes away from the point that will commit (docs/consistency.md)
+    if (!this.#lock()) {
+      this.warnings.push(
+        `another process (pid in ${this.#lockFile}) is taking a point with this agent state; the disks are read whole`,
+      );
+      return this.#disks.map(() => null);
+    }
     const saved = readJournalFile(this.#file);
     const plans = this.#disks.map(planDisk);
     if (this.#disks.some((d) => d.kind !== "block") || plans.some((p) => p.untrackable !== null)) {
@@ -69,7 +94,14 @@ export class WriteJournal implements ChangeJournal {
       if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
       return this.#disks.map(() => null);
     }
-    const keys = plans.map((p) => p.key);
+    const ids = this.#disks.map(journalIdentity);
+    const refused = ids.find((x) => "refused" in x);
+    if (refused !== undefined && "refused" in refused) {
+      this.warnings.push(`no write journal: ${refused.refused}; the disks are read whole`);
+      if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
+      return this.#disks.map(() => null);
+    }
+    const keys = plans.map((p, i) => `${p.key}|${"key" in ids[i]! ? ids[i].key : ""}`);
     const usable =
       saved !== null &&
       last !== null &&
@@ -79,8 +111,15 @@ export class WriteJournal implements ChangeJournal {
     if (saved !== null && usable) {
       const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks);
       if (!fresh) {
-        const drained = await tracker.collect(BLOCK_SIZE);
-        tracker.detach(); // what comes after stays in the kernel for the next point
+        // Draining consumes the events: until what is drained is saved in `pending`, the file must
+        // not vouch for anything, so that a crash (or a failed save) in between re-arms instead.
+        writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
+        let drained: ([number, number][] | null)[];
+        try {
+          drained = await tracker.collect(BLOCK_SIZE);
+        } finally {
+          tracker.detach(); // what comes after stays in the kernel for the next point
+        }
         if (drained.every((r) => r !== null)) {
           const pending = drained.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
           this.#state = { ...saved, pending };
@@ -111,11 +150,83 @@ export class WriteJournal implements ChangeJournal {
   }
 
   committed(point: PointId): void {
-    if (this.#state === null) return;
+    if (this.#state === null || !this.#locked) return;
     // writes recorded after `since` drained are still in the kernel's buffer for the next point
     this.#state = { ...this.#state, coversSince: point, pending: this.#disks.map(() => []) };
     writeFileAtomic(this.#file, JSON.stringify(this.#state));
   }
+
+  release(): void {
+    if (!this.#locked) return;
+    this.#locked = false;
+    rmSync(this.#lockFile, { force: true });
+  }
+
+  /** Takes the agent state's journal lock (a file holding our pid); a dead holder's lock is taken over. */
+  #lock(): boolean {
+    if (this.#locked) return true;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(this.#lockFile, String(process.pid), { flag: "wx" });
+        this.#locked = true;
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+      let holder = Number.NaN;
+      try {
+        holder = Number(readFileSync(this.#lockFile, "utf8"));
+      } catch {
+        // gone meanwhile: try again
+      }
+      if (Number.isInteger(holder) && holder > 0 && pidAlive(holder)) return false;
+      rmSync(this.#lockFile, { force: true });
+    }
+    return false;
+  }
+}
+
+/**
+ * What, besides its devices, makes a disk the same disk for the journal: the kernel's disk sequence
+ * number (new at every attach; a kernel without it cannot tell a detach and attach under the same
+ * device number), and for a loop device the inode of its backing file, which no other loop device
+ * may share (its writes would reach the file unseen).
+ */
+function journalIdentity(d: DiskInfo): { key: string } | { refused: string } {
+  const sys = `/sys/dev/block/${d.devno}`;
+  const read = (p: string): string | null => {
+    try {
+      return readFileSync(p, "utf8").trim();
+    } catch {
+      return null;
+    }
+  };
+  // a partition's sequence number is its disk's
+  const whole = read(`${sys}/partition`) === null ? sys : path.join(sys, "..");
+  const seq = read(`${whole}/diskseq`);
+  if (seq === null) return { refused: `${d.path} has no disk sequence number (Linux 5.15 or later has)` };
+  const backing = read(`${whole}/loop/backing_file`);
+  if (backing === null) return { key: `seq ${seq}` };
+  let ino: string;
+  try {
+    const st = statSync(backing);
+    ino = `${st.dev}:${st.ino}`;
+  } catch {
+    return { refused: `the backing file of loop device ${d.path} is gone` };
+  }
+  let loops: string[] = [];
+  try {
+    loops = readdirSync("/sys/block").filter((n) => n.startsWith("loop"));
+  } catch {
+    // no sysfs: nothing else to find
+  }
+  const self = realpathSync(whole);
+  for (const l of loops) {
+    if (realpathSync(`/sys/block/${l}`) === self) continue;
+    if (read(`/sys/block/${l}/loop/backing_file`) === backing)
+      return { refused: `loop device /dev/${l} shares the backing file of ${d.path}` };
+  }
+  return { key: `seq ${seq} file ${ino}` };
 }
 
 /** Stops the journal of an agent state folder, if it has one (replication disabled). */
@@ -142,7 +253,8 @@ export function sweepJournals(): string[] {
   const tracefs = findTracefs();
   if (tracefs === null) return [];
   const removed: string[] = [];
-  for (const n of readdirSync(path.join(tracefs, "instances"))) {
+  const instances = readdirSync(path.join(tracefs, "instances"));
+  for (const n of instances) {
     if (!n.startsWith("switchback-journal-")) continue;
     let owner: string | null = null;
     try {
@@ -150,10 +262,36 @@ export function sweepJournals(): string[] {
     } catch {
       // unregistered: a journal whose registry entry is lost is as good as lost
     }
-    if (owner !== null && readJournalFile(owner)?.instance === n) continue;
+    if (owner !== null) {
+      let text: string | null = null;
+      try {
+        text = readFileSync(owner, "utf8");
+      } catch (err) {
+        // only an owner file that is not there gives its journal away; one we cannot read is left be
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") continue;
+      }
+      if (text !== null && parseJournalFile(text)?.instance === n) continue;
+    }
     TracefsWriteTracker.removeInstance(n);
     rmSync(path.join(REGISTRY, n), { force: true });
     removed.push(n);
+  }
+  // registry entries whose instance is gone
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(REGISTRY);
+  } catch {
+    // no registry yet
+  }
+  // (a minute old at least: a journal is registered a moment before its instance is made)
+  for (const e of entries) {
+    if (instances.includes(e)) continue;
+    try {
+      if (Date.now() - statSync(path.join(REGISTRY, e)).mtimeMs > 60_000)
+        rmSync(path.join(REGISTRY, e), { force: true });
+    } catch {
+      // gone meanwhile
+    }
   }
   return removed;
 }
@@ -161,14 +299,30 @@ export function sweepJournals(): string[] {
 function readJournalFile(file: string): JournalFile | null {
   if (!existsSync(file)) return null;
   try {
-    const j = JSON.parse(readFileSync(file, "utf8")) as JournalFile;
+    return parseJournalFile(readFileSync(file, "utf8"));
+  } catch {
+    return null;
+  }
+}
+
+function parseJournalFile(text: string): JournalFile | null {
+  try {
+    const j = JSON.parse(text) as JournalFile;
     if (
       j.version !== 2 ||
       typeof j.instance !== "string" ||
       !/^switchback-journal-[0-9a-f]+$/.test(j.instance)
     )
       return null;
-    if (!Array.isArray(j.keys) || !Array.isArray(j.pending)) return null;
+    if (!Array.isArray(j.keys) || !j.keys.every((k) => typeof k === "string")) return null;
+    if (j.coversSince !== null && typeof j.coversSince !== "string") return null;
+    const range = (r: unknown): boolean =>
+      Array.isArray(r) &&
+      r.length === 2 &&
+      Number.isSafeInteger(r[0]) &&
+      Number.isSafeInteger(r[1]) &&
+      r[0] < r[1];
+    if (!Array.isArray(j.pending) || !j.pending.every((d) => Array.isArray(d) && d.every(range))) return null;
     return j;
   } catch {
     return null;
@@ -210,6 +364,7 @@ export function changeJournalFactory(mode: TrackMode): ChangeJournalFactory | un
           warnings.push(`write journal not advanced (${(err as Error).message})`);
         }
       },
+      release: () => j.release(),
     };
   };
 }

@@ -313,159 +313,170 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     warnings.push(...journal.warnings);
     return r;
   };
-  let maxFreezeMs = 0;
-  let frozenUnits = 0;
-  let trackedDisks = 0;
-  if (snapshot.kind === "freeze") {
-    // the write tracker starts before the journal is read: between them they miss no write
-    const tracker = o.tracker ? await o.tracker(infos) : null;
-    try {
-      await pass(infos, await sinceLast(), prev, true); // pre-copy while the machine runs
-      await quiesced(async () => {
-        await preHooks();
-        // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
-        try {
-          const freezer = new Freezer(snapshot.mounts);
-          freezer.freeze();
-          try {
-            await faultPauseFrozen();
-            // the tracker is drained only now: the freeze has flushed the file systems, so their last
-            // writes are in the trace (docs/consistency.md)
-            const written = tracker ? await tracker.collect() : infos.map(() => null);
-            frozenUnits = written.reduce(
-              (s, r, i) =>
-                s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
-              0,
-            );
-            trackedDisks = written.filter((r) => r !== null).length;
-            await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
-          } finally {
-            maxFreezeMs = freezer.thaw();
-          }
-        } finally {
-          await postHooks();
-        }
-      });
-    } finally {
-      if (tracker?.warnings) warnings.push(...tracker.warnings);
-      await tracker?.stop();
-    }
-  } else if (snapshot.kind === "reflink") {
-    sweepStaleClones(infos);
-    const clones = infos.map((d) =>
-      path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
-    );
-    try {
-      await quiesced(async () => {
-        await preHooks();
-        try {
-          const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
-          freezer?.freeze();
-          try {
-            infos.forEach((d, i) => {
-              copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
-            });
-          } finally {
-            if (freezer) maxFreezeMs = freezer.thaw();
-          }
-        } finally {
-          await postHooks();
-        }
-      });
-      await pass(
-        infos.map((d, i) => ({ ...d, path: clones[i]! })),
-        infos.map(() => null),
-        prev,
-      );
-    } finally {
-      for (const c of clones) rmSync(c, { force: true });
-    }
-  } else {
-    await quiesced(async () => {
-      await preHooks();
+  try {
+    let maxFreezeMs = 0;
+    let frozenUnits = 0;
+    let trackedDisks = 0;
+    if (snapshot.kind === "freeze") {
+      // the write tracker starts before the journal is read: between them they miss no write
+      const tracker = o.tracker ? await o.tracker(infos) : null;
       try {
-        await pass(infos, await sinceLast(), prev, true);
+        await pass(infos, await sinceLast(), prev, true); // pre-copy while the machine runs
+        await quiesced(async () => {
+          await preHooks();
+          // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
+          try {
+            const freezer = new Freezer(snapshot.mounts);
+            freezer.freeze();
+            try {
+              await faultPauseFrozen();
+              // the tracker is drained only now: the freeze has flushed the file systems, so their last
+              // writes are in the trace (docs/consistency.md)
+              const written = tracker ? await tracker.collect() : infos.map(() => null);
+              frozenUnits = written.reduce(
+                (s, r, i) =>
+                  s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
+                0,
+              );
+              trackedDisks = written.filter((r) => r !== null).length;
+              await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+            } finally {
+              maxFreezeMs = freezer.thaw();
+            }
+          } finally {
+            await postHooks();
+          }
+        });
       } finally {
-        await postHooks();
+        if (tracker?.warnings) warnings.push(...tracker.warnings);
+        await tracker?.stop();
       }
-    });
-    if (snapshot.why) warnings.push(snapshot.why);
-  }
+    } else if (snapshot.kind === "reflink") {
+      sweepStaleClones(infos);
+      const clones = infos.map((d) =>
+        path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
+      );
+      try {
+        await quiesced(async () => {
+          await preHooks();
+          try {
+            const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
+            freezer?.freeze();
+            try {
+              infos.forEach((d, i) => {
+                copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
+              });
+            } finally {
+              if (freezer) maxFreezeMs = freezer.thaw();
+            }
+          } finally {
+            await postHooks();
+          }
+        });
+        await pass(
+          infos.map((d, i) => ({ ...d, path: clones[i]! })),
+          infos.map(() => null),
+          prev,
+        );
+      } finally {
+        for (const c of clones) rmSync(c, { force: true });
+      }
+    } else {
+      await quiesced(async () => {
+        await preHooks();
+        try {
+          await pass(infos, await sinceLast(), prev, true);
+        } finally {
+          await postHooks();
+        }
+      });
+      if (snapshot.why) warnings.push(snapshot.why);
+    }
 
-  // the point
-  const parentMaps =
-    mode === "resync" && latest !== null
-      ? await Promise.all(infos.map((_, i) => o.sink.diskMap(o.item, latest.id, i)))
-      : null;
-  const disks: DiskEntries[] = collectors.map((c, i) => {
-    const map = parentMaps?.[i];
-    if (map === undefined) return c.entries(latest === null);
-    return c.entries(false, (b, hs, at) => {
-      const had = map.hashOf(b);
-      if (had === undefined) return !isZeroHash(hs, at);
-      return !had.equals(hs.subarray(at, at + HASH_BYTES));
+    // the point
+    const parentMaps =
+      mode === "resync" && latest !== null
+        ? await Promise.all(infos.map((_, i) => o.sink.diskMap(o.item, latest.id, i)))
+        : null;
+    const disks: DiskEntries[] = collectors.map((c, i) => {
+      const map = parentMaps?.[i];
+      if (map === undefined) return c.entries(latest === null);
+      return c.entries(false, (b, hs, at) => {
+        const had = map.hashOf(b);
+        if (had === undefined) return !isZeroHash(hs, at);
+        return !had.equals(hs.subarray(at, at + HASH_BYTES));
+      });
     });
-  });
-  const headers: DiskHeader[] = infos.map((d, i) => ({
-    uuid: state.machine.disks[i]!.uuid,
-    sizeBytes: d.sizeBytes,
-    sectorSize: d.sectorSize,
-    blockSize: BLOCK_SIZE,
-    entries: disks[i]!.blocks.length,
-    source: d.path,
-  }));
-  const changedBlocks = disks.reduce((s, d) => s + d.blocks.length, 0);
-  const durationMs = Math.round(performance.now() - started);
-  const manifest: PointManifest = {
-    header: {
-      version: 1,
-      item: o.item,
-      id: pointId,
-      parent: latest?.id ?? null,
-      createdAt: createdAt.toISOString(),
-      consistency,
-      warnings,
-      disks: headers,
-      stats: {
-        bytesRead,
-        bytesSent,
-        changedBlocks,
-        durationMs,
-        maxFreezeMs: round2(maxFreezeMs),
-        frozenUnits,
-        trackedDisks,
-      },
-    },
-    disks,
-  };
-  await o.sink.commit(manifest);
-  state.commit(pointId, o.sink.target, next);
-  journal?.committed(pointId);
-  return {
-    pointId,
-    parent: latest?.id ?? null,
-    item: o.item,
-    mode,
-    consistency,
-    snapshot: snapshot.kind,
-    bytesRead,
-    bytesSent,
-    changedBlocks,
-    blockSize: BLOCK_SIZE,
-    durationMs: Math.round(performance.now() - started),
-    maxFreezeMs: round2(maxFreezeMs),
-    frozenUnits,
-    trackedDisks,
-    journaledDisks,
-    warnings,
-    hooks: hookRuns,
-    disks: infos.map((d, i) => ({
+    const headers: DiskHeader[] = infos.map((d, i) => ({
       uuid: state.machine.disks[i]!.uuid,
-      path: d.path,
       sizeBytes: d.sizeBytes,
-      changedBlocks: disks[i]!.blocks.length,
-    })),
-  };
+      sectorSize: d.sectorSize,
+      blockSize: BLOCK_SIZE,
+      entries: disks[i]!.blocks.length,
+      source: d.path,
+    }));
+    const changedBlocks = disks.reduce((s, d) => s + d.blocks.length, 0);
+    const durationMs = Math.round(performance.now() - started);
+    const manifest: PointManifest = {
+      header: {
+        version: 1,
+        item: o.item,
+        id: pointId,
+        parent: latest?.id ?? null,
+        createdAt: createdAt.toISOString(),
+        consistency,
+        warnings,
+        disks: headers,
+        stats: {
+          bytesRead,
+          bytesSent,
+          changedBlocks,
+          durationMs,
+          maxFreezeMs: round2(maxFreezeMs),
+          frozenUnits,
+          trackedDisks,
+        },
+      },
+      disks,
+    };
+    await o.sink.commit(manifest);
+    state.commit(pointId, o.sink.target, next);
+    // the point is committed whatever happens here: a journal not advanced is re-armed next time
+    try {
+      journal?.committed(pointId);
+    } catch (err) {
+      warnings.push(
+        `write journal not advanced (${(err as Error).message}); the next point reads the disks whole`,
+      );
+    }
+    return {
+      pointId,
+      parent: latest?.id ?? null,
+      item: o.item,
+      mode,
+      consistency,
+      snapshot: snapshot.kind,
+      bytesRead,
+      bytesSent,
+      changedBlocks,
+      blockSize: BLOCK_SIZE,
+      durationMs: Math.round(performance.now() - started),
+      maxFreezeMs: round2(maxFreezeMs),
+      frozenUnits,
+      trackedDisks,
+      journaledDisks,
+      warnings,
+      hooks: hookRuns,
+      disks: infos.map((d, i) => ({
+        uuid: state.machine.disks[i]!.uuid,
+        path: d.path,
+        sizeBytes: d.sizeBytes,
+        changedBlocks: disks[i]!.blocks.length,
+      })),
+    };
+  } finally {
+    journal?.release(); // a point that failed leaves the journal to the next one
+  }
 }
 
 /**

@@ -21,6 +21,17 @@ interface Layout {
   dev: number;
   sector: number;
   nrSector: number;
+  rwbs: number;
+  rwbsSize: number;
+}
+
+/** What an event says: the device (kernel dev_t), where and how many sectors, and its kind (rwbs: "W", "FWS", "D", "N"…). */
+export type TraceEventHandler = (dev: number, sector: number, nrSector: number, rwbs: string) => void;
+
+function rwbsField(format: string): { rwbs: number; rwbsSize: number } {
+  const m = /field:char rwbs\[(\d+)\];\s*offset:(\d+);\s*size:(\d+);/.exec(format);
+  if (m === null) throw new Error("the trace format has no rwbs field");
+  return { rwbs: Number(m[2]), rwbsSize: Number(m[3]) };
 }
 
 /** Offset of a field in an event's `format` file, or throws. */
@@ -46,7 +57,13 @@ export class RawTraceReader {
 
   /** Opens every CPU's raw pipe of an instance for the given block events; throws when it cannot. */
   static open(instanceDir: string, tracefs: string, events: readonly string[]): RawTraceReader {
-    const header = readFileSync(path.join(tracefs, "events", "header_page"), "utf8");
+    // the instance's own page header first (sub-buffer sizes can differ per instance since 6.7)
+    let header: string;
+    try {
+      header = readFileSync(path.join(instanceDir, "events", "header_page"), "utf8");
+    } catch {
+      header = readFileSync(path.join(tracefs, "events", "header_page"), "utf8");
+    }
     const data = /field: char data;\s*offset:(\d+);\s*size:(\d+);/.exec(header);
     const commit = /field: local_t commit;\s*offset:(\d+);\s*size:(\d+);/.exec(header);
     if (data === null || commit === null || Number(commit[1]) !== 8 || Number(commit[2]) !== 8)
@@ -61,6 +78,7 @@ export class RawTraceReader {
         dev: fieldOffset(format, "dev", 4),
         sector: fieldOffset(format, "sector", 8),
         nrSector: fieldOffset(format, "nr_sector", 4),
+        ...rwbsField(format),
       });
     }
     const cpus = readdirSync(path.join(instanceDir, "per_cpu")).filter((n) => /^cpu\d+$/.test(n));
@@ -84,7 +102,7 @@ export class RawTraceReader {
    * Hands every event the buffers hold now to `onEvent` (consuming them). Returns why events may be
    * missing (lost by the kernel, a page it cannot read), or null.
    */
-  drain(onEvent: (dev: number, sector: number, nrSector: number) => void): string | null {
+  drain(onEvent: TraceEventHandler): string | null {
     let problem: string | null = null;
     for (const fd of this.#fds) {
       for (;;) {
@@ -102,7 +120,7 @@ export class RawTraceReader {
     return problem;
   }
 
-  #parsePage(n: number, onEvent: (dev: number, sector: number, nrSector: number) => void): string | null {
+  #parsePage(n: number, onEvent: TraceEventHandler): string | null {
     const p = this.#page;
     if (n < this.#dataOffset) return `a trace page of ${n} bytes`;
     const commit = p.readUInt32LE(8); // the low word: the size, and the flags in its top two bits
@@ -136,12 +154,20 @@ export class RawTraceReader {
       if (at > end || len < 2) return "a trace event runs past its page";
       const layout = this.#layouts.get(p.readUInt16LE(rec));
       if (layout === undefined) return `an unexpected trace event (type ${p.readUInt16LE(rec)})`;
-      if (layout.nrSector + 4 > len || layout.sector + 8 > len)
+      if (layout.nrSector + 4 > len || layout.sector + 8 > len || layout.rwbs + layout.rwbsSize > len)
         return "a trace event shorter than its format";
+      const r0 = rec + layout.rwbs;
+      const nul = p.indexOf(0, r0);
+      const rwbs = p.toString(
+        "latin1",
+        r0,
+        nul < 0 || nul > r0 + layout.rwbsSize ? r0 + layout.rwbsSize : nul,
+      );
       onEvent(
         p.readUInt32LE(rec + layout.dev),
         Number(p.readBigUInt64LE(rec + layout.sector)),
         p.readUInt32LE(rec + layout.nrSector),
+        rwbs,
       );
     }
     return null;

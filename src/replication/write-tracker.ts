@@ -355,12 +355,18 @@ export class TracefsWriteTracker implements WriteTracker {
   /** Reads every event the ring buffers hold now. */
   #drain(): void {
     if (this.#reader === null) return;
-    const problem = this.#reader.drain((dev, sector, nr) => this.#event(dev, sector, nr));
+    const problem = this.#reader.drain((dev, sector, nr, rwbs) => this.#event(dev, sector, nr, rwbs));
     if (problem !== null) this.#loseAll(problem);
   }
 
-  #event(dev: number, sector: number, nr: number): void {
-    if (nr === 0) return; // flushes carry no data
+  #event(dev: number, sector: number, nr: number, rwbs: string): void {
+    if (nr === 0) {
+      // flushes carry no data; a request of another kind without sectors is a passthrough command
+      // (SG_IO, NVMe passthrough), whose writes the trace cannot place
+      if (rwbs.includes("N") && this.#byDev.has(dev))
+        this.#loseAll(`a passthrough request (rwbs ${rwbs}) on a traced device: its writes cannot be placed`);
+      return;
+    }
     for (const { disk, w } of this.#byDev.get(dev) ?? []) {
       const size = this.#disks[disk]!.sizeBytes;
       const from = Math.max(0, (sector + w.shiftSectors) * 512 + w.addBytes);

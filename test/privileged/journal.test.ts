@@ -227,3 +227,48 @@ test("journal instances nobody owns are swept; an image file is never journaled"
   assert.equal(p.journaledDisks, 0);
   assert.ok(!existsSync(path.join(fileState, "journal.json")));
 });
+
+test("one point at a time per agent state; a second loop device on the backing file, or a damaged file, means no journal", {
+  skip,
+}, async (t) => {
+  const r = await rig(t);
+  await r.point();
+
+  // a live process holds the state's journal lock: this point reads whole and leaves the journal be
+  const lock = path.join(r.state, "journal.lock");
+  writeFileSync(lock, String(process.ppid));
+  const { instance } = journalFile(r.state);
+  r.write(4);
+  const locked = await r.point();
+  assert.equal(locked.journaledDisks, 0);
+  assert.match(locked.warnings.join("\n"), /another process .* is taking a point/);
+  assert.equal(journalFile(r.state).instance, instance, "the journal was not touched");
+  // a lock left by a process that is gone is taken over
+  writeFileSync(lock, "999999999");
+  r.write(4);
+  const after = await r.point();
+  assert.deepEqual(after.warnings, []);
+  assert.equal(after.journaledDisks, 0, "the locked point did not advance the journal: re-armed");
+  assert.ok(!existsSync(lock), "released after the point");
+  const again = await r.point();
+  assert.equal(again.journaledDisks, 1);
+
+  // a journal.json of the wrong shape: re-armed, nothing thrown
+  writeFileSync(
+    path.join(r.state, "journal.json"),
+    JSON.stringify({ ...journalFile(r.state), pending: [null] }),
+  );
+  r.write(2);
+  const damaged = await r.point();
+  assert.equal(damaged.journaledDisks, 0);
+  assert.equal(damaged.changedBlocks, 2);
+  await r.assertLatestEqualsDisk();
+
+  // another loop device on the same backing file: its writes would reach the file unseen
+  const second = r.s.attach(r.image);
+  r.write(3);
+  const shared = await r.point();
+  assert.equal(shared.journaledDisks, 0);
+  assert.match(shared.warnings.join("\n"), new RegExp(`loop device ${second} shares the backing file`));
+  await r.assertLatestEqualsDisk();
+});
