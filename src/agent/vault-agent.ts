@@ -16,6 +16,7 @@ import { writeFileAtomic } from "../platform/files.ts";
 import { procStat } from "../platform/process.ts";
 import { callVault } from "../platform/vault-call.ts";
 import { inspectDisk } from "../replication/disk-source.ts";
+import { removeJournal } from "../replication/journal.ts";
 import type { ReplicateResult, SnapshotMode } from "../replication/replicate.ts";
 import { AgentDaemon } from "./daemon.ts";
 import { ensureIdentity, ensureIdentityFile, type MachineIdentity } from "./identity.ts";
@@ -184,7 +185,10 @@ export class VaultAgent {
       this.#o.log.warn({ reason: a.fenced }, "replication fenced by the vault");
     }
     if ((this.#daemon?.key ?? "") !== key) {
+      const ended = this.#daemon?.a;
       await this.#stopDaemon();
+      // that replication is over: its write journal stops recording (an agent that merely restarts keeps it)
+      if (ended !== undefined) removeJournal(this.#replicationState(ended));
       if (want !== null) this.#startDaemon(want, key);
     }
     for (const c of a.commands) {
@@ -203,7 +207,7 @@ export class VaultAgent {
       token: saved.token,
       item,
       disks: this.#o.disks,
-      stateDir: path.join(this.#o.stateDir, "replication", `${a.item}-g${a.generation}`),
+      stateDir: this.#replicationState(a),
       crashEveryMs: a.crashEverySeconds * 1000,
       appEveryMs: a.appEverySeconds > 0 ? a.appEverySeconds * 1000 : Number.POSITIVE_INFINITY,
       generation: a.generation,
@@ -236,6 +240,10 @@ export class VaultAgent {
       "replicating",
     );
     this.#daemon = { daemon, running: daemon.run(), key, a };
+  }
+
+  #replicationState(a: ReplicationAssignment): string {
+    return path.join(this.#o.stateDir, "replication", `${a.item}-g${a.generation}`);
   }
 
   async #stopDaemon(): Promise<void> {
