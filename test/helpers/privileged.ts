@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { sweepJournals } from "../../src/replication/journal.ts";
 import { ROOT } from "./env.ts";
 
 export function sh(cmd: string, args: string[]): string {
@@ -91,6 +92,8 @@ export class Scratch {
     }
     this.#loops.length = 0;
     rmSync(this.dir, { recursive: true, force: true });
+    // write journals of agent states that lived in here (the CLI's, the machines' agents') go with them
+    sweepJournals();
     if (errors.length > 0) throw new Error(`cleanup: ${errors.join("; ")}`);
   }
 }
