@@ -3,6 +3,7 @@
 // and index/ folders; agent state = the --state folder.
 import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs";
 import path from "node:path";
+import { removeJournal } from "../../src/replication/journal.ts";
 import { BENCH_BLOCK, type Change, sameContent } from "./image.ts";
 import { run } from "./run.ts";
 import { type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
@@ -47,6 +48,7 @@ export function switchbackRunner(profileDir?: string, device = false) {
       );
       return r;
     } finally {
+      removeJournal(path.join(s.work, "agent-state", "bench")); // the item's agent state, as replicate-once names it
       run("losetup", ["-d", dev]);
     }
   };
