@@ -43,7 +43,16 @@ interface JournalFile {
   coversSince: string | null;
   /** per disk: 4 KiB blocks drained from the kernel but not yet in a committed point */
   pending: [number, number][][];
+  /** when it was armed (ms since the epoch): a journal is trusted for `maxAgeMs` at most */
+  armedAt: number;
 }
+
+/**
+ * How long one journal is trusted before a point reads the disks whole again and arms a new one: a
+ * safety net, at the price of one hashing pass a day, for writes no block trace sees (made to a loop
+ * device's backing file, say, or through a tampered instance).
+ */
+export const JOURNAL_MAX_AGE_MS = 24 * 3600_000;
 
 export interface ChangeJournal {
   /**
@@ -70,10 +79,13 @@ export class WriteJournal implements ChangeJournal {
   readonly #lockFile: string;
   #locked = false;
 
-  constructor(stateDir: string, disks: DiskInfo[]) {
+  readonly #maxAgeMs: number;
+
+  constructor(stateDir: string, disks: DiskInfo[], maxAgeMs = JOURNAL_MAX_AGE_MS) {
     this.#file = path.resolve(stateDir, FILE);
     this.#lockFile = path.resolve(stateDir, LOCK);
     this.#disks = disks;
+    this.#maxAgeMs = maxAgeMs;
   }
 
   async since(last: PointId | null): Promise<([number, number][] | null)[]> {
@@ -102,12 +114,18 @@ export class WriteJournal implements ChangeJournal {
       return this.#disks.map(() => null);
     }
     const keys = plans.map((p, i) => `${p.key}|${"key" in ids[i]! ? ids[i].key : ""}`);
+    const expired = saved !== null && Date.now() - saved.armedAt > this.#maxAgeMs;
     const usable =
       saved !== null &&
+      !expired &&
       last !== null &&
       saved.coversSince === last &&
       saved.pending.length === this.#disks.length &&
       sameKeys(saved.keys, keys);
+    if (expired && last !== null && saved?.coversSince === last)
+      this.warnings.push(
+        `write journal ${saved.instance} is older than ${Math.round(this.#maxAgeMs / 3600_000)} h: the disks are read whole once, as a check`,
+      );
     if (saved !== null && usable) {
       const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks);
       if (!fresh) {
@@ -142,7 +160,14 @@ export class WriteJournal implements ChangeJournal {
     if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
     // named in the journal file and the registry before it exists, so that no sweep takes it for a stray
     const instance = `switchback-journal-${randomBytes(6).toString("hex")}`;
-    this.#state = { version: 2, instance, keys, coversSince: null, pending: this.#disks.map(() => []) };
+    this.#state = {
+      version: 2,
+      instance,
+      keys,
+      coversSince: null,
+      pending: this.#disks.map(() => []),
+      armedAt: Date.now(),
+    };
     writeFileAtomic(this.#file, JSON.stringify(this.#state));
     register(instance, this.#file);
     TracefsWriteTracker.persistent(instance, this.#disks).tracker.detach();
@@ -316,6 +341,7 @@ function parseJournalFile(text: string): JournalFile | null {
       return null;
     if (!Array.isArray(j.keys) || !j.keys.every((k) => typeof k === "string")) return null;
     if (j.coversSince !== null && typeof j.coversSince !== "string") return null;
+    if (!Number.isFinite(j.armedAt)) return null;
     const range = (r: unknown): boolean =>
       Array.isArray(r) &&
       r.length === 2 &&
@@ -337,12 +363,15 @@ function sameKeys(a: readonly string[], b: readonly string[]): boolean {
  * The journal for replicate, following `--track`: none (no journal), tracefs (failures are errors), or
  * auto (root only; a failure is a warning and the pass reads everything).
  */
-export function changeJournalFactory(mode: TrackMode): ChangeJournalFactory | undefined {
+export function changeJournalFactory(
+  mode: TrackMode,
+  maxAgeMs = JOURNAL_MAX_AGE_MS,
+): ChangeJournalFactory | undefined {
   if (mode === "none") return undefined;
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   if (mode === "auto" && !root) return undefined;
   return async (stateDir, disks) => {
-    const j = new WriteJournal(stateDir, disks);
+    const j = new WriteJournal(stateDir, disks, maxAgeMs);
     if (mode === "tracefs") return j;
     const warnings: string[] = [];
     return {

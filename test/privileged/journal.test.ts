@@ -51,6 +51,7 @@ function takePoint(
   stateDir: string,
   sink?: PointSink,
   name: ItemName = item,
+  maxAgeMs?: number,
 ): Promise<ReplicateResult> {
   return replicateOnce({
     item: name,
@@ -59,7 +60,7 @@ function takePoint(
     sink: sink ?? new LocalSink(ds),
     consistency: "crash",
     snapshot: "none",
-    journal: changeJournalFactory("tracefs"),
+    journal: changeJournalFactory("tracefs", maxAgeMs),
   });
 }
 
@@ -270,5 +271,26 @@ test("one point at a time per agent state; a second loop device on the backing f
   const shared = await r.point();
   assert.equal(shared.journaledDisks, 0);
   assert.match(shared.warnings.join("\n"), new RegExp(`loop device ${second} shares the backing file`));
+  await r.assertLatestEqualsDisk();
+});
+
+test("a journal is trusted for a day at most: then one point reads the disks whole and arms a new one", {
+  skip,
+}, async (t) => {
+  const r = await rig(t);
+  await r.point();
+  r.write(6);
+  const { instance } = journalFile(r.state);
+  await new Promise((res) => setTimeout(res, 5));
+  const check = await takePoint(r.ds, [r.dev], r.state, undefined, item, 1); // "a day" is 1 ms here
+  assert.equal(check.journaledDisks, 0);
+  assert.equal(check.bytesRead, 64 * MIB);
+  assert.equal(check.changedBlocks, 6);
+  assert.match(check.warnings.join("\n"), /is older than 0 h: the disks are read whole once, as a check/);
+  assert.notEqual(journalFile(r.state).instance, instance, "a new journal");
+  r.write(2);
+  const next = await r.point();
+  assert.equal(next.journaledDisks, 1);
+  assert.equal(next.changedBlocks, 2);
   await r.assertLatestEqualsDisk();
 });
