@@ -1,6 +1,15 @@
 // Small file-system facts: writing a file so that a crash leaves the old or the new one, never half.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
+
+/** A small text file's content, trimmed (a sysfs or procfs attribute), or null when it cannot be read. */
+export function readTrimmed(file: string): string | null {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
 
 /** Writes `data` to `file` atomically: a temporary file, fsync, rename, fsync of the folder. */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {

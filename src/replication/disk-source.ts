@@ -5,6 +5,7 @@
 import { spawnSync } from "node:child_process";
 import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { SwitchbackError } from "../domain/errors.ts";
+import { readTrimmed } from "../platform/files.ts";
 
 export interface DiskInfo {
   path: string;
@@ -33,9 +34,7 @@ export function inspectDisk(path: string): DiskInfo {
     throw err;
   }
   if (st.isBlockDevice()) {
-    const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
-    const minor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
-    const devno = `${major}:${minor}`;
+    const devno = devName(st.rdev);
     const sys = `/sys/dev/block/${devno}`;
     const sectors = Number(readFileSync(`${sys}/size`, "utf8").trim());
     let sectorSize = 512;
@@ -74,13 +73,7 @@ function devName(dev: number | bigint): string {
  * record, via losetup), not another file at that path in this mount namespace.
  */
 function loopBacking(device: string, sys: string, sizeBytes: number): DiskInfo["backing"] {
-  const read = (p: string): string | null => {
-    try {
-      return readFileSync(`${sys}/${p}`, "utf8").trim();
-    } catch {
-      return null;
-    }
-  };
+  const read = (p: string): string | null => readTrimmed(`${sys}/${p}`);
   const file = read("loop/backing_file");
   if (file === null || file === "" || file.endsWith(" (deleted)")) return undefined;
   const offset = Number(read("loop/offset") ?? "NaN");

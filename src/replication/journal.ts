@@ -25,7 +25,7 @@ import {
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import type { PointId } from "../domain/ids.ts";
-import { writeFileAtomic } from "../platform/files.ts";
+import { readTrimmed, writeFileAtomic } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { mergeRanges } from "./ranges.ts";
@@ -219,18 +219,11 @@ export class WriteJournal implements ChangeJournal {
  */
 function journalIdentity(d: DiskInfo): { key: string } | { refused: string } {
   const sys = `/sys/dev/block/${d.devno}`;
-  const read = (p: string): string | null => {
-    try {
-      return readFileSync(p, "utf8").trim();
-    } catch {
-      return null;
-    }
-  };
   // a partition's sequence number is its disk's
-  const whole = read(`${sys}/partition`) === null ? sys : path.join(sys, "..");
-  const seq = read(`${whole}/diskseq`);
+  const whole = readTrimmed(`${sys}/partition`) === null ? sys : path.join(sys, "..");
+  const seq = readTrimmed(`${whole}/diskseq`);
   if (seq === null) return { refused: `${d.path} has no disk sequence number (Linux 5.15 or later has)` };
-  const backing = read(`${whole}/loop/backing_file`);
+  const backing = readTrimmed(`${whole}/loop/backing_file`);
   if (backing === null) return { key: `seq ${seq}` };
   let ino: string;
   try {
@@ -248,7 +241,7 @@ function journalIdentity(d: DiskInfo): { key: string } | { refused: string } {
   const self = realpathSync(whole);
   for (const l of loops) {
     if (realpathSync(`/sys/block/${l}`) === self) continue;
-    if (read(`/sys/block/${l}/loop/backing_file`) === backing)
+    if (readTrimmed(`/sys/block/${l}/loop/backing_file`) === backing)
       return { refused: `loop device /dev/${l} shares the backing file of ${d.path}` };
   }
   return { key: `seq ${seq} file ${ino}` };

@@ -1,5 +1,4 @@
 // Ranges of units or bytes as the passes and trackers hand them around: [from, to), ascending.
-import { UNIT_BYTES } from "./scan.ts";
 
 /** Ascending, merged [from, to) ranges (overlapping or touching ones become one). */
 export function mergeRanges(r: readonly (readonly [number, number])[]): [number, number][] {
@@ -24,12 +23,4 @@ export function toRanges(
       .map(([a, b]): [number, number] => [Math.floor(a / granule), Math.min(count, Math.ceil(b / granule))])
       .filter(([a, b]) => b > a),
   );
-}
-
-/** Byte intervals → ascending, merged [fromUnit, toUnit) ranges of the 64 KiB units they touch. */
-export function toUnitRanges(
-  bytes: readonly (readonly [number, number])[],
-  units: number,
-): [number, number][] {
-  return toRanges(bytes, UNIT_BYTES, units);
 }

@@ -24,14 +24,13 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
+import { readTrimmed } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
-import { toRanges, toUnitRanges } from "./ranges.ts";
+import { toRanges } from "./ranges.ts";
 import type { WriteTracker } from "./replicate.ts";
 import { UNIT_BYTES } from "./scan.ts";
 import { RawTraceReader } from "./trace-raw.ts";
-
-export { toUnitRanges };
 
 const TRACEFS_CANDIDATES = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 const INSTANCE_PREFIX = "switchback-";
@@ -60,14 +59,6 @@ function kdev(devno: string): number {
   return ma! * 2 ** 20 + mi!;
 }
 
-function readSys(p: string): string | null {
-  try {
-    return readFileSync(p, "utf8").trim();
-  } catch {
-    return null;
-  }
-}
-
 /** Partitions of a whole disk: [devno, start sector]. */
 function partitionsOf(sysDisk: string): [string, number][] {
   const out: [string, number][] = [];
@@ -78,9 +69,9 @@ function partitionsOf(sysDisk: string): [string, number][] {
     return out;
   }
   for (const n of names) {
-    const dev = readSys(path.join(sysDisk, n, "dev"));
-    const start = readSys(path.join(sysDisk, n, "start"));
-    if (dev !== null && start !== null && readSys(path.join(sysDisk, n, "partition")) !== null) {
+    const dev = readTrimmed(path.join(sysDisk, n, "dev"));
+    const start = readTrimmed(path.join(sysDisk, n, "start"));
+    if (dev !== null && start !== null && readTrimmed(path.join(sysDisk, n, "partition")) !== null) {
       out.push([dev, Number(start)]);
     }
   }
@@ -107,7 +98,7 @@ function wholeDiskWindows(devno: string, addBytes: number): Window[] {
  * traced before.
  */
 function seq(devno: string): string {
-  const s = readSys(`/sys/dev/block/${devno}/diskseq`);
+  const s = readTrimmed(`/sys/dev/block/${devno}/diskseq`);
   return s === null ? "" : `#${s}`;
 }
 
@@ -120,10 +111,10 @@ export function planDisk(disk: DiskInfo): DiskPlan {
   if (disk.kind === "block") {
     const devno = disk.devno!;
     const sys = `/sys/dev/block/${devno}`;
-    const start = readSys(`${sys}/start`);
-    if (readSys(`${sys}/partition`) !== null && start !== null) {
+    const start = readTrimmed(`${sys}/start`);
+    if (readTrimmed(`${sys}/partition`) !== null && start !== null) {
       // the disk is a partition: requests complete on the whole disk, in whole-disk sectors
-      const whole = readSys(path.join(realpathSync(sys), "..", "dev"));
+      const whole = readTrimmed(path.join(realpathSync(sys), "..", "dev"));
       if (whole === null)
         return {
           windows: [],
@@ -163,10 +154,10 @@ export function planDisk(disk: DiskInfo): DiskPlan {
     // no sysfs: no loop devices
   }
   for (const l of loops) {
-    const backing = readSys(`/sys/block/${l}/loop/backing_file`);
+    const backing = readTrimmed(`/sys/block/${l}/loop/backing_file`);
     if (backing !== real) continue;
-    const devno = readSys(`/sys/block/${l}/dev`)!;
-    const offset = Number(readSys(`/sys/block/${l}/loop/offset`) ?? "0");
+    const devno = readTrimmed(`/sys/block/${l}/dev`)!;
+    const offset = Number(readTrimmed(`/sys/block/${l}/loop/offset`) ?? "0");
     windows.push(...wholeDiskWindows(devno, offset));
     keys.push(`${devno}${seq(devno)}@${offset}`);
     if (!isBlkMq(devno)) untrackable = `loop device /dev/${l} is not blk-mq`;
@@ -383,7 +374,7 @@ export class TracefsWriteTracker implements WriteTracker {
   #kernelLosses(): string | null {
     const base = path.join(this.#dir, "per_cpu");
     for (const cpu of readdirSync(base)) {
-      const stats = readSys(path.join(base, cpu, "stats"));
+      const stats = readTrimmed(path.join(base, cpu, "stats"));
       if (stats === null) return `cannot read ${cpu} trace stats`;
       for (const key of ["overrun", "commit overrun", "dropped events"]) {
         const m = new RegExp(`^${key}: (\\d+)`, "m").exec(stats);
@@ -392,10 +383,10 @@ export class TracefsWriteTracker implements WriteTracker {
           return `the trace ring buffer of ${cpu} lost ${m[1]} event(s) (${key}); the buffer is too small for this write rate`;
       }
     }
-    if (readSys(path.join(this.#dir, "tracing_on")) !== "1")
+    if (readTrimmed(path.join(this.#dir, "tracing_on")) !== "1")
       return "tracing was switched off in the tracker's instance";
     for (const e of EVENTS) {
-      if (readSys(path.join(this.#dir, "events", "block", e, "enable")) !== "1")
+      if (readTrimmed(path.join(this.#dir, "events", "block", e, "enable")) !== "1")
         return `event ${e} was disabled`;
     }
     return null;

@@ -94,6 +94,7 @@ export interface Answer<T = Json> {
   body: T;
 }
 
+/** Calls the vault's API with a token: the status and the body (JSON parsed, other text as it is, empty as null). */
 export function apiOf(v: { url: string; token: string }) {
   return async <T = Json>(method: string, path: string, body?: unknown): Promise<Answer<T>> => {
     const res = await fetch(v.url + path, {
@@ -105,7 +106,8 @@ export function apiOf(v: { url: string; token: string }) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
-    return { status: res.status, body: text.length > 0 ? JSON.parse(text) : null };
+    const json = (res.headers.get("content-type") ?? "").includes("json");
+    return { status: res.status, body: text.length === 0 ? null : json ? JSON.parse(text) : text };
   };
 }
 

@@ -14,6 +14,7 @@ import { defineJobKind, type JobId } from "../../src/vault/jobs/types.ts";
 import { type RunningVault, startVault, type VaultService } from "../../src/vault/server.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
 import { tempDir } from "../helpers/env.ts";
+import { type Answer, apiOf } from "../helpers/vault.ts";
 
 /** Step "block" runs until release.has(jobId) or the engine stops it. */
 const release = new Set<string>();
@@ -48,11 +49,7 @@ const quick = defineJobKind({
   steps: () => [{ name: "only", run: async () => 1 }],
 });
 
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: responses are checked field by field
-  body: any;
-}
+type Reply = Answer;
 
 for (const d of databases) {
   describe(`a job's cancellable on ${d.name}`, { skip: d.skip }, () => {
@@ -62,11 +59,8 @@ for (const d of databases) {
     let engine: JobEngine;
     let admin = "";
 
-    async function api(method: string, url: string): Promise<Reply> {
-      const r = await fetch(vault.url + url, { method, headers: { authorization: `Bearer ${admin}` } });
-      const text = await r.text();
-      return { status: r.status, body: text === "" ? null : JSON.parse(text) };
-    }
+    const api = (method: string, url: string): Promise<Reply> =>
+      apiOf({ url: vault.url, token: admin })(method, url);
 
     /** The first event of the job's stream (the job as it is now). */
     async function firstEvent(id: string): Promise<Reply["body"]> {

@@ -14,12 +14,9 @@ import { RPO_HISTORY_KEEP_HOURS, trimRpoHistory } from "../../src/vault/rpo-hist
 import { type RunningVault, startVault } from "../../src/vault/server.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
 import { tempDir } from "../helpers/env.ts";
+import { type Answer, apiOf } from "../helpers/vault.ts";
 
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: responses are checked field by field
-  body: any;
-}
+type Reply = Answer;
 
 const N = 150;
 const MIN = 60_000;
@@ -37,17 +34,8 @@ for (const d of databases) {
     let clock = Date.parse("2026-11-26T03:00:10.000Z");
     const now = () => new Date(clock);
 
-    async function api(method: string, url: string, body?: unknown): Promise<Reply> {
-      const headers: Record<string, string> = { authorization: `Bearer ${admin}` };
-      if (body !== undefined) headers["content-type"] = "application/json";
-      const r = await fetch(vault.url + url, {
-        method,
-        headers,
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await r.text();
-      return { status: r.status, body: text === "" ? null : JSON.parse(text) };
-    }
+    const api = (method: string, url: string, body?: unknown): Promise<Reply> =>
+      apiOf({ url: vault.url, token: admin })(method, url, body);
     const get = (url: string) => api("GET", url);
 
     function assertProblem(r: Reply, status: number, code: string, detail?: RegExp): void {

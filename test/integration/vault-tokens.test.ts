@@ -12,12 +12,9 @@ import { tokenDigest } from "../../src/vault/inventory/tokens.ts";
 import { type RunningVault, startVault } from "../../src/vault/server.ts";
 import { type CreatedDatabase, databases } from "../helpers/databases.ts";
 import { cli, cliJson, tempDir } from "../helpers/env.ts";
+import { type Answer, apiOf } from "../helpers/vault.ts";
 
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: responses are checked field by field
-  body: any;
-}
+type Reply = Answer;
 
 /** The reads a viewer may not make, by operationId: a setting that can carry a secret, the appliances' own. */
 const VIEWER_REFUSED_READS = new Set(["getAlertWebhook", "applianceDirectory"]);
@@ -42,18 +39,8 @@ for (const d of databases) {
     const secret: Record<string, string> = {};
     let itemName: string;
 
-    async function api(method: string, url: string, token: string, body?: unknown): Promise<Reply> {
-      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-      if (body !== undefined) headers["content-type"] = "application/json";
-      const r = await fetch(vault.url + url, {
-        method,
-        headers,
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await r.text();
-      const json = (r.headers.get("content-type") ?? "").includes("json");
-      return { status: r.status, body: text === "" ? null : json ? JSON.parse(text) : text };
-    }
+    const api = (method: string, url: string, token: string, body?: unknown): Promise<Reply> =>
+      apiOf({ url: vault.url, token })(method, url, body);
 
     function assertProblem(r: Reply, status: number, code: string, detail?: RegExp): void {
       assert.equal(r.status, status, JSON.stringify(r.body));
