@@ -10,6 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, rmSync, statfsSync } from "node:fs
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { native } from "../src/platform/native.ts";
 import { report } from "./lib/cpuprofile.ts";
 import { applyChange, makeChange, writeImage } from "./lib/image.ts";
 import { busyness, describeMachine, fileSystemOf } from "./lib/machine.ts";
@@ -188,6 +189,11 @@ try {
   const out: string[] = [];
   out.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB memory, ${m.kernel}, Node ${m.node}`);
   out.push(`Temp folder on ${m.fileSystem}; ${new Date().toISOString()}`);
+  out.push(
+    native === null
+      ? "Native addon: not loaded (BLAKE3 one call per block; build it with npm run build:native)"
+      : `Native addon: loaded (BLAKE3 of many blocks per call, ${native.simdDegree()} lanes)`,
+  );
   out.push(`Other load: at start ${busyStart}; at end ${busyEnd}`);
   out.push(
     `Peers: ${[

@@ -22,7 +22,7 @@ import Fastify, {
 import type { BlockWriter, Datastore, Lock } from "../datastore/datastore.ts";
 import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { collectGarbage } from "../datastore/gc.ts";
-import { blockHash, HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
+import { HASH_BYTES, hashBlocks, isZeroHash } from "../datastore/hash.ts";
 import { decodeManifest, encodeManifest, type PointManifest } from "../datastore/manifest.ts";
 import { openFrame } from "../datastore/pack.ts";
 import { prune } from "../datastore/prune.ts";
@@ -620,8 +620,9 @@ export class ProcessServer {
         } catch (err) {
           throw new SwitchbackError("FRAME_UNREADABLE", `${(err as Error).message}; nothing was stored`);
         }
+        const got = hashBlocks(raw);
         for (let s = 0; s < frame.blocks; s++) {
-          const h = blockHash(raw.subarray(s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE));
+          const h = got.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES);
           if (!h.equals(frame.hashes.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES))) {
             throw new SwitchbackError(
               "FRAME_HASH_MISMATCH",

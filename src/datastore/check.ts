@@ -6,8 +6,8 @@
 import type { ItemName, PointId } from "../domain/ids.ts";
 import { BlockIndex, decodeIndexFile } from "./block-index.ts";
 import type { Datastore } from "./datastore.ts";
-import { BLOCK_SIZE, ENTRY_BYTES, paths } from "./format.ts";
-import { blockHash, HASH_BYTES, hashParts, isZeroHash } from "./hash.ts";
+import { ENTRY_BYTES, paths } from "./format.ts";
+import { HASH_BYTES, hashBlocks, hashParts, isZeroHash } from "./hash.ts";
 import { openFrame, readEntry } from "./pack.ts";
 
 export interface CheckProblem {
@@ -127,11 +127,10 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
           problem(obj, (err as Error).message);
           continue;
         }
+        const got = hashBlocks(raw);
         for (const at of ats) {
           const e = readEntry(trailer, at);
-          if (
-            !blockHash(raw.subarray(e.loc.slot * BLOCK_SIZE, (e.loc.slot + 1) * BLOCK_SIZE)).equals(e.hash)
-          ) {
+          if (!got.subarray(e.loc.slot * HASH_BYTES, (e.loc.slot + 1) * HASH_BYTES).equals(e.hash)) {
             problem(
               `block ${e.hash.toString("hex")}`,
               `in pack ${packId} (frame @${off}, slot ${e.loc.slot}) does not match its hash`,

@@ -1,12 +1,12 @@
 // Change detection by hashing. For every 64 KiB unit we keep a keyed xxh64 of the unit and of each of
 // its 16 4-KiB blocks (the agent state). A pass reads the disk, skips units whose unit hash is
 // unchanged, and within a changed unit finds the changed 4 KiB blocks; only those are hashed with
-// BLAKE3 (their content address) and compressed. The xxh64 key is a random per-disk seed kept in the
+// BLAKE3 (their content address, a frame's blocks in one call) and compressed. The xxh64 key is a random per-disk seed kept in the
 // agent state, so a collision that hides a change is a 2^-64 accident per changed unit, not a thing
 // a workload can aim at. This function is synchronous so that it runs unchanged in worker threads.
 import { xxh64 } from "@node-rs/xxhash";
 import { BLOCK_SIZE, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
-import { blockHashInto, HASH_BYTES } from "../datastore/hash.ts";
+import { HASH_BYTES, hashBlocksInto } from "../datastore/hash.ts";
 import { makeFrame } from "../datastore/pack.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
 
@@ -153,6 +153,8 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
   const blocks = new Float64Array(GROUP_ENTRIES);
   const hashes = Buffer.allocUnsafeSlow(GROUP_ENTRIES * HASH_BYTES);
   const dataHashes = Buffer.allocUnsafeSlow(GROUP_FRAMES * FRAME_MAX_BLOCKS * HASH_BYTES);
+  /** the entry (index into blocks/hashes) of each data block staged in the group */
+  const dataEntry = new Int32Array(GROUP_FRAMES * FRAME_MAX_BLOCKS);
   let raw = Buffer.allocUnsafeSlow(FRAME_MAX_BLOCKS * BLOCK_SIZE);
   const payloads: ArrayBuffer[] = [];
   const layout: number[] = [];
@@ -169,6 +171,11 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
     let bytes = 0;
     let compression: 0 | 1 = 0;
     if (d > 0) {
+      // the frame's blocks are hashed together, then each hash goes to its entry too
+      hashBlocksInto(raw.subarray(0, d * BLOCK_SIZE), dataHashes, batchData * HASH_BYTES);
+      for (let k = batchData; k < data; k++) {
+        dataHashes.copy(hashes, dataEntry[k]! * HASH_BYTES, k * HASH_BYTES, (k + 1) * HASH_BYTES);
+      }
       const f = makeFrame(
         dataHashes.subarray(batchData * HASH_BYTES, data * HASH_BYTES),
         raw.subarray(0, d * BLOCK_SIZE),
@@ -217,9 +224,8 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
     if (zero || block.equals(ZERO_BLOCK)) {
       hashes.fill(0, n * HASH_BYTES, (n + 1) * HASH_BYTES);
     } else {
-      blockHashInto(block, dataHashes, data * HASH_BYTES);
-      dataHashes.copy(hashes, n * HASH_BYTES, data * HASH_BYTES, (data + 1) * HASH_BYTES);
-      block.copy(raw, (data - batchData) * BLOCK_SIZE);
+      block.copy(raw, (data - batchData) * BLOCK_SIZE); // hashed when its frame closes
+      dataEntry[data] = n;
       data++;
     }
     n++;

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { Blake3Hasher } from "@napi-rs/blake-hash";
-import { blockHash, blockHashInto, HASH_BYTES, hashParts } from "../../src/datastore/hash.ts";
+import { BLOCK_SIZE } from "../../src/datastore/format.ts";
+import { blockHash, blockHashInto, HASH_BYTES, hashBlocks, hashParts } from "../../src/datastore/hash.ts";
+import { NATIVE_ADDON_PATH, native } from "../../src/platform/native.ts";
 
 test("blockHash and blockHashInto give BLAKE3-256 of the bytes", () => {
   // the BLAKE3 paper's test vector for the empty input
@@ -22,4 +24,52 @@ test("blockHash and blockHashInto give BLAKE3-256 of the bytes", () => {
   // nothing around the hash is touched
   assert.ok(out.subarray(0, HASH_BYTES).every((b) => b === 0xee));
   assert.ok(out.subarray(2 * HASH_BYTES).every((b) => b === 0xee));
+});
+
+test("the native addon hashes many 4 KiB blocks as BLAKE3-256 of each", (t) => {
+  if (native === null) {
+    // CI builds it (./dev test runs scripts/build-native.mjs): there its absence is a failure
+    assert.notEqual(
+      process.env.CI,
+      "true",
+      `the native addon is not built or not loaded: ${NATIVE_ADDON_PATH}`,
+    );
+    t.skip(
+      "the native addon is not built (node scripts/build-native.mjs); the block-by-block path is tested above",
+    );
+    return;
+  }
+  assert.ok([1, 4, 8, 16].includes(native.simdDegree()));
+  // counts around every SIMD width and the addon's 64-block rounds; zeros, one repeated byte, random
+  for (const count of [1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 63, 64, 65, 128, 200]) {
+    const data = randomBytes(count * BLOCK_SIZE);
+    data.fill(0, 0, BLOCK_SIZE);
+    if (count > 2) data.fill(0xab, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE);
+    const out = Buffer.alloc((count + 2) * HASH_BYTES, 0xee);
+    native.hashBlocks(data, out, HASH_BYTES);
+    for (let i = 0; i < count; i++) {
+      const want = new Blake3Hasher()
+        .update(data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))
+        .digestBuffer();
+      assert.deepEqual(
+        out.subarray((i + 1) * HASH_BYTES, (i + 2) * HASH_BYTES),
+        want,
+        `block ${i} of ${count}`,
+      );
+    }
+    assert.ok(out.subarray(0, HASH_BYTES).every((b) => b === 0xee));
+    assert.ok(out.subarray((count + 1) * HASH_BYTES).every((b) => b === 0xee));
+    assert.deepEqual(hashBlocks(data), out.subarray(HASH_BYTES, (count + 1) * HASH_BYTES));
+  }
+  // a view into a bigger buffer (as scan and check pass them), then bad arguments
+  const big = randomBytes(10 * BLOCK_SIZE);
+  const view = big.subarray(3 * BLOCK_SIZE, 8 * BLOCK_SIZE);
+  assert.deepEqual(
+    hashBlocks(view).subarray(0, HASH_BYTES),
+    blockHash(big.subarray(3 * BLOCK_SIZE, 4 * BLOCK_SIZE)),
+  );
+  assert.throws(() => native!.hashBlocks(Buffer.alloc(100), Buffer.alloc(32), 0), /whole 4 KiB blocks/);
+  assert.throws(() => native!.hashBlocks(Buffer.alloc(2 * BLOCK_SIZE), Buffer.alloc(63), 0), /no room/);
+  assert.throws(() => native!.hashBlocks(Buffer.alloc(BLOCK_SIZE), Buffer.alloc(64), 40), /no room/);
+  assert.throws(() => native!.hashBlocks(Buffer.alloc(BLOCK_SIZE), Buffer.alloc(64), -1), /non-negative/);
 });

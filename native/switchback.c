@@ -1,0 +1,103 @@
+// Switchback's native addon: BLAKE3 of many 4 KiB blocks in one call.
+//
+// A 4 KiB block is a BLAKE3 tree of four 1 KiB chunks under two parents and a root. Hashing blocks
+// one call each (as the npm BLAKE3 bindings do) leaves the SIMD lanes idle: one block's four chunks
+// are too few for them, and each call pays its crossing from JavaScript. Here a whole run of blocks
+// goes through BLAKE3's own blake3_hash_many (the official C implementation, vendored in blake3/,
+// with its runtime choice of SSE2, SSE4.1, AVX2 or AVX-512): every block's first chunk in one
+// batch, then every second chunk, and so on, then the parents, then the roots. The result is
+// exactly BLAKE3-256 of each block (test/unit/native-hash.test.ts compares it with another
+// implementation).
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "blake3/blake3.h"
+#include "blake3/blake3_impl.h"
+
+#define BLOCK_BYTES 4096
+#define CHUNKS_PER_BLOCK (BLOCK_BYTES / BLAKE3_CHUNK_LEN)
+#define LANES 64 /* blocks per round: enough to fill every SIMD width BLAKE3 has */
+
+/* BLAKE3-256 of `count` consecutive 4 KiB blocks of `data`, 32 bytes each into `out`. */
+static void hash_blocks(const uint8_t *data, size_t count, uint8_t *out) {
+  const uint8_t *inputs[2 * LANES];
+  uint8_t cv[CHUNKS_PER_BLOCK][LANES * BLAKE3_OUT_LEN];
+  uint8_t parents[LANES * 2 * BLAKE3_BLOCK_LEN]; /* per block: cv0|cv1, cv2|cv3 */
+  uint8_t roots[LANES * BLAKE3_BLOCK_LEN];       /* per block: parent01|parent23 */
+  while (count > 0) {
+    size_t n = count < LANES ? count : LANES;
+    for (size_t c = 0; c < CHUNKS_PER_BLOCK; c++) {
+      for (size_t i = 0; i < n; i++) inputs[i] = data + i * BLOCK_BYTES + c * BLAKE3_CHUNK_LEN;
+      blake3_hash_many(inputs, n, BLAKE3_CHUNK_LEN / BLAKE3_BLOCK_LEN, IV, c, false, 0, CHUNK_START,
+                       CHUNK_END, cv[c]);
+    }
+    for (size_t i = 0; i < n; i++) {
+      uint8_t *p = parents + i * 2 * BLAKE3_BLOCK_LEN;
+      for (size_t c = 0; c < CHUNKS_PER_BLOCK; c++)
+        memcpy(p + c * BLAKE3_OUT_LEN, cv[c] + i * BLAKE3_OUT_LEN, BLAKE3_OUT_LEN);
+      inputs[2 * i] = p;
+      inputs[2 * i + 1] = p + BLAKE3_BLOCK_LEN;
+    }
+    /* the two parents of block i land side by side at roots + i * 64: the root's input */
+    blake3_hash_many(inputs, 2 * n, 1, IV, 0, false, PARENT, 0, 0, roots);
+    for (size_t i = 0; i < n; i++) inputs[i] = roots + i * BLAKE3_BLOCK_LEN;
+    blake3_hash_many(inputs, n, 1, IV, 0, false, PARENT | ROOT, 0, 0, out);
+    data += n * BLOCK_BYTES;
+    out += n * BLAKE3_OUT_LEN;
+    count -= n;
+  }
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, NULL, msg);
+  return NULL;
+}
+
+static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  napi_typedarray_type type;
+  void *p;
+  if (napi_get_typedarray_info(env, v, &type, len, &p, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return 0;
+  *data = p;
+  return 1;
+}
+
+/* hashBlocks(data: Uint8Array, out: Uint8Array, outAt: number): void */
+static napi_value js_hash_blocks(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3)
+    return throw_type(env, "hashBlocks takes (data, out, outAt)");
+  uint8_t *data, *out;
+  size_t len, outLen;
+  int64_t at;
+  if (!bytes_of(env, argv[0], &data, &len)) return throw_type(env, "hashBlocks: data must be a Uint8Array");
+  if (!bytes_of(env, argv[1], &out, &outLen)) return throw_type(env, "hashBlocks: out must be a Uint8Array");
+  if (napi_get_value_int64(env, argv[2], &at) != napi_ok || at < 0)
+    return throw_type(env, "hashBlocks: outAt must be a non-negative integer");
+  if (len % BLOCK_BYTES != 0) return throw_type(env, "hashBlocks: data must be whole 4 KiB blocks");
+  size_t count = len / BLOCK_BYTES;
+  if ((size_t)at > outLen || outLen - (size_t)at < count * BLAKE3_OUT_LEN)
+    return throw_type(env, "hashBlocks: out has no room for the hashes");
+  hash_blocks(data, count, out + at);
+  return NULL;
+}
+
+/* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
+static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_create_uint32(env, (uint32_t)blake3_simd_degree(), &v);
+  return v;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "hashBlocks", NAPI_AUTO_LENGTH, js_hash_blocks, NULL, &fn);
+  napi_set_named_property(env, exports, "hashBlocks", fn);
+  napi_create_function(env, "simdDegree", NAPI_AUTO_LENGTH, js_simd_degree, NULL, &fn);
+  napi_set_named_property(env, exports, "simdDegree", fn);
+  return exports;
+}
