@@ -1,4 +1,5 @@
-// Switchback's native addon: BLAKE3 of many 4 KiB blocks in one call.
+// Switchback's native addon: BLAKE3 of many 4 KiB blocks in one call, and the alignment of a buffer's
+// memory (for O_DIRECT writes of packs).
 //
 // A 4 KiB block is a BLAKE3 tree of four 1 KiB chunks under two parents and a root. Hashing blocks
 // one call each (as the npm BLAKE3 bindings do) leaves the SIMD lanes idle: one block's four chunks
@@ -85,6 +86,28 @@ static napi_value js_hash_blocks(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * alignOffset(bytes: Uint8Array, to: number): number, how many bytes from the start of `bytes` the
+ * first address that is a multiple of `to` (a power of two) lies. Memory for O_DIRECT must be aligned;
+ * an ArrayBuffer's memory never moves, so the answer holds for its life.
+ */
+static napi_value js_align_offset(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2)
+    return throw_type(env, "alignOffset takes (bytes, to)");
+  uint8_t *data;
+  size_t len;
+  uint32_t to;
+  if (!bytes_of(env, argv[0], &data, &len)) return throw_type(env, "alignOffset: bytes must be a Uint8Array");
+  if (napi_get_value_uint32(env, argv[1], &to) != napi_ok || to == 0 || (to & (to - 1)) != 0)
+    return throw_type(env, "alignOffset: to must be a power of two");
+  uintptr_t p = (uintptr_t)data;
+  napi_value v;
+  napi_create_uint32(env, (uint32_t)((to - (p & (to - 1))) & (to - 1)), &v);
+  return v;
+}
+
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
 static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
   (void)info;
@@ -97,6 +120,8 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "hashBlocks", NAPI_AUTO_LENGTH, js_hash_blocks, NULL, &fn);
   napi_set_named_property(env, exports, "hashBlocks", fn);
+  napi_create_function(env, "alignOffset", NAPI_AUTO_LENGTH, js_align_offset, NULL, &fn);
+  napi_set_named_property(env, exports, "alignOffset", fn);
   napi_create_function(env, "simdDegree", NAPI_AUTO_LENGTH, js_simd_degree, NULL, &fn);
   napi_set_named_property(env, exports, "simdDegree", fn);
   return exports;

@@ -8,6 +8,8 @@ import { createRequire } from "node:module";
 export interface NativeAddon {
   /** BLAKE3-256 of each 4 KiB block of `data` (a whole number of blocks), 32 bytes each into `out` at `outAt`. */
   hashBlocks(data: Uint8Array, out: Uint8Array, outAt: number): void;
+  /** bytes from the start of `bytes` to the first address that is a multiple of `to` (a power of two) */
+  alignOffset(bytes: Uint8Array, to: number): number;
   /** inputs BLAKE3 hashes at once on this CPU: 1, 4, 8 or 16 */
   simdDegree(): number;
 }

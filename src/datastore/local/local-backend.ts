@@ -1,5 +1,10 @@
 // Local-directory backend: write to a temporary file, fsync, rename into place, fsync the folder.
 // A crash leaves at most a stray "*.tmp-*" file, which `list` hides and GC removes.
+//
+// Big objects (packs) are written with O_DIRECT when the file system takes it and the native addon
+// can align memory: a pack is written once, fsynced at once and not read again soon, so copying it
+// into the page cache first only costs CPU (on this VM a buffered 1 GiB write took 0.45-3.3 s of
+// kernel time, O_DIRECT 0.2-0.3 s) and pushes the disk being replicated out of the cache.
 import { randomBytes } from "node:crypto";
 import {
   constants,
@@ -14,15 +19,27 @@ import {
   unlink,
 } from "node:fs/promises";
 import path from "node:path";
+import { native } from "../../platform/native.ts";
 import type { Backend } from "../backend.ts";
 
 const TMP_MARK = ".tmp-";
+/** objects at least this big are written with O_DIRECT (when they can be) */
+const DIRECT_MIN_BYTES = 1024 * 1024;
+/** O_DIRECT wants memory, length and file offset aligned to the device's logical block: 4 KiB covers all */
+const DIRECT_ALIGN = 4096;
 
 export class LocalBackend implements Backend {
   readonly location: string;
   readonly #root: string;
   readonly #handles = new Map<string, Promise<FileHandle>>();
   readonly #knownDirs = new Set<string>();
+  /**
+   * false once the file system has refused O_DIRECT (tmpfs, some FUSE): buffered writes from then on.
+   * SWITCHBACK_DIRECT_IO=0 turns it off from the start (a file system that takes O_DIRECT but is slow with it).
+   */
+  #direct = native !== null && constants.O_DIRECT !== undefined && process.env.SWITCHBACK_DIRECT_IO !== "0";
+  /** objects written with O_DIRECT so far */
+  directWrites = 0;
 
   constructor(root: string) {
     this.#root = path.resolve(root);
@@ -53,19 +70,68 @@ export class LocalBackend implements Backend {
     const dir = path.dirname(final);
     await this.#ensureDir(dir);
     const tmp = `${final}${TMP_MARK}${randomBytes(6).toString("hex")}`;
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+    const parts = Buffer.isBuffer(data) ? [data] : data;
     try {
-      const parts = Buffer.isBuffer(data) ? [data] : data;
-      await writeAll(fh, parts, name);
-      await fh.sync();
+      if (!(await this.#writeDirect(tmp, parts, name))) await writeBuffered(tmp, parts, name);
     } catch (err) {
-      await fh.close();
       await unlink(tmp).catch(() => {});
       throw err;
     }
-    await fh.close();
     await rename(tmp, final);
     await fsyncDir(dir);
+  }
+
+  /**
+   * Writes `parts` into the new file `tmp` with O_DIRECT, the last partial 4 KiB through the page
+   * cache, and fsyncs it. False (and no file left) when the object is small or the file system
+   * refuses O_DIRECT: the caller then writes it the ordinary way.
+   */
+  async #writeDirect(tmp: string, parts: readonly Buffer[], name: string): Promise<boolean> {
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    if (!this.#direct || total < DIRECT_MIN_BYTES) return false;
+    let fh: FileHandle;
+    try {
+      fh = await open(
+        tmp,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT,
+        0o644,
+      );
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+      // some file systems (ramfs) create the file and only then refuse the flag: the name is ours, free it
+      await unlink(tmp).catch(() => {});
+      this.#direct = false;
+      return false;
+    }
+    const staging = takeAligned(total);
+    try {
+      let at = 0;
+      for (const p of parts) at += p.copy(staging, at);
+      const head = total - (total % DIRECT_ALIGN);
+      try {
+        await writeAll(fh, [staging.subarray(0, head)], name);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+        // the file system opened it but will not write it directly: start again, buffered
+        this.#direct = false;
+        await unlink(tmp);
+        return false;
+      }
+      if (head < total) {
+        const tail = await open(tmp, constants.O_WRONLY);
+        try {
+          await writeAll(tail, [staging.subarray(head, total)], name, head);
+        } finally {
+          await tail.close();
+        }
+      }
+      await fh.sync(); // the file's, whichever descriptor wrote it
+      this.directWrites++;
+    } finally {
+      await fh.close();
+      giveBack(staging);
+    }
+    return true;
   }
 
   async #handle(name: string): Promise<FileHandle> {
@@ -188,9 +254,9 @@ export class LocalBackend implements Backend {
  * Writes every byte of `parts`: writev may write less than asked without an error (a full disk, a
  * file-size limit); what it did not write is written again, and a write that makes no progress fails.
  */
-async function writeAll(fh: FileHandle, parts: readonly Buffer[], name: string): Promise<void> {
+async function writeAll(fh: FileHandle, parts: readonly Buffer[], name: string, from = 0): Promise<void> {
   let rest = parts.filter((p) => p.length > 0);
-  let position = 0;
+  let position = from;
   while (rest.length > 0) {
     const want = rest.reduce((n, p) => n + p.length, 0);
     const { bytesWritten } = await fh.writev(rest as Buffer[], position);
@@ -209,6 +275,35 @@ async function writeAll(fh: FileHandle, parts: readonly Buffer[], name: string):
     }
     rest = next;
   }
+}
+
+async function writeBuffered(file: string, parts: readonly Buffer[], name: string): Promise<void> {
+  const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  try {
+    await writeAll(fh, parts, name);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+// Aligned staging buffers for O_DIRECT, kept for the next pack (fresh ones would be new pages to
+// fault in each time): a few are enough, as a writer has at most two packs in flight.
+const spare: Buffer[] = [];
+const SPARE_MAX = 3;
+
+function takeAligned(bytes: number): Buffer {
+  const i = spare.findIndex((b) => b.length >= bytes);
+  if (i >= 0) return spare.splice(i, 1)[0]!;
+  const size = Math.ceil(Math.max(bytes, 9 * 1024 * 1024) / DIRECT_ALIGN) * DIRECT_ALIGN;
+  const raw = Buffer.allocUnsafeSlow(size + DIRECT_ALIGN);
+  const off = native!.alignOffset(raw, DIRECT_ALIGN);
+  return raw.subarray(off, off + size);
+}
+
+function giveBack(b: Buffer): void {
+  spare.push(b);
+  if (spare.length > SPARE_MAX) spare.sort((x, y) => y.length - x.length).pop();
 }
 
 async function fsyncDir(dir: string): Promise<void> {
