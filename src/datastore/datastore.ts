@@ -466,7 +466,7 @@ export class BlockWriter {
 
   async #seal(): Promise<void> {
     if (this.#builder.blockCount === 0) return;
-    const { id, parts, entries, size } = this.#builder.finish();
+    const { id, parts, entries, size, release } = this.#builder.finish();
     this.#builder = new PackBuilder();
     // at most two packs in flight: bounded memory, and the disk stays busy while we hash
     while (this.#inflight.length >= 2) await this.#inflight.shift();
@@ -479,7 +479,8 @@ export class BlockWriter {
       })
       .catch((err: unknown) => {
         this.#error = err;
-      });
+      })
+      .finally(release);
     this.#inflight.push(p);
   }
 

@@ -6,6 +6,7 @@
 // compression u8 reserved[3]. The trailer lets the index be rebuilt from the packs alone.
 import { constants as zc, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { SwitchbackError } from "../domain/errors.ts";
+import { giveBack, takeAligned } from "../platform/aligned.ts";
 import {
   BLOCK_SIZE,
   COMPRESSION_NONE,
@@ -15,6 +16,7 @@ import {
   FRAME_MAX_BLOCKS,
   PACK_END_MAGIC,
   PACK_MAGIC,
+  PACK_TARGET_BYTES,
 } from "./format.ts";
 import { HASH_BYTES, PartsHash } from "./hash.ts";
 
@@ -187,26 +189,52 @@ export function readEntry(buf: Buffer, at: number): { hash: Buffer; loc: Omit<Bl
   };
 }
 
-/** Accumulates frames in memory until the pack is big enough to close. */
+/**
+ * Room for a pack: the target size, one more whole frame of raw blocks (the last one added), and 1 MiB
+ * for the trailer (48 bytes a block: ~100 kB for 8 MiB of raw blocks, ~800 kB if they compress 8:1).
+ */
+const PACK_ROOM = PACK_TARGET_BYTES + PACK_MAGIC.length + FRAME_MAX_BLOCKS * BLOCK_SIZE + 1024 * 1024;
+
+/**
+ * Accumulates frames until the pack is big enough to close. Each frame is copied, as it is added, into
+ * one page-aligned buffer that becomes the pack file's bytes (written from there with O_DIRECT, no
+ * second copy), so the caller may reuse a frame's memory as soon as add() returns. The buffer comes
+ * from a pool: release() the finished pack once it is written.
+ */
 export class PackBuilder {
-  readonly #parts: Buffer[] = [PACK_MAGIC];
+  #buf: Buffer | null = null;
   // the pack's id is hashed frame by frame as they are added, while each is fresh in the cache,
   // instead of all 8 MiB at once when the pack closes
   readonly #id = new PartsHash();
-  #finished: ReturnType<PackBuilder["finish"]> | undefined;
+  #finished: FinishedPack | undefined;
+  readonly #entries: Buffer[] = [];
+  #offset = PACK_MAGIC.length;
+  #count = 0;
 
   constructor() {
     this.#id.update(PACK_MAGIC);
   }
-  readonly #entries: Buffer[] = [];
-  #offset = PACK_MAGIC.length;
-  #count = 0;
 
   get bytes(): number {
     return this.#offset;
   }
   get blockCount(): number {
     return this.#count;
+  }
+
+  /** The buffer, with room for `more` bytes after the offset (taken on first use, grown when short). */
+  #room(more: number): Buffer {
+    const need = this.#offset + more;
+    if (this.#buf === null) {
+      this.#buf = takeAligned(Math.max(PACK_ROOM, need));
+      PACK_MAGIC.copy(this.#buf, 0);
+    } else if (this.#buf.length < need) {
+      const bigger = takeAligned(Math.max(need, this.#buf.length * 2));
+      this.#buf.copy(bigger, 0, 0, this.#offset);
+      giveBack(this.#buf);
+      this.#buf = bigger;
+    }
+    return this.#buf;
   }
 
   add(frame: Frame, keep?: readonly boolean[]): void {
@@ -226,25 +254,51 @@ export class PackBuilder {
     }
     this.#entries.push(e.subarray(0, n * ENTRY_BYTES));
     this.#count += n;
-    this.#parts.push(frame.payload);
+    frame.payload.copy(this.#room(frame.payload.length), this.#offset);
     this.#id.update(frame.payload);
     this.#offset += frame.payload.length;
   }
 
-  /** The finished pack: its bytes, its id, and its trailer entries (for the index). Add nothing after. */
-  finish(): { id: string; parts: Buffer[]; entries: Buffer; size: number } {
+  /**
+   * The finished pack: its bytes (one buffer, in `parts`), its id, and its trailer entries (for the
+   * index). Add nothing after; release() once the bytes are written.
+   */
+  finish(): FinishedPack {
     if (this.#finished !== undefined) return this.#finished;
     const entries = Buffer.concat(this.#entries);
     const foot = Buffer.alloc(4 + PACK_END_MAGIC.length);
     foot.writeUInt32LE(this.#count, 0);
     PACK_END_MAGIC.copy(foot, 4);
-    const parts = [...this.#parts, entries, foot];
+    const buf = this.#room(entries.length + foot.length);
+    entries.copy(buf, this.#offset);
+    foot.copy(buf, this.#offset + entries.length);
     this.#id.update(entries);
     this.#id.update(foot);
     const id = this.#id.digest().toString("hex");
-    this.#finished = { id, parts, entries, size: this.#offset + entries.length + foot.length };
+    const size = this.#offset + entries.length + foot.length;
+    this.#finished = {
+      id,
+      parts: [buf.subarray(0, size)],
+      entries,
+      size,
+      release: () => {
+        if (this.#buf === null) return;
+        giveBack(this.#buf);
+        this.#buf = null;
+      },
+    };
     return this.#finished;
   }
+}
+
+export interface FinishedPack {
+  id: string;
+  /** the pack file's bytes: valid until release() */
+  parts: Buffer[];
+  entries: Buffer;
+  size: number;
+  /** hands the pack's buffer back for reuse; its bytes must not be used afterwards */
+  release(): void;
 }
 
 /** Reads and checks a pack's trailer from its last bytes; returns the raw entry records. */

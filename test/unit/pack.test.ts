@@ -193,3 +193,37 @@ test("a pack is named by the BLAKE3 of all its bytes, and its trailer locates ev
   assert.deepEqual(slots.slice(FRAME_MAX_BLOCKS), [0, 2, 0], "the block not kept has no entry");
   assert.throws(() => b.add(frames[2]!));
 });
+
+test("a pack builder's buffer is reused for the next pack, and grows for a trailer bigger than its room", () => {
+  // many blocks that compress to almost nothing: 1,200 frames of 32 blocks a pack, ~1.8 MB of trailer entries
+  const block = Buffer.alloc(BLOCK_SIZE);
+  const frames = Array.from({ length: 2400 }, (_, i) => {
+    const raw = Buffer.alloc(FRAME);
+    for (let s = 0; s < FRAME_MAX_BLOCKS; s++) {
+      block.fill(0);
+      block.writeUInt32LE(i * FRAME_MAX_BLOCKS + s + 1, 0); // every block distinct, all but 4 bytes zero
+      block.copy(raw, s * BLOCK_SIZE);
+    }
+    return makeFrame(hashesOf(raw), raw);
+  });
+  for (let round = 0; round < 2; round++) {
+    const b = new PackBuilder();
+    for (const f of frames.slice(round * 1200, round * 1200 + 1200)) b.add(f);
+    const { id, parts, size, release } = b.finish();
+    assert.equal(parts.length, 1);
+    const bytes = Buffer.from(parts[0]!); // a copy: the builder's buffer goes back to the pool below
+    assert.equal(bytes.length, size);
+    assert.equal(id, hashParts([bytes]).toString("hex"));
+    const t = parsePackTrailer(id, bytes, size);
+    assert.equal(t.count, 1200 * FRAME_MAX_BLOCKS);
+    const { hash, loc } = readEntry(t.entries, (t.count - 1) * ENTRY_BYTES);
+    const raw = openFrame(
+      bytes.subarray(loc.frameOffset, loc.frameOffset + loc.frameLength),
+      loc.compression,
+      loc.frameBlocks,
+      "test",
+    );
+    assert.deepEqual(blockHash(raw.subarray(loc.slot * BLOCK_SIZE, (loc.slot + 1) * BLOCK_SIZE)), hash);
+    release();
+  }
+});

@@ -19,6 +19,7 @@ import {
   unlink,
 } from "node:fs/promises";
 import path from "node:path";
+import { ALIGN, giveBack, isAligned, takeAligned } from "../../platform/aligned.ts";
 import { native } from "../../platform/native.ts";
 import type { Backend } from "../backend.ts";
 
@@ -26,7 +27,7 @@ const TMP_MARK = ".tmp-";
 /** objects at least this big are written with O_DIRECT (when they can be) */
 const DIRECT_MIN_BYTES = 1024 * 1024;
 /** O_DIRECT wants memory, length and file offset aligned to the device's logical block: 4 KiB covers all */
-const DIRECT_ALIGN = 4096;
+const DIRECT_ALIGN = ALIGN;
 
 export class LocalBackend implements Backend {
   readonly location: string;
@@ -103,10 +104,14 @@ export class LocalBackend implements Backend {
       this.#direct = false;
       return false;
     }
-    const staging = takeAligned(total);
+    // one aligned buffer (a pack builder's own) is written as it is; anything else is copied into one
+    const own = parts.length === 1 && isAligned(parts[0]!) ? parts[0]! : null;
+    const staging = own ?? takeAligned(total);
     try {
-      let at = 0;
-      for (const p of parts) at += p.copy(staging, at);
+      if (own === null) {
+        let at = 0;
+        for (const p of parts) at += p.copy(staging, at);
+      }
       const head = total - (total % DIRECT_ALIGN);
       try {
         await writeAll(fh, [staging.subarray(0, head)], name);
@@ -129,7 +134,7 @@ export class LocalBackend implements Backend {
       this.directWrites++;
     } finally {
       await fh.close();
-      giveBack(staging);
+      if (own === null) giveBack(staging);
     }
     return true;
   }
@@ -285,25 +290,6 @@ async function writeBuffered(file: string, parts: readonly Buffer[], name: strin
   } finally {
     await fh.close();
   }
-}
-
-// Aligned staging buffers for O_DIRECT, kept for the next pack (fresh ones would be new pages to
-// fault in each time): a few are enough, as a writer has at most two packs in flight.
-const spare: Buffer[] = [];
-const SPARE_MAX = 3;
-
-function takeAligned(bytes: number): Buffer {
-  const i = spare.findIndex((b) => b.length >= bytes);
-  if (i >= 0) return spare.splice(i, 1)[0]!;
-  const size = Math.ceil(Math.max(bytes, 9 * 1024 * 1024) / DIRECT_ALIGN) * DIRECT_ALIGN;
-  const raw = Buffer.allocUnsafeSlow(size + DIRECT_ALIGN);
-  const off = native!.alignOffset(raw, DIRECT_ALIGN);
-  return raw.subarray(off, off + size);
-}
-
-function giveBack(b: Buffer): void {
-  spare.push(b);
-  if (spare.length > SPARE_MAX) spare.sort((x, y) => y.length - x.length).pop();
 }
 
 async function fsyncDir(dir: string): Promise<void> {
