@@ -1,5 +1,6 @@
-// Switchback's native addon: BLAKE3 of many 4 KiB blocks in one call, and the alignment of a buffer's
-// memory (for O_DIRECT writes of packs).
+// Switchback's native addon: BLAKE3 of many 4 KiB blocks in one call, zstd frames into and out of the
+// caller's buffers with a context kept per thread, and the alignment of a buffer's memory (for O_DIRECT
+// writes of packs).
 //
 // A 4 KiB block is a BLAKE3 tree of four 1 KiB chunks under two parents and a root. Hashing blocks
 // one call each (as the npm BLAKE3 bindings do) leaves the SIMD lanes idle: one block's four chunks
@@ -12,10 +13,60 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "blake3/blake3.h"
 #include "blake3/blake3_impl.h"
+
+/*
+ * zstd: Node.js links its own zstd and exports its symbols (as it does zlib's and OpenSSL's for
+ * addons). Declared weak, so that this addon still loads on a Node without them: zstdAvailable() then
+ * says false and Switchback keeps to node:zlib. Here a thread keeps one compression and one
+ * decompression context for all its frames, and frames go straight into the caller's buffers:
+ * node:zlib makes a context, output chunks and a concatenated result per call.
+ */
+typedef struct ZSTD_CCtx_s ZSTD_CCtx;
+typedef struct ZSTD_DCtx_s ZSTD_DCtx;
+extern ZSTD_CCtx *ZSTD_createCCtx(void) __attribute__((weak));
+extern size_t ZSTD_freeCCtx(ZSTD_CCtx *) __attribute__((weak));
+extern size_t ZSTD_compressCCtx(ZSTD_CCtx *, void *, size_t, const void *, size_t, int) __attribute__((weak));
+extern ZSTD_DCtx *ZSTD_createDCtx(void) __attribute__((weak));
+extern size_t ZSTD_freeDCtx(ZSTD_DCtx *) __attribute__((weak));
+extern size_t ZSTD_decompressDCtx(ZSTD_DCtx *, void *, size_t, const void *, size_t) __attribute__((weak));
+extern unsigned ZSTD_isError(size_t) __attribute__((weak));
+extern const char *ZSTD_getErrorName(size_t) __attribute__((weak));
+extern int ZSTD_getErrorCode(size_t) __attribute__((weak));
+#define ZSTD_ERROR_DST_SIZE_TOO_SMALL 70 /* ZSTD_error_dstSize_tooSmall, stable since zstd 1.3 */
+
+static int zstd_present(void) {
+  return ZSTD_createCCtx && ZSTD_freeCCtx && ZSTD_compressCCtx && ZSTD_createDCtx && ZSTD_freeDCtx &&
+         ZSTD_decompressDCtx && ZSTD_isError && ZSTD_getErrorName && ZSTD_getErrorCode;
+}
+
+/* per Node environment (the main thread and each worker have their own): the zstd contexts */
+typedef struct {
+  ZSTD_CCtx *cctx;
+  ZSTD_DCtx *dctx;
+} Contexts;
+
+static void free_contexts(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  Contexts *c = data;
+  if (c->cctx) ZSTD_freeCCtx(c->cctx);
+  if (c->dctx) ZSTD_freeDCtx(c->dctx);
+  free(c);
+}
+
+static Contexts *contexts(napi_env env) {
+  Contexts *c = NULL;
+  if (napi_get_instance_data(env, (void **)&c) == napi_ok && c != NULL) return c;
+  c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  napi_set_instance_data(env, c, free_contexts, NULL);
+  return c;
+}
 
 #define BLOCK_BYTES 4096
 #define CHUNKS_PER_BLOCK (BLOCK_BYTES / BLAKE3_CHUNK_LEN)
@@ -108,6 +159,79 @@ static napi_value js_align_offset(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/*
+ * zstdCompress(src: Uint8Array, dst: Uint8Array, level: number): number, the size of the zstd frame
+ * written at the start of dst, or -1 when it does not fit in dst (the caller then keeps src raw).
+ */
+static napi_value js_zstd_compress(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3)
+    return throw_type(env, "zstdCompress takes (src, dst, level)");
+  uint8_t *src, *dst;
+  size_t srcLen, dstLen;
+  int32_t level;
+  if (!bytes_of(env, argv[0], &src, &srcLen)) return throw_type(env, "zstdCompress: src must be a Uint8Array");
+  if (!bytes_of(env, argv[1], &dst, &dstLen)) return throw_type(env, "zstdCompress: dst must be a Uint8Array");
+  if (napi_get_value_int32(env, argv[2], &level) != napi_ok)
+    return throw_type(env, "zstdCompress: level must be a number");
+  if (!zstd_present()) return throw_type(env, "zstdCompress: this Node.js exports no zstd");
+  Contexts *c = contexts(env);
+  if (c == NULL || (c->cctx == NULL && (c->cctx = ZSTD_createCCtx()) == NULL)) {
+    napi_throw_error(env, NULL, "zstdCompress: out of memory");
+    return NULL;
+  }
+  size_t r = ZSTD_compressCCtx(c->cctx, dst, dstLen, src, srcLen, level);
+  napi_value v;
+  if (ZSTD_isError(r)) {
+    if (ZSTD_getErrorCode(r) == ZSTD_ERROR_DST_SIZE_TOO_SMALL) {
+      napi_create_int32(env, -1, &v);
+      return v;
+    }
+    napi_throw_error(env, NULL, ZSTD_getErrorName(r));
+    return NULL;
+  }
+  napi_create_double(env, (double)r, &v);
+  return v;
+}
+
+/*
+ * zstdDecompress(src: Uint8Array, dst: Uint8Array): number, the bytes written at the start of dst.
+ * Throws with zstd's reason when src is not a zstd frame that fits in dst.
+ */
+static napi_value js_zstd_decompress(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2)
+    return throw_type(env, "zstdDecompress takes (src, dst)");
+  uint8_t *src, *dst;
+  size_t srcLen, dstLen;
+  if (!bytes_of(env, argv[0], &src, &srcLen)) return throw_type(env, "zstdDecompress: src must be a Uint8Array");
+  if (!bytes_of(env, argv[1], &dst, &dstLen)) return throw_type(env, "zstdDecompress: dst must be a Uint8Array");
+  if (!zstd_present()) return throw_type(env, "zstdDecompress: this Node.js exports no zstd");
+  Contexts *c = contexts(env);
+  if (c == NULL || (c->dctx == NULL && (c->dctx = ZSTD_createDCtx()) == NULL)) {
+    napi_throw_error(env, NULL, "zstdDecompress: out of memory");
+    return NULL;
+  }
+  size_t r = ZSTD_decompressDCtx(c->dctx, dst, dstLen, src, srcLen);
+  if (ZSTD_isError(r)) {
+    napi_throw_error(env, NULL, ZSTD_getErrorName(r));
+    return NULL;
+  }
+  napi_value v;
+  napi_create_double(env, (double)r, &v);
+  return v;
+}
+
+/* zstdAvailable(): boolean, whether this Node.js exports the zstd the two functions above use */
+static napi_value js_zstd_available(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_get_boolean(env, zstd_present(), &v);
+  return v;
+}
+
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
 static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
   (void)info;
@@ -122,6 +246,12 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "hashBlocks", fn);
   napi_create_function(env, "alignOffset", NAPI_AUTO_LENGTH, js_align_offset, NULL, &fn);
   napi_set_named_property(env, exports, "alignOffset", fn);
+  napi_create_function(env, "zstdCompress", NAPI_AUTO_LENGTH, js_zstd_compress, NULL, &fn);
+  napi_set_named_property(env, exports, "zstdCompress", fn);
+  napi_create_function(env, "zstdDecompress", NAPI_AUTO_LENGTH, js_zstd_decompress, NULL, &fn);
+  napi_set_named_property(env, exports, "zstdDecompress", fn);
+  napi_create_function(env, "zstdAvailable", NAPI_AUTO_LENGTH, js_zstd_available, NULL, &fn);
+  napi_set_named_property(env, exports, "zstdAvailable", fn);
   napi_create_function(env, "simdDegree", NAPI_AUTO_LENGTH, js_simd_degree, NULL, &fn);
   napi_set_named_property(env, exports, "simdDegree", fn);
   return exports;

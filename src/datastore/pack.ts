@@ -7,6 +7,7 @@
 import { constants as zc, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { SwitchbackError } from "../domain/errors.ts";
 import { giveBack, takeAligned } from "../platform/aligned.ts";
+import { nativeZstd } from "../platform/native.ts";
 import {
   BLOCK_SIZE,
   COMPRESSION_NONE,
@@ -38,20 +39,30 @@ export interface Frame {
   blocks: number;
 }
 
-const ZSTD_OPTS = { params: { [zc.ZSTD_c_compressionLevel]: 1 } };
+const ZSTD_LEVEL = 1;
+const ZSTD_OPTS = { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
 
 /**
  * Compresses blocks into a frame; keeps them raw when zstd saves less than 1/16, or without trying
  * when a sample shows the blocks to be incompressible (zstd -1 spends ~100 µs on 128 KiB of random
  * bytes to save nothing; the sample costs ~13 µs there, and ~0.3 µs on text, where it stops early).
  */
-export function makeFrame(hashes: Buffer, raw: Buffer): Frame {
+export function makeFrame(hashes: Buffer, raw: Buffer, into?: Buffer): Frame {
   const blocks = raw.length / BLOCK_SIZE;
   if (looksIncompressible(raw, hashes)) {
     return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
   }
+  const limit = raw.length - (raw.length >> 4);
+  if (nativeZstd !== null) {
+    // straight into `into` (or a new buffer): a frame that does not fit in `limit` stays raw
+    const out = into !== undefined && into.length >= limit ? into : Buffer.allocUnsafe(limit);
+    const n = nativeZstd.zstdCompress(raw, out.subarray(0, limit), ZSTD_LEVEL);
+    if (n >= 0 && n < limit)
+      return { hashes, payload: out.subarray(0, n), compression: COMPRESSION_ZSTD, blocks };
+    return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+  }
   const z = zstdCompressSync(raw, ZSTD_OPTS);
-  if (z.length < raw.length - (raw.length >> 4)) {
+  if (z.length < limit) {
     return { hashes, payload: z, compression: COMPRESSION_ZSTD, blocks };
   }
   return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
@@ -127,14 +138,26 @@ export function looksIncompressible(raw: Uint8Array, hashes: Buffer): boolean {
   return true;
 }
 
-/** Returns the raw bytes of a frame, checking the decompressed size. */
-export function openFrame(payload: Buffer, compression: Compression, blocks: number, where: string): Buffer {
+/**
+ * Returns the raw bytes of a frame, checking the decompressed size. A compressed frame is written into
+ * `into` when it is given and big enough (the result is then a view of it), else into a new buffer.
+ */
+export function openFrame(
+  payload: Buffer,
+  compression: Compression,
+  blocks: number,
+  where: string,
+  into?: Buffer,
+): Buffer {
   const expected = blocks * BLOCK_SIZE;
   let raw: Buffer;
   if (compression === COMPRESSION_NONE) raw = payload;
   else if (compression === COMPRESSION_ZSTD) {
     try {
-      raw = zstdDecompressSync(payload, { maxOutputLength: expected });
+      if (nativeZstd !== null) {
+        const out = into !== undefined && into.length >= expected ? into : Buffer.allocUnsafe(expected);
+        raw = out.subarray(0, nativeZstd.zstdDecompress(payload, out.subarray(0, expected)));
+      } else raw = zstdDecompressSync(payload, { maxOutputLength: expected });
     } catch (err) {
       throw new SwitchbackError(
         "DATASTORE_CORRUPT",

@@ -3,7 +3,7 @@
 import { closeSync, constants, openSync, readSync } from "node:fs";
 import path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
-import { paths } from "../datastore/format.ts";
+import { BLOCK_SIZE, FRAME_MAX_BLOCKS, paths } from "../datastore/format.ts";
 import { openFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { answerOf } from "../platform/workers.ts";
@@ -11,6 +11,10 @@ import { applyFrame, type RestoreJob } from "./restore.ts";
 
 const job = workerData as RestoreJob;
 const packs = new Map<string, number>();
+// one buffer for the frame as read and one for it decompressed, for every frame: a new pair per frame
+// was ~2 GB of short-lived memory for a 2 GiB disk, and V8's collector worked through it
+let payloadBuf = Buffer.allocUnsafeSlow(FRAME_MAX_BLOCKS * BLOCK_SIZE);
+const rawBuf = Buffer.allocUnsafeSlow(FRAME_MAX_BLOCKS * BLOCK_SIZE);
 let fd = -1;
 const answer = answerOf(() => {
   fd = openSync(job.target, constants.O_WRONLY);
@@ -28,7 +32,8 @@ const answer = answerOf(() => {
       }
       packs.set(t.packId, pfd);
     }
-    const payload = Buffer.allocUnsafe(t.frameLength);
+    if (payloadBuf.length < t.frameLength) payloadBuf = Buffer.allocUnsafeSlow(t.frameLength);
+    const payload = payloadBuf.subarray(0, t.frameLength);
     const n = readSync(pfd, payload, 0, t.frameLength, t.frameOffset);
     if (n !== t.frameLength) {
       throw new SwitchbackError(
@@ -36,7 +41,13 @@ const answer = answerOf(() => {
         `pack ${t.packId}: frame @${t.frameOffset} is cut short (${n} of ${t.frameLength} bytes)`,
       );
     }
-    const raw = openFrame(payload, t.compression, t.frameBlocks, `pack ${t.packId} frame @${t.frameOffset}`);
+    const raw = openFrame(
+      payload,
+      t.compression,
+      t.frameBlocks,
+      `pack ${t.packId} frame @${t.frameOffset}`,
+      rawBuf,
+    );
     written += applyFrame(raw, t, fd, job.size, job.expect);
   }
   return written;

@@ -62,7 +62,7 @@ export interface BatchGroup {
   disk: number;
   /** every batch's blocks (8 bytes each), then their hashes, then their data hashes */
   meta: ArrayBuffer;
-  /** the payload of each batch that has data blocks, in order */
+  /** the payload of each batch that has data blocks, in order, at the start of its buffer (its length in the layout) */
   payloads: ArrayBuffer[];
   /** LAYOUT_FIELDS numbers per batch: entries, data blocks, payload bytes, compression, bytes read */
   layout: number[];
@@ -74,6 +74,8 @@ const GROUP_FRAMES = 8;
 const BATCH_ENTRIES = 4096;
 const GROUP_ENTRIES = 4 * BATCH_ENTRIES;
 const NO_PAYLOAD = Buffer.alloc(0);
+/** bytes of a frame's raw blocks: every payload (raw, or compressed to less) fits in this */
+const FRAME_BYTES = FRAME_MAX_BLOCKS * BLOCK_SIZE;
 
 /** The batches of a group, in order; their arrays are views of the group's buffers. */
 export function unpackGroup(g: BatchGroup): Batch[] {
@@ -93,7 +95,7 @@ export function unpackGroup(g: BatchGroup): Batch[] {
       blocks: new Float64Array(meta, blocksAt, n),
       hashes: Buffer.from(meta, hashesAt, n * HASH_BYTES),
       dataHashes: Buffer.from(meta, dataAt, d * HASH_BYTES),
-      payload: d > 0 ? Buffer.from(g.payloads[payload++]!) : NO_PAYLOAD,
+      payload: d > 0 ? Buffer.from(g.payloads[payload++]!, 0, layout[i + 2]) : NO_PAYLOAD,
       compression: layout[i + 3] as 0 | 1,
       dataBlocks: d,
       bytesRead: layout[i + 4]!,
@@ -155,7 +157,9 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
   const dataHashes = Buffer.allocUnsafeSlow(GROUP_FRAMES * FRAME_MAX_BLOCKS * HASH_BYTES);
   /** the entry (index into blocks/hashes) of each data block staged in the group */
   const dataEntry = new Int32Array(GROUP_FRAMES * FRAME_MAX_BLOCKS);
-  let raw = Buffer.allocUnsafeSlow(FRAME_MAX_BLOCKS * BLOCK_SIZE);
+  let raw = Buffer.allocUnsafeSlow(FRAME_BYTES);
+  /** where a frame is compressed to, when the addon compresses (no page of it is touched until then) */
+  let zbuf = Buffer.allocUnsafeSlow(FRAME_BYTES);
   const payloads: ArrayBuffer[] = [];
   const layout: number[] = [];
   let n = 0; // entries staged in the group
@@ -179,11 +183,16 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void): void {
       const f = makeFrame(
         dataHashes.subarray(batchData * HASH_BYTES, data * HASH_BYTES),
         raw.subarray(0, d * BLOCK_SIZE),
+        zbuf,
       );
-      if (f.payload.buffer === raw.buffer && f.payload.length === raw.buffer.byteLength) {
-        // a whole frame kept raw leaves in the staging buffer itself; the next frame gets a new one
+      // the payload leaves in a buffer of its own (its length goes in the layout): the staging buffer
+      // itself when the frame stays raw, the zstd buffer it was compressed into; each gets a new one
+      if (f.payload.buffer === raw.buffer) {
         payloads.push(raw.buffer as ArrayBuffer);
-        raw = Buffer.allocUnsafeSlow(FRAME_MAX_BLOCKS * BLOCK_SIZE);
+        raw = Buffer.allocUnsafeSlow(FRAME_BYTES);
+      } else if (f.payload.buffer === zbuf.buffer) {
+        payloads.push(zbuf.buffer as ArrayBuffer);
+        zbuf = Buffer.allocUnsafeSlow(FRAME_BYTES);
       } else payloads.push(ownBuffer(f.payload, raw));
       bytes = f.payload.length;
       compression = f.compression;

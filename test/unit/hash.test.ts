@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
+import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { Blake3Hasher } from "@napi-rs/blake-hash";
 import { BLOCK_SIZE } from "../../src/datastore/format.ts";
 import { blockHash, blockHashInto, HASH_BYTES, hashBlocks, hashParts } from "../../src/datastore/hash.ts";
@@ -72,4 +73,31 @@ test("the native addon hashes many 4 KiB blocks as BLAKE3-256 of each", (t) => {
   assert.throws(() => native!.hashBlocks(Buffer.alloc(2 * BLOCK_SIZE), Buffer.alloc(63), 0), /no room/);
   assert.throws(() => native!.hashBlocks(Buffer.alloc(BLOCK_SIZE), Buffer.alloc(64), 40), /no room/);
   assert.throws(() => native!.hashBlocks(Buffer.alloc(BLOCK_SIZE), Buffer.alloc(64), -1), /non-negative/);
+});
+
+test("the addon's zstd frames read back through node:zlib and the other way round, and misfits are told apart", (t) => {
+  if (native === null || !native.zstdAvailable()) {
+    assert.notEqual(process.env.CI, "true", "the native addon's zstd is not available");
+    t.skip("the native addon or Node's exported zstd is not there; node:zlib does the work");
+    return;
+  }
+  const text = Buffer.from("the quick brown fox jumps over the lazy dog 0123456789\n".repeat(2400)).subarray(
+    0,
+    128 * 1024,
+  );
+  const dst = Buffer.alloc(text.length);
+  const n = native.zstdCompress(text, dst, 1);
+  assert.ok(n > 0 && n < text.length / 10);
+  assert.deepEqual(zstdDecompressSync(dst.subarray(0, n)), text);
+  const z = zstdCompressSync(text);
+  const back = Buffer.alloc(text.length);
+  assert.equal(native.zstdDecompress(z, back), text.length);
+  assert.deepEqual(back, text);
+  // random bytes do not fit in less than their size: -1, not an error
+  assert.equal(native.zstdCompress(randomBytes(64 * 1024), Buffer.alloc(60 * 1024), 1), -1);
+  assert.throws(
+    () => native!.zstdDecompress(Buffer.from("not a zstd frame at all"), back),
+    /Unknown frame descriptor/,
+  );
+  assert.throws(() => native!.zstdDecompress(z, Buffer.alloc(1000)), /too small/);
 });
