@@ -242,54 +242,66 @@ export interface FrameTask {
   hashes: Uint8Array;
 }
 
-/** Groups the blocks to write by the frame that holds them, in pack order (each frame is read once). */
+/**
+ * Groups the blocks to write (ascending, none of them zero) by the frame that holds them, in pack
+ * order (each frame is read once). Frames are found by pack, then by offset (a number): a string key
+ * per block made this ~400 ms for 350k blocks.
+ */
 async function planFrames(ds: Datastore, map: DiskMap, blocks: number[]): Promise<FrameTask[]> {
   const idx = await ds.index();
-  const frames = new Map<
-    string,
-    { loc: BlockLocation; want: { block: number; slot: number; hash: Buffer }[] }
-  >();
+  const arena = map.hashArena;
+  interface Plan {
+    loc: BlockLocation;
+    blocks: number[];
+    slots: number[];
+    refs: number[];
+  }
+  const byPack = new Map<string, Map<number, Plan>>();
   for (const b of blocks) {
-    const h = map.hashOf(b)!;
-    const loc = idx.get(h);
+    const r = map.refs[b]!;
+    const loc = idx.get(arena, (r - 1) * HASH_BYTES);
     if (loc === undefined) {
       throw new SwitchbackError(
         "DATASTORE_CORRUPT",
-        `block ${h.toString("hex")} (disk block ${b}) is not in the datastore's index`,
+        `block ${arena.toString("hex", (r - 1) * HASH_BYTES, r * HASH_BYTES)} (disk block ${b}) is not in the datastore's index`,
       );
     }
-    const key = `${loc.packId}:${loc.frameOffset}`;
-    let f = frames.get(key);
-    if (f === undefined) {
-      f = { loc, want: [] };
-      frames.set(key, f);
+    let frames = byPack.get(loc.packId);
+    if (frames === undefined) {
+      frames = new Map();
+      byPack.set(loc.packId, frames);
     }
-    f.want.push({ block: b, slot: loc.slot, hash: h });
+    let f = frames.get(loc.frameOffset);
+    if (f === undefined) {
+      f = { loc, blocks: [], slots: [], refs: [] };
+      frames.set(loc.frameOffset, f);
+    }
+    f.blocks.push(b); // ascending, as `blocks` is
+    f.slots.push(loc.slot);
+    f.refs.push(r);
   }
-  const order = [...frames.values()].sort((a, b) =>
-    a.loc.packId === b.loc.packId
-      ? a.loc.frameOffset - b.loc.frameOffset
-      : a.loc.packId < b.loc.packId
-        ? -1
-        : 1,
-  );
-  return order.map(({ loc, want }) => {
-    want.sort((x, y) => x.block - y.block);
-    const hashes = Buffer.allocUnsafe(want.length * HASH_BYTES);
-    want.forEach((w, i) => {
-      w.hash.copy(hashes, i * HASH_BYTES);
-    });
-    return {
-      packId: loc.packId,
-      frameOffset: loc.frameOffset,
-      frameLength: loc.frameLength,
-      compression: loc.compression,
-      frameBlocks: loc.frameBlocks,
-      slots: want.map((w) => w.slot),
-      blocks: want.map((w) => w.block),
-      hashes,
-    };
-  });
+  const out: FrameTask[] = [];
+  for (const packId of [...byPack.keys()].sort()) {
+    const frames = byPack.get(packId)!;
+    for (const off of [...frames.keys()].sort((a, b) => a - b)) {
+      const { loc, blocks: bs, slots, refs } = frames.get(off)!;
+      const hashes = Buffer.allocUnsafe(refs.length * HASH_BYTES);
+      refs.forEach((r, i) => {
+        arena.copy(hashes, i * HASH_BYTES, (r - 1) * HASH_BYTES, r * HASH_BYTES);
+      });
+      out.push({
+        packId,
+        frameOffset: loc.frameOffset,
+        frameLength: loc.frameLength,
+        compression: loc.compression,
+        frameBlocks: loc.frameBlocks,
+        slots,
+        blocks: bs,
+        hashes,
+      });
+    }
+  }
+  return out;
 }
 
 /**
