@@ -25,7 +25,10 @@ interface Layout {
   rwbsSize: number;
 }
 
-/** What an event says: the device (kernel dev_t), where and how many sectors, and its kind (rwbs: "W", "FWS", "D", "N"…). */
+/**
+ * What an event says: the device (kernel dev_t), where and how many sectors, and, for a request without
+ * sectors, its kind (rwbs: "FWS", "N"…; "" for every other event).
+ */
 export type TraceEventHandler = (dev: number, sector: number, nrSector: number, rwbs: string) => void;
 
 function rwbsField(format: string): { rwbs: number; rwbsSize: number } {
@@ -156,17 +159,20 @@ export class RawTraceReader {
       if (layout === undefined) return `an unexpected trace event (type ${p.readUInt16LE(rec)})`;
       if (layout.nrSector + 4 > len || layout.sector + 8 > len || layout.rwbs + layout.rwbsSize > len)
         return "a trace event shorter than its format";
-      const r0 = rec + layout.rwbs;
-      const nul = p.indexOf(0, r0);
-      const rwbs = p.toString(
-        "latin1",
-        r0,
-        nul < 0 || nul > r0 + layout.rwbsSize ? r0 + layout.rwbsSize : nul,
-      );
+      const nr = p.readUInt32LE(rec + layout.nrSector);
+      // the request's kind as text only when a handler can need it: a request without sectors (a
+      // flush, or a passthrough command); 10,000 strings a drain cost more than the rest of the parse
+      let rwbs = "";
+      if (nr === 0) {
+        const r0 = rec + layout.rwbs;
+        const nul = p.indexOf(0, r0);
+        rwbs = p.toString("latin1", r0, nul < 0 || nul > r0 + layout.rwbsSize ? r0 + layout.rwbsSize : nul);
+      }
+      const s0 = rec + layout.sector;
       onEvent(
         p.readUInt32LE(rec + layout.dev),
-        Number(p.readBigUInt64LE(rec + layout.sector)),
-        p.readUInt32LE(rec + layout.nrSector),
+        p.readUInt32LE(s0) + p.readUInt32LE(s0 + 4) * 2 ** 32, // a sector number stays below 2^53
+        nr,
         rwbs,
       );
     }

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { mergeRanges, toRanges } from "../../src/replication/ranges.ts";
+
+/** The merge done the slow, obvious way: every covered point, then its runs. */
+function bruteForce(r: [number, number][], base = 0): [number, number][] {
+  const covered = new Set<number>();
+  for (const [a, b] of r) for (let x = a; x < b; x++) covered.add(x - base);
+  const xs = [...covered].sort((x, y) => x - y);
+  const out: [number, number][] = [];
+  for (const x of xs) {
+    const last = out[out.length - 1];
+    if (last !== undefined && x === last[1] - base) last[1]++;
+    else out.push([x + base, x + base + 1]);
+  }
+  return out;
+}
+
+test("mergeRanges sorts and merges overlapping and touching ranges, whatever their order", () => {
+  let seed = 7;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let round = 0; round < 200; round++) {
+    const r: [number, number][] = [];
+    for (let i = 0; i < 1 + rnd(60); i++) {
+      const a = rnd(500);
+      r.push([a, a + 1 + rnd(20)]);
+    }
+    // touching ranges merge ([1,3) and [3,5) are [1,5)); bruteForce merges them too
+    assert.deepEqual(mergeRanges(r), bruteForce(r), JSON.stringify(r));
+  }
+  assert.deepEqual(mergeRanges([]), []);
+  assert.deepEqual(mergeRanges([[5, 5]]), [[5, 5]], "an empty range is kept, as before");
+  // starts too big for the packed sort (a byte offset deep into a big disk) take the other path
+  const big = 2 ** 45;
+  const r: [number, number][] = [
+    [big + 10, big + 20],
+    [big, big + 5],
+    [big + 5, big + 7],
+    [3, 4],
+  ];
+  assert.deepEqual(mergeRanges(r), [
+    [3, 4],
+    [big, big + 7],
+    [big + 10, big + 20],
+  ]);
+  // a range longer than the packed sort allows
+  assert.deepEqual(
+    mergeRanges([
+      [0, 2 ** 30],
+      [10, 20],
+      [2 ** 30, 2 ** 30 + 1],
+    ]),
+    [[0, 2 ** 30 + 1]],
+  );
+});
+
+test("toRanges turns byte intervals into merged ranges of the pieces they touch, within the count", () => {
+  assert.deepEqual(
+    toRanges(
+      [
+        [8192, 8193],
+        [0, 4096],
+        [4095, 4097],
+        [40000, 50000],
+      ],
+      4096,
+      12,
+    ),
+    [
+      [0, 3],
+      [9, 12],
+    ],
+  );
+});
