@@ -1,5 +1,5 @@
 // Small facts about processes on this host.
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 
 /** True when a process with this pid exists (EPERM: it exists but is not ours). */
 export function pidAlive(pid: number): boolean {
@@ -9,6 +9,30 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/**
+ * Takes a lock file holding our pid (created exclusively); a lock whose holder is dead is taken over.
+ * False when a live process holds it. Release it with rmSync.
+ */
+export function tryPidLock(file: string): boolean {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: "wx" });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    let holder = Number.NaN;
+    try {
+      holder = Number(readFileSync(file, "utf8"));
+    } catch {
+      // gone meanwhile: try again
+    }
+    if (Number.isInteger(holder) && holder > 0 && pidAlive(holder)) return false;
+    rmSync(file, { force: true });
+  }
+  return false;
 }
 
 export interface ProcStat {

@@ -12,21 +12,12 @@
 // a journal armed after the last point, a missing or unreadable file) makes `since` answer null for
 // the disk: the pass then reads it whole, as without a journal, and the journal starts afresh.
 import { randomBytes } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import type { PointId } from "../domain/ids.ts";
 import { readTrimmed, writeFileAtomic } from "../platform/files.ts";
-import { pidAlive } from "../platform/process.ts";
+import { tryPidLock } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { mergeRanges } from "./ranges.ts";
 import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./write-tracker.ts";
@@ -189,25 +180,8 @@ export class WriteJournal implements ChangeJournal {
 
   /** Takes the agent state's journal lock (a file holding our pid); a dead holder's lock is taken over. */
   #lock(): boolean {
-    if (this.#locked) return true;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        writeFileSync(this.#lockFile, String(process.pid), { flag: "wx" });
-        this.#locked = true;
-        return true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      }
-      let holder = Number.NaN;
-      try {
-        holder = Number(readFileSync(this.#lockFile, "utf8"));
-      } catch {
-        // gone meanwhile: try again
-      }
-      if (Number.isInteger(holder) && holder > 0 && pidAlive(holder)) return false;
-      rmSync(this.#lockFile, { force: true });
-    }
-    return false;
+    if (!this.#locked) this.#locked = tryPidLock(this.#lockFile);
+    return this.#locked;
   }
 }
 
