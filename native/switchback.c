@@ -12,9 +12,11 @@
 // implementation).
 #define NAPI_VERSION 8
 #include <node_api.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 
 #include "blake3/blake3.h"
 #include "blake3/blake3_impl.h"
@@ -64,7 +66,10 @@ static Contexts *contexts(napi_env env) {
   if (napi_get_instance_data(env, (void **)&c) == napi_ok && c != NULL) return c;
   c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
-  napi_set_instance_data(env, c, free_contexts, NULL);
+  if (napi_set_instance_data(env, c, free_contexts, NULL) != napi_ok) {
+    free(c);
+    return NULL;
+  }
   return c;
 }
 
@@ -232,6 +237,31 @@ static napi_value js_zstd_available(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/*
+ * flock(fd: number, exclusive: boolean): boolean, takes a flock(2) lock on an open file without
+ * waiting: false when another open file description holds a conflicting one. The kernel drops it
+ * when the descriptor is closed or the process dies, so a crashed holder never leaves it behind.
+ */
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  bool exclusive;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_bool(env, argv[1], &exclusive) != napi_ok)
+    return throw_type(env, "flock takes (fd, exclusive)");
+  int r;
+  do r = flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB);
+  while (r != 0 && errno == EINTR);
+  if (r != 0 && errno != EWOULDBLOCK) {
+    napi_throw_error(env, NULL, strerror(errno));
+    return NULL;
+  }
+  napi_value v;
+  napi_get_boolean(env, r == 0, &v);
+  return v;
+}
+
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
 static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
   (void)info;
@@ -252,6 +282,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "zstdDecompress", fn);
   napi_create_function(env, "zstdAvailable", NAPI_AUTO_LENGTH, js_zstd_available, NULL, &fn);
   napi_set_named_property(env, exports, "zstdAvailable", fn);
+  napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
+  napi_set_named_property(env, exports, "flock", fn);
   napi_create_function(env, "simdDegree", NAPI_AUTO_LENGTH, js_simd_degree, NULL, &fn);
   napi_set_named_property(env, exports, "simdDegree", fn);
   return exports;

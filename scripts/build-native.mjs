@@ -50,9 +50,9 @@ function nodeHeaders() {
 function isCurrent(files) {
   if (!existsSync(out)) return false;
   const built = statSync(out).mtimeMs;
-  return [path.join(src, "switchback.c"), ...files, path.join(src, "blake3", "blake3_impl.h")].every(
-    (f) => statSync(f).mtimeMs <= built,
-  );
+  const b3 = path.join(src, "blake3");
+  const all = [path.join(src, "switchback.c"), ...files, ...readdirSync(b3).map((f) => path.join(b3, f))];
+  return all.every((f) => statSync(f).mtimeMs <= built);
 }
 
 function build() {

@@ -18,7 +18,11 @@ export function isAligned(b: Buffer): boolean {
  * memory starts, else plain. Its old content is garbage. Give it back when done with it.
  */
 export function takeAligned(bytes: number): Buffer {
-  const i = spare.findIndex((b) => b.length >= bytes);
+  // the smallest spare that fits: a big one (a pack with a long trailer) is kept for a big need
+  let i = -1;
+  spare.forEach((b, k) => {
+    if (b.length >= bytes && (i < 0 || b.length < spare[i]!.length)) i = k;
+  });
   if (i >= 0) return spare.splice(i, 1)[0]!;
   const size = Math.ceil(bytes / ALIGN) * ALIGN;
   if (native === null) return Buffer.allocUnsafeSlow(size);

@@ -21,6 +21,8 @@ export interface NativeAddon {
   zstdDecompress(src: Uint8Array, dst: Uint8Array): number;
   /** whether this Node.js exports the zstd the two calls above use (Node's own, since 23.8) */
   zstdAvailable(): boolean;
+  /** flock(2) without waiting: false when another holds a conflicting lock; dropped when `fd` closes */
+  flock(fd: number, exclusive: boolean): boolean;
   /** inputs BLAKE3 hashes at once on this CPU: 1, 4, 8 or 16 */
   simdDegree(): number;
 }

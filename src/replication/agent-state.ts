@@ -7,8 +7,11 @@
 // changed 20 MB rewrites ~20 MB of its 2 GiB of hashes, not all of it): its tag first says "being
 // updated", then the pages go in, then the tag names the new point, each step fdatasynced. A crash in
 // between leaves a tag that names no point, which no point trusts: the next point hashes the disks
-// whole (a resync), it never takes mixed hashes for true ones. When the file is not the one the last
-// point left, or another process is updating it, the whole file is written anew and renamed into place.
+// whole (a resync), it never takes mixed hashes for true ones. A reader checks the tag again after it
+// has read the file, so an update that ran meanwhile is never read as the old point's hashes. Two
+// updaters are kept apart by a flock(2) on `hashes.lock` (the native addon's); without the addon, or
+// when the file is not the one the last point left, or another process is updating it, the whole file
+// is written anew and renamed into place, as before.
 import { randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
@@ -19,14 +22,14 @@ import {
   openSync,
   readFileSync,
   readSync,
-  rmSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { DiskUuid, ItemName, PointId } from "../domain/ids.ts";
 import { writeFileAtomic } from "../platform/files.ts";
-import { tryPidLock } from "../platform/process.ts";
+import { native } from "../platform/native.ts";
+import { takeLock } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { blockCount, unitCount } from "./scan.ts";
 
@@ -152,11 +155,15 @@ export class AgentState {
   loadHashes(disk: number): DiskHashes | null {
     const d = this.machine.disks[disk]!;
     let buf: Buffer;
+    const file = this.#hashFile(disk);
     try {
-      buf = readFileSync(this.#hashFile(disk));
+      buf = readFileSync(file);
     } catch {
       return null;
     }
+    // an in-place update that ran while the file was being read changed its tag before any page, and
+    // never back: the tag read now must still be the one read first
+    if (!sameTagNow(file, buf.subarray(8, 16))) return null;
     const nb = blockCount(d.sizeBytes);
     const nu = unitCount(d.sizeBytes);
     const want = HASHES_MAGIC.length + 8 + (nb + nu) * 8;
@@ -195,8 +202,10 @@ export class AgentState {
    * not exactly `was`'s or another process holds the update lock.
    */
   #updateInPlace(file: string, was: Buffer, now: Buffer, data: Buffer[]): boolean {
-    const lock = path.join(this.dir, "hashes.lock");
-    if (!tryPidLock(lock)) return false;
+    // without flock(2) two updaters could both find the old tag and interleave their pages
+    if (native === null) return false;
+    const lock = takeLock(path.join(this.dir, "hashes.lock"));
+    if (lock === null) return false;
     let fd = -1;
     try {
       try {
@@ -246,7 +255,7 @@ export class AgentState {
       return true;
     } finally {
       if (fd >= 0) closeSync(fd);
-      rmSync(lock, { force: true });
+      lock.release();
     }
   }
 
@@ -254,6 +263,20 @@ export class AgentState {
     atomicWrite(path.join(this.dir, "machine.json"), [
       Buffer.from(JSON.stringify(this.machine, null, 2) + "\n"),
     ]);
+  }
+}
+
+/** Whether the tag in `file` is `tag` (false when it cannot be read). */
+function sameTagNow(file: string, tag: Buffer): boolean {
+  let fd = -1;
+  try {
+    fd = openSync(file, "r");
+    const now = Buffer.alloc(8);
+    return readSync(fd, now, 0, 8, 8) === 8 && now.equals(tag);
+  } catch {
+    return false;
+  } finally {
+    if (fd >= 0) closeSync(fd);
   }
 }
 

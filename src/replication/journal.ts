@@ -17,7 +17,7 @@ import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import type { PointId } from "../domain/ids.ts";
 import { readTrimmed, writeFileAtomic } from "../platform/files.ts";
-import { tryPidLock } from "../platform/process.ts";
+import { type HeldLock, takeLock } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { mergeRanges } from "./ranges.ts";
 import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./write-tracker.ts";
@@ -68,7 +68,7 @@ export class WriteJournal implements ChangeJournal {
   #state: JournalFile | null = null;
 
   readonly #lockFile: string;
-  #locked = false;
+  #held: HeldLock | null = null;
 
   readonly #maxAgeMs: number;
 
@@ -166,22 +166,21 @@ export class WriteJournal implements ChangeJournal {
   }
 
   committed(point: PointId): void {
-    if (this.#state === null || !this.#locked) return;
+    if (this.#state === null || this.#held === null) return;
     // writes recorded after `since` drained are still in the kernel's buffer for the next point
     this.#state = { ...this.#state, coversSince: point, pending: this.#disks.map(() => []) };
     writeFileAtomic(this.#file, JSON.stringify(this.#state));
   }
 
   release(): void {
-    if (!this.#locked) return;
-    this.#locked = false;
-    rmSync(this.#lockFile, { force: true });
+    this.#held?.release();
+    this.#held = null;
   }
 
   /** Takes the agent state's journal lock (a file holding our pid); a dead holder's lock is taken over. */
   #lock(): boolean {
-    if (!this.#locked) this.#locked = tryPidLock(this.#lockFile);
-    return this.#locked;
+    this.#held ??= takeLock(this.#lockFile);
+    return this.#held !== null;
   }
 }
 

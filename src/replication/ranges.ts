@@ -12,7 +12,17 @@ export function mergeRanges(r: readonly (readonly [number, number])[]): [number,
   // sort: a write journal's 10,000 ranges took 10-20 ms through a comparator over pairs, ~1 ms so.
   let fits = true;
   for (const [a, b] of r) {
-    if (!(a >= 0 && b - a < LEN_LIMIT && a < START_LIMIT && Number.isInteger(a) && Number.isInteger(b))) {
+    // (an inverted range, b < a, takes the other path too, which keeps it as it is)
+    if (
+      !(
+        a >= 0 &&
+        b >= a &&
+        b - a < LEN_LIMIT &&
+        a < START_LIMIT &&
+        Number.isInteger(a) &&
+        Number.isInteger(b)
+      )
+    ) {
       fits = false;
       break;
     }
@@ -20,7 +30,7 @@ export function mergeRanges(r: readonly (readonly [number, number])[]): [number,
   if (fits) {
     const keys = new Float64Array(r.length);
     r.forEach(([a, b], i) => {
-      keys[i] = a * LEN_LIMIT + Math.max(0, b - a);
+      keys[i] = a * LEN_LIMIT + (b - a);
     });
     keys.sort();
     for (const k of keys) {

@@ -19,6 +19,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import type { ItemName } from "../../src/domain/ids.ts";
+import { takeLock } from "../../src/platform/process.ts";
 import { changeJournalFactory, removeJournal, sweepJournals } from "../../src/replication/journal.ts";
 import { type ReplicateResult, replicateOnce } from "../../src/replication/replicate.ts";
 import { restoreDisk } from "../../src/replication/restore.ts";
@@ -235,22 +236,27 @@ test("one point at a time per agent state; a second loop device on the backing f
   const r = await rig(t);
   await r.point();
 
-  // a live process holds the state's journal lock: this point reads whole and leaves the journal be
+  // someone else holds the state's journal lock (taken here through another open file, which a
+  // flock(2) lock treats as another holder): this point reads whole and leaves the journal be
   const lock = path.join(r.state, "journal.lock");
-  writeFileSync(lock, String(process.ppid));
+  const other = takeLock(lock);
+  assert.ok(other !== null);
   const { instance } = journalFile(r.state);
   r.write(4);
   const locked = await r.point();
+  other.release();
   assert.equal(locked.journaledDisks, 0);
   assert.match(locked.warnings.join("\n"), /another process .* is taking a point/);
   assert.equal(journalFile(r.state).instance, instance, "the journal was not touched");
-  // a lock left by a process that is gone is taken over
+  // a lock file left by a process that is gone is taken over
   writeFileSync(lock, "999999999");
   r.write(4);
   const after = await r.point();
   assert.deepEqual(after.warnings, []);
   assert.equal(after.journaledDisks, 0, "the locked point did not advance the journal: re-armed");
-  assert.ok(!existsSync(lock), "released after the point");
+  const probe = takeLock(lock);
+  assert.ok(probe !== null, "released after the point");
+  probe.release();
   const again = await r.point();
   assert.equal(again.journaledDisks, 1);
 

@@ -4,6 +4,8 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import type { ItemName, PointId } from "../../src/domain/ids.ts";
+import { native } from "../../src/platform/native.ts";
+import { takeLock } from "../../src/platform/process.ts";
 import { AgentState, type DiskHashes } from "../../src/replication/agent-state.ts";
 import type { DiskInfo } from "../../src/replication/disk-source.ts";
 import { tempDir } from "../helpers/env.ts";
@@ -26,7 +28,13 @@ function same(a: DiskHashes | null, b: DiskHashes): boolean {
   );
 }
 
-test("a point's hashes update the file in place, changed pages only; a torn update is never trusted", () => {
+test("a point's hashes update the file in place, changed pages only; a torn update is never trusted", (t) => {
+  if (native === null) {
+    // without flock(2) the file is always written whole: AgentState's other tests cover that
+    assert.notEqual(process.env.CI, "true", "the native addon is not loaded");
+    t.skip("in-place updates need the native addon's flock");
+    return;
+  }
   const { dir, cleanup } = tempDir();
   try {
     const state = AgentState.enable(dir, "web1" as ItemName, [disk]);
@@ -61,13 +69,37 @@ test("a point's hashes update the file in place, changed pages only; a torn upda
     assert.notEqual(statSync(file).ino, inode, "written anew");
     assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
 
-    // another (live) process updating the same state: this one writes anew instead of interleaving
-    writeFileSync(path.join(dir, "hashes.lock"), String(process.pid));
+    // another updater holds the lock (here through another open file): this one writes anew instead
+    // of interleaving its pages with the other's
+    const other = takeLock(path.join(dir, "hashes.lock"))!;
     const before = statSync(file).ino;
     h.unit[1000] = 9n;
     state.commit("p5" as PointId, "ds", [h]);
+    other.release();
     assert.notEqual(statSync(file).ino, before);
     assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    // and once it is free, in place again
+    const inode5 = statSync(file).ino;
+    h.unit[0] = 1n;
+    state.commit("p6" as PointId, "ds", [h]);
+    assert.equal(statSync(file).ino, inode5);
+    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+  } finally {
+    cleanup();
+  }
+});
+
+test("hashes written whole (no addon, or a first point) read back, and a file of another point is not trusted", () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const state = AgentState.enable(dir, "web1" as ItemName, [disk]);
+    const h = randomHashes();
+    state.commit("p1" as PointId, "ds", [h]);
+    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    // machine.json names a point the hash file does not describe (a crash between the two writes)
+    const m = JSON.parse(readFileSync(path.join(dir, "machine.json"), "utf8"));
+    writeFileSync(path.join(dir, "machine.json"), JSON.stringify({ ...m, lastPointId: "p2" }));
+    assert.equal(AgentState.load(dir)!.loadHashes(0), null);
   } finally {
     cleanup();
   }

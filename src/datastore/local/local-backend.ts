@@ -113,12 +113,19 @@ export class LocalBackend implements Backend {
         for (const p of parts) at += p.copy(staging, at);
       }
       const head = total - (total % DIRECT_ALIGN);
+      let wrote: number;
       try {
-        await writeAll(fh, [staging.subarray(0, head)], name);
+        ({ bytesWritten: wrote } = await fh.write(staging, 0, head, 0));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
         // the file system opened it but will not write it directly: start again, buffered
         this.#direct = false;
+        await unlink(tmp);
+        return false;
+      }
+      if (wrote < head) {
+        // a short direct write (a full disk, a size limit): this object goes the ordinary way, whose
+        // error says why; O_DIRECT stays on for the next
         await unlink(tmp);
         return false;
       }
