@@ -80,7 +80,7 @@ export function tryPidLock(file: string): boolean {
       }
       const holder = pidIn(file);
       if (holder === null) continue; // gone meanwhile: try again
-      if (pidAlive(holder)) return false;
+      if (holder > 0 && pidAlive(holder)) return false; // 0: not a pid (a damaged file): taken over
       // a dead holder's lock: move it aside, and remove it only if it is still the one we judged dead
       const aside = `${mine}.dead`;
       try {
