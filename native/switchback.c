@@ -13,6 +13,7 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,29 +165,55 @@ static napi_value js_align_offset(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* A zstd call's (src, dst[, level]) and this thread's contexts; 0 (an exception pending) when wrong. */
+typedef struct {
+  napi_value argv[3];
+  uint8_t *src, *dst;
+  size_t srcLen, dstLen;
+  Contexts *c;
+} ZstdCall;
+
+static int zstd_call(napi_env env, napi_callback_info info, size_t argc, const char *name, ZstdCall *z) {
+  char msg[96];
+  size_t got = argc;
+  if (napi_get_cb_info(env, info, &got, z->argv, NULL, NULL) != napi_ok || got != argc) {
+    snprintf(msg, sizeof msg, "%s takes (src, dst%s)", name, argc == 3 ? ", level" : "");
+    throw_type(env, msg);
+    return 0;
+  }
+  if (!bytes_of(env, z->argv[0], &z->src, &z->srcLen) || !bytes_of(env, z->argv[1], &z->dst, &z->dstLen)) {
+    snprintf(msg, sizeof msg, "%s: src and dst must be Uint8Arrays", name);
+    throw_type(env, msg);
+    return 0;
+  }
+  if (!zstd_present()) {
+    snprintf(msg, sizeof msg, "%s: this Node.js exports no zstd", name);
+    throw_type(env, msg);
+    return 0;
+  }
+  z->c = contexts(env);
+  if (z->c == NULL) {
+    napi_throw_error(env, NULL, "zstd: out of memory");
+    return 0;
+  }
+  return 1;
+}
+
 /*
  * zstdCompress(src: Uint8Array, dst: Uint8Array, level: number): number, the size of the zstd frame
  * written at the start of dst, or -1 when it does not fit in dst (the caller then keeps src raw).
  */
 static napi_value js_zstd_compress(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3)
-    return throw_type(env, "zstdCompress takes (src, dst, level)");
-  uint8_t *src, *dst;
-  size_t srcLen, dstLen;
+  ZstdCall z;
   int32_t level;
-  if (!bytes_of(env, argv[0], &src, &srcLen)) return throw_type(env, "zstdCompress: src must be a Uint8Array");
-  if (!bytes_of(env, argv[1], &dst, &dstLen)) return throw_type(env, "zstdCompress: dst must be a Uint8Array");
-  if (napi_get_value_int32(env, argv[2], &level) != napi_ok)
+  if (!zstd_call(env, info, 3, "zstdCompress", &z)) return NULL;
+  if (napi_get_value_int32(env, z.argv[2], &level) != napi_ok)
     return throw_type(env, "zstdCompress: level must be a number");
-  if (!zstd_present()) return throw_type(env, "zstdCompress: this Node.js exports no zstd");
-  Contexts *c = contexts(env);
-  if (c == NULL || (c->cctx == NULL && (c->cctx = ZSTD_createCCtx()) == NULL)) {
+  if (z.c->cctx == NULL && (z.c->cctx = ZSTD_createCCtx()) == NULL) {
     napi_throw_error(env, NULL, "zstdCompress: out of memory");
     return NULL;
   }
-  size_t r = ZSTD_compressCCtx(c->cctx, dst, dstLen, src, srcLen, level);
+  size_t r = ZSTD_compressCCtx(z.c->cctx, z.dst, z.dstLen, z.src, z.srcLen, level);
   napi_value v;
   if (ZSTD_isError(r)) {
     if (ZSTD_getErrorCode(r) == ZSTD_ERROR_DST_SIZE_TOO_SMALL) {
@@ -205,21 +232,13 @@ static napi_value js_zstd_compress(napi_env env, napi_callback_info info) {
  * Throws with zstd's reason when src is not a zstd frame that fits in dst.
  */
 static napi_value js_zstd_decompress(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2)
-    return throw_type(env, "zstdDecompress takes (src, dst)");
-  uint8_t *src, *dst;
-  size_t srcLen, dstLen;
-  if (!bytes_of(env, argv[0], &src, &srcLen)) return throw_type(env, "zstdDecompress: src must be a Uint8Array");
-  if (!bytes_of(env, argv[1], &dst, &dstLen)) return throw_type(env, "zstdDecompress: dst must be a Uint8Array");
-  if (!zstd_present()) return throw_type(env, "zstdDecompress: this Node.js exports no zstd");
-  Contexts *c = contexts(env);
-  if (c == NULL || (c->dctx == NULL && (c->dctx = ZSTD_createDCtx()) == NULL)) {
+  ZstdCall z;
+  if (!zstd_call(env, info, 2, "zstdDecompress", &z)) return NULL;
+  if (z.c->dctx == NULL && (z.c->dctx = ZSTD_createDCtx()) == NULL) {
     napi_throw_error(env, NULL, "zstdDecompress: out of memory");
     return NULL;
   }
-  size_t r = ZSTD_decompressDCtx(c->dctx, dst, dstLen, src, srcLen);
+  size_t r = ZSTD_decompressDCtx(z.c->dctx, z.dst, z.dstLen, z.src, z.srcLen);
   if (ZSTD_isError(r)) {
     napi_throw_error(env, NULL, ZSTD_getErrorName(r));
     return NULL;
