@@ -290,20 +290,19 @@ static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "hashBlocks", NAPI_AUTO_LENGTH, js_hash_blocks, NULL, &fn);
-  napi_set_named_property(env, exports, "hashBlocks", fn);
-  napi_create_function(env, "alignOffset", NAPI_AUTO_LENGTH, js_align_offset, NULL, &fn);
-  napi_set_named_property(env, exports, "alignOffset", fn);
-  napi_create_function(env, "zstdCompress", NAPI_AUTO_LENGTH, js_zstd_compress, NULL, &fn);
-  napi_set_named_property(env, exports, "zstdCompress", fn);
-  napi_create_function(env, "zstdDecompress", NAPI_AUTO_LENGTH, js_zstd_decompress, NULL, &fn);
-  napi_set_named_property(env, exports, "zstdDecompress", fn);
-  napi_create_function(env, "zstdAvailable", NAPI_AUTO_LENGTH, js_zstd_available, NULL, &fn);
-  napi_set_named_property(env, exports, "zstdAvailable", fn);
-  napi_create_function(env, "flock", NAPI_AUTO_LENGTH, js_flock, NULL, &fn);
-  napi_set_named_property(env, exports, "flock", fn);
-  napi_create_function(env, "simdDegree", NAPI_AUTO_LENGTH, js_simd_degree, NULL, &fn);
-  napi_set_named_property(env, exports, "simdDegree", fn);
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } calls[] = {
+      {"hashBlocks", js_hash_blocks},         {"alignOffset", js_align_offset},
+      {"zstdCompress", js_zstd_compress},     {"zstdDecompress", js_zstd_decompress},
+      {"zstdAvailable", js_zstd_available},   {"flock", js_flock},
+      {"simdDegree", js_simd_degree},
+  };
+  for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+    napi_value fn;
+    napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].fn, NULL, &fn);
+    napi_set_named_property(env, exports, calls[i].name, fn);
+  }
   return exports;
 }

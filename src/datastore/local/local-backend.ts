@@ -26,8 +26,6 @@ import type { Backend } from "../backend.ts";
 const TMP_MARK = ".tmp-";
 /** objects at least this big are written with O_DIRECT (when they can be) */
 const DIRECT_MIN_BYTES = 1024 * 1024;
-/** O_DIRECT wants memory, length and file offset aligned to the device's logical block: 4 KiB covers all */
-const DIRECT_ALIGN = ALIGN;
 
 export class LocalBackend implements Backend {
   readonly location: string;
@@ -112,7 +110,7 @@ export class LocalBackend implements Backend {
         let at = 0;
         for (const p of parts) at += p.copy(staging, at);
       }
-      const head = total - (total % DIRECT_ALIGN);
+      const head = total - (total % ALIGN);
       let wrote: number;
       try {
         ({ bytesWritten: wrote } = await fh.write(staging, 0, head, 0));
