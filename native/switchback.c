@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <linux/loop.h>
 
 #include "blake3/blake3.h"
 #include "blake3/blake3_impl.h"
@@ -281,6 +283,39 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/*
+ * loopBacking(fd: number): [device, inode] | null, the loop driver's own record of the file an open
+ * loop device was set up with (LOOP_GET_STATUS64, what `losetup -O BACK-INO,BACK-MAJ:MIN` prints):
+ * the backing file's device number (the kernel's encoding) and inode; null when the device has no
+ * backing file.
+ */
+static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok)
+    return throw_type(env, "loopBacking takes (fd)");
+  struct loop_info64 li;
+  memset(&li, 0, sizeof li);
+  napi_value v;
+  if (ioctl(fd, LOOP_GET_STATUS64, &li) != 0) {
+    if (errno == ENXIO) {
+      napi_get_null(env, &v);
+      return v;
+    }
+    napi_throw_error(env, NULL, strerror(errno));
+    return NULL;
+  }
+  napi_value dev, ino;
+  napi_create_array_with_length(env, 2, &v);
+  napi_create_double(env, (double)li.lo_device, &dev);
+  napi_create_double(env, (double)li.lo_inode, &ino);
+  napi_set_element(env, v, 0, dev);
+  napi_set_element(env, v, 1, ino);
+  return v;
+}
+
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
 static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
   (void)info;
@@ -297,7 +332,7 @@ NAPI_MODULE_INIT() {
       {"hashBlocks", js_hash_blocks},         {"alignOffset", js_align_offset},
       {"zstdCompress", js_zstd_compress},     {"zstdDecompress", js_zstd_decompress},
       {"zstdAvailable", js_zstd_available},   {"flock", js_flock},
-      {"simdDegree", js_simd_degree},
+      {"simdDegree", js_simd_degree},         {"loopBacking", js_loop_backing},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

@@ -25,6 +25,11 @@ export interface NativeAddon {
   flock(fd: number, exclusive: boolean): boolean;
   /** inputs BLAKE3 hashes at once on this CPU: 1, 4, 8 or 16 */
   simdDegree(): number;
+  /**
+   * the loop driver's record of the file an open loop device reads (LOOP_GET_STATUS64): its device
+   * number in the kernel's encoding and its inode; null when the device has none
+   */
+  loopBacking(fd: number): [number, number] | null;
 }
 
 export const NATIVE_ADDON_PATH = new URL("../../native/build/switchback.node", import.meta.url).pathname;

@@ -107,9 +107,25 @@ export interface ReplicateResult {
   trackedDisks: number;
   /** disks whose pass the write journal narrowed down to what was written since the last point */
   journaledDisks: number;
+  /** where `durationMs` went, in ms: see `PointPhases` */
+  phasesMs: PointPhases;
   warnings: string[];
   hooks: HookRun[];
   disks: { uuid: string; path: string; sizeBytes: number; changedBlocks: number }[];
+}
+
+/**
+ * Where a point's time went, in milliseconds (rounded): `prepare` (disks, history, agent state, the
+ * write journal opened), `journal` (the journal drained), `passes` (reading, hashing, compressing and
+ * shipping, freezes and hooks included), `commit` (the point's last packs, index and manifest made
+ * durable) and `state` (the agent state and the journal advanced).
+ */
+export interface PointPhases {
+  prepare: number;
+  journal: number;
+  passes: number;
+  commit: number;
+  state: number;
 }
 
 /** Collects the entries of one disk across passes; a later pass's entry for a block wins. */
@@ -306,11 +322,21 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
   let journaledDisks = 0;
   /** what a pass reads first: per disk, the 4 KiB blocks written since the last point, or null (everything) */
+  const phases: PointPhases = { prepare: 0, journal: 0, passes: 0, commit: 0, state: 0 };
+  let mark = started;
+  /** ends the phase under way: adds its time to `phases[name]` */
+  const lap = (name: keyof PointPhases): void => {
+    const now = performance.now();
+    phases[name] += now - mark;
+    mark = now;
+  };
+  lap("prepare");
   const sinceLast = async (): Promise<([number, number][] | null)[]> => {
     if (journal === null) return infos.map(() => null);
     const r = await journal.since(mode === "incremental" ? state.machine.lastPointId : null);
     journaledDisks = r.filter((x) => x !== null).length;
     warnings.push(...journal.warnings);
+    lap("journal");
     return r;
   };
   try {
@@ -393,6 +419,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       if (snapshot.why) warnings.push(snapshot.why);
     }
 
+    lap("passes");
     // the point
     const parentMaps =
       mode === "resync" && latest !== null
@@ -440,6 +467,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       disks,
     };
     await o.sink.commit(manifest);
+    lap("commit");
     state.commit(pointId, o.sink.target, next);
     // the point is committed whatever happens here: a journal not advanced is re-armed next time
     try {
@@ -449,6 +477,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         `write journal not advanced (${(err as Error).message}); the next point reads the disks whole`,
       );
     }
+    lap("state");
     return {
       pointId,
       parent: latest?.id ?? null,
@@ -465,6 +494,13 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       frozenUnits,
       trackedDisks,
       journaledDisks,
+      phasesMs: {
+        prepare: Math.round(phases.prepare),
+        journal: Math.round(phases.journal),
+        passes: Math.round(phases.passes),
+        commit: Math.round(phases.commit),
+        state: Math.round(phases.state),
+      },
       warnings,
       hooks: hookRuns,
       disks: infos.map((d, i) => ({

@@ -61,6 +61,9 @@ export function register(program: Command): void {
         state?: string;
         json?: boolean;
       }) => {
+        // this process's start-up until the command runs (Node.js, the program's modules): reported
+        // beside the point's own time
+        const startupMs = Math.round(performance.now());
         const item = parseItemName(o.item);
         if (o.consistency !== "crash" && o.consistency !== "app") {
           throw new SwitchbackError(
@@ -110,7 +113,7 @@ export function register(program: Command): void {
             tracker: writeTrackerFactory(o.track as TrackMode),
             journal: changeJournalFactory(o.track as TrackMode),
           });
-          if (o.json) printJson({ ...r, bytesStored: sink.bytesStored });
+          if (o.json) printJson({ ...r, bytesStored: sink.bytesStored, startupMs });
           else {
             console.log(
               `point ${r.pointId} of ${item} (${r.mode}, ${r.consistency}-consistent, snapshot ${r.snapshot})`,
