@@ -154,26 +154,36 @@ export class AgentState {
   /** The hashes as of lastPointId, or null when there are none to trust. */
   loadHashes(disk: number): DiskHashes | null {
     const d = this.machine.disks[disk]!;
-    let buf: Buffer;
     const file = this.#hashFile(disk);
+    if (this.machine.lastPointId === null) return null;
+    const nb = blockCount(d.sizeBytes);
+    const nu = unitCount(d.sizeBytes);
+    let fd: number;
     try {
-      buf = readFileSync(file);
+      fd = openSync(file, "r");
     } catch {
       return null;
     }
-    // an in-place update that ran while the file was being read changed its tag before any page, and
-    // never back: the tag read now must still be the one read first
-    if (!sameTagNow(file, buf.subarray(8, 16))) return null;
-    const nb = blockCount(d.sizeBytes);
-    const nu = unitCount(d.sizeBytes);
-    const want = HASHES_MAGIC.length + 8 + (nb + nu) * 8;
-    if (buf.length !== want || !buf.subarray(0, 8).equals(HASHES_MAGIC)) return null;
-    const point = buf.subarray(8, 16);
-    if (this.machine.lastPointId === null || !point.equals(pointTag(this.machine.lastPointId))) return null;
-    const h = sharedHashes(d.sizeBytes);
-    Buffer.from(h.block.buffer).set(buf.subarray(16, 16 + nb * 8));
-    Buffer.from(h.unit.buffer).set(buf.subarray(16 + nb * 8));
-    return h;
+    try {
+      const head = Buffer.alloc(HEADER_BYTES);
+      if (
+        fstatSync(fd).size !== HEADER_BYTES + (nb + nu) * 8 ||
+        readSync(fd, head, 0, HEADER_BYTES, 0) !== HEADER_BYTES ||
+        !head.subarray(0, 8).equals(HASHES_MAGIC) ||
+        !head.subarray(8).equals(pointTag(this.machine.lastPointId))
+      )
+        return null;
+      // straight into the shared arrays the passes use: no second copy of a file of 2 MiB per GiB
+      const h = sharedHashes(d.sizeBytes);
+      const block = Buffer.from(h.block.buffer as SharedArrayBuffer);
+      const unit = Buffer.from(h.unit.buffer as SharedArrayBuffer);
+      if (!readFully(fd, block, HEADER_BYTES) || !readFully(fd, unit, HEADER_BYTES + nb * 8)) return null;
+      // an in-place update that ran while the file was being read changed its tag before any page, and
+      // never back: the tag read now (by path: a file renamed in meanwhile fails too) must still be it
+      return sameTagNow(file, head.subarray(8)) ? h : null;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Records a committed point: hashes first (tagged with the point), then machine.json. */
@@ -264,6 +274,16 @@ export class AgentState {
       Buffer.from(JSON.stringify(this.machine, null, 2) + "\n"),
     ]);
   }
+}
+
+/** Fills `into` from `fd` at `at`; false at a short read (the file is shorter than it said). */
+function readFully(fd: number, into: Buffer, at: number): boolean {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, at + done);
+    if (n === 0) return false;
+    done += n;
+  }
+  return true;
 }
 
 /** Whether the tag in `file` is `tag` (false when it cannot be read). */

@@ -32,15 +32,23 @@ export function mergeRanges(r: readonly (readonly [number, number])[]): [number,
     r.forEach(([a, b], i) => {
       keys[i] = a * LEN_LIMIT + (b - a);
     });
-    keys.sort();
-    for (const k of keys) {
-      const len = k % LEN_LIMIT;
-      const a = (k - len) / LEN_LIMIT;
-      push(a, a + len);
-    }
-    return out;
+    return mergeKeys(keys);
   }
   for (const [a, b] of r.map(([a, b]): [number, number] => [a, b]).sort((x, y) => x[0] - y[0])) push(a, b);
+  return out;
+}
+
+/** Merges ranges packed as start × LEN_LIMIT + length (sorted here, in place). */
+function mergeKeys(keys: Float64Array): [number, number][] {
+  keys.sort();
+  const out: [number, number][] = [];
+  for (const k of keys) {
+    const len = k % LEN_LIMIT;
+    const a = (k - len) / LEN_LIMIT;
+    const last = out[out.length - 1];
+    if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], a + len);
+    else out.push([a, a + len]);
+  }
   return out;
 }
 
@@ -50,15 +58,56 @@ const LEN_LIMIT = 2 ** LEN_BITS;
 /** starts below this keep start × LEN_LIMIT + length exact in a double */
 const START_LIMIT = 2 ** (53 - LEN_BITS);
 
+/**
+ * [from, to) pairs kept flat, two numbers each in one growing array: a write trace's 10,000 events a
+ * drain were 10,000 small arrays (and as many again on the way to ranges) for the collector to sweep.
+ */
+export class RangeList {
+  #v = new Float64Array(2048);
+  #n = 0;
+
+  get length(): number {
+    return this.#n;
+  }
+
+  push(from: number, to: number): void {
+    if (2 * this.#n + 2 > this.#v.length) {
+      const bigger = new Float64Array(this.#v.length * 2);
+      bigger.set(this.#v);
+      this.#v = bigger;
+    }
+    this.#v[2 * this.#n] = from;
+    this.#v[2 * this.#n + 1] = to;
+    this.#n++;
+  }
+
+  /** Calls `f` for each pair, in the order they came. */
+  forEach(f: (from: number, to: number) => void): void {
+    for (let i = 0; i < this.#n; i++) f(this.#v[2 * i]!, this.#v[2 * i + 1]!);
+  }
+}
+
 /** Byte intervals → ascending, merged [from, to) ranges of the `granule`-byte pieces they touch, of `count`. */
-export function toRanges(
-  bytes: readonly (readonly [number, number])[],
-  granule: number,
-  count: number,
-): [number, number][] {
-  return mergeRanges(
-    bytes
-      .map(([a, b]): [number, number] => [Math.floor(a / granule), Math.min(count, Math.ceil(b / granule))])
-      .filter(([a, b]) => b > a),
-  );
+export function toRanges(bytes: RangeList, granule: number, count: number): [number, number][] {
+  if (count < START_LIMIT) {
+    // every piece range fits the packed sort: no pair array at all
+    const keys = new Float64Array(bytes.length);
+    let n = 0;
+    let packed = true;
+    bytes.forEach((from, to) => {
+      const a = Math.floor(from / granule);
+      const b = Math.min(count, Math.ceil(to / granule));
+      if (b <= a) return;
+      if (b - a >= LEN_LIMIT || a < 0) packed = false;
+      keys[n++] = a * LEN_LIMIT + (b - a);
+    });
+    if (packed) return mergeKeys(keys.subarray(0, n));
+  }
+  const pieces: [number, number][] = [];
+  bytes.forEach((from, to) => {
+    const a = Math.floor(from / granule);
+    const b = Math.min(count, Math.ceil(to / granule));
+    if (b > a) pieces.push([a, b]);
+  });
+  return mergeRanges(pieces);
 }

@@ -133,6 +133,9 @@ class EntryCollector {
   readonly #latest: Int32Array;
   #hashes = Buffer.allocUnsafe(4096 * HASH_BYTES);
   #n = 0;
+  /** the distinct blocks added, in the order they first came */
+  #seen = new Float64Array(4096);
+  #distinct = 0;
   constructor(blocks: number) {
     this.#latest = new Int32Array(blocks).fill(-1);
   }
@@ -143,15 +146,33 @@ class EntryCollector {
       this.#hashes = bigger;
     }
     hashes.copy(this.#hashes, this.#n * HASH_BYTES, at, at + HASH_BYTES);
+    if (this.#latest[block]! < 0) {
+      if (this.#distinct === this.#seen.length) {
+        const bigger = new Float64Array(this.#seen.length * 2);
+        bigger.set(this.#seen);
+        this.#seen = bigger;
+      }
+      this.#seen[this.#distinct++] = block;
+    }
     this.#latest[block] = this.#n++;
+  }
+  /** The blocks added, ascending: sorted when few, else found by walking the whole disk. */
+  #order(): ArrayLike<number> {
+    const total = this.#latest.length;
+    if (this.#distinct * 16 < total) return this.#seen.slice(0, this.#distinct).sort();
+    const out = new Float64Array(this.#distinct);
+    let k = 0;
+    for (let b = 0; b < total; b++) if (this.#latest[b]! >= 0) out[k++] = b;
+    return out;
   }
   /** Entries in block order; `keep(block, hash, at)` filters (resync drops what the parent already has). */
   entries(base: boolean, keep?: (block: number, hashes: Buffer, at: number) => boolean): DiskEntries {
     const blocks: number[] = [];
     const idx: number[] = [];
-    for (let b = 0; b < this.#latest.length; b++) {
+    const order = this.#order();
+    for (let i = 0; i < order.length; i++) {
+      const b = order[i]!;
       const e = this.#latest[b]!;
-      if (e < 0) continue;
       if (base && isZeroHash(this.#hashes, e * HASH_BYTES)) continue;
       if (keep !== undefined && !keep(b, this.#hashes, e * HASH_BYTES)) continue;
       blocks.push(b);

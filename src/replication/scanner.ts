@@ -14,6 +14,8 @@ import {
 } from "./scan.ts";
 
 const INLINE_BELOW_BYTES = 128 * 1024 * 1024;
+/** what an inline pass reads before it lets the event loop run */
+const INLINE_CHUNK_BYTES = 4 * 1024 * 1024;
 /** groups (of up to 8 frames) a worker may have posted and the main thread not yet taken */
 const CREDITS = 3;
 
@@ -54,10 +56,15 @@ export function shard(jobs: ScanJob[], n: number): ScanJob[][] {
 export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncGenerator<Batch> {
   const bytes = jobs.reduce((s, j) => s + jobBytes(j), 0);
   if (workers <= 1 || bytes < INLINE_BELOW_BYTES) {
-    for (const job of jobs) {
-      const out: Batch[] = [];
-      scanRanges(job, (g) => out.push(...unpackGroup(g)));
-      yield* out;
+    // a few MiB at a time, back to the event loop in between: the index load, the `missing` answers
+    // and the pack writes under way go on while the disk is read, instead of after all of it
+    for (const chunk of shard(jobs, Math.max(1, Math.ceil(bytes / INLINE_CHUNK_BYTES)))) {
+      for (const job of chunk) {
+        const out: Batch[] = [];
+        scanRanges(job, (g) => out.push(...unpackGroup(g)));
+        yield* out;
+      }
+      await new Promise<void>((r) => setImmediate(r));
     }
     return;
   }

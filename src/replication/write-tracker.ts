@@ -27,7 +27,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { readTrimmed } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
-import { toRanges } from "./ranges.ts";
+import { RangeList, toRanges } from "./ranges.ts";
 import type { WriteTracker } from "./replicate.ts";
 import { UNIT_BYTES } from "./scan.ts";
 import { RawTraceReader } from "./trace-raw.ts";
@@ -219,7 +219,7 @@ export class TracefsWriteTracker implements WriteTracker {
   readonly #dir: string;
   readonly #byDev = new Map<number, { disk: number; w: Window }[]>();
   /** per disk: [fromByte, toByte) intervals seen so far (merged at collect) */
-  readonly #seen: [number, number][][];
+  readonly #seen: RangeList[];
   readonly #lost: (string | null)[];
   #reader: RawTraceReader | null = null;
   #timer: NodeJS.Timeout | undefined;
@@ -232,7 +232,7 @@ export class TracefsWriteTracker implements WriteTracker {
     this.#plans = plans;
     this.#dir = dir;
     this.#persistent = persistent;
-    this.#seen = disks.map(() => []);
+    this.#seen = disks.map(() => new RangeList());
     this.#lost = plans.map((p) => p.untrackable);
     plans.forEach((p, disk) => {
       for (const w of p.windows) {
@@ -362,7 +362,7 @@ export class TracefsWriteTracker implements WriteTracker {
       const size = this.#disks[disk]!.sizeBytes;
       const from = Math.max(0, (sector + w.shiftSectors) * 512 + w.addBytes);
       const to = Math.min(size, (sector + w.shiftSectors + nr) * 512 + w.addBytes);
-      if (to > from) this.#seen[disk]!.push([from, to]);
+      if (to > from) this.#seen[disk]!.push(from, to);
     }
   }
 

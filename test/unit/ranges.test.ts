@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mergeRanges, toRanges } from "../../src/replication/ranges.ts";
+import { mergeRanges, RangeList, toRanges } from "../../src/replication/ranges.ts";
 
 /** The merge done the slow, obvious way: every covered point, then its runs. */
 function bruteForce(r: [number, number][], base = 0): [number, number][] {
@@ -57,21 +57,40 @@ test("mergeRanges sorts and merges overlapping and touching ranges, whatever the
   );
 });
 
+function list(pairs: [number, number][]): RangeList {
+  const l = new RangeList();
+  for (const [a, b] of pairs) l.push(a, b);
+  return l;
+}
+
 test("toRanges turns byte intervals into merged ranges of the pieces they touch, within the count", () => {
-  assert.deepEqual(
-    toRanges(
-      [
-        [8192, 8193],
-        [0, 4096],
-        [4095, 4097],
-        [40000, 50000],
-      ],
-      4096,
-      12,
-    ),
-    [
-      [0, 3],
-      [9, 12],
-    ],
-  );
+  const bytes: [number, number][] = [
+    [8192, 8193],
+    [0, 4096],
+    [4095, 4097],
+    [40000, 50000],
+  ];
+  const want = [
+    [0, 3],
+    [9, 12],
+  ];
+  assert.deepEqual(toRanges(list(bytes), 4096, 12), want);
+  // the path for pieces the packed sort cannot hold (a huge count) gives the same
+  assert.deepEqual(toRanges(list(bytes), 4096, 2 ** 40), [
+    [0, 3],
+    [9, 13],
+  ]);
+  // many pairs (the list grows) against the brute-force merge
+  let seed = 11;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const many: [number, number][] = [];
+  for (let i = 0; i < 5000; i++) {
+    const a = rnd(4_000_000);
+    many.push([a, a + 1 + rnd(20_000)]);
+  }
+  const pieces = many.map(([a, b]): [number, number] => [Math.floor(a / 4096), Math.ceil(b / 4096)]);
+  assert.deepEqual(toRanges(list(many), 4096, 10_000), bruteForce(pieces));
 });
