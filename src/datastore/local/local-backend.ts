@@ -6,17 +6,7 @@
 // into the page cache first only costs CPU (on this VM a buffered 1 GiB write took 0.45-3.3 s of
 // kernel time, O_DIRECT 0.2-0.3 s) and pushes the disk being replicated out of the cache.
 import { randomBytes } from "node:crypto";
-import {
-  constants,
-  type FileHandle,
-  mkdir,
-  open,
-  readdir,
-  rename,
-  rm,
-  stat,
-  unlink,
-} from "node:fs/promises";
+import { constants, type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { ALIGN, giveBack, isAligned, takeAligned } from "../../platform/aligned.ts";
 import { native } from "../../platform/native.ts";
