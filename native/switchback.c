@@ -24,6 +24,10 @@
 #include "blake3/blake3.h"
 #include "blake3/blake3_impl.h"
 
+#define XXH_INLINE_ALL
+#include "xxhash/xxhash.h"
+#include <unistd.h>
+
 /*
  * zstd: Node.js links its own zstd and exports its symbols (as it does zlib's and OpenSSL's for
  * addons). Declared weak, so that this addon still loads on a Node without them: zstdAvailable() then
@@ -316,6 +320,230 @@ static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/*
+ * unitChanges(fd, base, sizeBytes, sectorSize, direct, fromUnit, toUnit, seed, prevUnit, prevBlock,
+ * nextUnit): Promise<{ ranges: Float64Array, bytesRead: number }>, the comparing half of a hashing
+ * pass, off the JavaScript thread (on libuv's thread pool, one call per shard at a time):
+ *
+ * It reads the units [fromUnit, toUnit) of a disk (64 KiB each; the disk's byte 0 is at `base` in
+ * `fd`, read in 1 MiB steps, sector-rounded when `direct`) and hashes each with XXH64(seed), exactly
+ * as scanUnits does in JavaScript. A unit whose hash is prevUnit's is unchanged. In any other unit,
+ * each 4 KiB block whose XXH64 differs from prevBlock's is changed. It resolves with the changed
+ * blocks as [from, to) pairs, ascending, and writes nextUnit for a unit only when its hash differed
+ * but none of its blocks did (prevUnit was stale); it writes nothing else: the caller reads the
+ * changed blocks again and records their hashes as a journal's pass does.
+ */
+#define UNIT_BYTES 65536
+#define UNIT_BLOCKS (UNIT_BYTES / BLOCK_BYTES)
+#define READ_BYTES (16 * UNIT_BYTES)
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref keep[3];
+  int fd;
+  bool direct;
+  int64_t base, size, sector, from_unit, to_unit;
+  uint64_t seed;
+  const uint64_t *prev_unit, *prev_block;
+  uint64_t *next_unit;
+  int64_t blocks_total;
+  double *pairs;
+  size_t n_pairs, cap_pairs;
+  int64_t bytes_read;
+  const char *code; /* set on failure */
+  char message[300];
+} UnitChanges;
+
+static bool add_changed_block(UnitChanges *j, int64_t b) {
+  if (j->n_pairs > 0 && j->pairs[2 * j->n_pairs - 1] == (double)b) {
+    j->pairs[2 * j->n_pairs - 1] = (double)(b + 1);
+    return true;
+  }
+  if (j->n_pairs == j->cap_pairs) {
+    size_t cap = j->cap_pairs ? 2 * j->cap_pairs : 1024;
+    double *p = realloc(j->pairs, cap * 2 * sizeof *p);
+    if (p == NULL) return false;
+    j->pairs = p;
+    j->cap_pairs = cap;
+  }
+  j->pairs[2 * j->n_pairs] = (double)b;
+  j->pairs[2 * j->n_pairs + 1] = (double)(b + 1);
+  j->n_pairs++;
+  return true;
+}
+
+static void unit_changes_execute(napi_env env, void *data) {
+  (void)env;
+  UnitChanges *j = data;
+  uint8_t *buf = NULL;
+  if (posix_memalign((void **)&buf, 4096, READ_BYTES) != 0) {
+    j->code = "OUT_OF_MEMORY";
+    snprintf(j->message, sizeof j->message, "no memory for a 1 MiB read buffer");
+    return;
+  }
+  for (int64_t u = j->from_unit; u < j->to_unit; u += READ_BYTES / UNIT_BYTES) {
+    int64_t units = j->to_unit - u < READ_BYTES / UNIT_BYTES ? j->to_unit - u : READ_BYTES / UNIT_BYTES;
+    int64_t pos = u * UNIT_BYTES;
+    int64_t want = j->size - pos < units * UNIT_BYTES ? j->size - pos : units * UNIT_BYTES;
+    /* O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside */
+    int64_t ask = j->direct ? (want + j->sector - 1) / j->sector * j->sector : want;
+    int64_t done = 0;
+    while (done < ask) {
+      ssize_t n = pread(j->fd, buf + done, (size_t)(ask - done), (off_t)(j->base + pos + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        j->code = "DISK_READ_FAILED";
+        snprintf(j->message, sizeof j->message, "at byte %lld failed: %s", (long long)(pos + done),
+                 strerror(errno));
+        goto out;
+      }
+      if (n == 0) break;
+      done += n;
+    }
+    if (done < want) {
+      j->code = "DISK_SHRUNK";
+      snprintf(j->message, sizeof j->message, "ended at byte %lld, expected %lld bytes",
+               (long long)(pos + done), (long long)j->size);
+      goto out;
+    }
+    j->bytes_read += want;
+    if (want < units * UNIT_BYTES) memset(buf + want, 0, (size_t)(units * UNIT_BYTES - want));
+    for (int64_t k = 0; k < units; k++) {
+      const uint8_t *unit = buf + k * UNIT_BYTES;
+      uint64_t uh = XXH64(unit, UNIT_BYTES, j->seed);
+      int64_t uu = u + k;
+      if (j->prev_unit[uu] == uh) continue;
+      bool changed = false;
+      for (int64_t q = 0; q < UNIT_BLOCKS; q++) {
+        int64_t b = uu * UNIT_BLOCKS + q;
+        if (b >= j->blocks_total) break;
+        if (j->prev_block[b] == XXH64(unit + q * BLOCK_BYTES, BLOCK_BYTES, j->seed)) continue;
+        changed = true;
+        if (!add_changed_block(j, b)) {
+          j->code = "OUT_OF_MEMORY";
+          snprintf(j->message, sizeof j->message, "no memory for the list of changed blocks");
+          goto out;
+        }
+      }
+      if (!changed) j->next_unit[uu] = uh;
+    }
+  }
+out:
+  free(buf);
+}
+
+static void unit_changes_complete(napi_env env, napi_status status, void *data) {
+  UnitChanges *j = data;
+  napi_value v = NULL;
+  if (status != napi_ok && j->code == NULL) {
+    j->code = "CANCELLED";
+    snprintf(j->message, sizeof j->message, "the comparing pass was cancelled");
+  }
+  if (j->code != NULL) {
+    napi_value msg, code;
+    napi_create_string_utf8(env, j->message, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, j->code, NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  } else {
+    void *bytes = NULL;
+    napi_value ab, ranges, read;
+    size_t len = j->n_pairs * 2;
+    napi_create_arraybuffer(env, len * sizeof(double), &bytes, &ab);
+    if (len > 0) memcpy(bytes, j->pairs, len * sizeof(double));
+    napi_create_typedarray(env, napi_float64_array, len, ab, 0, &ranges);
+    napi_create_double(env, (double)j->bytes_read, &read);
+    napi_create_object(env, &v);
+    napi_set_named_property(env, v, "ranges", ranges);
+    napi_set_named_property(env, v, "bytesRead", read);
+    napi_resolve_deferred(env, j->deferred, v);
+  }
+  for (int i = 0; i < 3; i++)
+    if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
+  napi_delete_async_work(env, j->work);
+  free(j->pairs);
+  free(j);
+}
+
+/* the data of a BigUint64Array argument with at least `need` elements, or NULL */
+static uint64_t *u64_array(napi_env env, napi_value v, int64_t need) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_biguint64_array || (int64_t)length < need)
+    return NULL;
+  return data;
+}
+
+static napi_value js_unit_changes(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  UnitChanges *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  int32_t fd = -1;
+  bool lossless = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &j->base) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &j->size) != napi_ok ||
+      napi_get_value_int64(env, argv[3], &j->sector) != napi_ok ||
+      napi_get_value_bool(env, argv[4], &j->direct) != napi_ok ||
+      napi_get_value_int64(env, argv[5], &j->from_unit) != napi_ok ||
+      napi_get_value_int64(env, argv[6], &j->to_unit) != napi_ok ||
+      napi_get_value_bigint_uint64(env, argv[7], &j->seed, &lossless) != napi_ok || !lossless) {
+    free(j);
+    return throw_type(env, "unitChanges takes (fd, base, sizeBytes, sectorSize, direct, fromUnit, toUnit, "
+                           "seed, prevUnit, prevBlock, nextUnit)");
+  }
+  j->fd = fd;
+  int64_t units_total = (j->size + UNIT_BYTES - 1) / UNIT_BYTES;
+  j->blocks_total = (j->size + BLOCK_BYTES - 1) / BLOCK_BYTES;
+  j->prev_unit = u64_array(env, argv[8], units_total);
+  j->prev_block = u64_array(env, argv[9], j->blocks_total);
+  j->next_unit = u64_array(env, argv[10], units_total);
+  if (j->size <= 0 || j->sector <= 0 || j->sector > 4096 || j->base < 0 || j->from_unit < 0 ||
+      j->to_unit > units_total || j->from_unit > j->to_unit || j->prev_unit == NULL ||
+      j->prev_block == NULL || j->next_unit == NULL) {
+    free(j);
+    return throw_type(env, "unitChanges: a unit range outside the disk, or hash arrays too short for it");
+  }
+  napi_value promise, name;
+  for (int i = 0; i < 3; i++) napi_create_reference(env, argv[8 + i], 1, &j->keep[i]);
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "switchback.unitChanges", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, unit_changes_execute, unit_changes_complete, j, &j->work) !=
+          napi_ok ||
+      napi_queue_async_work(env, j->work) != napi_ok) {
+    for (int i = 0; i < 3; i++) napi_delete_reference(env, j->keep[i]);
+    free(j);
+    napi_throw_error(env, NULL, "unitChanges could not be queued");
+    return NULL;
+  }
+  return promise;
+}
+
+/* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
+static napi_value js_xxh64(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *data;
+  size_t length;
+  uint64_t seed;
+  bool lossless;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_buffer_info(env, argv[0], &data, &length) != napi_ok ||
+      napi_get_value_bigint_uint64(env, argv[1], &seed, &lossless) != napi_ok)
+    return throw_type(env, "xxh64 takes (buffer, seed)");
+  napi_value v;
+  napi_create_bigint_uint64(env, XXH64(data, length, seed), &v);
+  return v;
+}
+
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
 static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
   (void)info;
@@ -333,6 +561,7 @@ NAPI_MODULE_INIT() {
       {"zstdCompress", js_zstd_compress},     {"zstdDecompress", js_zstd_decompress},
       {"zstdAvailable", js_zstd_available},   {"flock", js_flock},
       {"simdDegree", js_simd_degree},         {"loopBacking", js_loop_backing},
+      {"unitChanges", js_unit_changes},       {"xxh64", js_xxh64},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

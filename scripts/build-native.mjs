@@ -50,8 +50,10 @@ function nodeHeaders() {
 function isCurrent(files) {
   if (!existsSync(out)) return false;
   const built = statSync(out).mtimeMs;
-  const b3 = path.join(src, "blake3");
-  const all = [path.join(src, "switchback.c"), ...files, ...readdirSync(b3).map((f) => path.join(b3, f))];
+  const vendored = ["blake3", "xxhash"].flatMap((d) =>
+    readdirSync(path.join(src, d)).map((f) => path.join(src, d, f)),
+  );
+  const all = [path.join(src, "switchback.c"), ...files, ...vendored];
   return all.every((f) => statSync(f).mtimeMs <= built);
 }
 

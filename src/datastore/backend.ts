@@ -5,8 +5,12 @@
 export interface Backend {
   /** Human-readable location, used in messages. */
   readonly location: string;
-  /** Atomically creates `name` with `data`: durable (fsynced) before the call resolves, never half-visible. */
-  write(name: string, data: Buffer | readonly Buffer[]): Promise<void>;
+  /**
+   * Atomically creates `name` with `data`: durable (fsynced) before the call resolves, never
+   * half-visible. `o.durable` false: visible at once and atomic, but a power loss may undo it (lock
+   * markers, whose holder a power loss ends anyway).
+   */
+  write(name: string, data: Buffer | readonly Buffer[], o?: WriteOptions): Promise<void>;
   read(name: string): Promise<Buffer>;
   readRange(name: string, offset: number, length: number): Promise<Buffer>;
   size(name: string): Promise<number>;
@@ -17,7 +21,12 @@ export interface Backend {
   listDirs(prefix: string): Promise<string[]>;
   /** Leftovers of interrupted writes anywhere under `prefix`, for GC to remove (none where writes are atomic). */
   listTemporary(prefix: string): Promise<string[]>;
-  /** Removes `name`; removing a missing object is not an error. Durable before the call resolves. */
-  remove(name: string): Promise<void>;
+  /** Removes `name`; removing a missing object is not an error. Durable before the call resolves (unless `o.durable` is false). */
+  remove(name: string, o?: WriteOptions): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface WriteOptions {
+  /** false: skip what makes the change survive a power loss (fsyncs); it stays atomic and visible */
+  durable?: boolean;
 }

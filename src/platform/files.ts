@@ -11,11 +11,25 @@ export function readTrimmed(file: string): string | null {
   }
 }
 
-/** Writes `data` to `file` atomically: a temporary file, fsync, rename, fsync of the folder. */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+/**
+ * Writes `data` to `file` atomically: a temporary file, fsync, rename, fsync of the folder. With
+ * `durable` false, the two fsyncs are left out: a crashed process still leaves the old or the new
+ * file, but a power loss may leave either, or the old one after the new was read; only for files that
+ * a reboot makes moot anyway (the write journal's, whose kernel instance a reboot removes).
+ */
+export function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+  o: { durable?: boolean } = {},
+): void {
   mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, data, { mode });
+  if (o.durable === false) {
+    renameSync(tmp, file);
+    return;
+  }
   const fd = openSync(tmp, "r");
   try {
     fsyncSync(fd);

@@ -30,6 +30,27 @@ export interface NativeAddon {
    * number in the kernel's encoding and its inode; null when the device has none
    */
   loopBacking(fd: number): [number, number] | null;
+  /**
+   * The comparing half of a hashing pass, on libuv's thread pool: reads units [fromUnit, toUnit) of
+   * the disk at `base` in `fd`, and resolves with the 4 KiB blocks whose XXH64 differs from
+   * prevBlock's, in units whose XXH64 differs from prevUnit's, as [from, to) pairs (see
+   * native/switchback.c); rejects with an Error whose `code` is DISK_READ_FAILED or DISK_SHRUNK
+   */
+  unitChanges(
+    fd: number,
+    base: number,
+    sizeBytes: number,
+    sectorSize: number,
+    direct: boolean,
+    fromUnit: number,
+    toUnit: number,
+    seed: bigint,
+    prevUnit: BigUint64Array,
+    prevBlock: BigUint64Array,
+    nextUnit: BigUint64Array,
+  ): Promise<{ ranges: Float64Array; bytesRead: number }>;
+  /** XXH64 of `data` with `seed`, as the call above computes it */
+  xxh64(data: Uint8Array, seed: bigint): bigint;
 }
 
 export const NATIVE_ADDON_PATH = new URL("../../native/build/switchback.node", import.meta.url).pathname;

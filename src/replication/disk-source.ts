@@ -181,6 +181,11 @@ export class DiskReader {
     return this.#direct;
   }
 
+  /** the open disk (or loop backing file) and where the disk's byte 0 is in it, for native readers */
+  get source(): { fd: number; base: number; direct: boolean } {
+    return { fd: this.#fd, base: this.#base, direct: this.#direct };
+  }
+
   /** Reads `length` bytes at `position` into the internal buffer and returns a view of them (valid until the next read). */
   read(position: number, length: number): Buffer {
     const want = Math.min(length, this.info.sizeBytes - position);

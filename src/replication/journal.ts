@@ -59,6 +59,14 @@ export interface ChangeJournal {
   readonly warnings: readonly string[];
 }
 
+/**
+ * The journal file is written atomically but not fsynced (three fsyncs a point): only a crashed
+ * process must find the old or the new file, and it does. A power loss ends the kernel instance the
+ * file names, so whatever version of the file survives, the next point finds its instance gone and
+ * reads the disks whole (`persistent` reports the instance fresh).
+ */
+const EPHEMERAL = { durable: false };
+
 export type ChangeJournalFactory = (stateDir: string, disks: DiskInfo[]) => Promise<ChangeJournal | null>;
 
 export class WriteJournal implements ChangeJournal {
@@ -122,7 +130,7 @@ export class WriteJournal implements ChangeJournal {
       if (!fresh) {
         // Draining consumes the events: until what is drained is saved in `pending`, the file must
         // not vouch for anything, so that a crash (or a failed save) in between re-arms instead.
-        writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
+        writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }), 0o644, EPHEMERAL);
         let drained: ([number, number][] | null)[];
         try {
           drained = await tracker.collect(BLOCK_SIZE);
@@ -132,7 +140,7 @@ export class WriteJournal implements ChangeJournal {
         if (drained.every((r) => r !== null)) {
           const pending = drained.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
           this.#state = { ...saved, pending };
-          writeFileAtomic(this.#file, JSON.stringify(this.#state));
+          writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
           return pending;
         }
         this.warnings.push(
@@ -159,7 +167,7 @@ export class WriteJournal implements ChangeJournal {
       pending: this.#disks.map(() => []),
       armedAt: Date.now(),
     };
-    writeFileAtomic(this.#file, JSON.stringify(this.#state));
+    writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
     register(instance, this.#file);
     TracefsWriteTracker.persistent(instance, this.#disks).tracker.detach();
     return this.#disks.map(() => null);
@@ -169,7 +177,7 @@ export class WriteJournal implements ChangeJournal {
     if (this.#state === null || this.#held === null) return;
     // writes recorded after `since` drained are still in the kernel's buffer for the next point
     this.#state = { ...this.#state, coversSince: point, pending: this.#disks.map(() => []) };
-    writeFileAtomic(this.#file, JSON.stringify(this.#state));
+    writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
   }
 
   release(): void {

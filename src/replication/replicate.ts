@@ -23,8 +23,9 @@ import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
 import { type Batch, blockCount, type ScanJob, unitCount } from "./scan.ts";
-import { scan } from "./scanner.ts";
+import { defaultWorkers, scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
+import { changedBlocks, nativeUnitPass } from "./unit-pass.ts";
 
 export type SnapshotMode = "auto" | "freeze" | "reflink" | "none";
 
@@ -79,6 +80,11 @@ export interface ReplicateOptions {
   /** change tracking between points (journal.ts): a pass then reads only what was written since the last point */
   journal?: ChangeJournalFactory;
   workers?: number;
+  /**
+   * false: compare whole-disk passes in JavaScript even where the addon could (unit-pass.ts); for
+   * tests that hold the two to the same results
+   */
+  nativeUnitPass?: boolean;
   onProgress?: (p: { bytesRead: number; totalBytes: number }) => void;
   /**
    * the disks' identities from the machine's identity label: a point then describes its disks by
@@ -224,6 +230,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   const next = infos.map((d, i) => prev[i] ?? sharedHashes(d.sizeBytes));
   const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes)));
 
+  const threads = o.workers ?? defaultWorkers();
   // shipping
   let bytesRead = 0;
   let bytesSent = 0;
@@ -272,18 +279,32 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     from: (DiskHashes | null)[],
     blocks = false,
   ) => {
-    const jobs: ScanJob[] = disks.map((info, i) => ({
-      disk: i,
-      info,
-      seed: state.seed(i),
-      ...(ranges[i] == null
-        ? { ranges: [[0, unitCount(info.sizeBytes)]] as [number, number][] }
-        : { ranges: ranges[i]!, blocks }),
-      prevBlock: from[i]?.block ?? null,
-      prevUnit: from[i]?.unit ?? null,
-      nextBlock: next[i]!.block,
-      nextUnit: next[i]!.unit,
-    }));
+    const jobs: ScanJob[] = await Promise.all(
+      disks.map(async (info, i): Promise<ScanJob> => {
+        const units = ranges[i] == null || !blocks;
+        const job: ScanJob = {
+          disk: i,
+          info,
+          seed: state.seed(i),
+          ...(ranges[i] == null
+            ? { ranges: [[0, unitCount(info.sizeBytes)]] as [number, number][] }
+            : { ranges: ranges[i]!, blocks }),
+          prevBlock: from[i]?.block ?? null,
+          prevUnit: from[i]?.unit ?? null,
+          nextBlock: next[i]!.block,
+          nextUnit: next[i]!.unit,
+        };
+        const was = from[i];
+        if (!units || was == null || !nativeUnitPass() || o.nativeUnitPass === false) return job;
+        // compared natively; then only the changed blocks are read again, as a journal's are, and
+        // compared with nothing: each of them is an entry of the point
+        const changed = await changedBlocks(info, job.ranges, job.seed, was, next[i]!, threads, (n) => {
+          bytesRead += n;
+          o.onProgress?.({ bytesRead, totalBytes });
+        });
+        return { ...job, ranges: changed, blocks: true, prevBlock: null, prevUnit: null };
+      }),
+    );
     // batches are shipped with a window of them in flight: over a WAN, asking `missing` and waiting
     // for the answer batch by batch would cost a round trip per 128 KiB
     const inflight = new Set<Promise<void>>();

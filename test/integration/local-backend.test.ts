@@ -21,6 +21,16 @@ test("a replaced object reads back new bytes, also through ranged reads", async 
     await be.write("packs/ab/abc.pack", Buffer.from("pack bytes"));
     assert.equal((await be.readRange("packs/ab/abc.pack", 5, 5)).toString(), "bytes");
     await assert.rejects(be.readRange("packs/ab/abc.pack", 5, 50), /short read/);
+    // whole reads come in one read of the object's size
+    const big = Buffer.alloc(3 * 1024 * 1024 + 5, 7);
+    await be.write("index/big.idx", big);
+    assert.ok((await be.read("index/big.idx")).equals(big));
+    // a marker written without fsyncs is as visible and atomic; so is its removal
+    await be.write("locks/l.json", Buffer.from("{}"), { durable: false });
+    assert.equal((await be.read("locks/l.json")).toString(), "{}");
+    assert.deepEqual(await be.list("locks"), ["l.json"], "no temporary file left beside it");
+    await be.remove("locks/l.json", { durable: false });
+    assert.equal(await be.exists("locks/l.json"), false);
   } finally {
     await be.close();
     cleanup();

@@ -10,7 +10,7 @@ import { constants, type FileHandle, mkdir, open, readdir, rename, rm, stat, unl
 import path from "node:path";
 import { ALIGN, giveBack, isAligned, takeAligned } from "../../platform/aligned.ts";
 import { native } from "../../platform/native.ts";
-import type { Backend } from "../backend.ts";
+import type { Backend, WriteOptions } from "../backend.ts";
 
 const TMP_MARK = ".tmp-";
 /** objects at least this big are written with O_DIRECT (when they can be) */
@@ -52,7 +52,7 @@ export class LocalBackend implements Backend {
     this.#knownDirs.add(dir);
   }
 
-  async write(name: string, data: Buffer | readonly Buffer[]): Promise<void> {
+  async write(name: string, data: Buffer | readonly Buffer[], o: WriteOptions = {}): Promise<void> {
     this.#dropHandle(name);
     const final = this.#path(name);
     const dir = path.dirname(final);
@@ -60,13 +60,14 @@ export class LocalBackend implements Backend {
     const tmp = `${final}${TMP_MARK}${randomBytes(6).toString("hex")}`;
     const parts = Buffer.isBuffer(data) ? [data] : data;
     try {
-      if (!(await this.#writeDirect(tmp, parts, name))) await writeBuffered(tmp, parts, name);
+      if (o.durable === false) await writeBuffered(tmp, parts, name, false);
+      else if (!(await this.#writeDirect(tmp, parts, name))) await writeBuffered(tmp, parts, name);
     } catch (err) {
       await unlink(tmp).catch(() => {});
       throw err;
     }
     await rename(tmp, final);
-    await fsyncDir(dir);
+    if (o.durable !== false) await fsyncDir(dir);
   }
 
   /**
@@ -247,10 +248,11 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async remove(name: string): Promise<void> {
+  async remove(name: string, o: WriteOptions = {}): Promise<void> {
     this.#dropHandle(name);
     const p = this.#path(name);
     await rm(p, { force: true });
+    if (o.durable === false) return;
     try {
       await fsyncDir(path.dirname(p));
     } catch (err) {
@@ -292,11 +294,16 @@ async function writeAll(fh: FileHandle, parts: readonly Buffer[], name: string, 
   }
 }
 
-async function writeBuffered(file: string, parts: readonly Buffer[], name: string): Promise<void> {
+async function writeBuffered(
+  file: string,
+  parts: readonly Buffer[],
+  name: string,
+  sync = true,
+): Promise<void> {
   const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   try {
     await writeAll(fh, parts, name);
-    await fh.sync();
+    if (sync) await fh.sync();
   } finally {
     await fh.close();
   }

@@ -1,0 +1,155 @@
+// The native comparing pass (unit-pass.ts) against the JavaScript one: from the same agent state and
+// the same changed image, both must find the same changed blocks and record the same points.
+import assert from "node:assert/strict";
+import { closeSync, cpSync, openSync, writeSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { xxh64 } from "@node-rs/xxhash";
+import { Datastore } from "../../src/datastore/datastore.ts";
+import { parseItemName } from "../../src/domain/ids.ts";
+import { native } from "../../src/platform/native.ts";
+import { AgentState } from "../../src/replication/agent-state.ts";
+import { inspectDisk } from "../../src/replication/disk-source.ts";
+import { replicateOnce } from "../../src/replication/replicate.ts";
+import { LocalSink } from "../../src/replication/sink.ts";
+import { changedBlocks, nativeUnitPass } from "../../src/replication/unit-pass.ts";
+import { tempDir } from "../helpers/env.ts";
+import { makeImage, randomBuffer, rng, scatter } from "../helpers/images.ts";
+
+const skip = nativeUnitPass() ? false : "the native addon is not built (npm run build:native)";
+const item = parseItemName("web1");
+const BLOCK = 4096;
+
+test("the addon's XXH64 is @node-rs/xxhash's", { skip }, () => {
+  const next = rng(5);
+  for (const n of [0, 1, 31, 4096, 65536]) {
+    const b = randomBuffer(n + (4 - (n % 4 || 4)), next).subarray(0, n);
+    for (const seed of [0n, 7n, 0xfedcba9876543210n]) assert.equal(native!.xxh64(b, seed), xxh64(b, seed));
+  }
+});
+
+test("native and JavaScript comparing passes find the same changes and record the same points", {
+  skip,
+}, async () => {
+  const { dir, cleanup } = tempDir("sb-unit-pass-");
+  try {
+    // 24 MiB and 12 KiB: the last unit is partial (its blocks past the end do not exist)
+    const size = 24 * 1024 * 1024 + 3 * BLOCK;
+    const image = path.join(dir, "disk.img");
+    makeImage(image, 24, 3);
+    const fd = openSync(image, "r+");
+    try {
+      writeSync(fd, randomBuffer(3 * BLOCK, rng(4)), 0, 3 * BLOCK, 24 * 1024 * 1024);
+    } finally {
+      closeSync(fd);
+    }
+    const ds0 = path.join(dir, "ds");
+    const st0 = path.join(dir, "state");
+    await (await Datastore.init(ds0)).close();
+    const point = async (ds: string, state: string, nativePass: boolean) => {
+      const d = await Datastore.open(ds);
+      try {
+        return await replicateOnce({
+          item,
+          disks: [image],
+          stateDir: state,
+          sink: new LocalSink(d),
+          consistency: "crash",
+          snapshot: "none",
+          nativeUnitPass: nativePass,
+        });
+      } finally {
+        await d.close();
+      }
+    };
+    const first = await point(ds0, st0, false);
+    assert.equal(first.mode, "full");
+
+    // changes: scattered blocks, a whole unit, a block of random data turned to zeros, and a block in
+    // the partial last unit
+    const changed = new Set(scatter(image, 24 * 1024 * 1024, 60, 8));
+    const f = openSync(image, "r+");
+    try {
+      writeSync(f, randomBuffer(16 * BLOCK, rng(9)), 0, 16 * BLOCK, 64 * 16 * BLOCK);
+      for (let b = 64 * 16; b < 65 * 16; b++) changed.add(b);
+      writeSync(f, Buffer.alloc(BLOCK), 0, BLOCK, 150 * BLOCK); // in the third 256 KiB stretch: random
+      changed.add(150);
+      writeSync(f, randomBuffer(BLOCK, rng(10)), 0, BLOCK, size - BLOCK);
+      changed.add(size / BLOCK - 1);
+    } finally {
+      closeSync(f);
+    }
+
+    const results = [];
+    for (const nativePass of [true, false]) {
+      const ds = path.join(dir, `ds-${nativePass}`);
+      const st = path.join(dir, `state-${nativePass}`);
+      cpSync(ds0, ds, { recursive: true });
+      cpSync(st0, st, { recursive: true });
+      const r = await point(ds, st, nativePass);
+      assert.equal(r.mode, "incremental");
+      const d = await Datastore.open(ds);
+      const m = await d.readPoint(item, r.pointId);
+      await d.close();
+      const state = AgentState.load(path.join(st))!;
+      results.push({ r, m, blocks: state.loadHashes(0)!.block });
+    }
+    const [n, j] = results;
+    assert.equal(n!.r.changedBlocks, j!.r.changedBlocks);
+    assert.deepEqual(
+      [...n!.m.disks[0]!.blocks],
+      [...j!.m.disks[0]!.blocks],
+      "the same blocks in both points",
+    );
+    assert.ok(n!.m.disks[0]!.hashes.equals(j!.m.disks[0]!.hashes), "with the same hashes");
+    assert.deepEqual(n!.blocks, j!.blocks, "and the same block hashes in the agent state");
+    for (const b of changed) assert.ok(n!.m.disks[0]!.blocks.includes(b), `block ${b} is in the point`);
+    // the native pass read the disk whole once, then the changed blocks again
+    assert.equal(n!.r.bytesRead, size + n!.r.changedBlocks * BLOCK);
+
+    // nothing changed since: both passes find nothing
+    for (const nativePass of [true, false]) {
+      const r = await point(
+        path.join(dir, `ds-${nativePass}`),
+        path.join(dir, `state-${nativePass}`),
+        nativePass,
+      );
+      assert.equal(r.changedBlocks, 0, `nothing changed (${nativePass ? "native" : "JavaScript"})`);
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test("a disk shorter than its state says is refused by name, and nothing is left running", {
+  skip,
+}, async () => {
+  const { dir, cleanup } = tempDir("sb-unit-pass-");
+  try {
+    const image = path.join(dir, "disk.img");
+    makeImage(image, 8, 1);
+    const info = inspectDisk(image);
+    const hashes = {
+      block: new BigUint64Array(info.sizeBytes / BLOCK),
+      unit: new BigUint64Array(info.sizeBytes / 65536),
+    };
+    const all = await changedBlocks(info, [[0, 128]], 7n, hashes, hashes, 2, () => {});
+    assert.equal(all.length > 0, true, "every block differs from hashes of zero");
+    // the image shrinks behind the pass's back: the read comes up short
+    const shorter = { ...info, sizeBytes: info.sizeBytes * 2 };
+    const big = {
+      block: new BigUint64Array(shorter.sizeBytes / BLOCK),
+      unit: new BigUint64Array(shorter.sizeBytes / 65536),
+    };
+    await assert.rejects(
+      changedBlocks(shorter, [[0, 256]], 7n, big, big, 2, () => {}),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, "DISK_SHRUNK");
+        assert.match(err.message, /disk\.img ended at byte/);
+        return true;
+      },
+    );
+  } finally {
+    cleanup();
+  }
+});
