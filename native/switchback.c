@@ -321,94 +321,117 @@ static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * Two passes that read a whole disk (or a range of it) off the JavaScript thread, on libuv's thread
+ * pool (one call per shard at a time), through the same reads: the disk's byte 0 is at `base` in
+ * `fd`, read in 1 MiB steps, sector-rounded when `direct` (O_DIRECT); bytes past the disk's end read
+ * as zeros, as DiskReader.read gives them.
+ *
  * unitChanges(fd, base, sizeBytes, sectorSize, direct, fromUnit, toUnit, seed, prevUnit, prevBlock,
  * nextUnit): Promise<{ ranges: Float64Array, bytesRead: number }>, the comparing half of a hashing
- * pass, off the JavaScript thread (on libuv's thread pool, one call per shard at a time):
+ * pass. It hashes each 64 KiB unit of [fromUnit, toUnit) with XXH64(seed), exactly as scanUnits does
+ * in JavaScript. A unit whose hash is prevUnit's is unchanged. In any other unit, each 4 KiB block
+ * whose XXH64 differs from prevBlock's is changed. It resolves with the changed blocks as [from, to)
+ * pairs, ascending, and writes nextUnit for a unit only when its hash differed but none of its
+ * blocks did (prevUnit was stale); it writes nothing else: the caller reads the changed blocks again
+ * and records their hashes as a journal's pass does.
  *
- * It reads the units [fromUnit, toUnit) of a disk (64 KiB each; the disk's byte 0 is at `base` in
- * `fd`, read in 1 MiB steps, sector-rounded when `direct`) and hashes each with XXH64(seed), exactly
- * as scanUnits does in JavaScript. A unit whose hash is prevUnit's is unchanged. In any other unit,
- * each 4 KiB block whose XXH64 differs from prevBlock's is changed. It resolves with the changed
- * blocks as [from, to) pairs, ascending, and writes nextUnit for a unit only when its hash differed
- * but none of its blocks did (prevUnit was stale); it writes nothing else: the caller reads the
- * changed blocks again and records their hashes as a journal's pass does.
+ * checkFingerprints(fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, pointBytes,
+ * kind, fp): Promise<{ bad: Float64Array, bytesRead: number }>, the check after a restore (compare.ts):
+ * per block of [fromBlock, toBlock), kind 0 skips it, 1 wants it all zeros, 2 wants XXH64(seed) of it
+ * to be fp[b]; bytes past `pointBytes` (the point's disk, on a bigger target) count as zeros. Runs of
+ * 256 blocks that are all skipped are not read. It resolves with the blocks that fail, ascending.
  */
 #define UNIT_BYTES 65536
 #define UNIT_BLOCKS (UNIT_BYTES / BLOCK_BYTES)
 #define READ_BYTES (16 * UNIT_BYTES)
+#define READ_BLOCKS (READ_BYTES / BLOCK_BYTES)
+
+enum { UNIT_CHANGES, CHECK_FINGERPRINTS };
 
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   napi_ref keep[3];
+  int what;
   int fd;
   bool direct;
-  int64_t base, size, sector, from_unit, to_unit;
+  int64_t base, size, sector, from, to;
   uint64_t seed;
+  /* UNIT_CHANGES */
   const uint64_t *prev_unit, *prev_block;
   uint64_t *next_unit;
   int64_t blocks_total;
-  double *pairs;
-  size_t n_pairs, cap_pairs;
+  /* CHECK_FINGERPRINTS */
+  int64_t point_bytes;
+  const uint8_t *kind;
+  const uint64_t *fp;
+  /* the result: [from, to) pairs of changed blocks, or failing block numbers */
+  double *out;
+  size_t n_out, cap_out;
   int64_t bytes_read;
   const char *code; /* set on failure */
   char message[300];
-} UnitChanges;
+} DiskPass;
 
-static bool add_changed_block(UnitChanges *j, int64_t b) {
-  if (j->n_pairs > 0 && j->pairs[2 * j->n_pairs - 1] == (double)b) {
-    j->pairs[2 * j->n_pairs - 1] = (double)(b + 1);
-    return true;
+static bool push_out(DiskPass *j, double v) {
+  if (j->n_out == j->cap_out) {
+    size_t cap = j->cap_out ? 2 * j->cap_out : 2048;
+    double *p = realloc(j->out, cap * sizeof *p);
+    if (p == NULL) {
+      j->code = "OUT_OF_MEMORY";
+      snprintf(j->message, sizeof j->message, "no memory for the pass's result");
+      return false;
+    }
+    j->out = p;
+    j->cap_out = cap;
   }
-  if (j->n_pairs == j->cap_pairs) {
-    size_t cap = j->cap_pairs ? 2 * j->cap_pairs : 1024;
-    double *p = realloc(j->pairs, cap * 2 * sizeof *p);
-    if (p == NULL) return false;
-    j->pairs = p;
-    j->cap_pairs = cap;
-  }
-  j->pairs[2 * j->n_pairs] = (double)b;
-  j->pairs[2 * j->n_pairs + 1] = (double)(b + 1);
-  j->n_pairs++;
+  j->out[j->n_out++] = v;
   return true;
 }
 
-static void unit_changes_execute(napi_env env, void *data) {
-  (void)env;
-  UnitChanges *j = data;
-  uint8_t *buf = NULL;
-  if (posix_memalign((void **)&buf, 4096, READ_BYTES) != 0) {
-    j->code = "OUT_OF_MEMORY";
-    snprintf(j->message, sizeof j->message, "no memory for a 1 MiB read buffer");
-    return;
+/* block b changed: extends the last [from, to) pair, or starts one */
+static bool add_changed_block(DiskPass *j, int64_t b) {
+  if (j->n_out > 0 && j->out[j->n_out - 1] == (double)b) {
+    j->out[j->n_out - 1] = (double)(b + 1);
+    return true;
   }
-  for (int64_t u = j->from_unit; u < j->to_unit; u += READ_BYTES / UNIT_BYTES) {
-    int64_t units = j->to_unit - u < READ_BYTES / UNIT_BYTES ? j->to_unit - u : READ_BYTES / UNIT_BYTES;
-    int64_t pos = u * UNIT_BYTES;
-    int64_t want = j->size - pos < units * UNIT_BYTES ? j->size - pos : units * UNIT_BYTES;
-    /* O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside */
-    int64_t ask = j->direct ? (want + j->sector - 1) / j->sector * j->sector : want;
-    int64_t done = 0;
-    while (done < ask) {
-      ssize_t n = pread(j->fd, buf + done, (size_t)(ask - done), (off_t)(j->base + pos + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        j->code = "DISK_READ_FAILED";
-        snprintf(j->message, sizeof j->message, "at byte %lld failed: %s", (long long)(pos + done),
-                 strerror(errno));
-        goto out;
-      }
-      if (n == 0) break;
-      done += n;
+  return push_out(j, (double)b) && push_out(j, (double)(b + 1));
+}
+
+/* reads `len` bytes (at most READ_BYTES) of the disk at `pos` into `buf`; false with j->code set */
+static bool read_span(DiskPass *j, uint8_t *buf, int64_t pos, int64_t len) {
+  int64_t want = j->size - pos < len ? j->size - pos : len;
+  if (want < 0) want = 0;
+  /* O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside */
+  int64_t ask = j->direct ? (want + j->sector - 1) / j->sector * j->sector : want;
+  int64_t done = 0;
+  while (done < ask) {
+    ssize_t n = pread(j->fd, buf + done, (size_t)(ask - done), (off_t)(j->base + pos + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      j->code = "DISK_READ_FAILED";
+      snprintf(j->message, sizeof j->message, "at byte %lld failed: %s", (long long)(pos + done),
+               strerror(errno));
+      return false;
     }
-    if (done < want) {
-      j->code = "DISK_SHRUNK";
-      snprintf(j->message, sizeof j->message, "ended at byte %lld, expected %lld bytes",
-               (long long)(pos + done), (long long)j->size);
-      goto out;
-    }
-    j->bytes_read += want;
-    if (want < units * UNIT_BYTES) memset(buf + want, 0, (size_t)(units * UNIT_BYTES - want));
+    if (n == 0) break;
+    done += n;
+  }
+  if (done < want) {
+    j->code = "DISK_SHRUNK";
+    snprintf(j->message, sizeof j->message, "ended at byte %lld, expected %lld bytes",
+             (long long)(pos + done), (long long)j->size);
+    return false;
+  }
+  j->bytes_read += want;
+  if (want < len) memset(buf + want, 0, (size_t)(len - want));
+  return true;
+}
+
+static void unit_changes(DiskPass *j, uint8_t *buf) {
+  for (int64_t u = j->from; u < j->to; u += READ_BYTES / UNIT_BYTES) {
+    int64_t units = j->to - u < READ_BYTES / UNIT_BYTES ? j->to - u : READ_BYTES / UNIT_BYTES;
+    if (!read_span(j, buf, u * UNIT_BYTES, units * UNIT_BYTES)) return;
     for (int64_t k = 0; k < units; k++) {
       const uint8_t *unit = buf + k * UNIT_BYTES;
       uint64_t uh = XXH64(unit, UNIT_BYTES, j->seed);
@@ -420,25 +443,62 @@ static void unit_changes_execute(napi_env env, void *data) {
         if (b >= j->blocks_total) break;
         if (j->prev_block[b] == XXH64(unit + q * BLOCK_BYTES, BLOCK_BYTES, j->seed)) continue;
         changed = true;
-        if (!add_changed_block(j, b)) {
-          j->code = "OUT_OF_MEMORY";
-          snprintf(j->message, sizeof j->message, "no memory for the list of changed blocks");
-          goto out;
-        }
+        if (!add_changed_block(j, b)) return;
       }
       if (!changed) j->next_unit[uu] = uh;
     }
   }
-out:
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+  static const uint8_t zeros[BLOCK_BYTES];
+  return memcmp(p, zeros, n) == 0;
+}
+
+static void check_fingerprints(DiskPass *j, uint8_t *buf) {
+  for (int64_t b0 = j->from; b0 < j->to; b0 += READ_BLOCKS) {
+    int64_t n = j->to - b0 < READ_BLOCKS ? j->to - b0 : READ_BLOCKS;
+    bool any = false;
+    for (int64_t k = 0; k < n && !any; k++) any = j->kind[b0 + k] != 0;
+    if (!any) continue; /* nothing to check here: not even read */
+    int64_t pos = b0 * BLOCK_BYTES;
+    if (!read_span(j, buf, pos, n * BLOCK_BYTES)) return;
+    /* a target bigger than the point's disk: what lies past the disk's end is not the disk's */
+    int64_t past = j->point_bytes - pos;
+    if (past < n * BLOCK_BYTES) {
+      if (past < 0) past = 0;
+      memset(buf + past, 0, (size_t)(n * BLOCK_BYTES - past));
+    }
+    for (int64_t k = 0; k < n; k++) {
+      int64_t b = b0 + k;
+      const uint8_t *block = buf + k * BLOCK_BYTES;
+      bool ok = j->kind[b] == 0 || (j->kind[b] == 1 ? all_zero(block, BLOCK_BYTES)
+                                                    : XXH64(block, BLOCK_BYTES, j->seed) == j->fp[b]);
+      if (!ok && !push_out(j, (double)b)) return;
+    }
+  }
+}
+
+static void disk_pass_execute(napi_env env, void *data) {
+  (void)env;
+  DiskPass *j = data;
+  uint8_t *buf = NULL;
+  if (posix_memalign((void **)&buf, 4096, READ_BYTES) != 0) {
+    j->code = "OUT_OF_MEMORY";
+    snprintf(j->message, sizeof j->message, "no memory for a 1 MiB read buffer");
+    return;
+  }
+  if (j->what == UNIT_CHANGES) unit_changes(j, buf);
+  else check_fingerprints(j, buf);
   free(buf);
 }
 
-static void unit_changes_complete(napi_env env, napi_status status, void *data) {
-  UnitChanges *j = data;
+static void disk_pass_complete(napi_env env, napi_status status, void *data) {
+  DiskPass *j = data;
   napi_value v = NULL;
   if (status != napi_ok && j->code == NULL) {
     j->code = "CANCELLED";
-    snprintf(j->message, sizeof j->message, "the comparing pass was cancelled");
+    snprintf(j->message, sizeof j->message, "the pass was cancelled");
   }
   if (j->code != NULL) {
     napi_value msg, code;
@@ -448,83 +508,109 @@ static void unit_changes_complete(napi_env env, napi_status status, void *data) 
     napi_reject_deferred(env, j->deferred, v);
   } else {
     void *bytes = NULL;
-    napi_value ab, ranges, read;
-    size_t len = j->n_pairs * 2;
-    napi_create_arraybuffer(env, len * sizeof(double), &bytes, &ab);
-    if (len > 0) memcpy(bytes, j->pairs, len * sizeof(double));
-    napi_create_typedarray(env, napi_float64_array, len, ab, 0, &ranges);
+    napi_value ab, list, read;
+    napi_create_arraybuffer(env, j->n_out * sizeof(double), &bytes, &ab);
+    if (j->n_out > 0) memcpy(bytes, j->out, j->n_out * sizeof(double));
+    napi_create_typedarray(env, napi_float64_array, j->n_out, ab, 0, &list);
     napi_create_double(env, (double)j->bytes_read, &read);
     napi_create_object(env, &v);
-    napi_set_named_property(env, v, "ranges", ranges);
+    napi_set_named_property(env, v, j->what == UNIT_CHANGES ? "ranges" : "bad", list);
     napi_set_named_property(env, v, "bytesRead", read);
     napi_resolve_deferred(env, j->deferred, v);
   }
   for (int i = 0; i < 3; i++)
     if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
   napi_delete_async_work(env, j->work);
-  free(j->pairs);
+  free(j->out);
   free(j);
 }
 
-/* the data of a BigUint64Array argument with at least `need` elements, or NULL */
-static uint64_t *u64_array(napi_env env, napi_value v, int64_t need) {
+/* the data of a typed array argument of `type` with at least `need` elements, or NULL */
+static void *typed_array(napi_env env, napi_value v, napi_typedarray_type want, int64_t need) {
   napi_typedarray_type type;
   size_t length;
   void *data;
-  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok ||
-      type != napi_biguint64_array || (int64_t)length < need)
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok || type != want ||
+      (int64_t)length < need)
     return NULL;
   return data;
+}
+
+/* the arguments both passes share: (fd, base, sizeBytes, sectorSize, direct, from, to, seed, ...) */
+static DiskPass *disk_pass_args(napi_env env, napi_value *argv) {
+  DiskPass *j = calloc(1, sizeof *j);
+  if (j == NULL) return NULL;
+  int32_t fd = -1;
+  bool lossless = false;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &j->base) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &j->size) != napi_ok ||
+      napi_get_value_int64(env, argv[3], &j->sector) != napi_ok ||
+      napi_get_value_bool(env, argv[4], &j->direct) != napi_ok ||
+      napi_get_value_int64(env, argv[5], &j->from) != napi_ok ||
+      napi_get_value_int64(env, argv[6], &j->to) != napi_ok ||
+      napi_get_value_bigint_uint64(env, argv[7], &j->seed, &lossless) != napi_ok || !lossless ||
+      j->size <= 0 || j->sector <= 0 || j->sector > 4096 || j->base < 0 || j->from < 0 || j->from > j->to) {
+    free(j);
+    return NULL;
+  }
+  j->fd = fd;
+  return j;
+}
+
+static napi_value queue_disk_pass(napi_env env, DiskPass *j, napi_value *keep, const char *what) {
+  napi_value promise, name;
+  for (int i = 0; i < 3; i++) napi_create_reference(env, keep[i], 1, &j->keep[i]);
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, disk_pass_execute, disk_pass_complete, j, &j->work) != napi_ok ||
+      napi_queue_async_work(env, j->work) != napi_ok) {
+    for (int i = 0; i < 3; i++) napi_delete_reference(env, j->keep[i]);
+    free(j);
+    napi_throw_error(env, NULL, "a disk pass could not be queued");
+    return NULL;
+  }
+  return promise;
 }
 
 static napi_value js_unit_changes(napi_env env, napi_callback_info info) {
   size_t argc = 11;
   napi_value argv[11];
-  UnitChanges *j = calloc(1, sizeof *j);
-  if (j == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  int32_t fd = -1;
-  bool lossless = false;
+  DiskPass *j = NULL;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &j->base) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &j->size) != napi_ok ||
-      napi_get_value_int64(env, argv[3], &j->sector) != napi_ok ||
-      napi_get_value_bool(env, argv[4], &j->direct) != napi_ok ||
-      napi_get_value_int64(env, argv[5], &j->from_unit) != napi_ok ||
-      napi_get_value_int64(env, argv[6], &j->to_unit) != napi_ok ||
-      napi_get_value_bigint_uint64(env, argv[7], &j->seed, &lossless) != napi_ok || !lossless) {
-    free(j);
+      (j = disk_pass_args(env, argv)) == NULL)
     return throw_type(env, "unitChanges takes (fd, base, sizeBytes, sectorSize, direct, fromUnit, toUnit, "
                            "seed, prevUnit, prevBlock, nextUnit)");
-  }
-  j->fd = fd;
+  j->what = UNIT_CHANGES;
   int64_t units_total = (j->size + UNIT_BYTES - 1) / UNIT_BYTES;
   j->blocks_total = (j->size + BLOCK_BYTES - 1) / BLOCK_BYTES;
-  j->prev_unit = u64_array(env, argv[8], units_total);
-  j->prev_block = u64_array(env, argv[9], j->blocks_total);
-  j->next_unit = u64_array(env, argv[10], units_total);
-  if (j->size <= 0 || j->sector <= 0 || j->sector > 4096 || j->base < 0 || j->from_unit < 0 ||
-      j->to_unit > units_total || j->from_unit > j->to_unit || j->prev_unit == NULL ||
-      j->prev_block == NULL || j->next_unit == NULL) {
+  j->prev_unit = typed_array(env, argv[8], napi_biguint64_array, units_total);
+  j->prev_block = typed_array(env, argv[9], napi_biguint64_array, j->blocks_total);
+  j->next_unit = typed_array(env, argv[10], napi_biguint64_array, units_total);
+  if (j->to > units_total || j->prev_unit == NULL || j->prev_block == NULL || j->next_unit == NULL) {
     free(j);
     return throw_type(env, "unitChanges: a unit range outside the disk, or hash arrays too short for it");
   }
-  napi_value promise, name;
-  for (int i = 0; i < 3; i++) napi_create_reference(env, argv[8 + i], 1, &j->keep[i]);
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "switchback.unitChanges", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, unit_changes_execute, unit_changes_complete, j, &j->work) !=
-          napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    for (int i = 0; i < 3; i++) napi_delete_reference(env, j->keep[i]);
+  return queue_disk_pass(env, j, argv + 8, "switchback.unitChanges");
+}
+
+static napi_value js_check_fingerprints(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  DiskPass *j = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11 ||
+      (j = disk_pass_args(env, argv)) == NULL)
+    return throw_type(env, "checkFingerprints takes (fd, base, sizeBytes, sectorSize, direct, fromBlock, "
+                           "toBlock, seed, pointBytes, kind, fp)");
+  j->what = CHECK_FINGERPRINTS;
+  j->kind = typed_array(env, argv[9], napi_uint8_array, j->to);
+  j->fp = typed_array(env, argv[10], napi_biguint64_array, j->to);
+  if (napi_get_value_int64(env, argv[8], &j->point_bytes) != napi_ok || j->kind == NULL || j->fp == NULL) {
     free(j);
-    napi_throw_error(env, NULL, "unitChanges could not be queued");
-    return NULL;
+    return throw_type(env, "checkFingerprints: fingerprint arrays too short for the block range");
   }
-  return promise;
+  napi_value keep[3] = {argv[9], argv[10], argv[9]};
+  return queue_disk_pass(env, j, keep, "switchback.checkFingerprints");
 }
 
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
@@ -562,6 +648,7 @@ NAPI_MODULE_INIT() {
       {"zstdAvailable", js_zstd_available},   {"flock", js_flock},
       {"simdDegree", js_simd_degree},         {"loopBacking", js_loop_backing},
       {"unitChanges", js_unit_changes},       {"xxh64", js_xxh64},
+      {"checkFingerprints", js_check_fingerprints},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

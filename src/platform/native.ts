@@ -49,6 +49,24 @@ export interface NativeAddon {
     prevBlock: BigUint64Array,
     nextUnit: BigUint64Array,
   ): Promise<{ ranges: Float64Array; bytesRead: number }>;
+  /**
+   * The check after a restore, on libuv's thread pool: per block of [fromBlock, toBlock), kind 0
+   * skips it, 1 wants zeros, 2 wants XXH64(seed) to be fp[b]; bytes past `pointBytes` count as zeros.
+   * Resolves with the blocks that fail, ascending.
+   */
+  checkFingerprints(
+    fd: number,
+    base: number,
+    sizeBytes: number,
+    sectorSize: number,
+    direct: boolean,
+    fromBlock: number,
+    toBlock: number,
+    seed: bigint,
+    pointBytes: number,
+    kind: Uint8Array,
+    fp: BigUint64Array,
+  ): Promise<{ bad: Float64Array; bytesRead: number }>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
 }

@@ -22,7 +22,7 @@ import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
-import { type Batch, blockCount, type ScanJob, unitCount } from "./scan.ts";
+import { type Batch, blockCount, recycleFrame, type ScanJob, unitCount } from "./scan.ts";
 import { defaultWorkers, scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
 import { changedBlocks, nativeUnitPass } from "./unit-pass.ts";
@@ -269,6 +269,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         const sent = await o.sink.send(frame);
         bytesSent += sent;
       }
+      // the batch's payload was copied where it goes (or not needed): its buffer stages the next frames
+      if (o.sink.copiesFrames === true || frame === null) recycleFrame(b.payload);
     }
     o.onProgress?.({ bytesRead, totalBytes });
   };

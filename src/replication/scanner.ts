@@ -3,10 +3,12 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { SwitchbackError } from "../domain/errors.ts";
+import { DiskReader } from "./disk-source.ts";
 import {
   type Batch,
   type BatchGroup,
   jobBytes,
+  READ_BYTES,
   type ScanJob,
   scanRanges,
   UNIT_BYTES,
@@ -58,13 +60,25 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
   if (workers <= 1 || bytes < INLINE_BELOW_BYTES) {
     // a few MiB at a time, back to the event loop in between: the index load, the `missing` answers
     // and the pack writes under way go on while the disk is read, instead of after all of it
-    for (const chunk of shard(jobs, Math.max(1, Math.ceil(bytes / INLINE_CHUNK_BYTES)))) {
-      for (const job of chunk) {
-        const out: Batch[] = [];
-        scanRanges(job, (g) => out.push(...unpackGroup(g)));
-        yield* out;
+    // (and the frames shipped meanwhile hand their buffers back for the next ones); one reader per
+    // disk for all its chunks
+    const readers = new Map<number, DiskReader>();
+    try {
+      for (const chunk of shard(jobs, Math.max(1, Math.ceil(bytes / INLINE_CHUNK_BYTES)))) {
+        for (const job of chunk) {
+          let reader = readers.get(job.disk);
+          if (reader === undefined) {
+            reader = new DiskReader(job.info, READ_BYTES);
+            readers.set(job.disk, reader);
+          }
+          const out: Batch[] = [];
+          scanRanges(job, (g) => out.push(...unpackGroup(g)), reader);
+          yield* out;
+        }
+        await new Promise<void>((r) => setImmediate(r));
       }
-      await new Promise<void>((r) => setImmediate(r));
+    } finally {
+      for (const r of readers.values()) r.close();
     }
     return;
   }

@@ -16,6 +16,8 @@ export interface PointSink {
   missing(hashes: Buffer): Promise<boolean[]>;
   /** ships a frame (keep[slot] false: already stored, do not store again); returns bytes put on the wire */
   send(frame: Frame, keep?: readonly boolean[]): Promise<number>;
+  /** true when send() has copied the frame's bytes by the time it resolves: the caller may reuse them */
+  readonly copiesFrames?: boolean;
   /** makes everything sent durable, then the point visible */
   commit(manifest: PointManifest): Promise<void>;
   close(): Promise<void>;
@@ -25,6 +27,8 @@ export class LocalSink implements PointSink {
   readonly #ds: Datastore;
   readonly #writer: BlockWriter;
   readonly target: string;
+  /** the pack builder copies each frame into its pack as it is added */
+  readonly copiesFrames = true;
 
   constructor(ds: Datastore) {
     this.#ds = ds;

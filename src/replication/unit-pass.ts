@@ -38,30 +38,58 @@ export async function changedBlocks(
   const calls: [number, number][] = [];
   for (const [a, b] of units)
     for (let u = a; u < b; u += CALL_UNITS) calls.push([u, Math.min(b, u + CALL_UNITS)]);
-  const results: Float64Array[] = new Array(calls.length);
+  const results = await onDisk(info, calls, threads, async ({ fd, base, direct }, [from, to]) => {
+    const r = await addon.unitChanges(
+      fd,
+      base,
+      info.sizeBytes,
+      info.sectorSize,
+      direct,
+      from,
+      to,
+      seed,
+      prev.unit,
+      prev.block,
+      next.unit,
+    );
+    onBytes(r.bytesRead);
+    return r.ranges;
+  });
+  // calls cover ascending, disjoint units: their ranges only need joining where one ends as the next begins
+  const out: [number, number][] = [];
+  for (const r of results) {
+    for (let k = 0; k < r.length; k += 2) {
+      const a = r[k]!;
+      const b = r[k + 1]!;
+      const last = out[out.length - 1];
+      if (last !== undefined && last[1] === a) last[1] = b;
+      else out.push([a, b]);
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs `call` for each of `calls` (in the order given, `threads` at a time) over the disk opened as a
+ * pass reads it; the results come back in the order of `calls`. Errors of the addon's reads become
+ * SwitchbackErrors naming the disk.
+ */
+export async function onDisk<C, R>(
+  info: DiskInfo,
+  calls: readonly C[],
+  threads: number,
+  call: (source: { fd: number; base: number; direct: boolean }, c: C) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(calls.length);
   const reader = new DiskReader(info, 4096);
-  const { fd, base, direct } = reader.source;
-  let nextCall = 0;
+  const source = reader.source;
+  let next = 0;
   let failed = false;
   const runner = async (): Promise<void> => {
-    while (nextCall < calls.length && !failed) {
-      const i = nextCall++;
-      const [from, to] = calls[i]!;
-      let r: { ranges: Float64Array; bytesRead: number };
+    while (next < calls.length && !failed) {
+      const i = next++;
       try {
-        r = await addon.unitChanges(
-          fd,
-          base,
-          info.sizeBytes,
-          info.sectorSize,
-          direct,
-          from,
-          to,
-          seed,
-          prev.unit,
-          prev.block,
-          next.unit,
-        );
+        results[i] = await call(source, calls[i]!);
       } catch (err) {
         const e = err as Error & { code?: string };
         if (e.code === "DISK_READ_FAILED")
@@ -69,8 +97,6 @@ export async function changedBlocks(
         if (e.code === "DISK_SHRUNK") throw new SwitchbackError(e.code, `disk ${info.path} ${e.message}`);
         throw err;
       }
-      results[i] = r.ranges;
-      onBytes(r.bytesRead);
     }
   };
   // every call must have settled before the descriptor closes: a call still on the thread pool would
@@ -86,16 +112,5 @@ export async function changedBlocks(
   reader.close();
   const failure = settled.find((x) => x.status === "rejected");
   if (failure !== undefined) throw failure.reason;
-  // calls cover ascending, disjoint units: their ranges only need joining where one ends as the next begins
-  const out: [number, number][] = [];
-  for (const r of results) {
-    for (let k = 0; k < r.length; k += 2) {
-      const a = r[k]!;
-      const b = r[k + 1]!;
-      const last = out[out.length - 1];
-      if (last !== undefined && last[1] === a) last[1] = b;
-      else out.push([a, b]);
-    }
-  }
-  return out;
+  return results;
 }

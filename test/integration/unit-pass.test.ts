@@ -1,7 +1,8 @@
-// The native comparing pass (unit-pass.ts) against the JavaScript one: from the same agent state and
-// the same changed image, both must find the same changed blocks and record the same points.
+// The native passes (unit-pass.ts, the addon's unitChanges and checkFingerprints) against the
+// JavaScript ones: from the same agent state and the same changed image, both must find the same
+// changed blocks and record the same points; after a restore, both must find the same bad blocks.
 import assert from "node:assert/strict";
-import { closeSync, cpSync, openSync, writeSync } from "node:fs";
+import { closeSync, cpSync, openSync, readFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { xxh64 } from "@node-rs/xxhash";
@@ -9,6 +10,13 @@ import { Datastore } from "../../src/datastore/datastore.ts";
 import { parseItemName } from "../../src/domain/ids.ts";
 import { native } from "../../src/platform/native.ts";
 import { AgentState } from "../../src/replication/agent-state.ts";
+import {
+  compareDisk,
+  compareRange,
+  FINGERPRINT,
+  fingerprints,
+  MUST_BE_ZERO,
+} from "../../src/replication/compare.ts";
 import { inspectDisk } from "../../src/replication/disk-source.ts";
 import { replicateOnce } from "../../src/replication/replicate.ts";
 import { LocalSink } from "../../src/replication/sink.ts";
@@ -149,6 +157,51 @@ test("a disk shorter than its state says is refused by name, and nothing is left
         return true;
       },
     );
+  } finally {
+    cleanup();
+  }
+});
+
+test("the check after a restore finds the same bad blocks natively as in JavaScript", { skip }, async () => {
+  const { dir, cleanup } = tempDir("sb-check-");
+  try {
+    const image = path.join(dir, "target.img");
+    makeImage(image, 8, 6);
+    // the point's disk ends 1 KiB into the last block the target has: the rest must read as zeros
+    const pointBytes = 8 * 1024 * 1024 - 3 * 1024;
+    const blocks = Math.ceil(pointBytes / BLOCK);
+    const seed = 0x1234n;
+    const expect = fingerprints(blocks, seed);
+    const content = readFileSync(image);
+    for (let b = 0; b < blocks; b++) {
+      const block = Buffer.alloc(BLOCK);
+      content.copy(block, 0, b * BLOCK, Math.min((b + 1) * BLOCK, pointBytes));
+      if (b % 7 === 3) continue; // skipped
+      if (block.every((x) => x === 0)) expect.kind[b] = MUST_BE_ZERO;
+      else {
+        expect.kind[b] = FINGERPRINT;
+        expect.fp[b] = xxh64(block, seed);
+      }
+    }
+    // damage: a fingerprinted block, a block that must be zero, a skipped one (not reported) and the
+    // part of the last block past the point's end (not the disk's: not reported)
+    const fd = openSync(image, "r+");
+    try {
+      const fpBlock = expect.kind.indexOf(FINGERPRINT, 100);
+      const zeroBlock = expect.kind.indexOf(MUST_BE_ZERO, 100);
+      writeSync(fd, Buffer.from("damage"), 0, 6, fpBlock * BLOCK + 100);
+      writeSync(fd, Buffer.from("damage"), 0, 6, zeroBlock * BLOCK + 4000);
+      writeSync(fd, Buffer.from("damage"), 0, 6, 3 * BLOCK + 5);
+      writeSync(fd, Buffer.from("damage"), 0, 6, pointBytes + 10);
+      const info = inspectDisk(image);
+      const none = { refs: new Uint32Array(0), arena: new Uint8Array(0) };
+      const js = compareRange({ info, sizeBytes: pointBytes, from: 0, to: blocks, ...none, expect });
+      const nat = await compareDisk(info, pointBytes, none.refs, Buffer.alloc(0), expect);
+      assert.deepEqual(js, [Math.min(fpBlock, zeroBlock), Math.max(fpBlock, zeroBlock)]);
+      assert.deepEqual(nat, js);
+    } finally {
+      closeSync(fd);
+    }
   } finally {
     cleanup();
   }
