@@ -346,12 +346,12 @@ static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
 #define READ_BYTES (16 * UNIT_BYTES)
 #define READ_BLOCKS (READ_BYTES / BLOCK_BYTES)
 
-enum { UNIT_CHANGES, CHECK_FINGERPRINTS };
+enum { UNIT_CHANGES, CHECK_FINGERPRINTS, BLOCK_PASS };
 
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  napi_ref keep[3];
+  napi_ref keep[8];
   int what;
   int fd;
   bool direct;
@@ -365,6 +365,13 @@ typedef struct {
   int64_t point_bytes;
   const uint8_t *kind;
   const uint64_t *fp;
+  /* BLOCK_PASS: the block ranges to read, and where the candidates go */
+  const double *ranges;
+  size_t n_ranges;
+  uint64_t *next_block;
+  double *entries;
+  uint8_t *zero, *data, *b3;
+  int64_t cap, n_entries, n_data;
   /* the result: [from, to) pairs of changed blocks, or failing block numbers */
   double *out;
   size_t n_out, cap_out;
@@ -479,6 +486,36 @@ static void check_fingerprints(DiskPass *j, uint8_t *buf) {
   }
 }
 
+/*
+ * A journal's pass (scanBlocks in JavaScript): every block of the ranges is read and hashed with
+ * XXH64(seed); nextBlock takes the hash and the block's unit becomes unknown (0); a block whose hash
+ * is prevBlock's is no candidate. Candidates are listed in `entries` (zero[i] 1 for an all-zero
+ * block); the others' bytes are packed into `data` in order and their BLAKE3 into `b3`.
+ */
+static void block_pass(DiskPass *j, uint8_t *buf) {
+  for (size_t r = 0; r < j->n_ranges; r++) {
+    int64_t from = (int64_t)j->ranges[2 * r], to = (int64_t)j->ranges[2 * r + 1];
+    for (int64_t b0 = from; b0 < to; b0 += READ_BLOCKS) {
+      int64_t n = to - b0 < READ_BLOCKS ? to - b0 : READ_BLOCKS;
+      if (!read_span(j, buf, b0 * BLOCK_BYTES, n * BLOCK_BYTES)) return;
+      for (int64_t k = 0; k < n; k++) {
+        int64_t b = b0 + k;
+        const uint8_t *block = buf + k * BLOCK_BYTES;
+        uint64_t h = XXH64(block, BLOCK_BYTES, j->seed);
+        j->next_unit[b / UNIT_BLOCKS] = 0;
+        bool same = j->prev_block != NULL && j->prev_block[b] == h;
+        j->next_block[b] = h;
+        if (same) continue;
+        int64_t e = j->n_entries++;
+        j->entries[e] = (double)b;
+        j->zero[e] = all_zero(block, BLOCK_BYTES);
+        if (!j->zero[e]) memcpy(j->data + (j->n_data++) * BLOCK_BYTES, block, BLOCK_BYTES);
+      }
+    }
+  }
+  hash_blocks(j->data, (size_t)j->n_data, j->b3);
+}
+
 static void disk_pass_execute(napi_env env, void *data) {
   (void)env;
   DiskPass *j = data;
@@ -489,7 +526,8 @@ static void disk_pass_execute(napi_env env, void *data) {
     return;
   }
   if (j->what == UNIT_CHANGES) unit_changes(j, buf);
-  else check_fingerprints(j, buf);
+  else if (j->what == CHECK_FINGERPRINTS) check_fingerprints(j, buf);
+  else block_pass(j, buf);
   free(buf);
 }
 
@@ -507,18 +545,27 @@ static void disk_pass_complete(napi_env env, napi_status status, void *data) {
     napi_create_error(env, code, msg, &v);
     napi_reject_deferred(env, j->deferred, v);
   } else {
+    napi_value read;
+    napi_create_double(env, (double)j->bytes_read, &read);
+    napi_create_object(env, &v);
+    napi_set_named_property(env, v, "bytesRead", read);
+    if (j->what == BLOCK_PASS) {
+      napi_value n, d;
+      napi_create_double(env, (double)j->n_entries, &n);
+      napi_create_double(env, (double)j->n_data, &d);
+      napi_set_named_property(env, v, "entries", n);
+      napi_set_named_property(env, v, "dataBlocks", d);
+    }
     void *bytes = NULL;
-    napi_value ab, list, read;
+    napi_value ab, list;
     napi_create_arraybuffer(env, j->n_out * sizeof(double), &bytes, &ab);
     if (j->n_out > 0) memcpy(bytes, j->out, j->n_out * sizeof(double));
     napi_create_typedarray(env, napi_float64_array, j->n_out, ab, 0, &list);
-    napi_create_double(env, (double)j->bytes_read, &read);
-    napi_create_object(env, &v);
-    napi_set_named_property(env, v, j->what == UNIT_CHANGES ? "ranges" : "bad", list);
-    napi_set_named_property(env, v, "bytesRead", read);
+    if (j->what != BLOCK_PASS)
+      napi_set_named_property(env, v, j->what == UNIT_CHANGES ? "ranges" : "bad", list);
     napi_resolve_deferred(env, j->deferred, v);
   }
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 8; i++)
     if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
   napi_delete_async_work(env, j->work);
   free(j->out);
@@ -558,14 +605,17 @@ static DiskPass *disk_pass_args(napi_env env, napi_value *argv) {
   return j;
 }
 
-static napi_value queue_disk_pass(napi_env env, DiskPass *j, napi_value *keep, const char *what) {
+/* `keep` (up to 8 values, NULL-ended when fewer) stay alive until the pass is over */
+static napi_value queue_disk_pass(napi_env env, DiskPass *j, napi_value *keep, size_t n_keep,
+                                  const char *what) {
   napi_value promise, name;
-  for (int i = 0; i < 3; i++) napi_create_reference(env, keep[i], 1, &j->keep[i]);
+  for (size_t i = 0; i < n_keep && i < 8; i++) napi_create_reference(env, keep[i], 1, &j->keep[i]);
   napi_create_promise(env, &j->deferred, &promise);
   napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, disk_pass_execute, disk_pass_complete, j, &j->work) != napi_ok ||
       napi_queue_async_work(env, j->work) != napi_ok) {
-    for (int i = 0; i < 3; i++) napi_delete_reference(env, j->keep[i]);
+    for (int i = 0; i < 8; i++)
+      if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
     free(j);
     napi_throw_error(env, NULL, "a disk pass could not be queued");
     return NULL;
@@ -591,7 +641,7 @@ static napi_value js_unit_changes(napi_env env, napi_callback_info info) {
     free(j);
     return throw_type(env, "unitChanges: a unit range outside the disk, or hash arrays too short for it");
   }
-  return queue_disk_pass(env, j, argv + 8, "switchback.unitChanges");
+  return queue_disk_pass(env, j, argv + 8, 3, "switchback.unitChanges");
 }
 
 static napi_value js_check_fingerprints(napi_env env, napi_callback_info info) {
@@ -609,8 +659,62 @@ static napi_value js_check_fingerprints(napi_env env, napi_callback_info info) {
     free(j);
     return throw_type(env, "checkFingerprints: fingerprint arrays too short for the block range");
   }
-  napi_value keep[3] = {argv[9], argv[10], argv[9]};
-  return queue_disk_pass(env, j, keep, "switchback.checkFingerprints");
+  return queue_disk_pass(env, j, argv + 9, 2, "switchback.checkFingerprints");
+}
+
+/*
+ * blockPass(fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, ranges, prevBlock,
+ * nextBlock, nextUnit, entries, zero, data, b3): Promise<{ entries, dataBlocks, bytesRead }>, a
+ * journal's pass over the block ranges (pairs in a Float64Array, within [fromBlock, toBlock)),
+ * prevBlock null to take every block as a candidate; the output arrays hold up to the ranges'
+ * blocks (entries, zero: one per block; data: 4 KiB, b3: 32 bytes per block).
+ */
+static napi_value js_block_pass(napi_env env, napi_callback_info info) {
+  size_t argc = 16;
+  napi_value argv[16];
+  DiskPass *j = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 16 ||
+      (j = disk_pass_args(env, argv)) == NULL)
+    return throw_type(env, "blockPass takes (fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, "
+                           "ranges, prevBlock, nextBlock, nextUnit, entries, zero, data, b3)");
+  j->what = BLOCK_PASS;
+  int64_t units_total = (j->size + UNIT_BYTES - 1) / UNIT_BYTES;
+  int64_t blocks_total = (j->size + BLOCK_BYTES - 1) / BLOCK_BYTES;
+  napi_typedarray_type type;
+  size_t len;
+  void *ranges = NULL;
+  bool ok = napi_get_typedarray_info(env, argv[8], &type, &len, &ranges, NULL, NULL) == napi_ok &&
+            type == napi_float64_array && len % 2 == 0;
+  int64_t total = 0;
+  if (ok) {
+    j->ranges = ranges;
+    j->n_ranges = len / 2;
+    for (size_t r = 0; r < j->n_ranges && ok; r++) {
+      double a = j->ranges[2 * r], b = j->ranges[2 * r + 1];
+      ok = a >= (double)j->from && b <= (double)j->to && a <= b && b <= (double)blocks_total &&
+           a == (double)(int64_t)a && b == (double)(int64_t)b;
+      total += (int64_t)(b - a);
+    }
+  }
+  napi_valuetype prev_type = napi_undefined;
+  napi_typeof(env, argv[9], &prev_type);
+  j->prev_block = prev_type == napi_null ? NULL : typed_array(env, argv[9], napi_biguint64_array, blocks_total);
+  j->next_block = typed_array(env, argv[10], napi_biguint64_array, blocks_total);
+  j->next_unit = typed_array(env, argv[11], napi_biguint64_array, units_total);
+  j->entries = typed_array(env, argv[12], napi_float64_array, total);
+  j->zero = typed_array(env, argv[13], napi_uint8_array, total);
+  size_t data_len = 0, b3_len = 0;
+  if (napi_get_buffer_info(env, argv[14], (void **)&j->data, &data_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[15], (void **)&j->b3, &b3_len) != napi_ok)
+    ok = false;
+  if (!ok || (prev_type != napi_null && j->prev_block == NULL) || j->next_block == NULL ||
+      j->next_unit == NULL || j->entries == NULL || j->zero == NULL ||
+      (int64_t)data_len < total * BLOCK_BYTES || (int64_t)b3_len < total * BLAKE3_OUT_LEN) {
+    free(j);
+    return throw_type(env, "blockPass: ranges outside the disk or the block range, or arrays too short for them");
+  }
+  j->cap = total;
+  return queue_disk_pass(env, j, argv + 8, 8, "switchback.blockPass");
 }
 
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
@@ -648,7 +752,7 @@ NAPI_MODULE_INIT() {
       {"zstdAvailable", js_zstd_available},   {"flock", js_flock},
       {"simdDegree", js_simd_degree},         {"loopBacking", js_loop_backing},
       {"unitChanges", js_unit_changes},       {"xxh64", js_xxh64},
-      {"checkFingerprints", js_check_fingerprints},
+      {"checkFingerprints", js_check_fingerprints}, {"blockPass", js_block_pass},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

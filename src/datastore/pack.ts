@@ -4,9 +4,9 @@
 //
 // An entry locates one block: hash[32] frameOffset u32 frameLength u32 slot u16 frameBlocks u16
 // compression u8 reserved[3]. The trailer lets the index be rebuilt from the packs alone.
-import { constants as zc, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { SwitchbackError } from "../domain/errors.ts";
 import { giveBack, takeAligned } from "../platform/aligned.ts";
+import { zlib } from "../platform/lazy.ts";
 import { nativeZstd } from "../platform/native.ts";
 import {
   BLOCK_SIZE,
@@ -40,7 +40,8 @@ export interface Frame {
 }
 
 const ZSTD_LEVEL = 1;
-const ZSTD_OPTS = { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+/** node:zlib's zstd options, made when first needed (the addon usually compresses: zlib is not loaded) */
+let zstdOpts: { params: Record<number, number> } | undefined;
 
 /**
  * Compresses blocks into a frame; keeps them raw when zstd saves less than 1/16, or without trying
@@ -61,7 +62,9 @@ export function makeFrame(hashes: Buffer, raw: Buffer, into?: Buffer): Frame {
       return { hashes, payload: out.subarray(0, n), compression: COMPRESSION_ZSTD, blocks };
     return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
   }
-  const z = zstdCompressSync(raw, ZSTD_OPTS);
+  const zl = zlib();
+  zstdOpts ??= { params: { [zl.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+  const z = zl.zstdCompressSync(raw, zstdOpts);
   if (z.length < limit) {
     return { hashes, payload: z, compression: COMPRESSION_ZSTD, blocks };
   }
@@ -157,7 +160,7 @@ export function openFrame(
       if (nativeZstd !== null) {
         const out = into !== undefined && into.length >= expected ? into : Buffer.allocUnsafe(expected);
         raw = out.subarray(0, nativeZstd.zstdDecompress(payload, out.subarray(0, expected)));
-      } else raw = zstdDecompressSync(payload, { maxOutputLength: expected });
+      } else raw = zlib().zstdDecompressSync(payload, { maxOutputLength: expected });
     } catch (err) {
       throw new SwitchbackError(
         "DATASTORE_CORRUPT",

@@ -67,6 +67,30 @@ export interface NativeAddon {
     kind: Uint8Array,
     fp: BigUint64Array,
   ): Promise<{ bad: Float64Array; bytesRead: number }>;
+  /**
+   * A journal's pass over block `ranges` (pairs, within [fromBlock, toBlock)), on libuv's thread
+   * pool: each block's XXH64 into nextBlock, its unit unknown in nextUnit; blocks whose hash differs
+   * from prevBlock's (all, with null) are listed in `entries` (zero[i] 1 when all zero), the others'
+   * bytes packed into `data` and their BLAKE3 into `b3`
+   */
+  blockPass(
+    fd: number,
+    base: number,
+    sizeBytes: number,
+    sectorSize: number,
+    direct: boolean,
+    fromBlock: number,
+    toBlock: number,
+    seed: bigint,
+    ranges: Float64Array,
+    prevBlock: BigUint64Array | null,
+    nextBlock: BigUint64Array,
+    nextUnit: BigUint64Array,
+    entries: Float64Array,
+    zero: Uint8Array,
+    data: Buffer,
+    b3: Buffer,
+  ): Promise<{ entries: number; dataBlocks: number; bytesRead: number }>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
 }

@@ -2,10 +2,10 @@
 // file. Block devices are read with O_DIRECT: a buffered read of a device under a mounted file system
 // can return stale pages (the device's cache is not the file system's), see docs/consistency.md. A
 // loop device is read through its backing file, whose page cache the device itself goes through.
-import { spawnSync } from "node:child_process";
 import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { SwitchbackError } from "../domain/errors.ts";
 import { readTrimmed } from "../platform/files.ts";
+import { childProcess } from "../platform/lazy.ts";
 import { native } from "../platform/native.ts";
 
 export interface DiskInfo {
@@ -115,7 +115,9 @@ export function loopRecord(device: string, addon = native): [string, string] | n
       closeSync(fd);
     }
   }
-  const r = spawnSync("losetup", ["-n", "-O", "BACK-INO,BACK-MAJ:MIN", device], { encoding: "utf8" });
+  const r = childProcess().spawnSync("losetup", ["-n", "-O", "BACK-INO,BACK-MAJ:MIN", device], {
+    encoding: "utf8",
+  });
   const [ino, majMin] = r.status === 0 ? r.stdout.trim().split(/\s+/) : [];
   return ino !== undefined && majMin !== undefined ? [ino, majMin] : null;
 }
@@ -166,7 +168,7 @@ export class DiskReader {
     this.#view = view;
     if (info.kind === "block" && !direct && backing === undefined) {
       // no O_DIRECT here: drop the device's page cache so that this pass reads what the disk holds
-      const r = spawnSync("blockdev", ["--flushbufs", info.path], { encoding: "utf8" });
+      const r = childProcess().spawnSync("blockdev", ["--flushbufs", info.path], { encoding: "utf8" });
       if (r.status !== 0) {
         closeSync(this.#fd);
         throw new SwitchbackError(

@@ -1,9 +1,9 @@
 // File-system freeze for crash-consistent points of mounted disks. All file systems of a machine are
 // frozen together (one instant), then thawed together. A watchdog process thaws them if the agent dies
 // while they are frozen, so a kill -9 can never leave a machine's file systems stuck.
-import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { SwitchbackError } from "../domain/errors.ts";
+import { childProcess } from "../platform/lazy.ts";
 import type { DiskInfo } from "./disk-source.ts";
 
 interface Mount {
@@ -91,7 +91,7 @@ export class Freezer {
   /** Freezes every mount; on any failure thaws those already frozen and throws. */
   freeze(): void {
     // sh -c SCRIPT DELAY MOUNT…: the delay is $0, the mounts are "$@"
-    const dog = spawn(
+    const dog = childProcess().spawn(
       "sh",
       [
         "-c",
@@ -105,7 +105,7 @@ export class Freezer {
     this.#watchdog = dog.pid;
     this.#since = performance.now();
     for (const m of this.mounts) {
-      const r = spawnSync("fsfreeze", ["-f", m], { encoding: "utf8" });
+      const r = childProcess().spawnSync("fsfreeze", ["-f", m], { encoding: "utf8" });
       if (r.status !== 0) {
         const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim();
         this.thaw();
@@ -120,7 +120,7 @@ export class Freezer {
     const errors: string[] = [];
     const early: string[] = [];
     for (const m of this.#frozen.reverse()) {
-      const r = spawnSync("fsfreeze", ["-u", m], { encoding: "utf8" });
+      const r = childProcess().spawnSync("fsfreeze", ["-u", m], { encoding: "utf8" });
       if (r.status === 0) continue;
       const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim();
       // EINVAL: it was not frozen any more, so something thawed it early: the watchdog, if the freeze

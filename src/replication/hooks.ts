@@ -2,9 +2,9 @@
 // before the point's instant (flush and quiesce the application), post-snapshot hooks right after it.
 // A hook that fails or overruns its time limit never costs the point: it becomes crash-consistent and
 // carries a warning. Post hooks run whenever a pre hook ran, so that an application is never left quiesced.
-import { spawn } from "node:child_process";
 import { accessSync, constants, readdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { childProcess } from "../platform/lazy.ts";
 
 export type HookPhase = "pre-snapshot" | "post-snapshot";
 
@@ -65,7 +65,11 @@ function runOne(
   timeoutMs: number,
 ): Promise<{ ok: boolean; detail: string }> {
   return new Promise((resolve) => {
-    const child = spawn(file, [], { env, stdio: ["ignore", "ignore", "pipe"], detached: true });
+    const child = childProcess().spawn(file, [], {
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+      detached: true,
+    });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => {
       if (stderr.length < 2000) stderr += d.toString("utf8");

@@ -73,9 +73,9 @@ export interface BatchGroup {
 const LAYOUT_FIELDS = 5;
 const GROUP_FRAMES = 8;
 /** entries (blocks, zero or not) of one batch at most: a run of zero blocks ends its batch here */
-const BATCH_ENTRIES = 4096;
+export const BATCH_ENTRIES = 4096;
 const GROUP_ENTRIES = 4 * BATCH_ENTRIES;
-const NO_PAYLOAD = Buffer.alloc(0);
+export const NO_PAYLOAD = Buffer.alloc(0);
 /** bytes of a frame's raw blocks: every payload (raw, or compressed to less) fits in this */
 const FRAME_BYTES = FRAME_MAX_BLOCKS * BLOCK_SIZE;
 
@@ -117,7 +117,7 @@ export function unpackGroup(g: BatchGroup): Batch[] {
 const spareFrames: ArrayBuffer[] = [];
 const SPARE_FRAMES = 64;
 
-function frameBuffer(): Buffer {
+export function frameBuffer(): Buffer {
   const ab = spareFrames.pop();
   return ab === undefined ? Buffer.allocUnsafeSlow(FRAME_BYTES) : Buffer.from(ab);
 }

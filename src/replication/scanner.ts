@@ -1,8 +1,8 @@
 // Runs disk passes across worker threads (or inline for small disks) and yields their batches.
 import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { SwitchbackError } from "../domain/errors.ts";
+import { workerThreads } from "../platform/lazy.ts";
 import { DiskReader } from "./disk-source.ts";
 import {
   type Batch,
@@ -14,6 +14,7 @@ import {
   UNIT_BYTES,
   unpackGroup,
 } from "./scan.ts";
+import { nativeBlockBatches, nativeBlockPass } from "./unit-pass.ts";
 
 const INLINE_BELOW_BYTES = 128 * 1024 * 1024;
 /** what an inline pass reads before it lets the event loop run */
@@ -55,7 +56,14 @@ export function shard(jobs: ScanJob[], n: number): ScanJob[][] {
   return shards.filter((s) => s.length > 0);
 }
 
-export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncGenerator<Batch> {
+export async function* scan(all: ScanJob[], workers = defaultWorkers()): AsyncGenerator<Batch> {
+  let jobs = all;
+  if (nativeBlockPass()) {
+    // a journal's blocks (or those a native comparing pass found): read and hashed in the addon
+    for (const job of jobs) if (job.blocks === true) yield* nativeBlockBatches(job, workers);
+    jobs = jobs.filter((j) => j.blocks !== true);
+    if (jobs.length === 0) return;
+  }
   const bytes = jobs.reduce((s, j) => s + jobBytes(j), 0);
   if (workers <= 1 || bytes < INLINE_BELOW_BYTES) {
     // a few MiB at a time, back to the event loop in between: the index load, the `missing` answers
@@ -87,7 +95,7 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
   let wake: (() => void) | null = null;
   let running = shards.length;
   let failure: Error | null = null;
-  const threads: { worker: Worker; credits: Int32Array }[] = [];
+  const threads: { worker: import("node:worker_threads").Worker; credits: Int32Array }[] = [];
   const creditOwners: { credits: Int32Array }[] = [];
   const notify = () => {
     const w = wake;
@@ -97,7 +105,7 @@ export async function* scan(jobs: ScanJob[], workers = defaultWorkers()): AsyncG
   for (const s of shards) {
     const credits = new Int32Array(new SharedArrayBuffer(4));
     credits[0] = CREDITS;
-    const worker = new Worker(new URL("./scan-worker.ts", import.meta.url));
+    const worker = new (workerThreads().Worker)(new URL("./scan-worker.ts", import.meta.url));
     let finished = false;
     const t = { worker, credits };
     threads.push(t);

@@ -5,10 +5,14 @@
 // journal's (scanBlocks), so hashing with BLAKE3, compression and shipping stay in one place.
 // Measured on the 2 GiB benchmark image with 1 % of its blocks changed: JavaScript's unit pass took
 // ~0.9 CPU-s over two workers; this one reads and hashes at memory speed.
+import { BLOCK_SIZE, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
+import { HASH_BYTES } from "../datastore/hash.ts";
+import { makeFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { native } from "../platform/native.ts";
 import type { DiskHashes } from "./agent-state.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
+import { BATCH_ENTRIES, type Batch, frameBuffer, NO_PAYLOAD, recycleFrame, type ScanJob } from "./scan.ts";
 
 /** units one native call compares (256 MiB): progress and the thread pool's turns come this often */
 const CALL_UNITS = 4096;
@@ -16,6 +20,11 @@ const CALL_UNITS = 4096;
 /** Whether the comparing pass can run natively in this process. */
 export function nativeUnitPass(): boolean {
   return native !== null && typeof native.unitChanges === "function";
+}
+
+/** Whether a journal's pass can run natively in this process. */
+export function nativeBlockPass(): boolean {
+  return native !== null && typeof native.blockPass === "function";
 }
 
 /**
@@ -67,6 +76,160 @@ export async function changedBlocks(
     }
   }
   return out;
+}
+
+/** blocks one native block pass reads (4 MiB): the next is read while this one's frames are made */
+const CALL_BLOCKS = 1024;
+
+/**
+ * A journal's pass (`job.blocks`) in the addon: reading, XXH64 and BLAKE3 of the blocks happen on
+ * libuv's thread pool, `threads` calls ahead, while this thread makes frames of what came back and
+ * the caller ships them; the batches are those scanRanges would make (same entries, hashes, frames).
+ */
+export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncGenerator<Batch> {
+  const addon = native!;
+  const { info } = job;
+  // calls of up to CALL_BLOCKS blocks, each a list of whole or cut ranges
+  const calls: Float64Array[] = [];
+  let cur: number[] = [];
+  let room = CALL_BLOCKS;
+  for (const [a0, b] of job.ranges) {
+    for (let a = a0; a < b; ) {
+      const take = Math.min(b - a, room);
+      cur.push(a, a + take);
+      a += take;
+      room -= take;
+      if (room === 0) {
+        calls.push(Float64Array.from(cur));
+        cur = [];
+        room = CALL_BLOCKS;
+      }
+    }
+  }
+  if (cur.length > 0) calls.push(Float64Array.from(cur));
+  if (calls.length === 0) return;
+  const blocksIn = (r: Float64Array): number => {
+    let n = 0;
+    for (let k = 0; k < r.length; k += 2) n += r[k + 1]! - r[k]!;
+    return n;
+  };
+  const totalBlocks = Math.ceil(info.sizeBytes / BLOCK_SIZE);
+  const reader = new DiskReader(info, 4096);
+  const { fd, base, direct } = reader.source;
+  const start = (r: Float64Array) => {
+    const n = blocksIn(r);
+    const out = {
+      entries: new Float64Array(n),
+      zero: new Uint8Array(n),
+      data: Buffer.allocUnsafeSlow(n * BLOCK_SIZE),
+      b3: Buffer.allocUnsafeSlow(n * HASH_BYTES),
+    };
+    const done = addon
+      .blockPass(
+        fd,
+        base,
+        info.sizeBytes,
+        info.sectorSize,
+        direct,
+        0,
+        totalBlocks,
+        job.seed,
+        r,
+        job.prevBlock,
+        job.nextBlock,
+        job.nextUnit,
+        out.entries,
+        out.zero,
+        out.data,
+        out.b3,
+      )
+      .catch((err: Error & { code?: string }) => {
+        if (err.code === "DISK_READ_FAILED")
+          throw new SwitchbackError(err.code, `reading disk ${info.path} ${err.message}`);
+        if (err.code === "DISK_SHRUNK")
+          throw new SwitchbackError(err.code, `disk ${info.path} ${err.message}`);
+        throw err;
+      });
+    // a failure is seen where the call is awaited; until then it must not count as unhandled
+    done.catch(() => {});
+    return { out, done };
+  };
+  const ahead: ReturnType<typeof start>[] = [];
+  let next = 0;
+  try {
+    for (;;) {
+      while (ahead.length < Math.max(1, threads) && next < calls.length) ahead.push(start(calls[next++]!));
+      const call = ahead.shift();
+      if (call === undefined) break;
+      const r = await call.done;
+      yield* batchesOf(job.disk, call.out, r.entries, r.bytesRead);
+    }
+  } finally {
+    // every call must have settled before the descriptor closes (see onDisk)
+    await Promise.allSettled(ahead.map((c) => c.done));
+    reader.close();
+  }
+}
+
+/** The batches of one block pass's output: frames of up to FRAME_MAX_BLOCKS data blocks. */
+function batchesOf(
+  disk: number,
+  out: { entries: Float64Array; zero: Uint8Array; data: Buffer; b3: Buffer },
+  n: number,
+  bytesRead: number,
+): Batch[] {
+  const batches: Batch[] = [];
+  let e = 0;
+  let d = 0; // data blocks before entry e
+  while (e < n) {
+    const first = e;
+    const firstData = d;
+    while (e < n && e - first < BATCH_ENTRIES && (out.zero[e] === 1 || d - firstData < FRAME_MAX_BLOCKS)) {
+      if (out.zero[e] === 0) d++;
+      e++;
+    }
+    const hashes = Buffer.alloc((e - first) * HASH_BYTES); // zero blocks keep 32 zero bytes
+    for (let k = first, q = firstData; k < e; k++) {
+      if (out.zero[k] === 1) continue;
+      out.b3.copy(hashes, (k - first) * HASH_BYTES, q * HASH_BYTES, (q + 1) * HASH_BYTES);
+      q++;
+    }
+    const dataBlocks = d - firstData;
+    const dataHashes = out.b3.subarray(firstData * HASH_BYTES, d * HASH_BYTES);
+    let payload: Buffer = NO_PAYLOAD;
+    let compression: 0 | 1 = 0;
+    if (dataBlocks > 0) {
+      const into = frameBuffer();
+      const f = makeFrame(dataHashes, out.data.subarray(firstData * BLOCK_SIZE, d * BLOCK_SIZE), into);
+      if (f.payload.buffer !== into.buffer) recycleFrame(into); // stayed raw: a view of `data`
+      payload = f.payload;
+      compression = f.compression;
+    }
+    batches.push({
+      disk,
+      blocks: out.entries.subarray(first, e),
+      hashes,
+      dataHashes,
+      payload,
+      compression,
+      dataBlocks,
+      bytesRead: batches.length === 0 ? bytesRead : 0,
+    });
+  }
+  if (batches.length === 0 && bytesRead > 0) {
+    // nothing changed in what was read: the bytes still count
+    batches.push({
+      disk,
+      blocks: new Float64Array(0),
+      hashes: Buffer.alloc(0),
+      dataHashes: Buffer.alloc(0),
+      payload: NO_PAYLOAD,
+      compression: 0,
+      dataBlocks: 0,
+      bytesRead,
+    });
+  }
+  return batches;
 }
 
 /**

@@ -12,7 +12,6 @@
 // Whenever completeness cannot be vouched for (events dropped, unreadable trace lines, devices that
 // changed, a device that is not blk-mq) collect() returns null for that disk: the caller then
 // re-reads the whole disk while frozen, slow but correct.
-import { spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -25,6 +24,7 @@ import {
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import { readTrimmed } from "../platform/files.ts";
+import { childProcess } from "../platform/lazy.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { RangeList, toRanges } from "./ranges.ts";
@@ -182,7 +182,9 @@ export function findTracefs(): string | null {
   for (const t of TRACEFS_CANDIDATES) if (existsSync(path.join(t, "instances"))) return t;
   // not mounted: mount it where the kernel documents it
   if (existsSync(TRACEFS_CANDIDATES[0]!)) {
-    spawnSync("mount", ["-t", "tracefs", "nodev", TRACEFS_CANDIDATES[0]!], { stdio: "ignore" });
+    childProcess().spawnSync("mount", ["-t", "tracefs", "nodev", TRACEFS_CANDIDATES[0]!], {
+      stdio: "ignore",
+    });
     if (existsSync(path.join(TRACEFS_CANDIDATES[0]!, "instances"))) return TRACEFS_CANDIDATES[0]!;
   }
   return null;

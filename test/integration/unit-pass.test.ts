@@ -7,6 +7,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { xxh64 } from "@node-rs/xxhash";
 import { Datastore } from "../../src/datastore/datastore.ts";
+import { openFrame } from "../../src/datastore/pack.ts";
 import { parseItemName } from "../../src/domain/ids.ts";
 import { native } from "../../src/platform/native.ts";
 import { AgentState } from "../../src/replication/agent-state.ts";
@@ -19,8 +20,9 @@ import {
 } from "../../src/replication/compare.ts";
 import { inspectDisk } from "../../src/replication/disk-source.ts";
 import { replicateOnce } from "../../src/replication/replicate.ts";
+import { type Batch, type ScanJob, scanRanges, unpackGroup } from "../../src/replication/scan.ts";
 import { LocalSink } from "../../src/replication/sink.ts";
-import { changedBlocks, nativeUnitPass } from "../../src/replication/unit-pass.ts";
+import { changedBlocks, nativeBlockBatches, nativeUnitPass } from "../../src/replication/unit-pass.ts";
 import { tempDir } from "../helpers/env.ts";
 import { makeImage, randomBuffer, rng, scatter } from "../helpers/images.ts";
 
@@ -202,6 +204,74 @@ test("the check after a restore finds the same bad blocks natively as in JavaScr
     } finally {
       closeSync(fd);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test("a journal's pass in the addon makes the batches scanRanges makes", { skip }, async () => {
+  const { dir, cleanup } = tempDir("sb-block-pass-");
+  try {
+    const image = path.join(dir, "disk.img");
+    makeImage(image, 12, 7); // zeros, text and random stretches: zero, compressible and raw frames
+    const info = inspectDisk(image);
+    const blocks = info.sizeBytes / BLOCK;
+    const units = Math.ceil(blocks / 16);
+    const seed = 99n;
+    // the previous hashes: right for every third block, so those are no candidates
+    const content = readFileSync(image);
+    const prev = new BigUint64Array(new SharedArrayBuffer(blocks * 8));
+    for (let b = 0; b < blocks; b += 3) prev[b] = xxh64(content.subarray(b * BLOCK, (b + 1) * BLOCK), seed);
+    const ranges: [number, number][] = [
+      [0, 700],
+      [900, 901],
+      [1000, 2600], // more than one call, and more than one frame of every kind
+      [blocks - 5, blocks],
+    ];
+    const job = (nextBlock: BigUint64Array, nextUnit: BigUint64Array): ScanJob => ({
+      disk: 0,
+      info,
+      seed,
+      ranges,
+      blocks: true,
+      prevBlock: prev,
+      prevUnit: null,
+      nextBlock,
+      nextUnit,
+    });
+    const fresh = () => ({
+      block: new BigUint64Array(new SharedArrayBuffer(blocks * 8)).fill(7n),
+      unit: new BigUint64Array(new SharedArrayBuffer(units * 8)).fill(7n),
+    });
+    const a = fresh();
+    const js: Batch[] = [];
+    scanRanges(job(a.block, a.unit), (g) => js.push(...unpackGroup(g)));
+    const b = fresh();
+    const nat: Batch[] = [];
+    for await (const x of nativeBlockBatches(job(b.block, b.unit), 2)) nat.push(x);
+    // the same entries, hashes and data, whatever the batch boundaries
+    const flat = (bs: Batch[]) => ({
+      blocks: bs.flatMap((x) => [...x.blocks]),
+      hashes: Buffer.concat(bs.map((x) => x.hashes)),
+      data: Buffer.concat(
+        bs
+          .filter((x) => x.dataBlocks > 0)
+          .map((x) => openFrame(x.payload, x.compression, x.dataBlocks, "test")),
+      ),
+      read: bs.reduce((s, x) => s + x.bytesRead, 0),
+    });
+    const fj = flat(js);
+    const fn = flat(nat);
+    assert.ok(fj.blocks.length > 1500, `${fj.blocks.length} candidates`);
+    assert.deepEqual(fn.blocks, fj.blocks);
+    assert.ok(fn.hashes.equals(fj.hashes), "the same BLAKE3 (and zeros) per entry");
+    assert.ok(fn.data.equals(fj.data), "the same data in the frames");
+    assert.equal(fn.read, fj.read);
+    assert.deepEqual(b.block, a.block, "the same hashes recorded");
+    assert.deepEqual(b.unit, a.unit, "the same units marked unknown");
+    assert.ok(
+      nat.some((x) => x.compression === 1) && nat.some((x) => x.dataBlocks > 0 && x.compression === 0),
+    );
   } finally {
     cleanup();
   }
