@@ -69,11 +69,11 @@ function partitionsOf(sysDisk: string): [string, number][] {
     return out;
   }
   for (const n of names) {
+    // most entries are attributes, not partitions: asked first, without an exception for each
+    if (!existsSync(path.join(sysDisk, n, "partition"))) continue;
     const dev = readTrimmed(path.join(sysDisk, n, "dev"));
     const start = readTrimmed(path.join(sysDisk, n, "start"));
-    if (dev !== null && start !== null && readTrimmed(path.join(sysDisk, n, "partition")) !== null) {
-      out.push([dev, Number(start)]);
-    }
+    if (dev !== null && start !== null) out.push([dev, Number(start)]);
   }
   return out;
 }
