@@ -10,6 +10,7 @@
 // batch, then every second chunk, and so on, then the parents, then the roots. The result is
 // exactly BLAKE3-256 of each block (test/unit/native-hash.test.ts compares it with another
 // implementation).
+#define _GNU_SOURCE /* strerrorname_np */
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <errno.h>
@@ -27,6 +28,7 @@
 #define XXH_INLINE_ALL
 #include "xxhash/xxhash.h"
 #include <unistd.h>
+#include <fcntl.h>
 
 /*
  * zstd: Node.js links its own zstd and exports its symbols (as it does zlib's and OpenSSL's for
@@ -717,6 +719,327 @@ static napi_value js_block_pass(napi_env env, napi_callback_info info) {
   return queue_disk_pass(env, j, argv + 8, 8, "switchback.blockPass");
 }
 
+/*
+ * applyFrames(packPaths, tasks, blocks, slots, hashes, target, sizeBytes, seed, kind, fp):
+ * Promise<number>, a restore's share of frames on libuv's thread pool (restore-worker.ts does the
+ * same in a worker thread). `tasks` holds 6 numbers a frame: its pack (an index into packPaths),
+ * offset, length, compression (0 raw, 1 zstd), blocks in the frame and blocks to take from it; the
+ * frame's takers follow one another in `blocks` (disk block), `slots` (slot in the frame) and
+ * `hashes` (32 bytes each: the block's BLAKE3, checked before it is written). Each block taken is
+ * fingerprinted (kind[b] = 2, fp[b] = XXH64(seed)) for the check afterwards; runs of consecutive
+ * blocks in consecutive slots are written with one pwrite to `target` (an open descriptor), cut at
+ * sizeBytes. Resolves with the blocks written. Rejects with code DATASTORE_CORRUPT and `task`,
+ * `slot` and `reason` ("missing", "short", "decompress", "size", "compression", "hash") for the
+ * caller to name the pack, or with the errno's name as code for a failed read or write.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref keep[6];
+  char **packs;
+  size_t n_packs;
+  const double *tasks, *blocks;
+  const uint32_t *slots;
+  const uint8_t *hashes;
+  size_t n_tasks;
+  int target;
+  int64_t size;
+  uint64_t seed;
+  uint8_t *kind;
+  uint64_t *fp;
+  int64_t written;
+  const char *code, *reason;
+  int64_t bad_task, bad_slot;
+  char message[300];
+} ApplyFrames;
+
+static void apply_fail_errno(ApplyFrames *j, const char *what, int err) {
+  const char *name = strerrorname_np(err);
+  j->code = name ? name : "EIO";
+  snprintf(j->message, sizeof j->message, "%s: %s", what, strerror(err));
+}
+
+static void apply_frames_execute(napi_env env, void *data) {
+  (void)env;
+  ApplyFrames *j = data;
+  ZSTD_DCtx *dctx = NULL;
+  uint8_t *payload = NULL, *rawbuf = NULL, *got = NULL;
+  size_t payload_cap = 0, raw_cap = 0, got_cap = 0;
+  int pack_fd = -1;
+  int64_t open_pack = -1;
+  size_t at = 0; /* where the current task's takers start in blocks/slots/hashes */
+  for (size_t t = 0; t < j->n_tasks; t++) {
+    const double *task = j->tasks + 6 * t;
+    int64_t pack = (int64_t)task[0], offset = (int64_t)task[1], length = (int64_t)task[2];
+    int compression = (int)task[3];
+    int64_t frame_blocks = (int64_t)task[4], count = (int64_t)task[5];
+    int64_t expected = frame_blocks * BLOCK_BYTES;
+    j->bad_task = (int64_t)t;
+    if (pack != open_pack) {
+      if (pack_fd >= 0) close(pack_fd);
+      pack_fd = open(j->packs[pack], O_RDONLY | O_CLOEXEC);
+      open_pack = pack;
+      if (pack_fd < 0) {
+        if (errno == ENOENT) {
+          j->code = "DATASTORE_CORRUPT";
+          j->reason = "missing";
+        } else apply_fail_errno(j, j->packs[pack], errno);
+        goto out;
+      }
+    }
+    if ((size_t)length > payload_cap) {
+      free(payload);
+      payload_cap = (size_t)length;
+      payload = malloc(payload_cap);
+    }
+    if ((size_t)expected > raw_cap) {
+      free(rawbuf);
+      raw_cap = (size_t)expected;
+      rawbuf = malloc(raw_cap);
+    }
+    if ((size_t)frame_blocks * BLAKE3_OUT_LEN > got_cap) {
+      free(got);
+      got_cap = (size_t)frame_blocks * BLAKE3_OUT_LEN;
+      got = malloc(got_cap);
+    }
+    if ((length > 0 && payload == NULL) || (expected > 0 && rawbuf == NULL) || got == NULL) {
+      j->code = "OUT_OF_MEMORY";
+      snprintf(j->message, sizeof j->message, "no memory for a frame of %lld bytes", (long long)expected);
+      goto out;
+    }
+    int64_t done = 0;
+    while (done < length) {
+      ssize_t n = pread(pack_fd, payload + done, (size_t)(length - done), (off_t)(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        apply_fail_errno(j, j->packs[pack], errno);
+        goto out;
+      }
+      if (n == 0) break;
+      done += n;
+    }
+    if (done < length) {
+      j->code = "DATASTORE_CORRUPT";
+      j->reason = "short";
+      snprintf(j->message, sizeof j->message, "%lld", (long long)done);
+      goto out;
+    }
+    const uint8_t *raw;
+    if (compression == 0) {
+      if (length != expected) {
+        j->code = "DATASTORE_CORRUPT";
+        j->reason = "size";
+        snprintf(j->message, sizeof j->message, "%lld", (long long)length);
+        goto out;
+      }
+      raw = payload;
+    } else if (compression == 1) {
+      if (dctx == NULL) dctx = ZSTD_createDCtx();
+      if (dctx == NULL) {
+        j->code = "OUT_OF_MEMORY";
+        snprintf(j->message, sizeof j->message, "no memory for a zstd context");
+        goto out;
+      }
+      size_t r = ZSTD_decompressDCtx(dctx, rawbuf, (size_t)expected, payload, (size_t)length);
+      if (ZSTD_isError(r)) {
+        j->code = "DATASTORE_CORRUPT";
+        j->reason = "decompress";
+        snprintf(j->message, sizeof j->message, "%s", ZSTD_getErrorName(r));
+        goto out;
+      }
+      if ((int64_t)r != expected) {
+        j->code = "DATASTORE_CORRUPT";
+        j->reason = "size";
+        snprintf(j->message, sizeof j->message, "%lld", (long long)r);
+        goto out;
+      }
+      raw = rawbuf;
+    } else {
+      j->code = "DATASTORE_CORRUPT";
+      j->reason = "compression";
+      snprintf(j->message, sizeof j->message, "%d", compression);
+      goto out;
+    }
+    /* every slot hashed in one call when most are taken, else the taken ones one by one */
+    bool all = count * 2 >= frame_blocks;
+    if (all) hash_blocks(raw, (size_t)frame_blocks, got);
+    for (int64_t q = 0; q < count; q++) {
+      uint32_t slot = j->slots[at + q];
+      const uint8_t *want = j->hashes + (at + q) * BLAKE3_OUT_LEN;
+      if (slot >= frame_blocks) {
+        j->code = "DATASTORE_CORRUPT";
+        j->reason = "hash";
+        j->bad_slot = slot;
+        goto out;
+      }
+      uint8_t one[BLAKE3_OUT_LEN];
+      const uint8_t *h = all ? got + (size_t)slot * BLAKE3_OUT_LEN : one;
+      if (!all) hash_blocks(raw + (size_t)slot * BLOCK_BYTES, 1, one);
+      if (memcmp(h, want, BLAKE3_OUT_LEN) != 0) {
+        j->code = "DATASTORE_CORRUPT";
+        j->reason = "hash";
+        j->bad_slot = slot;
+        goto out;
+      }
+      int64_t b = (int64_t)j->blocks[at + q];
+      j->kind[b] = 2;
+      j->fp[b] = XXH64(raw + (size_t)slot * BLOCK_BYTES, BLOCK_BYTES, j->seed);
+    }
+    for (int64_t k = 0; k < count;) {
+      int64_t m = k + 1;
+      while (m < count && j->blocks[at + m] == j->blocks[at + m - 1] + 1 && j->slots[at + m] == j->slots[at + m - 1] + 1)
+        m++;
+      int64_t pos = (int64_t)j->blocks[at + k] * BLOCK_BYTES;
+      int64_t len = (m - k) * BLOCK_BYTES;
+      if (len > j->size - pos) len = j->size - pos;
+      const uint8_t *src = raw + (size_t)j->slots[at + k] * BLOCK_BYTES;
+      for (int64_t w = 0; w < len;) {
+        ssize_t n = pwrite(j->target, src + w, (size_t)(len - w), (off_t)(pos + w));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          apply_fail_errno(j, "writing the restore target", n < 0 ? errno : EIO);
+          goto out;
+        }
+        w += n;
+      }
+      j->written += m - k;
+      k = m;
+    }
+    at += (size_t)count;
+  }
+out:
+  if (pack_fd >= 0) close(pack_fd);
+  if (dctx != NULL) ZSTD_freeDCtx(dctx);
+  free(payload);
+  free(rawbuf);
+  free(got);
+}
+
+static void apply_frames_complete(napi_env env, napi_status status, void *data) {
+  ApplyFrames *j = data;
+  napi_value v;
+  if (status != napi_ok && j->code == NULL) {
+    j->code = "CANCELLED";
+    snprintf(j->message, sizeof j->message, "the restore was cancelled");
+  }
+  if (j->code != NULL) {
+    napi_value msg, code, task, slot, reason;
+    napi_create_string_utf8(env, j->message, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, j->code, NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &v);
+    napi_create_double(env, (double)j->bad_task, &task);
+    napi_create_double(env, (double)j->bad_slot, &slot);
+    napi_set_named_property(env, v, "task", task);
+    napi_set_named_property(env, v, "slot", slot);
+    if (j->reason != NULL) {
+      napi_create_string_utf8(env, j->reason, NAPI_AUTO_LENGTH, &reason);
+      napi_set_named_property(env, v, "reason", reason);
+    }
+    napi_reject_deferred(env, j->deferred, v);
+  } else {
+    napi_create_double(env, (double)j->written, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  }
+  for (int i = 0; i < 6; i++)
+    if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
+  for (size_t i = 0; i < j->n_packs; i++) free(j->packs[i]);
+  free(j->packs);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  if (!zstd_present()) return throw_type(env, "applyFrames needs the zstd that Node.js exports");
+  ApplyFrames *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  uint32_t n_packs = 0;
+  int32_t target = -1;
+  bool lossless = false, ok = true;
+  void *tasks = NULL, *blocks = NULL, *slots = NULL, *hashes = NULL, *kind = NULL, *fp = NULL;
+  size_t n_tasks = 0, n_blocks = 0, n_slots = 0, n_hashes = 0, n_kind = 0, n_fp = 0;
+  napi_typedarray_type type;
+  ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 10 &&
+       napi_get_array_length(env, argv[0], &n_packs) == napi_ok &&
+       napi_get_typedarray_info(env, argv[1], &type, &n_tasks, &tasks, NULL, NULL) == napi_ok &&
+       type == napi_float64_array && n_tasks % 6 == 0 &&
+       napi_get_typedarray_info(env, argv[2], &type, &n_blocks, &blocks, NULL, NULL) == napi_ok &&
+       type == napi_float64_array &&
+       napi_get_typedarray_info(env, argv[3], &type, &n_slots, &slots, NULL, NULL) == napi_ok &&
+       type == napi_uint32_array && n_slots == n_blocks &&
+       napi_get_buffer_info(env, argv[4], &hashes, &n_hashes) == napi_ok &&
+       n_hashes >= n_blocks * BLAKE3_OUT_LEN && napi_get_value_int32(env, argv[5], &target) == napi_ok &&
+       napi_get_value_int64(env, argv[6], &j->size) == napi_ok &&
+       napi_get_value_bigint_uint64(env, argv[7], &j->seed, &lossless) == napi_ok && lossless &&
+       napi_get_typedarray_info(env, argv[8], &type, &n_kind, &kind, NULL, NULL) == napi_ok &&
+       type == napi_uint8_array &&
+       napi_get_typedarray_info(env, argv[9], &type, &n_fp, &fp, NULL, NULL) == napi_ok &&
+       type == napi_biguint64_array && n_fp == n_kind;
+  /* every task within its arrays, every block within the fingerprints, every pack named */
+  size_t total = 0;
+  for (size_t t = 0; ok && t < n_tasks / 6; t++) {
+    const double *task = (const double *)tasks + 6 * t;
+    ok = task[0] >= 0 && task[0] < n_packs && task[4] >= 1 && task[5] >= 0 && task[2] >= 0 && task[1] >= 0;
+    total += (size_t)task[5];
+  }
+  ok = ok && total == n_blocks;
+  for (size_t i = 0; ok && i < n_blocks; i++) {
+    double b = ((const double *)blocks)[i];
+    ok = b >= 0 && b < (double)n_kind && b * BLOCK_BYTES < (double)j->size;
+  }
+  if (ok) {
+    j->packs = calloc(n_packs ? n_packs : 1, sizeof *j->packs);
+    ok = j->packs != NULL;
+    for (uint32_t i = 0; ok && i < n_packs; i++) {
+      napi_value p;
+      size_t len = 0;
+      ok = napi_get_element(env, argv[0], i, &p) == napi_ok &&
+           napi_get_value_string_utf8(env, p, NULL, 0, &len) == napi_ok;
+      if (ok) {
+        j->packs[i] = malloc(len + 1);
+        ok = j->packs[i] != NULL && napi_get_value_string_utf8(env, p, j->packs[i], len + 1, &len) == napi_ok;
+      }
+      j->n_packs = i + 1;
+    }
+  }
+  if (!ok) {
+    for (size_t i = 0; i < j->n_packs; i++) free(j->packs[i]);
+    free(j->packs);
+    free(j);
+    return throw_type(env, "applyFrames takes (packPaths, tasks, blocks, slots, hashes, target, sizeBytes, seed, "
+                           "kind, fp), consistent with one another");
+  }
+  j->n_tasks = n_tasks / 6;
+  j->tasks = tasks;
+  j->blocks = blocks;
+  j->slots = slots;
+  j->hashes = hashes;
+  j->target = target;
+  j->kind = kind;
+  j->fp = fp;
+  napi_value promise, name;
+  int refs[6] = {1, 2, 3, 4, 8, 9};
+  for (int i = 0; i < 6; i++) napi_create_reference(env, argv[refs[i]], 1, &j->keep[i]);
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "switchback.applyFrames", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, apply_frames_execute, apply_frames_complete, j, &j->work) !=
+          napi_ok ||
+      napi_queue_async_work(env, j->work) != napi_ok) {
+    for (int i = 0; i < 6; i++)
+      if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
+    for (size_t i = 0; i < j->n_packs; i++) free(j->packs[i]);
+    free(j->packs);
+    free(j);
+    napi_throw_error(env, NULL, "applyFrames could not be queued");
+    return NULL;
+  }
+  return promise;
+}
+
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -753,6 +1076,7 @@ NAPI_MODULE_INIT() {
       {"simdDegree", js_simd_degree},         {"loopBacking", js_loop_backing},
       {"unitChanges", js_unit_changes},       {"xxh64", js_xxh64},
       {"checkFingerprints", js_check_fingerprints}, {"blockPass", js_block_pass},
+      {"applyFrames", js_apply_frames},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

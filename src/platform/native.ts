@@ -91,6 +91,23 @@ export interface NativeAddon {
     data: Buffer,
     b3: Buffer,
   ): Promise<{ entries: number; dataBlocks: number; bytesRead: number }>;
+  /**
+   * A restore's share of frames on libuv's thread pool: read from the packs, decompressed, each block
+   * checked against its BLAKE3, fingerprinted and written to `target` (see native/switchback.c for
+   * the layout of `tasks`); resolves with the blocks written
+   */
+  applyFrames(
+    packPaths: string[],
+    tasks: Float64Array,
+    blocks: Float64Array,
+    slots: Uint32Array,
+    hashes: Buffer,
+    target: number,
+    sizeBytes: number,
+    seed: bigint,
+    kind: Uint8Array,
+    fp: BigUint64Array,
+  ): Promise<number>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
 }

@@ -11,22 +11,25 @@ import {
   constants,
   existsSync,
   fstatSync,
-  fsyncSync,
+  fsync,
   ftruncateSync,
   openSync,
   writeSync,
 } from "node:fs";
 import { availableParallelism } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
 import { xxh64 } from "@node-rs/xxhash";
 import type { Datastore } from "../datastore/datastore.ts";
 import { verifyBlock } from "../datastore/datastore.ts";
 import type { DiskMap } from "../datastore/disk-map.ts";
-import { BLOCK_SIZE } from "../datastore/format.ts";
+import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { HASH_BYTES, HASHES_IN_BATCHES, hashBlocks } from "../datastore/hash.ts";
 import { LocalBackend } from "../datastore/local/local-backend.ts";
 import type { BlockLocation } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
+import { type NativeAddon, nativeZstd } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
 import { compareDisk, FINGERPRINT, type Fingerprints, fingerprints, MUST_BE_ZERO } from "./compare.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
@@ -105,6 +108,8 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
   let zeroBlocksWritten = 0;
   const expect = fingerprints(map.blockCount, randomBytes(8).readBigUInt64LE());
   let blocksCompared = 0;
+  let verified = false;
+  let verifyMs = 0;
   try {
     let want: number[];
     if (o.delta && o.base !== undefined) {
@@ -129,26 +134,29 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
     for (const b of zeros) expect.kind[b] = MUST_BE_ZERO;
     zeroBlocksWritten = writeZeroRuns(fd, zeros, size);
     blocksWritten = (await writeBlocks(ds, fd, o.to, map, data, size, expect)) + zeroBlocksWritten;
-    fsyncSync(fd);
     if (!isBlock && fstatSync(fd).size !== size) ftruncateSync(fd, size);
+    // the target is made durable while it is read back: the check reads the same bytes either way (a
+    // block device with O_DIRECT, which the kernel serves after writing back what overlaps), and the
+    // two took one after the other ~0.65 + 0.27 s for 2 GiB
+    const synced = fsyncAsync(fd);
+    try {
+      if (o.verify !== false) {
+        const t = performance.now();
+        const bad = await compareDisk(inspectDisk(o.to), size, map.refs, map.hashArena, expect);
+        verifyMs = Math.round(performance.now() - t);
+        if (bad.length > 0) {
+          throw new SwitchbackError(
+            "RESTORE_VERIFY_FAILED",
+            `${o.to}: ${bad.length} block(s) differ from point ${pointId} after writing (first at byte ${bad[0]! * BLOCK_SIZE}); the target may be failing or in use`,
+          );
+        }
+        verified = true;
+      }
+    } finally {
+      await synced; // a failed fsync fails the restore, whatever the check said
+    }
   } finally {
     closeSync(fd);
-  }
-
-  let verified = false;
-  let verifyMs = 0;
-  if (o.verify !== false) {
-    const t = performance.now();
-    const info = inspectDisk(o.to);
-    const bad = await compareDisk(info, size, map.refs, map.hashArena, expect);
-    verifyMs = Math.round(performance.now() - t);
-    if (bad.length > 0) {
-      throw new SwitchbackError(
-        "RESTORE_VERIFY_FAILED",
-        `${o.to}: ${bad.length} block(s) differ from point ${pointId} after writing (first at byte ${bad[0]! * BLOCK_SIZE}); the target may be failing or in use`,
-      );
-    }
-    verified = true;
   }
   return {
     item: o.item,
@@ -167,6 +175,8 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
     verifyMs,
   };
 }
+
+const fsyncAsync = promisify(fsync);
 
 /** The blocks of `map` whose content differs from the same disk (by uuid) at point `base`. */
 async function changedSince(
@@ -369,6 +379,23 @@ async function writeBlocks(
 ): Promise<number> {
   const tasks = await planFrames(ds, map, blocks);
   const workers = Math.min(4, availableParallelism());
+  if (
+    ds.backend instanceof LocalBackend &&
+    nativeZstd !== null &&
+    typeof nativeZstd.applyFrames === "function"
+  ) {
+    // the addon, on libuv's thread pool: no worker to start, no JavaScript per block
+    const per = Math.ceil(tasks.length / workers);
+    const shares: Promise<number>[] = [];
+    for (let i = 0; i < tasks.length; i += per) {
+      shares.push(applyNatively(nativeZstd, ds.backend.location, tasks.slice(i, i + per), fd, size, expect));
+    }
+    // every share must have settled before the caller closes the target
+    const settled = await Promise.allSettled(shares);
+    const failure = settled.find((x) => x.status === "rejected");
+    if (failure !== undefined) throw failure.reason;
+    return settled.reduce((n, x) => n + (x.status === "fulfilled" ? x.value : 0), 0);
+  }
   if (ds.backend instanceof LocalBackend && tasks.length >= WORKERS_FROM_FRAMES && workers > 1) {
     const per = Math.ceil(tasks.length / workers);
     const jobs: RestoreJob[] = [];
@@ -393,6 +420,74 @@ async function writeBlocks(
     written += applyFrame(raw, tasks[i]!, fd, size, expect);
   }
   return written;
+}
+
+/** One share of a restore's frames through the addon's applyFrames; its failures named as applyFrame's are. */
+async function applyNatively(
+  addon: NativeAddon,
+  root: string,
+  tasks: FrameTask[],
+  fd: number,
+  size: number,
+  expect: Fingerprints,
+): Promise<number> {
+  const packIndex = new Map<string, number>();
+  const packPaths: string[] = [];
+  let count = 0;
+  for (const t of tasks) count += t.blocks.length;
+  const flat = new Float64Array(tasks.length * 6);
+  const blocks = new Float64Array(count);
+  const slots = new Uint32Array(count);
+  const hashes = Buffer.allocUnsafe(count * HASH_BYTES);
+  let at = 0;
+  tasks.forEach((t, i) => {
+    let p = packIndex.get(t.packId);
+    if (p === undefined) {
+      p = packPaths.length;
+      packIndex.set(t.packId, p);
+      packPaths.push(path.join(root, paths.pack(t.packId)));
+    }
+    flat.set([p, t.frameOffset, t.frameLength, t.compression, t.frameBlocks, t.blocks.length], i * 6);
+    blocks.set(t.blocks, at);
+    slots.set(t.slots, at);
+    hashes.set(t.hashes.subarray(0, t.blocks.length * HASH_BYTES), at * HASH_BYTES);
+    at += t.blocks.length;
+  });
+  try {
+    return await addon.applyFrames(
+      packPaths,
+      flat,
+      blocks,
+      slots,
+      hashes,
+      fd,
+      size,
+      expect.seed,
+      expect.kind,
+      expect.fp,
+    );
+  } catch (err) {
+    const e = err as Error & { code?: string; task?: number; slot?: number; reason?: string };
+    const t = e.task === undefined ? undefined : tasks[e.task];
+    if (e.code !== "DATASTORE_CORRUPT" || t === undefined) throw err;
+    const where = `pack ${t.packId} frame @${t.frameOffset}`;
+    const why: Record<string, string> = {
+      missing: `pack ${t.packId} is missing from the datastore`,
+      short: `pack ${t.packId}: frame @${t.frameOffset} is cut short (${e.message} of ${t.frameLength} bytes)`,
+      decompress: `${where}: frame does not decompress (${e.message})`,
+      size: `${where}: frame holds ${e.message} bytes, expected ${t.frameBlocks * BLOCK_SIZE}`,
+      compression: `${where}: unknown compression ${e.message}`,
+    };
+    if (e.reason === "hash") {
+      const q = t.slots.indexOf(e.slot ?? -1);
+      const hash = Buffer.from(t.hashes.buffer, t.hashes.byteOffset + q * HASH_BYTES, HASH_BYTES);
+      throw new SwitchbackError(
+        "DATASTORE_CORRUPT",
+        `block ${q < 0 ? "?" : hash.toString("hex")} in pack ${t.packId} (frame @${t.frameOffset}, slot ${e.slot}) does not match its hash`,
+      );
+    }
+    throw new SwitchbackError("DATASTORE_CORRUPT", why[e.reason ?? ""] ?? `${where}: ${e.message}`);
+  }
 }
 
 export interface RestoreJob {
