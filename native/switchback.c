@@ -560,8 +560,8 @@ static void disk_pass_complete(napi_env env, napi_status status, void *data) {
     }
     void *bytes = NULL;
     napi_value ab, list;
-    napi_create_arraybuffer(env, j->n_out * sizeof(double), &bytes, &ab);
-    if (j->n_out > 0) memcpy(bytes, j->out, j->n_out * sizeof(double));
+    if (napi_create_arraybuffer(env, j->n_out * sizeof(double), &bytes, &ab) != napi_ok) j->n_out = 0;
+    else if (j->n_out > 0) memcpy(bytes, j->out, j->n_out * sizeof(double));
     napi_create_typedarray(env, napi_float64_array, j->n_out, ab, 0, &list);
     if (j->what != BLOCK_PASS)
       napi_set_named_property(env, v, j->what == UNIT_CHANGES ? "ranges" : "bad", list);
@@ -599,7 +599,8 @@ static DiskPass *disk_pass_args(napi_env env, napi_value *argv) {
       napi_get_value_int64(env, argv[5], &j->from) != napi_ok ||
       napi_get_value_int64(env, argv[6], &j->to) != napi_ok ||
       napi_get_value_bigint_uint64(env, argv[7], &j->seed, &lossless) != napi_ok || !lossless ||
-      j->size <= 0 || j->sector <= 0 || j->sector > 4096 || j->base < 0 || j->from < 0 || j->from > j->to) {
+      j->size <= 0 || j->sector <= 0 || j->sector > 4096 || (j->sector & (j->sector - 1)) != 0 ||
+      j->base < 0 || j->from < 0 || j->from > j->to) {
     free(j);
     return NULL;
   }
@@ -616,6 +617,7 @@ static napi_value queue_disk_pass(napi_env env, DiskPass *j, napi_value *keep, s
   napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, disk_pass_execute, disk_pass_complete, j, &j->work) != napi_ok ||
       napi_queue_async_work(env, j->work) != napi_ok) {
+    if (j->work) napi_delete_async_work(env, j->work);
     for (int i = 0; i < 8; i++)
       if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
     free(j);
@@ -754,7 +756,11 @@ typedef struct {
 } ApplyFrames;
 
 static void apply_fail_errno(ApplyFrames *j, const char *what, int err) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
   const char *name = strerrorname_np(err);
+#else
+  const char *name = err == ENOSPC ? "ENOSPC" : err == EDQUOT ? "EDQUOT" : err == EFBIG ? "EFBIG" : NULL;
+#endif
   j->code = name ? name : "EIO";
   snprintf(j->message, sizeof j->message, "%s: %s", what, strerror(err));
 }
@@ -1029,6 +1035,7 @@ static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
   if (napi_create_async_work(env, NULL, name, apply_frames_execute, apply_frames_complete, j, &j->work) !=
           napi_ok ||
       napi_queue_async_work(env, j->work) != napi_ok) {
+    if (j->work) napi_delete_async_work(env, j->work);
     for (int i = 0; i < 6; i++)
       if (j->keep[i]) napi_delete_reference(env, j->keep[i]);
     for (size_t i = 0; i < j->n_packs; i++) free(j->packs[i]);

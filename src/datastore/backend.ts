@@ -8,7 +8,7 @@ export interface Backend {
   /**
    * Atomically creates `name` with `data`: durable (fsynced) before the call resolves, never
    * half-visible. `o.durable` false: visible at once and atomic, but a power loss may undo it (lock
-   * markers, whose holder a power loss ends anyway).
+   * markers on the machine's own disk, whose holders a power loss ends too).
    */
   write(name: string, data: Buffer | readonly Buffer[], o?: WriteOptions): Promise<void>;
   read(name: string): Promise<Buffer>;

@@ -5,8 +5,9 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
+import { onLocalFileSystem } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
-import type { Backend } from "./backend.ts";
+import type { Backend, WriteOptions } from "./backend.ts";
 import { BlockIndex, encodeIndexFile, NO_LOCATION } from "./block-index.ts";
 import { DiskMap } from "./disk-map.ts";
 import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
@@ -36,9 +37,18 @@ export class Datastore {
   #loading: Promise<BlockIndex> | undefined;
   #indexFiles = new Set<string>();
 
+  /**
+   * Lock markers need no fsync where a power loss also ends every holder (a datastore on the
+   * machine's own disk); on a network file system a server can lose a marker whose holder lives on,
+   * and GC could then run beside it.
+   */
+  readonly #markers: WriteOptions;
+
   private constructor(backend: Backend, config: DatastoreConfig) {
     this.backend = backend;
     this.config = config;
+    const local = backend instanceof LocalBackend && onLocalFileSystem(backend.location);
+    this.#markers = { durable: !local };
   }
 
   get blockSize(): number {
@@ -367,8 +377,9 @@ export class Datastore {
   ): Promise<{ lock: Lock } | { conflicts: { kind: string; who: string }[] }> {
     const id = `${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
     const body = { kind, purpose, pid: process.pid, host: hostname(), createdAt: new Date().toISOString() };
-    // a lock marker need not survive a power loss, which ends its holder too: no fsyncs (~5 ms a lock)
-    await this.backend.write(paths.lock(id), Buffer.from(JSON.stringify(body)), LOCK_MARKER);
+    // on the machine's own disk a lock marker need not survive a power loss, which ends its holder
+    // too: no fsyncs there (~5 ms a lock)
+    await this.backend.write(paths.lock(id), Buffer.from(JSON.stringify(body)), this.#markers);
     const conflicts: { kind: string; who: string }[] = [];
     for (const n of await this.backend.list("locks")) {
       if (n === `${id}.json`) continue;
@@ -379,7 +390,7 @@ export class Datastore {
         continue; // removed meanwhile
       }
       if (other.host === body.host && !pidAlive(other.pid)) {
-        await this.backend.remove(`locks/${n}`, LOCK_MARKER);
+        await this.backend.remove(`locks/${n}`, this.#markers);
         continue;
       }
       if (kind === "exclusive" || other.kind === "exclusive") {
@@ -387,14 +398,12 @@ export class Datastore {
       }
     }
     if (conflicts.length > 0) {
-      await this.backend.remove(paths.lock(id), LOCK_MARKER);
+      await this.backend.remove(paths.lock(id), this.#markers);
       return { conflicts };
     }
-    return { lock: { release: () => this.backend.remove(paths.lock(id), LOCK_MARKER) } };
+    return { lock: { release: () => this.backend.remove(paths.lock(id), this.#markers) } };
   }
 }
-
-const LOCK_MARKER = { durable: false };
 
 /** How long a shared locker (replication, restore, check) waits for prune or GC to finish. */
 const LOCK_WAIT_MS = 30_000;

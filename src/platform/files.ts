@@ -1,5 +1,14 @@
 // Small file-system facts: writing a file so that a crash leaves the old or the new one, never half.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statfsSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 
 /** A small text file's content, trimmed (a sysfs or procfs attribute), or null when it cannot be read. */
@@ -42,5 +51,24 @@ export function writeFileAtomic(
     fsyncSync(dfd);
   } finally {
     closeSync(dfd);
+  }
+}
+
+/**
+ * File systems whose writes a power loss can only lose together with the processes that made them:
+ * the machine's own disks (ext2/3/4, XFS, Btrfs, F2FS, ZFS, bcachefs, JFS) and memory (tmpfs, ramfs).
+ * On anything else (NFS, SMB, Ceph, FUSE, 9p, overlay of who knows what) a server can lose a write
+ * whose writer lives on.
+ */
+const LOCAL_FILE_SYSTEMS = new Set([
+  0xef53, 0x58465342, 0x9123683e, 0xf2f52010, 0x2fc12fc1, 0xca451a4e, 0x3153464a, 0x01021994, 0x858458f6,
+]);
+
+/** Whether `dir` is on one of LOCAL_FILE_SYSTEMS (false when it cannot be told). */
+export function onLocalFileSystem(dir: string): boolean {
+  try {
+    return LOCAL_FILE_SYSTEMS.has(Number(statfsSync(dir).type));
+  } catch {
+    return false;
   }
 }

@@ -127,5 +127,15 @@ function load(): NativeAddon | null {
 
 export const native: NativeAddon | null = load();
 
+/**
+ * How many native calls of one pass may run at once on libuv's thread pool: at most `wanted`, and
+ * always one thread fewer than the pool has, so that file-system calls (pack writes, index reads) and
+ * DNS lookups of the same process never wait for a whole pass.
+ */
+export function poolThreads(wanted: number): number {
+  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return Math.max(1, Math.min(wanted, pool - 1));
+}
+
 /** The addon, when it is loaded and this Node.js exports zstd for it. */
 export const nativeZstd: NativeAddon | null = native?.zstdAvailable() ? native : null;

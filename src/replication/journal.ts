@@ -60,10 +60,11 @@ export interface ChangeJournal {
 }
 
 /**
- * The journal file is written atomically but not fsynced (three fsyncs a point): only a crashed
- * process must find the old or the new file, and it does. A power loss ends the kernel instance the
- * file names, so whatever version of the file survives, the next point finds its instance gone and
- * reads the disks whole (`persistent` reports the instance fresh).
+ * Arming a journal and clearing it at a commit write its file atomically but without fsyncs: losing
+ * either write only leaves an older file, which names an older point than the latest and so vouches
+ * for nothing (the next point reads the disks whole). The two writes around a drain stay durable:
+ * losing one while the kernel instance lives on (a state folder on a network file system whose
+ * server crashed) would leave a file that trusts the instance for writes it no longer holds.
  */
 const EPHEMERAL = { durable: false };
 
@@ -130,7 +131,7 @@ export class WriteJournal implements ChangeJournal {
       if (!fresh) {
         // Draining consumes the events: until what is drained is saved in `pending`, the file must
         // not vouch for anything, so that a crash (or a failed save) in between re-arms instead.
-        writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }), 0o644, EPHEMERAL);
+        writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
         let drained: ([number, number][] | null)[];
         try {
           drained = await tracker.collect(BLOCK_SIZE);
@@ -140,7 +141,7 @@ export class WriteJournal implements ChangeJournal {
         if (drained.every((r) => r !== null)) {
           const pending = drained.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
           this.#state = { ...saved, pending };
-          writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
+          writeFileAtomic(this.#file, JSON.stringify(this.#state));
           return pending;
         }
         this.warnings.push(

@@ -297,7 +297,10 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           nextUnit: next[i]!.unit,
         };
         const was = from[i];
-        if (!units || was == null || !nativeUnitPass() || o.nativeUnitPass === false) return job;
+        // (the native pass writes no hash of an unchanged unit or block: it relies on the pass
+        // updating the previous hashes in place)
+        if (!units || was == null || was !== next[i] || !nativeUnitPass() || o.nativeUnitPass === false)
+          return job;
         // compared natively; then only the changed blocks are read again, as a journal's are, and
         // compared with nothing: each of them is an entry of the point
         const changed = await changedBlocks(info, job.ranges, job.seed, was, next[i]!, threads, (n) => {

@@ -29,7 +29,7 @@ import { LocalBackend } from "../datastore/local/local-backend.ts";
 import type { BlockLocation } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
-import { type NativeAddon, nativeZstd } from "../platform/native.ts";
+import { type NativeAddon, nativeZstd, poolThreads } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
 import { compareDisk, FINGERPRINT, type Fingerprints, fingerprints, MUST_BE_ZERO } from "./compare.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
@@ -139,6 +139,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
     // block device with O_DIRECT, which the kernel serves after writing back what overlaps), and the
     // two took one after the other ~0.65 + 0.27 s for 2 GiB
     const synced = fsyncAsync(fd);
+    synced.catch(() => {}); // seen by the `await` below: not an unhandled rejection meanwhile
     try {
       if (o.verify !== false) {
         const t = performance.now();
@@ -361,6 +362,9 @@ export function applyFrame(
   return written;
 }
 
+/** frames one native call applies (up to 32 MiB): a bounded turn of a thread-pool thread */
+const FRAMES_PER_CALL = 256;
+
 /** Below this many frames a restore stays on the main thread: worker start-up would cost more. */
 const WORKERS_FROM_FRAMES = 64;
 
@@ -384,17 +388,33 @@ async function writeBlocks(
     nativeZstd !== null &&
     typeof nativeZstd.applyFrames === "function"
   ) {
-    // the addon, on libuv's thread pool: no worker to start, no JavaScript per block
-    const per = Math.ceil(tasks.length / workers);
-    const shares: Promise<number>[] = [];
-    for (let i = 0; i < tasks.length; i += per) {
-      shares.push(applyNatively(nativeZstd, ds.backend.location, tasks.slice(i, i + per), fd, size, expect));
-    }
-    // every share must have settled before the caller closes the target
-    const settled = await Promise.allSettled(shares);
+    // the addon, on libuv's thread pool: no worker to start, no JavaScript per block. In calls of a
+    // bounded size, never on every thread of the pool at once: a process server in the same process
+    // writes its packs through that pool too
+    const addon = nativeZstd;
+    const root = ds.backend.location;
+    let next = 0;
+    let written = 0;
+    let failed = false;
+    const runner = async (): Promise<void> => {
+      while (next < tasks.length && !failed) {
+        const share = tasks.slice(next, next + FRAMES_PER_CALL);
+        next += share.length;
+        written += await applyNatively(addon, root, share, fd, size, expect);
+      }
+    };
+    // every call must have settled before the caller closes the target
+    const settled = await Promise.allSettled(
+      Array.from({ length: poolThreads(workers) }, () =>
+        runner().catch((err: unknown) => {
+          failed = true;
+          throw err;
+        }),
+      ),
+    );
     const failure = settled.find((x) => x.status === "rejected");
     if (failure !== undefined) throw failure.reason;
-    return settled.reduce((n, x) => n + (x.status === "fulfilled" ? x.value : 0), 0);
+    return written;
   }
   if (ds.backend instanceof LocalBackend && tasks.length >= WORKERS_FROM_FRAMES && workers > 1) {
     const per = Math.ceil(tasks.length / workers);

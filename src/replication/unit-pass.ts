@@ -9,7 +9,7 @@ import { BLOCK_SIZE, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
 import { HASH_BYTES } from "../datastore/hash.ts";
 import { makeFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
-import { native } from "../platform/native.ts";
+import { native, poolThreads } from "../platform/native.ts";
 import type { DiskHashes } from "./agent-state.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
 import { BATCH_ENTRIES, type Batch, frameBuffer, NO_PAYLOAD, recycleFrame, type ScanJob } from "./scan.ts";
@@ -158,7 +158,7 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
   let next = 0;
   try {
     for (;;) {
-      while (ahead.length < Math.max(1, threads) && next < calls.length) ahead.push(start(calls[next++]!));
+      while (ahead.length < poolThreads(threads) && next < calls.length) ahead.push(start(calls[next++]!));
       const call = ahead.shift();
       if (call === undefined) break;
       const r = await call.done;
@@ -265,7 +265,7 @@ export async function onDisk<C, R>(
   // every call must have settled before the descriptor closes: a call still on the thread pool would
   // read whatever file the number is given to next
   const settled = await Promise.allSettled(
-    Array.from({ length: Math.max(1, Math.min(threads, calls.length)) }, () =>
+    Array.from({ length: Math.min(poolThreads(threads), calls.length) }, () =>
       runner().catch((err: unknown) => {
         failed = true;
         throw err;

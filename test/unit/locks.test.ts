@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statfsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
+import { onLocalFileSystem } from "../../src/platform/files.ts";
 import { native } from "../../src/platform/native.ts";
 import { releasePidLock, takeLock, tryPidLock } from "../../src/platform/process.ts";
 import { tempDir } from "../helpers/env.ts";
@@ -43,6 +44,20 @@ test("takeLock excludes a second holder until the first releases it", () => {
     assert.ok(b !== null);
     b.release();
     b.release(); // twice is harmless
+  } finally {
+    cleanup();
+  }
+});
+
+test("only the machine's own file systems count as local (lock markers go without fsync there)", () => {
+  assert.equal(onLocalFileSystem("/proc"), false, "procfs");
+  assert.equal(onLocalFileSystem("/no/such/folder"), false, "cannot be told: not local");
+  const { dir, cleanup } = tempDir();
+  try {
+    // ext4, tmpfs, XFS and Btrfs (the temp folders of the machines this runs on) are local
+    const type = Number(statfsSync(dir).type);
+    if ([0xef53, 0x01021994, 0x58465342, 0x9123683e].includes(type))
+      assert.equal(onLocalFileSystem(dir), true);
   } finally {
     cleanup();
   }
