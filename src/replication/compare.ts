@@ -119,13 +119,9 @@ export async function compareDisk(
     // the addon checks on libuv's thread pool: no worker to start, no call per block
     const calls: [number, number][] = [];
     for (let b = 0; b < blocks; b += CALL_BLOCKS) calls.push([b, Math.min(blocks, b + CALL_BLOCKS)]);
-    const bad = await onDisk(info, calls, workers, async ({ fd, base, direct }, [from, to]) => {
+    const bad = await onDisk(info, calls, workers, async (disk, [from, to]) => {
       const r = await addon.checkFingerprints(
-        fd,
-        base,
-        info.sizeBytes,
-        info.sectorSize,
-        direct,
+        ...disk,
         from,
         to,
         expect.seed,

@@ -47,20 +47,8 @@ export async function changedBlocks(
   const calls: [number, number][] = [];
   for (const [a, b] of units)
     for (let u = a; u < b; u += CALL_UNITS) calls.push([u, Math.min(b, u + CALL_UNITS)]);
-  const results = await onDisk(info, calls, threads, async ({ fd, base, direct }, [from, to]) => {
-    const r = await addon.unitChanges(
-      fd,
-      base,
-      info.sizeBytes,
-      info.sectorSize,
-      direct,
-      from,
-      to,
-      seed,
-      prev.unit,
-      prev.block,
-      next.unit,
-    );
+  const results = await onDisk(info, calls, threads, async (disk, [from, to]) => {
+    const r = await addon.unitChanges(...disk, from, to, seed, prev.unit, prev.block, next.unit);
     onBytes(r.bytesRead);
     return r.ranges;
   });
@@ -115,7 +103,7 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
   };
   const totalBlocks = Math.ceil(info.sizeBytes / BLOCK_SIZE);
   const reader = new DiskReader(info, 4096);
-  const { fd, base, direct } = reader.source;
+  const disk = nativeDisk(info, reader);
   const start = (r: Float64Array) => {
     const n = blocksIn(r);
     const out = {
@@ -126,11 +114,7 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
     };
     const done = addon
       .blockPass(
-        fd,
-        base,
-        info.sizeBytes,
-        info.sectorSize,
-        direct,
+        ...disk,
         0,
         totalBlocks,
         job.seed,
@@ -232,6 +216,14 @@ function batchesOf(
   return batches;
 }
 
+/** The first five arguments of the addon's disk passes: fd, base, sizeBytes, sectorSize, direct. */
+export type NativeDisk = [fd: number, base: number, sizeBytes: number, sectorSize: number, direct: boolean];
+
+function nativeDisk(info: DiskInfo, reader: DiskReader): NativeDisk {
+  const { fd, base, direct } = reader.source;
+  return [fd, base, info.sizeBytes, info.sectorSize, direct];
+}
+
 /**
  * Runs `call` for each of `calls` (in the order given, `threads` at a time) over the disk opened as a
  * pass reads it; the results come back in the order of `calls`. Errors of the addon's reads become
@@ -241,11 +233,11 @@ export async function onDisk<C, R>(
   info: DiskInfo,
   calls: readonly C[],
   threads: number,
-  call: (source: { fd: number; base: number; direct: boolean }, c: C) => Promise<R>,
+  call: (disk: NativeDisk, c: C) => Promise<R>,
 ): Promise<R[]> {
   const results: R[] = new Array(calls.length);
   const reader = new DiskReader(info, 4096);
-  const source = reader.source;
+  const source = nativeDisk(info, reader);
   let next = 0;
   let failed = false;
   const runner = async (): Promise<void> => {
