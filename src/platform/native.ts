@@ -37,17 +37,15 @@ export interface NativeAddon {
    * native/switchback.c); rejects with an Error whose `code` is DISK_READ_FAILED or DISK_SHRUNK
    */
   unitChanges(
-    fd: number,
-    base: number,
-    sizeBytes: number,
-    sectorSize: number,
-    direct: boolean,
-    fromUnit: number,
-    toUnit: number,
-    seed: bigint,
-    prevUnit: BigUint64Array,
-    prevBlock: BigUint64Array,
-    nextUnit: BigUint64Array,
+    ...args: [
+      ...disk: NativeDisk,
+      fromUnit: number,
+      toUnit: number,
+      seed: bigint,
+      prevUnit: BigUint64Array,
+      prevBlock: BigUint64Array,
+      nextUnit: BigUint64Array,
+    ]
   ): Promise<{ ranges: Float64Array; bytesRead: number }>;
   /**
    * The check after a restore, on libuv's thread pool: per block of [fromBlock, toBlock), kind 0
@@ -55,17 +53,15 @@ export interface NativeAddon {
    * Resolves with the blocks that fail, ascending.
    */
   checkFingerprints(
-    fd: number,
-    base: number,
-    sizeBytes: number,
-    sectorSize: number,
-    direct: boolean,
-    fromBlock: number,
-    toBlock: number,
-    seed: bigint,
-    pointBytes: number,
-    kind: Uint8Array,
-    fp: BigUint64Array,
+    ...args: [
+      ...disk: NativeDisk,
+      fromBlock: number,
+      toBlock: number,
+      seed: bigint,
+      pointBytes: number,
+      kind: Uint8Array,
+      fp: BigUint64Array,
+    ]
   ): Promise<{ bad: Float64Array; bytesRead: number }>;
   /**
    * A journal's pass over block `ranges` (pairs, within [fromBlock, toBlock)), on libuv's thread
@@ -74,22 +70,20 @@ export interface NativeAddon {
    * bytes packed into `data` and their BLAKE3 into `b3`
    */
   blockPass(
-    fd: number,
-    base: number,
-    sizeBytes: number,
-    sectorSize: number,
-    direct: boolean,
-    fromBlock: number,
-    toBlock: number,
-    seed: bigint,
-    ranges: Float64Array,
-    prevBlock: BigUint64Array | null,
-    nextBlock: BigUint64Array,
-    nextUnit: BigUint64Array,
-    entries: Float64Array,
-    zero: Uint8Array,
-    data: Buffer,
-    b3: Buffer,
+    ...args: [
+      ...disk: NativeDisk,
+      fromBlock: number,
+      toBlock: number,
+      seed: bigint,
+      ranges: Float64Array,
+      prevBlock: BigUint64Array | null,
+      nextBlock: BigUint64Array,
+      nextUnit: BigUint64Array,
+      entries: Float64Array,
+      zero: Uint8Array,
+      data: Buffer,
+      b3: Buffer,
+    ]
   ): Promise<{ entries: number; dataBlocks: number; bytesRead: number }>;
   /**
    * A restore's share of frames on libuv's thread pool: read from the packs, decompressed, each block
@@ -111,6 +105,12 @@ export interface NativeAddon {
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
 }
+
+/**
+ * The disk the addon's passes read, their first five arguments: the open disk (or loop backing
+ * file), where the disk's byte 0 is in it, its size and sector size, and whether it is O_DIRECT.
+ */
+export type NativeDisk = [fd: number, base: number, sizeBytes: number, sectorSize: number, direct: boolean];
 
 export const NATIVE_ADDON_PATH = new URL("../../native/build/switchback.node", import.meta.url).pathname;
 
@@ -135,6 +135,39 @@ export const native: NativeAddon | null = load();
 export function poolThreads(wanted: number): number {
   const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
   return Math.max(1, Math.min(wanted, pool - 1));
+}
+
+/**
+ * Runs `work(0)` … `work(count - 1)` in that order, poolThreads(threads) at a time, and resolves with
+ * their results in order. It settles only once every call it started has: a native call still on the
+ * thread pool may use a descriptor or buffer the caller frees next. After a failure no new call
+ * starts, and the first failure is what it rejects with.
+ */
+export async function onPool<R>(
+  count: number,
+  threads: number,
+  work: (i: number) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(count);
+  let next = 0;
+  let failed = false;
+  const runner = async (): Promise<void> => {
+    while (next < count && !failed) {
+      const i = next++;
+      results[i] = await work(i);
+    }
+  };
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(poolThreads(threads), count) }, () =>
+      runner().catch((err: unknown) => {
+        failed = true;
+        throw err;
+      }),
+    ),
+  );
+  const failure = settled.find((x) => x.status === "rejected");
+  if (failure !== undefined) throw failure.reason;
+  return results;
 }
 
 /** The addon, when it is loaded and this Node.js exports zstd for it. */

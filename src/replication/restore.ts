@@ -29,7 +29,7 @@ import { LocalBackend } from "../datastore/local/local-backend.ts";
 import type { BlockLocation } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
-import { type NativeAddon, nativeZstd, poolThreads } from "../platform/native.ts";
+import { type NativeAddon, nativeZstd, onPool } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
 import { compareDisk, FINGERPRINT, type Fingerprints, fingerprints, MUST_BE_ZERO } from "./compare.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
@@ -395,28 +395,18 @@ async function writeBlocks(
     // writes its packs through that pool too
     const addon = nativeZstd;
     const root = ds.backend.location;
-    let next = 0;
-    let written = 0;
-    let failed = false;
-    const runner = async (): Promise<void> => {
-      while (next < tasks.length && !failed) {
-        const share = tasks.slice(next, next + FRAMES_PER_CALL);
-        next += share.length;
-        written += await applyNatively(addon, root, share, fd, size, expect);
-      }
-    };
-    // every call must have settled before the caller closes the target
-    const settled = await Promise.allSettled(
-      Array.from({ length: poolThreads(workers) }, () =>
-        runner().catch((err: unknown) => {
-          failed = true;
-          throw err;
-        }),
+    // (onPool settles only when every call has: the caller closes the target next)
+    const written = await onPool(Math.ceil(tasks.length / FRAMES_PER_CALL), workers, (i) =>
+      applyNatively(
+        addon,
+        root,
+        tasks.slice(i * FRAMES_PER_CALL, (i + 1) * FRAMES_PER_CALL),
+        fd,
+        size,
+        expect,
       ),
     );
-    const failure = settled.find((x) => x.status === "rejected");
-    if (failure !== undefined) throw failure.reason;
-    return written;
+    return written.reduce((a, b) => a + b, 0);
   }
   if (ds.backend instanceof LocalBackend && tasks.length >= WORKERS_FROM_FRAMES && workers > 1) {
     const per = Math.ceil(tasks.length / workers);

@@ -160,15 +160,7 @@ export class LocalBackend implements Backend {
     // a 20 MB index file took ~40 turns of the event loop to arrive
     const fh = await open(this.#path(name), "r");
     try {
-      const { size } = await fh.stat();
-      const buf = Buffer.allocUnsafe(size);
-      let done = 0;
-      while (done < size) {
-        const { bytesRead } = await fh.read(buf, done, size - done, done);
-        if (bytesRead === 0) throw new Error(`${name}: short read at ${done} of ${size} bytes`);
-        done += bytesRead;
-      }
-      return buf;
+      return await readAt(fh, name, 0, (await fh.stat()).size);
     } finally {
       await fh.close();
     }
@@ -180,15 +172,7 @@ export class LocalBackend implements Backend {
     const cached = name.startsWith("packs/");
     const fh = cached ? await this.#handle(name) : await open(this.#path(name), "r");
     try {
-      const buf = Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-        if (bytesRead === 0)
-          throw new Error(`${name}: short read at ${offset + done} (wanted ${length} bytes from ${offset})`);
-        done += bytesRead;
-      }
-      return buf;
+      return await readAt(fh, name, offset, length);
     } finally {
       if (!cached) await fh.close();
     }
@@ -307,6 +291,19 @@ async function writeBuffered(
   } finally {
     await fh.close();
   }
+}
+
+/** `length` bytes of `fh` from `offset`, in as few reads as the kernel allows; a short file is an error. */
+async function readAt(fh: FileHandle, name: string, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+    if (bytesRead === 0)
+      throw new Error(`${name}: short read at ${offset + done} (wanted ${length} bytes from ${offset})`);
+    done += bytesRead;
+  }
+  return buf;
 }
 
 async function fsyncDir(dir: string): Promise<void> {
