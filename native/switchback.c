@@ -360,9 +360,15 @@ typedef struct {
   int64_t base, size, sector, from, to;
   uint64_t seed;
   /* UNIT_CHANGES */
-  const uint64_t *prev_unit, *prev_block;
+  const uint64_t *prev_unit;
   uint64_t *next_unit;
   int64_t blocks_total;
+  /* the block hashes (src/replication/block-hashes.ts): the last point's hash file (prev_fd -1: none)
+     with its block section at prev_at, this point's scratch file, and which units it holds */
+  int prev_fd, next_fd;
+  int64_t prev_at;
+  uint8_t *written;
+  bool compare;
   /* CHECK_FINGERPRINTS */
   int64_t point_bytes;
   const uint8_t *kind;
@@ -370,7 +376,6 @@ typedef struct {
   /* BLOCK_PASS: the block ranges to read, and where the candidates go */
   const double *ranges;
   size_t n_ranges;
-  uint64_t *next_block;
   double *entries;
   uint8_t *zero, *data, *b3;
   int64_t cap, n_entries, n_data;
@@ -437,7 +442,56 @@ static bool read_span(DiskPass *j, uint8_t *buf, int64_t pos, int64_t len) {
   return true;
 }
 
+/* all of `len` bytes at `pos` of `fd`, or false with j->code set (`what` names the file) */
+static bool hashes_io(DiskPass *j, bool write, int fd, uint8_t *p, size_t len, int64_t pos, const char *what) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write ? pwrite(fd, p + done, len - done, (off_t)(pos + done))
+                      : pread(fd, p + done, len - done, (off_t)(pos + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      j->code = "HASHES_IO";
+      snprintf(j->message, sizeof j->message, "%s %s at byte %lld: %s", write ? "writing" : "reading", what,
+               (long long)(pos + done), n < 0 ? strerror(errno) : "the file ends there");
+      return false;
+    }
+    done += (size_t)n;
+  }
+  return true;
+}
+
+#define RECORD_BYTES (UNIT_BLOCKS * 8)
+
+/*
+ * unit u's block hashes into rec (readUnitHashes in block-hashes.ts): this point's once written,
+ * else the last point's; *known false (rec zeroed) when there are none. False on a failed read.
+ */
+static bool load_record(DiskPass *j, int64_t u, uint64_t rec[UNIT_BLOCKS], bool *known) {
+  memset(rec, 0, RECORD_BYTES);
+  *known = true;
+  if (j->written[u])
+    return hashes_io(j, false, j->next_fd, (uint8_t *)rec, RECORD_BYTES, u * RECORD_BYTES,
+                     "this point's block hashes");
+  if (j->prev_fd < 0) {
+    *known = false;
+    return true;
+  }
+  int64_t n = j->blocks_total - u * UNIT_BLOCKS;
+  if (n > UNIT_BLOCKS) n = UNIT_BLOCKS;
+  return hashes_io(j, false, j->prev_fd, (uint8_t *)rec, (size_t)n * 8, j->prev_at + u * RECORD_BYTES,
+                   "the last point's block hashes");
+}
+
+/* unit u's record into this point's scratch file, then its flag (writeUnitHashes) */
+static bool store_record(DiskPass *j, int64_t u, const uint64_t rec[UNIT_BLOCKS]) {
+  if (!hashes_io(j, true, j->next_fd, (uint8_t *)rec, RECORD_BYTES, u * RECORD_BYTES, "this point's block hashes"))
+    return false;
+  j->written[u] = 1;
+  return true;
+}
+
 static void unit_changes(DiskPass *j, uint8_t *buf) {
+  uint64_t rec[UNIT_BLOCKS];
   for (int64_t u = j->from; u < j->to; u += READ_BYTES / UNIT_BYTES) {
     int64_t units = j->to - u < READ_BYTES / UNIT_BYTES ? j->to - u : READ_BYTES / UNIT_BYTES;
     if (!read_span(j, buf, u * UNIT_BYTES, units * UNIT_BYTES)) return;
@@ -446,11 +500,13 @@ static void unit_changes(DiskPass *j, uint8_t *buf) {
       uint64_t uh = XXH64(unit, UNIT_BYTES, j->seed);
       int64_t uu = u + k;
       if (j->prev_unit[uu] == uh) continue;
+      bool known;
+      if (!load_record(j, uu, rec, &known)) return;
       bool changed = false;
       for (int64_t q = 0; q < UNIT_BLOCKS; q++) {
         int64_t b = uu * UNIT_BLOCKS + q;
         if (b >= j->blocks_total) break;
-        if (j->prev_block[b] == XXH64(unit + q * BLOCK_BYTES, BLOCK_BYTES, j->seed)) continue;
+        if (known && rec[q] == XXH64(unit + q * BLOCK_BYTES, BLOCK_BYTES, j->seed)) continue;
         changed = true;
         if (!add_changed_block(j, b)) return;
       }
@@ -490,11 +546,16 @@ static void check_fingerprints(DiskPass *j, uint8_t *buf) {
 
 /*
  * A journal's pass (scanBlocks in JavaScript): every block of the ranges is read and hashed with
- * XXH64(seed); nextBlock takes the hash and the block's unit becomes unknown (0); a block whose hash
- * is prevBlock's is no candidate. Candidates are listed in `entries` (zero[i] 1 for an all-zero
- * block); the others' bytes are packed into `data` in order and their BLAKE3 into `b3`.
+ * XXH64(seed); the hash goes into its unit's record (read when the pass enters the unit, written
+ * back when it leaves it) and the unit becomes unknown (0); with `compare`, a block whose hash is the
+ * record's is no candidate. Candidates are listed in `entries` (zero[i] 1 for an all-zero block); the
+ * others' bytes are packed into `data` in order and their BLAKE3 into `b3`. No other call running at
+ * the same time has a block of the same units (unitAlignedCuts).
  */
 static void block_pass(DiskPass *j, uint8_t *buf) {
+  uint64_t rec[UNIT_BLOCKS];
+  int64_t unit = -1;
+  bool known = false;
   for (size_t r = 0; r < j->n_ranges; r++) {
     int64_t from = (int64_t)j->ranges[2 * r], to = (int64_t)j->ranges[2 * r + 1];
     for (int64_t b0 = from; b0 < to; b0 += READ_BLOCKS) {
@@ -504,9 +565,14 @@ static void block_pass(DiskPass *j, uint8_t *buf) {
         int64_t b = b0 + k;
         const uint8_t *block = buf + k * BLOCK_BYTES;
         uint64_t h = XXH64(block, BLOCK_BYTES, j->seed);
-        j->next_unit[b / UNIT_BLOCKS] = 0;
-        bool same = j->prev_block != NULL && j->prev_block[b] == h;
-        j->next_block[b] = h;
+        if (b / UNIT_BLOCKS != unit) {
+          if (unit >= 0 && !store_record(j, unit, rec)) return;
+          unit = b / UNIT_BLOCKS;
+          if (!load_record(j, unit, rec, &known)) return;
+          j->next_unit[unit] = 0;
+        }
+        bool same = j->compare && known && rec[b % UNIT_BLOCKS] == h;
+        rec[b % UNIT_BLOCKS] = h;
         if (same) continue;
         int64_t e = j->n_entries++;
         j->entries[e] = (double)b;
@@ -515,6 +581,7 @@ static void block_pass(DiskPass *j, uint8_t *buf) {
       }
     }
   }
+  if (unit >= 0 && !store_record(j, unit, rec)) return;
   hash_blocks(j->data, (size_t)j->n_data, j->b3);
 }
 
@@ -608,6 +675,20 @@ static DiskPass *disk_pass_args(napi_env env, napi_value *argv) {
   return j;
 }
 
+/* the block hashes' four arguments (NativeHashes): prevFd, prevAt, nextFd, written; false when bad */
+static bool hashes_args(napi_env env, napi_value *argv, DiskPass *j) {
+  int32_t prev_fd = -1, next_fd = -1;
+  int64_t units_total = (j->size + UNIT_BYTES - 1) / UNIT_BYTES;
+  if (napi_get_value_int32(env, argv[0], &prev_fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &j->prev_at) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &next_fd) != napi_ok || next_fd < 0 || j->prev_at < 0)
+    return false;
+  j->prev_fd = prev_fd < 0 ? -1 : prev_fd;
+  j->next_fd = next_fd;
+  j->written = typed_array(env, argv[3], napi_uint8_array, units_total);
+  return j->written != NULL;
+}
+
 /* `keep` (up to 8 values, NULL-ended when fewer) stay alive until the pass is over */
 static napi_value queue_disk_pass(napi_env env, DiskPass *j, napi_value *keep, size_t n_keep,
                                   const char *what) {
@@ -628,24 +709,24 @@ static napi_value queue_disk_pass(napi_env env, DiskPass *j, napi_value *keep, s
 }
 
 static napi_value js_unit_changes(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 14;
+  napi_value argv[14];
   DiskPass *j = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11 ||
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 14 ||
       (j = disk_pass_args(env, argv)) == NULL)
     return throw_type(env, "unitChanges takes (fd, base, sizeBytes, sectorSize, direct, fromUnit, toUnit, "
-                           "seed, prevUnit, prevBlock, nextUnit)");
+                           "seed, prevUnit, nextUnit, prevFd, prevAt, nextFd, written)");
   j->what = UNIT_CHANGES;
   int64_t units_total = (j->size + UNIT_BYTES - 1) / UNIT_BYTES;
   j->blocks_total = (j->size + BLOCK_BYTES - 1) / BLOCK_BYTES;
   j->prev_unit = typed_array(env, argv[8], napi_biguint64_array, units_total);
-  j->prev_block = typed_array(env, argv[9], napi_biguint64_array, j->blocks_total);
-  j->next_unit = typed_array(env, argv[10], napi_biguint64_array, units_total);
-  if (j->to > units_total || j->prev_unit == NULL || j->prev_block == NULL || j->next_unit == NULL) {
+  j->next_unit = typed_array(env, argv[9], napi_biguint64_array, units_total);
+  if (j->to > units_total || j->prev_unit == NULL || j->next_unit == NULL || !hashes_args(env, argv + 10, j)) {
     free(j);
     return throw_type(env, "unitChanges: a unit range outside the disk, or hash arrays too short for it");
   }
-  return queue_disk_pass(env, j, argv + 8, 3, "switchback.unitChanges");
+  napi_value keep[3] = {argv[8], argv[9], argv[13]};
+  return queue_disk_pass(env, j, keep, 3, "switchback.unitChanges");
 }
 
 static napi_value js_check_fingerprints(napi_env env, napi_callback_info info) {
@@ -667,23 +748,24 @@ static napi_value js_check_fingerprints(napi_env env, napi_callback_info info) {
 }
 
 /*
- * blockPass(fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, ranges, prevBlock,
- * nextBlock, nextUnit, entries, zero, data, b3): Promise<{ entries, dataBlocks, bytesRead }>, a
- * journal's pass over the block ranges (pairs in a Float64Array, within [fromBlock, toBlock)),
- * prevBlock null to take every block as a candidate; the output arrays hold up to the ranges'
- * blocks (entries, zero: one per block; data: 4 KiB, b3: 32 bytes per block).
+ * blockPass(fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, ranges, compare,
+ * nextUnit, prevFd, prevAt, nextFd, written, entries, zero, data, b3): Promise<{ entries,
+ * dataBlocks, bytesRead }>, a journal's pass over the block ranges (pairs in a Float64Array, within
+ * [fromBlock, toBlock)), compare false to take every block as a candidate; the output arrays hold
+ * up to the ranges' blocks (entries, zero: one per block; data: 4 KiB, b3: 32 bytes per block).
  */
 static napi_value js_block_pass(napi_env env, napi_callback_info info) {
-  size_t argc = 16;
-  napi_value argv[16];
+  size_t argc = 19;
+  napi_value argv[19];
   DiskPass *j = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 16 ||
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 19 ||
       (j = disk_pass_args(env, argv)) == NULL)
     return throw_type(env, "blockPass takes (fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, "
-                           "ranges, prevBlock, nextBlock, nextUnit, entries, zero, data, b3)");
+                           "ranges, compare, nextUnit, prevFd, prevAt, nextFd, written, entries, zero, data, b3)");
   j->what = BLOCK_PASS;
   int64_t units_total = (j->size + UNIT_BYTES - 1) / UNIT_BYTES;
   int64_t blocks_total = (j->size + BLOCK_BYTES - 1) / BLOCK_BYTES;
+  j->blocks_total = blocks_total;
   napi_typedarray_type type;
   size_t len;
   void *ranges = NULL;
@@ -700,25 +782,23 @@ static napi_value js_block_pass(napi_env env, napi_callback_info info) {
       total += (int64_t)(b - a);
     }
   }
-  napi_valuetype prev_type = napi_undefined;
-  napi_typeof(env, argv[9], &prev_type);
-  j->prev_block = prev_type == napi_null ? NULL : typed_array(env, argv[9], napi_biguint64_array, blocks_total);
-  j->next_block = typed_array(env, argv[10], napi_biguint64_array, blocks_total);
-  j->next_unit = typed_array(env, argv[11], napi_biguint64_array, units_total);
-  j->entries = typed_array(env, argv[12], napi_float64_array, total);
-  j->zero = typed_array(env, argv[13], napi_uint8_array, total);
+  if (napi_get_value_bool(env, argv[9], &j->compare) != napi_ok) ok = false;
+  j->next_unit = typed_array(env, argv[10], napi_biguint64_array, units_total);
+  if (!hashes_args(env, argv + 11, j)) ok = false;
+  j->entries = typed_array(env, argv[15], napi_float64_array, total);
+  j->zero = typed_array(env, argv[16], napi_uint8_array, total);
   size_t data_len = 0, b3_len = 0;
-  if (napi_get_buffer_info(env, argv[14], (void **)&j->data, &data_len) != napi_ok ||
-      napi_get_buffer_info(env, argv[15], (void **)&j->b3, &b3_len) != napi_ok)
+  if (napi_get_buffer_info(env, argv[17], (void **)&j->data, &data_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[18], (void **)&j->b3, &b3_len) != napi_ok)
     ok = false;
-  if (!ok || (prev_type != napi_null && j->prev_block == NULL) || j->next_block == NULL ||
-      j->next_unit == NULL || j->entries == NULL || j->zero == NULL ||
+  if (!ok || j->next_unit == NULL || j->entries == NULL || j->zero == NULL ||
       (int64_t)data_len < total * BLOCK_BYTES || (int64_t)b3_len < total * BLAKE3_OUT_LEN) {
     free(j);
     return throw_type(env, "blockPass: ranges outside the disk or the block range, or arrays too short for them");
   }
   j->cap = total;
-  return queue_disk_pass(env, j, argv + 8, 8, "switchback.blockPass");
+  napi_value keep[7] = {argv[8], argv[10], argv[14], argv[15], argv[16], argv[17], argv[18]};
+  return queue_disk_pass(env, j, keep, 7, "switchback.blockPass");
 }
 
 /*

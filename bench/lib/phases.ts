@@ -10,7 +10,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import type { ItemName } from "../../src/domain/ids.ts";
-import { AgentState, type DiskHashes, sharedHashes } from "../../src/replication/agent-state.ts";
+import { AgentState, type DiskHashes } from "../../src/replication/agent-state.ts";
+import { closeBlockHashes, openBlockHashes } from "../../src/replication/block-hashes.ts";
 import { inspectDisk } from "../../src/replication/disk-source.ts";
 import { replicateOnce } from "../../src/replication/replicate.ts";
 import { unitCount } from "../../src/replication/scan.ts";
@@ -77,7 +78,13 @@ class TimedSink implements PointSink {
 /** The disk pass alone: workers read, hash and compress; the batches are dropped. */
 async function passOnly(disk: string, seedHex: bigint, prev: DiskHashes | null): Promise<string> {
   const info = inspectDisk(disk);
-  const next = sharedHashes(info.sizeBytes);
+  // this pass's hashes go to a scratch file of their own: `prev` stays as the last point left it
+  const hashes = openBlockHashes(
+    os.tmpdir(),
+    Math.ceil(info.sizeBytes / 4096),
+    prev === null ? null : { fd: prev.blocks.prevFd, at: prev.blocks.prevAt },
+  );
+  const nextUnit = new BigUint64Array(new SharedArrayBuffer(unitCount(info.sizeBytes) * 8));
   const t = performance.now();
   let batches = 0;
   let candidates = 0;
@@ -87,15 +94,16 @@ async function passOnly(disk: string, seedHex: bigint, prev: DiskHashes | null):
       info,
       seed: seedHex,
       ranges: [[0, unitCount(info.sizeBytes)]],
-      prevBlock: prev?.block ?? null,
+      hashes,
+      compare: prev !== null,
       prevUnit: prev?.unit ?? null,
-      nextBlock: next.block,
-      nextUnit: next.unit,
+      nextUnit,
     },
   ])) {
     batches++;
     candidates += b.blocks.length;
   }
+  closeBlockHashes(hashes);
   return `${ms(t)} (${batches} batches, ${candidates} candidate blocks)`;
 }
 
@@ -114,6 +122,7 @@ async function replicate(disk: string, state: string, dsDir: string, label: stri
   const hashes = ms(t);
   const seedHex = st?.seed(0) ?? 1n;
   const pass = await passOnly(disk, seedHex, prev);
+  if (prev !== null) st?.release(prev);
   warm(disk);
   settle();
   const sink = new TimedSink(new LocalSink(ds));

@@ -32,9 +32,10 @@ export interface NativeAddon {
   loopBacking(fd: number): [number, number] | null;
   /**
    * The comparing half of a hashing pass, on libuv's thread pool: reads units [fromUnit, toUnit) of
-   * the disk at `base` in `fd`, and resolves with the 4 KiB blocks whose XXH64 differs from
-   * prevBlock's, in units whose XXH64 differs from prevUnit's, as [from, to) pairs (see
-   * native/switchback.c); rejects with an Error whose `code` is DISK_READ_FAILED or DISK_SHRUNK
+   * the disk at `base` in `fd`, and resolves with the 4 KiB blocks whose XXH64 differs from the
+   * block hashes' (read a unit at a time), in units whose XXH64 differs from prevUnit's, as [from,
+   * to) pairs (see native/switchback.c); writes no block hash; rejects with an Error whose `code` is
+   * DISK_READ_FAILED, DISK_SHRUNK or HASHES_IO
    */
   unitChanges(
     ...args: [
@@ -43,8 +44,8 @@ export interface NativeAddon {
       toUnit: number,
       seed: bigint,
       prevUnit: BigUint64Array,
-      prevBlock: BigUint64Array,
       nextUnit: BigUint64Array,
+      ...hashes: NativeHashes,
     ]
   ): Promise<{ ranges: Float64Array; bytesRead: number }>;
   /**
@@ -64,10 +65,11 @@ export interface NativeAddon {
     ]
   ): Promise<{ bad: Float64Array; bytesRead: number }>;
   /**
-   * A journal's pass over block `ranges` (pairs, within [fromBlock, toBlock)), on libuv's thread
-   * pool: each block's XXH64 into nextBlock, its unit unknown in nextUnit; blocks whose hash differs
-   * from prevBlock's (all, with null) are listed in `entries` (zero[i] 1 when all zero), the others'
-   * bytes packed into `data` and their BLAKE3 into `b3`
+   * A journal's pass over block `ranges` (pairs, within [fromBlock, toBlock), no unit shared with a
+   * call running at the same time), on libuv's thread pool: each block's XXH64 into its unit's
+   * record, its unit unknown in nextUnit; blocks whose hash differs from the record's (all, without
+   * `compare`) are listed in `entries` (zero[i] 1 when all zero), the others' bytes packed into
+   * `data` and their BLAKE3 into `b3`
    */
   blockPass(
     ...args: [
@@ -76,9 +78,9 @@ export interface NativeAddon {
       toBlock: number,
       seed: bigint,
       ranges: Float64Array,
-      prevBlock: BigUint64Array | null,
-      nextBlock: BigUint64Array,
+      compare: boolean,
       nextUnit: BigUint64Array,
+      ...hashes: NativeHashes,
       entries: Float64Array,
       zero: Uint8Array,
       data: Buffer,
@@ -111,6 +113,13 @@ export interface NativeAddon {
  * file), where the disk's byte 0 is in it, its size and sector size, and whether it is O_DIRECT.
  */
 export type NativeDisk = [fd: number, base: number, sizeBytes: number, sectorSize: number, direct: boolean];
+
+/**
+ * A disk's block hashes as the addon's passes take them (BlockHashes in
+ * src/replication/block-hashes.ts): the last point's hash file and where its block section starts
+ * (-1: none), this point's scratch file, and the per-unit flags of the records it holds.
+ */
+export type NativeHashes = [prevFd: number, prevAt: number, nextFd: number, written: Uint8Array];
 
 export const NATIVE_ADDON_PATH = new URL("../../native/build/switchback.node", import.meta.url).pathname;
 

@@ -3,25 +3,33 @@
 // disk the xxh64 of every 4 KiB block and 64 KiB unit as of that point (2 MiB + 128 KiB per GiB).
 // Hashes are only replaced after the point they describe is committed.
 //
-// A disk's hash file is updated in place, 4 KiB pages that changed only (a point of a 1 TiB disk that
-// changed 20 MB rewrites ~20 MB of its 2 GiB of hashes, not all of it): its tag first says "being
-// updated", then the pages go in, then the tag names the new point, each step fdatasynced. A crash in
-// between leaves a tag that names no point, which no point trusts: the next point hashes the disks
-// whole (a resync), it never takes mixed hashes for true ones. A reader checks the tag again after it
-// has read the file, so an update that ran meanwhile is never read as the old point's hashes. Two
-// updaters are kept apart by a flock(2) on `hashes.lock` (the native addon's); without the addon, or
-// when the file is not the one the last point left, or another process is updating it, the whole file
-// is written anew and renamed into place, as before.
+// Only the unit hashes are held in memory during a point (128 MiB per TiB of disk); block hashes are
+// read from the hash file as the passes need them and this point's go to a scratch file
+// (block-hashes.ts). The hash file stays open under a shared flock(2) from loadHashes to the commit.
+//
+// A disk's hash file is updated in place, the pages of records the point wrote and the unit pages
+// that changed (a point of a 1 TiB disk that changed 20 MB rewrites a few MB of its 2 GiB of hashes,
+// not all of it): its tag first says "being updated", then the pages go in, then the tag names the new
+// point, each step fdatasynced. A crash in between leaves a tag that names no point, which no point
+// trusts: the next point hashes the disks whole (a resync), it never takes mixed hashes for true ones.
+// An update in place needs the file's lock exclusive: no other process is reading it. When another is
+// (or without the addon's flock), the file is written anew from the last point's and renamed into
+// place; a reader keeps reading the file it opened.
 import { randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
   existsSync,
   fdatasyncSync,
   fstatSync,
+  fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
   readSync,
+  renameSync,
+  rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
@@ -29,7 +37,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import type { DiskUuid, ItemName, PointId } from "../domain/ids.ts";
 import { writeFileAtomic } from "../platform/files.ts";
 import { native } from "../platform/native.ts";
-import { takeLock } from "../platform/process.ts";
+import { applyBlockHashes, type BlockHashes, closeBlockHashes, openBlockHashes } from "./block-hashes.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { blockCount, unitCount } from "./scan.ts";
 
@@ -39,6 +47,9 @@ const HEADER_BYTES = 16; // magic, then the tag of the point the hashes describe
 const UPDATING_TAG = Buffer.from("updating", "latin1");
 const PAGE = 4096;
 const COMPARE_CHUNK = 1024 * 1024;
+const COPY_CHUNK = 1024 * 1024;
+/** how long loading hashes waits for another process's update in place to end */
+const LOCK_WAIT_MS = 5000;
 
 export interface DiskState {
   uuid: DiskUuid;
@@ -59,16 +70,17 @@ export interface MachineState {
   disks: DiskState[];
 }
 
+/**
+ * A disk's hashes during a point: the unit hashes in memory (updated in place by the passes), the
+ * block hashes in files (block-hashes.ts). Release them with AgentState.release.
+ */
 export interface DiskHashes {
-  block: BigUint64Array;
   unit: BigUint64Array;
+  blocks: BlockHashes;
 }
 
-export function sharedHashes(sizeBytes: number): DiskHashes {
-  return {
-    block: new BigUint64Array(new SharedArrayBuffer(blockCount(sizeBytes) * 8)),
-    unit: new BigUint64Array(new SharedArrayBuffer(unitCount(sizeBytes) * 8)),
-  };
+function sharedUnits(sizeBytes: number): BigUint64Array {
+  return new BigUint64Array(new SharedArrayBuffer(unitCount(sizeBytes) * 8));
 }
 
 export class AgentState {
@@ -151,7 +163,11 @@ export class AgentState {
     return path.join(this.dir, `${this.machine.disks[disk]!.uuid}.hashes`);
   }
 
-  /** The hashes as of lastPointId, or null when there are none to trust. */
+  /**
+   * The hashes as of lastPointId, or null when there are none to trust. The hash file stays open,
+   * under a shared flock(2), until `release`: an in-place update by another process (which needs the
+   * lock exclusive) cannot change it under the pass that reads its block hashes.
+   */
   loadHashes(disk: number): DiskHashes | null {
     const d = this.machine.disks[disk]!;
     const file = this.#hashFile(disk);
@@ -160,11 +176,14 @@ export class AgentState {
     const nu = unitCount(d.sizeBytes);
     let fd: number;
     try {
-      fd = openSync(file, "r");
+      fd = openSync(file, "r+");
     } catch {
       return null;
     }
+    let keep = false;
     try {
+      // an update in place holds the lock for a few fsyncs: wait for it rather than resync
+      if (native !== null && !waitFor(() => native!.flock(fd, false), LOCK_WAIT_MS)) return null;
       const head = Buffer.alloc(HEADER_BYTES);
       if (
         fstatSync(fd).size !== HEADER_BYTES + (nb + nu) * 8 ||
@@ -173,31 +192,66 @@ export class AgentState {
         !head.subarray(8).equals(pointTag(this.machine.lastPointId))
       )
         return null;
-      // straight into the shared arrays the passes use: no second copy of a file of 2 MiB per GiB
-      const h = sharedHashes(d.sizeBytes);
-      const block = Buffer.from(h.block.buffer as SharedArrayBuffer);
-      const unit = Buffer.from(h.unit.buffer as SharedArrayBuffer);
-      if (!readFully(fd, block, HEADER_BYTES) || !readFully(fd, unit, HEADER_BYTES + nb * 8)) return null;
-      // an in-place update that ran while the file was being read changed its tag before any page, and
-      // never back: the tag read now (by path: a file renamed in meanwhile fails too) must still be it
-      return sameTagNow(file, head.subarray(8)) ? h : null;
+      const unit = sharedUnits(d.sizeBytes);
+      if (!readFully(fd, Buffer.from(unit.buffer as SharedArrayBuffer), HEADER_BYTES + nb * 8)) return null;
+      keep = true;
+      return { unit, blocks: openBlockHashes(this.dir, nb, { fd, at: HEADER_BYTES }) };
     } finally {
-      closeSync(fd);
+      if (!keep) closeSync(fd);
     }
   }
 
-  /** Records a committed point: hashes first (tagged with the point), then machine.json. */
+  /** Hashes for a point that compares with no earlier one (the first, or a resync). */
+  freshHashes(disk: number): DiskHashes {
+    const d = this.machine.disks[disk]!;
+    return {
+      unit: sharedUnits(d.sizeBytes),
+      blocks: openBlockHashes(this.dir, blockCount(d.sizeBytes), null),
+    };
+  }
+
+  /** Closes the files of `hashes` (and drops the lock on the last point's). */
+  release(hashes: DiskHashes): void {
+    closeBlockHashes(hashes.blocks);
+    if (hashes.blocks.prevFd >= 0) {
+      closeSync(hashes.blocks.prevFd);
+      hashes.blocks.prevFd = -1;
+    }
+  }
+
+  /** The block hashes the hash file of `disk` holds for lastPointId (tests and tools; 8 bytes a block). */
+  readBlockHashes(disk: number): BigUint64Array | null {
+    const h = this.loadHashes(disk);
+    if (h === null) return null;
+    try {
+      const out = new BigUint64Array(h.blocks.blocks);
+      if (!readFully(h.blocks.prevFd, Buffer.from(out.buffer), HEADER_BYTES)) return null;
+      return out;
+    } finally {
+      this.release(h);
+    }
+  }
+
+  /**
+   * Records a committed point: hashes first (tagged with the point), then machine.json. Each disk's
+   * hash file is updated in place when this process holds the only lock on it, else written anew from
+   * the last point's and renamed into place. `hashes` are released.
+   */
   commit(pointId: PointId, target: string, hashes: DiskHashes[]): void {
-    const was = this.machine.lastPointId === null ? null : pointTag(this.machine.lastPointId);
-    hashes.forEach((h, i) => {
-      const data = [
-        Buffer.from(h.block.buffer as SharedArrayBuffer),
-        Buffer.from(h.unit.buffer as SharedArrayBuffer),
-      ];
-      const file = this.#hashFile(i);
-      if (was !== null && this.#updateInPlace(file, was, pointTag(pointId), data)) return;
-      atomicWrite(file, [HASHES_MAGIC, pointTag(pointId), ...data]);
-    });
+    const now = pointTag(pointId);
+    try {
+      hashes.forEach((h, i) => {
+        const file = this.#hashFile(i);
+        const r = this.#updateInPlace(file, h, now);
+        if (r === "written") return;
+        // another process is updating the file this point's pass read: no file is tagged with this
+        // point, so the next one resyncs (unless that process's point, tagged in the file, is the last)
+        if (r === "untrusted") return;
+        this.#writeAnew(file, h, now);
+      });
+    } finally {
+      for (const h of hashes) this.release(h);
+    }
     this.machine.lastPointId = pointId;
     this.machine.target = target;
     this.saveMachine();
@@ -207,65 +261,67 @@ export class AgentState {
   pagesWritten = 0;
 
   /**
-   * Updates a hash file in place from the hashes of point `was` to `data` (the new point's, tagged
-   * `now`), writing only the 4 KiB pages that differ. False, having changed nothing, when the file is
-   * not exactly `was`'s or another process holds the update lock.
+   * Updates the hash file `h` was read from in place to the new point's hashes (tagged `now`): the
+   * records the passes wrote and the unit pages that differ. "anew" when it cannot, having changed
+   * nothing (no addon for flock(2), no last point, another process holds a lock on the file, or the
+   * file is no longer the one at `file`): the caller writes the file anew from the last point's, which
+   * this process still holds a lock on. "untrusted" when not even that lock could be kept.
    */
-  #updateInPlace(file: string, was: Buffer, now: Buffer, data: Buffer[]): boolean {
-    // without flock(2) two updaters could both find the old tag and interleave their pages
-    if (native === null) return false;
-    const lock = takeLock(path.join(this.dir, "hashes.lock"));
-    if (lock === null) return false;
-    let fd = -1;
+  #updateInPlace(file: string, h: DiskHashes, now: Buffer): "written" | "anew" | "untrusted" {
+    const fd = h.blocks.prevFd;
+    if (native === null || fd < 0) return "anew";
+    // shared to exclusive: only when no other process is reading it. A refused conversion leaves no
+    // lock at all (flock(2)), so take the shared one back: without it another process could start to
+    // update the file while this one copies from it
+    if (!native.flock(fd, true)) return native.flock(fd, false) ? "anew" : "untrusted";
     try {
-      try {
-        fd = openSync(file, "r+");
-      } catch {
-        return false;
-      }
-      const bytes = data.reduce((n, d) => n + d.length, HEADER_BYTES);
-      const head = Buffer.alloc(HEADER_BYTES);
-      if (
-        fstatSync(fd).size !== bytes ||
-        readSync(fd, head, 0, HEADER_BYTES, 0) !== HEADER_BYTES ||
-        !head.subarray(0, 8).equals(HASHES_MAGIC) ||
-        !head.subarray(8).equals(was)
-      )
-        return false;
-      writeSync(fd, UPDATING_TAG, 0, 8, 8);
-      fdatasyncSync(fd);
-      const old = Buffer.allocUnsafe(COMPARE_CHUNK);
-      let at = HEADER_BYTES; // where the current part starts in the file
-      for (const d of data) {
-        for (let p = 0; p < d.length; p += COMPARE_CHUNK) {
-          const n = Math.min(COMPARE_CHUNK, d.length - p);
-          if (readSync(fd, old, 0, n, at + p) !== n) throw new Error(`${file}: short read`);
-          // runs of differing pages go out in one write each
-          const put = (from: number, to: number): void => {
-            for (let w = from; w < to; ) w += writeSync(fd, d, p + w, to - w, at + p + w);
-            this.pagesWritten += Math.ceil((to - from) / PAGE);
-          };
-          let run = -1;
-          for (let q = 0; q < n; q += PAGE) {
-            const end = Math.min(n, q + PAGE);
-            if (!old.subarray(q, end).equals(d.subarray(p + q, p + end))) {
-              if (run < 0) run = q;
-            } else if (run >= 0) {
-              put(run, q);
-              run = -1;
-            }
-          }
-          if (run >= 0) put(run, n);
+      if (statSync(file).ino !== fstatSync(fd).ino) return "anew"; // renamed over since it was read
+    } catch {
+      return "anew";
+    }
+    writeSync(fd, UPDATING_TAG, 0, 8, 8);
+    fdatasyncSync(fd);
+    this.pagesWritten += applyBlockHashes(h.blocks, fd, HEADER_BYTES);
+    this.pagesWritten += writeChangedPages(fd, Buffer.from(h.unit.buffer as SharedArrayBuffer), unitsAt(h));
+    fdatasyncSync(fd);
+    writeSync(fd, now, 0, 8, 8);
+    fdatasyncSync(fd);
+    return "written";
+  }
+
+  /** Writes the hash file whole: the last point's block hashes (if any), this point's over them, the units. */
+  #writeAnew(file: string, h: DiskHashes, now: Buffer): void {
+    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+    const fd = openSync(tmp, "w+", 0o644);
+    try {
+      const sectionBytes = h.blocks.blocks * 8;
+      writeAll(fd, Buffer.concat([HASHES_MAGIC, now]), 0);
+      if (h.blocks.prevFd >= 0) {
+        const buf = Buffer.allocUnsafe(COPY_CHUNK);
+        for (let at = 0; at < sectionBytes; at += COPY_CHUNK) {
+          const n = Math.min(COPY_CHUNK, sectionBytes - at);
+          if (!readFully(h.blocks.prevFd, buf.subarray(0, n), h.blocks.prevAt + at))
+            throw new Error(`${file}: the last point's hash file ended early`);
+          writeAll(fd, buf.subarray(0, n), HEADER_BYTES + at);
         }
-        at += d.length;
       }
-      fdatasyncSync(fd);
-      writeSync(fd, now, 0, 8, 8);
-      fdatasyncSync(fd);
-      return true;
+      // units no pass wrote and no last point had stay zeros: unknown, compared block by block
+      ftruncateSync(fd, unitsAt(h));
+      applyBlockHashes(h.blocks, fd, HEADER_BYTES);
+      writeAll(fd, Buffer.from(h.unit.buffer as SharedArrayBuffer), unitsAt(h));
+      fsyncSync(fd);
+    } catch (err) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw err;
+    }
+    closeSync(fd);
+    renameSync(tmp, file);
+    const dfd = openSync(this.dir, "r");
+    try {
+      fsyncSync(dfd);
     } finally {
-      if (fd >= 0) closeSync(fd);
-      lock.release();
+      closeSync(dfd);
     }
   }
 
@@ -286,20 +342,6 @@ function readFully(fd: number, into: Buffer, at: number): boolean {
   return true;
 }
 
-/** Whether the tag in `file` is `tag` (false when it cannot be read). */
-function sameTagNow(file: string, tag: Buffer): boolean {
-  let fd = -1;
-  try {
-    fd = openSync(file, "r");
-    const now = Buffer.alloc(8);
-    return readSync(fd, now, 0, 8, 8) === 8 && now.equals(tag);
-  } catch {
-    return false;
-  } finally {
-    if (fd >= 0) closeSync(fd);
-  }
-}
-
 function pointTag(id: PointId): Buffer {
   // 8 bytes that change with every point: the tail of the id (time in ms + random) hashed down
   const b = Buffer.alloc(8);
@@ -311,4 +353,50 @@ function pointTag(id: PointId): Buffer {
 
 function atomicWrite(file: string, parts: Buffer[]): void {
   writeFileAtomic(file, Buffer.concat(parts));
+}
+
+/** Where a hash file's unit hashes start. */
+function unitsAt(h: DiskHashes): number {
+  return HEADER_BYTES + h.blocks.blocks * 8;
+}
+
+function writeAll(fd: number, data: Uint8Array, at: number): void {
+  for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, at + done);
+}
+
+/** Writes the 4 KiB pages of `data` that differ from what `fd` holds at `at` (runs of them in one write each); returns the pages written. */
+function writeChangedPages(fd: number, data: Buffer, at: number): number {
+  const old = Buffer.allocUnsafe(COMPARE_CHUNK);
+  let pages = 0;
+  for (let p = 0; p < data.length; p += COMPARE_CHUNK) {
+    const n = Math.min(COMPARE_CHUNK, data.length - p);
+    if (!readFully(fd, old.subarray(0, n), at + p)) throw new Error("a hash file ended early");
+    const put = (from: number, to: number): void => {
+      writeAll(fd, data.subarray(p + from, p + to), at + p + from);
+      pages += Math.ceil((to - from) / PAGE);
+    };
+    let run = -1;
+    for (let q = 0; q < n; q += PAGE) {
+      const end = Math.min(n, q + PAGE);
+      if (!old.subarray(q, end).equals(data.subarray(p + q, p + end))) {
+        if (run < 0) run = q;
+      } else if (run >= 0) {
+        put(run, q);
+        run = -1;
+      }
+    }
+    if (run >= 0) put(run, n);
+  }
+  return pages;
+}
+
+/** Calls `attempt` until it is true, for up to `ms` milliseconds; whether it became true. */
+function waitFor(attempt: () => boolean, ms: number): boolean {
+  const until = performance.now() + ms;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    if (attempt()) return true;
+    if (performance.now() >= until) return false;
+    Atomics.wait(nap, 0, 0, 5);
+  }
 }

@@ -17,7 +17,7 @@ import type { DiskEntries, DiskHeader, PointManifest } from "../datastore/manife
 import { type Frame, makeFrame, openFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
-import { AgentState, type DiskHashes, sharedHashes } from "./agent-state.ts";
+import { AgentState, type DiskHashes } from "./agent-state.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
@@ -227,342 +227,354 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     const trusted = state.machine.lastPointId === latest.id && state.machine.target === o.sink.target;
     prev = trusted ? infos.map((_, i) => state.loadHashes(i)) : prev;
     mode = prev.every((p) => p !== null) ? "incremental" : "resync";
-    if (mode === "resync") prev = infos.map(() => null);
+    if (mode === "resync") {
+      for (const p of prev) if (p !== null) state.release(p);
+      prev = infos.map(() => null);
+    }
   }
-  // a pass updates the previous hashes in place (it reads a slot before it writes it), so units it
-  // skips keep theirs; they are saved only once the point is committed
-  const next = infos.map((d, i) => prev[i] ?? sharedHashes(d.sizeBytes));
-  const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes)));
-
-  const threads = o.workers ?? defaultWorkers();
-  // shipping
-  let bytesRead = 0;
-  let bytesSent = 0;
-  const totalBytes = infos.reduce((s, d) => s + d.sizeBytes, 0);
-  const ship = async (b: Batch): Promise<void> => {
-    bytesRead += b.bytesRead;
-    const c = collectors[b.disk]!;
-    for (let i = 0; i < b.blocks.length; i++) c.add(b.blocks[i]!, b.hashes, i * HASH_BYTES);
-    if (b.dataBlocks > 0) {
-      const missing = await o.sink.missing(b.dataHashes);
-      const n = missing.filter(Boolean).length;
-      let frame: Frame | null = null;
-      if (n === b.dataBlocks) {
-        frame = {
-          hashes: b.dataHashes,
-          payload: b.payload,
-          compression: b.compression,
-          blocks: b.dataBlocks,
-        };
-      } else if (n > 0) {
-        // some blocks are stored already (dedup): ship a frame of the others only
-        const all = openFrame(b.payload, b.compression, b.dataBlocks, "batch");
-        const hs = Buffer.allocUnsafe(n * HASH_BYTES);
-        const raw = Buffer.allocUnsafe(n * BLOCK_SIZE);
-        let k = 0;
-        missing.forEach((m, s) => {
-          if (!m) return;
-          b.dataHashes.copy(hs, k * HASH_BYTES, s * HASH_BYTES, (s + 1) * HASH_BYTES);
-          all.copy(raw, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
-          k++;
-        });
-        frame = makeFrame(hs, raw);
-      }
-      if (frame !== null) {
-        // not `bytesSent += await …`: that reads bytesSent before the await and loses concurrent updates
-        const sent = await o.sink.send(frame);
-        bytesSent += sent;
-      }
-      // the batch's payload was copied where it goes (or not needed): its buffer stages the next frames
-      if (o.sink.copiesFrames === true || frame === null) recycleFrame(b.payload);
-    }
-    o.onProgress?.({ bytesRead, totalBytes });
-  };
-  /** `ranges`: per disk, the units to read (null: all of them); with `blocks`, the 4 KiB blocks */
-  const pass = async (
-    disks: DiskInfo[],
-    ranges: ([number, number][] | null)[],
-    from: (DiskHashes | null)[],
-    blocks = false,
-  ) => {
-    const jobs: ScanJob[] = await Promise.all(
-      disks.map(async (info, i): Promise<ScanJob> => {
-        const units = ranges[i] == null || !blocks;
-        const job: ScanJob = {
-          disk: i,
-          info,
-          seed: state.seed(i),
-          ...(ranges[i] == null
-            ? { ranges: [[0, unitCount(info.sizeBytes)]] as [number, number][] }
-            : { ranges: ranges[i]!, blocks }),
-          prevBlock: from[i]?.block ?? null,
-          prevUnit: from[i]?.unit ?? null,
-          nextBlock: next[i]!.block,
-          nextUnit: next[i]!.unit,
-        };
-        const was = from[i];
-        // (the native pass writes no hash of an unchanged unit or block: it relies on the pass
-        // updating the previous hashes in place)
-        if (!units || was == null || was !== next[i] || !nativeUnitPass() || o.nativeUnitPass === false)
-          return job;
-        // compared natively; then only the changed blocks are read again, as a journal's are, and
-        // compared with nothing: each of them is an entry of the point
-        const changed = await changedBlocks(info, job.ranges, job.seed, was, next[i]!, threads, (n) => {
-          bytesRead += n;
-          o.onProgress?.({ bytesRead, totalBytes });
-        });
-        return { ...job, ranges: changed, blocks: true, prevBlock: null, prevUnit: null };
-      }),
-    );
-    // batches are shipped with a window of them in flight: over a WAN, asking `missing` and waiting
-    // for the answer batch by batch would cost a round trip per 128 KiB
-    const inflight = new Set<Promise<void>>();
-    let failed: unknown = null;
-    for await (const b of scan(jobs, o.workers)) {
-      if (failed !== null) throw failed;
-      const p: Promise<void> = ship(b).then(
-        () => {
-          inflight.delete(p);
-        },
-        (err: unknown) => {
-          inflight.delete(p);
-          failed ??= err;
-        },
-      );
-      inflight.add(p);
-      if (inflight.size >= SHIP_WINDOW) await Promise.race(inflight);
-    }
-    await Promise.all(inflight);
-    if (failed !== null) throw failed;
-  };
-
-  const hookEnv = { SWITCHBACK_ITEM: o.item, SWITCHBACK_POINT_ID: pointId };
-  let consistency = o.consistency;
-  const preHooks = async () => {
-    if (o.consistency !== "app") return;
-    if (o.hooksDir === undefined) {
-      warnings.push(
-        "app-consistent point requested but no hooks folder is configured; the point is crash-consistent",
-      );
-      consistency = "crash";
-      return;
-    }
-    const runs = await runHooks(o.hooksDir, "pre-snapshot", hookEnv, o.hookTimeoutMs ?? 30_000);
-    hookRuns.push(...runs);
-    const bad = runs.filter((r) => !r.ok);
-    if (runs.length === 0) {
-      warnings.push(`no pre-snapshot hooks found in ${o.hooksDir}; the point is crash-consistent`);
-      consistency = "crash";
-    }
-    for (const r of bad) {
-      warnings.push(`pre-snapshot hook ${r.hook} ${r.detail}; the point is crash-consistent`);
-      consistency = "crash";
-    }
-  };
-  const postHooks = async () => {
-    if (o.consistency !== "app" || o.hooksDir === undefined) return;
-    const runs = await runHooks(o.hooksDir, "post-snapshot", hookEnv, o.hookTimeoutMs ?? 30_000);
-    hookRuns.push(...runs);
-    for (const r of runs.filter((x) => !x.ok)) warnings.push(`post-snapshot hook ${r.hook} ${r.detail}`);
-  };
-
-  // the instant
-  const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
-  // the write journal follows block devices (and loop-attached images); a reflink point reads its clones
-  const journal =
-    o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
-  let journaledDisks = 0;
-  /** what a pass reads first: per disk, the 4 KiB blocks written since the last point, or null (everything) */
-  const phases: PointPhases = { prepare: 0, journal: 0, passes: 0, commit: 0, state: 0 };
-  let mark = started;
-  /** ends the phase under way: adds its time to `phases[name]` */
-  const lap = (name: keyof PointPhases): void => {
-    const now = performance.now();
-    phases[name] += now - mark;
-    mark = now;
-  };
-  lap("prepare");
-  const sinceLast = async (): Promise<([number, number][] | null)[]> => {
-    if (journal === null) return infos.map(() => null);
-    const r = await journal.since(mode === "incremental" ? state.machine.lastPointId : null);
-    journaledDisks = r.filter((x) => x !== null).length;
-    warnings.push(...journal.warnings);
-    lap("journal");
-    return r;
-  };
+  // a pass updates the previous unit hashes in place (it reads a slot before it writes it), so units
+  // it skips keep theirs, and reads block hashes from the last point's file or from what this point
+  // wrote; they are saved only once the point is committed
+  const next = infos.map((_, i) => prev[i] ?? state.freshHashes(i));
+  let committed = false;
   try {
-    let maxFreezeMs = 0;
-    let frozenUnits = 0;
-    let trackedDisks = 0;
-    if (snapshot.kind === "freeze") {
-      // the write tracker starts before the journal is read: between them they miss no write
-      const tracker = o.tracker ? await o.tracker(infos) : null;
-      try {
-        await pass(infos, await sinceLast(), prev, true); // pre-copy while the machine runs
-        await quiesced(async () => {
-          await preHooks();
-          // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
-          try {
-            const freezer = new Freezer(snapshot.mounts);
-            freezer.freeze();
-            try {
-              await faultPauseFrozen();
-              // the tracker is drained only now: the freeze has flushed the file systems, so their last
-              // writes are in the trace (docs/consistency.md)
-              const written = tracker ? await tracker.collect() : infos.map(() => null);
-              frozenUnits = written.reduce(
-                (s, r, i) =>
-                  s + (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
-                0,
-              );
-              trackedDisks = written.filter((r) => r !== null).length;
-              await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
-            } finally {
-              maxFreezeMs = freezer.thaw();
-            }
-          } finally {
-            await postHooks();
-          }
-        });
-      } finally {
-        if (tracker?.warnings) warnings.push(...tracker.warnings);
-        await tracker?.stop();
-      }
-    } else if (snapshot.kind === "reflink") {
-      sweepStaleClones(infos);
-      const clones = infos.map((d) =>
-        path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
-      );
-      try {
-        await quiesced(async () => {
-          await preHooks();
-          try {
-            const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
-            freezer?.freeze();
-            try {
-              infos.forEach((d, i) => {
-                copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
-              });
-            } finally {
-              if (freezer) maxFreezeMs = freezer.thaw();
-            }
-          } finally {
-            await postHooks();
-          }
-        });
-        await pass(
-          infos.map((d, i) => ({ ...d, path: clones[i]! })),
-          infos.map(() => null),
-          prev,
-        );
-      } finally {
-        for (const c of clones) rmSync(c, { force: true });
-      }
-    } else {
-      await quiesced(async () => {
-        await preHooks();
-        try {
-          await pass(infos, await sinceLast(), prev, true);
-        } finally {
-          await postHooks();
-        }
-      });
-      if (snapshot.why) warnings.push(snapshot.why);
-    }
+    const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes)));
 
-    lap("passes");
-    // the point
-    const parentMaps =
-      mode === "resync" && latest !== null
-        ? await Promise.all(infos.map((_, i) => o.sink.diskMap(o.item, latest.id, i)))
-        : null;
-    const disks: DiskEntries[] = collectors.map((c, i) => {
-      const map = parentMaps?.[i];
-      if (map === undefined) return c.entries(latest === null);
-      return c.entries(false, (b, hs, at) => {
-        const had = map.hashOf(b);
-        if (had === undefined) return !isZeroHash(hs, at);
-        return !had.equals(hs.subarray(at, at + HASH_BYTES));
-      });
-    });
-    const headers: DiskHeader[] = infos.map((d, i) => ({
-      uuid: state.machine.disks[i]!.uuid,
-      sizeBytes: d.sizeBytes,
-      sectorSize: d.sectorSize,
-      blockSize: BLOCK_SIZE,
-      entries: disks[i]!.blocks.length,
-      source: d.path,
-    }));
-    const changedBlocks = disks.reduce((s, d) => s + d.blocks.length, 0);
-    const durationMs = Math.round(performance.now() - started);
-    const manifest: PointManifest = {
-      header: {
-        version: 1,
-        item: o.item,
-        id: pointId,
-        parent: latest?.id ?? null,
-        createdAt: createdAt.toISOString(),
-        consistency,
-        warnings,
-        disks: headers,
-        stats: {
-          bytesRead,
-          bytesSent,
-          changedBlocks,
-          durationMs,
-          maxFreezeMs: round2(maxFreezeMs),
-          frozenUnits,
-          trackedDisks,
-        },
-      },
-      disks,
+    const threads = o.workers ?? defaultWorkers();
+    // shipping
+    let bytesRead = 0;
+    let bytesSent = 0;
+    const totalBytes = infos.reduce((s, d) => s + d.sizeBytes, 0);
+    const ship = async (b: Batch): Promise<void> => {
+      bytesRead += b.bytesRead;
+      const c = collectors[b.disk]!;
+      for (let i = 0; i < b.blocks.length; i++) c.add(b.blocks[i]!, b.hashes, i * HASH_BYTES);
+      if (b.dataBlocks > 0) {
+        const missing = await o.sink.missing(b.dataHashes);
+        const n = missing.filter(Boolean).length;
+        let frame: Frame | null = null;
+        if (n === b.dataBlocks) {
+          frame = {
+            hashes: b.dataHashes,
+            payload: b.payload,
+            compression: b.compression,
+            blocks: b.dataBlocks,
+          };
+        } else if (n > 0) {
+          // some blocks are stored already (dedup): ship a frame of the others only
+          const all = openFrame(b.payload, b.compression, b.dataBlocks, "batch");
+          const hs = Buffer.allocUnsafe(n * HASH_BYTES);
+          const raw = Buffer.allocUnsafe(n * BLOCK_SIZE);
+          let k = 0;
+          missing.forEach((m, s) => {
+            if (!m) return;
+            b.dataHashes.copy(hs, k * HASH_BYTES, s * HASH_BYTES, (s + 1) * HASH_BYTES);
+            all.copy(raw, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
+            k++;
+          });
+          frame = makeFrame(hs, raw);
+        }
+        if (frame !== null) {
+          // not `bytesSent += await …`: that reads bytesSent before the await and loses concurrent updates
+          const sent = await o.sink.send(frame);
+          bytesSent += sent;
+        }
+        // the batch's payload was copied where it goes (or not needed): its buffer stages the next frames
+        if (o.sink.copiesFrames === true || frame === null) recycleFrame(b.payload);
+      }
+      o.onProgress?.({ bytesRead, totalBytes });
     };
-    await o.sink.commit(manifest);
-    lap("commit");
-    state.commit(pointId, o.sink.target, next);
-    // the point is committed whatever happens here: a journal not advanced is re-armed next time
-    try {
-      journal?.committed(pointId);
-    } catch (err) {
-      warnings.push(
-        `write journal not advanced (${(err as Error).message}); the next point reads the disks whole`,
+    /** `ranges`: per disk, the units to read (null: all of them); with `blocks`, the 4 KiB blocks */
+    const pass = async (
+      disks: DiskInfo[],
+      ranges: ([number, number][] | null)[],
+      from: (DiskHashes | null)[],
+      blocks = false,
+    ) => {
+      const jobs: ScanJob[] = await Promise.all(
+        disks.map(async (info, i): Promise<ScanJob> => {
+          const units = ranges[i] == null || !blocks;
+          const job: ScanJob = {
+            disk: i,
+            info,
+            seed: state.seed(i),
+            ...(ranges[i] == null
+              ? { ranges: [[0, unitCount(info.sizeBytes)]] as [number, number][] }
+              : { ranges: ranges[i]!, blocks }),
+            hashes: next[i]!.blocks,
+            compare: from[i] != null,
+            prevUnit: from[i]?.unit ?? null,
+            nextUnit: next[i]!.unit,
+          };
+          const was = from[i];
+          // (the native pass writes no hash of an unchanged unit or block: it relies on the pass
+          // updating the previous hashes in place)
+          if (!units || was == null || was !== next[i] || !nativeUnitPass() || o.nativeUnitPass === false)
+            return job;
+          // compared natively; then only the changed blocks are read again, as a journal's are, and
+          // compared with nothing: each of them is an entry of the point
+          const changed = await changedBlocks(info, job.ranges, job.seed, was, threads, (n) => {
+            bytesRead += n;
+            o.onProgress?.({ bytesRead, totalBytes });
+          });
+          return { ...job, ranges: changed, blocks: true, compare: false, prevUnit: null };
+        }),
       );
-    }
-    lap("state");
-    return {
-      pointId,
-      parent: latest?.id ?? null,
-      item: o.item,
-      mode,
-      consistency,
-      snapshot: snapshot.kind,
-      bytesRead,
-      bytesSent,
-      changedBlocks,
-      blockSize: BLOCK_SIZE,
-      durationMs: Math.round(performance.now() - started),
-      maxFreezeMs: round2(maxFreezeMs),
-      frozenUnits,
-      trackedDisks,
-      journaledDisks,
-      phasesMs: {
-        prepare: Math.round(phases.prepare),
-        journal: Math.round(phases.journal),
-        passes: Math.round(phases.passes),
-        commit: Math.round(phases.commit),
-        state: Math.round(phases.state),
-      },
-      warnings,
-      hooks: hookRuns,
-      disks: infos.map((d, i) => ({
-        uuid: state.machine.disks[i]!.uuid,
-        path: d.path,
-        sizeBytes: d.sizeBytes,
-        changedBlocks: disks[i]!.blocks.length,
-      })),
+      // batches are shipped with a window of them in flight: over a WAN, asking `missing` and waiting
+      // for the answer batch by batch would cost a round trip per 128 KiB
+      const inflight = new Set<Promise<void>>();
+      let failed: unknown = null;
+      for await (const b of scan(jobs, o.workers)) {
+        if (failed !== null) throw failed;
+        const p: Promise<void> = ship(b).then(
+          () => {
+            inflight.delete(p);
+          },
+          (err: unknown) => {
+            inflight.delete(p);
+            failed ??= err;
+          },
+        );
+        inflight.add(p);
+        if (inflight.size >= SHIP_WINDOW) await Promise.race(inflight);
+      }
+      await Promise.all(inflight);
+      if (failed !== null) throw failed;
     };
+
+    const hookEnv = { SWITCHBACK_ITEM: o.item, SWITCHBACK_POINT_ID: pointId };
+    let consistency = o.consistency;
+    const preHooks = async () => {
+      if (o.consistency !== "app") return;
+      if (o.hooksDir === undefined) {
+        warnings.push(
+          "app-consistent point requested but no hooks folder is configured; the point is crash-consistent",
+        );
+        consistency = "crash";
+        return;
+      }
+      const runs = await runHooks(o.hooksDir, "pre-snapshot", hookEnv, o.hookTimeoutMs ?? 30_000);
+      hookRuns.push(...runs);
+      const bad = runs.filter((r) => !r.ok);
+      if (runs.length === 0) {
+        warnings.push(`no pre-snapshot hooks found in ${o.hooksDir}; the point is crash-consistent`);
+        consistency = "crash";
+      }
+      for (const r of bad) {
+        warnings.push(`pre-snapshot hook ${r.hook} ${r.detail}; the point is crash-consistent`);
+        consistency = "crash";
+      }
+    };
+    const postHooks = async () => {
+      if (o.consistency !== "app" || o.hooksDir === undefined) return;
+      const runs = await runHooks(o.hooksDir, "post-snapshot", hookEnv, o.hookTimeoutMs ?? 30_000);
+      hookRuns.push(...runs);
+      for (const r of runs.filter((x) => !x.ok)) warnings.push(`post-snapshot hook ${r.hook} ${r.detail}`);
+    };
+
+    // the instant
+    const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
+    // the write journal follows block devices (and loop-attached images); a reflink point reads its clones
+    const journal =
+      o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
+    let journaledDisks = 0;
+    /** what a pass reads first: per disk, the 4 KiB blocks written since the last point, or null (everything) */
+    const phases: PointPhases = { prepare: 0, journal: 0, passes: 0, commit: 0, state: 0 };
+    let mark = started;
+    /** ends the phase under way: adds its time to `phases[name]` */
+    const lap = (name: keyof PointPhases): void => {
+      const now = performance.now();
+      phases[name] += now - mark;
+      mark = now;
+    };
+    lap("prepare");
+    const sinceLast = async (): Promise<([number, number][] | null)[]> => {
+      if (journal === null) return infos.map(() => null);
+      const r = await journal.since(mode === "incremental" ? state.machine.lastPointId : null);
+      journaledDisks = r.filter((x) => x !== null).length;
+      warnings.push(...journal.warnings);
+      lap("journal");
+      return r;
+    };
+    try {
+      let maxFreezeMs = 0;
+      let frozenUnits = 0;
+      let trackedDisks = 0;
+      if (snapshot.kind === "freeze") {
+        // the write tracker starts before the journal is read: between them they miss no write
+        const tracker = o.tracker ? await o.tracker(infos) : null;
+        try {
+          await pass(infos, await sinceLast(), prev, true); // pre-copy while the machine runs
+          await quiesced(async () => {
+            await preHooks();
+            // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
+            try {
+              const freezer = new Freezer(snapshot.mounts);
+              freezer.freeze();
+              try {
+                await faultPauseFrozen();
+                // the tracker is drained only now: the freeze has flushed the file systems, so their last
+                // writes are in the trace (docs/consistency.md)
+                const written = tracker ? await tracker.collect() : infos.map(() => null);
+                frozenUnits = written.reduce(
+                  (s, r, i) =>
+                    s +
+                    (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
+                  0,
+                );
+                trackedDisks = written.filter((r) => r !== null).length;
+                await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+              } finally {
+                maxFreezeMs = freezer.thaw();
+              }
+            } finally {
+              await postHooks();
+            }
+          });
+        } finally {
+          if (tracker?.warnings) warnings.push(...tracker.warnings);
+          await tracker?.stop();
+        }
+      } else if (snapshot.kind === "reflink") {
+        sweepStaleClones(infos);
+        const clones = infos.map((d) =>
+          path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
+        );
+        try {
+          await quiesced(async () => {
+            await preHooks();
+            try {
+              const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
+              freezer?.freeze();
+              try {
+                infos.forEach((d, i) => {
+                  copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
+                });
+              } finally {
+                if (freezer) maxFreezeMs = freezer.thaw();
+              }
+            } finally {
+              await postHooks();
+            }
+          });
+          await pass(
+            infos.map((d, i) => ({ ...d, path: clones[i]! })),
+            infos.map(() => null),
+            prev,
+          );
+        } finally {
+          for (const c of clones) rmSync(c, { force: true });
+        }
+      } else {
+        await quiesced(async () => {
+          await preHooks();
+          try {
+            await pass(infos, await sinceLast(), prev, true);
+          } finally {
+            await postHooks();
+          }
+        });
+        if (snapshot.why) warnings.push(snapshot.why);
+      }
+
+      lap("passes");
+      // the point
+      const parentMaps =
+        mode === "resync" && latest !== null
+          ? await Promise.all(infos.map((_, i) => o.sink.diskMap(o.item, latest.id, i)))
+          : null;
+      const disks: DiskEntries[] = collectors.map((c, i) => {
+        const map = parentMaps?.[i];
+        if (map === undefined) return c.entries(latest === null);
+        return c.entries(false, (b, hs, at) => {
+          const had = map.hashOf(b);
+          if (had === undefined) return !isZeroHash(hs, at);
+          return !had.equals(hs.subarray(at, at + HASH_BYTES));
+        });
+      });
+      const headers: DiskHeader[] = infos.map((d, i) => ({
+        uuid: state.machine.disks[i]!.uuid,
+        sizeBytes: d.sizeBytes,
+        sectorSize: d.sectorSize,
+        blockSize: BLOCK_SIZE,
+        entries: disks[i]!.blocks.length,
+        source: d.path,
+      }));
+      const changedBlocks = disks.reduce((s, d) => s + d.blocks.length, 0);
+      const durationMs = Math.round(performance.now() - started);
+      const manifest: PointManifest = {
+        header: {
+          version: 1,
+          item: o.item,
+          id: pointId,
+          parent: latest?.id ?? null,
+          createdAt: createdAt.toISOString(),
+          consistency,
+          warnings,
+          disks: headers,
+          stats: {
+            bytesRead,
+            bytesSent,
+            changedBlocks,
+            durationMs,
+            maxFreezeMs: round2(maxFreezeMs),
+            frozenUnits,
+            trackedDisks,
+          },
+        },
+        disks,
+      };
+      await o.sink.commit(manifest);
+      lap("commit");
+      committed = true;
+      state.commit(pointId, o.sink.target, next);
+      // the point is committed whatever happens here: a journal not advanced is re-armed next time
+      try {
+        journal?.committed(pointId);
+      } catch (err) {
+        warnings.push(
+          `write journal not advanced (${(err as Error).message}); the next point reads the disks whole`,
+        );
+      }
+      lap("state");
+      return {
+        pointId,
+        parent: latest?.id ?? null,
+        item: o.item,
+        mode,
+        consistency,
+        snapshot: snapshot.kind,
+        bytesRead,
+        bytesSent,
+        changedBlocks,
+        blockSize: BLOCK_SIZE,
+        durationMs: Math.round(performance.now() - started),
+        maxFreezeMs: round2(maxFreezeMs),
+        frozenUnits,
+        trackedDisks,
+        journaledDisks,
+        phasesMs: {
+          prepare: Math.round(phases.prepare),
+          journal: Math.round(phases.journal),
+          passes: Math.round(phases.passes),
+          commit: Math.round(phases.commit),
+          state: Math.round(phases.state),
+        },
+        warnings,
+        hooks: hookRuns,
+        disks: infos.map((d, i) => ({
+          uuid: state.machine.disks[i]!.uuid,
+          path: d.path,
+          sizeBytes: d.sizeBytes,
+          changedBlocks: disks[i]!.blocks.length,
+        })),
+      };
+    } finally {
+      journal?.release(); // a point that failed leaves the journal to the next one
+    }
   } finally {
-    journal?.release(); // a point that failed leaves the journal to the next one
+    // a point that failed leaves the hash files as they were (commit releases them otherwise)
+    if (!committed) for (const h of next) state.release(h);
   }
 }
 

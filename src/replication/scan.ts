@@ -8,9 +8,17 @@ import { xxh64 } from "@node-rs/xxhash";
 import { BLOCK_SIZE, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
 import { HASH_BYTES, hashBlocksInto } from "../datastore/hash.ts";
 import { makeFrame } from "../datastore/pack.ts";
+import {
+  type BlockHashes,
+  RECORD_BYTES,
+  readUnitHashes,
+  UNIT_BLOCKS,
+  unitOf,
+  writeUnitHashes,
+} from "./block-hashes.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
 
-export const UNIT_BLOCKS = 16;
+export { UNIT_BLOCKS };
 export const UNIT_BYTES = UNIT_BLOCKS * BLOCK_SIZE;
 const READ_UNITS = 16; // 1 MiB reads: 2 GiB from the page cache in 120 ms here, against 280 ms in 256 KiB reads
 /** what a pass reads at a time */
@@ -31,11 +39,16 @@ export interface ScanJob {
    * blocks one by one
    */
   blocks?: boolean;
-  /** previous hashes (null: compare with nothing, every block is a candidate) */
-  prevBlock: BigUint64Array | null;
+  /**
+   * the disk's block hashes: read (the last point's, or those an earlier pass of this point wrote) and
+   * written (this point's) a unit at a time
+   */
+  hashes: BlockHashes;
+  /** whether blocks are compared with the hashes read (false: every block is a candidate) */
+  compare: boolean;
+  /** previous unit hashes (null: compare with nothing) */
   prevUnit: BigUint64Array | null;
-  /** where this pass writes the hashes it computes (may alias prev*) */
-  nextBlock: BigUint64Array;
+  /** where this pass writes the unit hashes it computes (may alias prevUnit) */
   nextUnit: BigUint64Array;
 }
 
@@ -174,7 +187,13 @@ export function blockCount(sizeBytes: number): number {
 export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void, shared?: DiskReader): void {
   const reader = shared ?? new DiskReader(job.info, READ_BYTES);
   const totalBlocks = blockCount(job.info.sizeBytes);
-  const { seed, prevBlock, prevUnit, nextBlock, nextUnit } = job;
+  const { seed, prevUnit, nextUnit, compare } = job;
+  const bh = job.hashes;
+  // one unit's block hashes, as read and as computed; a read's worth of computed ones, written in runs
+  const was = new BigUint64Array(UNIT_BLOCKS);
+  const wasBytes = new Uint8Array(was.buffer);
+  const computed = new BigUint64Array(READ_UNITS * UNIT_BLOCKS);
+  const computedBytes = new Uint8Array(computed.buffer);
   const zeroUnitHash = xxh64(ZERO_UNIT, seed);
   const zeroBlockHash = xxh64(ZERO_BLOCK, seed);
   // A group is staged in buffers reused from group to group and leaves in buffers of its own, exactly
@@ -250,13 +269,8 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void, shared?:
     batchData = 0;
     groupRead = 0;
   };
-  /** Stages block `b` (its xxh64 `bh`) when it differs from the previous pass. */
-  const consider = (b: number, block: Buffer, bh: bigint, zero: boolean): void => {
-    if (prevBlock !== null && prevBlock[b] === bh) {
-      nextBlock[b] = bh;
-      return;
-    }
-    nextBlock[b] = bh;
+  /** Stages block `b` as a candidate (it differs from the previous pass). */
+  const consider = (b: number, block: Buffer, zero: boolean): void => {
     blocks[n] = b;
     if (zero || block.equals(ZERO_BLOCK)) {
       hashes.fill(0, n * HASH_BYTES, (n + 1) * HASH_BYTES);
@@ -288,20 +302,48 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void, shared?:
     }
   };
 
-  /** A journal's pass: only the blocks written since the last point. */
-  const scanBlocks = (): void =>
+  /**
+   * A journal's pass: only the blocks written since the last point. Each unit's record is read, its
+   * blocks' hashes replaced, and written back once the pass leaves the unit.
+   */
+  const scanBlocks = (): void => {
+    let unit = -1;
+    let known = false;
+    const leave = (): void => {
+      if (unit >= 0) writeUnitHashes(bh, unit, wasBytes, 1);
+      unit = -1;
+    };
     readRanges(BLOCK_SIZE, (buf, b0, count) => {
       for (let k = 0; k < count; k++) {
         const b = b0 + k;
-        nextUnit[Math.floor(b / UNIT_BLOCKS)] = UNIT_UNKNOWN;
+        const u = unitOf(b);
+        if (u !== unit) {
+          leave();
+          unit = u;
+          known = readUnitHashes(bh, u, wasBytes);
+          nextUnit[u] = UNIT_UNKNOWN;
+        }
         const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
-        consider(b, block, xxh64(block, seed), false);
+        const h = xxh64(block, seed);
+        const slot = b - u * UNIT_BLOCKS;
+        const same = compare && known && was[slot] === h;
+        was[slot] = h;
+        if (!same) consider(b, block, false);
       }
     });
+    leave();
+  };
 
   /** A hashing pass: every unit of the ranges, compared unit first, then block by block. */
   const scanUnits = (): void =>
     readRanges(UNIT_BYTES, (buf, u0, units) => {
+      let run = -1; // the first of the consecutive units whose records wait in `computed`
+      const flush = (to: number): void => {
+        if (run < 0) return;
+        const from = (run - u0) * RECORD_BYTES;
+        writeUnitHashes(bh, run, computedBytes.subarray(from, (to - u0) * RECORD_BYTES), to - run);
+        run = -1;
+      };
       for (let k = 0; k < units; k++) {
         const u = u0 + k;
         const unit = buf.subarray(k * UNIT_BYTES, (k + 1) * UNIT_BYTES);
@@ -311,20 +353,27 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void, shared?:
         const uh = zeroUnit ? zeroUnitHash : xxh64(unit, seed);
         if (prevUnit !== null && prevUnit[u] === uh) {
           nextUnit[u] = uh;
+          flush(u);
           continue;
         }
         nextUnit[u] = uh;
+        const known = compare && readUnitHashes(bh, u, wasBytes);
         const firstBlock = u * UNIT_BLOCKS;
         for (let j = 0; j < UNIT_BLOCKS; j++) {
           const b = firstBlock + j;
-          if (b >= totalBlocks) break;
-          if (zeroUnit) consider(b, ZERO_BLOCK, zeroBlockHash, true);
-          else {
-            const block = unit.subarray(j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
-            consider(b, block, xxh64(block, seed), false);
+          const at = k * UNIT_BLOCKS + j;
+          if (b >= totalBlocks) {
+            computed[at] = 0n;
+            continue;
           }
+          const block = zeroUnit ? ZERO_BLOCK : unit.subarray(j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
+          const h = zeroUnit ? zeroBlockHash : xxh64(block, seed);
+          computed[at] = h;
+          if (!(known && was[j] === h)) consider(b, block, zeroUnit);
         }
+        if (run < 0) run = u;
       }
+      flush(u0 + units);
     });
 
   try {

@@ -3,6 +3,7 @@ import { availableParallelism } from "node:os";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { workerThreads } from "../platform/lazy.ts";
+import { UNIT_BLOCKS, unitOf } from "./block-hashes.ts";
 import { DiskReader } from "./disk-source.ts";
 import {
   type Batch,
@@ -26,7 +27,11 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-/** Splits the jobs' ranges into `n` shards of about equal bytes, keeping each shard's ranges ascending. */
+/**
+ * Splits the jobs' ranges into `n` shards of about equal bytes, keeping each shard's ranges ascending.
+ * A journal's block ranges are cut only between units: one unit's block hashes are never in two
+ * shards, which run at once.
+ */
 export function shard(jobs: ScanJob[], n: number): ScanJob[][] {
   const total = jobs.reduce((s, j) => s + jobBytes(j), 0);
   const per = Math.max(1, Math.ceil(total / n));
@@ -34,24 +39,37 @@ export function shard(jobs: ScanJob[], n: number): ScanJob[][] {
   let w = 0;
   let room = per;
   for (const job of jobs) {
-    const size = job.blocks === true ? BLOCK_SIZE : UNIT_BYTES; // bytes a range step stands for
+    const blocks = job.blocks === true;
+    const size = blocks ? BLOCK_SIZE : UNIT_BYTES; // bytes a range step stands for
     let cur: [number, number][] = [];
+    let last = -1; // the last step taken
+    let cut = false; // the shard is full: the next step in another unit begins the next one
+    const close = (): void => {
+      if (cur.length > 0) shards[w]!.push({ ...job, ranges: cur });
+      cur = [];
+    };
     for (const [a0, b] of job.ranges) {
-      let a = a0;
-      while (a < b) {
-        const take = Math.min(b - a, Math.max(1, Math.ceil(room / size)));
-        cur.push([a, a + take]);
-        a += take;
-        room -= take * size;
-        if (room <= 0 && w < n - 1) {
-          shards[w]!.push({ ...job, ranges: cur });
-          cur = [];
+      for (let a = a0; a < b; ) {
+        if (cut && (!blocks || unitOf(a) !== unitOf(last))) {
+          close();
           w++;
           room = per;
+          cut = false;
         }
+        let end = Math.min(b, a + Math.max(1, Math.ceil(room / size)));
+        if (blocks && end < b) end = Math.min(b, Math.ceil(end / UNIT_BLOCKS) * UNIT_BLOCKS);
+        cur.push([a, end]);
+        room -= (end - a) * size;
+        last = end - 1;
+        a = end;
+        if (room <= 0 && w < n - 1) cut = true;
       }
     }
-    if (cur.length > 0) shards[w]!.push({ ...job, ranges: cur });
+    close();
+    if (cut) {
+      w++;
+      room = per;
+    }
   }
   return shards.filter((s) => s.length > 0);
 }

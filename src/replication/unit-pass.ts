@@ -11,8 +11,9 @@ import { BLOCK_SIZE, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
 import { HASH_BYTES } from "../datastore/hash.ts";
 import { makeFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
-import { type NativeDisk, native, onPool, poolThreads } from "../platform/native.ts";
+import { type NativeDisk, type NativeHashes, native, onPool, poolThreads } from "../platform/native.ts";
 import type { DiskHashes } from "./agent-state.ts";
+import { type BlockHashes, unitAlignedCuts } from "./block-hashes.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
 import { BATCH_ENTRIES, type Batch, frameBuffer, NO_PAYLOAD, recycleFrame, type ScanJob } from "./scan.ts";
 
@@ -30,17 +31,16 @@ export function nativeBlockPass(): boolean {
 }
 
 /**
- * The 4 KiB blocks of `units` (ascending [from, to) unit ranges) whose content differs from `prev`'s
- * hashes, as ascending, merged [from, to) block ranges. Units whose hash was stale in `prev` while
- * none of their blocks changed get their hash in `next.unit`; nothing else is written. `threads`
- * calls run at once; `onBytes` hears of each call's bytes read.
+ * The 4 KiB blocks of `units` (ascending [from, to) unit ranges) whose content differs from the
+ * hashes `h` holds, as ascending, merged [from, to) block ranges. Units whose hash was stale in
+ * `h.unit` while none of their blocks changed get their hash there; nothing else is written.
+ * `threads` calls run at once; `onBytes` hears of each call's bytes read.
  */
 export async function changedBlocks(
   info: DiskInfo,
   units: readonly (readonly [number, number])[],
   seed: bigint,
-  prev: DiskHashes,
-  next: DiskHashes,
+  h: DiskHashes,
   threads: number,
   onBytes: (bytes: number) => void,
 ): Promise<[number, number][]> {
@@ -50,7 +50,7 @@ export async function changedBlocks(
   for (const [a, b] of units)
     for (let u = a; u < b; u += CALL_UNITS) calls.push([u, Math.min(b, u + CALL_UNITS)]);
   const results = await onDisk(info, calls, threads, async (disk, [from, to]) => {
-    const r = await addon.unitChanges(...disk, from, to, seed, prev.unit, prev.block, next.unit);
+    const r = await addon.unitChanges(...disk, from, to, seed, h.unit, h.unit, ...nativeHashes(h.blocks));
     onBytes(r.bytesRead);
     return r.ranges;
   });
@@ -79,24 +79,9 @@ const CALL_BLOCKS = 1024;
 export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncGenerator<Batch> {
   const addon = native!;
   const { info } = job;
-  // calls of up to CALL_BLOCKS blocks, each a list of whole or cut ranges
-  const calls: Float64Array[] = [];
-  let cur: number[] = [];
-  let room = CALL_BLOCKS;
-  for (const [a0, b] of job.ranges) {
-    for (let a = a0; a < b; ) {
-      const take = Math.min(b - a, room);
-      cur.push(a, a + take);
-      a += take;
-      room -= take;
-      if (room === 0) {
-        calls.push(Float64Array.from(cur));
-        cur = [];
-        room = CALL_BLOCKS;
-      }
-    }
-  }
-  if (cur.length > 0) calls.push(Float64Array.from(cur));
+  // calls of about CALL_BLOCKS blocks, each a list of whole or cut ranges, cut between units only:
+  // calls run at once, and each reads and writes its units' block hashes
+  const calls = unitAlignedCuts(job.ranges, CALL_BLOCKS).map((c) => Float64Array.from(c.flat()));
   if (calls.length === 0) return;
   const blocksIn = (r: Float64Array): number => {
     let n = 0;
@@ -121,9 +106,9 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
         totalBlocks,
         job.seed,
         r,
-        job.prevBlock,
-        job.nextBlock,
+        job.compare,
         job.nextUnit,
+        ...nativeHashes(job.hashes),
         out.entries,
         out.zero,
         out.data,
@@ -212,6 +197,10 @@ function batchesOf(
     });
   }
   return batches;
+}
+
+function nativeHashes(h: BlockHashes): NativeHashes {
+  return [h.prevFd, h.prevAt, h.nextFd, h.written];
 }
 
 function nativeDisk(info: DiskInfo, reader: DiskReader): NativeDisk {

@@ -2,7 +2,7 @@
 // JavaScript ones: from the same agent state and the same changed image, both must find the same
 // changed blocks and record the same points; after a restore, both must find the same bad blocks.
 import assert from "node:assert/strict";
-import { closeSync, cpSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, cpSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { xxh64 } from "@node-rs/xxhash";
@@ -10,7 +10,8 @@ import { Datastore } from "../../src/datastore/datastore.ts";
 import { openFrame } from "../../src/datastore/pack.ts";
 import { parseItemName } from "../../src/domain/ids.ts";
 import { native } from "../../src/platform/native.ts";
-import { AgentState } from "../../src/replication/agent-state.ts";
+import { AgentState, type DiskHashes } from "../../src/replication/agent-state.ts";
+import { allBlockHashes, closeBlockHashes, openBlockHashes } from "../../src/replication/block-hashes.ts";
 import {
   compareDisk,
   compareRange,
@@ -102,7 +103,7 @@ test("native and JavaScript comparing passes find the same changes and record th
       const m = await d.readPoint(item, r.pointId);
       await d.close();
       const state = AgentState.load(path.join(st))!;
-      results.push({ r, m, blocks: state.loadHashes(0)!.block });
+      results.push({ r, m, blocks: state.readBlockHashes(0) });
     }
     const [n, j] = results;
     assert.equal(n!.r.changedBlocks, j!.r.changedBlocks);
@@ -139,20 +140,16 @@ test("a disk shorter than its state says is refused by name, and nothing is left
     const image = path.join(dir, "disk.img");
     makeImage(image, 8, 1);
     const info = inspectDisk(image);
-    const hashes = {
-      block: new BigUint64Array(info.sizeBytes / BLOCK),
-      unit: new BigUint64Array(info.sizeBytes / 65536),
-    };
-    const all = await changedBlocks(info, [[0, 128]], 7n, hashes, hashes, 2, () => {});
-    assert.equal(all.length > 0, true, "every block differs from hashes of zero");
+    const hashes = (bytes: number) => ({
+      blocks: openBlockHashes(dir, bytes / BLOCK, null),
+      unit: new BigUint64Array(bytes / 65536),
+    });
+    const all = await changedBlocks(info, [[0, 128]], 7n, hashes(info.sizeBytes), 2, () => {});
+    assert.equal(all.length > 0, true, "every block differs when there are no hashes");
     // the image shrinks behind the pass's back: the read comes up short
     const shorter = { ...info, sizeBytes: info.sizeBytes * 2 };
-    const big = {
-      block: new BigUint64Array(shorter.sizeBytes / BLOCK),
-      unit: new BigUint64Array(shorter.sizeBytes / 65536),
-    };
     await assert.rejects(
-      changedBlocks(shorter, [[0, 256]], 7n, big, big, 2, () => {}),
+      changedBlocks(shorter, [[0, 256]], 7n, hashes(shorter.sizeBytes), 2, () => {}),
       (err: Error & { code?: string }) => {
         assert.equal(err.code, "DISK_SHRUNK");
         assert.match(err.message, /disk\.img ended at byte/);
@@ -218,37 +215,41 @@ test("a journal's pass in the addon makes the batches scanRanges makes", { skip 
     const blocks = info.sizeBytes / BLOCK;
     const units = Math.ceil(blocks / 16);
     const seed = 99n;
-    // the previous hashes: right for every third block, so those are no candidates
+    // the previous hashes (a hash file's block section): right for every third block, so those are
+    // no candidates
     const content = readFileSync(image);
-    const prev = new BigUint64Array(new SharedArrayBuffer(blocks * 8));
+    const prev = new BigUint64Array(blocks);
     for (let b = 0; b < blocks; b += 3) prev[b] = xxh64(content.subarray(b * BLOCK, (b + 1) * BLOCK), seed);
+    const prevFile = path.join(dir, "prev.hashes");
+    writeFileSync(prevFile, Buffer.concat([Buffer.alloc(16), Buffer.from(prev.buffer)]));
+    const prevFd = openSync(prevFile, "r");
     const ranges: [number, number][] = [
       [0, 700],
       [900, 901],
       [1000, 2600], // more than one call, and more than one frame of every kind
       [blocks - 5, blocks],
     ];
-    const job = (nextBlock: BigUint64Array, nextUnit: BigUint64Array): ScanJob => ({
+    const job = (h: DiskHashes): ScanJob => ({
       disk: 0,
       info,
       seed,
       ranges,
       blocks: true,
-      prevBlock: prev,
+      hashes: h.blocks,
+      compare: true,
       prevUnit: null,
-      nextBlock,
-      nextUnit,
+      nextUnit: h.unit,
     });
-    const fresh = () => ({
-      block: new BigUint64Array(new SharedArrayBuffer(blocks * 8)).fill(7n),
+    const fresh = (): DiskHashes => ({
+      blocks: openBlockHashes(dir, blocks, { fd: prevFd, at: 16 }),
       unit: new BigUint64Array(new SharedArrayBuffer(units * 8)).fill(7n),
     });
     const a = fresh();
     const js: Batch[] = [];
-    scanRanges(job(a.block, a.unit), (g) => js.push(...unpackGroup(g)));
+    scanRanges(job(a), (g) => js.push(...unpackGroup(g)));
     const b = fresh();
     const nat: Batch[] = [];
-    for await (const x of nativeBlockBatches(job(b.block, b.unit), 2)) nat.push(x);
+    for await (const x of nativeBlockBatches(job(b), 2)) nat.push(x);
     // the same entries, hashes and data, whatever the batch boundaries
     const flat = (bs: Batch[]) => ({
       blocks: bs.flatMap((x) => [...x.blocks]),
@@ -267,11 +268,19 @@ test("a journal's pass in the addon makes the batches scanRanges makes", { skip 
     assert.ok(fn.hashes.equals(fj.hashes), "the same BLAKE3 (and zeros) per entry");
     assert.ok(fn.data.equals(fj.data), "the same data in the frames");
     assert.equal(fn.read, fj.read);
-    assert.deepEqual(b.block, a.block, "the same hashes recorded");
+    const recorded = allBlockHashes(a.blocks);
+    assert.deepEqual(allBlockHashes(b.blocks), recorded, "the same hashes recorded");
+    for (const [from, to] of ranges)
+      for (let k = from; k < to; k++)
+        assert.equal(recorded[k], xxh64(content.subarray(k * BLOCK, (k + 1) * BLOCK), seed), `block ${k}`);
+    assert.equal(recorded[701], prev[701], "a block no range has keeps the last point's hash");
     assert.deepEqual(b.unit, a.unit, "the same units marked unknown");
     assert.ok(
       nat.some((x) => x.compression === 1) && nat.some((x) => x.dataBlocks > 0 && x.compression === 0),
     );
+    closeBlockHashes(a.blocks);
+    closeBlockHashes(b.blocks);
+    closeSync(prevFd);
   } finally {
     cleanup();
   }

@@ -1,31 +1,50 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import type { ItemName, PointId } from "../../src/domain/ids.ts";
 import { native } from "../../src/platform/native.ts";
-import { takeLock } from "../../src/platform/process.ts";
 import { AgentState, type DiskHashes } from "../../src/replication/agent-state.ts";
+import { RECORD_BYTES, writeUnitHashes } from "../../src/replication/block-hashes.ts";
 import type { DiskInfo } from "../../src/replication/disk-source.ts";
 import { tempDir } from "../helpers/env.ts";
 
 const SIZE = 64 * 1024 * 1024; // 16,384 blocks and 1,024 units: 139 kB of hashes
 const disk = { kind: "file", path: "/dev/null", sizeBytes: SIZE, sectorSize: 512 } as DiskInfo;
 
-function randomHashes(): DiskHashes {
-  const h = { block: new BigUint64Array(16384), unit: new BigUint64Array(1024) };
-  Buffer.from(h.block.buffer).set(randomBytes(h.block.byteLength));
+const BLOCKS = 16384;
+const UNITS = 1024;
+
+/** What a point's passes leave: every unit's hashes and every unit's record of block hashes, random. */
+function fill(h: DiskHashes): Buffer {
+  const records = randomBytes(UNITS * RECORD_BYTES);
+  writeUnitHashes(h.blocks, 0, records, UNITS);
   Buffer.from(h.unit.buffer).set(randomBytes(h.unit.byteLength));
-  return h;
+  return records;
 }
 
-function same(a: DiskHashes | null, b: DiskHashes): boolean {
-  return (
-    a !== null &&
-    Buffer.from(a.block.buffer).equals(Buffer.from(b.block.buffer)) &&
-    Buffer.from(a.unit.buffer).equals(Buffer.from(b.unit.buffer))
-  );
+/** Block b's hash becomes v in the records (`expect`) and in what the point wrote. */
+function setBlock(h: DiskHashes, expect: Buffer, b: number, v: bigint): void {
+  expect.writeBigUInt64LE(v, b * 8);
+  const u = Math.floor(b / 16);
+  writeUnitHashes(h.blocks, u, expect.subarray(u * RECORD_BYTES, (u + 1) * RECORD_BYTES), 1);
+}
+
+/** Whether the state's committed hashes are `records` and `units`. */
+function holds(state: AgentState, records: Buffer, units: BigUint64Array): boolean {
+  const again = AgentState.load(state.dir)!;
+  const blocks = again.readBlockHashes(0);
+  const h = again.loadHashes(0);
+  if (blocks === null || h === null) return false;
+  try {
+    return (
+      Buffer.from(blocks.buffer).equals(records) &&
+      Buffer.from(h.unit.buffer).equals(Buffer.from(units.buffer))
+    );
+  } finally {
+    again.release(h);
+  }
 }
 
 test("a point's hashes update the file in place, changed pages only; a torn update is never trusted", (t) => {
@@ -39,51 +58,64 @@ test("a point's hashes update the file in place, changed pages only; a torn upda
   try {
     const state = AgentState.enable(dir, "web1" as ItemName, [disk]);
     const file = path.join(dir, `${state.machine.disks[0]!.uuid}.hashes`);
-    const h = randomHashes();
+    let h = state.freshHashes(0);
+    const records = fill(h);
+    const units = h.unit.slice();
     state.commit("p1" as PointId, "ds", [h]);
     const inode = statSync(file).ino;
-    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    assert.ok(holds(state, records, units));
 
     // three hashes change, on three pages (block 5, block 9,000, unit 3): three pages are written
-    h.block[5] = 1n;
-    h.block[9000] = 2n;
+    h = state.loadHashes(0)!;
+    setBlock(h, records, 5, 1n);
+    setBlock(h, records, 9000, 2n);
     h.unit[3] = 3n;
+    units[3] = 3n;
     state.commit("p2" as PointId, "ds", [h]);
     assert.equal(statSync(file).ino, inode, "updated in place");
     assert.equal(state.pagesWritten, 3);
-    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    assert.ok(holds(state, records, units));
 
     // nothing changed: no page written, the tag moves on
-    state.commit("p3" as PointId, "ds", [h]);
+    state.commit("p3" as PointId, "ds", [state.loadHashes(0)!]);
     assert.equal(state.pagesWritten, 3);
-    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    assert.ok(holds(state, records, units));
 
     // a crash in the middle of an update leaves the "updating" tag: no point trusts the file
     const torn = readFileSync(file);
     Buffer.from("updating", "latin1").copy(torn, 8);
     writeFileSync(file, torn);
     assert.equal(AgentState.load(dir)!.loadHashes(0), null);
-    // ... and the next commit writes the file whole (it is not the last point's), correctly
-    h.block[1] = 7n;
+    // ... so the next point hashes the disk whole, and its commit writes the file anew, correctly
+    h = state.freshHashes(0);
+    const records4 = fill(h);
+    const units4 = h.unit.slice();
     state.commit("p4" as PointId, "ds", [h]);
     assert.notEqual(statSync(file).ino, inode, "written anew");
-    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    assert.ok(holds(state, records4, units4));
 
-    // another updater holds the lock (here through another open file): this one writes anew instead
-    // of interleaving its pages with the other's
-    const other = takeLock(path.join(dir, "hashes.lock"))!;
-    const before = statSync(file).ino;
-    h.unit[1000] = 9n;
+    // another process is reading the file (a point of its own under way: a shared lock on it): this
+    // one writes anew instead of changing what the other reads, which keeps reading the old file
+    const inode4 = statSync(file).ino;
+    const other = openSync(file, "r");
+    assert.ok(native.flock(other, false));
+    h = state.loadHashes(0)!;
+    setBlock(h, records4, 16383, 9n);
     state.commit("p5" as PointId, "ds", [h]);
-    other.release();
-    assert.notEqual(statSync(file).ino, before);
-    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
-    // and once it is free, in place again
+    assert.notEqual(statSync(file).ino, inode4);
+    assert.ok(holds(state, records4, units4));
+    const seen = Buffer.alloc(8);
+    readSync(other, seen, 0, 8, 16 + 16383 * 8);
+    assert.notEqual(seen.readBigUInt64LE(), 9n, "the other reader's file is unchanged");
+    closeSync(other);
+    // and once nobody else reads it, in place again
     const inode5 = statSync(file).ino;
+    h = state.loadHashes(0)!;
     h.unit[0] = 1n;
+    units4[0] = 1n;
     state.commit("p6" as PointId, "ds", [h]);
     assert.equal(statSync(file).ino, inode5);
-    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    assert.ok(holds(state, records4, units4));
   } finally {
     cleanup();
   }
@@ -93,13 +125,37 @@ test("hashes written whole (no addon, or a first point) read back, and a file of
   const { dir, cleanup } = tempDir();
   try {
     const state = AgentState.enable(dir, "web1" as ItemName, [disk]);
-    const h = randomHashes();
+    const h = state.freshHashes(0);
+    const records = fill(h);
+    const units = h.unit.slice();
     state.commit("p1" as PointId, "ds", [h]);
-    assert.ok(same(AgentState.load(dir)!.loadHashes(0), h));
+    assert.ok(holds(state, records, units));
     // machine.json names a point the hash file does not describe (a crash between the two writes)
     const m = JSON.parse(readFileSync(path.join(dir, "machine.json"), "utf8"));
     writeFileSync(path.join(dir, "machine.json"), JSON.stringify({ ...m, lastPointId: "p2" }));
     assert.equal(AgentState.load(dir)!.loadHashes(0), null);
+  } finally {
+    cleanup();
+  }
+});
+
+test("units no pass wrote keep the last point's block hashes, and without a last point read as unknown", () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const state = AgentState.enable(dir, "web1" as ItemName, [disk]);
+    // a first point whose passes wrote only units 0-9 (never so in practice): the rest read as zeros
+    let h = state.freshHashes(0);
+    const some = randomBytes(10 * RECORD_BYTES);
+    writeUnitHashes(h.blocks, 0, some, 10);
+    state.commit("p1" as PointId, "ds", [h]);
+    const expect = Buffer.concat([some, Buffer.alloc((UNITS - 10) * RECORD_BYTES)]);
+    assert.ok(holds(state, expect, new BigUint64Array(UNITS)));
+    // the next writes unit 500 only: everything else is the last point's
+    h = state.loadHashes(0)!;
+    setBlock(h, expect, 500 * 16 + 3, 42n);
+    state.commit("p2" as PointId, "ds", [h]);
+    assert.ok(holds(state, expect, new BigUint64Array(UNITS)));
+    assert.equal(BLOCKS * 8, expect.length);
   } finally {
     cleanup();
   }

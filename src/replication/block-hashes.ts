@@ -1,0 +1,207 @@
+// A disk's 4 KiB block hashes while a point is taken, kept out of memory: a 1 TiB disk has 2 GiB of
+// them, and a point needs only those of the units whose unit hash changed. The last point's are read
+// from its hash file as a pass needs them (pread, 128 bytes a unit); the ones this point computes go
+// to a scratch file beside it (unlinked as soon as it is created, so a crash leaves nothing behind),
+// at the same place a unit has in the hash file's block section, and a per-unit flag says which units
+// the scratch file holds. Once the point is committed, AgentState copies the flagged units into the
+// hash file (applyBlockHashes). The unit hashes (8 bytes per 64 KiB) stay in memory.
+//
+// A unit's hashes are always read and written whole (its record), by one thread at a time: passes
+// never split a unit between two threads (unitAlignedCuts). The native addon reads and writes the
+// same records (native/switchback.c).
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
+import path from "node:path";
+
+/** blocks of a 64 KiB unit, the granularity of a pass's first comparison */
+export const UNIT_BLOCKS = 16;
+/** bytes of a unit's block hashes (XXH64, 8 bytes each) */
+export const RECORD_BYTES = UNIT_BLOCKS * 8;
+/** units whose records fill a 4 KiB page; `written` is sized in whole pages */
+const PAGE_UNITS = 4096 / RECORD_BYTES;
+/** pages of records applyBlockHashes moves in one read and write at most */
+const RUN_PAGES = 64;
+
+export interface BlockHashes {
+  /** 4 KiB blocks of the disk */
+  blocks: number;
+  /** the last point's hash file, open (its block section at prevAt), or -1: there is none to trust */
+  prevFd: number;
+  prevAt: number;
+  /** this point's records: an unlinked file, unit u's at u * RECORD_BYTES */
+  nextFd: number;
+  /** per unit, 1 once nextFd holds its record (shared with the passes' threads) */
+  written: Uint8Array;
+}
+
+/** Units of a disk of `blocks` blocks. */
+function unitsOf(blocks: number): number {
+  return Math.ceil(blocks / UNIT_BLOCKS);
+}
+
+/**
+ * A point's block hashes, its scratch file made in `dir`; `prev` is the last point's hash file (open,
+ * trusted, its block section at `at`), which stays the caller's to close.
+ */
+export function openBlockHashes(
+  dir: string,
+  blocks: number,
+  prev: { fd: number; at: number } | null,
+): BlockHashes {
+  const file = path.join(dir, `.point-hashes-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const fd = openSync(file, "wx+", 0o600);
+  unlinkSync(file);
+  const pages = Math.ceil(unitsOf(blocks) / PAGE_UNITS);
+  return {
+    blocks,
+    prevFd: prev?.fd ?? -1,
+    prevAt: prev?.at ?? 0,
+    nextFd: fd,
+    written: new Uint8Array(new SharedArrayBuffer(pages * PAGE_UNITS)),
+  };
+}
+
+/** Closes the scratch file (not prevFd). */
+export function closeBlockHashes(h: BlockHashes): void {
+  if (h.nextFd < 0) return;
+  closeSync(h.nextFd);
+  h.nextFd = -1;
+}
+
+/**
+ * Unit u's block hashes into `into` (RECORD_BYTES; a last, partial unit's missing slots are 0): this
+ * point's when a pass has written them, else the last point's. False, with `into` zeroed, when there
+ * are none (no last point, and none written yet).
+ */
+export function readUnitHashes(h: BlockHashes, u: number, into: Uint8Array): boolean {
+  if (h.written[u] === 1) {
+    preadAll(h.nextFd, into, 0, RECORD_BYTES, u * RECORD_BYTES, "this point's block hashes");
+    return true;
+  }
+  if (h.prevFd < 0) {
+    into.fill(0, 0, RECORD_BYTES);
+    return false;
+  }
+  const n = Math.min(UNIT_BLOCKS, h.blocks - u * UNIT_BLOCKS) * 8;
+  preadAll(h.prevFd, into, 0, n, h.prevAt + u * RECORD_BYTES, "the last point's block hashes");
+  into.fill(0, n, RECORD_BYTES);
+  return true;
+}
+
+/** Records the block hashes of `units` consecutive units from `u` (RECORD_BYTES each, from `from`). */
+export function writeUnitHashes(h: BlockHashes, u: number, from: Uint8Array, units: number): void {
+  const bytes = units * RECORD_BYTES;
+  for (let done = 0; done < bytes; )
+    done += writeSync(h.nextFd, from, done, bytes - done, u * RECORD_BYTES + done);
+  h.written.fill(1, u, u + units);
+}
+
+/**
+ * Copies the records this point wrote into the block section at `at` of `fd` (a hash file open for
+ * reading and writing; what it holds for other units is kept), in runs of whole 4 KiB pages of
+ * records. Returns the pages written.
+ */
+export function applyBlockHashes(h: BlockHashes, fd: number, at: number): number {
+  const units = unitsOf(h.blocks);
+  const sectionBytes = h.blocks * 8;
+  const flags = new BigUint64Array(h.written.buffer, h.written.byteOffset, h.written.length / 8);
+  const pageWritten = (p: number): boolean => {
+    for (let k = p * (PAGE_UNITS / 8); k < (p + 1) * (PAGE_UNITS / 8); k++) if (flags[k] !== 0n) return true;
+    return false;
+  };
+  const pages = h.written.length / PAGE_UNITS;
+  const runBytes = RUN_PAGES * PAGE_UNITS * RECORD_BYTES;
+  const mine = Buffer.allocUnsafe(runBytes);
+  const theirs = Buffer.allocUnsafe(runBytes);
+  let out = 0;
+  for (let p = 0; p < pages; ) {
+    if (!pageWritten(p)) {
+      p++;
+      continue;
+    }
+    let q = p + 1;
+    while (q < pages && q - p < RUN_PAGES && pageWritten(q)) q++;
+    const u0 = p * PAGE_UNITS;
+    const u1 = Math.min(units, q * PAGE_UNITS);
+    const from = u0 * RECORD_BYTES;
+    const bytes = Math.min(sectionBytes, u1 * RECORD_BYTES) - from;
+    // the scratch file ends at the last record written; what a read finds past its end is zero
+    const got = preadSome(h.nextFd, mine, bytes, from);
+    mine.fill(0, got, bytes);
+    const had = preadSome(fd, theirs, bytes, at + from);
+    theirs.fill(0, had, bytes);
+    for (let u = u0; u < u1; u++) {
+      if (h.written[u] !== 1) continue;
+      const a = (u - u0) * RECORD_BYTES;
+      mine.copy(theirs, a, a, Math.min(bytes, a + RECORD_BYTES));
+    }
+    for (let done = 0; done < bytes; ) done += writeSync(fd, theirs, done, bytes - done, at + from + done);
+    out += q - p;
+    p = q;
+  }
+  return out;
+}
+
+/** Reads up to `bytes` at `pos` into the start of `into`; the bytes read (fewer at the end of the file). */
+function preadSome(fd: number, into: Uint8Array, bytes: number, pos: number): number {
+  let done = 0;
+  while (done < bytes) {
+    const n = readSync(fd, into, done, bytes - done, pos + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+function preadAll(fd: number, into: Uint8Array, at: number, bytes: number, pos: number, what: string): void {
+  const got = preadSome(fd, at === 0 ? into : into.subarray(at), bytes, pos);
+  if (got < bytes) throw new Error(`${what} end at byte ${pos + got}, before unit hashes expected there`);
+}
+
+/** Block `b`'s unit. */
+export function unitOf(b: number): number {
+  return Math.floor(b / UNIT_BLOCKS);
+}
+
+/**
+ * Cuts ascending [from, to) block ranges into pieces of about `per` blocks, never between two blocks
+ * of one unit (so two threads never hold the same unit's record): a piece ends only where the next
+ * block to take lies in another unit than the last one taken.
+ */
+export function unitAlignedCuts(
+  ranges: readonly (readonly [number, number])[],
+  per: number,
+): [number, number][][] {
+  const out: [number, number][][] = [];
+  let cur: [number, number][] = [];
+  let taken = 0;
+  let last = -1; // the last block taken
+  for (const [a0, b] of ranges) {
+    for (let a = a0; a < b; ) {
+      if (taken >= per && unitOf(a) !== unitOf(last)) {
+        out.push(cur);
+        cur = [];
+        taken = 0;
+      }
+      // up to `per`, then on to the end of the unit under way
+      let end = Math.min(b, a + Math.max(1, per - taken));
+      if (end < b) end = Math.min(b, Math.max(end, (unitOf(end - 1) + 1) * UNIT_BLOCKS));
+      cur.push([a, end]);
+      taken += end - a;
+      last = end - 1;
+      a = end;
+    }
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/** Every block hash `h` holds now, 8 bytes a block (tests and tools: this is the memory it saves). */
+export function allBlockHashes(h: BlockHashes): BigUint64Array {
+  const units = unitsOf(h.blocks);
+  const out = new BigUint64Array(units * UNIT_BLOCKS);
+  const rec = new Uint8Array(out.buffer);
+  for (let u = 0; u < units; u++)
+    readUnitHashes(h, u, rec.subarray(u * RECORD_BYTES, (u + 1) * RECORD_BYTES));
+  return out.subarray(0, h.blocks);
+}
