@@ -442,13 +442,21 @@ static bool read_span(DiskPass *j, uint8_t *buf, int64_t pos, int64_t len) {
   return true;
 }
 
-/* all of `len` bytes at `pos` of `fd`, or false with j->code set (`what` names the file) */
-static bool hashes_io(DiskPass *j, bool write, int fd, uint8_t *p, size_t len, int64_t pos, const char *what) {
+/*
+ * `len` bytes at `pos` of `fd`, or false with j->code set (`what` names the file); with `some`, a read
+ * may end early at the end of the file, the rest zeroed
+ */
+static bool hashes_io(DiskPass *j, bool write, int fd, uint8_t *p, size_t len, int64_t pos, const char *what,
+                      bool some) {
   size_t done = 0;
   while (done < len) {
     ssize_t n = write ? pwrite(fd, p + done, len - done, (off_t)(pos + done))
                       : pread(fd, p + done, len - done, (off_t)(pos + done));
     if (n < 0 && errno == EINTR) continue;
+    if (n == 0 && some && !write) {
+      memset(p + done, 0, len - done);
+      return true;
+    }
     if (n <= 0) {
       j->code = "HASHES_IO";
       snprintf(j->message, sizeof j->message, "%s %s at byte %lld: %s", write ? "writing" : "reading", what,
@@ -461,47 +469,55 @@ static bool hashes_io(DiskPass *j, bool write, int fd, uint8_t *p, size_t len, i
 }
 
 #define RECORD_BYTES (UNIT_BLOCKS * 8)
+/* units whose records a pass holds at once at most (128 KiB), and how far apart two units it works on
+   may be and still be read and written together (8 KiB of records between them: copying them costs
+   less than another pread and pwrite) */
+#define SPAN_UNITS 1024
+#define SPAN_GAP 64
 
 /*
- * unit u's block hashes into rec (readUnitHashes in block-hashes.ts): this point's once written,
- * else the last point's; *known false (rec zeroed) when there are none. False on a failed read.
+ * The records of units [first, first + count) into recs (block-hashes.ts's readUnitHashes for each):
+ * this point's where written, else the last point's, zeros past the disk's end or with no last point.
+ * `tmp` holds as much as recs. A unit's record is known when it was written or there is a last point.
  */
-static bool load_record(DiskPass *j, int64_t u, uint64_t rec[UNIT_BLOCKS], bool *known) {
-  memset(rec, 0, RECORD_BYTES);
-  *known = true;
-  if (j->written[u])
-    return hashes_io(j, false, j->next_fd, (uint8_t *)rec, RECORD_BYTES, u * RECORD_BYTES,
-                     "this point's block hashes");
-  if (j->prev_fd < 0) {
-    *known = false;
-    return true;
+static bool load_records(DiskPass *j, int64_t first, int64_t count, uint64_t *recs, uint64_t *tmp) {
+  size_t bytes = (size_t)count * RECORD_BYTES;
+  memset(recs, 0, bytes);
+  if (j->prev_fd >= 0) {
+    int64_t from = first * RECORD_BYTES, end = from + (int64_t)bytes;
+    if (end > j->blocks_total * 8) end = j->blocks_total * 8;
+    if (end > from &&
+        !hashes_io(j, false, j->prev_fd, (uint8_t *)recs, (size_t)(end - from), j->prev_at + from,
+                   "the last point's block hashes", false))
+      return false;
   }
-  int64_t n = j->blocks_total - u * UNIT_BLOCKS;
-  if (n > UNIT_BLOCKS) n = UNIT_BLOCKS;
-  return hashes_io(j, false, j->prev_fd, (uint8_t *)rec, (size_t)n * 8, j->prev_at + u * RECORD_BYTES,
-                   "the last point's block hashes");
-}
-
-/* unit u's record into this point's scratch file, then its flag (writeUnitHashes) */
-static bool store_record(DiskPass *j, int64_t u, const uint64_t rec[UNIT_BLOCKS]) {
-  if (!hashes_io(j, true, j->next_fd, (uint8_t *)rec, RECORD_BYTES, u * RECORD_BYTES, "this point's block hashes"))
+  bool any = false;
+  for (int64_t u = first; u < first + count && !any; u++) any = j->written[u] != 0;
+  if (!any) return true;
+  if (!hashes_io(j, false, j->next_fd, (uint8_t *)tmp, bytes, first * RECORD_BYTES, "this point's block hashes",
+                 true))
     return false;
-  j->written[u] = 1;
+  for (int64_t u = first; u < first + count; u++)
+    if (j->written[u]) memcpy(recs + (u - first) * UNIT_BLOCKS, tmp + (u - first) * UNIT_BLOCKS, RECORD_BYTES);
   return true;
 }
 
 static void unit_changes(DiskPass *j, uint8_t *buf) {
-  uint64_t rec[UNIT_BLOCKS];
+  /* the records of the units of one read, loaded when the first of them has changed */
+  uint64_t recs[READ_BYTES / UNIT_BYTES * UNIT_BLOCKS], tmp[READ_BYTES / UNIT_BYTES * UNIT_BLOCKS];
   for (int64_t u = j->from; u < j->to; u += READ_BYTES / UNIT_BYTES) {
     int64_t units = j->to - u < READ_BYTES / UNIT_BYTES ? j->to - u : READ_BYTES / UNIT_BYTES;
     if (!read_span(j, buf, u * UNIT_BYTES, units * UNIT_BYTES)) return;
+    bool loaded = false;
     for (int64_t k = 0; k < units; k++) {
       const uint8_t *unit = buf + k * UNIT_BYTES;
       uint64_t uh = XXH64(unit, UNIT_BYTES, j->seed);
       int64_t uu = u + k;
       if (j->prev_unit[uu] == uh) continue;
-      bool known;
-      if (!load_record(j, uu, rec, &known)) return;
+      if (!loaded && !load_records(j, u, units, recs, tmp)) return;
+      loaded = true;
+      const uint64_t *rec = recs + k * UNIT_BLOCKS;
+      bool known = j->prev_fd >= 0 || j->written[uu];
       bool changed = false;
       for (int64_t q = 0; q < UNIT_BLOCKS; q++) {
         int64_t b = uu * UNIT_BLOCKS + q;
@@ -513,6 +529,16 @@ static void unit_changes(DiskPass *j, uint8_t *buf) {
       if (!changed) j->next_unit[uu] = uh;
     }
   }
+}
+
+/* a span's records into this point's scratch file, then the flags of the units a pass touched in it */
+static bool store_span(DiskPass *j, int64_t first, int64_t count, const uint64_t *recs, const int64_t *touched,
+                       size_t n_touched) {
+  if (!hashes_io(j, true, j->next_fd, (uint8_t *)recs, (size_t)count * RECORD_BYTES, first * RECORD_BYTES,
+                 "this point's block hashes", false))
+    return false;
+  for (size_t t = 0; t < n_touched; t++) j->written[touched[t]] = 1;
+  return true;
 }
 
 static bool all_zero(const uint8_t *p, size_t n) {
@@ -553,24 +579,48 @@ static void check_fingerprints(DiskPass *j, uint8_t *buf) {
  * the same time has a block of the same units (unitAlignedCuts).
  */
 static void block_pass(DiskPass *j, uint8_t *buf) {
-  uint64_t rec[UNIT_BLOCKS];
-  int64_t unit = -1;
-  bool known = false;
+  /* the units the ranges touch, ascending; they are worked on in spans of nearby ones, each span's
+     records read in one go and written back in one go (units in between that no block touches are
+     written back as they were read, and not flagged) */
+  int64_t *touched = malloc(sizeof *touched * (size_t)(j->cap > 0 ? j->cap : 1));
+  uint64_t *recs = malloc(SPAN_UNITS * RECORD_BYTES), *tmp = malloc(SPAN_UNITS * RECORD_BYTES);
+  if (touched == NULL || recs == NULL || tmp == NULL) {
+    j->code = "OUT_OF_MEMORY";
+    snprintf(j->message, sizeof j->message, "no memory for the pass's block hashes");
+    goto out;
+  }
+  size_t n_touched = 0;
+  for (size_t r = 0; r < j->n_ranges; r++) {
+    int64_t from = (int64_t)j->ranges[2 * r], to = (int64_t)j->ranges[2 * r + 1];
+    for (int64_t u = from / UNIT_BLOCKS; from < to && u <= (to - 1) / UNIT_BLOCKS; u++)
+      if (n_touched == 0 || touched[n_touched - 1] != u) touched[n_touched++] = u;
+  }
+  size_t next = 0;              /* the first touched unit of the next span */
+  size_t span_from = 0;         /* the current span's touched units: touched[span_from, next) */
+  int64_t first = 0, count = 0; /* the current span: units [first, first + count) */
   for (size_t r = 0; r < j->n_ranges; r++) {
     int64_t from = (int64_t)j->ranges[2 * r], to = (int64_t)j->ranges[2 * r + 1];
     for (int64_t b0 = from; b0 < to; b0 += READ_BLOCKS) {
       int64_t n = to - b0 < READ_BLOCKS ? to - b0 : READ_BLOCKS;
-      if (!read_span(j, buf, b0 * BLOCK_BYTES, n * BLOCK_BYTES)) return;
+      if (!read_span(j, buf, b0 * BLOCK_BYTES, n * BLOCK_BYTES)) goto out;
       for (int64_t k = 0; k < n; k++) {
         int64_t b = b0 + k;
         const uint8_t *block = buf + k * BLOCK_BYTES;
         uint64_t h = XXH64(block, BLOCK_BYTES, j->seed);
-        if (b / UNIT_BLOCKS != unit) {
-          if (unit >= 0 && !store_record(j, unit, rec)) return;
-          unit = b / UNIT_BLOCKS;
-          if (!load_record(j, unit, rec, &known)) return;
-          j->next_unit[unit] = 0;
+        int64_t u = b / UNIT_BLOCKS;
+        if (count == 0 || u >= first + count) {
+          if (count > 0 && !store_span(j, first, count, recs, touched + span_from, next - span_from)) goto out;
+          span_from = next;
+          first = touched[next++];
+          while (next < n_touched && touched[next] - touched[next - 1] <= SPAN_GAP &&
+                 touched[next] - first < SPAN_UNITS)
+            next++;
+          count = touched[next - 1] - first + 1;
+          if (!load_records(j, first, count, recs, tmp)) goto out;
+          for (size_t t = span_from; t < next; t++) j->next_unit[touched[t]] = 0;
         }
+        uint64_t *rec = recs + (u - first) * UNIT_BLOCKS;
+        bool known = j->prev_fd >= 0 || j->written[u];
         bool same = j->compare && known && rec[b % UNIT_BLOCKS] == h;
         rec[b % UNIT_BLOCKS] = h;
         if (same) continue;
@@ -581,8 +631,12 @@ static void block_pass(DiskPass *j, uint8_t *buf) {
       }
     }
   }
-  if (unit >= 0 && !store_record(j, unit, rec)) return;
+  if (count > 0 && !store_span(j, first, count, recs, touched + span_from, next - span_from)) goto out;
   hash_blocks(j->data, (size_t)j->n_data, j->b3);
+out:
+  free(touched);
+  free(recs);
+  free(tmp);
 }
 
 static void disk_pass_execute(napi_env env, void *data) {
