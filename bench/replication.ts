@@ -5,7 +5,8 @@
 // copy, incremental after 1 % of the 4 KiB blocks were overwritten at random, full and delta restore,
 // peak memory and agent state. Every tool runs as a child process against a local target in a temp
 // folder. Everything runs warm: the images are in the page cache (as in docs/MEASUREMENTS-style
-// figures); dirty pages are flushed (sync) before each timed step, the cache is not dropped.
+// figures); dirty pages are flushed (sync) before each timed step. Before each restore the cache is
+// dropped (as root) and what the restore reads is read back (bench/lib/scenario.ts, freshForRestore).
 import { copyFileSync, existsSync, mkdirSync, rmSync, statfsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";

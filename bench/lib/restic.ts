@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { sameContent } from "./image.ts";
 import { run, versionOf } from "./run.ts";
-import { type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
+import { freshForRestore, type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
 import { treeBytes } from "./sizes.ts";
 
 interface Summary {
@@ -70,7 +70,7 @@ export function resticRunner(s: Scenario): ToolRun {
   mkdirSync(restoreDir);
   // restic restores a file under its absolute path below --target
   const out = path.join(restoreDir, s.disk);
-  settle();
+  freshForRestore([repo]);
   const fr = restic(["restore", "latest", "--target", restoreDir]);
   const fullRestore = { ...step(fr), correct: sameContent(out, s.v2) };
   const notes: string[] = [];
@@ -78,8 +78,7 @@ export function resticRunner(s: Scenario): ToolRun {
   const [major, minor] = resticVersion();
   if (major > 0 || minor >= 17) {
     copyFileSync(s.v1, out);
-    warm(out);
-    settle();
+    freshForRestore([repo, out]);
     const dr = restic(["restore", "latest", "--target", restoreDir]);
     deltaRestore = { ...step(dr), correct: sameContent(out, s.v2) };
   } else {

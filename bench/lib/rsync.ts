@@ -3,11 +3,11 @@
 // "Bytes sent" is its --stats "Total bytes sent" (sender to receiver, through a pipe here). It keeps
 // no history and no state: the target is one copy, updated in place. Its "delta restore" is rsync the
 // other way, onto the previous version of the disk.
-import { copyFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { sameContent } from "./image.ts";
 import { run } from "./run.ts";
-import { type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
+import { freshForRestore, type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
 import { fmtBytes, treeBytes } from "./sizes.ts";
 
 /** `blockSize`: rsync's -B (undefined: its default, about the square root of the file size). */
@@ -25,9 +25,12 @@ export function rsyncRunner(blockSize?: number) {
     mkdirSync(targetDir);
     mkdirSync(restoreDir);
     const target = path.join(targetDir, "disk.img");
-    const rsync = (from: string, to: string) => {
-      warm(from);
-      settle();
+    const rsync = (from: string, to: string, restore = false) => {
+      if (restore) freshForRestore(existsSync(to) ? [from, to] : [from]);
+      else {
+        warm(from);
+        settle();
+      }
       const r = run("rsync", [...flags, from, to]);
       return { ...r, sentBytes: totalBytesSent(r.stdout) };
     };
@@ -39,11 +42,10 @@ export function rsyncRunner(blockSize?: number) {
     const storeGrowth = treeBytes(targetDir) - storeFull;
 
     const out = path.join(restoreDir, "disk.img");
-    const fr = rsync(target, out);
+    const fr = rsync(target, out, true);
     const fullRestore = { ...step(fr), correct: sameContent(out, s.v2) };
     copyFileSync(s.v1, out);
-    warm(out);
-    const dr = rsync(target, out);
+    const dr = rsync(target, out, true);
     const deltaRestore = {
       ...step(dr),
       correct: sameContent(out, s.v2),

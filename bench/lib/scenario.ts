@@ -2,7 +2,8 @@
 // incremental copy, a full restore and a delta restore onto the previous version of the disk. Each
 // tool (bench/lib/{switchback,rsync,restic}.ts) fills in a ToolRun; the table is made from those.
 import { spawnSync } from "node:child_process";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import type { Change } from "./image.ts";
 
 export interface Scenario {
@@ -55,6 +56,37 @@ export function step(r: { seconds: number; maxRssKiB: number; cpuSeconds: number
 /** Flushes dirty pages (of the image copies) so that their writeback does not land inside a timed step. */
 export function settle(): void {
   spawnSync("sync");
+}
+
+/**
+ * Before a timed restore, for every tool alike: dirty pages flushed and, as root, the page cache
+ * dropped, then `sources` (the files and folders the restore reads, and a delta restore's target)
+ * read back into it. The restore then writes into free memory, as `dd` did when the disk's speed was
+ * measured at the start, instead of first reclaiming the cache the earlier steps filled: on this VM
+ * that reclaim, and the host backing memory the guest had not touched yet, made a first 2 GiB restore
+ * take up to twice as long as the next one. False when the cache could not be dropped (not root).
+ */
+export function freshForRestore(sources: string[]): boolean {
+  settle();
+  let dropped = false;
+  if (process.getuid?.() === 0) {
+    try {
+      writeFileSync("/proc/sys/vm/drop_caches", "1");
+      dropped = true;
+    } catch {
+      // a container without a writable /proc/sys: the restore finds the cache as the steps left it
+    }
+  }
+  for (const s of sources) warmTree(s);
+  return dropped;
+}
+
+function warmTree(p: string): void {
+  if (!statSync(p).isDirectory()) {
+    warm(p);
+    return;
+  }
+  for (const e of readdirSync(p)) warmTree(path.join(p, e));
 }
 
 /** Reads a file once so that the timed step finds it in the page cache. */

@@ -6,7 +6,7 @@ import path from "node:path";
 import { removeJournal } from "../../src/replication/journal.ts";
 import { BENCH_BLOCK, type Change, sameContent } from "./image.ts";
 import { run } from "./run.ts";
-import { type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
+import { freshForRestore, type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
 import { treeBytes } from "./sizes.ts";
 
 export const SWITCHBACK_CLI = path.resolve(import.meta.dirname, "../../bin/switchback");
@@ -115,7 +115,7 @@ function runSwitchback(
     const metaGrowth = metadata() - metaFull;
 
     const restore = (name: string, to: string, delta: boolean) => {
-      settle();
+      freshForRestore(delta ? [ds, to] : [ds]);
       const r = sb(name, [
         "restore",
         ...["--datastore", ds, "--item", "bench", "--point", "latest", "--disk", "0", "--to", to],
@@ -133,7 +133,6 @@ function runSwitchback(
     const out = path.join(s.work, "restored.img");
     const fullRestore = restore("full-restore", out, false);
     copyFileSync(s.v1, out);
-    warm(out);
     const deltaRestore = restore("delta-restore", out, true);
     notes.push(
       `restores include Switchback's read-back verification (${fullRestore.verifySeconds.toFixed(2)} s full, ${deltaRestore.verifySeconds.toFixed(2)} s delta) and an fsync of the target`,
