@@ -70,7 +70,7 @@ export function resticRunner(s: Scenario): ToolRun {
   mkdirSync(restoreDir);
   // restic restores a file under its absolute path below --target
   const out = path.join(restoreDir, s.disk);
-  freshForRestore([repo]);
+  freshForRestore([repo], ["restic", "version"]);
   const fr = restic(["restore", "latest", "--target", restoreDir]);
   const fullRestore = { ...step(fr), correct: sameContent(out, s.v2) };
   const notes: string[] = [];
@@ -78,7 +78,7 @@ export function resticRunner(s: Scenario): ToolRun {
   const [major, minor] = resticVersion();
   if (major > 0 || minor >= 17) {
     copyFileSync(s.v1, out);
-    freshForRestore([repo, out]);
+    freshForRestore([repo, out], ["restic", "version"]);
     const dr = restic(["restore", "latest", "--target", restoreDir]);
     deltaRestore = { ...step(dr), correct: sameContent(out, s.v2) };
   } else {

@@ -26,7 +26,7 @@ export function rsyncRunner(blockSize?: number) {
     mkdirSync(restoreDir);
     const target = path.join(targetDir, "disk.img");
     const rsync = (from: string, to: string, restore = false) => {
-      if (restore) freshForRestore(existsSync(to) ? [from, to] : [from]);
+      if (restore) freshForRestore(existsSync(to) ? [from, to] : [from], ["rsync", "--version"]);
       else {
         warm(from);
         settle();

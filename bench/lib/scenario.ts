@@ -64,9 +64,11 @@ export function settle(): void {
  * read back into it. The restore then writes into free memory, as `dd` did when the disk's speed was
  * measured at the start, instead of first reclaiming the cache the earlier steps filled: on this VM
  * that reclaim, and the host backing memory the guest had not touched yet, made a first 2 GiB restore
- * take up to twice as long as the next one. False when the cache could not be dropped (not root).
+ * take up to twice as long as the next one. `tool` is run once afterwards (a command that does
+ * nothing, e.g. its help) to read its own code back. False when the cache could not be dropped (not
+ * root).
  */
-export function freshForRestore(sources: string[]): boolean {
+export function freshForRestore(sources: string[], tool: [cmd: string, ...args: string[]]): boolean {
   settle();
   let dropped = false;
   if (process.getuid?.() === 0) {
@@ -78,6 +80,9 @@ export function freshForRestore(sources: string[]): boolean {
     }
   }
   for (const s of sources) warmTree(s);
+  // the tool's own code too (for Switchback: Node.js, the modules, the compile cache), as when it has
+  // run before: a restore's start is not a cold start from disk
+  spawnSync(tool[0], tool.slice(1), { stdio: "ignore" });
   return dropped;
 }
 

@@ -115,7 +115,7 @@ function runSwitchback(
     const metaGrowth = metadata() - metaFull;
 
     const restore = (name: string, to: string, delta: boolean) => {
-      freshForRestore(delta ? [ds, to] : [ds]);
+      freshForRestore(delta ? [ds, to] : [ds], [SWITCHBACK_CLI, "restore", "--help"]);
       const r = sb(name, [
         "restore",
         ...["--datastore", ds, "--item", "bench", "--point", "latest", "--disk", "0", "--to", to],
