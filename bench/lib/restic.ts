@@ -78,7 +78,8 @@ export function resticRunner(s: Scenario): ToolRun {
   const [major, minor] = resticVersion();
   if (major > 0 || minor >= 17) {
     copyFileSync(s.v1, out);
-    freshForRestore([repo, out], ["restic", "version"]);
+    warm(out);
+    settle();
     const dr = restic(["restore", "latest", "--target", restoreDir]);
     deltaRestore = { ...step(dr), correct: sameContent(out, s.v2) };
   } else {

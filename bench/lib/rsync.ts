@@ -3,7 +3,7 @@
 // "Bytes sent" is its --stats "Total bytes sent" (sender to receiver, through a pipe here). It keeps
 // no history and no state: the target is one copy, updated in place. Its "delta restore" is rsync the
 // other way, onto the previous version of the disk.
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { sameContent } from "./image.ts";
 import { run } from "./run.ts";
@@ -25,8 +25,9 @@ export function rsyncRunner(blockSize?: number) {
     mkdirSync(targetDir);
     mkdirSync(restoreDir);
     const target = path.join(targetDir, "disk.img");
-    const rsync = (from: string, to: string, restore = false) => {
-      if (restore) freshForRestore(existsSync(to) ? [from, to] : [from], ["rsync", "--version"]);
+    /** `fullRestore`: a restore to a new file (see freshForRestore) */
+    const rsync = (from: string, to: string, fullRestore = false) => {
+      if (fullRestore) freshForRestore([from], ["rsync", "--version"]);
       else {
         warm(from);
         settle();
@@ -45,7 +46,8 @@ export function rsyncRunner(blockSize?: number) {
     const fr = rsync(target, out, true);
     const fullRestore = { ...step(fr), correct: sameContent(out, s.v2) };
     copyFileSync(s.v1, out);
-    const dr = rsync(target, out, true);
+    warm(out);
+    const dr = rsync(target, out);
     const deltaRestore = {
       ...step(dr),
       correct: sameContent(out, s.v2),

@@ -115,7 +115,8 @@ function runSwitchback(
     const metaGrowth = metadata() - metaFull;
 
     const restore = (name: string, to: string, delta: boolean) => {
-      freshForRestore(delta ? [ds, to] : [ds], [SWITCHBACK_CLI, "restore", "--help"]);
+      if (delta) settle();
+      else freshForRestore([ds], [SWITCHBACK_CLI, "restore", "--help"]);
       const r = sb(name, [
         "restore",
         ...["--datastore", ds, "--item", "bench", "--point", "latest", "--disk", "0", "--to", to],
@@ -133,6 +134,7 @@ function runSwitchback(
     const out = path.join(s.work, "restored.img");
     const fullRestore = restore("full-restore", out, false);
     copyFileSync(s.v1, out);
+    warm(out);
     const deltaRestore = restore("delta-restore", out, true);
     notes.push(
       `restores include Switchback's read-back verification (${fullRestore.verifySeconds.toFixed(2)} s full, ${deltaRestore.verifySeconds.toFixed(2)} s delta) and an fsync of the target`,
