@@ -829,10 +829,13 @@ static napi_value js_block_pass(napi_env env, napi_callback_info info) {
   if (ok) {
     j->ranges = ranges;
     j->n_ranges = len / 2;
+    /* ascending and disjoint: the pass works on its units in spans, in order */
+    double end = (double)j->from;
     for (size_t r = 0; r < j->n_ranges && ok; r++) {
       double a = j->ranges[2 * r], b = j->ranges[2 * r + 1];
-      ok = a >= (double)j->from && b <= (double)j->to && a <= b && b <= (double)blocks_total &&
-           a == (double)(int64_t)a && b == (double)(int64_t)b;
+      ok = a >= end && b <= (double)j->to && a <= b && b <= (double)blocks_total && a == (double)(int64_t)a &&
+           b == (double)(int64_t)b;
+      end = b;
       total += (int64_t)(b - a);
     }
   }
@@ -848,7 +851,8 @@ static napi_value js_block_pass(napi_env env, napi_callback_info info) {
   if (!ok || j->next_unit == NULL || j->entries == NULL || j->zero == NULL ||
       (int64_t)data_len < total * BLOCK_BYTES || (int64_t)b3_len < total * BLAKE3_OUT_LEN) {
     free(j);
-    return throw_type(env, "blockPass: ranges outside the disk or the block range, or arrays too short for them");
+    return throw_type(env, "blockPass: ranges not ascending, outside the disk or the block range, or arrays too "
+                           "short for them");
   }
   j->cap = total;
   napi_value keep[7] = {argv[8], argv[10], argv[14], argv[15], argv[16], argv[17], argv[18]};

@@ -88,22 +88,25 @@ async function passOnly(disk: string, seedHex: bigint, prev: DiskHashes | null):
   const t = performance.now();
   let batches = 0;
   let candidates = 0;
-  for await (const b of scan([
-    {
-      disk: 0,
-      info,
-      seed: seedHex,
-      ranges: [[0, unitCount(info.sizeBytes)]],
-      hashes,
-      compare: prev !== null,
-      prevUnit: prev?.unit ?? null,
-      nextUnit,
-    },
-  ])) {
-    batches++;
-    candidates += b.blocks.length;
+  try {
+    for await (const b of scan([
+      {
+        disk: 0,
+        info,
+        seed: seedHex,
+        ranges: [[0, unitCount(info.sizeBytes)]],
+        hashes,
+        compare: prev !== null,
+        prevUnit: prev?.unit ?? null,
+        nextUnit,
+      },
+    ])) {
+      batches++;
+      candidates += b.blocks.length;
+    }
+  } finally {
+    closeBlockHashes(hashes);
   }
-  closeBlockHashes(hashes);
   return `${ms(t)} (${batches} batches, ${candidates} candidate blocks)`;
 }
 
@@ -121,8 +124,12 @@ async function replicate(disk: string, state: string, dsDir: string, label: stri
   const prev = st?.loadHashes(0) ?? null;
   const hashes = ms(t);
   const seedHex = st?.seed(0) ?? 1n;
-  const pass = await passOnly(disk, seedHex, prev);
-  if (prev !== null) st?.release(prev);
+  let pass: string;
+  try {
+    pass = await passOnly(disk, seedHex, prev);
+  } finally {
+    if (prev !== null) st?.release(prev);
+  }
   warm(disk);
   settle();
   const sink = new TimedSink(new LocalSink(ds));

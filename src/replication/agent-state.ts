@@ -25,6 +25,7 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   renameSync,
@@ -77,6 +78,8 @@ export interface MachineState {
 export interface DiskHashes {
   unit: BigUint64Array;
   blocks: BlockHashes;
+  /** the hash file's header when it was loaded (magic and the last point's tag); null: fresh */
+  loaded: Buffer | null;
 }
 
 function sharedUnits(sizeBytes: number): BigUint64Array {
@@ -109,6 +112,7 @@ export class AgentState {
         "AGENT_STATE_VERSION",
         `agent state ${file} has unknown version ${m.version}`,
       );
+    sweepStale(dir);
     return new AgentState(dir, m);
   }
 
@@ -194,8 +198,9 @@ export class AgentState {
         return null;
       const unit = sharedUnits(d.sizeBytes);
       if (!readFully(fd, Buffer.from(unit.buffer as SharedArrayBuffer), HEADER_BYTES + nb * 8)) return null;
+      const blocks = openBlockHashes(this.dir, nb, { fd, at: HEADER_BYTES });
       keep = true;
-      return { unit, blocks: openBlockHashes(this.dir, nb, { fd, at: HEADER_BYTES }) };
+      return { unit, blocks, loaded: head };
     } finally {
       if (!keep) closeSync(fd);
     }
@@ -204,10 +209,20 @@ export class AgentState {
   /** Hashes for a point that compares with no earlier one (the first, or a resync). */
   freshHashes(disk: number): DiskHashes {
     const d = this.machine.disks[disk]!;
-    return {
-      unit: sharedUnits(d.sizeBytes),
-      blocks: openBlockHashes(this.dir, blockCount(d.sizeBytes), null),
-    };
+    const blocks = openBlockHashes(this.dir, blockCount(d.sizeBytes), null);
+    return { unit: sharedUnits(d.sizeBytes), blocks, loaded: null };
+  }
+
+  /**
+   * Whether the hash file `h` was loaded from still says what it said then. Without the addon no lock
+   * keeps another process from updating it in place while a pass reads it; such an update changes
+   * the tag before any page (and never back), so a pass that read it meanwhile is found out here.
+   */
+  stillAsLoaded(h: DiskHashes): boolean {
+    const fd = h.blocks.prevFd;
+    if (h.loaded === null || fd < 0) return true;
+    const now = Buffer.alloc(HEADER_BYTES);
+    return readSync(fd, now, 0, HEADER_BYTES, 0) === HEADER_BYTES && now.equals(h.loaded);
   }
 
   /** Closes the files of `hashes` (and drops the lock on the last point's). */
@@ -273,7 +288,11 @@ export class AgentState {
     // shared to exclusive: only when no other process is reading it. A refused conversion leaves no
     // lock at all (flock(2)), so take the shared one back: without it another process could start to
     // update the file while this one copies from it
-    if (!native.flock(fd, true)) return native.flock(fd, false) ? "anew" : "untrusted";
+    // (and between the two, another process may have taken it exclusive and updated the file: the
+    // header read after either says whether it is still what this point's pass read)
+    if (!native.flock(fd, true))
+      return native.flock(fd, false) && this.stillAsLoaded(h) ? "anew" : "untrusted";
+    if (!this.stillAsLoaded(h)) return "untrusted";
     try {
       if (statSync(file).ino !== fstatSync(fd).ino) return "anew"; // renamed over since it was read
     } catch {
@@ -289,7 +308,11 @@ export class AgentState {
     return "written";
   }
 
-  /** Writes the hash file whole: the last point's block hashes (if any), this point's over them, the units. */
+  /**
+   * Writes the hash file whole: the last point's block hashes (if any), this point's over them, the
+   * units. Writes nothing when the last point's file changed while it was copied (another process,
+   * without the addon's locks): no file is then tagged with this point, and the next one resyncs.
+   */
   #writeAnew(file: string, h: DiskHashes, now: Buffer): void {
     const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
     const fd = openSync(tmp, "w+", 0o644);
@@ -304,6 +327,11 @@ export class AgentState {
             throw new Error(`${file}: the last point's hash file ended early`);
           writeAll(fd, buf.subarray(0, n), HEADER_BYTES + at);
         }
+      }
+      if (!this.stillAsLoaded(h)) {
+        closeSync(fd);
+        rmSync(tmp, { force: true });
+        return;
       }
       // units no pass wrote and no last point had stay zeros: unknown, compared block by block
       ftruncateSync(fd, unitsAt(h));
@@ -353,6 +381,33 @@ function pointTag(id: PointId): Buffer {
 
 function atomicWrite(file: string, parts: Buffer[]): void {
   writeFileAtomic(file, Buffer.concat(parts));
+}
+
+/**
+ * Removes what a process that died left in `dir`: a hash file it was writing anew (named
+ * `<uuid>.hashes.tmp-<pid>-…`, as big as the hash file) or a scratch file it had not unlinked yet.
+ */
+function sweepStale(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^(?:.+\.hashes\.tmp-|\.point-hashes-)(\d+)-[0-9a-f]+$/.exec(name);
+    if (m === null || pidAlive(Number(m[1]))) continue;
+    rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** Where a hash file's unit hashes start. */

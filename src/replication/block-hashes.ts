@@ -10,7 +10,7 @@
 // never split a unit between two threads (unitAlignedCuts). The native addon reads and writes the
 // same records (native/switchback.c).
 import { randomBytes } from "node:crypto";
-import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import path from "node:path";
 
 /** blocks of a 64 KiB unit, the granularity of a pass's first comparison */
@@ -50,10 +50,16 @@ export function openBlockHashes(
 ): BlockHashes {
   const file = path.join(dir, `.point-hashes-${process.pid}-${randomBytes(4).toString("hex")}`);
   const fd = openSync(file, "wx+", 0o600);
-  unlinkSync(file);
-  // sized from the start: a write past the end of a file updates its size, a journaled change of its
-  // inode on ext4 (~15-50 µs a write here, against a few µs for one within it)
-  ftruncateSync(fd, unitsOf(blocks) * RECORD_BYTES);
+  try {
+    unlinkSync(file);
+    // sized from the start: a write past the end of a file updates its size, a journaled change of
+    // its inode on ext4 (~15-50 µs a write here, against a few µs for one within it)
+    ftruncateSync(fd, unitsOf(blocks) * RECORD_BYTES);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(file, { force: true });
+    throw err;
+  }
   const pages = Math.ceil(unitsOf(blocks) / PAGE_UNITS);
   return {
     blocks,
@@ -128,7 +134,7 @@ export function applyBlockHashes(h: BlockHashes, fd: number, at: number): number
     const u1 = Math.min(units, q * PAGE_UNITS);
     const from = u0 * RECORD_BYTES;
     const bytes = Math.min(sectionBytes, u1 * RECORD_BYTES) - from;
-    // the scratch file ends at the last record written; what a read finds past its end is zero
+    // (the scratch file is sized at creation; were it shorter, what lies past its end reads as zero)
     const got = preadSome(h.nextFd, mine, bytes, from);
     mine.fill(0, got, bytes);
     const had = preadSome(fd, theirs, bytes, at + from);
@@ -158,7 +164,8 @@ function preadSome(fd: number, into: Uint8Array, bytes: number, pos: number): nu
 
 function preadAll(fd: number, into: Uint8Array, at: number, bytes: number, pos: number, what: string): void {
   const got = preadSome(fd, at === 0 ? into : into.subarray(at), bytes, pos);
-  if (got < bytes) throw new Error(`${what} end at byte ${pos + got}, before unit hashes expected there`);
+  if (got < bytes)
+    throw new Error(`${what} end at byte ${pos + got}, short of the ${bytes} bytes asked at ${pos}`);
 }
 
 /** Block `b`'s unit. */

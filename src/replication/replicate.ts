@@ -229,23 +229,29 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       );
     }
   }
-  let prev: (DiskHashes | null)[] = infos.map(() => null);
-  let mode: ReplicateResult["mode"] = "full";
-  if (latest !== null) {
-    const trusted = state.machine.lastPointId === latest.id && state.machine.target === o.sink.target;
-    prev = trusted ? infos.map((_, i) => state.loadHashes(i)) : prev;
-    mode = prev.every((p) => p !== null) ? "incremental" : "resync";
-    if (mode === "resync") {
-      for (const p of prev) if (p !== null) state.release(p);
-      prev = infos.map(() => null);
-    }
-  }
-  // a pass updates the previous unit hashes in place (it reads a slot before it writes it), so units
-  // it skips keep theirs, and reads block hashes from the last point's file or from what this point
-  // wrote; they are saved only once the point is committed
-  const next = infos.map((_, i) => prev[i] ?? state.freshHashes(i));
+  /** every disk's hashes opened (files and a lock): released by the commit, or at the end if it fails */
+  const opened: DiskHashes[] = [];
+  const open = <T extends DiskHashes | null>(h: T): T => {
+    if (h !== null) opened.push(h);
+    return h;
+  };
   let committed = false;
   try {
+    let prev: (DiskHashes | null)[] = infos.map(() => null);
+    let mode: ReplicateResult["mode"] = "full";
+    if (latest !== null) {
+      const trusted = state.machine.lastPointId === latest.id && state.machine.target === o.sink.target;
+      prev = trusted ? infos.map((_, i) => open(state.loadHashes(i))) : prev;
+      mode = prev.every((p) => p !== null) ? "incremental" : "resync";
+      if (mode === "resync") {
+        for (const p of prev) if (p !== null) state.release(p);
+        prev = infos.map(() => null);
+      }
+    }
+    // a pass updates the previous unit hashes in place (it reads a slot before it writes it), so
+    // units it skips keep theirs, and reads block hashes from the last point's file or from what this
+    // point wrote; they are saved only once the point is committed
+    const next = infos.map((_, i) => prev[i] ?? open(state.freshHashes(i)));
     const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes), latest === null));
 
     const threads = o.workers ?? defaultWorkers();
@@ -299,7 +305,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       from: (DiskHashes | null)[],
       blocks = false,
     ) => {
-      const jobs: ScanJob[] = await Promise.all(
+      // every disk's comparing pass settles before a failure is thrown: the files they read stay open
+      const settled = await Promise.allSettled(
         disks.map(async (info, i): Promise<ScanJob> => {
           const units = ranges[i] == null || !blocks;
           const job: ScanJob = {
@@ -328,6 +335,9 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           return { ...job, ranges: changed, blocks: true, compare: false, prevUnit: null };
         }),
       );
+      const refused = settled.find((r) => r.status === "rejected");
+      if (refused !== undefined) throw refused.reason;
+      const jobs = settled.map((r) => (r as PromiseFulfilledResult<ScanJob>).value);
       // batches are shipped with a window of them in flight: over a WAN, asking `missing` and waiting
       // for the answer batch by batch would cost a round trip per 128 KiB
       const inflight = new Set<Promise<void>>();
@@ -532,6 +542,16 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         },
         disks,
       };
+      // without the addon's locks another process could have updated a hash file in place under the
+      // passes: then they may have compared with mixed hashes, and the point must not be
+      for (const h of next) {
+        if (!state.stillAsLoaded(h)) {
+          throw new SwitchbackError(
+            "AGENT_STATE_CHANGED",
+            `another point of item ${o.item} updated the agent state in ${o.stateDir} while this one ran; this point was not committed (run one point of an item at a time)`,
+          );
+        }
+      }
       await o.sink.commit(manifest);
       lap("commit");
       committed = true;
@@ -582,7 +602,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     }
   } finally {
     // a point that failed leaves the hash files as they were (commit releases them otherwise)
-    if (!committed) for (const h of next) state.release(h);
+    if (!committed) for (const h of opened) state.release(h);
   }
 }
 

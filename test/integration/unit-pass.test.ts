@@ -143,6 +143,7 @@ test("a disk shorter than its state says is refused by name, and nothing is left
     const hashes = (bytes: number) => ({
       blocks: openBlockHashes(dir, bytes / BLOCK, null),
       unit: new BigUint64Array(bytes / 65536),
+      loaded: null,
     });
     const all = await changedBlocks(info, [[0, 128]], 7n, hashes(info.sizeBytes), 2, () => {});
     assert.equal(all.length > 0, true, "every block differs when there are no hashes");
@@ -243,6 +244,7 @@ test("a journal's pass in the addon makes the batches scanRanges makes", { skip 
     const fresh = (): DiskHashes => ({
       blocks: openBlockHashes(dir, blocks, { fd: prevFd, at: 16 }),
       unit: new BigUint64Array(new SharedArrayBuffer(units * 8)).fill(7n),
+      loaded: null,
     });
     const a = fresh();
     const js: Batch[] = [];

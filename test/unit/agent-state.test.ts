@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync, readSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import type { ItemName, PointId } from "../../src/domain/ids.ts";
@@ -156,6 +165,52 @@ test("units no pass wrote keep the last point's block hashes, and without a last
     state.commit("p2" as PointId, "ds", [h]);
     assert.ok(holds(state, expect, new BigUint64Array(UNITS)));
     assert.equal(BLOCKS * 8, expect.length);
+  } finally {
+    cleanup();
+  }
+});
+
+test("a hash file changed under a point (another process, no lock) is never tagged with that point", () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const state = AgentState.enable(dir, "web1" as ItemName, [disk]);
+    const file = path.join(dir, `${state.machine.disks[0]!.uuid}.hashes`);
+    const h0 = state.freshHashes(0);
+    const records = fill(h0);
+    const units = h0.unit.slice();
+    state.commit("p1" as PointId, "ds", [h0]);
+
+    // this point loads the hashes of p1; another process, without the addon's locks, then starts an
+    // update in place (its first step: the "updating" tag)
+    const h = state.loadHashes(0)!;
+    assert.ok(state.stillAsLoaded(h));
+    const other = openSync(file, "r+");
+    writeSync(other, Buffer.from("updating", "latin1"), 0, 8, 8);
+    closeSync(other);
+    assert.equal(state.stillAsLoaded(h), false, "the change is seen through the file this point read");
+    setBlock(h, records, 7, 5n);
+    state.commit("p2" as PointId, "ds", [h]);
+    // no file says p2: the next point resyncs rather than trusting what it cannot
+    assert.equal(AgentState.load(dir)!.loadHashes(0), null);
+    assert.ok(!holds(state, records, units));
+  } finally {
+    cleanup();
+  }
+});
+
+test("what a dead process left in the agent state (a hash file half written anew) is swept at load", () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const state = AgentState.enable(dir, "web1" as ItemName, [disk]);
+    const uuid = state.machine.disks[0]!.uuid;
+    // pid 2^22 + 1 is above Linux's pid_max: nobody holds it
+    const dead = path.join(dir, `${uuid}.hashes.tmp-4194305-0a1b2c3d`);
+    const live = path.join(dir, `${uuid}.hashes.tmp-${process.pid}-0a1b2c3d`);
+    writeFileSync(dead, "half");
+    writeFileSync(live, "in progress");
+    AgentState.load(dir);
+    assert.equal(existsSync(dead), false);
+    assert.equal(existsSync(live), true, "a live process's file is its own");
   } finally {
     cleanup();
   }
