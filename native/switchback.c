@@ -29,6 +29,8 @@
 #include "xxhash/xxhash.h"
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <math.h>
 
 /*
  * zstd: Node.js links its own zstd and exports its symbols (as it does zlib's and OpenSSL's for
@@ -348,6 +350,28 @@ static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
 #define READ_BYTES (16 * UNIT_BYTES)
 #define READ_BLOCKS (READ_BYTES / BLOCK_BYTES)
 
+/*
+ * The extent of `fd` that byte `pos` is in: a hole (*hole true: it reads as zeros, nothing need be
+ * read) or data, and where it ends (SEEK_DATA / SEEK_HOLE). Where the file system cannot tell, or
+ * `pos` is past the file's end (a shrunk disk: the read says so), it is data to the end of time.
+ */
+static int64_t extent_at(int fd, int64_t pos, bool *hole) {
+  *hole = false;
+  off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
+  if (d < 0) {
+    struct stat st;
+    if (errno != ENXIO || fstat(fd, &st) != 0 || st.st_size <= pos) return INT64_MAX;
+    *hole = true; /* no data from pos to the end of the file */
+    return st.st_size;
+  }
+  if (d > pos) {
+    *hole = true;
+    return d;
+  }
+  off_t h = lseek(fd, (off_t)pos, SEEK_HOLE);
+  return h > pos ? h : INT64_MAX;
+}
+
 enum { UNIT_CHANGES, CHECK_FINGERPRINTS, BLOCK_PASS };
 
 typedef struct {
@@ -383,6 +407,10 @@ typedef struct {
   double *out;
   size_t n_out, cap_out;
   int64_t bytes_read;
+  /* the last extent of the file found (file offsets [ext_from, ext_to), a hole or not) and the bytes
+     that were holes, given as zeros without being read (regular files only) */
+  int64_t ext_from, ext_to, hole_bytes;
+  bool ext_hole;
   const char *code; /* set on failure */
   char message[300];
 } DiskPass;
@@ -412,30 +440,53 @@ static bool add_changed_block(DiskPass *j, int64_t b) {
   return push_out(j, (double)b) && push_out(j, (double)(b + 1));
 }
 
+/* `n` bytes of the disk at `pos` into `buf` (pread until done); false with j->code set */
+static bool pread_disk(DiskPass *j, uint8_t *buf, int64_t pos, int64_t n) {
+  int64_t done = 0;
+  while (done < n) {
+    ssize_t r = pread(j->fd, buf + done, (size_t)(n - done), (off_t)(j->base + pos + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      j->code = "DISK_READ_FAILED";
+      snprintf(j->message, sizeof j->message, "at byte %lld failed: %s", (long long)(pos + done), strerror(errno));
+      return false;
+    }
+    if (r == 0) {
+      j->code = "DISK_SHRUNK";
+      snprintf(j->message, sizeof j->message, "ended at byte %lld, expected %lld bytes", (long long)(pos + done),
+               (long long)j->size);
+      return false;
+    }
+    done += r;
+  }
+  return true;
+}
+
 /* reads `len` bytes (at most READ_BYTES) of the disk at `pos` into `buf`; false with j->code set */
 static bool read_span(DiskPass *j, uint8_t *buf, int64_t pos, int64_t len) {
   int64_t want = j->size - pos < len ? j->size - pos : len;
   if (want < 0) want = 0;
-  /* O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside */
-  int64_t ask = j->direct ? (want + j->sector - 1) / j->sector * j->sector : want;
-  int64_t done = 0;
-  while (done < ask) {
-    ssize_t n = pread(j->fd, buf + done, (size_t)(ask - done), (off_t)(j->base + pos + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      j->code = "DISK_READ_FAILED";
-      snprintf(j->message, sizeof j->message, "at byte %lld failed: %s", (long long)(pos + done),
-               strerror(errno));
-      return false;
+  if (!j->direct) {
+    /* a file's holes read as zeros: only its data is read (a sparse image's holes would cost the
+       kernel a zeroed page of cache for every 4 KiB read) */
+    for (int64_t done = 0; done < want;) {
+      int64_t a = j->base + pos + done;
+      if (a < j->ext_from || a >= j->ext_to) {
+        j->ext_from = a;
+        j->ext_to = extent_at(j->fd, a, &j->ext_hole);
+      }
+      int64_t n = j->ext_to - a < want - done ? j->ext_to - a : want - done;
+      if (j->ext_hole) {
+        memset(buf + done, 0, (size_t)n);
+        j->hole_bytes += n;
+      } else if (!pread_disk(j, buf + done, pos + done, n))
+        return false;
+      done += n;
     }
-    if (n == 0) break;
-    done += n;
-  }
-  if (done < want) {
-    j->code = "DISK_SHRUNK";
-    snprintf(j->message, sizeof j->message, "ended at byte %lld, expected %lld bytes",
-             (long long)(pos + done), (long long)j->size);
-    return false;
+  } else {
+    /* O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside */
+    int64_t ask = (want + j->sector - 1) / j->sector * j->sector;
+    if (!pread_disk(j, buf, pos, ask)) return false;
   }
   j->bytes_read += want;
   if (want < len) memset(buf + want, 0, (size_t)(len - want));
@@ -505,13 +556,18 @@ static bool load_records(DiskPass *j, int64_t first, int64_t count, uint64_t *re
 static void unit_changes(DiskPass *j, uint8_t *buf) {
   /* the records of the units of one read, loaded when the first of them has changed */
   uint64_t recs[READ_BYTES / UNIT_BYTES * UNIT_BLOCKS], tmp[READ_BYTES / UNIT_BYTES * UNIT_BLOCKS];
+  /* a read that was all hole is all zeros: its hashes are known without hashing 1 MiB of zeros */
+  static const uint8_t zero_unit[UNIT_BYTES];
+  const uint64_t zero_uh = XXH64(zero_unit, UNIT_BYTES, j->seed), zero_bh = XXH64(zero_unit, BLOCK_BYTES, j->seed);
   for (int64_t u = j->from; u < j->to; u += READ_BYTES / UNIT_BYTES) {
     int64_t units = j->to - u < READ_BYTES / UNIT_BYTES ? j->to - u : READ_BYTES / UNIT_BYTES;
+    int64_t holes = j->hole_bytes, read = j->bytes_read;
     if (!read_span(j, buf, u * UNIT_BYTES, units * UNIT_BYTES)) return;
+    bool hole = j->hole_bytes - holes == j->bytes_read - read;
     bool loaded = false;
     for (int64_t k = 0; k < units; k++) {
       const uint8_t *unit = buf + k * UNIT_BYTES;
-      uint64_t uh = XXH64(unit, UNIT_BYTES, j->seed);
+      uint64_t uh = hole ? zero_uh : XXH64(unit, UNIT_BYTES, j->seed);
       int64_t uu = u + k;
       if (j->prev_unit[uu] == uh) continue;
       if (!loaded && !load_records(j, u, units, recs, tmp)) return;
@@ -522,7 +578,7 @@ static void unit_changes(DiskPass *j, uint8_t *buf) {
       for (int64_t q = 0; q < UNIT_BLOCKS; q++) {
         int64_t b = uu * UNIT_BLOCKS + q;
         if (b >= j->blocks_total) break;
-        if (known && rec[q] == XXH64(unit + q * BLOCK_BYTES, BLOCK_BYTES, j->seed)) continue;
+        if (known && rec[q] == (hole ? zero_bh : XXH64(unit + q * BLOCK_BYTES, BLOCK_BYTES, j->seed))) continue;
         changed = true;
         if (!add_changed_block(j, b)) return;
       }
@@ -668,10 +724,12 @@ static void disk_pass_complete(napi_env env, napi_status status, void *data) {
     napi_create_error(env, code, msg, &v);
     napi_reject_deferred(env, j->deferred, v);
   } else {
-    napi_value read;
+    napi_value read, holes;
     napi_create_double(env, (double)j->bytes_read, &read);
+    napi_create_double(env, (double)j->hole_bytes, &holes);
     napi_create_object(env, &v);
     napi_set_named_property(env, v, "bytesRead", read);
+    napi_set_named_property(env, v, "holeBytes", holes);
     if (j->what == BLOCK_PASS) {
       napi_value n, d;
       napi_create_double(env, (double)j->n_entries, &n);
@@ -1186,6 +1244,30 @@ static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
 }
 
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
+/*
+ * extentAt(fd, pos): [hole, end], the extent of the open file that byte `pos` is in (extent_at): a
+ * hole or data, and where it ends (Infinity: data as far as anyone can tell).
+ */
+static napi_value js_extent_at(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  int64_t pos;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &pos) != napi_ok ||
+      pos < 0)
+    return throw_type(env, "extentAt takes (fd, pos)");
+  bool hole;
+  int64_t end = extent_at(fd, pos, &hole);
+  napi_value out, h, e;
+  napi_create_array_with_length(env, 2, &out);
+  napi_get_boolean(env, hole, &h);
+  napi_create_double(env, end == INT64_MAX ? INFINITY : (double)end, &e);
+  napi_set_element(env, out, 0, h);
+  napi_set_element(env, out, 1, e);
+  return out;
+}
+
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -1221,7 +1303,7 @@ NAPI_MODULE_INIT() {
       {"simdDegree", js_simd_degree},         {"loopBacking", js_loop_backing},
       {"unitChanges", js_unit_changes},       {"xxh64", js_xxh64},
       {"checkFingerprints", js_check_fingerprints}, {"blockPass", js_block_pass},
-      {"applyFrames", js_apply_frames},
+      {"applyFrames", js_apply_frames},       {"extentAt", js_extent_at},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

@@ -47,7 +47,7 @@ export interface NativeAddon {
       nextUnit: BigUint64Array,
       ...hashes: NativeHashes,
     ]
-  ): Promise<{ ranges: Float64Array; bytesRead: number }>;
+  ): Promise<{ ranges: Float64Array; bytesRead: number; holeBytes: number }>;
   /**
    * The check after a restore, on libuv's thread pool: per block of [fromBlock, toBlock), kind 0
    * skips it, 1 wants zeros, 2 wants XXH64(seed) to be fp[b]; bytes past `pointBytes` count as zeros.
@@ -104,6 +104,12 @@ export interface NativeAddon {
     kind: Uint8Array,
     fp: BigUint64Array,
   ): Promise<number>;
+  /**
+   * the extent of the open file `fd` that byte `pos` is in: a hole (reads as zeros) or data, and where
+   * it ends (SEEK_DATA / SEEK_HOLE); data to Infinity where the file system cannot tell, or past the
+   * file's end
+   */
+  extentAt(fd: number, pos: number): [hole: boolean, end: number];
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
 }

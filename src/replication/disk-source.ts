@@ -135,6 +135,12 @@ export class DiskReader {
   readonly #base: number;
   readonly #raw: Buffer;
   readonly #view: Buffer;
+  /** the last extent of the file found (file offsets [from, to)), a hole or data (native.extentAt) */
+  #extFrom = 0;
+  #extTo = 0;
+  #extHole = false;
+  /** bytes read that were holes of the file: given as zeros without being read */
+  holeBytes = 0;
 
   constructor(info: DiskInfo, chunkBytes: number) {
     this.info = info;
@@ -191,13 +197,37 @@ export class DiskReader {
   /** Reads `length` bytes at `position` into the internal buffer and returns a view of them (valid until the next read). */
   read(position: number, length: number): Buffer {
     const want = Math.min(length, this.info.sizeBytes - position);
-    let done = 0;
-    // O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside the disk
-    const ask = this.#direct ? Math.ceil(want / this.info.sectorSize) * this.info.sectorSize : want;
-    while (done < ask) {
-      let n: number;
+    if (!this.#direct && typeof native?.extentAt === "function") {
+      // a file's holes read as zeros: only its data is read (a sparse image's holes would cost the
+      // kernel a zeroed page of cache for every 4 KiB read)
+      for (let done = 0; done < want; ) {
+        const at = this.#base + position + done;
+        if (at < this.#extFrom || at >= this.#extTo) {
+          [this.#extHole, this.#extTo] = native!.extentAt(this.#fd, at);
+          this.#extFrom = at;
+        }
+        const n = Math.min(this.#extTo - at, want - done);
+        if (this.#extHole) {
+          this.#view.fill(0, done, done + n);
+          this.holeBytes += n;
+        } else this.#readInto(done, position + done, n);
+        done += n;
+      }
+    } else {
+      // O_DIRECT wants whole sectors; disks are whole sectors long, so rounding up stays inside the disk
+      const ask = this.#direct ? Math.ceil(want / this.info.sectorSize) * this.info.sectorSize : want;
+      this.#readInto(0, position, ask);
+    }
+    if (want < length) this.#view.fill(0, want, length);
+    return this.#view.subarray(0, length);
+  }
+
+  /** Reads `n` bytes of the disk at `position` into the view at `at`: all of them, or it throws. */
+  #readInto(at: number, position: number, n: number): void {
+    for (let done = 0; done < n; ) {
+      let got: number;
       try {
-        n = readSync(this.#fd, this.#view, done, ask - done, this.#base + position + done);
+        got = readSync(this.#fd, this.#view, at + done, n - done, this.#base + position + done);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         throw new SwitchbackError(
@@ -206,17 +236,14 @@ export class DiskReader {
           { cause: err },
         );
       }
-      if (n === 0) break;
-      done += n;
+      if (got === 0) {
+        throw new SwitchbackError(
+          "DISK_SHRUNK",
+          `disk ${this.info.path} ended at byte ${position + done}, expected ${this.info.sizeBytes} bytes`,
+        );
+      }
+      done += got;
     }
-    if (done < want) {
-      throw new SwitchbackError(
-        "DISK_SHRUNK",
-        `disk ${this.info.path} ended at byte ${position + done}, expected ${this.info.sizeBytes} bytes`,
-      );
-    }
-    if (want < length) this.#view.fill(0, want, length);
-    return this.#view.subarray(0, length);
   }
 
   close(): void {
