@@ -1243,7 +1243,6 @@ static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-/* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 /*
  * extentAt(fd, pos): [hole, end], the extent of the open file that byte `pos` is in (extent_at): a
  * hole or data, and where it ends (Infinity: data as far as anyone can tell).
@@ -1268,6 +1267,7 @@ static napi_value js_extent_at(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];

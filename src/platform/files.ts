@@ -5,11 +5,29 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  readSync,
   renameSync,
   statfsSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import path from "node:path";
+
+/** Reads into all of `into` from `fd` at `pos`, up to the end of the file: the bytes read. */
+export function preadFully(fd: number, into: Uint8Array, pos: number): number {
+  let done = 0;
+  while (done < into.length) {
+    const n = readSync(fd, into, done, into.length - done, pos + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/** Writes all of `data` to `fd` at `pos`. */
+export function pwriteFully(fd: number, data: Uint8Array, pos: number): void {
+  for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, pos + done);
+}
 
 /** A small text file's content, trimmed (a sysfs or procfs attribute), or null when it cannot be read. */
 export function readTrimmed(file: string): string | null {

@@ -22,7 +22,6 @@ import {
   fdatasyncSync,
   fstatSync,
   fsyncSync,
-  ftruncateSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -36,9 +35,15 @@ import {
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { DiskUuid, ItemName, PointId } from "../domain/ids.ts";
-import { writeFileAtomic } from "../platform/files.ts";
+import { preadFully, pwriteFully, writeFileAtomic } from "../platform/files.ts";
 import { native } from "../platform/native.ts";
-import { applyBlockHashes, type BlockHashes, closeBlockHashes, openBlockHashes } from "./block-hashes.ts";
+import {
+  allBlockHashes,
+  applyBlockHashes,
+  type BlockHashes,
+  closeBlockHashes,
+  openBlockHashes,
+} from "./block-hashes.ts";
 import type { DiskInfo } from "./disk-source.ts";
 import { blockCount, unitCount } from "./scan.ts";
 
@@ -48,7 +53,6 @@ const HEADER_BYTES = 16; // magic, then the tag of the point the hashes describe
 const UPDATING_TAG = Buffer.from("updating", "latin1");
 const PAGE = 4096;
 const COMPARE_CHUNK = 1024 * 1024;
-const COPY_CHUNK = 1024 * 1024;
 /** how long loading hashes waits for another process's update in place to end */
 const LOCK_WAIT_MS = 5000;
 
@@ -197,7 +201,8 @@ export class AgentState {
       )
         return null;
       const unit = sharedUnits(d.sizeBytes);
-      if (!readFully(fd, Buffer.from(unit.buffer as SharedArrayBuffer), HEADER_BYTES + nb * 8)) return null;
+      const units = Buffer.from(unit.buffer as SharedArrayBuffer);
+      if (preadFully(fd, units, HEADER_BYTES + nb * 8) < units.length) return null;
       const blocks = openBlockHashes(this.dir, nb, { fd, at: HEADER_BYTES });
       keep = true;
       return { unit, blocks, loaded: head };
@@ -239,9 +244,7 @@ export class AgentState {
     const h = this.loadHashes(disk);
     if (h === null) return null;
     try {
-      const out = new BigUint64Array(h.blocks.blocks);
-      if (!readFully(h.blocks.prevFd, Buffer.from(out.buffer), HEADER_BYTES)) return null;
-      return out;
+      return allBlockHashes(h.blocks);
     } finally {
       this.release(h);
     }
@@ -300,7 +303,8 @@ export class AgentState {
     }
     writeSync(fd, UPDATING_TAG, 0, 8, 8);
     fdatasyncSync(fd);
-    this.pagesWritten += applyBlockHashes(h.blocks, fd, HEADER_BYTES);
+    const section = { fd, at: HEADER_BYTES };
+    this.pagesWritten += applyBlockHashes(h.blocks, section, section);
     this.pagesWritten += writeChangedPages(fd, Buffer.from(h.unit.buffer as SharedArrayBuffer), unitsAt(h));
     fdatasyncSync(fd);
     writeSync(fd, now, 0, 8, 8);
@@ -317,26 +321,17 @@ export class AgentState {
     const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
     const fd = openSync(tmp, "w+", 0o644);
     try {
-      const sectionBytes = h.blocks.blocks * 8;
-      writeAll(fd, Buffer.concat([HASHES_MAGIC, now]), 0);
-      if (h.blocks.prevFd >= 0) {
-        const buf = Buffer.allocUnsafe(COPY_CHUNK);
-        for (let at = 0; at < sectionBytes; at += COPY_CHUNK) {
-          const n = Math.min(COPY_CHUNK, sectionBytes - at);
-          if (!readFully(h.blocks.prevFd, buf.subarray(0, n), h.blocks.prevAt + at))
-            throw new Error(`${file}: the last point's hash file ended early`);
-          writeAll(fd, buf.subarray(0, n), HEADER_BYTES + at);
-        }
-      }
+      pwriteFully(fd, Buffer.concat([HASHES_MAGIC, now]), 0);
+      // units no pass wrote keep the last point's hashes; without a last point they are zeros: unknown,
+      // compared block by block
+      const { prevFd, prevAt } = h.blocks;
+      applyBlockHashes(h.blocks, { fd, at: HEADER_BYTES }, prevFd >= 0 ? { fd: prevFd, at: prevAt } : null);
       if (!this.stillAsLoaded(h)) {
         closeSync(fd);
         rmSync(tmp, { force: true });
         return;
       }
-      // units no pass wrote and no last point had stay zeros: unknown, compared block by block
-      ftruncateSync(fd, unitsAt(h));
-      applyBlockHashes(h.blocks, fd, HEADER_BYTES);
-      writeAll(fd, Buffer.from(h.unit.buffer as SharedArrayBuffer), unitsAt(h));
+      pwriteFully(fd, Buffer.from(h.unit.buffer as SharedArrayBuffer), unitsAt(h));
       fsyncSync(fd);
     } catch (err) {
       closeSync(fd);
@@ -358,16 +353,6 @@ export class AgentState {
       Buffer.from(JSON.stringify(this.machine, null, 2) + "\n"),
     ]);
   }
-}
-
-/** Fills `into` from `fd` at `at`; false at a short read (the file is shorter than it said). */
-function readFully(fd: number, into: Buffer, at: number): boolean {
-  for (let done = 0; done < into.length; ) {
-    const n = readSync(fd, into, done, into.length - done, at + done);
-    if (n === 0) return false;
-    done += n;
-  }
-  return true;
 }
 
 function pointTag(id: PointId): Buffer {
@@ -415,19 +400,15 @@ function unitsAt(h: DiskHashes): number {
   return HEADER_BYTES + h.blocks.blocks * 8;
 }
 
-function writeAll(fd: number, data: Uint8Array, at: number): void {
-  for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, at + done);
-}
-
 /** Writes the 4 KiB pages of `data` that differ from what `fd` holds at `at` (runs of them in one write each); returns the pages written. */
 function writeChangedPages(fd: number, data: Buffer, at: number): number {
   const old = Buffer.allocUnsafe(COMPARE_CHUNK);
   let pages = 0;
   for (let p = 0; p < data.length; p += COMPARE_CHUNK) {
     const n = Math.min(COMPARE_CHUNK, data.length - p);
-    if (!readFully(fd, old.subarray(0, n), at + p)) throw new Error("a hash file ended early");
+    if (preadFully(fd, old.subarray(0, n), at + p) < n) throw new Error("a hash file ended early");
     const put = (from: number, to: number): void => {
-      writeAll(fd, data.subarray(p + from, p + to), at + p + from);
+      pwriteFully(fd, data.subarray(p + from, p + to), at + p + from);
       pages += Math.ceil((to - from) / PAGE);
     };
     let run = -1;

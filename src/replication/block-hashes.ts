@@ -10,8 +10,9 @@
 // never split a unit between two threads (unitAlignedCuts). The native addon reads and writes the
 // same records (native/switchback.c).
 import { randomBytes } from "node:crypto";
-import { closeSync, ftruncateSync, openSync, readSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, rmSync, unlinkSync } from "node:fs";
 import path from "node:path";
+import { preadFully, pwriteFully } from "../platform/files.ts";
 
 /** blocks of a 64 KiB unit, the granularity of a pass's first comparison */
 export const UNIT_BLOCKS = 16;
@@ -84,7 +85,7 @@ export function closeBlockHashes(h: BlockHashes): void {
  */
 export function readUnitHashes(h: BlockHashes, u: number, into: Uint8Array): boolean {
   if (h.written[u] === 1) {
-    preadAll(h.nextFd, into, 0, RECORD_BYTES, u * RECORD_BYTES, "this point's block hashes");
+    preadAll(h.nextFd, into, RECORD_BYTES, u * RECORD_BYTES, "this point's block hashes");
     return true;
   }
   if (h.prevFd < 0) {
@@ -92,25 +93,32 @@ export function readUnitHashes(h: BlockHashes, u: number, into: Uint8Array): boo
     return false;
   }
   const n = Math.min(UNIT_BLOCKS, h.blocks - u * UNIT_BLOCKS) * 8;
-  preadAll(h.prevFd, into, 0, n, h.prevAt + u * RECORD_BYTES, "the last point's block hashes");
+  preadAll(h.prevFd, into, n, h.prevAt + u * RECORD_BYTES, "the last point's block hashes");
   into.fill(0, n, RECORD_BYTES);
   return true;
 }
 
 /** Records the block hashes of `units` consecutive units from `u` (RECORD_BYTES each, from `from`). */
 export function writeUnitHashes(h: BlockHashes, u: number, from: Uint8Array, units: number): void {
-  const bytes = units * RECORD_BYTES;
-  for (let done = 0; done < bytes; )
-    done += writeSync(h.nextFd, from, done, bytes - done, u * RECORD_BYTES + done);
+  pwriteFully(h.nextFd, from.subarray(0, units * RECORD_BYTES), u * RECORD_BYTES);
   h.written.fill(1, u, u + units);
 }
 
+/** A hash file's block section: the open file and where the section starts in it. */
+export interface Section {
+  fd: number;
+  at: number;
+}
+
 /**
- * Copies the records this point wrote into the block section at `at` of `fd` (a hash file open for
- * reading and writing; what it holds for other units is kept), in runs of whole 4 KiB pages of
- * records. Returns the pages written.
+ * Writes this point's block hashes into the block section `to`, in runs of whole 4 KiB pages of
+ * records: the records the passes wrote, and for every other unit what `base` holds (the last point's
+ * section; null: zeros, unknown). With `base` the section `to` itself (an update in place), only the
+ * pages holding a record the passes wrote are written; otherwise all of them are (a file written
+ * anew). Returns the pages written.
  */
-export function applyBlockHashes(h: BlockHashes, fd: number, at: number): number {
+export function applyBlockHashes(h: BlockHashes, to: Section, base: Section | null): number {
+  const inPlace = base !== null && base.fd === to.fd && base.at === to.at;
   const units = unitsOf(h.blocks);
   const sectionBytes = h.blocks * 8;
   const flags = new BigUint64Array(h.written.buffer, h.written.byteOffset, h.written.length / 8);
@@ -121,49 +129,41 @@ export function applyBlockHashes(h: BlockHashes, fd: number, at: number): number
   const pages = h.written.length / PAGE_UNITS;
   const runBytes = RUN_PAGES * PAGE_UNITS * RECORD_BYTES;
   const mine = Buffer.allocUnsafe(runBytes);
-  const theirs = Buffer.allocUnsafe(runBytes);
-  let out = 0;
+  const out = Buffer.allocUnsafe(runBytes);
+  let written = 0;
   for (let p = 0; p < pages; ) {
-    if (!pageWritten(p)) {
+    if (inPlace && !pageWritten(p)) {
       p++;
       continue;
     }
     let q = p + 1;
-    while (q < pages && q - p < RUN_PAGES && pageWritten(q)) q++;
+    while (q < pages && q - p < RUN_PAGES && (!inPlace || pageWritten(q))) q++;
     const u0 = p * PAGE_UNITS;
     const u1 = Math.min(units, q * PAGE_UNITS);
     const from = u0 * RECORD_BYTES;
     const bytes = Math.min(sectionBytes, u1 * RECORD_BYTES) - from;
-    // (the scratch file is sized at creation; were it shorter, what lies past its end reads as zero)
-    const got = preadSome(h.nextFd, mine, bytes, from);
-    mine.fill(0, got, bytes);
-    const had = preadSome(fd, theirs, bytes, at + from);
-    theirs.fill(0, had, bytes);
+    const was = base === null ? 0 : preadFully(base.fd, out.subarray(0, bytes), base.at + from);
+    out.fill(0, was, bytes);
+    let any = false;
     for (let u = u0; u < u1; u++) {
       if (h.written[u] !== 1) continue;
+      if (!any) {
+        // (the scratch file is sized at creation; were it shorter, what lies past its end is zeros)
+        mine.fill(0, preadFully(h.nextFd, mine.subarray(0, bytes), from), bytes);
+        any = true;
+      }
       const a = (u - u0) * RECORD_BYTES;
-      mine.copy(theirs, a, a, Math.min(bytes, a + RECORD_BYTES));
+      mine.copy(out, a, a, Math.min(bytes, a + RECORD_BYTES));
     }
-    for (let done = 0; done < bytes; ) done += writeSync(fd, theirs, done, bytes - done, at + from + done);
-    out += q - p;
+    pwriteFully(to.fd, out.subarray(0, bytes), to.at + from);
+    written += q - p;
     p = q;
   }
-  return out;
+  return written;
 }
 
-/** Reads up to `bytes` at `pos` into the start of `into`; the bytes read (fewer at the end of the file). */
-function preadSome(fd: number, into: Uint8Array, bytes: number, pos: number): number {
-  let done = 0;
-  while (done < bytes) {
-    const n = readSync(fd, into, done, bytes - done, pos + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
-
-function preadAll(fd: number, into: Uint8Array, at: number, bytes: number, pos: number, what: string): void {
-  const got = preadSome(fd, at === 0 ? into : into.subarray(at), bytes, pos);
+function preadAll(fd: number, into: Uint8Array, bytes: number, pos: number, what: string): void {
+  const got = preadFully(fd, into.subarray(0, bytes), pos);
   if (got < bytes)
     throw new Error(`${what} end at byte ${pos + got}, short of the ${bytes} bytes asked at ${pos}`);
 }

@@ -11,11 +11,10 @@ import { type PointId, parseItemName } from "../../src/domain/ids.ts";
 import { native } from "../../src/platform/native.ts";
 import { openBlockHashes } from "../../src/replication/block-hashes.ts";
 import { DiskReader, inspectDisk } from "../../src/replication/disk-source.ts";
-import { replicateOnce } from "../../src/replication/replicate.ts";
 import { restoreDisk } from "../../src/replication/restore.ts";
-import { LocalSink } from "../../src/replication/sink.ts";
 import { tempDir } from "../helpers/env.ts";
 import { randomBuffer, rng } from "../helpers/images.ts";
+import { imagePoint } from "../helpers/points.ts";
 
 const item = parseItemName("web1");
 const BLOCK = 4096;
@@ -69,22 +68,8 @@ test("a sparse image's holes are not read, and its points and restores are exact
     const ds0 = path.join(dir, "ds");
     const st0 = path.join(dir, "state");
     await (await Datastore.init(ds0)).close();
-    const point = async (ds: string, state: string, nativeUnitPass: boolean) => {
-      const d = await Datastore.open(ds);
-      try {
-        return await replicateOnce({
-          item,
-          disks: [image],
-          stateDir: state,
-          sink: new LocalSink(d),
-          consistency: "crash",
-          snapshot: "none",
-          nativeUnitPass,
-        });
-      } finally {
-        await d.close();
-      }
-    };
+    const point = (ds: string, state: string, nativePass: boolean) =>
+      imagePoint(image, ds, state, nativePass, item);
     const restored = async (ds: string, id: string): Promise<Buffer> => {
       const to = path.join(dir, `restored-${id}.img`);
       const d = await Datastore.open(ds);

@@ -20,12 +20,11 @@ import {
   MUST_BE_ZERO,
 } from "../../src/replication/compare.ts";
 import { inspectDisk } from "../../src/replication/disk-source.ts";
-import { replicateOnce } from "../../src/replication/replicate.ts";
 import { type Batch, type ScanJob, scanRanges, unpackGroup } from "../../src/replication/scan.ts";
-import { LocalSink } from "../../src/replication/sink.ts";
 import { changedBlocks, nativeBlockBatches, nativeUnitPass } from "../../src/replication/unit-pass.ts";
 import { tempDir } from "../helpers/env.ts";
 import { makeImage, randomBuffer, rng, scatter } from "../helpers/images.ts";
+import { imagePoint } from "../helpers/points.ts";
 
 const skip = nativeUnitPass() ? false : "the native addon is not built (npm run build:native)";
 const item = parseItemName("web1");
@@ -57,22 +56,8 @@ test("native and JavaScript comparing passes find the same changes and record th
     const ds0 = path.join(dir, "ds");
     const st0 = path.join(dir, "state");
     await (await Datastore.init(ds0)).close();
-    const point = async (ds: string, state: string, nativePass: boolean) => {
-      const d = await Datastore.open(ds);
-      try {
-        return await replicateOnce({
-          item,
-          disks: [image],
-          stateDir: state,
-          sink: new LocalSink(d),
-          consistency: "crash",
-          snapshot: "none",
-          nativeUnitPass: nativePass,
-        });
-      } finally {
-        await d.close();
-      }
-    };
+    const point = (ds: string, state: string, nativePass: boolean) =>
+      imagePoint(image, ds, state, nativePass, item);
     const first = await point(ds0, st0, false);
     assert.equal(first.mode, "full");
 

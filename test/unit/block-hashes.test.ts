@@ -135,7 +135,8 @@ test("a point's block hashes: the last point's until written, written ones whole
     assert.deepEqual(Buffer.from(allBlockHashes(h).buffer, 0, blocks * 8), expect);
 
     // applied: the section takes them, the unit hashes after it are untouched
-    assert.equal(applyBlockHashes(h, fd, header), 1, "one page of records");
+    const hashFile = { fd, at: header };
+    assert.equal(applyBlockHashes(h, hashFile, hashFile), 1, "one page of records");
     assert.deepEqual(readFileSync(file), Buffer.concat([Buffer.alloc(header), expect, units]));
     closeBlockHashes(h);
 
