@@ -23,7 +23,7 @@ import type { BlockWriter, Datastore, Lock } from "../datastore/datastore.ts";
 import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { collectGarbage } from "../datastore/gc.ts";
 import { HASH_BYTES, hashBlocks, isZeroHash } from "../datastore/hash.ts";
-import { decodeManifest, encodeManifest, type PointManifest } from "../datastore/manifest.ts";
+import { decodeManifest, encodeManifest, manifestSource, type PointManifest } from "../datastore/manifest.ts";
 import { openFrame } from "../datastore/pack.ts";
 import { prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
@@ -484,7 +484,7 @@ export class ProcessServer {
           `point ${id} of item ${item} references ${missing.count} block(s) the datastore does not hold (first: ${missing.first}); they were lost before a flush (process server restarted?); send them again and retry the point`,
         );
       }
-      await this.#ds.commitPoint(m);
+      await this.#ds.commitPoint(manifestSource(m));
       return { alreadyCommitted: false, m };
     });
   }

@@ -10,7 +10,7 @@ export interface Backend {
    * half-visible. `o.durable` false: visible at once and atomic, but a power loss may undo it (lock
    * markers on the machine's own disk, whose holders a power loss ends too).
    */
-  write(name: string, data: Buffer | readonly Buffer[], o?: WriteOptions): Promise<void>;
+  write(name: string, data: ObjectData, o?: WriteOptions): Promise<void>;
   read(name: string): Promise<Buffer>;
   readRange(name: string, offset: number, length: number): Promise<Buffer>;
   size(name: string): Promise<number>;
@@ -25,6 +25,12 @@ export interface Backend {
   remove(name: string, o?: WriteOptions): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * What an object is written from: a buffer, buffers, or buffers that come one at a time (a big
+ * object, such as a base point's manifest, that is never whole in memory).
+ */
+export type ObjectData = Buffer | readonly Buffer[] | Iterable<Buffer> | AsyncIterable<Buffer>;
 
 export interface WriteOptions {
   /** false: skip what makes the change survive a power loss (fsyncs); it stays atomic and visible */

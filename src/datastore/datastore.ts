@@ -14,9 +14,11 @@ import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } fro
 import { blockHash, HASH_BYTES } from "./hash.ts";
 import { LocalBackend } from "./local/local-backend.ts";
 import {
-  decodeManifest,
   decodeManifestHeader,
   encodeManifest,
+  ManifestCollector,
+  type ManifestSource,
+  manifestParts,
   type PointHeader,
   type PointManifest,
 } from "./manifest.ts";
@@ -266,9 +268,14 @@ export class Datastore {
   }
 
   async readPoint(item: ItemName, id: PointId): Promise<PointManifest> {
-    await this.#pointSize(item, id);
+    const size = await this.#pointSize(item, id);
     const name = paths.point(item, id);
-    return decodeManifest(name, await this.backend.read(name));
+    // piece by piece: the file's bytes are never all in memory beside the entries decoded from them
+    const c = new ManifestCollector(name, size);
+    for (let at = 0; at < size; at += READ_PIECE_BYTES) {
+      c.push(await this.backend.readRange(name, at, Math.min(READ_PIECE_BYTES, size - at)));
+    }
+    return c.end();
   }
 
   /** Chain of manifests from the base up to `id`, oldest first. */
@@ -329,9 +336,12 @@ export class Datastore {
     return { map, header: top.header };
   }
 
-  /** Makes a point visible. Every block it references must already be in a durable pack and index. */
-  async commitPoint(m: PointManifest): Promise<void> {
-    await this.backend.write(paths.point(m.header.item, m.header.id), encodeManifest(m));
+  /**
+   * Makes a point visible. Every block it references must already be in a durable pack and index.
+   * The manifest is written a part at a time as its sources give their entries.
+   */
+  async commitPoint(m: ManifestSource): Promise<void> {
+    await this.backend.write(paths.point(m.header.item, m.header.id), manifestParts(m));
   }
 
   /** Replaces a point's manifest with an equivalent one (prune rewrites a child when its parent goes). */
@@ -406,6 +416,8 @@ export class Datastore {
 }
 
 /** How long a shared locker (replication, restore, check) waits for prune or GC to finish. */
+/** a manifest is read in pieces of this size */
+const READ_PIECE_BYTES = 4 * 1024 * 1024;
 const LOCK_WAIT_MS = 30_000;
 
 export interface Lock {

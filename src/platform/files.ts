@@ -1,13 +1,17 @@
 // Small file-system facts: writing a file so that a crash leaves the old or the new one, never half.
+import { randomBytes } from "node:crypto";
 import {
   closeSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
   readSync,
   renameSync,
+  rmSync,
   statfsSync,
+  unlinkSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -27,6 +31,27 @@ export function preadFully(fd: number, into: Uint8Array, pos: number): number {
 /** Writes all of `data` to `fd` at `pos`. */
 export function pwriteFully(fd: number, data: Uint8Array, pos: number): void {
   for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, pos + done);
+}
+
+/**
+ * A scratch file of `size` bytes (a hole until written) in `dir`, unlinked at once so that it goes
+ * with its descriptor: named `.<kind>-<pid>-<random>` for the moment it has a name, so that what a
+ * process killed in that moment leaves can be told by its pid and swept.
+ */
+export function openScratch(dir: string, kind: string, size: number): number {
+  const file = path.join(dir, `.${kind}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const fd = openSync(file, "wx+", 0o600);
+  try {
+    unlinkSync(file);
+    // sized from the start: a write past the end of a file updates its size, a journaled change of
+    // its inode on ext4 (~15-50 µs a write here, against a few µs for one within it)
+    ftruncateSync(fd, size);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(file, { force: true });
+    throw err;
+  }
+  return fd;
 }
 
 /** A small text file's content, trimmed (a sysfs or procfs attribute), or null when it cannot be read. */

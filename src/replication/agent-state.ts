@@ -380,7 +380,7 @@ function sweepStale(dir: string): void {
     return;
   }
   for (const name of names) {
-    const m = /^(?:.+\.hashes\.tmp-|\.point-hashes-)(\d+)-[0-9a-f]+$/.exec(name);
+    const m = /^(?:.+\.hashes\.tmp-|\.point-(?:hashes|entries)-)(\d+)-[0-9a-f]+$/.exec(name);
     if (m === null || pidAlive(Number(m[1]))) continue;
     rmSync(path.join(dir, name), { force: true });
   }

@@ -9,10 +9,8 @@
 // A unit's hashes are always read and written whole (its record), by one thread at a time: passes
 // never split a unit between two threads (unitAlignedCuts). The native addon reads and writes the
 // same records (native/switchback.c).
-import { randomBytes } from "node:crypto";
-import { closeSync, ftruncateSync, openSync, rmSync, unlinkSync } from "node:fs";
-import path from "node:path";
-import { preadFully, pwriteFully } from "../platform/files.ts";
+import { closeSync } from "node:fs";
+import { openScratch, preadFully, pwriteFully } from "../platform/files.ts";
 
 /** blocks of a 64 KiB unit, the granularity of a pass's first comparison */
 export const UNIT_BLOCKS = 16;
@@ -49,18 +47,7 @@ export function openBlockHashes(
   blocks: number,
   prev: { fd: number; at: number } | null,
 ): BlockHashes {
-  const file = path.join(dir, `.point-hashes-${process.pid}-${randomBytes(4).toString("hex")}`);
-  const fd = openSync(file, "wx+", 0o600);
-  try {
-    unlinkSync(file);
-    // sized from the start: a write past the end of a file updates its size, a journaled change of
-    // its inode on ext4 (~15-50 µs a write here, against a few µs for one within it)
-    ftruncateSync(fd, unitsOf(blocks) * RECORD_BYTES);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(file, { force: true });
-    throw err;
-  }
+  const fd = openScratch(dir, "point-hashes", unitsOf(blocks) * RECORD_BYTES);
   const pages = Math.ceil(unitsOf(blocks) / PAGE_UNITS);
   return {
     blocks,

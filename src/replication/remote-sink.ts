@@ -8,7 +8,7 @@ import type { Static, TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import type { DiskMap } from "../datastore/disk-map.ts";
 import { HASH_BYTES } from "../datastore/hash.ts";
-import { encodeManifest, type PointHeader, type PointManifest } from "../datastore/manifest.ts";
+import { type ManifestSource, manifestParts, type PointHeader } from "../datastore/manifest.ts";
 import type { Frame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
@@ -156,12 +156,12 @@ export class RemoteSink implements PointSink {
   }
 
   /** Waits for every frame, then asks the server to commit the point. */
-  async commit(manifest: PointManifest): Promise<void> {
+  async commit(manifest: ManifestSource): Promise<void> {
     await this.#drain();
     this.#throwFailure();
     const h = manifest.header;
     const a = await this.#call("POST", routes.points(h.item), `commit of point ${h.id}`, {
-      body: Buffer.concat(encodeManifest(manifest)),
+      body: Buffer.concat([...manifestParts(manifest)]),
     });
     const r = this.#json(a, CommitResponseSchema, "commit");
     if (r.pointId !== h.id)

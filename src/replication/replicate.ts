@@ -13,7 +13,7 @@ import { copyFileSync, constants as fsc, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
-import type { DiskEntries, DiskHeader, PointManifest } from "../datastore/manifest.ts";
+import type { DiskHeader, EntrySource, ManifestSource } from "../datastore/manifest.ts";
 import { type Frame, makeFrame, openFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
@@ -22,6 +22,7 @@ import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
+import { PointEntries } from "./point-entries.ts";
 import { type Batch, blockCount, recycleFrame, type ScanJob, unitCount } from "./scan.ts";
 import { defaultWorkers, scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
@@ -80,6 +81,8 @@ export interface ReplicateOptions {
   /** change tracking between points (journal.ts): a pass then reads only what was written since the last point */
   journal?: ChangeJournalFactory;
   workers?: number;
+  /** entries a disk keeps in memory before they move to a scratch file (point-entries.ts); for tests */
+  entriesInMemory?: number;
   /**
    * false: compare whole-disk passes in JavaScript even where the addon could (unit-pass.ts); for
    * tests that hold the two to the same results
@@ -139,71 +142,6 @@ export interface PointPhases {
  * point (the item's first), a zero block that has no entry yet is not kept at all: a base point lists
  * no zeros, and holding 44 bytes for each block of an empty disk was ~1 GB for a sparse 64 GiB image.
  */
-class EntryCollector {
-  /**
-   * per block, 1 + the index of its latest entry (0: none): zero is what a new array holds, so only
-   * the pages of blocks that get entries are ever touched (a fill(-1) faulted in 2 MiB a disk of 2 GiB)
-   */
-  readonly #latest: Int32Array;
-  #hashes = Buffer.allocUnsafe(4096 * HASH_BYTES);
-  #n = 0;
-  /** the distinct blocks added, in the order they first came */
-  #seen = new Float64Array(4096);
-  #distinct = 0;
-  readonly #base: boolean;
-  constructor(blocks: number, base: boolean) {
-    this.#latest = new Int32Array(blocks);
-    this.#base = base;
-  }
-  add(block: number, hashes: Buffer, at: number): void {
-    // (a zero block that has an entry from an earlier pass keeps it: the zeros are news then)
-    if (this.#base && this.#latest[block] === 0 && isZeroHash(hashes, at)) return;
-    if ((this.#n + 1) * HASH_BYTES > this.#hashes.length) {
-      const bigger = Buffer.allocUnsafe(this.#hashes.length * 2);
-      this.#hashes.copy(bigger, 0, 0, this.#n * HASH_BYTES);
-      this.#hashes = bigger;
-    }
-    hashes.copy(this.#hashes, this.#n * HASH_BYTES, at, at + HASH_BYTES);
-    if (this.#latest[block] === 0) {
-      if (this.#distinct === this.#seen.length) {
-        const bigger = new Float64Array(this.#seen.length * 2);
-        bigger.set(this.#seen);
-        this.#seen = bigger;
-      }
-      this.#seen[this.#distinct++] = block;
-    }
-    this.#latest[block] = ++this.#n;
-  }
-  /** The blocks added, ascending: sorted when few, else found by walking the whole disk. */
-  #order(): ArrayLike<number> {
-    const total = this.#latest.length;
-    if (this.#distinct * 16 < total) return this.#seen.slice(0, this.#distinct).sort();
-    const out = new Float64Array(this.#distinct);
-    let k = 0;
-    for (let b = 0; b < total; b++) if (this.#latest[b] !== 0) out[k++] = b;
-    return out;
-  }
-  /** Entries in block order; `keep(block, hash, at)` filters (resync drops what the parent already has). */
-  entries(base: boolean, keep?: (block: number, hashes: Buffer, at: number) => boolean): DiskEntries {
-    const blocks: number[] = [];
-    const idx: number[] = [];
-    const order = this.#order();
-    for (let i = 0; i < order.length; i++) {
-      const b = order[i]!;
-      const e = this.#latest[b]! - 1;
-      if (base && isZeroHash(this.#hashes, e * HASH_BYTES)) continue;
-      if (keep !== undefined && !keep(b, this.#hashes, e * HASH_BYTES)) continue;
-      blocks.push(b);
-      idx.push(e);
-    }
-    const hashes = Buffer.allocUnsafe(idx.length * HASH_BYTES);
-    idx.forEach((e, i) => {
-      this.#hashes.copy(hashes, i * HASH_BYTES, e * HASH_BYTES, (e + 1) * HASH_BYTES);
-    });
-    return { blocks: Float64Array.from(blocks), hashes };
-  }
-}
-
 export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResult> {
   const started = performance.now();
   const createdAt = new Date();
@@ -235,6 +173,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     if (h !== null) opened.push(h);
     return h;
   };
+  /** every disk's entries (a scratch file when they outgrew memory): closed at the end */
+  const collectors: PointEntries[] = [];
   let committed = false;
   try {
     let prev: (DiskHashes | null)[] = infos.map(() => null);
@@ -252,7 +192,11 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // units it skips keep theirs, and reads block hashes from the last point's file or from what this
     // point wrote; they are saved only once the point is committed
     const next = infos.map((_, i) => prev[i] ?? open(state.freshHashes(i)));
-    const collectors = infos.map((d) => new EntryCollector(blockCount(d.sizeBytes), latest === null));
+    for (const d of infos) {
+      collectors.push(
+        new PointEntries(blockCount(d.sizeBytes), latest === null, o.stateDir, o.entriesInMemory),
+      );
+    }
 
     const threads = o.workers ?? defaultWorkers();
     // shipping
@@ -501,10 +445,10 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         mode === "resync" && latest !== null
           ? await Promise.all(infos.map((_, i) => o.sink.diskMap(o.item, latest.id, i)))
           : null;
-      const disks: DiskEntries[] = collectors.map((c, i) => {
+      const disks: EntrySource[] = collectors.map((c, i) => {
         const map = parentMaps?.[i];
-        if (map === undefined) return c.entries(latest === null);
-        return c.entries(false, (b, hs, at) => {
+        if (map === undefined) return c.source(latest === null);
+        return c.source(false, (b, hs, at) => {
           const had = map.hashOf(b);
           if (had === undefined) return !isZeroHash(hs, at);
           return !had.equals(hs.subarray(at, at + HASH_BYTES));
@@ -515,12 +459,12 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         sizeBytes: d.sizeBytes,
         sectorSize: d.sectorSize,
         blockSize: BLOCK_SIZE,
-        entries: disks[i]!.blocks.length,
+        entries: disks[i]!.count,
         source: d.path,
       }));
-      const changedBlocks = disks.reduce((s, d) => s + d.blocks.length, 0);
+      const changedBlocks = disks.reduce((s, d) => s + d.count, 0);
       const durationMs = Math.round(performance.now() - started);
-      const manifest: PointManifest = {
+      const manifest: ManifestSource = {
         header: {
           version: 1,
           item: o.item,
@@ -594,7 +538,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           uuid: state.machine.disks[i]!.uuid,
           path: d.path,
           sizeBytes: d.sizeBytes,
-          changedBlocks: disks[i]!.blocks.length,
+          changedBlocks: disks[i]!.count,
         })),
       };
     } finally {
@@ -603,6 +547,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   } finally {
     // a point that failed leaves the hash files as they were (commit releases them otherwise)
     if (!committed) for (const h of opened) state.release(h);
+    for (const c of collectors) c.close();
   }
 }
 

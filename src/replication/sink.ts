@@ -2,7 +2,7 @@
 // the network to a process server (the agent daemon). Both see the same calls, so one engine serves both.
 import type { BlockWriter, Datastore } from "../datastore/datastore.ts";
 import type { DiskMap } from "../datastore/disk-map.ts";
-import type { PointHeader, PointManifest } from "../datastore/manifest.ts";
+import type { ManifestSource, PointHeader } from "../datastore/manifest.ts";
 import type { Frame } from "../datastore/pack.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
 
@@ -18,8 +18,8 @@ export interface PointSink {
   send(frame: Frame, keep?: readonly boolean[]): Promise<number>;
   /** true when send() has copied the frame's bytes by the time it resolves: the caller may reuse them */
   readonly copiesFrames?: boolean;
-  /** makes everything sent durable, then the point visible */
-  commit(manifest: PointManifest): Promise<void>;
+  /** makes everything sent durable, then the point visible (its manifest read from `manifest` as it is sent) */
+  commit(manifest: ManifestSource): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -61,7 +61,7 @@ export class LocalSink implements PointSink {
     return frame.payload.length + frame.hashes.length;
   }
 
-  async commit(manifest: PointManifest): Promise<void> {
+  async commit(manifest: ManifestSource): Promise<void> {
     await this.#writer.flush();
     await this.#ds.commitPoint(manifest);
   }

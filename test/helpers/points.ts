@@ -2,7 +2,11 @@
 // the native comparing pass on or off: for tests that hold the native passes to the JavaScript ones.
 import { Datastore } from "../../src/datastore/datastore.ts";
 import { parseItemName } from "../../src/domain/ids.ts";
-import { type ReplicateResult, replicateOnce } from "../../src/replication/replicate.ts";
+import {
+  type ReplicateOptions,
+  type ReplicateResult,
+  replicateOnce,
+} from "../../src/replication/replicate.ts";
 import { LocalSink } from "../../src/replication/sink.ts";
 
 export async function imagePoint(
@@ -11,6 +15,7 @@ export async function imagePoint(
   state: string,
   nativeUnitPass: boolean,
   item = parseItemName("web1"),
+  more: Partial<ReplicateOptions> = {},
 ): Promise<ReplicateResult> {
   const d = await Datastore.open(ds);
   try {
@@ -22,6 +27,7 @@ export async function imagePoint(
       consistency: "crash",
       snapshot: "none",
       nativeUnitPass,
+      ...more,
     });
   } finally {
     await d.close();

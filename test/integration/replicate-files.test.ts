@@ -7,7 +7,7 @@ import { closeSync, openSync, readdirSync, readlinkSync, writeSync } from "node:
 import path from "node:path";
 import { test } from "node:test";
 import { Datastore } from "../../src/datastore/datastore.ts";
-import type { PointManifest } from "../../src/datastore/manifest.ts";
+import type { ManifestSource } from "../../src/datastore/manifest.ts";
 import { parseItemName } from "../../src/domain/ids.ts";
 import { replicateOnce } from "../../src/replication/replicate.ts";
 import { LocalSink } from "../../src/replication/sink.ts";
@@ -30,47 +30,59 @@ function openUnder(dir: string): string[] {
   return out;
 }
 
-test("points, committed or failed, leave no file of the agent state open", async () => {
-  const { dir, cleanup } = tempDir("sb-files-");
-  try {
-    const images = [path.join(dir, "a.img"), path.join(dir, "b.img")];
-    makeImage(images[0]!, 8, 1);
-    makeImage(images[1]!, 8, 2);
-    const dsDir = path.join(dir, "ds");
-    await (await Datastore.init(dsDir)).close();
-    const ds = await Datastore.open(dsDir);
-    const stateDir = path.join(dir, "state");
-    const change = (seed: number): void => {
-      const fd = openSync(images[seed % 2]!, "r+");
-      writeSync(fd, randomBuffer(4096, rng(seed)), 0, 4096, (seed * 7919 * 4096) % (8 * 1024 * 1024));
-      closeSync(fd);
-    };
+for (const spill of [false, true]) {
+  const how = spill ? ", their entries in scratch files," : "";
+  test(`points${how} committed or failed, leave no file of the agent state open`, async () => {
+    const { dir, cleanup } = tempDir("sb-files-");
     try {
-      const point = (sink = new LocalSink(ds)) =>
-        replicateOnce({ item, disks: images, stateDir, sink, consistency: "crash", snapshot: "none" });
-      assert.equal((await point()).mode, "full");
-      for (let i = 1; i <= 3; i++) {
-        change(i);
-        const r = await point();
-        assert.equal(r.mode, "incremental");
-        assert.deepEqual(openUnder(stateDir), [], `after point ${i + 1}`);
-      }
-      // a point that fails at its commit: its hashes are released all the same
-      change(9);
-      const failing = new LocalSink(ds);
-      failing.commit = async (_m: PointManifest) => {
-        throw new Error("the datastore went away");
+      const images = [path.join(dir, "a.img"), path.join(dir, "b.img")];
+      makeImage(images[0]!, 8, 1);
+      makeImage(images[1]!, 8, 2);
+      const dsDir = path.join(dir, "ds");
+      await (await Datastore.init(dsDir)).close();
+      const ds = await Datastore.open(dsDir);
+      const stateDir = path.join(dir, "state");
+      const change = (seed: number): void => {
+        const fd = openSync(images[seed % 2]!, "r+");
+        writeSync(fd, randomBuffer(4096, rng(seed)), 0, 4096, (seed * 7919 * 4096) % (8 * 1024 * 1024));
+        closeSync(fd);
       };
-      await assert.rejects(point(failing), /the datastore went away/);
-      assert.deepEqual(openUnder(stateDir), [], "after a failed point");
-      // and the next point is still incremental: the failed one changed nothing it relies on
-      change(10);
-      assert.equal((await point()).mode, "incremental");
-      assert.deepEqual(openUnder(stateDir), []);
+      try {
+        const point = (sink = new LocalSink(ds)) =>
+          replicateOnce({
+            item,
+            disks: images,
+            stateDir,
+            sink,
+            consistency: "crash",
+            snapshot: "none",
+            // a full point of these disks has ~1,000 entries each, an incremental 1
+            ...(spill ? { entriesInMemory: 0 } : {}),
+          });
+        assert.equal((await point()).mode, "full");
+        for (let i = 1; i <= 3; i++) {
+          change(i);
+          const r = await point();
+          assert.equal(r.mode, "incremental");
+          assert.deepEqual(openUnder(stateDir), [], `after point ${i + 1}`);
+        }
+        // a point that fails at its commit: its hashes are released all the same
+        change(9);
+        const failing = new LocalSink(ds);
+        failing.commit = async (_m: ManifestSource) => {
+          throw new Error("the datastore went away");
+        };
+        await assert.rejects(point(failing), /the datastore went away/);
+        assert.deepEqual(openUnder(stateDir), [], "after a failed point");
+        // and the next point is still incremental: the failed one changed nothing it relies on
+        change(10);
+        assert.equal((await point()).mode, "incremental");
+        assert.deepEqual(openUnder(stateDir), []);
+      } finally {
+        await ds.close();
+      }
     } finally {
-      await ds.close();
+      cleanup();
     }
-  } finally {
-    cleanup();
-  }
-});
+  });
+}

@@ -10,11 +10,13 @@ import { constants, type FileHandle, mkdir, open, readdir, rename, rm, stat, unl
 import path from "node:path";
 import { ALIGN, giveBack, isAligned, takeAligned } from "../../platform/aligned.ts";
 import { native } from "../../platform/native.ts";
-import type { Backend, WriteOptions } from "../backend.ts";
+import type { Backend, ObjectData, WriteOptions } from "../backend.ts";
 
 const TMP_MARK = ".tmp-";
 /** objects at least this big are written with O_DIRECT (when they can be) */
 const DIRECT_MIN_BYTES = 1024 * 1024;
+/** an object written from parts as they come is written in steps of about this much */
+const STREAM_WRITE_BYTES = 1024 * 1024;
 
 export class LocalBackend implements Backend {
   readonly location: string;
@@ -52,16 +54,20 @@ export class LocalBackend implements Backend {
     this.#knownDirs.add(dir);
   }
 
-  async write(name: string, data: Buffer | readonly Buffer[], o: WriteOptions = {}): Promise<void> {
+  async write(name: string, data: ObjectData, o: WriteOptions = {}): Promise<void> {
     this.#dropHandle(name);
     const final = this.#path(name);
     const dir = path.dirname(final);
     await this.#ensureDir(dir);
     const tmp = `${final}${TMP_MARK}${randomBytes(6).toString("hex")}`;
-    const parts = Buffer.isBuffer(data) ? [data] : data;
     try {
-      if (o.durable === false) await writeBuffered(tmp, parts, name, false);
-      else if (!(await this.#writeDirect(tmp, parts, name))) await writeBuffered(tmp, parts, name);
+      if (Buffer.isBuffer(data) || Array.isArray(data)) {
+        const parts: readonly Buffer[] = Buffer.isBuffer(data) ? [data] : data;
+        if (o.durable === false) await writeBuffered(tmp, parts, name, false);
+        else if (!(await this.#writeDirect(tmp, parts, name))) await writeBuffered(tmp, parts, name);
+      } else {
+        await writeBuffered(tmp, data as Iterable<Buffer> | AsyncIterable<Buffer>, name, o.durable !== false);
+      }
     } catch (err) {
       await unlink(tmp).catch(() => {});
       throw err;
@@ -278,15 +284,32 @@ async function writeAll(fh: FileHandle, parts: readonly Buffer[], name: string, 
   }
 }
 
+/** Writes `parts` (all at once, or as they come) into the new file `file`, and fsyncs it when `sync`. */
 async function writeBuffered(
   file: string,
-  parts: readonly Buffer[],
+  parts: readonly Buffer[] | Iterable<Buffer> | AsyncIterable<Buffer>,
   name: string,
   sync = true,
 ): Promise<void> {
   const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   try {
-    await writeAll(fh, parts, name);
+    if (Array.isArray(parts)) await writeAll(fh, parts, name);
+    else {
+      // parts as they come, a writev for each MiB or so
+      let at = 0;
+      let batch: Buffer[] = [];
+      let batched = 0;
+      for await (const p of parts as Iterable<Buffer> | AsyncIterable<Buffer>) {
+        batch.push(p);
+        batched += p.length;
+        if (batched < STREAM_WRITE_BYTES) continue;
+        await writeAll(fh, batch, name, at);
+        at += batched;
+        batch = [];
+        batched = 0;
+      }
+      await writeAll(fh, batch, name, at);
+    }
     if (sync) await fh.sync();
   } finally {
     await fh.close();
