@@ -34,6 +34,43 @@ export interface Fingerprints {
   seed: bigint;
 }
 
+/**
+ * Block numbers gathered one at a time into a typed array: a JavaScript array stops at 2^27 elements,
+ * the blocks of a 512 GiB disk.
+ */
+export class BlockList {
+  #a = new Float64Array(1024);
+  #n = 0;
+
+  push(b: number): void {
+    if (this.#n === this.#a.length) {
+      const bigger = new Float64Array(this.#a.length * 2);
+      bigger.set(this.#a);
+      this.#a = bigger;
+    }
+    this.#a[this.#n++] = b;
+  }
+
+  get length(): number {
+    return this.#n;
+  }
+
+  done(): Float64Array {
+    return this.#a.slice(0, this.#n);
+  }
+}
+
+/** The block numbers of every list, one after the other, in one typed array. */
+export function concatBlocks(lists: readonly ArrayLike<number>[]): Float64Array {
+  const out = new Float64Array(lists.reduce((n, l) => n + l.length, 0));
+  let at = 0;
+  for (const l of lists) {
+    out.set(l, at);
+    at += l.length;
+  }
+  return out;
+}
+
 export const SKIP = 0;
 export const MUST_BE_ZERO = 1;
 export const FINGERPRINT = 2;
@@ -47,11 +84,11 @@ export function fingerprints(blocks: number, seed: bigint): Fingerprints {
 }
 
 /** Block numbers in [from, to) whose content on the disk is not what the map says. */
-export function compareRange(job: CompareJob): number[] {
+export function compareRange(job: CompareJob): Float64Array {
   const reader = new DiskReader(job.info, CHUNK_BLOCKS * BLOCK_SIZE);
   const arena = Buffer.from(job.arena.buffer, job.arena.byteOffset, job.arena.byteLength);
   const ex = job.expect;
-  const out: number[] = [];
+  const out = new BlockList();
   try {
     for (let b0 = job.from; b0 < job.to; b0 += CHUNK_BLOCKS) {
       const n = Math.min(CHUNK_BLOCKS, job.to - b0);
@@ -94,7 +131,7 @@ export function compareRange(job: CompareJob): number[] {
   } finally {
     reader.close();
   }
-  return out;
+  return out.done();
 }
 
 /** The same bytes in shared memory: as they are when they already live there, else copied once. */
@@ -112,7 +149,7 @@ export async function compareDisk(
   arena: Buffer,
   expect?: Fingerprints,
   workers = Math.min(4, availableParallelism()),
-): Promise<number[]> {
+): Promise<Float64Array> {
   const blocks = Math.ceil(sizeBytes / BLOCK_SIZE);
   const addon = native;
   if (expect !== undefined && addon !== null && typeof addon.checkFingerprints === "function") {
@@ -131,7 +168,7 @@ export async function compareDisk(
       );
       return r.bad;
     });
-    return bad.flatMap((r) => Array.from(r));
+    return concatBlocks(bad);
   }
   // workers read the map in shared memory (DiskMap keeps it there); it is only needed without fingerprints
   const r = expect
@@ -163,7 +200,7 @@ export async function compareDisk(
       expect,
     });
   }
-  return (
-    await runWorkers<CompareJob, number[]>(new URL("./compare-worker.ts", import.meta.url), jobs)
-  ).flat();
+  return concatBlocks(
+    await runWorkers<CompareJob, Float64Array>(new URL("./compare-worker.ts", import.meta.url), jobs),
+  );
 }
