@@ -86,3 +86,56 @@ for (const spill of [false, true]) {
     }
   });
 }
+
+// A full copy of a big disk writes an index file every so often: a copy that fails before its
+// commit has stored most of what it read, and the retry does not store it again.
+test("a full copy that fails at its commit leaves what it stored indexed: the retry stores nothing twice", async () => {
+  const { dir, cleanup } = tempDir("sb-files-");
+  try {
+    const image = path.join(dir, "a.img");
+    makeImage(image, 64, 3); // ~32 MiB to store: four 8 MiB packs
+    const dsDir = path.join(dir, "ds");
+    await (await Datastore.init(dsDir)).close();
+    const ds = await Datastore.open(dsDir);
+    const stateDir = path.join(dir, "state");
+    try {
+      const point = (sink: LocalSink) =>
+        replicateOnce({ item, disks: [image], stateDir, sink, consistency: "crash", snapshot: "none" });
+      // an index file after every pack
+      const failing = new LocalSink(ds, 1);
+      failing.commit = async (_m: ManifestSource) => {
+        throw new Error("the machine rebooted");
+      };
+      await assert.rejects(point(failing), /the machine rebooted/);
+      const retry = new LocalSink(ds);
+      const r = await point(retry);
+      assert.equal(r.mode, "full");
+      // what a full copy stores, into a datastore of its own
+      const otherDir = path.join(dir, "other");
+      await (await Datastore.init(otherDir)).close();
+      const other = await Datastore.open(otherDir);
+      const whole = new LocalSink(other);
+      try {
+        await replicateOnce({
+          item,
+          disks: [image],
+          stateDir: path.join(dir, "other-state"),
+          sink: whole,
+          consistency: "crash",
+          snapshot: "none",
+        });
+      } finally {
+        await other.close();
+      }
+      // only what the failed copy had not yet written into an indexed pack (its last pack or so) is stored again
+      assert.ok(
+        retry.bytesStored < whole.bytesStored / 3,
+        `the retry stored ${retry.bytesStored} bytes, a whole copy ${whole.bytesStored}`,
+      );
+    } finally {
+      await ds.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
