@@ -7,10 +7,13 @@
 // Blocks go through one shared BlockWriter, serialized by a mutex; it is flushed (packs + an index
 // file, fsynced) before each commit, every FLUSH_EVERY_BYTES, after FLUSH_IDLE_MS without frames and
 // at shutdown. A kill -9 loses only blocks received since the last flush; commit then names them
-// missing (POINT_BLOCKS_MISSING) and the agent sends them again.
+// missing (POINT_BLOCKS_MISSING) and the agent sends them again. A point's manifest comes in one body or
+// staged in parts (manifest-uploads.ts); either way it is read in pieces and never held whole.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { open } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import Fastify, {
@@ -23,7 +26,8 @@ import type { BlockWriter, Datastore, Lock } from "../datastore/datastore.ts";
 import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { collectGarbage } from "../datastore/gc.ts";
 import { HASH_BYTES, hashBlocks, isZeroHash } from "../datastore/hash.ts";
-import { decodeManifest, encodeManifest, manifestSource, type PointManifest } from "../datastore/manifest.ts";
+import { LocalBackend } from "../datastore/local/local-backend.ts";
+import { type EntryChunk, ManifestParser, type PointHeader } from "../datastore/manifest.ts";
 import { openFrame } from "../datastore/pack.ts";
 import { prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
@@ -40,18 +44,24 @@ import {
   FrameResponseSchema,
   ItemParamsSchema,
   LatestResponseSchema,
-  POINT_BODY_LIMIT_BYTES,
+  ManifestPartQuerySchema,
+  ManifestPartResponseSchema,
   PointHeaderSchema,
+  PointParamsSchema,
   PROBLEM_TYPE_PREFIX,
   ProblemSchema,
   routes,
+  StagedCommitRequestSchema,
   type Status,
   StatusSchema,
   WIRE_VERSION,
 } from "../replication/wire.ts";
+import { firstGap, ManifestUploads, readFully, readStaged, type StagedUpload } from "./manifest-uploads.ts";
 
 const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 const FLUSH_IDLE_MS = 1000;
+/** a manifest is checked and written in pieces of this size */
+const COMMIT_PIECE_BYTES = 4 * 1024 * 1024;
 
 // ---- authentication: the one seam (mTLS will replace tokenAuthenticator) ----
 
@@ -167,6 +177,8 @@ const STATUS_OF: Record<string, number> = {
   HASHES_INVALID: 400,
   MANIFEST_INVALID: 400,
   POINT_EXISTS: 409,
+  MANIFEST_PART_CONFLICT: 409,
+  MANIFEST_UPLOAD_INCOMPLETE: 409,
   POINT_PARENT_NOT_LATEST: 409,
   POINT_ID_NOT_NEWER: 409,
   ITEM_IDENTITY_MISMATCH: 409,
@@ -204,7 +216,49 @@ export interface ProcessServerOptions {
   /** prune every item by this policy (then GC) every `everyMs`; the server owns its datastore */
   retention?: { policy: RetentionPolicy; everyMs: number };
   /** told about every point committed (not about idempotent repeats) */
-  onCommit?: (item: ItemName, header: PointManifest["header"], agent: string) => void;
+  onCommit?: (item: ItemName, header: PointHeader, agent: string) => void;
+  /**
+   * where manifests uploaded in parts are staged (this server takes the subfolder `<pid>@<host>`);
+   * default: the folder `staging` of a datastore on a local file system
+   */
+  stagingDir?: string;
+}
+
+/** A manifest's bytes for a commit: a request body, or an upload staged in parts. */
+interface ManifestBytes {
+  /** for messages */
+  readonly name: string;
+  readonly size: number;
+  /** its last 32 bytes: the BLAKE3 of all before them */
+  readonly trailer: Buffer;
+  /** its bytes from the start, in pieces of at most COMMIT_PIECE_BYTES */
+  pieces(): AsyncGenerator<Buffer>;
+}
+
+function bodyBytes(body: Buffer): ManifestBytes {
+  return {
+    name: "(request body)",
+    size: body.length,
+    trailer: body.subarray(Math.max(0, body.length - HASH_BYTES)),
+    async *pieces() {
+      for (let at = 0; at < body.length; at += COMMIT_PIECE_BYTES)
+        yield body.subarray(at, at + COMMIT_PIECE_BYTES);
+    },
+  };
+}
+
+function stagedBytes(u: StagedUpload, trailer: Buffer): ManifestBytes {
+  return {
+    name: `(staged upload of point ${u.point})`,
+    size: u.size,
+    trailer,
+    pieces: () => readStaged(u.file, u.size, COMMIT_PIECE_BYTES),
+  };
+}
+
+/** A refusal that settles the request for good (4xx); after any other failure the agent retries it. */
+function isFinal(err: unknown): boolean {
+  return err instanceof SwitchbackError && (STATUS_OF[err.code] ?? 500) < 500;
 }
 
 export class ProcessServer {
@@ -218,6 +272,7 @@ export class ProcessServer {
   #idleTimer: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
   #retentionTimer: NodeJS.Timeout | null = null;
+  #uploads: ManifestUploads | null = null;
   readonly #opts: ProcessServerOptions;
   readonly status: Status;
 
@@ -239,6 +294,7 @@ export class ProcessServer {
       missingQueries: 0,
       pointsCommitted: 0,
       pointsRejected: 0,
+      manifestPartsReceived: 0,
       flushes: 0,
       pointsPruned: 0,
       bytesFreed: 0,
@@ -262,12 +318,17 @@ export class ProcessServer {
     return this.#app.log;
   }
 
-  /** Takes the shared datastore lock and listens; returns the URL it listens on. */
+  /**
+   * Takes the shared datastore lock, sweeps the staging folder (uploads of process servers that are
+   * gone died with them) and listens; returns the URL it listens on.
+   */
   async start(): Promise<string> {
     this.#lock = await this.#ds.lock("shared", `process-server ${this.#opts.host}:${this.#opts.port}`);
     try {
+      this.#uploads = await ManifestUploads.open(this.#stagingRoot());
       await this.#app.listen({ host: this.#opts.host, port: this.#opts.port });
     } catch (err) {
+      await this.#uploads?.close();
       await this.#lock.release();
       this.#lock = null;
       throw err;
@@ -339,12 +400,28 @@ export class ProcessServer {
       await this.#app.close();
       try {
         await this.#mutex.run(() => this.#flush());
+        // an upload under way is sent again to the next process server (docs/transport.md)
+        await this.#uploads?.close();
       } finally {
         await this.#lock?.release();
         this.#lock = null;
       }
     })();
     return this.#closing;
+  }
+
+  #stagingRoot(): string {
+    if (this.#opts.stagingDir !== undefined) return this.#opts.stagingDir;
+    if (this.#ds.backend instanceof LocalBackend) return path.join(this.#ds.backend.location, "staging");
+    throw new SwitchbackError(
+      "INVALID_OPTION",
+      `datastore ${this.#ds.backend.location} is not a local folder; give the process server a staging folder for manifests uploaded in parts`,
+    );
+  }
+
+  get #staging(): ManifestUploads {
+    if (this.#uploads === null) throw new Error("the process server was not started");
+    return this.#uploads;
   }
 
   // ---- the store side, always under the mutex ----
@@ -402,106 +479,259 @@ export class ProcessServer {
     });
   }
 
+  /**
+   * Commits a point from its manifest's bytes, read once, in pieces: the header first (checked, then
+   * against the item's history), then the entries, each chunk checked against the index on its way
+   * into the datastore. The point's file is renamed into place only once the checksum and every
+   * block have been verified; a refusal leaves nothing. `staged`: the point id it was staged under.
+   */
   async #commit(
     principal: Principal,
     item: ItemName,
-    body: Buffer,
-  ): Promise<{ alreadyCommitted: boolean; m: PointManifest }> {
-    let m: PointManifest;
+    src: ManifestBytes,
+    staged?: PointId,
+  ): Promise<{ alreadyCommitted: boolean; header: PointHeader }> {
+    const parser = new ManifestParser(src.name, src.size);
+    const pieces = src.pieces();
+    let ended = false;
+    const invalid = (err: unknown) =>
+      new SwitchbackError("MANIFEST_INVALID", `the point manifest is not valid: ${(err as Error).message}`);
+    const end = (): void => {
+      ended = true;
+      try {
+        parser.end();
+      } catch (err) {
+        throw invalid(err);
+      }
+    };
+    // the header leads the file; the pieces read to reach it are written first
+    const head: Buffer[] = [];
+    const early: EntryChunk[] = [];
     try {
-      m = decodeManifest("(request body)", body);
-    } catch (err) {
-      throw new SwitchbackError(
-        "MANIFEST_INVALID",
-        `the point manifest is not valid: ${(err as Error).message}`,
-      );
-    }
-    const h = m.header;
-    if (!Value.Check(PointHeaderSchema, h) || h.disks.some((d) => d.blockSize !== BLOCK_SIZE)) {
-      const e = [...Value.Errors(PointHeaderSchema, h)][0];
-      throw new SwitchbackError(
-        "MANIFEST_INVALID",
-        `the point header is not valid: ${e ? `${e.path} ${e.message}` : `block size must be ${BLOCK_SIZE}`}`,
-      );
-    }
-    if (h.item !== item) {
-      throw new SwitchbackError(
-        "MANIFEST_INVALID",
-        `the manifest is for item ${JSON.stringify(h.item)} but was posted to item ${item}`,
-      );
-    }
-    let id: PointId;
-    try {
-      id = parsePointId(h.id);
-      if (h.parent !== null) parsePointId(h.parent);
-    } catch (err) {
-      throw new SwitchbackError("MANIFEST_INVALID", (err as Error).message);
-    }
-    checkAccess(principal, item, "write");
-    return this.#mutex.run(async () => {
-      const ids = await this.#ds.pointIds(item);
-      const encoded = Buffer.concat(encodeManifest(m));
-      if (ids.includes(id)) {
-        const stored = await this.#ds.backend.read(paths.point(item, id));
-        if (stored.equals(encoded)) return { alreadyCommitted: true, m };
+      while (parser.header === null) {
+        const n = await pieces.next();
+        if (n.done) break;
+        head.push(n.value);
+        early.push(...parser.push(n.value));
+      }
+      const h = parser.header;
+      if (h === null) {
+        end(); // throws: the file ended before a valid header
+        throw invalid(new Error("it has no header"));
+      }
+      if (!Value.Check(PointHeaderSchema, h) || h.disks.some((d) => d.blockSize !== BLOCK_SIZE)) {
+        const e = [...Value.Errors(PointHeaderSchema, h)][0];
         throw new SwitchbackError(
-          "POINT_EXISTS",
-          `point ${id} of item ${item} already exists with other content; take a new point`,
+          "MANIFEST_INVALID",
+          `the point header is not valid: ${e ? `${e.path} ${e.message}` : `block size must be ${BLOCK_SIZE}`}`,
         );
       }
-      const latest = ids[ids.length - 1] ?? null;
-      if (h.parent !== latest) {
+      if (h.item !== item) {
         throw new SwitchbackError(
-          "POINT_PARENT_NOT_LATEST",
-          `point ${id} of item ${item} builds on ${h.parent ?? "nothing"} but the item's latest point is ${latest ?? "none"}; take a new point on top of the latest`,
+          "MANIFEST_INVALID",
+          `the manifest is for item ${JSON.stringify(h.item)} but was posted to item ${item}`,
         );
       }
-      if (latest !== null) {
-        if (id <= latest) {
+      if (staged !== undefined && h.id !== staged) {
+        throw new SwitchbackError(
+          "MANIFEST_INVALID",
+          `the manifest is of point ${h.id} but was staged as point ${staged}`,
+        );
+      }
+      let id: PointId;
+      try {
+        id = parsePointId(h.id);
+        if (h.parent !== null) parsePointId(h.parent);
+      } catch (err) {
+        throw new SwitchbackError("MANIFEST_INVALID", (err as Error).message);
+      }
+      checkAccess(principal, item, "write");
+      return await this.#mutex.run(async () => {
+        const ids = await this.#ds.pointIds(item);
+        if (ids.includes(id)) {
+          if (await this.#sameAsStored(item, id, src)) return { alreadyCommitted: true, header: h };
           throw new SwitchbackError(
-            "POINT_ID_NOT_NEWER",
-            `point ${id} of item ${item} is not newer than the latest point ${latest}; check the agent's clock`,
+            "POINT_EXISTS",
+            `point ${id} of item ${item} already exists with other content; take a new point`,
           );
         }
-        const parent = await this.#ds.readPointHeader(item, latest);
-        const same =
-          parent.disks.length === h.disks.length &&
-          parent.disks.every((d, i) => d.uuid === h.disks[i]!.uuid && d.sizeBytes === h.disks[i]!.sizeBytes);
-        if (!same) {
+        const latest = ids[ids.length - 1] ?? null;
+        if (h.parent !== latest) {
           throw new SwitchbackError(
-            "ITEM_IDENTITY_MISMATCH",
-            `point ${id} describes disks (${h.disks.map((d) => d.uuid).join(", ")}) other than item ${item}'s (${parent.disks.map((d) => d.uuid).join(", ")})`,
+            "POINT_PARENT_NOT_LATEST",
+            `point ${id} of item ${item} builds on ${h.parent ?? "nothing"} but the item's latest point is ${latest ?? "none"}; take a new point on top of the latest`,
           );
         }
+        if (latest !== null) {
+          if (id <= latest) {
+            throw new SwitchbackError(
+              "POINT_ID_NOT_NEWER",
+              `point ${id} of item ${item} is not newer than the latest point ${latest}; check the agent's clock`,
+            );
+          }
+          const parent = await this.#ds.readPointHeader(item, latest);
+          const same =
+            parent.disks.length === h.disks.length &&
+            parent.disks.every(
+              (d, i) => d.uuid === h.disks[i]!.uuid && d.sizeBytes === h.disks[i]!.sizeBytes,
+            );
+          if (!same) {
+            throw new SwitchbackError(
+              "ITEM_IDENTITY_MISMATCH",
+              `point ${id} describes disks (${h.disks.map((d) => d.uuid).join(", ")}) other than item ${item}'s (${parent.disks.map((d) => d.uuid).join(", ")})`,
+            );
+          }
+        }
+        await this.#flush();
+        let idx = await this.#ds.index();
+        let reloaded = false;
+        let missing = 0;
+        let first = "";
+        const check = async (chunks: readonly EntryChunk[]) => {
+          for (const { entries: e } of chunks) {
+            for (let at = 0; at < e.hashes.length; at += HASH_BYTES) {
+              if (isZeroHash(e.hashes, at) || idx.has(e.hashes, at)) continue;
+              // another writer (replicate-once, a second process server) may have indexed it meanwhile
+              if (!reloaded) {
+                reloaded = true;
+                idx = await this.#ds.reloadIndex();
+                if (idx.has(e.hashes, at)) continue;
+              }
+              if (missing++ === 0) first = e.hashes.toString("hex", at, at + HASH_BYTES);
+            }
+          }
+        };
+        // the bytes go into the datastore as they are checked; the write renames the file into
+        // place only when this generator ends without throwing
+        async function* checked(): AsyncGenerator<Buffer> {
+          await check(early);
+          yield* head;
+          for (let n = await pieces.next(); !n.done; n = await pieces.next()) {
+            await check(parser.push(n.value));
+            yield n.value;
+          }
+          end();
+          if (missing > 0) {
+            throw new SwitchbackError(
+              "POINT_BLOCKS_MISSING",
+              `point ${id} of item ${item} references ${missing} block(s) the datastore does not hold (first: ${first}); they were lost before a flush (process server restarted?); send them again and retry the point`,
+            );
+          }
+        }
+        await this.#ds.backend.write(paths.point(item, id), checked());
+        return { alreadyCommitted: false, header: h };
+      });
+    } catch (err) {
+      // a refusal of a damaged manifest says that it is damaged: what looked wrong may be the damage
+      if (!ended && isFinal(err)) {
+        for (let n = await pieces.next(); !n.done; n = await pieces.next()) parser.push(n.value);
+        end();
       }
-      await this.#flush();
-      let missing = this.#countMissing(m, await this.#ds.index());
-      // another writer (replicate-once, a second process server) may have indexed them meanwhile
-      if (missing.count > 0) missing = this.#countMissing(m, await this.#ds.reloadIndex());
-      if (missing.count > 0) {
+      throw err;
+    } finally {
+      await pieces.return(undefined);
+    }
+  }
+
+  /** True when the stored point `id` is `src`: same size, same checksum (which covers all before it). */
+  async #sameAsStored(item: ItemName, id: PointId, src: { size: number; trailer: Buffer }): Promise<boolean> {
+    const name = paths.point(item, id);
+    const size = await this.#ds.backend.size(name);
+    if (size !== src.size || size < HASH_BYTES) return false;
+    return (await this.#ds.backend.readRange(name, size - HASH_BYTES, HASH_BYTES)).equals(src.trailer);
+  }
+
+  /** Commits `item`'s point `point` from the manifest staged for it, which must be `size` bytes ending in `checksum`. */
+  #commitStaged(
+    principal: Principal,
+    item: ItemName,
+    point: PointId,
+    size: number,
+    checksum: Buffer,
+  ): Promise<{ alreadyCommitted: boolean; header: PointHeader }> {
+    return this.#staging.with(item, point, async (u, drop) => {
+      if (u === undefined) {
+        // nothing staged: a commit that succeeded and is asked again (its upload is gone with it),
+        // or an upload this process server never had or lost (it restarted)
+        if ((await this.#ds.pointIds(item)).includes(point)) {
+          if (await this.#sameAsStored(item, point, { size, trailer: checksum }))
+            return { alreadyCommitted: true, header: await this.#ds.readPointHeader(item, point) };
+          throw new SwitchbackError(
+            "POINT_EXISTS",
+            `point ${point} of item ${item} already exists with other content; take a new point`,
+          );
+        }
         throw new SwitchbackError(
-          "POINT_BLOCKS_MISSING",
-          `point ${id} of item ${item} references ${missing.count} block(s) the datastore does not hold (first: ${missing.first}); they were lost before a flush (process server restarted?); send them again and retry the point`,
+          "MANIFEST_UPLOAD_INCOMPLETE",
+          `nothing is staged for point ${point} of item ${item} (the process server restarted since, or never received a part); send the manifest's parts again, then commit`,
         );
       }
-      await this.#ds.commitPoint(manifestSource(m));
-      return { alreadyCommitted: false, m };
+      try {
+        if (u.size !== size) {
+          throw new SwitchbackError(
+            "MANIFEST_INVALID",
+            `the manifest staged for point ${point} of item ${item} is ${u.size} bytes; the commit says ${size}; the upload is discarded`,
+          );
+        }
+        const gap = firstGap(u);
+        if (gap !== null) {
+          // kept: the agent sends the parts again (those staged already are accepted again)
+          throw new SwitchbackError(
+            "MANIFEST_UPLOAD_INCOMPLETE",
+            `${size - u.received} of the ${size} bytes of point ${point}'s manifest never arrived (first: bytes ${gap[0]} to ${gap[1]}); send the missing parts, then commit`,
+          );
+        }
+        const fh = await open(u.file, "r");
+        const trailer = await readFully(fh, size - HASH_BYTES, HASH_BYTES).finally(() => fh.close());
+        if (!trailer.equals(checksum)) {
+          throw new SwitchbackError(
+            "MANIFEST_INVALID",
+            `the manifest staged for point ${point} of item ${item} ends in checksum ${trailer.toString("hex")}, not in the ${checksum.toString("hex")} its commit names: parts were damaged on the way; the upload is discarded`,
+          );
+        }
+        const r = await this.#commit(principal, item, stagedBytes(u, trailer), point);
+        await drop();
+        return r;
+      } catch (err) {
+        if (isFinal(err) && !(err instanceof SwitchbackError && err.code === "MANIFEST_UPLOAD_INCOMPLETE"))
+          await drop();
+        throw err;
+      }
     });
   }
 
-  #countMissing(
-    m: PointManifest,
-    idx: Awaited<ReturnType<Datastore["index"]>>,
-  ): { count: number; first: string } {
-    let count = 0;
-    let first = "";
-    for (const d of m.disks) {
-      for (let i = 0; i < d.blocks.length; i++) {
-        if (isZeroHash(d.hashes, i * HASH_BYTES) || idx.has(d.hashes, i * HASH_BYTES)) continue;
-        if (count++ === 0) first = d.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES).toString("hex");
+  /** Answers a commit; counts, logs and tells about a point that is new. */
+  async #answerCommit(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    item: ItemName,
+    agent: string,
+    commit: () => Promise<{ alreadyCommitted: boolean; header: PointHeader }>,
+  ): Promise<FastifyReply> {
+    try {
+      const { alreadyCommitted, header: h } = await commit();
+      if (!alreadyCommitted) {
+        this.status.pointsCommitted++;
+        this.#opts.onCommit?.(item, h, agent);
+        req.log.info(
+          {
+            agent,
+            item,
+            pointId: h.id,
+            parent: h.parent,
+            consistency: h.consistency,
+            changedBlocks: h.disks.reduce((s, d) => s + d.entries, 0),
+          },
+          "point committed",
+        );
       }
+      // uploads of this point or older ones are of no use any more
+      await this.#staging.discardUpTo(item, h.id);
+      return reply.code(alreadyCommitted ? 200 : 201).send({ pointId: h.id, alreadyCommitted });
+    } catch (err) {
+      this.status.pointsRejected++;
+      throw err;
     }
-    return { count, first };
   }
 
   // ---- HTTP ----
@@ -641,42 +871,75 @@ export class ProcessServer {
       }
     });
 
+    const commitResponses = { 200: CommitResponseSchema, 201: CommitResponseSchema };
+
     app.post<{ Params: Static<typeof ItemParamsSchema> }>(
       routes.points(":item"),
-      {
-        bodyLimit: POINT_BODY_LIMIT_BYTES,
-        schema: {
-          params: ItemParamsSchema,
-          response: { 200: CommitResponseSchema, 201: CommitResponseSchema },
-        },
-      },
+      { schema: { params: ItemParamsSchema, response: commitResponses } },
       async (req, reply) => {
         const body = req.body;
         if (!Buffer.isBuffer(body))
           throw new SwitchbackError("MANIFEST_INVALID", "a point must be sent as application/octet-stream");
         const item = parseItemName(req.params.item);
-        try {
-          const { alreadyCommitted, m } = await this.#commit(principal(req), item, body);
-          if (!alreadyCommitted) {
-            this.status.pointsCommitted++;
-            this.#opts.onCommit?.(item, m.header, principal(req).agent);
-            req.log.info(
-              {
-                agent: principal(req).agent,
-                item,
-                pointId: m.header.id,
-                parent: m.header.parent,
-                consistency: m.header.consistency,
-                changedBlocks: m.disks.reduce((s, d) => s + d.blocks.length, 0),
-              },
-              "point committed",
-            );
-          }
-          return reply.code(alreadyCommitted ? 200 : 201).send({ pointId: m.header.id, alreadyCommitted });
-        } catch (err) {
-          this.status.pointsRejected++;
-          throw err;
+        const p = principal(req);
+        return this.#answerCommit(req, reply, item, p.agent, () => this.#commit(p, item, bodyBytes(body)));
+      },
+    );
+
+    app.put<{
+      Params: Static<typeof PointParamsSchema>;
+      Querystring: Static<typeof ManifestPartQuerySchema>;
+    }>(
+      routes.manifestPart(":item", ":point"),
+      {
+        schema: {
+          params: PointParamsSchema,
+          querystring: ManifestPartQuerySchema,
+          response: { 200: ManifestPartResponseSchema },
+        },
+      },
+      async (req) => {
+        const body = req.body;
+        if (!Buffer.isBuffer(body) || body.length === 0) {
+          throw new SwitchbackError(
+            "REQUEST_INVALID",
+            "a part of a manifest must be a non-empty application/octet-stream body",
+          );
         }
+        this.status.manifestPartsReceived++;
+        const item = parseItemName(req.params.item);
+        const point = parsePointId(req.params.point);
+        checkAccess(principal(req), item, "write");
+        const { offset, size } = req.query;
+        const u = await this.#staging.put(item, point, size, offset, body, async () => {
+          const ids = await this.#ds.pointIds(item);
+          const latest = ids[ids.length - 1];
+          if (latest === undefined || point > latest) return;
+          throw ids.includes(point)
+            ? new SwitchbackError(
+                "POINT_EXISTS",
+                `point ${point} of item ${item} is committed already; its manifest is not staged again`,
+              )
+            : new SwitchbackError(
+                "POINT_ID_NOT_NEWER",
+                `point ${point} of item ${item} is not newer than the item's latest point ${latest}; its manifest is not staged`,
+              );
+        });
+        return { size: u.size, received: u.received };
+      },
+    );
+
+    app.post<{ Params: Static<typeof PointParamsSchema>; Body: Static<typeof StagedCommitRequestSchema> }>(
+      routes.commitStaged(":item", ":point"),
+      { schema: { params: PointParamsSchema, body: StagedCommitRequestSchema, response: commitResponses } },
+      async (req, reply) => {
+        const item = parseItemName(req.params.item);
+        const point = parsePointId(req.params.point);
+        const p = principal(req);
+        return this.#answerCommit(req, reply, item, p.agent, async () => {
+          checkAccess(p, item, "write");
+          return this.#commitStaged(p, item, point, req.body.size, Buffer.from(req.body.checksum, "hex"));
+        });
       },
     );
   }

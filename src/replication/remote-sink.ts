@@ -3,22 +3,26 @@
 // dropped connection or a restarted process server costs a retry, not a failure. Frames are sent with
 // a small window of requests in flight; commit waits for all of them. A commit the server refuses
 // because blocks went missing (it restarted before flushing them) fails with POINT_BLOCKS_MISSING: the
-// agent runs the point again, and `missing` then asks for exactly what the server lacks.
+// agent runs the point again, and `missing` then asks for exactly what the server lacks. A manifest
+// bigger than one part is staged in parts as it is encoded (never whole in memory), then committed.
 import type { Static, TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import type { DiskMap } from "../datastore/disk-map.ts";
 import { HASH_BYTES } from "../datastore/hash.ts";
-import { type ManifestSource, manifestParts, type PointHeader } from "../datastore/manifest.ts";
+import { type ManifestSource, manifestParts, manifestSize, type PointHeader } from "../datastore/manifest.ts";
 import type { Frame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
 import type { PointSink } from "./sink.ts";
 import {
+  BODY_LIMIT_BYTES,
+  type CommitResponse,
   CommitResponseSchema,
   decodeBitmap,
   decodeDiskMap,
   encodeFrameBody,
   LatestResponseSchema,
+  ManifestPartResponseSchema,
   ProblemSchema,
   routes,
   type Status,
@@ -33,8 +37,13 @@ export interface RemoteSinkOptions {
   deadlineMs?: number;
   /** time limit of one HTTP attempt (default 30 s) */
   attemptTimeoutMs?: number;
-  /** frames in flight at once (default 4) */
+  /** frames in flight at once, and parts of a manifest (default 4) */
   window?: number;
+  /**
+   * a manifest bigger than this is staged in parts of this size, a smaller one is sent in the commit
+   * (default and most: the server's body limit, 8 MiB)
+   */
+  manifestPartBytes?: number;
   /** extra headers on every request (the vault's agent sends its replication generation) */
   headers?: Record<string, string>;
   /** told about every retry */
@@ -47,6 +56,13 @@ interface Answer {
 }
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+/**
+ * A staged commit reads, checks and writes the whole manifest on the server: its time limits grow by
+ * a millisecond for every this many bytes, a second per 50 MiB (10 GiB: ~3.5 min)
+ */
+const COMMIT_BYTES_PER_MS = 50 * 1024;
+/** times a staged manifest is sent again when the server lost it (it restarted) before it is given up */
+const UPLOAD_ROUNDS = 3;
 
 export class RemoteSink implements PointSink {
   readonly target: string;
@@ -56,6 +72,7 @@ export class RemoteSink implements PointSink {
   readonly #deadlineMs: number;
   readonly #attemptMs: number;
   readonly #window: number;
+  readonly #partBytes: number;
   readonly #onRetry: RemoteSinkOptions["onRetry"];
   readonly #inflight = new Set<Promise<void>>();
   /** hashes of frames in flight: `missing` reports them as held, so a block is not sent twice */
@@ -72,6 +89,7 @@ export class RemoteSink implements PointSink {
     this.#deadlineMs = o.deadlineMs ?? 60_000;
     this.#attemptMs = o.attemptTimeoutMs ?? 30_000;
     this.#window = Math.max(1, o.window ?? 4);
+    this.#partBytes = Math.min(BODY_LIMIT_BYTES, Math.max(1, o.manifestPartBytes ?? BODY_LIMIT_BYTES));
     this.#onRetry = o.onRetry;
     // the agent's hashes describe what a datastore holds, whichever process server wrote it there
     this.target = `datastore:${datastoreId}`;
@@ -155,17 +173,125 @@ export class RemoteSink implements PointSink {
     return body.length;
   }
 
-  /** Waits for every frame, then asks the server to commit the point. */
+  /**
+   * Waits for every frame, then asks the server to commit the point: with the manifest in the request
+   * when it fits in one part, else after staging it in parts.
+   */
   async commit(manifest: ManifestSource): Promise<void> {
     await this.#drain();
     this.#throwFailure();
     const h = manifest.header;
-    const a = await this.#call("POST", routes.points(h.item), `commit of point ${h.id}`, {
-      body: Buffer.concat([...manifestParts(manifest)]),
-    });
-    const r = this.#json(a, CommitResponseSchema, "commit");
+    const size = manifestSize(manifest);
+    const r =
+      size <= this.#partBytes
+        ? this.#json(
+            await this.#call("POST", routes.points(h.item), `commit of point ${h.id}`, {
+              body: Buffer.concat([...manifestParts(manifest)]),
+            }),
+            CommitResponseSchema,
+            "commit",
+          )
+        : await this.#commitStaged(manifest, size);
     if (r.pointId !== h.id)
       throw new SwitchbackError("PROTOCOL_ERROR", `the server committed ${r.pointId} instead of ${h.id}`);
+  }
+
+  /**
+   * Stages the manifest in parts, then commits it. A server that restarted meanwhile lost what it
+   * had staged (MANIFEST_UPLOAD_INCOMPLETE): every part is sent again, up to UPLOAD_ROUNDS times.
+   */
+  async #commitStaged(manifest: ManifestSource, size: number): Promise<CommitResponse> {
+    const h = manifest.header;
+    const what = `commit of point ${h.id}`;
+    // the server reads the whole manifest before it answers
+    const extraMs = Math.ceil(size / COMMIT_BYTES_PER_MS);
+    for (let round = 1; ; round++) {
+      const checksum = await this.#stage(manifest, size, round > 1);
+      const a = await this.#call("POST", routes.commitStaged(h.item, h.id), what, {
+        json: { size, checksum: checksum.toString("hex") },
+        allow: [409],
+        deadlineMs: this.#deadlineMs + extraMs,
+        attemptMs: this.#attemptMs + extraMs,
+      });
+      if (a.status === 409) {
+        const p = this.#problem(a);
+        if (p?.code === "MANIFEST_UPLOAD_INCOMPLETE" && round < UPLOAD_ROUNDS) {
+          this.#onRetry?.({
+            what: `${what}: staging its manifest again`,
+            attempt: round,
+            delayMs: 0,
+            error: p.detail,
+          });
+          continue;
+        }
+        throw this.#refusal(a, what);
+      }
+      return this.#json(a, CommitResponseSchema, "commit");
+    }
+  }
+
+  /**
+   * Sends the manifest in parts of #partBytes as it is encoded, up to `window` at once; returns its
+   * checksum (its last 32 bytes). `again`: every part was sent before (counted in bytesResent).
+   */
+  async #stage(manifest: ManifestSource, size: number, again: boolean): Promise<Buffer> {
+    const h = manifest.header;
+    const inflight = new Set<Promise<void>>();
+    let failure: unknown = null;
+    const send = (part: Buffer, offset: number) => {
+      const p: Promise<void> = this.#call(
+        "PUT",
+        `${routes.manifestPart(h.item, h.id)}?offset=${offset}&size=${size}`,
+        `part at ${offset} of point ${h.id}'s manifest`,
+        { body: part },
+      )
+        .then((a) => {
+          this.#json(a, ManifestPartResponseSchema, "manifest part");
+        })
+        .catch((err: unknown) => {
+          failure ??= err;
+        })
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+    };
+    let part = Buffer.allocUnsafe(Math.min(this.#partBytes, size));
+    let filled = 0;
+    let offset = 0;
+    // the manifest's last 32 bytes: its checksum
+    const tail = Buffer.alloc(HASH_BYTES);
+    try {
+      for (const piece of manifestParts(manifest)) {
+        if (piece.length >= HASH_BYTES) piece.copy(tail, 0, piece.length - HASH_BYTES);
+        else {
+          tail.copy(tail, 0, piece.length);
+          piece.copy(tail, HASH_BYTES - piece.length);
+        }
+        for (let at = 0; at < piece.length; ) {
+          if (offset >= size)
+            throw new Error(`manifest of point ${h.id}: more than the ${size} bytes announced`);
+          const n = piece.copy(part, filled, at);
+          at += n;
+          filled += n;
+          if (filled < part.length) continue;
+          while (inflight.size >= this.#window) await Promise.race(inflight);
+          if (failure !== null) throw failure;
+          send(part, offset);
+          if (again) this.bytesResent += part.length;
+          offset += filled;
+          part = Buffer.allocUnsafe(Math.min(this.#partBytes, size - offset));
+          filled = 0;
+        }
+      }
+      if (offset !== size || filled !== 0)
+        throw new Error(
+          `manifest of point ${h.id}: encoded ${offset + filled} bytes, ${size} were announced`,
+        );
+      while (inflight.size > 0) await Promise.race(inflight);
+      if (failure !== null) throw failure;
+    } finally {
+      await Promise.allSettled([...inflight]);
+    }
+    return tail;
   }
 
   async close(): Promise<void> {
@@ -186,10 +312,13 @@ export class RemoteSink implements PointSink {
     method: "GET" | "POST" | "PUT",
     path: string,
     what: string,
-    o: { body?: Buffer; allow?: number[] } = {},
+    o: { body?: Buffer; json?: unknown; allow?: number[]; deadlineMs?: number; attemptMs?: number } = {},
   ): Promise<Answer> {
     const url = this.#base + path;
-    const deadline = Date.now() + this.#deadlineMs;
+    const deadline = Date.now() + (o.deadlineMs ?? this.#deadlineMs);
+    const attemptMs = o.attemptMs ?? this.#attemptMs;
+    const body = o.json !== undefined ? Buffer.from(JSON.stringify(o.json)) : o.body;
+    const type = o.json !== undefined ? "application/json" : "application/octet-stream";
     let delay = 100;
     let lastError = "";
     for (let attempt = 1; ; attempt++) {
@@ -201,14 +330,14 @@ export class RemoteSink implements PointSink {
           headers: {
             ...this.#headers,
             authorization: this.#auth,
-            ...(o.body !== undefined ? { "content-type": "application/octet-stream" } : {}),
+            ...(body !== undefined ? { "content-type": type } : {}),
           },
           // a view, not a copy (the DOM lib's BodyInit does not name Node's Buffer)
           body:
-            o.body === undefined
+            body === undefined
               ? undefined
-              : new Uint8Array(o.body.buffer as ArrayBuffer, o.body.byteOffset, o.body.length),
-          signal: AbortSignal.timeout(Math.max(1000, Math.min(this.#attemptMs, left))),
+              : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.length),
+          signal: AbortSignal.timeout(Math.max(1000, Math.min(attemptMs, left))),
         });
         answer = { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
         if (RETRYABLE_STATUS.has(answer.status))
@@ -230,11 +359,11 @@ export class RemoteSink implements PointSink {
       if (Date.now() + delay > deadline) {
         throw new SwitchbackError(
           "PROCESS_SERVER_UNREACHABLE",
-          `process server ${this.#base} did not complete ${what} within ${Math.round(this.#deadlineMs / 1000)} s (${attempt} attempt(s), last: ${lastError}); check that it is running and reachable`,
+          `process server ${this.#base} did not complete ${what} within ${Math.round((o.deadlineMs ?? this.#deadlineMs) / 1000)} s (${attempt} attempt(s), last: ${lastError}); check that it is running and reachable`,
         );
       }
       this.retries++;
-      if (o.body !== undefined) this.bytesResent += o.body.length;
+      if (body !== undefined) this.bytesResent += body.length;
       const wait = Math.round(delay * (0.75 + Math.random() * 0.5));
       this.#onRetry?.({ what, attempt, delayMs: wait, error: lastError });
       await new Promise((r) => setTimeout(r, wait));

@@ -12,10 +12,11 @@ export const WIRE_VERSION = 1;
 export const PROBLEM_TYPE_PREFIX = "urn:switchback:problem:";
 /** A frame on the wire holds at most this many blocks (8 scanner frames): 1 MiB raw. */
 export const WIRE_FRAME_MAX_BLOCKS = FRAME_MAX_BLOCKS * 8;
-/** Body limit of every binary route but the point upload. */
+/**
+ * Body limit of every route. A point manifest bigger than this (a base manifest costs 40 bytes per
+ * non-zero 4 KiB block, ~10 MiB per GiB of data) is staged in parts of at most this size.
+ */
 export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
-/** Body limit of a point upload: a base manifest costs 40 bytes per non-zero 4 KiB block (~10 MiB per GiB). */
-export const POINT_BODY_LIMIT_BYTES = 1024 * 1024 * 1024;
 
 export const routes = {
   status: "/v1/status",
@@ -23,6 +24,10 @@ export const routes = {
   diskMap: (item: string, point: string, disk: number | string) =>
     `/v1/items/${item}/points/${point}/disks/${disk}/map`,
   points: (item: string) => `/v1/items/${item}/points`,
+  /** a part of a point's manifest, staged: PUT ?offset=N&size=S */
+  manifestPart: (item: string, point: string) => `/v1/items/${item}/points/${point}/manifest`,
+  /** commits a point from its staged manifest */
+  commitStaged: (item: string, point: string) => `/v1/items/${item}/points/${point}/commit`,
   missing: "/v1/blocks/missing",
   frames: "/v1/frames",
 };
@@ -70,6 +75,30 @@ export const DiskMapParamsSchema = Type.Object({
   disk: Type.Integer({ minimum: 0, maximum: 1023 }),
 });
 
+export const PointParamsSchema = Type.Object({ item: ItemNameSchema, point: PointIdSchema });
+
+export const ManifestPartQuerySchema = Type.Object({
+  /** where the part's bytes lie in the manifest */
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  /** the whole manifest's size: the same in every part of one upload */
+  size: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+});
+
+export const ManifestPartResponseSchema = Type.Object({
+  size: Type.Integer(),
+  /** bytes of the manifest staged so far (each counted once) */
+  received: Type.Integer(),
+});
+export type ManifestPartResponse = Static<typeof ManifestPartResponseSchema>;
+
+export const StagedCommitRequestSchema = Type.Object({
+  /** the manifest's size */
+  size: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+  /** its last 32 bytes in hex: the BLAKE3 of all before them */
+  checksum: Type.String({ pattern: "^[0-9a-f]{64}$" }),
+});
+export type StagedCommitRequest = Static<typeof StagedCommitRequestSchema>;
+
 export const LatestResponseSchema = Type.Object({ point: PointHeaderSchema });
 
 export const FrameResponseSchema = Type.Object({
@@ -100,6 +129,8 @@ export const StatusSchema = Type.Object({
   missingQueries: Type.Integer(),
   pointsCommitted: Type.Integer(),
   pointsRejected: Type.Integer(),
+  /** parts of manifests staged (PUT …/manifest), accepted or not */
+  manifestPartsReceived: Type.Integer(),
   flushes: Type.Integer(),
   pointsPruned: Type.Integer(),
   bytesFreed: Type.Integer(),

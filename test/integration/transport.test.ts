@@ -2,7 +2,6 @@
 // the transport must survive (kill -9 of either side, dropped connections) and the requests it must
 // refuse (a bad token, a damaged frame). Every restored image is compared byte for byte.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
@@ -23,90 +22,19 @@ import { encodeManifest, type PointManifest } from "../../src/datastore/manifest
 import { makeFrame } from "../../src/datastore/pack.ts";
 import { type DiskUuid, type ItemName, newPointId, type PointId, pointIdTime } from "../../src/domain/ids.ts";
 import { encodeFrameBody, type Status } from "../../src/replication/wire.ts";
-import { CLI, cli, cliJson, ROOT, tempDir } from "../helpers/env.ts";
+import { cli, cliJson, tempDir } from "../helpers/env.ts";
 import { makeImage, scatter } from "../helpers/images.ts";
+import { killChildren, type Proc, spawnCli, startServer } from "../helpers/processes.ts";
 
 const MiB = 1024 * 1024;
 const TOKEN = "test-token-0123456789abcdef";
 const OTHER_TOKEN = "other-token-0123456789abcdef";
 
 const { dir: root, cleanup } = tempDir("sb-transport-");
-const children = new Set<ChildProcess>();
 after(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  killChildren();
   cleanup();
 });
-
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  waitForLine: (pred: (line: string) => boolean, timeoutMs: number, what: string) => Promise<string>;
-}
-
-function spawnCli(args: string[]): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
-  const lines: string[] = [];
-  let partial = "";
-  let err = "";
-  const waiters: (() => void)[] = [];
-  child.stdout!.on("data", (d: Buffer) => {
-    partial += d.toString();
-    const parts = partial.split("\n");
-    partial = parts.pop()!;
-    lines.push(...parts);
-    for (const w of waiters.splice(0)) w();
-  });
-  child.stderr!.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on("exit", (code, signal) => {
-      children.delete(child);
-      for (const w of waiters.splice(0)) w();
-      resolve({ code, signal });
-    });
-  });
-  const waitForLine = async (pred: (l: string) => boolean, timeoutMs: number, what: string) => {
-    const deadline = Date.now() + timeoutMs;
-    let seen = 0;
-    for (;;) {
-      for (; seen < lines.length; seen++) if (pred(lines[seen]!)) return lines[seen]!;
-      if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`process exited before ${what}; stdout:\n${lines.join("\n")}\nstderr:\n${err}`);
-      if (Date.now() > deadline)
-        throw new Error(`timed out waiting for ${what}; stdout:\n${lines.join("\n")}\nstderr:\n${err}`);
-      await new Promise<void>((r) => {
-        waiters.push(r);
-        setTimeout(r, 200);
-      });
-    }
-  };
-  return { child, lines, stderr: () => err, exited, waitForLine };
-}
-
-interface Server extends Proc {
-  url: string;
-  port: number;
-}
-
-async function startServer(ds: string, tokens: string, port = 0, extra: string[] = []): Promise<Server> {
-  const p = spawnCli([
-    "process-server",
-    "--datastore",
-    ds,
-    "--listen",
-    `127.0.0.1:${port}`,
-    "--tokens",
-    tokens,
-    ...extra,
-  ]);
-  const line = await p.waitForLine((l) => l.startsWith("process-server listening on "), 20_000, "listening");
-  const url = line.slice("process-server listening on ".length).trim();
-  return { ...p, url, port: Number(new URL(url).port) };
-}
 
 function startAgent(
   server: string,

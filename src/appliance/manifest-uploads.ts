@@ -1,0 +1,245 @@
+// Point manifests uploaded in parts (docs/transport.md, "Manifests in parts"): a base point's manifest
+// costs 40 bytes per non-zero block, far more than one request body, so the agent stages it in parts
+// at byte offsets and then commits it by name. Each upload is one file in this process server's own
+// staging folder, `<root>/<pid>@<host>/<item>@<point>.manifest`, and a record in memory of the byte
+// ranges received. Nothing here is durable, on purpose: a process server that dies leaves a folder
+// that the next one (same host, pid gone) removes at start, and the agent sends its parts again.
+// Operations on one upload take turns (a part is compared with what is staged, then written).
+import { type FileHandle, mkdir, open, readdir, rm } from "node:fs/promises";
+import { hostname } from "node:os";
+import path from "node:path";
+import { SwitchbackError } from "../domain/errors.ts";
+import type { ItemName, PointId } from "../domain/ids.ts";
+import { pidAlive } from "../platform/process.ts";
+import { KeyedTurns } from "../platform/turns.ts";
+
+/** One manifest being staged. */
+export interface StagedUpload {
+  readonly item: ItemName;
+  readonly point: PointId;
+  /** the manifest's size, as its first part announced */
+  readonly size: number;
+  /** the staging file */
+  readonly file: string;
+  /** bytes received (each once) */
+  received: number;
+  /** received byte ranges [start, end), sorted and merged, flattened */
+  ranges: number[];
+}
+
+export class ManifestUploads {
+  /** this process server's folder */
+  readonly dir: string;
+  readonly #uploads = new Map<string, StagedUpload>();
+  readonly #turns = new KeyedTurns();
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /**
+   * Takes `<root>/<pid>@<host>` as this server's staging folder (emptied), and removes the folders
+   * of process servers on this host whose process is gone: their uploads died with them.
+   */
+  static async open(root: string): Promise<ManifestUploads> {
+    await mkdir(root, { recursive: true });
+    const host = hostname();
+    for (const name of await readdir(root)) {
+      const m = /^(\d+)@(.+)$/.exec(name);
+      if (m === null || m[2] !== host) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || !pidAlive(pid))
+        await rm(path.join(root, name), { recursive: true, force: true });
+    }
+    const dir = path.join(root, `${process.pid}@${host}`);
+    await mkdir(dir, { recursive: true });
+    return new ManifestUploads(dir);
+  }
+
+  /**
+   * Stages `bytes` at `offset` of the manifest of `item`'s point `point`, `size` bytes in all.
+   * `starting` runs before a new upload is taken on (it throws to refuse it). Bytes that were staged
+   * already must be the same (MANIFEST_PART_CONFLICT otherwise, and nothing is written).
+   */
+  put(
+    item: ItemName,
+    point: PointId,
+    size: number,
+    offset: number,
+    bytes: Buffer,
+    starting: () => Promise<void>,
+  ): Promise<StagedUpload> {
+    const key = keyOf(item, point);
+    return this.#turns.run(key, async () => {
+      let u = this.#uploads.get(key);
+      if (u !== undefined && u.size !== size) {
+        throw new SwitchbackError(
+          "MANIFEST_PART_CONFLICT",
+          `the manifest of point ${point} of item ${item} being staged is ${u.size} bytes; this part says ${size}; a point's manifest never changes, so this part is not of it`,
+        );
+      }
+      if (offset + bytes.length > size) {
+        throw new SwitchbackError(
+          "REQUEST_INVALID",
+          `a part of ${bytes.length} bytes at offset ${offset} ends past the manifest's ${size} bytes`,
+        );
+      }
+      if (u === undefined) {
+        await starting();
+        u = { item, point, size, file: path.join(this.dir, `${key}.manifest`), received: 0, ranges: [] };
+        await (await open(u.file, "w", 0o600)).close();
+        this.#uploads.set(key, u);
+      }
+      const fh = await open(u.file, "r+");
+      try {
+        const end = offset + bytes.length;
+        for (const [a, b] of overlaps(u.ranges, offset, end)) {
+          const staged = await readFully(fh, a, b - a);
+          if (!staged.equals(bytes.subarray(a - offset, b - offset))) {
+            let at = 0;
+            while (staged[at] === bytes[a - offset + at]) at++;
+            throw new SwitchbackError(
+              "MANIFEST_PART_CONFLICT",
+              `byte ${a + at} of the manifest of point ${point} of item ${item} was staged with another value; a part sent again must be the same bytes; nothing of this part was written`,
+            );
+          }
+        }
+        if (!within(u.ranges, offset, end)) {
+          for (let done = 0; done < bytes.length; ) {
+            const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, offset + done);
+            done += bytesWritten;
+          }
+          u.ranges = addRange(u.ranges, offset, end);
+        }
+        u.received = covered(u.ranges);
+      } finally {
+        await fh.close();
+      }
+      return u;
+    });
+  }
+
+  /**
+   * Runs `fn` with the upload of `item`'s point `point` (undefined when nothing is staged for it),
+   * in its turn: no part is staged meanwhile. `drop` discards the upload (its file and record).
+   */
+  with<T>(
+    item: ItemName,
+    point: PointId,
+    fn: (u: StagedUpload | undefined, drop: () => Promise<void>) => Promise<T>,
+  ): Promise<T> {
+    const key = keyOf(item, point);
+    return this.#turns.run(key, () => {
+      const u = this.#uploads.get(key);
+      return fn(u, async () => {
+        if (u !== undefined && this.#uploads.get(key) === u) await this.#drop(key, u);
+      });
+    });
+  }
+
+  /** Discards the item's uploads of points up to `point`: the item's history has moved past them. */
+  async discardUpTo(item: ItemName, point: PointId): Promise<void> {
+    const old = [...this.#uploads.entries()].filter(([, u]) => u.item === item && u.point <= point);
+    await Promise.all(
+      old.map(([key, u]) =>
+        this.#turns.run(key, async () => {
+          if (this.#uploads.get(key) === u) await this.#drop(key, u);
+        }),
+      ),
+    );
+  }
+
+  /** Removes this server's staging folder (its uploads end with it). */
+  async close(): Promise<void> {
+    this.#uploads.clear();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  async #drop(key: string, u: StagedUpload): Promise<void> {
+    this.#uploads.delete(key);
+    await rm(u.file, { force: true });
+  }
+}
+
+function keyOf(item: ItemName, point: PointId): string {
+  // '@' is in neither an item name nor a point id
+  return `${item}@${point}`;
+}
+
+/** The staged file, `size` bytes, in pieces of at most `pieceBytes` (each a new buffer). */
+export async function* readStaged(file: string, size: number, pieceBytes: number): AsyncGenerator<Buffer> {
+  const fh = await open(file, "r");
+  try {
+    for (let at = 0; at < size; ) {
+      const piece = await readFully(fh, at, Math.min(pieceBytes, size - at));
+      at += piece.length;
+      yield piece;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `length` bytes at `at`, or fewer only when the file ends. */
+export async function readFully(fh: FileHandle, at: number, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(out, done, length - done, at + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === length ? out : out.subarray(0, done);
+}
+
+// ---- byte ranges: [s0, e0, s1, e1, …], sorted, disjoint and not touching ----
+
+function* overlaps(ranges: readonly number[], start: number, end: number): Generator<[number, number]> {
+  for (let i = 0; i < ranges.length; i += 2) {
+    const a = Math.max(start, ranges[i]!);
+    const b = Math.min(end, ranges[i + 1]!);
+    if (a < b) yield [a, b];
+  }
+}
+
+function within(ranges: readonly number[], start: number, end: number): boolean {
+  for (let i = 0; i < ranges.length; i += 2) if (ranges[i]! <= start && end <= ranges[i + 1]!) return true;
+  return false;
+}
+
+function addRange(ranges: readonly number[], start: number, end: number): number[] {
+  const out: number[] = [];
+  let s = start;
+  let e = end;
+  let placed = false;
+  for (let i = 0; i < ranges.length; i += 2) {
+    const a = ranges[i]!;
+    const b = ranges[i + 1]!;
+    if (b < s) out.push(a, b);
+    else if (a > e) {
+      if (!placed) out.push(s, e);
+      placed = true;
+      out.push(a, b);
+    } else {
+      s = Math.min(s, a);
+      e = Math.max(e, b);
+    }
+  }
+  if (!placed) out.push(s, e);
+  return out;
+}
+
+function covered(ranges: readonly number[]): number {
+  let n = 0;
+  for (let i = 0; i < ranges.length; i += 2) n += ranges[i + 1]! - ranges[i]!;
+  return n;
+}
+
+/** The first byte range of [0, size) not received, or null when all was. */
+export function firstGap(u: StagedUpload): [number, number] | null {
+  const r = u.ranges;
+  if (r.length === 0) return u.size === 0 ? null : [0, u.size];
+  if (r[0]! > 0) return [0, r[0]!];
+  if (r[1]! < u.size) return [r[1]!, r.length > 2 ? r[2]! : u.size];
+  return null;
+}

@@ -1,0 +1,435 @@
+// A point's manifest bigger than one request body is staged in parts, then committed by name
+// (docs/transport.md, "Manifests in parts"): the agent's RemoteSink against a real process server
+// process on loopback, with a small part size so that a manifest of a few MiB takes many parts. The
+// point must come out byte for byte as a local commit writes it, whatever the faults on the way.
+import assert from "node:assert/strict";
+import { randomBytes, randomUUID } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import path from "node:path";
+import { after, describe, test } from "node:test";
+import { Datastore } from "../../src/datastore/datastore.ts";
+import { BLOCK_SIZE, paths } from "../../src/datastore/format.ts";
+import { blockHash, HASH_BYTES } from "../../src/datastore/hash.ts";
+import {
+  type DiskEntries,
+  type ManifestSource,
+  manifestParts,
+  manifestSize,
+} from "../../src/datastore/manifest.ts";
+import { makeFrame } from "../../src/datastore/pack.ts";
+import { type DiskUuid, type ItemName, newPointId, type PointId } from "../../src/domain/ids.ts";
+import { RemoteSink } from "../../src/replication/remote-sink.ts";
+import type { Status } from "../../src/replication/wire.ts";
+import { tempDir } from "../helpers/env.ts";
+import { killChildren, type Server, startServer } from "../helpers/processes.ts";
+
+const TOKEN = "upload-token-0123456789abcdef";
+/** parts this small make a manifest of 40,000 entries (1.6 MB) 32 parts, split inside entries */
+const PART = 50_000;
+/** distinct blocks in the datastore: the manifests name them again and again */
+const STORED = 16;
+
+const { dir: root, cleanup } = tempDir("sb-manifest-upload-");
+after(() => {
+  killChildren();
+  cleanup();
+});
+
+/** A datastore holding STORED blocks, and a tokens file. */
+async function setup(name: string) {
+  const dir = path.join(root, name);
+  const ds = path.join(dir, "ds");
+  const d = await Datastore.init(ds);
+  const raw = randomBytes(STORED * BLOCK_SIZE);
+  const stored = Buffer.concat(
+    Array.from({ length: STORED }, (_, i) => blockHash(raw.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))),
+  );
+  const w = d.writer();
+  await w.add(makeFrame(stored, raw));
+  await w.flush();
+  await d.close();
+  const tokens = path.join(dir, "tokens.json");
+  writeFileSync(
+    tokens,
+    JSON.stringify({ version: 1, agents: [{ name: "agent", token: TOKEN, items: ["web1"] }] }),
+  );
+  return { dir, ds, tokens, stored, uuid: randomUUID() as DiskUuid };
+}
+
+interface ManifestOptions {
+  stored: Buffer;
+  uuid: DiskUuid;
+  parent?: PointId | null;
+  /** entries, one per block from 0 */
+  entries: number;
+  /** this entry names a block nobody stored */
+  unknownAt?: number;
+  /** called with (pass, chunk) as the entries are given: a pass for each time the manifest is encoded */
+  onChunk?: (pass: number, chunk: number) => void;
+}
+
+/** A one-disk manifest whose entries are given 2,000 at a time, as they are encoded. */
+function manifest(o: ManifestOptions): ManifestSource {
+  const unknown = randomBytes(HASH_BYTES);
+  let passes = 0;
+  return {
+    header: {
+      version: 1,
+      item: "web1" as ItemName,
+      id: newPointId(new Date(), randomBytes(3)),
+      parent: o.parent ?? null,
+      createdAt: new Date().toISOString(),
+      consistency: "crash",
+      warnings: [],
+      disks: [
+        {
+          uuid: o.uuid,
+          sizeBytes: 100_000 * BLOCK_SIZE,
+          sectorSize: 512,
+          blockSize: BLOCK_SIZE,
+          entries: o.entries,
+        },
+      ],
+      stats: {},
+    },
+    disks: [
+      {
+        count: o.entries,
+        *chunks(): Generator<DiskEntries> {
+          const pass = ++passes;
+          for (let from = 0, c = 0; from < o.entries; from += 2000, c++) {
+            o.onChunk?.(pass, c);
+            const n = Math.min(2000, o.entries - from);
+            const blocks = new Float64Array(n);
+            const hashes = Buffer.alloc(n * HASH_BYTES);
+            for (let i = 0; i < n; i++) {
+              blocks[i] = from + i;
+              const src = from + i === o.unknownAt ? unknown : o.stored;
+              const at = from + i === o.unknownAt ? 0 : ((from + i) % STORED) * HASH_BYTES;
+              src.copy(hashes, i * HASH_BYTES, at, at + HASH_BYTES);
+            }
+            yield { blocks, hashes };
+          }
+        },
+      },
+    ],
+  };
+}
+
+const encoded = (m: ManifestSource) => Buffer.concat([...manifestParts(m)]);
+
+function client(server: Server) {
+  const call = (method: string, route: string, body?: Buffer | object) =>
+    fetch(server.url + route, {
+      method,
+      headers: {
+        authorization: `Bearer ${TOKEN}`,
+        ...(body === undefined
+          ? {}
+          : { "content-type": Buffer.isBuffer(body) ? "application/octet-stream" : "application/json" }),
+      },
+      body:
+        body === undefined ? undefined : Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body),
+    });
+  return {
+    call,
+    put: (m: ManifestSource, bytes: Buffer, offset: number, size: number) =>
+      call("PUT", `/v1/items/web1/points/${m.header.id}/manifest?offset=${offset}&size=${size}`, bytes),
+    /** every part of `bytes`, in order */
+    putAll: async (m: ManifestSource, bytes: Buffer) => {
+      for (let at = 0; at < bytes.length; at += PART) {
+        const r = await call(
+          "PUT",
+          `/v1/items/web1/points/${m.header.id}/manifest?offset=${at}&size=${bytes.length}`,
+          bytes.subarray(at, at + PART),
+        );
+        assert.equal(r.status, 200, await r.text());
+      }
+    },
+    commit: (m: ManifestSource, bytes: Buffer) =>
+      call("POST", `/v1/items/web1/points/${m.header.id}/commit`, {
+        size: bytes.length,
+        checksum: bytes.subarray(bytes.length - HASH_BYTES).toString("hex"),
+      }),
+    status: async (): Promise<Status> => (await (await call("GET", "/v1/status")).json()) as Status,
+  };
+}
+
+async function problem(r: Response, status: number, code: string): Promise<{ detail: string }> {
+  const p = (await r.json()) as { code: string; detail: string };
+  assert.equal(r.status, status, JSON.stringify(p));
+  assert.equal(p.code, code, p.detail);
+  return p;
+}
+
+/** Files in the datastore's staging folder, at any depth. */
+function staged(ds: string): string[] {
+  const dir = path.join(ds, "staging");
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)));
+}
+
+function pointFile(ds: string, m: ManifestSource): string {
+  return path.join(ds, paths.point(m.header.item, m.header.id));
+}
+
+/** The manifest as a local commit writes it into a datastore of its own. */
+async function localCommit(dir: string, m: ManifestSource): Promise<Buffer> {
+  const local = path.join(dir, `local-${randomBytes(3).toString("hex")}`);
+  const d = await Datastore.init(local);
+  await d.commitPoint(m);
+  await d.close();
+  return readFileSync(path.join(local, paths.point(m.header.item, m.header.id)));
+}
+
+const connect = (server: Server, more: Partial<Parameters<typeof RemoteSink.connect>[0]> = {}) =>
+  RemoteSink.connect({
+    server: server.url,
+    token: TOKEN,
+    manifestPartBytes: PART,
+    deadlineMs: 30_000,
+    ...more,
+  });
+
+describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
+  test("a manifest bigger than a part is staged in parts and committed; the point is byte-identical to a local commit; a small one goes in one request", async () => {
+    const s = await setup("identical");
+    const server = await startServer(s.ds, s.tokens);
+    const c = client(server);
+    const sink = await connect(server);
+    const base = manifest({ ...s, entries: 40_000 });
+    const size = manifestSize(base);
+    assert.ok(size > 30 * PART, `${size} bytes`);
+    await sink.commit(base);
+    let st = await c.status();
+    assert.equal(st.manifestPartsReceived, Math.ceil(size / PART));
+    assert.equal(st.pointsCommitted, 1);
+    assert.ok(readFileSync(pointFile(s.ds, base)).equals(await localCommit(s.dir, base)));
+    assert.deepEqual(staged(s.ds), []);
+
+    // an incremental point's manifest fits in one part: one request, no staging
+    await new Promise((r) => setTimeout(r, 2));
+    const child = manifest({ ...s, entries: 100, parent: base.header.id });
+    assert.ok(manifestSize(child) <= PART);
+    await sink.commit(child);
+    st = await c.status();
+    assert.equal(st.manifestPartsReceived, Math.ceil(size / PART));
+    assert.equal(st.pointsCommitted, 2);
+    assert.ok(readFileSync(pointFile(s.ds, child)).equals(await localCommit(s.dir, child)));
+
+    server.child.kill("SIGTERM");
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
+    // a server that stops removes its staging folder
+    assert.deepEqual(readdirSync(path.join(s.ds, "staging")), []);
+  });
+
+  test("a commit asked again after it succeeded answers alreadyCommitted; one naming other bytes is refused", async () => {
+    const s = await setup("again");
+    const server = await startServer(s.ds, s.tokens);
+    const c = client(server);
+    const base = manifest({ ...s, entries: 10_000 });
+    const bytes = encoded(base);
+    await c.putAll(base, bytes);
+    const first = await c.commit(base, bytes);
+    assert.equal(first.status, 201, await first.clone().text());
+    assert.deepEqual(await first.json(), { pointId: base.header.id, alreadyCommitted: false });
+    assert.deepEqual(staged(s.ds), []);
+    // the answer was lost: the agent asks again, and nothing is staged any more
+    const again = await c.commit(base, bytes);
+    assert.equal(again.status, 200);
+    assert.deepEqual(await again.json(), { pointId: base.header.id, alreadyCommitted: true });
+    const other = Buffer.from(bytes);
+    other[other.length - 1]! ^= 1;
+    await problem(await c.commit(base, other), 409, "POINT_EXISTS");
+    // and a part of a point that is committed is not staged again
+    await problem(await c.put(base, bytes.subarray(0, PART), 0, bytes.length), 409, "POINT_EXISTS");
+    assert.deepEqual(staged(s.ds), []);
+    assert.equal((await c.status()).pointsCommitted, 1);
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+
+  test("a part sent twice is harmless; a part that disagrees with what is staged is refused", async () => {
+    const s = await setup("twice");
+    const server = await startServer(s.ds, s.tokens);
+    const c = client(server);
+    const base = manifest({ ...s, entries: 10_000 });
+    const bytes = encoded(base);
+    const part = (at: number) => bytes.subarray(at, at + PART);
+    for (let i = 0; i < 2; i++) {
+      const r = await c.put(base, part(PART), PART, bytes.length);
+      assert.equal(r.status, 200);
+      assert.deepEqual(await r.json(), { size: bytes.length, received: PART });
+    }
+    // overlapping what is staged, with one byte changed: refused, and nothing of it is written
+    const wrong = Buffer.from(bytes.subarray(PART / 2, PART / 2 + PART));
+    wrong[PART - 7]! ^= 0x40;
+    const p = await problem(await c.put(base, wrong, PART / 2, bytes.length), 409, "MANIFEST_PART_CONFLICT");
+    assert.match(p.detail, new RegExp(`byte ${PART / 2 + PART - 7} `));
+    // the same bytes at the same offset, for a manifest of another size: not this manifest's part
+    await problem(await c.put(base, part(PART), PART, bytes.length + 1), 409, "MANIFEST_PART_CONFLICT");
+    // a part past the end
+    await problem(await c.put(base, part(0), bytes.length - 10, bytes.length), 400, "REQUEST_INVALID");
+    // committed before every part is in: refused, the upload is kept
+    const early = await problem(await c.commit(base, bytes), 409, "MANIFEST_UPLOAD_INCOMPLETE");
+    assert.match(early.detail, /first: bytes 0 to 50000/);
+    await c.putAll(base, bytes);
+    const r = await c.commit(base, bytes);
+    assert.equal(r.status, 201, await r.clone().text());
+    assert.ok(readFileSync(pointFile(s.ds, base)).equals(bytes));
+    assert.deepEqual(staged(s.ds), []);
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+
+  test("a damaged part fails the commit with a clear error and leaves no point and no staged file", async () => {
+    const s = await setup("damaged");
+    const server = await startServer(s.ds, s.tokens);
+    const c = client(server);
+    const cases: { what: string; at: (b: Buffer) => number; mask?: number; detail: RegExp }[] = [
+      {
+        what: "an entry",
+        at: (b) => Math.floor(b.length / 2),
+        detail: /checksum mismatch \(the file is damaged\)/,
+      },
+      // the last entry's block 9,999 becomes 10,015: still in order, its hash still stored
+      {
+        what: "the last block number",
+        at: (b) => b.length - HASH_BYTES - 40,
+        mask: 0x10,
+        detail: /checksum mismatch \(the file is damaged\)/,
+      },
+      // the damaged header still parses, for another item: it is reported as damaged, not as that item
+      {
+        what: "the header",
+        at: (b) => b.indexOf('"item":"web1"') + '"item":"web'.length,
+        detail: /checksum mismatch \(the file is damaged\)/,
+      },
+      { what: "the checksum", at: (b) => b.length - 5, detail: /ends in checksum [0-9a-f]{64}, not in the/ },
+    ];
+    for (const k of cases) {
+      const m = manifest({ ...s, entries: 10_000 });
+      const bytes = encoded(m);
+      const damaged = Buffer.from(bytes);
+      damaged[k.at(bytes)]! ^= k.mask ?? 0x02;
+      await c.putAll(m, damaged);
+      assert.ok(staged(s.ds).length === 1, k.what);
+      const p = await problem(await c.commit(m, bytes), 400, "MANIFEST_INVALID");
+      assert.match(p.detail, k.detail, k.what);
+      assert.equal(existsSync(pointFile(s.ds, m)), false, k.what);
+      assert.deepEqual(staged(s.ds), [], k.what);
+    }
+    // nothing at all was committed, and no half-written point lies in the datastore
+    await problem(await c.call("GET", "/v1/items/web1/latest"), 404, "ITEM_HAS_NO_POINTS");
+    assert.deepEqual(readdirSync(path.join(s.ds, "points", "web1")), []);
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+
+  test("a staged manifest naming a block the datastore does not hold fails with POINT_BLOCKS_MISSING", async () => {
+    const s = await setup("missing");
+    const server = await startServer(s.ds, s.tokens);
+    const sink = await connect(server);
+    const base = manifest({ ...s, entries: 40_000, unknownAt: 31_234 });
+    await assert.rejects(sink.commit(base), (err: Error & { code?: string }) => {
+      assert.equal(err.code, "POINT_BLOCKS_MISSING");
+      assert.match(err.message, /references 1 block\(s\)/);
+      return true;
+    });
+    assert.equal(existsSync(pointFile(s.ds, base)), false);
+    assert.deepEqual(readdirSync(path.join(s.ds, "points", "web1")), []);
+    assert.deepEqual(staged(s.ds), []);
+    assert.equal((await client(server).status()).pointsRejected, 1);
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+
+  test("kill -9 of the process server in the middle of an upload: restarted on the same port, the agent's retry commits the point", async (t) => {
+    const s = await setup("restart");
+    let server = await startServer(s.ds, s.tokens);
+    const { pid } = await client(server).status();
+    const sent: string[] = [];
+    const sink = await connect(server, { onRetry: (e) => sent.push(e.what) });
+    let killed = false;
+    const base = manifest({
+      ...s,
+      entries: 40_000,
+      // a third of the way through the first encoding, parts staged and some in flight
+      onChunk: (pass, chunk) => {
+        if (pass === 1 && chunk === 7) {
+          server.child.kill("SIGKILL");
+          killed = true;
+        }
+      },
+    });
+    const committing = sink.commit(base);
+    committing.catch(() => {});
+    const before = server;
+    while (!killed) await new Promise((r) => setTimeout(r, 10));
+    assert.equal((await before.exited).signal, "SIGKILL");
+    assert.ok(
+      existsSync(path.join(s.ds, "staging", `${pid}@${hostname()}`)),
+      "the dead server's staging folder",
+    );
+    server = await startServer(s.ds, s.tokens, before.port);
+    await committing;
+    t.diagnostic(
+      `retried: ${[...new Set(sent)].length} distinct calls; ${sent.filter((w) => w.includes("again")).join(", ")}`,
+    );
+    assert.ok(sent.some((w) => w.endsWith("staging its manifest again")));
+    assert.ok(readFileSync(pointFile(s.ds, base)).equals(await localCommit(s.dir, base)));
+    // what the dead server had staged was swept when the new one started
+    assert.equal(existsSync(path.join(s.ds, "staging", `${pid}@${hostname()}`)), false);
+    assert.deepEqual(staged(s.ds), []);
+    server.child.kill("SIGTERM");
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
+  });
+
+  test("uploads of points older than the item's latest are discarded; parts for them are refused", async () => {
+    const s = await setup("older");
+    const server = await startServer(s.ds, s.tokens);
+    const c = client(server);
+    // an agent that died with its upload half sent
+    const abandoned = manifest({ ...s, entries: 10_000 });
+    const ab = encoded(abandoned);
+    assert.equal((await c.put(abandoned, ab.subarray(0, PART), 0, ab.length)).status, 200);
+    assert.equal(staged(s.ds).length, 1);
+    // its next run commits a newer point
+    await new Promise((r) => setTimeout(r, 2));
+    const base = manifest({ ...s, entries: 10_000 });
+    await (await connect(server)).commit(base);
+    assert.deepEqual(staged(s.ds), []);
+    await problem(
+      await c.put(abandoned, ab.subarray(PART, 2 * PART), PART, ab.length),
+      409,
+      "POINT_ID_NOT_NEWER",
+    );
+    await problem(await c.commit(abandoned, ab), 409, "MANIFEST_UPLOAD_INCOMPLETE");
+    assert.deepEqual(staged(s.ds), []);
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+
+  test("stale staging folders of process servers that are gone are removed at start; one body is at most 8 MiB", async () => {
+    const s = await setup("stale");
+    // a pid that cannot be alive (above pid_max), on this host; and one of another host, left alone
+    const dead = path.join(s.ds, "staging", `4194305@${hostname()}`);
+    const elsewhere = path.join(s.ds, "staging", `4194305@not-${hostname()}`);
+    for (const d of [dead, elsewhere]) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(path.join(d, "web1@20260101T000000000Z-abcdef.manifest"), "x");
+    }
+    const server = await startServer(s.ds, s.tokens);
+    assert.equal(existsSync(dead), false);
+    assert.equal(existsSync(elsewhere), true);
+    const c = client(server);
+    const big = Buffer.alloc(8 * 1024 * 1024 + 1);
+    await problem(await c.call("POST", "/v1/items/web1/points", big), 413, "BODY_TOO_LARGE");
+    const m = manifest({ ...s, entries: 10 });
+    await problem(await c.put(m, big, 0, big.length), 413, "BODY_TOO_LARGE");
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+});
