@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <linux/fs.h>
 #include <linux/loop.h>
 
 #include "blake3/blake3.h"
@@ -1267,6 +1268,70 @@ static napi_value js_extent_at(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * zeroOut(fd, offset, length): Promise, the byte range of an open block device made to read as zeros by
+ * the device itself (BLKZEROOUT: a thin volume, an SSD or a loop device's file zeroes it without the
+ * zeros crossing the bus; elsewhere the kernel writes them). On libuv's thread pool: it may take as
+ * long as writing them. Rejects with the errno's name as its code (ENOTTY: not a block device).
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  uint64_t range[2];
+  int err;
+} ZeroOut;
+
+static void zero_out_execute(napi_env env, void *data) {
+  (void)env;
+  ZeroOut *z = data;
+  z->err = ioctl(z->fd, BLKZEROOUT, z->range) == 0 ? 0 : errno;
+}
+
+static void zero_out_complete(napi_env env, napi_status status, void *data) {
+  ZeroOut *z = data;
+  if (status != napi_ok && z->err == 0) z->err = ECANCELED;
+  napi_value v;
+  if (z->err == 0) {
+    napi_get_undefined(env, &v);
+    napi_resolve_deferred(env, z->deferred, v);
+  } else {
+    char text[160];
+    const char *name = strerrorname_np(z->err);
+    snprintf(text, sizeof text, "BLKZEROOUT of %llu bytes at %llu: %s", (unsigned long long)z->range[1],
+             (unsigned long long)z->range[0], strerror(z->err));
+    napi_value msg, code;
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, name != NULL ? name : "EIO", NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &v);
+    napi_reject_deferred(env, z->deferred, v);
+  }
+  napi_delete_async_work(env, z->work);
+  free(z);
+}
+
+static napi_value js_zero_out(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t offset, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length <= 0)
+    return throw_type(env, "zeroOut takes (fd, offset, length)");
+  ZeroOut *z = calloc(1, sizeof *z);
+  if (z == NULL) return throw_type(env, "zeroOut: out of memory");
+  z->fd = fd;
+  z->range[0] = (uint64_t)offset;
+  z->range[1] = (uint64_t)length;
+  napi_value promise, name;
+  napi_create_promise(env, &z->deferred, &promise);
+  napi_create_string_utf8(env, "switchback:zeroOut", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, zero_out_execute, zero_out_complete, z, &z->work);
+  napi_queue_async_work(env, z->work);
+  return promise;
+}
+
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1304,6 +1369,7 @@ NAPI_MODULE_INIT() {
       {"unitChanges", js_unit_changes},       {"xxh64", js_xxh64},
       {"checkFingerprints", js_check_fingerprints}, {"blockPass", js_block_pass},
       {"applyFrames", js_apply_frames},       {"extentAt", js_extent_at},
+      {"zeroOut", js_zero_out},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

@@ -110,6 +110,12 @@ export interface NativeAddon {
    * file's end
    */
   extentAt(fd: number, pos: number): [hole: boolean, end: number];
+  /**
+   * Makes `length` bytes of the open block device at `offset` read as zeros, by the device where it
+   * can (BLKZEROOUT), on libuv's thread pool; rejects with the errno's name as `code`. Absent from
+   * addons built before it.
+   */
+  zeroOut?(fd: number, offset: number, length: number): Promise<void>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
 }

@@ -14,6 +14,7 @@ import {
   fsync,
   ftruncateSync,
   openSync,
+  write,
   writeSync,
 } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -29,7 +30,7 @@ import { LocalBackend } from "../datastore/local/local-backend.ts";
 import type { BlockLocation } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
-import { type NativeAddon, nativeZstd, onPool } from "../platform/native.ts";
+import { type NativeAddon, native, nativeZstd, onPool } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
 import {
   BlockList,
@@ -68,6 +69,8 @@ export interface RestoreResult {
   blocksWritten: number;
   bytesWritten: number;
   zeroBlocksWritten: number;
+  /** of those, the blocks a block device zeroed itself (BLKZEROOUT) instead of being written */
+  zeroBlocksByDevice: number;
   durationMs: number;
   verified: boolean;
   verifyMs: number;
@@ -114,6 +117,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
   let blocksWritten = 0;
   let zeroBlocksWritten = 0;
   const expect = fingerprints(map.blockCount, randomBytes(8).readBigUInt64LE());
+  const zeros = new ZeroWriter(fd, size, expect, isBlock);
   let blocksCompared = 0;
   let verified = false;
   let verifyMs = 0;
@@ -128,12 +132,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
         ftruncateSync(fd, size);
         expect.kind.fill(MUST_BE_ZERO);
       } else {
-        zeroBlocksWritten = writeZeroRuns(
-          fd,
-          runsWhere(map.blockCount, (b) => map.refs[b] === 0),
-          size,
-          expect,
-        );
+        zeroBlocksWritten = await zeros.write(runsWhere(map.blockCount, (b) => map.refs[b] === 0));
       }
       data = blocksWhere(map.blockCount, (b) => map.refs[b] !== 0);
     } else {
@@ -142,7 +141,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
           ? await changedSince(ds, o.item, o.base, d.uuid, map)
           : await compareDisk(target!, size, map.refs, map.hashArena);
       if (o.base === undefined) blocksCompared = map.blockCount;
-      zeroBlocksWritten = writeZeroRuns(fd, runsOf(want.filter((b) => map.refs[b] === 0)), size, expect);
+      zeroBlocksWritten = await zeros.write(runsOf(want.filter((b) => map.refs[b] === 0)));
       data = want.filter((b) => map.refs[b] !== 0);
     }
     // the data a window at a time: planning a frame's blocks costs memory per block
@@ -189,6 +188,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
     blocksWritten,
     bytesWritten: blocksWritten * BLOCK_SIZE,
     zeroBlocksWritten,
+    zeroBlocksByDevice: zeros.blocksByDevice,
     durationMs: Math.round(performance.now() - started),
     verified,
     verifyMs,
@@ -274,26 +274,61 @@ function blocksWhere(count: number, is: (b: number) => boolean): Float64Array {
   return out;
 }
 
-/** Writes zeros over each run and marks its blocks as ones the check must read as zeros; the blocks written. */
-function writeZeroRuns(
-  fd: number,
-  runs: Iterable<[number, number]>,
-  size: number,
-  expect: Fingerprints,
-): number {
-  let blocks = 0;
-  for (const [from, to] of runs) {
-    expect.kind.fill(MUST_BE_ZERO, from, to);
-    blocks += to - from;
-    let pos = from * BLOCK_SIZE;
-    const end = Math.min(size, to * BLOCK_SIZE);
-    while (pos < end) {
-      const n = Math.min(ZERO_RUN.length, end - pos);
-      writeSync(fd, ZERO_RUN, 0, n, pos);
-      pos += n;
-    }
+const writeAsync = promisify(write);
+/** bytes one BLKZEROOUT covers at most (it holds a thread of the pool as long as it runs) */
+const ZERO_OUT_BYTES = 1024 * 1024 * 1024;
+/** what a device or kernel says when it cannot zero a range itself: the zeros are written then */
+const NO_ZERO_OUT = new Set(["ENOTTY", "EOPNOTSUPP", "EINVAL", "ENOSYS"]);
+
+/**
+ * Zeros over runs of blocks of the target, whose blocks the check must then read as zeros. On a block
+ * device the device zeroes them itself where it can (BLKZEROOUT through the addon: a thin volume, an
+ * SSD or a loop device's file zeroes a range without the zeros crossing the bus); elsewhere they are
+ * written, 1 MiB at a time, off the event loop.
+ */
+class ZeroWriter {
+  readonly #fd: number;
+  readonly #size: number;
+  readonly #expect: Fingerprints;
+  #byDevice: boolean;
+  /** blocks the device zeroed itself */
+  blocksByDevice = 0;
+
+  constructor(fd: number, size: number, expect: Fingerprints, device: boolean) {
+    this.#fd = fd;
+    this.#size = size;
+    this.#expect = expect;
+    this.#byDevice = device && typeof native?.zeroOut === "function";
   }
-  return blocks;
+
+  /** The blocks zeroed. */
+  async write(runs: Iterable<[number, number]>): Promise<number> {
+    let blocks = 0;
+    for (const [from, to] of runs) {
+      this.#expect.kind.fill(MUST_BE_ZERO, from, to);
+      blocks += to - from;
+      let pos = from * BLOCK_SIZE;
+      const end = Math.min(this.#size, to * BLOCK_SIZE);
+      while (pos < end && this.#byDevice) {
+        const n = Math.min(ZERO_OUT_BYTES, end - pos);
+        try {
+          await native!.zeroOut!(this.#fd, pos, n);
+          this.blocksByDevice += Math.ceil(n / BLOCK_SIZE);
+          pos += n;
+        } catch (err) {
+          if (!NO_ZERO_OUT.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
+          this.#byDevice = false; // this device cannot: write them
+        }
+      }
+      while (pos < end) {
+        const n = Math.min(ZERO_RUN.length, end - pos);
+        const { bytesWritten } = await writeAsync(this.#fd, ZERO_RUN, 0, n, pos);
+        if (bytesWritten === 0) throw new Error(`no space left to write zeros at byte ${pos}`);
+        pos += bytesWritten;
+      }
+    }
+    return blocks;
+  }
 }
 
 /** The blocks to take from one frame of one pack, ascending by disk block. */

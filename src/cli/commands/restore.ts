@@ -56,7 +56,7 @@ export function register(program: Command): void {
           else {
             console.log(`restored disk ${r.disk} of ${item} at point ${r.pointId} to ${r.to} (${r.mode})`);
             console.log(
-              `  wrote ${r.blocksWritten} block(s) (${bytes(r.bytesWritten)}) of ${bytes(r.sizeBytes)} in ${r.durationMs} ms${r.verified ? `; verified in ${r.verifyMs} ms` : "; not verified"}`,
+              `  wrote ${r.blocksWritten} block(s) (${bytes(r.bytesWritten)}) of ${bytes(r.sizeBytes)} in ${r.durationMs} ms${r.zeroBlocksByDevice > 0 ? ` (${r.zeroBlocksByDevice} zero block(s) zeroed by the device)` : ""}${r.verified ? `; verified in ${r.verifyMs} ms` : "; not verified"}`,
             );
           }
         } finally {
