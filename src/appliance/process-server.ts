@@ -27,7 +27,12 @@ import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { collectGarbage } from "../datastore/gc.ts";
 import { HASH_BYTES, hashBlocks, isZeroHash } from "../datastore/hash.ts";
 import { LocalBackend } from "../datastore/local/local-backend.ts";
-import { type EntryChunk, ManifestParser, type PointHeader } from "../datastore/manifest.ts";
+import {
+  type EntryChunk,
+  MANIFEST_MIN_BYTES,
+  ManifestParser,
+  type PointHeader,
+} from "../datastore/manifest.ts";
 import { openFrame } from "../datastore/pack.ts";
 import { prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
@@ -508,7 +513,8 @@ export class ProcessServer {
     const head: Buffer[] = [];
     const early: EntryChunk[] = [];
     try {
-      while (parser.header === null) {
+      // (until the parser fails: a damaged prefix would have every piece kept here)
+      while (parser.header === null && !parser.failed) {
         const n = await pieces.next();
         if (n.done) break;
         head.push(n.value);
@@ -516,7 +522,9 @@ export class ProcessServer {
       }
       const h = parser.header;
       if (h === null) {
-        end(); // throws: the file ended before a valid header
+        // the rest only hashed, so that damage is reported as damage
+        for (let n = await pieces.next(); !n.done; n = await pieces.next()) parser.push(n.value);
+        end(); // throws: no valid header
         throw invalid(new Error("it has no header"));
       }
       if (!Value.Check(PointHeaderSchema, h) || h.disks.some((d) => d.blockSize !== BLOCK_SIZE)) {
@@ -667,6 +675,12 @@ export class ProcessServer {
         );
       }
       try {
+        if (size < MANIFEST_MIN_BYTES) {
+          throw new SwitchbackError(
+            "MANIFEST_INVALID",
+            `the manifest staged for point ${point} of item ${item} is ${size} bytes; no manifest is shorter than ${MANIFEST_MIN_BYTES}; the upload is discarded`,
+          );
+        }
         if (u.size !== size) {
           throw new SwitchbackError(
             "MANIFEST_INVALID",

@@ -13,6 +13,12 @@ export interface Backend {
   write(name: string, data: ObjectData, o?: WriteOptions): Promise<void>;
   read(name: string): Promise<Buffer>;
   readRange(name: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * The object as it is when this call opens it (one open file, one GET), in pieces of at most
+   * `pieceBytes`: an object replaced meanwhile is not mixed with its replacement. The pieces must be
+   * read to the end, or the iteration ended (`return`), for what it holds open to be released.
+   */
+  readStream(name: string, pieceBytes: number): Promise<{ size: number; pieces: AsyncIterable<Buffer> }>;
   size(name: string): Promise<number>;
   exists(name: string): Promise<boolean>;
   /** Names of the objects directly under `prefix` (a folder), sorted; empty when the folder does not exist. */

@@ -268,13 +268,18 @@ export class Datastore {
   }
 
   async readPoint(item: ItemName, id: PointId): Promise<PointManifest> {
-    const size = await this.#pointSize(item, id);
     const name = paths.point(item, id);
-    // piece by piece: the file's bytes are never all in memory beside the entries decoded from them
-    const c = new ManifestCollector(name, size);
-    for (let at = 0; at < size; at += READ_PIECE_BYTES) {
-      c.push(await this.backend.readRange(name, at, Math.min(READ_PIECE_BYTES, size - at)));
+    // piece by piece, so that the file's bytes are never all in memory beside the entries decoded from
+    // them, and through one open file: prune may replace a manifest (with an equivalent one) meanwhile
+    let stream: Awaited<ReturnType<Backend["readStream"]>>;
+    try {
+      stream = await this.backend.readStream(name, READ_PIECE_BYTES);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.#pointSize(item, id); // says so
+      throw err;
     }
+    const c = new ManifestCollector(name, stream.size);
+    for await (const piece of stream.pieces) c.push(piece);
     return c.end();
   }
 

@@ -200,6 +200,8 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     step(`removed pack ${packId}`);
   }
   for (const t of await be.listTemporary("")) {
+    // staging/ is the process servers' (manifests uploaded in parts), whatever its files are named
+    if (t.startsWith("staging/")) continue;
     await be.remove(t);
     result.tempFilesRemoved++;
   }

@@ -43,6 +43,14 @@ export const ENTRY = 8 + HASH_BYTES;
 /** entries per part of an encoded manifest, and at most per chunk a parser hands out: 2.5 MiB */
 export const PART_ENTRIES = 65536;
 const PREFIX = POINT_MAGIC.length + 4;
+/** the fewest bytes a manifest can have: its prefix, an empty header and its checksum */
+export const MANIFEST_MIN_BYTES = PREFIX + HASH_BYTES;
+/**
+ * a header longer than this is damage (a real one is a few KiB: its warnings and a line per disk); the
+ * parser gathers a header whole before it can check it, so a damaged length must not make it gather
+ * the rest of the file
+ */
+export const HEADER_MAX_BYTES = 16 * 1024 * 1024;
 
 /** Sorted (blockIndex, hash) pairs for one disk. */
 export interface DiskEntries {
@@ -227,6 +235,11 @@ export class ManifestParser {
     return this.#header;
   }
 
+  /** whether something is already wrong (end() will throw): the rest need only be hashed */
+  get failed(): boolean {
+    return this.#error !== null;
+  }
+
   /** Takes the next bytes; returns the entry chunks they complete. */
   push(bytes: Buffer): EntryChunk[] {
     if (this.#at + bytes.length > this.#size) {
@@ -270,6 +283,9 @@ export class ManifestParser {
           this.#headerLen = head.readUInt32LE(POINT_MAGIC.length);
           if (PREFIX + this.#headerLen > this.#size - HASH_BYTES) {
             throw corrupt(this.#name, "header is truncated");
+          }
+          if (this.#headerLen > HEADER_MAX_BYTES) {
+            throw corrupt(this.#name, `header of ${this.#headerLen} bytes is longer than any point's`);
           }
         }
         if (this.#headerLen >= 0 && this.#carried === PREFIX + this.#headerLen) {

@@ -117,7 +117,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
   let blocksWritten = 0;
   let zeroBlocksWritten = 0;
   const expect = fingerprints(map.blockCount, randomBytes(8).readBigUInt64LE());
-  const zeros = new ZeroWriter(fd, size, expect, isBlock);
+  const zeros = new ZeroWriter(fd, size, expect, isBlock ? target!.sectorSize : 0);
   let blocksCompared = 0;
   let verified = false;
   let verifyMs = 0;
@@ -290,15 +290,19 @@ class ZeroWriter {
   readonly #fd: number;
   readonly #size: number;
   readonly #expect: Fingerprints;
+  /** the device's logical sector size: what it zeroes must be whole sectors (0: not a device) */
+  readonly #sector: number;
   #byDevice: boolean;
   /** blocks the device zeroed itself */
   blocksByDevice = 0;
 
-  constructor(fd: number, size: number, expect: Fingerprints, device: boolean) {
+  /** `sector`: the block device's logical sector size, 0 for a file */
+  constructor(fd: number, size: number, expect: Fingerprints, sector: number) {
     this.#fd = fd;
     this.#size = size;
     this.#expect = expect;
-    this.#byDevice = device && typeof native?.zeroOut === "function";
+    this.#sector = sector;
+    this.#byDevice = sector > 0 && typeof native?.zeroOut === "function";
   }
 
   /** The blocks zeroed. */
@@ -309,8 +313,11 @@ class ZeroWriter {
       blocks += to - from;
       let pos = from * BLOCK_SIZE;
       const end = Math.min(this.#size, to * BLOCK_SIZE);
-      while (pos < end && this.#byDevice) {
-        const n = Math.min(ZERO_OUT_BYTES, end - pos);
+      // whole sectors by the device; a disk whose size is not a multiple of the device's sectors
+      // ends in a part of one, which is written
+      while (this.#byDevice && end - pos >= this.#sector) {
+        const left = end - pos;
+        const n = Math.min(ZERO_OUT_BYTES, left - (left % this.#sector));
         try {
           await native!.zeroOut!(this.#fd, pos, n);
           this.blocksByDevice += Math.ceil(n / BLOCK_SIZE);

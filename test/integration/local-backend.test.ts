@@ -119,3 +119,29 @@ function fsType(dir: string): string {
   }
   return best.type;
 }
+
+// readPoint reads a manifest in pieces while prune may replace it with an equivalent one: the pieces
+// must all come from the file as it was opened, never half from each (that read as damage).
+test("a stream reads the object as it was when opened, even when it is replaced between pieces", async () => {
+  const { dir, cleanup } = tempDir();
+  const be = new LocalBackend(dir);
+  try {
+    const first = randomBytes(3 * 1024 * 1024 + 17);
+    await be.write("points/web1/p.point", first);
+    const { size, pieces } = await be.readStream("points/web1/p.point", 1024 * 1024);
+    assert.equal(size, first.length);
+    const got: Buffer[] = [];
+    for await (const piece of pieces) {
+      got.push(piece);
+      if (got.length === 1) await be.write("points/web1/p.point", randomBytes(2 * 1024 * 1024));
+    }
+    assert.deepEqual(
+      got.map((p) => p.length),
+      [1048576, 1048576, 1048576, 17],
+    );
+    assert.ok(Buffer.concat(got).equals(first), "the pieces are the first version's");
+  } finally {
+    await be.close();
+    cleanup();
+  }
+});

@@ -288,7 +288,13 @@ describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
     const s = await setup("damaged");
     const server = await startServer(s.ds, s.tokens);
     const c = client(server);
-    const cases: { what: string; at: (b: Buffer) => number; mask?: number; detail: RegExp }[] = [
+    const cases: {
+      what: string;
+      at: (b: Buffer) => number;
+      mask?: number;
+      detail: RegExp;
+      entries?: number;
+    }[] = [
       {
         what: "an entry",
         at: (b) => Math.floor(b.length / 2),
@@ -308,9 +314,23 @@ describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
         detail: /checksum mismatch \(the file is damaged\)/,
       },
       { what: "the checksum", at: (b) => b.length - 5, detail: /ends in checksum [0-9a-f]{64}, not in the/ },
+      // no header can be read at all: the server stops gathering pieces for one and reports damage (a
+      // manifest of more than one of the 4 MiB pieces the server reads it in)
+      {
+        what: "the magic",
+        at: () => 0,
+        detail: /checksum mismatch \(the file is damaged\)/,
+        entries: 120_000,
+      },
+      {
+        what: "the header's length",
+        at: () => 11,
+        mask: 0x40,
+        detail: /checksum mismatch \(the file is damaged\)/,
+      },
     ];
     for (const k of cases) {
-      const m = manifest({ ...s, entries: 10_000 });
+      const m = manifest({ ...s, entries: k.entries ?? 10_000 });
       const bytes = encoded(m);
       const damaged = Buffer.from(bytes);
       damaged[k.at(bytes)]! ^= k.mask ?? 0x02;
@@ -321,6 +341,12 @@ describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
       assert.equal(existsSync(pointFile(s.ds, m)), false, k.what);
       assert.deepEqual(staged(s.ds), [], k.what);
     }
+    // shorter than any manifest: refused as such (not a server error, which the agent would retry)
+    const tiny = manifest({ ...s, entries: 1 });
+    assert.equal((await c.put(tiny, Buffer.alloc(10, 1), 0, 10)).status, 200);
+    const short = await problem(await c.commit(tiny, Buffer.alloc(40, 1)), 400, "MANIFEST_INVALID");
+    assert.match(short.detail, /no manifest is shorter than 44/);
+    assert.deepEqual(staged(s.ds), []);
     // nothing at all was committed, and no half-written point lies in the datastore
     await problem(await c.call("GET", "/v1/items/web1/latest"), 404, "ITEM_HAS_NO_POINTS");
     assert.deepEqual(readdirSync(path.join(s.ds, "points", "web1")), []);
@@ -432,4 +458,26 @@ describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
     server.child.kill("SIGTERM");
     await server.exited;
   });
+});
+
+// gc sweeps the leftovers of interrupted writes ("….tmp-…") anywhere in the datastore, but staging/ is
+// the process servers': an item may be named "db.tmp-1", and its staged manifest must survive gc.
+test("gc leaves staged uploads alone, whatever their item is named", async () => {
+  const dir = path.join(root, "gc-staging");
+  const ds = await Datastore.init(dir);
+  try {
+    const folder = path.join(dir, "staging", `${process.pid}@${hostname()}`);
+    mkdirSync(folder, { recursive: true });
+    const upload = path.join(folder, "db.tmp-1@20261126T034512123Z-a1b2c3.manifest");
+    writeFileSync(upload, Buffer.alloc(100, 7));
+    mkdirSync(path.join(dir, "index"), { recursive: true });
+    const leftover = path.join(dir, "index", "0123.idx.tmp-abcdef");
+    writeFileSync(leftover, "half an index file");
+    const { collectGarbage } = await import("../../src/datastore/gc.ts");
+    await collectGarbage(ds); // (it takes the exclusive lock itself)
+    assert.equal(existsSync(leftover), false, "an interrupted write is swept");
+    assert.ok(existsSync(upload), "the staged upload is kept");
+  } finally {
+    await ds.close();
+  }
 });

@@ -10,6 +10,7 @@ import {
   decodeManifest,
   type EntrySource,
   encodeManifest,
+  HEADER_MAX_BYTES,
   ManifestCollector,
   ManifestParser,
   manifestParts,
@@ -241,4 +242,26 @@ test("merging deltas is equivalent to applying them in order (property)", () => 
       }
     }),
   );
+});
+
+// A server reads a staged manifest's pieces until its header is in: damage to the prefix must make the
+// parser fail at once, not wait for (and make its caller keep) the rest of a file of any size.
+test("a damaged prefix fails the parser at once, before the rest of the file comes", () => {
+  const size = 2 ** 40; // as announced: the bytes never need to exist
+  const prefix = (magic: Buffer, headerLength: number): Buffer => {
+    const b = Buffer.alloc(12);
+    magic.copy(b);
+    b.writeUInt32LE(headerLength, 8);
+    return b;
+  };
+  const bad = new ManifestParser("m", size);
+  bad.push(prefix(Buffer.from("SBPOINT\x02", "latin1"), 100));
+  assert.equal(bad.failed, true, "bad magic");
+  const long = new ManifestParser("m", size);
+  long.push(prefix(POINT_MAGIC, HEADER_MAX_BYTES + 1));
+  assert.equal(long.failed, true, "a header longer than any point's");
+  const fine = new ManifestParser("m", size);
+  fine.push(prefix(POINT_MAGIC, 3000));
+  assert.equal(fine.failed, false);
+  assert.equal(fine.header, null, "waiting for the header's bytes");
 });

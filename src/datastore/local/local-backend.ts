@@ -184,6 +184,29 @@ export class LocalBackend implements Backend {
     }
   }
 
+  async readStream(
+    name: string,
+    pieceBytes: number,
+  ): Promise<{ size: number; pieces: AsyncIterable<Buffer> }> {
+    const fh = await open(this.#path(name), "r");
+    let size: number;
+    try {
+      size = (await fh.stat()).size;
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    async function* pieces(): AsyncGenerator<Buffer> {
+      try {
+        for (let at = 0; at < size; at += pieceBytes)
+          yield await readAt(fh, name, at, Math.min(pieceBytes, size - at));
+      } finally {
+        await fh.close();
+      }
+    }
+    return { size, pieces: pieces() };
+  }
+
   async size(name: string): Promise<number> {
     return (await stat(this.#path(name))).size;
   }
