@@ -5,11 +5,12 @@
 // ranges received. Nothing here is durable, on purpose: a process server that dies leaves a folder
 // that the next one (same host, pid gone) removes at start, and the agent sends its parts again.
 // Operations on one upload take turns (a part is compared with what is staged, then written).
-import { type FileHandle, mkdir, open, readdir, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
+import { piecesOf, readFullyAt } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
 import { KeyedTurns } from "../platform/turns.ts";
 
@@ -94,7 +95,7 @@ export class ManifestUploads {
       try {
         const end = offset + bytes.length;
         for (const [a, b] of overlaps(u.ranges, offset, end)) {
-          const staged = await readFully(fh, a, b - a);
+          const staged = await readFullyAt(fh, a, b - a);
           if (!staged.equals(bytes.subarray(a - offset, b - offset))) {
             let at = 0;
             while (staged[at] === bytes[a - offset + at]) at++;
@@ -168,28 +169,7 @@ function keyOf(item: ItemName, point: PointId): string {
 
 /** The staged file, `size` bytes, in pieces of at most `pieceBytes` (each a new buffer). */
 export async function* readStaged(file: string, size: number, pieceBytes: number): AsyncGenerator<Buffer> {
-  const fh = await open(file, "r");
-  try {
-    for (let at = 0; at < size; ) {
-      const piece = await readFully(fh, at, Math.min(pieceBytes, size - at));
-      at += piece.length;
-      yield piece;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-/** `length` bytes at `at`, or fewer only when the file ends. */
-export async function readFully(fh: FileHandle, at: number, length: number): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(out, done, length - done, at + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done === length ? out : out.subarray(0, done);
+  yield* piecesOf(await open(file, "r"), file, size, pieceBytes);
 }
 
 // ---- byte ranges: [s0, e0, s1, e1, …], sorted, disjoint and not touching ----

@@ -30,6 +30,7 @@ import { LocalBackend } from "../datastore/local/local-backend.ts";
 import {
   type EntryChunk,
   MANIFEST_MIN_BYTES,
+  MANIFEST_PIECE_BYTES,
   ManifestParser,
   type PointHeader,
 } from "../datastore/manifest.ts";
@@ -38,6 +39,7 @@ import { prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, type PointId, parseItemName, parsePointId } from "../domain/ids.ts";
 import type { RetentionPolicy } from "../domain/retention.ts";
+import { readFullyAt } from "../platform/files.ts";
 import { Mutex } from "../platform/turns.ts";
 import {
   BODY_LIMIT_BYTES,
@@ -61,12 +63,10 @@ import {
   StatusSchema,
   WIRE_VERSION,
 } from "../replication/wire.ts";
-import { firstGap, ManifestUploads, readFully, readStaged, type StagedUpload } from "./manifest-uploads.ts";
+import { firstGap, ManifestUploads, readStaged, type StagedUpload } from "./manifest-uploads.ts";
 
 const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 const FLUSH_IDLE_MS = 1000;
-/** a manifest is checked and written in pieces of this size */
-const COMMIT_PIECE_BYTES = 4 * 1024 * 1024;
 
 // ---- authentication: the one seam (mTLS will replace tokenAuthenticator) ----
 
@@ -236,7 +236,7 @@ interface ManifestBytes {
   readonly size: number;
   /** its last 32 bytes: the BLAKE3 of all before them */
   readonly trailer: Buffer;
-  /** its bytes from the start, in pieces of at most COMMIT_PIECE_BYTES */
+  /** its bytes from the start, in pieces of at most MANIFEST_PIECE_BYTES */
   pieces(): AsyncGenerator<Buffer>;
 }
 
@@ -246,8 +246,8 @@ function bodyBytes(body: Buffer): ManifestBytes {
     size: body.length,
     trailer: body.subarray(Math.max(0, body.length - HASH_BYTES)),
     async *pieces() {
-      for (let at = 0; at < body.length; at += COMMIT_PIECE_BYTES)
-        yield body.subarray(at, at + COMMIT_PIECE_BYTES);
+      for (let at = 0; at < body.length; at += MANIFEST_PIECE_BYTES)
+        yield body.subarray(at, at + MANIFEST_PIECE_BYTES);
     },
   };
 }
@@ -257,7 +257,7 @@ function stagedBytes(u: StagedUpload, trailer: Buffer): ManifestBytes {
     name: `(staged upload of point ${u.point})`,
     size: u.size,
     trailer,
-    pieces: () => readStaged(u.file, u.size, COMMIT_PIECE_BYTES),
+    pieces: () => readStaged(u.file, u.size, MANIFEST_PIECE_BYTES),
   };
 }
 
@@ -696,7 +696,7 @@ export class ProcessServer {
           );
         }
         const fh = await open(u.file, "r");
-        const trailer = await readFully(fh, size - HASH_BYTES, HASH_BYTES).finally(() => fh.close());
+        const trailer = await readFullyAt(fh, size - HASH_BYTES, HASH_BYTES).finally(() => fh.close());
         if (!trailer.equals(checksum)) {
           throw new SwitchbackError(
             "MANIFEST_INVALID",

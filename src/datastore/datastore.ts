@@ -16,6 +16,7 @@ import { LocalBackend } from "./local/local-backend.ts";
 import {
   decodeManifestHeader,
   encodeManifest,
+  MANIFEST_PIECE_BYTES,
   ManifestCollector,
   type ManifestSource,
   manifestParts,
@@ -273,7 +274,7 @@ export class Datastore {
     // them, and through one open file: prune may replace a manifest (with an equivalent one) meanwhile
     let stream: Awaited<ReturnType<Backend["readStream"]>>;
     try {
-      stream = await this.backend.readStream(name, READ_PIECE_BYTES);
+      stream = await this.backend.readStream(name, MANIFEST_PIECE_BYTES);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.#pointSize(item, id); // says so
       throw err;
@@ -421,8 +422,6 @@ export class Datastore {
 }
 
 /** How long a shared locker (replication, restore, check) waits for prune or GC to finish. */
-/** a manifest is read in pieces of this size */
-const READ_PIECE_BYTES = 4 * 1024 * 1024;
 const LOCK_WAIT_MS = 30_000;
 
 export interface Lock {

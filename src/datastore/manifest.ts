@@ -43,6 +43,8 @@ export const ENTRY = 8 + HASH_BYTES;
 /** entries per part of an encoded manifest, and at most per chunk a parser hands out: 2.5 MiB */
 export const PART_ENTRIES = 65536;
 const PREFIX = POINT_MAGIC.length + 4;
+/** a manifest is read (and a process server checks one) in pieces of this size */
+export const MANIFEST_PIECE_BYTES = 4 * 1024 * 1024;
 /** the fewest bytes a manifest can have: its prefix, an empty header and its checksum */
 export const MANIFEST_MIN_BYTES = PREFIX + HASH_BYTES;
 /**
@@ -181,12 +183,20 @@ function parseHeader(name: string, json: Buffer): PointHeader {
   return header;
 }
 
-export function decodeManifestHeader(name: string, buf: Buffer): { header: PointHeader; bodyAt: number } {
-  if (buf.length < PREFIX + HASH_BYTES || !buf.subarray(0, POINT_MAGIC.length).equals(POINT_MAGIC)) {
+/** The header's length from a manifest's prefix (its first PREFIX bytes), the header to end within `room` bytes. */
+function headerLength(name: string, prefix: Buffer, room: number): number {
+  if (!prefix.subarray(0, POINT_MAGIC.length).equals(POINT_MAGIC)) {
     throw corrupt(name, "not a point manifest (bad magic)");
   }
-  const len = buf.readUInt32LE(POINT_MAGIC.length);
-  if (PREFIX + len > buf.length) throw corrupt(name, "header is truncated");
+  const len = prefix.readUInt32LE(POINT_MAGIC.length);
+  if (PREFIX + len > room) throw corrupt(name, "header is truncated");
+  if (len > HEADER_MAX_BYTES) throw corrupt(name, `header of ${len} bytes is longer than any point's`);
+  return len;
+}
+
+export function decodeManifestHeader(name: string, buf: Buffer): { header: PointHeader; bodyAt: number } {
+  if (buf.length < PREFIX + HASH_BYTES) throw corrupt(name, "not a point manifest (bad magic)");
+  const len = headerLength(name, buf, buf.length);
   return { header: parseHeader(name, buf.subarray(PREFIX, PREFIX + len)), bodyAt: PREFIX + len };
 }
 
@@ -276,17 +286,7 @@ export class ManifestParser {
         this.#carried += n;
         off += n;
         if (this.#headerLen < 0 && this.#carried === PREFIX) {
-          const head = this.#carry0();
-          if (!head.subarray(0, POINT_MAGIC.length).equals(POINT_MAGIC)) {
-            throw corrupt(this.#name, "not a point manifest (bad magic)");
-          }
-          this.#headerLen = head.readUInt32LE(POINT_MAGIC.length);
-          if (PREFIX + this.#headerLen > this.#size - HASH_BYTES) {
-            throw corrupt(this.#name, "header is truncated");
-          }
-          if (this.#headerLen > HEADER_MAX_BYTES) {
-            throw corrupt(this.#name, `header of ${this.#headerLen} bytes is longer than any point's`);
-          }
+          this.#headerLen = headerLength(this.#name, this.#carry0(), this.#size - HASH_BYTES);
         }
         if (this.#headerLen >= 0 && this.#carried === PREFIX + this.#headerLen) {
           const all = this.#carry0();

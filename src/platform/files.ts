@@ -15,6 +15,7 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 
 /** Reads into all of `into` from `fd` at `pos`, up to the end of the file: the bytes read. */
@@ -26,6 +27,52 @@ export function preadFully(fd: number, into: Uint8Array, pos: number): number {
     done += n;
   }
   return done;
+}
+
+/** `length` bytes of `fh` from `at`, in as few reads as the kernel allows: fewer only where the file ends. */
+export async function readFullyAt(fh: FileHandle, at: number, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(out, done, length - done, at + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === length ? out : out.subarray(0, done);
+}
+
+/** `length` bytes of `fh` from `at`; a file that ends before is an error naming `name`. */
+export async function readExactlyAt(
+  fh: FileHandle,
+  name: string,
+  at: number,
+  length: number,
+): Promise<Buffer> {
+  const buf = await readFullyAt(fh, at, length);
+  if (buf.length < length) {
+    throw new Error(`${name}: short read at ${at + buf.length} (wanted ${length} bytes from ${at})`);
+  }
+  return buf;
+}
+
+/**
+ * `size` bytes of `fh` from its start, in pieces of at most `pieceBytes` (each a new buffer); a file
+ * shorter than that is an error naming `name`. `fh` is closed when the pieces end or their iteration
+ * is ended.
+ */
+export async function* piecesOf(
+  fh: FileHandle,
+  name: string,
+  size: number,
+  pieceBytes: number,
+): AsyncGenerator<Buffer> {
+  try {
+    for (let at = 0; at < size; at += pieceBytes) {
+      yield await readExactlyAt(fh, name, at, Math.min(pieceBytes, size - at));
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Writes all of `data` to `fd` at `pos`. */

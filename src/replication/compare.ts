@@ -9,6 +9,7 @@ import { BLOCK_SIZE } from "../datastore/format.ts";
 import { blockHash, HASH_BYTES, HASHES_IN_BATCHES, hashBlocks, isAllZero } from "../datastore/hash.ts";
 import { native } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
+import { BlockList, concatBlocks } from "./block-list.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";
 import { onDisk } from "./unit-pass.ts";
 
@@ -32,43 +33,6 @@ export interface Fingerprints {
   kind: Uint8Array;
   fp: BigUint64Array;
   seed: bigint;
-}
-
-/**
- * Block numbers gathered one at a time into a typed array: a JavaScript array stops at 2^27 elements,
- * the blocks of a 512 GiB disk.
- */
-export class BlockList {
-  #a = new Float64Array(1024);
-  #n = 0;
-
-  push(b: number): void {
-    if (this.#n === this.#a.length) {
-      const bigger = new Float64Array(this.#a.length * 2);
-      bigger.set(this.#a);
-      this.#a = bigger;
-    }
-    this.#a[this.#n++] = b;
-  }
-
-  get length(): number {
-    return this.#n;
-  }
-
-  done(): Float64Array {
-    return this.#a.slice(0, this.#n);
-  }
-}
-
-/** The block numbers of every list, one after the other, in one typed array. */
-export function concatBlocks(lists: readonly ArrayLike<number>[]): Float64Array {
-  const out = new Float64Array(lists.reduce((n, l) => n + l.length, 0));
-  let at = 0;
-  for (const l of lists) {
-    out.set(l, at);
-    at += l.length;
-  }
-  return out;
 }
 
 export const SKIP = 0;

@@ -11,6 +11,7 @@ import { closeSync } from "node:fs";
 import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
 import { type DiskEntries, type EntrySource, PART_ENTRIES } from "../datastore/manifest.ts";
 import { openScratch, preadFully, pwriteFully } from "../platform/files.ts";
+import { BlockList } from "./block-list.ts";
 
 /** entries kept in memory before they move to a scratch file: 32 MiB of hashes, 4 GiB of data */
 export const ENTRIES_IN_MEMORY = 1 << 20;
@@ -36,8 +37,7 @@ export class PointEntries {
   #hashes = Buffer.allocUnsafe(4096 * HASH_BYTES);
   #n = 0;
   /** the distinct blocks added, in the order they first came */
-  #seen = new Float64Array(4096);
-  #distinct = 0;
+  #seen = new BlockList();
   // in the scratch file
   #fd = -1;
   /** a bit per block: it has an entry */
@@ -80,14 +80,7 @@ export class PointEntries {
       this.#hashes = bigger;
     }
     hashes.copy(this.#hashes, this.#n * HASH_BYTES, at, at + HASH_BYTES);
-    if (latest[block] === 0) {
-      if (this.#distinct === this.#seen.length) {
-        const bigger = new Float64Array(this.#seen.length * 2);
-        bigger.set(this.#seen);
-        this.#seen = bigger;
-      }
-      this.#seen[this.#distinct++] = block;
-    }
+    if (latest[block] === 0) this.#seen.push(block);
     latest[block] = ++this.#n;
   }
 
@@ -116,8 +109,8 @@ export class PointEntries {
   #order(): ArrayLike<number> {
     const latest = this.#latest!;
     const total = latest.length;
-    if (this.#distinct * 16 < total) return this.#seen.slice(0, this.#distinct).sort();
-    const out = new Float64Array(this.#distinct);
+    if (this.#seen.length * 16 < total) return this.#seen.done().sort();
+    const out = new Float64Array(this.#seen.length);
     let k = 0;
     for (let b = 0; b < total; b++) if (latest[b] !== 0) out[k++] = b;
     return out;
@@ -157,7 +150,7 @@ export class PointEntries {
     }
     this.#latest = null;
     this.#hashes = Buffer.allocUnsafe(0);
-    this.#seen = new Float64Array(0);
+    this.#seen = new BlockList();
   }
 
   #addSpilled(block: number, hashes: Buffer, at: number): void {

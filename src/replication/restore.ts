@@ -32,14 +32,8 @@ import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
 import { type NativeAddon, native, nativeZstd, onPool } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
-import {
-  BlockList,
-  compareDisk,
-  FINGERPRINT,
-  type Fingerprints,
-  fingerprints,
-  MUST_BE_ZERO,
-} from "./compare.ts";
+import { BlockList } from "./block-list.ts";
+import { compareDisk, FINGERPRINT, type Fingerprints, fingerprints, MUST_BE_ZERO } from "./compare.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 
 export interface RestoreOptions {

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { constants, type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { ALIGN, giveBack, isAligned, takeAligned } from "../../platform/aligned.ts";
+import { piecesOf, readExactlyAt } from "../../platform/files.ts";
 import { native } from "../../platform/native.ts";
 import type { Backend, ObjectData, WriteOptions } from "../backend.ts";
 
@@ -166,7 +167,7 @@ export class LocalBackend implements Backend {
     // a 20 MB index file took ~40 turns of the event loop to arrive
     const fh = await open(this.#path(name), "r");
     try {
-      return await readAt(fh, name, 0, (await fh.stat()).size);
+      return await readExactlyAt(fh, name, 0, (await fh.stat()).size);
     } finally {
       await fh.close();
     }
@@ -178,7 +179,7 @@ export class LocalBackend implements Backend {
     const cached = name.startsWith("packs/");
     const fh = cached ? await this.#handle(name) : await open(this.#path(name), "r");
     try {
-      return await readAt(fh, name, offset, length);
+      return await readExactlyAt(fh, name, offset, length);
     } finally {
       if (!cached) await fh.close();
     }
@@ -196,15 +197,7 @@ export class LocalBackend implements Backend {
       await fh.close();
       throw err;
     }
-    async function* pieces(): AsyncGenerator<Buffer> {
-      try {
-        for (let at = 0; at < size; at += pieceBytes)
-          yield await readAt(fh, name, at, Math.min(pieceBytes, size - at));
-      } finally {
-        await fh.close();
-      }
-    }
-    return { size, pieces: pieces() };
+    return { size, pieces: piecesOf(fh, name, size, pieceBytes) };
   }
 
   async size(name: string): Promise<number> {
@@ -337,19 +330,6 @@ async function writeBuffered(
   } finally {
     await fh.close();
   }
-}
-
-/** `length` bytes of `fh` from `offset`, in as few reads as the kernel allows; a short file is an error. */
-async function readAt(fh: FileHandle, name: string, offset: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-    if (bytesRead === 0)
-      throw new Error(`${name}: short read at ${offset + done} (wanted ${length} bytes from ${offset})`);
-    done += bytesRead;
-  }
-  return buf;
 }
 
 async function fsyncDir(dir: string): Promise<void> {
