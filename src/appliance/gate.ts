@@ -4,6 +4,7 @@
 // lock files refuse an exclusive holder while anyone reads; this gate makes the site's exclusive work
 // wait for its own readers instead of failing, and holds new readers back while it waits (no
 // starvation by readers that never stop, such as replica updates after every point). Not reentrant.
+// A process server keeps one of its own: commits are its readers, retention and seeds its writers.
 import { SwitchbackError } from "../domain/errors.ts";
 
 export class Gate {

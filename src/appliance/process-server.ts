@@ -8,7 +8,9 @@
 // file, fsynced) before each commit, every FLUSH_EVERY_BYTES, after FLUSH_IDLE_MS without frames and
 // at shutdown. A kill -9 loses only blocks received since the last flush; commit then names them
 // missing (POINT_BLOCKS_MISSING) and the agent sends them again. A point's manifest comes in one body or
-// staged in parts (manifest-uploads.ts); either way it is read in pieces and never held whole.
+// staged in parts (manifest-uploads.ts); either way it is read in pieces and never held whole, and
+// checked outside the mutex (only the history check and the rename that makes it visible are under
+// it), so that one big manifest does not hold every other agent's frames back.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { open } from "node:fs/promises";
@@ -63,6 +65,7 @@ import {
   StatusSchema,
   WIRE_VERSION,
 } from "../replication/wire.ts";
+import { Gate } from "./gate.ts";
 import { firstGap, ManifestUploads, readStaged, type StagedUpload } from "./manifest-uploads.ts";
 
 const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
@@ -271,6 +274,8 @@ export class ProcessServer {
   readonly #auth: Authenticate;
   readonly #app: FastifyInstance;
   readonly #mutex = new Mutex();
+  /** commits (shared) against work that needs the datastore to itself (exclusive): see #commit */
+  readonly #commits = new Gate();
   #writer: BlockWriter;
   #lock: Lock | null = null;
   #bytesSinceFlush = 0;
@@ -377,24 +382,27 @@ export class ProcessServer {
   }
 
   /**
-   * Runs `fn` with the datastore to itself: frames and commits wait (under the mutex), blocks
-   * received so far are flushed, and the server's shared lock is set down so that `fn` may take the
-   * exclusive one (prune, GC, deleting an item's points) or write points of its own (a seed).
+   * Runs `fn` with the datastore to itself: the commits under way end first and new ones wait, then
+   * frames wait too (under the mutex), blocks received so far are flushed, and the server's shared
+   * lock is set down so that `fn` may take the exclusive one (prune, GC, deleting an item's points)
+   * or write points of its own (a seed).
    */
   async exclusive<T>(purpose: string, fn: () => Promise<T>): Promise<T> {
-    return this.#mutex.run(async () => {
-      this.#app.log.info({ purpose }, "taking the datastore to itself");
-      await this.#flush();
-      await this.#lock?.release();
-      this.#lock = null;
-      try {
-        return await fn();
-      } finally {
-        this.#lock = await this.#ds.lock("shared", `process-server ${this.#opts.host}:${this.#opts.port}`);
-        // another process may have pruned or collected while the lock was down
-        await this.#ds.reloadIndex();
-      }
-    });
+    return this.#commits.exclusive(() =>
+      this.#mutex.run(async () => {
+        this.#app.log.info({ purpose }, "taking the datastore to itself");
+        await this.#flush();
+        await this.#lock?.release();
+        this.#lock = null;
+        try {
+          return await fn();
+        } finally {
+          this.#lock = await this.#ds.lock("shared", `process-server ${this.#opts.host}:${this.#opts.port}`);
+          // another process may have pruned or collected while the lock was down
+          await this.#ds.reloadIndex();
+        }
+      }),
+    );
   }
 
   /** Graceful stop: refuse new requests, finish the ones under way, flush, release the lock. */
@@ -554,43 +562,20 @@ export class ProcessServer {
         throw new SwitchbackError("MANIFEST_INVALID", (err as Error).message);
       }
       checkAccess(principal, item, "write");
-      return await this.#mutex.run(async () => {
-        const ids = await this.#ds.pointIds(item);
-        if (ids.includes(id)) {
-          if (await this.#sameAsStored(item, id, src)) return { alreadyCommitted: true, header: h };
-          throw new SwitchbackError(
-            "POINT_EXISTS",
-            `point ${id} of item ${item} already exists with other content; take a new point`,
-          );
-        }
-        const latest = ids[ids.length - 1] ?? null;
-        if (h.parent !== latest) {
-          throw new SwitchbackError(
-            "POINT_PARENT_NOT_LATEST",
-            `point ${id} of item ${item} builds on ${h.parent ?? "nothing"} but the item's latest point is ${latest ?? "none"}; take a new point on top of the latest`,
-          );
-        }
-        if (latest !== null) {
-          if (id <= latest) {
-            throw new SwitchbackError(
-              "POINT_ID_NOT_NEWER",
-              `point ${id} of item ${item} is not newer than the latest point ${latest}; check the agent's clock`,
-            );
-          }
-          const parent = await this.#ds.readPointHeader(item, latest);
-          const same =
-            parent.disks.length === h.disks.length &&
-            parent.disks.every(
-              (d, i) => d.uuid === h.disks[i]!.uuid && d.sizeBytes === h.disks[i]!.sizeBytes,
-            );
-          if (!same) {
-            throw new SwitchbackError(
-              "ITEM_IDENTITY_MISMATCH",
-              `point ${id} describes disks (${h.disks.map((d) => d.uuid).join(", ")}) other than item ${item}'s (${parent.disks.map((d) => d.uuid).join(", ")})`,
-            );
-          }
-        }
-        await this.#flush();
+      // Checking a big manifest takes a while (a base point of a 10 TiB disk: ~100 s): it runs
+      // outside the mutex, so that other agents' frames and commits go on meanwhile. Under the
+      // mutex are only the history (here, and again when the point is made visible), the flush of
+      // what the agent sent before it asked to commit, and a reload of the index. Work that needs
+      // the datastore to itself (GC could free a block this commit has found) waits for the
+      // commits under way and holds new ones back (#commits).
+      return await this.#commits.shared(async () => {
+        const done = await this.#mutex.run(async () => {
+          if (await this.#history(item, id, h, src)) return true;
+          await this.#flush();
+          return false;
+        });
+        if (done) return { alreadyCommitted: true, header: h };
+        // what a flush has indexed is durable, and stays so: GC waits for this commit to end
         let idx = await this.#ds.index();
         let reloaded = false;
         let missing = 0;
@@ -602,15 +587,15 @@ export class ProcessServer {
               // another writer (replicate-once, a second process server) may have indexed it meanwhile
               if (!reloaded) {
                 reloaded = true;
-                idx = await this.#ds.reloadIndex();
+                idx = await this.#mutex.run(() => this.#ds.reloadIndex());
                 if (idx.has(e.hashes, at)) continue;
               }
               if (missing++ === 0) first = e.hashes.toString("hex", at, at + HASH_BYTES);
             }
           }
         };
-        // the bytes go into the datastore as they are checked; the write renames the file into
-        // place only when this generator ends without throwing
+        // the bytes go into the datastore as they are checked; the write makes the file visible
+        // only when this generator ends without throwing, and the history still allows it
         async function* checked(): AsyncGenerator<Buffer> {
           await check(early);
           yield* head;
@@ -626,8 +611,16 @@ export class ProcessServer {
             );
           }
         }
-        await this.#ds.backend.write(paths.point(item, id), checked());
-        return { alreadyCommitted: false, header: h };
+        let already = false;
+        await this.#ds.backend.write(paths.point(item, id), checked(), {
+          // another commit of this item (or of this very point, asked again) may have won meanwhile
+          publish: (make) =>
+            this.#mutex.run(async () => {
+              already = await this.#history(item, id, h, src);
+              if (!already) await make();
+            }),
+        });
+        return { alreadyCommitted: already, header: h };
       });
     } catch (err) {
       // a refusal of a damaged manifest says that it is damaged: what looked wrong may be the damage
@@ -639,6 +632,52 @@ export class ProcessServer {
     } finally {
       await pieces.return(undefined);
     }
+  }
+
+  /**
+   * Whether point `id` (header `h`, bytes `src`) may become `item`'s latest: false when it may, true
+   * when it is there already with these bytes; throws when it may not (another point is in its
+   * place, it builds on another point than the latest, it is not newer, its disks are not the item's).
+   */
+  async #history(
+    item: ItemName,
+    id: PointId,
+    h: PointHeader,
+    src: { size: number; trailer: Buffer },
+  ): Promise<boolean> {
+    const ids = await this.#ds.pointIds(item);
+    if (ids.includes(id)) {
+      if (await this.#sameAsStored(item, id, src)) return true;
+      throw new SwitchbackError(
+        "POINT_EXISTS",
+        `point ${id} of item ${item} already exists with other content; take a new point`,
+      );
+    }
+    const latest = ids[ids.length - 1] ?? null;
+    if (h.parent !== latest) {
+      throw new SwitchbackError(
+        "POINT_PARENT_NOT_LATEST",
+        `point ${id} of item ${item} builds on ${h.parent ?? "nothing"} but the item's latest point is ${latest ?? "none"}; take a new point on top of the latest`,
+      );
+    }
+    if (latest === null) return false;
+    if (id <= latest) {
+      throw new SwitchbackError(
+        "POINT_ID_NOT_NEWER",
+        `point ${id} of item ${item} is not newer than the latest point ${latest}; check the agent's clock`,
+      );
+    }
+    const parent = await this.#ds.readPointHeader(item, latest);
+    const same =
+      parent.disks.length === h.disks.length &&
+      parent.disks.every((d, i) => d.uuid === h.disks[i]!.uuid && d.sizeBytes === h.disks[i]!.sizeBytes);
+    if (!same) {
+      throw new SwitchbackError(
+        "ITEM_IDENTITY_MISMATCH",
+        `point ${id} describes disks (${h.disks.map((d) => d.uuid).join(", ")}) other than item ${item}'s (${parent.disks.map((d) => d.uuid).join(", ")})`,
+      );
+    }
+    return false;
   }
 
   /** True when the stored point `id` is `src`: same size, same checksum (which covers all before it). */

@@ -41,4 +41,10 @@ export type ObjectData = Buffer | readonly Buffer[] | Iterable<Buffer> | AsyncIt
 export interface WriteOptions {
   /** false: skip what makes the change survive a power loss (fsyncs); it stays atomic and visible */
   durable?: boolean;
+  /**
+   * Called once the data is written (and durable), before it becomes visible: makes it visible by
+   * calling `make`, or does not, and nothing is written (a writer that must check, under a lock of its
+   * own, that the object may still appear). What it throws, write throws. Without it, `make` is called.
+   */
+  publish?: (make: () => Promise<void>) => Promise<void>;
 }

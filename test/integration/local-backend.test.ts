@@ -37,6 +37,49 @@ test("a replaced object reads back new bytes, also through ranged reads", async 
   }
 });
 
+test("publish decides whether a written object becomes visible, after its bytes are all written", async () => {
+  const { dir, cleanup } = tempDir();
+  const be = new LocalBackend(dir);
+  const name = "points/web1/p.point";
+  async function* pieces() {
+    yield Buffer.from("head ");
+    yield Buffer.from("tail");
+  }
+  try {
+    // declined: nothing is written, nothing is left behind
+    await be.write(name, pieces(), {
+      publish: async () => {
+        const tmp = (await be.listTemporary("")).map((t) => readFileSync(path.join(dir, t), "utf8"));
+        assert.deepEqual(tmp, ["head tail"], "the whole object is written when publish is asked");
+      },
+    });
+    assert.equal(await be.exists(name), false);
+    assert.deepEqual(await be.listTemporary(""), []);
+    // refused: write throws what publish threw
+    await assert.rejects(
+      be.write(name, Buffer.from("x"), {
+        publish: async () => {
+          throw new Error("not any more");
+        },
+      }),
+      /not any more/,
+    );
+    assert.equal(await be.exists(name), false);
+    assert.deepEqual(await be.listTemporary(""), []);
+    // made visible: by the time make resolves, the object reads back
+    await be.write(name, pieces(), {
+      publish: async (make) => {
+        await make();
+        assert.equal((await be.read(name)).toString(), "head tail");
+      },
+    });
+    assert.deepEqual(await be.list("points/web1"), ["p.point"]);
+  } finally {
+    await be.close();
+    cleanup();
+  }
+});
+
 test("listing hides interrupted writes; removing is idempotent", async () => {
   const { dir, cleanup } = tempDir();
   const be = new LocalBackend(dir);

@@ -21,7 +21,7 @@ import {
 import { makeFrame } from "../../src/datastore/pack.ts";
 import { type DiskUuid, type ItemName, newPointId, type PointId } from "../../src/domain/ids.ts";
 import { RemoteSink } from "../../src/replication/remote-sink.ts";
-import type { Status } from "../../src/replication/wire.ts";
+import { encodeFrameBody, type Status } from "../../src/replication/wire.ts";
 import { tempDir } from "../helpers/env.ts";
 import { killChildren, type Server, startServer } from "../helpers/processes.ts";
 
@@ -64,6 +64,8 @@ interface ManifestOptions {
   parent?: PointId | null;
   /** entries, one per block from 0 */
   entries: number;
+  /** the disk's size in blocks (100,000 unless given) */
+  diskBlocks?: number;
   /** this entry names a block nobody stored */
   unknownAt?: number;
   /** called with (pass, chunk) as the entries are given: a pass for each time the manifest is encoded */
@@ -86,7 +88,7 @@ function manifest(o: ManifestOptions): ManifestSource {
       disks: [
         {
           uuid: o.uuid,
-          sizeBytes: 100_000 * BLOCK_SIZE,
+          sizeBytes: (o.diskBlocks ?? 100_000) * BLOCK_SIZE,
           sectorSize: 512,
           blockSize: BLOCK_SIZE,
           entries: o.entries,
@@ -488,6 +490,56 @@ describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
     const m = manifest({ ...s, entries: 10 });
     const part = `/v1/items/web1/points/${m.header.id}/manifest?offset=0&size=${big}`;
     await problem(await announce(server, "PUT", part, big), 413, "BODY_TOO_LARGE");
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+
+  test("a big manifest is checked beside other agents' frames, not in front of them; of two bases of one item committed at once, one becomes the point", async () => {
+    const s = await setup("beside");
+    const server = await startServer(s.ds, s.tokens);
+    const c = client(server);
+    // 2.5M entries, 100 MB each: about a second to read, check and write on this machine
+    const entries = 2_500_000;
+    const ms = [0, 1].map(() => manifest({ ...s, entries, diskBlocks: entries }));
+    const bytes = ms.map(encoded);
+    for (const [i, m] of ms.entries()) {
+      const b = bytes[i]!;
+      for (let at = 0; at < b.length; at += 8 << 20) {
+        const r = await c.put(m, b.subarray(at, at + (8 << 20)), at, b.length);
+        assert.equal(r.status, 200, await r.text());
+      }
+    }
+    const dir = path.join(s.ds, "points", "web1");
+    const commits = ms.map((m, i) => c.commit(m, bytes[i]!).then(async (r) => ({ r, body: await r.text() })));
+    // a commit is under way once its point's temporary file exists
+    for (let t = 0; !existsSync(dir) || !readdirSync(dir).some((f) => f.includes(".tmp-")); t++) {
+      assert.ok(t < 2000, "no commit started writing its point in 10 s");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const raw = randomBytes(4 * BLOCK_SIZE);
+    const hashes = Buffer.concat(
+      [0, 1, 2, 3].map((i) => blockHash(raw.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))),
+    );
+    const sent = performance.now();
+    const f = await c.call("PUT", "/v1/frames", encodeFrameBody(makeFrame(hashes, raw)));
+    // answered while the commits were still reading and checking: no point is in place yet
+    const then = readdirSync(dir);
+    const took = performance.now() - sent;
+    assert.equal(f.status, 200, await f.text());
+    assert.ok(
+      then.every((n) => n.includes(".tmp-")),
+      `the frame was answered in ${Math.round(took)} ms, once a commit had ended (${then.join(", ")})`,
+    );
+    const done = await Promise.all(commits);
+    // both were read and checked beside each other; the second to finish found the first in place
+    const codes = done.map((d) => d.r.status).sort();
+    assert.deepEqual(codes, [201, 409], done.map((d) => d.body).join("\n"));
+    const refused = done.find((d) => d.r.status === 409)!;
+    assert.equal((JSON.parse(refused.body) as { code: string }).code, "POINT_PARENT_NOT_LATEST");
+    const won = ms[done.findIndex((d) => d.r.status === 201)]!;
+    assert.deepEqual(readdirSync(dir), [`${won.header.id}.point`]);
+    assert.ok(readFileSync(pointFile(s.ds, won)).equals(bytes[ms.indexOf(won)]!));
+    assert.equal((await c.status()).blocksStored, 4);
     server.child.kill("SIGTERM");
     await server.exited;
   });

@@ -73,8 +73,17 @@ export class LocalBackend implements Backend {
       await unlink(tmp).catch(() => {});
       throw err;
     }
-    await rename(tmp, final);
-    if (o.durable !== false) await fsyncDir(dir);
+    let visible = false;
+    const make = async () => {
+      await rename(tmp, final);
+      visible = true;
+      if (o.durable !== false) await fsyncDir(dir);
+    };
+    try {
+      await (o.publish ?? ((m) => m()))(make);
+    } finally {
+      if (!visible) await unlink(tmp).catch(() => {});
+    }
   }
 
   /**
