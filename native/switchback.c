@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
@@ -1332,6 +1333,42 @@ static napi_value js_zero_out(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * mapFile(fd: number, length: number): Buffer, a read-only view of the open file's first `length`
+ * bytes (mmap, PROT_READ, MAP_SHARED), unmapped when the Buffer is collected. Its pages are the page
+ * cache's: the kernel reads them on first touch and may drop them again under memory pressure, so a
+ * big datastore's block index costs no memory of the process's own. Only for files that are never
+ * changed in place (index files): a file cut short under the mapping would end the process (SIGBUS).
+ */
+static void unmap_file(napi_env env, void *data, void *hint) {
+  (void)env;
+  munmap(data, (size_t)(uintptr_t)hint);
+}
+
+static napi_value js_map_file(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  int64_t length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &length) != napi_ok ||
+      length <= 0)
+    return throw_type(env, "mapFile takes (fd, length), length above 0");
+  void *p = mmap(NULL, (size_t)length, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    napi_throw_error(env, NULL, strerror(errno));
+    return NULL;
+  }
+  napi_value v;
+  napi_status st = napi_create_external_buffer(env, (size_t)length, p, unmap_file, (void *)(uintptr_t)length, &v);
+  if (st != napi_ok) {
+    munmap(p, (size_t)length);
+    napi_throw_error(env, NULL, "this Node.js does not take external buffers");
+    return NULL;
+  }
+  return v;
+}
+
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1369,7 +1406,7 @@ NAPI_MODULE_INIT() {
       {"unitChanges", js_unit_changes},       {"xxh64", js_xxh64},
       {"checkFingerprints", js_check_fingerprints}, {"blockPass", js_block_pass},
       {"applyFrames", js_apply_frames},       {"extentAt", js_extent_at},
-      {"zeroOut", js_zero_out},
+      {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

@@ -14,6 +14,12 @@ export interface Backend {
   read(name: string): Promise<Buffer>;
   readRange(name: string, offset: number, length: number): Promise<Buffer>;
   /**
+   * The whole object, as a read-only view that need not be the process's own memory (the local
+   * backend maps the file: its pages are the page cache's). Only for objects never changed in place
+   * (index files); the same as `read` where a backend cannot do better.
+   */
+  view(name: string): Promise<Buffer>;
+  /**
    * The object as it is when this call opens it (one open file, one GET), in pieces of at most
    * `pieceBytes`: an object replaced meanwhile is not mixed with its replacement. The pieces must be
    * read to the end, or the iteration ended (`return`), for what it holds open to be released.

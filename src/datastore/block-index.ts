@@ -87,30 +87,45 @@ export class BlockIndex {
    * something bigger). A record whose block is already indexed stays in the copy, unused.
    */
   addSections(sections: readonly { packId: string; entries: Buffer }[]): void {
-    let bytes = 0;
-    for (const s of sections) {
-      checkCompression(s.packId, s.entries);
-      bytes += s.entries.length;
-    }
-    const own = Buffer.allocUnsafe(bytes);
-    const first = this.#records.count;
+    const own = Buffer.allocUnsafe(sections.reduce((n, s) => n + s.entries.length, 0));
     let at = 0;
+    const copies = sections.map((s) => {
+      const entries = own.subarray(at, at + s.entries.copy(own, at));
+      at += entries.length;
+      return { packId: s.packId, entries };
+    });
+    this.#addRuns(copies);
+  }
+
+  /**
+   * Adds the records of index file `name`, kept as they are in `buf` (no copy: a view of the file
+   * that the backend mapped costs the process no memory of its own).
+   */
+  addIndexFile(name: string, buf: Buffer): void {
+    this.#addRuns(decodeIndexFile(name, buf));
+  }
+
+  #addRuns(sections: readonly { packId: string; entries: Buffer }[]): void {
+    for (const s of sections) checkCompression(s.packId, s.entries);
+    const first = this.#records.count;
+    let n = 0;
     for (const s of sections) {
-      s.entries.copy(own, at);
-      this.#records.addRun(s.packId, own.subarray(at, at + s.entries.length));
-      at += s.entries.length;
+      this.#records.addRun(s.packId, s.entries);
+      n += s.entries.length / ENTRY_BYTES;
     }
-    const n = bytes / ENTRY_BYTES;
     if (n >= MERGE_MIN && n >= this.#bulk.entries + this.#added.size) {
       // as many records as are indexed already (a full copy's index file): rebuilding costs less
       this.#bulk = new BucketTable(this.#records);
       this.#added = new ProbingTable(this.#records, 0);
       return;
     }
-    for (let a = 0, ref = first; a < bytes; a += ENTRY_BYTES, ref++) {
-      const p = prefixAt(own, a);
-      const slot = this.#slotFor(p, own, a);
-      if (slot >= 0) this.#added.put(slot, p, ref);
+    let ref = first;
+    for (const { entries: e } of sections) {
+      for (let a = 0; a < e.length; a += ENTRY_BYTES, ref++) {
+        const p = prefixAt(e, a);
+        const slot = this.#slotFor(p, e, a);
+        if (slot >= 0) this.#added.put(slot, p, ref);
+      }
     }
   }
 

@@ -140,7 +140,8 @@ export class Datastore {
   async reloadIndex(): Promise<BlockIndex> {
     const names = await this.backend.list("index");
     const files = await Promise.all(
-      names.map(async (name) => ({ name, buf: await this.backend.read(`index/${name}`) })),
+      // views (the local backend maps them): the records stay the page cache's, not this process's
+      names.map(async (name) => ({ name, buf: await this.backend.view(`index/${name}`) })),
     );
     const idx = BlockIndex.fromIndexFiles(files);
     this.#index = idx;
@@ -156,7 +157,12 @@ export class Datastore {
     const { id, parts } = encodeIndexFile(sections);
     await this.backend.write(paths.index(id), parts);
     this.#indexFiles.add(`${id}.idx`);
-    this.#index?.addSections(sections);
+    // the written file, not the sections given: a long-lived index (a process server's) keeps no
+    // copy of the records it adds
+    if (this.#index !== undefined) {
+      const view = await this.backend.view(paths.index(id));
+      this.#index?.addIndexFile(`${id}.idx`, view);
+    }
     return id;
   }
 

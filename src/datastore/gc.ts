@@ -66,7 +66,8 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   const indexNames = await be.list("index");
   const records = new Map<string, Buffer[]>();
   for (const n of indexNames) {
-    for (const s of decodeIndexFile(n, await be.read(`index/${n}`))) {
+    // views (mapped where the backend can): the records stay the page cache's
+    for (const s of decodeIndexFile(n, await be.view(`index/${n}`))) {
       const list = records.get(s.packId) ?? [];
       list.push(s.entries);
       records.set(s.packId, list);
@@ -170,9 +171,7 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   const stays = new Set([...fresh, ...(consolidated ? [`${consolidated}.idx`] : [])]);
   // before removing anything: every live block must be named by an index that stays
   const post = new BlockIndex(1 << 16);
-  for (const n of stays)
-    for (const sec of decodeIndexFile(n, await be.read(`index/${n}`)))
-      post.addRecords(sec.packId, sec.entries);
+  for (const n of stays) post.addIndexFile(n, await be.view(`index/${n}`));
   let lost = 0;
   let firstLost = "";
   live.forEach((h) => {

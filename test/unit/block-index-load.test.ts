@@ -67,7 +67,7 @@ function assertSame(idx: BlockIndex, model: Map<string, BlockLocation>, pool: re
   assert.deepEqual(seen, model);
 }
 
-test("an index loaded from files, then added to, answers as a map that keeps each block's first location", () => {
+test("an index loaded from files, then added to (records, whole index files, blocks one by one), answers as a map that keeps each block's first location", () => {
   const section = fc.record({
     pack: fc.nat(5),
     blocks: fc.array(fc.nat(199), { maxLength: 40 }),
@@ -78,6 +78,7 @@ test("an index loaded from files, then added to, answers as a map that keeps eac
       fc.array(
         fc.oneof(
           fc.record({ kind: fc.constant("records" as const), s: section }),
+          fc.record({ kind: fc.constant("file" as const), f: fc.array(section, { maxLength: 4 }) }),
           fc.record({ kind: fc.constant("add" as const), block: fc.nat(199), pack: fc.nat(5) }),
         ),
         { maxLength: 30 },
@@ -104,6 +105,9 @@ test("an index loaded from files, then added to, answers as a map that keeps eac
           if (op.kind === "records") {
             const { packId, entries: e } = entries(op.s);
             idx.addRecords(packId, e);
+          } else if (op.kind === "file") {
+            const { name, buf } = indexFile(op.f.map(entries));
+            idx.addIndexFile(name, buf);
           } else {
             const k = pool[op.block]!.toString("hex");
             const l = loc(`p${op.pack}`, n++);

@@ -1,0 +1,92 @@
+// A datastore's block index keeps the records of its index files as views of the files (mapped by the
+// native addon): the page cache's pages, not the process's own memory. Loaded, and grown by
+// writeIndexFile, it answers exactly as an index read into memory (SWITCHBACK_MAP_INDEX=0) does, also
+// once gc has removed the files it maps.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { after, test } from "node:test";
+import { Datastore } from "../../src/datastore/datastore.ts";
+import { BLOCK_SIZE } from "../../src/datastore/format.ts";
+import { blockHash } from "../../src/datastore/hash.ts";
+import { makeFrame } from "../../src/datastore/pack.ts";
+import { native } from "../../src/platform/native.ts";
+import { tempDir } from "../helpers/env.ts";
+
+/** blocks per index file: enough for it to be mapped (256 KiB and more; smaller ones are read) */
+const BLOCKS = 6000;
+
+const { dir: root, cleanup } = tempDir("sb-index-view-");
+after(cleanup);
+
+/** Index files this process maps, by name. */
+function mapped(ds: string): string[] {
+  const idx = path.join(ds, "index");
+  return [
+    ...new Set(
+      readFileSync("/proc/self/maps", "utf8")
+        .split("\n")
+        .map((l) => l.split(/\s+/).slice(5).join(" "))
+        .filter((f) => f.startsWith(`${idx}/`))
+        .map((f) => path.basename(f)),
+    ),
+  ].sort();
+}
+
+async function store(ds: Datastore, blocks: number): Promise<Buffer> {
+  const raw = randomBytes(blocks * BLOCK_SIZE);
+  const hashes = Buffer.concat(
+    Array.from({ length: blocks }, (_, i) => blockHash(raw.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))),
+  );
+  const w = ds.writer();
+  for (let i = 0; i < blocks; i += 32)
+    await w.add(
+      makeFrame(hashes.subarray(i * 32, (i + 32) * 32), raw.subarray(i * BLOCK_SIZE, (i + 32) * BLOCK_SIZE)),
+    );
+  await w.flush();
+  return hashes;
+}
+
+test("the index maps its files, loaded and as they are written, and answers as one read into memory", {
+  skip: native?.mapFile === undefined ? "the native addon is not built (npm run build:native)" : false,
+}, async () => {
+  const dir = path.join(root, "ds");
+  /** a datastore whose index is read into memory */
+  const reading = async () => {
+    process.env.SWITCHBACK_MAP_INDEX = "0";
+    try {
+      return await Datastore.open(dir);
+    } finally {
+      delete process.env.SWITCHBACK_MAP_INDEX;
+    }
+  };
+  await (await Datastore.init(dir)).close();
+  const w = await reading();
+  const first = await store(w, BLOCKS);
+  await w.close();
+  assert.deepEqual(mapped(dir), [], "read into memory: nothing mapped");
+
+  const ds = await Datastore.open(dir);
+  const idx = await ds.index();
+  assert.deepEqual(mapped(dir), [...ds.indexFiles].sort(), "loaded: every index file is mapped");
+  const second = await store(ds, BLOCKS); // writeIndexFile while the index is loaded
+  assert.equal(ds.indexFiles.size, 2);
+  assert.deepEqual(mapped(dir), [...ds.indexFiles].sort(), "written: the new file is mapped too");
+
+  const all = Buffer.concat([first, second]);
+  const absent = randomBytes(32 * 50);
+  const other = await reading();
+  const read = await other.index();
+  for (let at = 0; at < all.length; at += 32) assert.deepEqual(idx.get(all, at), read.get(all, at));
+  for (let at = 0; at < absent.length; at += 32) assert.equal(idx.has(absent, at), false);
+  assert.equal(idx.size, 2 * BLOCKS);
+  assert.equal(read.size, 2 * BLOCKS);
+  await other.close();
+
+  // gc (no point refers to anything) removes every index file; what maps them still reads them
+  const { collectGarbage } = await import("../../src/datastore/gc.ts");
+  await collectGarbage(ds);
+  for (let at = 0; at < all.length; at += 32) assert.ok(idx.get(all, at) !== undefined);
+  await ds.close();
+});
