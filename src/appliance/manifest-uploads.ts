@@ -5,7 +5,7 @@
 // ranges received. Nothing here is durable, on purpose: a process server that dies leaves a folder
 // that the next one (same host, pid gone) removes at start, and the agent sends its parts again.
 // Operations on one upload take turns (a part is compared with what is staged, then written).
-import { mkdir, open, readdir, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rm, rmdir, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
@@ -13,6 +13,13 @@ import type { ItemName, PointId } from "../domain/ids.ts";
 import { piecesOf, readFullyAt } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
 import { KeyedTurns } from "../platform/turns.ts";
+
+/**
+ * Staged files of process servers on other hosts that nobody wrote for this long are removed: a
+ * server that came back under another hostname (a recreated container) never will. An upload lives
+ * for minutes (an agent gives a point 60 s, and the next point discards older uploads).
+ */
+export const STAGED_STALE_MS = 7 * 24 * 3600 * 1000;
 
 /** One manifest being staged. */
 export interface StagedUpload {
@@ -39,22 +46,55 @@ export class ManifestUploads {
   }
 
   /**
-   * Takes `<root>/<pid>@<host>` as this server's staging folder (emptied), and removes the folders
-   * of process servers on this host whose process is gone: their uploads died with them.
+   * Takes `<root>/<pid>@<host>` as this server's staging folder (emptied), and sweeps the others
+   * (see sweep).
    */
-  static async open(root: string): Promise<ManifestUploads> {
+  static async open(root: string, now = Date.now()): Promise<ManifestUploads> {
     await mkdir(root, { recursive: true });
-    const host = hostname();
-    for (const name of await readdir(root)) {
-      const m = /^(\d+)@(.+)$/.exec(name);
-      if (m === null || m[2] !== host) continue;
-      const pid = Number(m[1]);
-      if (pid === process.pid || !pidAlive(pid))
-        await rm(path.join(root, name), { recursive: true, force: true });
-    }
-    const dir = path.join(root, `${process.pid}@${host}`);
+    const dir = path.join(root, `${process.pid}@${hostname()}`);
+    await rm(dir, { recursive: true, force: true });
+    const uploads = new ManifestUploads(dir);
+    await uploads.sweep(now);
     await mkdir(dir, { recursive: true });
-    return new ManifestUploads(dir);
+    return uploads;
+  }
+
+  /**
+   * Removes the folders of process servers on this host whose process is gone (their uploads died
+   * with them), and the files of other hosts' folders not written for STAGED_STALE_MS (a folder too,
+   * once that leaves it empty and it is itself that old). Returns the files removed.
+   */
+  async sweep(now = Date.now()): Promise<number> {
+    const root = path.dirname(this.dir);
+    const host = hostname();
+    let removed = 0;
+    for (const name of await readdir(root).catch(() => [])) {
+      const folder = path.join(root, name);
+      if (folder === this.dir) continue;
+      const m = /^(\d+)@(.+)$/.exec(name);
+      if (m === null) continue;
+      if (m[2] === host) {
+        if (pidAlive(Number(m[1]))) continue;
+        removed += (await readdir(folder).catch(() => [])).length;
+        await rm(folder, { recursive: true, force: true });
+        continue;
+      }
+      const stale = async (p: string) => {
+        const st = await stat(p).catch(() => null);
+        return st !== null && now - st.mtimeMs > STAGED_STALE_MS;
+      };
+      // (before its files go: removing them makes the folder new again)
+      const oldFolder = await stale(folder);
+      for (const f of await readdir(folder).catch(() => [])) {
+        const file = path.join(folder, f);
+        if (!(await stale(file))) continue;
+        await rm(file, { force: true });
+        removed++;
+      }
+      // (rmdir refuses a folder its server has written into meanwhile)
+      if (oldFolder) await rmdir(folder).catch(() => {});
+    }
+    return removed;
   }
 
   /**
@@ -85,13 +125,16 @@ export class ManifestUploads {
           `a part of ${bytes.length} bytes at offset ${offset} ends past the manifest's ${size} bytes`,
         );
       }
-      if (u === undefined) {
+      let fh = u === undefined ? null : await open(u.file, "r+").catch(gone);
+      if (u === undefined || fh === null) {
+        // new, or its file was removed under it (by hand, or by a server that took it for stale):
+        // what was staged is gone, the commit will ask for it again
         await starting();
         u = { item, point, size, file: path.join(this.dir, `${key}.manifest`), received: 0, ranges: [] };
-        await (await open(u.file, "w", 0o600)).close();
+        await mkdir(this.dir, { recursive: true });
+        fh = await open(u.file, "w+", 0o600);
         this.#uploads.set(key, u);
       }
-      const fh = await open(u.file, "r+");
       try {
         const end = offset + bytes.length;
         for (const [a, b] of overlaps(u.ranges, offset, end)) {
@@ -160,6 +203,12 @@ export class ManifestUploads {
     this.#uploads.delete(key);
     await rm(u.file, { force: true });
   }
+}
+
+/** null for a file that is not there (ENOENT); any other error is thrown */
+function gone(err: NodeJS.ErrnoException): null {
+  if (err.code === "ENOENT") return null;
+  throw err;
 }
 
 function keyOf(item: ItemName, point: PointId): string {

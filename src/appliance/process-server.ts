@@ -70,6 +70,8 @@ import { firstGap, ManifestUploads, readStaged, type StagedUpload } from "./mani
 
 const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 const FLUSH_IDLE_MS = 1000;
+/** how often the staging folders of other servers are swept (manifest-uploads.ts, STAGED_STALE_MS) */
+const SWEEP_EVERY_MS = 3600 * 1000;
 
 // ---- authentication: the one seam (mTLS will replace tokenAuthenticator) ----
 
@@ -282,6 +284,7 @@ export class ProcessServer {
   #idleTimer: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
   #retentionTimer: NodeJS.Timeout | null = null;
+  #sweepTimer: NodeJS.Timeout | null = null;
   #uploads: ManifestUploads | null = null;
   readonly #opts: ProcessServerOptions;
   readonly status: Status;
@@ -345,6 +348,13 @@ export class ProcessServer {
     }
     const a = this.#app.server.address() as AddressInfo;
     const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
+    // staged files of other hosts' servers turn stale while this one runs
+    this.#sweepTimer = setInterval(() => {
+      this.#staging
+        .sweep()
+        .catch((err: unknown) => this.#app.log.error({ err }, "sweeping the staging folder failed"));
+    }, SWEEP_EVERY_MS);
+    this.#sweepTimer.unref();
     const r = this.#opts.retention;
     if (r !== undefined) {
       this.#retentionTimer = setInterval(() => {
@@ -410,6 +420,7 @@ export class ProcessServer {
     this.#closing ??= (async () => {
       if (this.#idleTimer) clearTimeout(this.#idleTimer);
       if (this.#retentionTimer) clearInterval(this.#retentionTimer);
+      if (this.#sweepTimer) clearInterval(this.#sweepTimer);
       await this.#app.close();
       try {
         await this.#mutex.run(() => this.#flush());
@@ -734,7 +745,14 @@ export class ProcessServer {
             `${size - u.received} of the ${size} bytes of point ${point}'s manifest never arrived (first: bytes ${gap[0]} to ${gap[1]}); send the missing parts, then commit`,
           );
         }
-        const fh = await open(u.file, "r");
+        const fh = await open(u.file, "r").catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== "ENOENT") throw err;
+          await drop();
+          throw new SwitchbackError(
+            "MANIFEST_UPLOAD_INCOMPLETE",
+            `the parts staged for point ${point} of item ${item} were removed from the staging folder; send the manifest's parts again, then commit`,
+          );
+        });
         const trailer = await readFullyAt(fh, size - HASH_BYTES, HASH_BYTES).finally(() => fh.close());
         if (!trailer.equals(checksum)) {
           throw new SwitchbackError(

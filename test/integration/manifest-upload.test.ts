@@ -4,11 +4,12 @@
 // point must come out byte for byte as a local commit writes it, whatever the faults on the way.
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { hostname } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
+import { STAGED_STALE_MS } from "../../src/appliance/manifest-uploads.ts";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import { BLOCK_SIZE, paths } from "../../src/datastore/format.ts";
 import { blockHash, HASH_BYTES } from "../../src/datastore/hash.ts";
@@ -475,21 +476,50 @@ describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
 
   test("stale staging folders of process servers that are gone are removed at start; one body is at most 8 MiB", async () => {
     const s = await setup("stale");
-    // a pid that cannot be alive (above pid_max), on this host; and one of another host, left alone
+    // a pid that cannot be alive (above pid_max), on this host; one of another host, written lately,
+    // left alone; and one of another host that nobody wrote for over STAGED_STALE_MS
     const dead = path.join(s.ds, "staging", `4194305@${hostname()}`);
     const elsewhere = path.join(s.ds, "staging", `4194305@not-${hostname()}`);
-    for (const d of [dead, elsewhere]) {
+    const abandoned = path.join(s.ds, "staging", `4194306@gone-${hostname()}`);
+    for (const d of [dead, elsewhere, abandoned]) {
       mkdirSync(d, { recursive: true });
       writeFileSync(path.join(d, "web1@20260101T000000000Z-abcdef.manifest"), "x");
     }
+    const old = new Date(Date.now() - STAGED_STALE_MS - 60_000);
+    utimesSync(path.join(abandoned, "web1@20260101T000000000Z-abcdef.manifest"), old, old);
+    utimesSync(abandoned, old, old);
     const server = await startServer(s.ds, s.tokens);
     assert.equal(existsSync(dead), false);
-    assert.equal(existsSync(elsewhere), true);
+    assert.deepEqual(readdirSync(elsewhere), ["web1@20260101T000000000Z-abcdef.manifest"]);
+    assert.equal(existsSync(abandoned), false);
     const big = 8 * 1024 * 1024 + 1;
     await problem(await announce(server, "POST", "/v1/items/web1/points", big), 413, "BODY_TOO_LARGE");
     const m = manifest({ ...s, entries: 10 });
     const part = `/v1/items/web1/points/${m.header.id}/manifest?offset=0&size=${big}`;
     await problem(await announce(server, "PUT", part, big), 413, "BODY_TOO_LARGE");
+    server.child.kill("SIGTERM");
+    await server.exited;
+  });
+
+  test("parts removed from the staging folder under a running server are asked for again, and the point then commits", async () => {
+    const s = await setup("removed");
+    const server = await startServer(s.ds, s.tokens);
+    const c = client(server);
+    const base = manifest({ ...s, entries: 40_000 });
+    const bytes = encoded(base);
+    await c.putAll(base, bytes);
+    // by hand, or by another host's server that took them for stale: the whole folder
+    rmSync(path.join(s.ds, "staging"), { recursive: true });
+    const p = await problem(await c.commit(base, bytes), 409, "MANIFEST_UPLOAD_INCOMPLETE");
+    assert.match(p.detail, /were removed from the staging folder/);
+    const first = await c.put(base, bytes.subarray(0, PART), 0, bytes.length);
+    assert.equal(first.status, 200, await first.text());
+    // a part whose file went meanwhile starts the upload again, with its folder
+    rmSync(path.join(s.ds, "staging"), { recursive: true });
+    await c.putAll(base, bytes);
+    const r = await c.commit(base, bytes);
+    assert.equal(r.status, 201, await r.text());
+    assert.ok(readFileSync(pointFile(s.ds, base)).equals(bytes));
     server.child.kill("SIGTERM");
     await server.exited;
   });
