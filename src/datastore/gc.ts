@@ -27,7 +27,7 @@ export interface GcResult {
 }
 
 /** Repack a pack when less than this share of its blocks is still live. */
-const REPACK_BELOW = 0.75;
+export const REPACK_BELOW = 0.75;
 
 export async function collectGarbage(
   ds: Datastore,
