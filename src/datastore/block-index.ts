@@ -59,6 +59,24 @@ export class BlockIndex {
     return ref >= 0 ? ref : this.#added.find(p, hash, at);
   }
 
+  /**
+   * The record number ("ref") of the block whose hash is at `hash[at]`, or a negative number: the
+   * same for every copy of a block (its first record), below `records`. For marks kept as bits.
+   */
+  refOf(hash: Uint8Array, at = 0): number {
+    return this.#find(hash, at);
+  }
+
+  /** Records held, later copies of a block included: every ref is below this. */
+  get records(): number {
+    return this.#records.count;
+  }
+
+  /** The hash of record `ref` (a view: do not keep it past the index). */
+  hashOf(ref: number): Buffer {
+    return this.#records.hash(ref);
+  }
+
   has(hash: Uint8Array, at = 0): boolean {
     return this.#find(hash, at) >= 0;
   }
@@ -158,14 +176,20 @@ export function encodeIndexFile(packs: readonly { packId: string; entries: Buffe
   id: string;
   parts: Buffer[];
 } {
-  const parts: Buffer[] = [INDEX_MAGIC];
+  const parts = [...indexFileParts(packs)];
+  return { id: hashParts(parts).toString("hex"), parts };
+}
+
+/** The bytes of an index file of `packs`, part by part as the sections come. */
+export function* indexFileParts(packs: Iterable<{ packId: string; entries: Buffer }>): Generator<Buffer> {
+  yield INDEX_MAGIC;
   for (const p of packs) {
     const head = Buffer.alloc(HASH_BYTES + 4);
     Buffer.from(p.packId, "hex").copy(head);
     head.writeUInt32LE(p.entries.length / ENTRY_BYTES, HASH_BYTES);
-    parts.push(head, p.entries);
+    yield head;
+    yield p.entries;
   }
-  return { id: hashParts(parts).toString("hex"), parts };
 }
 
 export function decodeIndexFile(name: string, buf: Buffer): { packId: string; entries: Buffer }[] {

@@ -8,16 +8,18 @@ import type { ItemName, PointId } from "../domain/ids.ts";
 import { onLocalFileSystem } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
 import type { Backend, WriteOptions } from "./backend.ts";
-import { BlockIndex, encodeIndexFile, NO_LOCATION } from "./block-index.ts";
+import { BlockIndex, encodeIndexFile, indexFileParts, NO_LOCATION } from "./block-index.ts";
 import { DiskMap } from "./disk-map.ts";
 import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
-import { blockHash, HASH_BYTES } from "./hash.ts";
+import { blockHash, HASH_BYTES, PartsHash } from "./hash.ts";
 import { LocalBackend } from "./local/local-backend.ts";
 import {
   decodeManifestHeader,
+  type EntryChunk,
   encodeManifest,
   MANIFEST_PIECE_BYTES,
   ManifestCollector,
+  ManifestParser,
   type ManifestSource,
   manifestParts,
   type PointHeader,
@@ -156,6 +158,23 @@ export class Datastore {
   async writeIndexFile(sections: readonly { packId: string; entries: Buffer }[]): Promise<string> {
     const { id, parts } = encodeIndexFile(sections);
     await this.backend.write(paths.index(id), parts);
+    return this.#indexed(id);
+  }
+
+  /**
+   * Writes one index file of the sections `sections()` gives, never all in memory: it is called
+   * twice, to name the file (the BLAKE3 of its bytes) and to write it, and must give the same both times.
+   */
+  async writeIndexFileFrom(sections: () => Iterable<{ packId: string; entries: Buffer }>): Promise<string> {
+    const sum = new PartsHash();
+    for (const part of indexFileParts(sections())) sum.update(part);
+    const id = sum.digest().toString("hex");
+    await this.backend.write(paths.index(id), indexFileParts(sections()));
+    return this.#indexed(id);
+  }
+
+  /** Index file `id` is written: the index, when loaded, takes it in. */
+  async #indexed(id: string): Promise<string> {
     this.#indexFiles.add(`${id}.idx`);
     // the written file, not the sections given: a long-lived index (a process server's) keeps no
     // copy of the records it adds
@@ -164,6 +183,24 @@ export class Datastore {
       this.#index?.addIndexFile(`${id}.idx`, view);
     }
     return id;
+  }
+
+  /**
+   * The entries of a point's manifest, chunk by chunk as they are read, never the whole manifest in
+   * memory; its checksum is verified at the end (a damaged manifest throws there, after its chunks).
+   */
+  async *pointEntries(item: ItemName, id: PointId): AsyncGenerator<EntryChunk> {
+    const name = paths.point(item, id);
+    let stream: Awaited<ReturnType<Backend["readStream"]>>;
+    try {
+      stream = await this.backend.readStream(name, MANIFEST_PIECE_BYTES);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.#pointSize(item, id); // says so
+      throw err;
+    }
+    const parser = new ManifestParser(name, stream.size);
+    for await (const piece of stream.pieces) yield* parser.push(piece);
+    parser.end();
   }
 
   /** The packs on disk (id → size), whether or not an index names them. */

@@ -49,46 +49,65 @@ export async function collectGarbage(
 
 async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   const be = ds.backend;
-  // mark: every hash any manifest names is live (a delta's entries are blocks of that point)
-  const live = new BlockIndex(1 << 16);
-
-  for (const item of await ds.items()) {
-    for (const id of await ds.pointIds(item)) {
-      const m = await ds.readPoint(item, id);
-      for (const d of m.disks) {
-        for (let i = 0; i < d.blocks.length; i++)
-          if (!isZeroHash(d.hashes, i * HASH_BYTES)) live.add(d.hashes, i * HASH_BYTES, NO_LOCATION);
-      }
-    }
-  }
-
-  // what the index files say, pack by pack
+  // Every record on disk in one index: the index files (views: mapped, the page cache's) and the
+  // trailers of packs that no index names (a writer killed after its packs, before its index), which
+  // are adopted. A block's marks are bits at its first record's number: a bit per record, where a set
+  // of hashes cost ~60 bytes a block.
   const indexNames = await be.list("index");
+  const files = await Promise.all(
+    indexNames.map(async (name) => ({ name, buf: await be.view(`index/${name}`) })),
+  );
+  const all = BlockIndex.fromIndexFiles(files);
   const records = new Map<string, Buffer[]>();
-  for (const n of indexNames) {
-    // views (mapped where the backend can): the records stay the page cache's
-    for (const s of decodeIndexFile(n, await be.view(`index/${n}`))) {
+  for (const { name, buf } of files) {
+    for (const s of decodeIndexFile(name, buf)) {
       const list = records.get(s.packId) ?? [];
       list.push(s.entries);
       records.set(s.packId, list);
     }
   }
-  // packs on disk
   const onDisk = await ds.packsOnDisk();
-  // adopt packs that no index names (a writer killed after its packs, before its index)
   let adopted = 0;
   for (const [packId, size] of onDisk) {
     if (records.has(packId)) continue;
     try {
-      records.set(packId, [(await ds.readPackTrailer(packId, size)).entries]);
+      const { entries } = await ds.readPackTrailer(packId, size);
+      records.set(packId, [entries]);
+      all.addRecords(packId, entries);
       adopted++;
     } catch {
       // an unreadable stray pack holds nothing we can use; it is deleted below
     }
   }
 
+  // mark: every hash any manifest names is live (a delta's entries are blocks of that point); a
+  // manifest is read a chunk at a time, never whole
+  const live = new Bits(all.records);
+  let liveBlocks = 0;
+  let missing = 0;
+  let firstMissing = "";
+  for (const item of await ds.items()) {
+    for (const id of await ds.pointIds(item)) {
+      for await (const { entries: e } of ds.pointEntries(item, id)) {
+        for (let at = 0; at < e.hashes.length; at += HASH_BYTES) {
+          if (isZeroHash(e.hashes, at)) continue;
+          const ref = all.refOf(e.hashes, at);
+          if (ref < 0) {
+            if (missing++ === 0) firstMissing = e.hashes.toString("hex", at, at + HASH_BYTES);
+          } else if (live.set(ref)) liveBlocks++;
+        }
+      }
+    }
+  }
+  if (missing > 0) {
+    throw new SwitchbackError(
+      "GC_WOULD_LOSE_DATA",
+      `gc stopped before changing anything: points name ${missing} block(s) that no pack holds (first ${firstMissing}); run 'datastore check' and report this`,
+    );
+  }
+
   const result: GcResult = {
-    liveBlocks: live.size,
+    liveBlocks,
     packsKept: 0,
     packsDeleted: 0,
     packsRewritten: 0,
@@ -99,36 +118,37 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     tempFilesRemoved: 0,
   };
 
-  // sweep: decide per pack. A live block is "covered" once a kept pack holds it.
-  const covered = new BlockIndex(1 << 16);
-  const keep: { packId: string; entries: Buffer }[] = [];
-  const repack: { packId: string; entries: Buffer }[] = [];
-  const drop: string[] = [];
+  // sweep: decide per pack, in name order. A live block is "covered" once a kept pack holds it.
+  const covered = new Bits(all.records);
+  const recordsOf = (packId: string) => Buffer.concat(records.get(packId)!);
+  const keep: string[] = [];
+  const repack: string[] = [];
   const packIds = [...records.keys()].filter((p) => onDisk.has(p)).sort();
   for (const packId of packIds) {
-    const entries = Buffer.concat(records.get(packId)!);
+    const entries = recordsOf(packId);
     let liveHere = 0;
-    let total = 0;
+    const total = entries.length / ENTRY_BYTES;
     for (let at = 0; at < entries.length; at += ENTRY_BYTES) {
-      total++;
-      if (live.has(entries, at) && !covered.has(entries, at)) liveHere++;
+      const ref = all.refOf(entries, at);
+      if (live.has(ref) && !covered.has(ref)) liveHere++;
     }
-    if (liveHere === 0) drop.push(packId);
-    else if (liveHere < total * REPACK_BELOW) repack.push({ packId, entries });
+    if (liveHere === 0) continue; // dropped
+    if (liveHere < total * REPACK_BELOW) repack.push(packId);
     else {
-      keep.push({ packId, entries: dedupeRecords(entries) });
-      for (let at = 0; at < entries.length; at += ENTRY_BYTES) covered.add(entries, at, NO_LOCATION);
+      keep.push(packId);
+      for (let at = 0; at < entries.length; at += ENTRY_BYTES) covered.set(all.refOf(entries, at));
     }
   }
 
   // 1. copy live blocks out of packs being repacked
   // copy: the blocks are still indexed in the packs being repacked; they must be written again
   const writer = ds.writer({ copy: true });
-  for (const { packId, entries } of repack) {
+  for (const packId of repack) {
+    const entries = recordsOf(packId);
     const frames = new Map<number, number[]>();
     for (let at = 0; at < entries.length; at += ENTRY_BYTES) {
-      if (!live.has(entries, at) || covered.has(entries, at)) continue;
-      covered.add(entries, at, NO_LOCATION);
+      const ref = all.refOf(entries, at);
+      if (!live.has(ref) || !covered.set(ref)) continue;
       const list = frames.get(entries.readUInt32LE(at + 32)) ?? [];
       list.push(at);
       frames.set(entries.readUInt32LE(at + 32), list);
@@ -161,20 +181,32 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   await writer.flush();
   step("repacked");
 
-  // 2. one index for every pack that stays (the writer's new index file stays as it is)
+  // 2. one index for every pack that stays (the writer's new index file stays as it is), written a
+  // pack's records at a time
   const after = new Set(await be.list("index"));
   const fresh = [...after].filter((n) => !indexNames.includes(n));
-  const consolidated = keep.length > 0 ? await ds.writeIndexFile(keep) : null;
+  const consolidated =
+    keep.length > 0
+      ? await ds.writeIndexFileFrom(function* () {
+          for (const packId of keep) yield { packId, entries: dedupeRecords(recordsOf(packId)) };
+        })
+      : null;
   step("indexed");
 
   // 3. old index files go, 4. then the packs nothing names any more
   const stays = new Set([...fresh, ...(consolidated ? [`${consolidated}.idx`] : [])]);
   // before removing anything: every live block must be named by an index that stays
   const post = new BlockIndex(1 << 16);
-  for (const n of stays) post.addIndexFile(n, await be.view(`index/${n}`));
+  const namedByFresh = new Set<string>();
+  for (const n of stays) {
+    const buf = await be.view(`index/${n}`);
+    post.addIndexFile(n, buf);
+    if (fresh.includes(n)) for (const s of decodeIndexFile(n, buf)) namedByFresh.add(s.packId);
+  }
   let lost = 0;
   let firstLost = "";
-  live.forEach((h) => {
+  live.forEach((ref) => {
+    const h = all.hashOf(ref);
     if (post.has(h)) return;
     if (lost++ === 0) firstLost = h.toString("hex");
   });
@@ -189,10 +221,9 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
     await be.remove(`index/${n}`);
     step(`removed index ${n}`);
   }
-  const keptIds = new Set(keep.map((k) => k.packId));
+  const keptIds = new Set(keep);
   for (const packId of onDisk.keys()) {
-    if (keptIds.has(packId)) continue;
-    if (fresh.length > 0 && (await packNamedBy(ds, packId, fresh))) continue;
+    if (keptIds.has(packId) || namedByFresh.has(packId)) continue;
     result.bytesFreed += onDisk.get(packId)!;
     await be.remove(paths.pack(packId));
     result.packsDeleted++;
@@ -208,12 +239,34 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   return result;
 }
 
-async function packNamedBy(ds: Datastore, packId: string, indexFiles: string[]): Promise<boolean> {
-  for (const n of indexFiles) {
-    for (const s of decodeIndexFile(n, await ds.backend.read(`index/${n}`)))
-      if (s.packId === packId) return true;
+/** A bit per record of an index. */
+class Bits {
+  readonly #b: Uint8Array;
+
+  constructor(n: number) {
+    this.#b = new Uint8Array(Math.ceil(n / 8));
   }
-  return false;
+
+  has(i: number): boolean {
+    return (this.#b[i >>> 3]! & (1 << (i & 7))) !== 0;
+  }
+
+  /** Sets bit `i`; false when it was set already. */
+  set(i: number): boolean {
+    const m = 1 << (i & 7);
+    const v = this.#b[i >>> 3]!;
+    if ((v & m) !== 0) return false;
+    this.#b[i >>> 3] = v | m;
+    return true;
+  }
+
+  forEach(fn: (i: number) => void): void {
+    const b = this.#b;
+    for (let k = 0; k < b.length; k++) {
+      if (b[k] === 0) continue;
+      for (let j = 0; j < 8; j++) if ((b[k]! & (1 << j)) !== 0) fn(k * 8 + j);
+    }
+  }
 }
 
 /** An index lists each (pack, hash) once, even when an old and an adopted index both named it. */
