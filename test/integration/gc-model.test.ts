@@ -206,3 +206,47 @@ test("gc keeps every block a point names, frees packs no point needs, and has no
     { numRuns: 60 },
   );
 });
+
+test("gc refuses, changing nothing, when a point names a block that no pack holds", async () => {
+  const dir = path.join(root, "lost");
+  const ds = await Datastore.init(dir);
+  const w = ds.writer();
+  await w.add(makeFrame(Buffer.concat(hashes.slice(0, 4)), Buffer.concat(pool.slice(0, 4))));
+  await w.flush();
+  const nowhere = randomBytes(HASH_BYTES);
+  await ds.commitPoint(
+    manifestSource({
+      header: {
+        version: 1,
+        item: "web1" as ItemName,
+        id: newPointId(new Date(), randomBytes(3)),
+        parent: null,
+        createdAt: new Date().toISOString(),
+        consistency: "crash",
+        warnings: [],
+        disks: [
+          {
+            uuid: "00000000-0000-4000-8000-000000000001" as DiskUuid,
+            sizeBytes: 2 * BLOCK_SIZE,
+            sectorSize: 512,
+            blockSize: BLOCK_SIZE,
+            entries: 2,
+          },
+        ],
+        stats: {},
+      },
+      disks: [{ blocks: Float64Array.of(0, 1), hashes: Buffer.concat([hashes[0]!, nowhere]) }],
+    }),
+  );
+  const before = [await ds.backend.list("index"), [...(await ds.packsOnDisk()).keys()]];
+  await assert.rejects(collectGarbage(ds), (err: Error & { code?: string }) => {
+    assert.equal(err.code, "GC_WOULD_LOSE_DATA");
+    assert.match(
+      err.message,
+      new RegExp(`name 1 block\\(s\\) that no pack holds \\(first ${nowhere.toString("hex")}\\)`),
+    );
+    return true;
+  });
+  assert.deepEqual([await ds.backend.list("index"), [...(await ds.packsOnDisk()).keys()]], before);
+  await ds.close();
+});
