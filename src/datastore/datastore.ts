@@ -195,7 +195,7 @@ export class Datastore {
     try {
       stream = await this.backend.readStream(name, MANIFEST_PIECE_BYTES);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.#pointSize(item, id); // says so
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.pointSize(item, id); // says so
       throw err;
     }
     const parser = new ManifestParser(name, stream.size);
@@ -285,14 +285,15 @@ export class Datastore {
   async readPointHeader(item: ItemName, id: PointId): Promise<PointHeader> {
     const name = paths.point(item, id);
     // headers are small and lead the file; read the first 64 KiB and fall back to the whole file
-    const size = await this.#pointSize(item, id);
+    const size = await this.pointSize(item, id);
     const head = await this.backend.readRange(name, 0, Math.min(size, 65536));
     const need = head.length >= 12 ? 12 + head.readUInt32LE(8) : 0;
     const buf = need > head.length ? await this.backend.read(name) : head;
     return decodeManifestHeader(name, buf).header;
   }
 
-  async #pointSize(item: ItemName, id: PointId): Promise<number> {
+  /** The size of a point's manifest in bytes (POINT_NOT_FOUND when there is none). */
+  async pointSize(item: ItemName, id: PointId): Promise<number> {
     try {
       return await this.backend.size(paths.point(item, id));
     } catch (err) {
@@ -319,7 +320,7 @@ export class Datastore {
     try {
       stream = await this.backend.readStream(name, MANIFEST_PIECE_BYTES);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.#pointSize(item, id); // says so
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.pointSize(item, id); // says so
       throw err;
     }
     const c = new ManifestCollector(name, stream.size);

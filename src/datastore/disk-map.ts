@@ -4,14 +4,18 @@ import { HASH_BYTES, isZeroHash } from "./hash.ts";
 import type { DiskEntries } from "./manifest.ts";
 
 export class DiskMap {
+  /** blocks the map covers: [first, first + blockCount) of the disk */
   readonly blockCount: number;
-  /** per block: 0 = all-zero, k > 0 = hash number k-1 in #hashes */
+  /** the disk's block that refs[0] is (0 but for a window of a disk: DiskWindows) */
+  readonly first: number;
+  /** per block from `first`: 0 = all-zero, k > 0 = hash number k-1 in #hashes */
   readonly refs: Uint32Array;
   #hashes: Buffer;
   #count = 0;
 
-  constructor(blockCount: number) {
+  constructor(blockCount: number, first = 0) {
     this.blockCount = blockCount;
+    this.first = first;
     // in shared memory: comparison workers read the map without a copy
     this.refs = new Uint32Array(new SharedArrayBuffer(blockCount * 4));
     this.#hashes = sharedBuffer(Math.max(1, Math.min(blockCount, 4096)) * HASH_BYTES);
@@ -20,7 +24,7 @@ export class DiskMap {
   /** Applies a base or delta manifest's entries on top of what the map holds. */
   apply(e: DiskEntries): void {
     for (let i = 0; i < e.blocks.length; i++) {
-      const b = e.blocks[i]!;
+      const b = e.blocks[i]! - this.first;
       if (isZeroHash(e.hashes, i * HASH_BYTES)) this.refs[b] = 0;
       else this.refs[b] = this.#push(e.hashes, i * HASH_BYTES);
     }
@@ -36,9 +40,9 @@ export class DiskMap {
     return ++this.#count;
   }
 
-  /** Hash of block `b`, or undefined when the block is all zeros. */
+  /** Hash of the disk's block `b` (within the map), or undefined when the block is all zeros. */
   hashOf(b: number): Buffer | undefined {
-    const r = this.refs[b]!;
+    const r = this.refs[b - this.first]!;
     if (r === 0) return undefined;
     return this.#hashes.subarray((r - 1) * HASH_BYTES, r * HASH_BYTES);
   }
@@ -57,7 +61,7 @@ export class DiskMap {
     for (let b = 0; b < this.blockCount; b++) {
       const r = this.refs[b]!;
       if (r === 0) continue;
-      blocks[i] = b;
+      blocks[i] = this.first + b;
       this.#hashes.copy(hashes, i * HASH_BYTES, (r - 1) * HASH_BYTES, r * HASH_BYTES);
       i++;
     }

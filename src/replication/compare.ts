@@ -23,6 +23,8 @@ export interface CompareJob {
   sizeBytes: number;
   from: number;
   to: number;
+  /** the block refs[0] is (a map of a window of the disk starts there) */
+  first: number;
   refs: Uint32Array;
   arena: Uint8Array;
   /** fingerprint mode: per block 0 skip, 1 must be zero, 2 xxh64(block, seed) must be fp[b] */
@@ -78,7 +80,7 @@ export function compareRange(job: CompareJob): Float64Array {
           } else if (kind === FINGERPRINT && xxh64(block, ex.seed) !== ex.fp[b]) out.push(b);
           continue;
         }
-        const r = job.refs[b]!;
+        const r = job.refs[b - job.first]!;
         if (r === 0) {
           if (!isAllZero(block)) out.push(b);
         } else {
@@ -106,6 +108,11 @@ function shared(a: Uint8Array): Uint8Array {
   return copy;
 }
 
+/**
+ * The blocks of the disk whose content is not what the map says (refs and arena: blocks [first,
+ * first + refs.length), a window of the disk), or with `expect`, not what the fingerprints say (the
+ * whole disk; refs and arena are not used).
+ */
 export async function compareDisk(
   info: DiskInfo,
   sizeBytes: number,
@@ -113,6 +120,7 @@ export async function compareDisk(
   arena: Buffer,
   expect?: Fingerprints,
   workers = Math.min(4, availableParallelism()),
+  first = 0,
 ): Promise<Float64Array> {
   const blocks = Math.ceil(sizeBytes / BLOCK_SIZE);
   const addon = native;
@@ -140,25 +148,29 @@ export async function compareDisk(
     : shared(new Uint8Array(refs.buffer, refs.byteOffset, refs.byteLength));
   const sharedRefs = new Uint32Array(r.buffer, r.byteOffset, r.byteLength / 4);
   const sharedArena = expect ? new Uint8Array(0) : shared(arena);
-  if (workers <= 1 || blocks < 32768) {
+  const from = expect ? 0 : first;
+  const to = expect ? blocks : first + refs.length;
+  if (workers <= 1 || to - from < 32768) {
     return compareRange({
       info,
       sizeBytes,
-      from: 0,
-      to: blocks,
+      from,
+      to,
+      first,
       refs: sharedRefs,
       arena: sharedArena,
       expect,
     });
   }
-  const per = Math.ceil(blocks / workers / CHUNK_BLOCKS) * CHUNK_BLOCKS;
+  const per = Math.ceil((to - from) / workers / CHUNK_BLOCKS) * CHUNK_BLOCKS;
   const jobs: CompareJob[] = [];
-  for (let from = 0; from < blocks; from += per) {
+  for (let at = from; at < to; at += per) {
     jobs.push({
       info,
       sizeBytes,
-      from,
-      to: Math.min(blocks, from + per),
+      from: at,
+      to: Math.min(to, at + per),
+      first,
       refs: sharedRefs,
       arena: sharedArena,
       expect,

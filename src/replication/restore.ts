@@ -24,6 +24,7 @@ import { xxh64 } from "@node-rs/xxhash";
 import type { Datastore } from "../datastore/datastore.ts";
 import { verifyBlock } from "../datastore/datastore.ts";
 import type { DiskMap } from "../datastore/disk-map.ts";
+import { DiskWindows } from "../datastore/disk-windows.ts";
 import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { HASH_BYTES, HASHES_IN_BATCHES, hashBlocks } from "../datastore/hash.ts";
 import { LocalBackend } from "../datastore/local/local-backend.ts";
@@ -49,6 +50,8 @@ export interface RestoreOptions {
    * target (a replica kept at a point, a copy-on-write clone of it)
    */
   base?: PointId;
+  /** blocks mapped at a time (WINDOW_BLOCKS unless given: tests make it small) */
+  windowBlocks?: number;
 }
 
 export interface RestoreResult {
@@ -75,142 +78,174 @@ const ZERO_RUN = Buffer.alloc(1024 * 1024);
 export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<RestoreResult> {
   const started = performance.now();
   const pointId = o.point === "latest" ? await latestPoint(ds, o.item) : o.point;
-  const { map, header } = await ds.resolveDisk(o.item, pointId, o.disk);
-  const d = header.disks[o.disk]!;
-  const size = d.sizeBytes;
-
-  let target: DiskInfo | null = null;
-  if (existsSync(o.to)) {
-    try {
-      target = inspectDisk(o.to);
-    } catch (err) {
-      if (!isEmptyFileError(err)) throw err;
-    }
-  }
-  if (o.delta && target === null) {
-    throw new SwitchbackError(
-      "RESTORE_TARGET_MISSING",
-      `delta restore needs an existing disk at ${o.to}; use a full restore to create it`,
-    );
-  }
-  if (target !== null && target.kind === "block" && target.sizeBytes < size) {
-    throw new SwitchbackError(
-      "RESTORE_TARGET_TOO_SMALL",
-      `${o.to} is ${target.sizeBytes} bytes, the disk needs ${size}`,
-    );
-  }
-  if (o.delta && target !== null && target.kind === "file" && target.sizeBytes !== size) {
-    throw new SwitchbackError(
-      "RESTORE_SIZE_MISMATCH",
-      `${o.to} is ${target.sizeBytes} bytes but disk ${o.disk} of point ${pointId} is ${size}; delta restore needs a disk of the same size`,
-    );
-  }
-
-  const isBlock = target?.kind === "block";
-  const fd = openSync(o.to, isBlock ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT, 0o644);
-  let blocksWritten = 0;
-  let zeroBlocksWritten = 0;
-  const expect = fingerprints(map.blockCount, randomBytes(8).readBigUInt64LE());
-  const zeros = new ZeroWriter(fd, size, expect, isBlock ? target!.sectorSize : 0);
-  let blocksCompared = 0;
-  let verified = false;
-  let verifyMs = 0;
+  // the point's map a window at a time: memory follows the window, not the disk (disk-windows.ts)
+  const windows = await DiskWindows.open(ds, o.item, pointId, o.disk);
+  let base: DiskWindows | null = null;
   try {
-    // block numbers in typed arrays and zeros as runs: a JavaScript array stops at 2^27 elements,
-    // the blocks of a 512 GiB disk
-    let data: Float64Array;
-    if (!o.delta) {
-      if (!isBlock) {
+    const d = windows.header.disks[o.disk]!;
+    const size = d.sizeBytes;
+    const blockCount = windows.blockCount;
+
+    let target: DiskInfo | null = null;
+    if (existsSync(o.to)) {
+      try {
+        target = inspectDisk(o.to);
+      } catch (err) {
+        if (!isEmptyFileError(err)) throw err;
+      }
+    }
+    if (o.delta && target === null) {
+      throw new SwitchbackError(
+        "RESTORE_TARGET_MISSING",
+        `delta restore needs an existing disk at ${o.to}; use a full restore to create it`,
+      );
+    }
+    if (target !== null && target.kind === "block" && target.sizeBytes < size) {
+      throw new SwitchbackError(
+        "RESTORE_TARGET_TOO_SMALL",
+        `${o.to} is ${target.sizeBytes} bytes, the disk needs ${size}`,
+      );
+    }
+    if (o.delta && target !== null && target.kind === "file" && target.sizeBytes !== size) {
+      throw new SwitchbackError(
+        "RESTORE_SIZE_MISMATCH",
+        `${o.to} is ${target.sizeBytes} bytes but disk ${o.disk} of point ${pointId} is ${size}; delta restore needs a disk of the same size`,
+      );
+    }
+    if (o.delta && o.base !== undefined) base = await openBase(ds, o.item, o.base, d.uuid, blockCount);
+
+    const isBlock = target?.kind === "block";
+    const fd = openSync(o.to, isBlock ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT, 0o644);
+    let blocksWritten = 0;
+    let zeroBlocksWritten = 0;
+    // the check's fingerprints are the one thing kept for the whole disk (9 bytes a block)
+    const expect = fingerprints(blockCount, randomBytes(8).readBigUInt64LE());
+    const zeros = new ZeroWriter(fd, size, expect, isBlock ? target!.sectorSize : 0);
+    let blocksCompared = 0;
+    let verified = false;
+    let verifyMs = 0;
+    try {
+      if (!o.delta && !isBlock) {
         // a fresh sparse file: zero blocks cost nothing and need no writing, and its holes read as zeros
         ftruncateSync(fd, 0);
         ftruncateSync(fd, size);
         expect.kind.fill(MUST_BE_ZERO);
-      } else {
-        zeroBlocksWritten = await zeros.write(runsWhere(map.blockCount, (b) => map.refs[b] === 0));
       }
-      data = blocksWhere(map.blockCount, (b) => map.refs[b] !== 0);
-    } else {
-      const want =
-        o.base !== undefined
-          ? await changedSince(ds, o.item, o.base, d.uuid, map)
-          : await compareDisk(target!, size, map.refs, map.hashArena);
-      if (o.base === undefined) blocksCompared = map.blockCount;
-      zeroBlocksWritten = await zeros.write(runsOf(want.filter((b) => map.refs[b] === 0)));
-      data = want.filter((b) => map.refs[b] !== 0);
-    }
-    // the data a window at a time: planning a frame's blocks costs memory per block
-    blocksWritten = zeroBlocksWritten;
-    for (let i = 0; i < data.length; i += PLAN_BLOCKS) {
-      blocksWritten += await writeBlocks(ds, fd, o.to, map, data.subarray(i, i + PLAN_BLOCKS), size, expect);
-    }
-    if (!isBlock && fstatSync(fd).size !== size) ftruncateSync(fd, size);
-    // an image file is made durable while it is read back: the check reads it through the page cache
-    // either way, and the two took ~0.65 + 0.27 s one after the other for 2 GiB. A block device is
-    // read back with O_DIRECT, which can return what the device held before writes still in its
-    // cache (seen in test/privileged/restore-device.test.ts): there the fsync comes first.
-    const synced = fsyncAsync(fd);
-    synced.catch(() => {}); // seen by the `await` below: not an unhandled rejection meanwhile
-    if (isBlock) await synced;
-    try {
-      if (o.verify !== false) {
-        const t = performance.now();
-        const bad = await compareDisk(inspectDisk(o.to), size, map.refs, map.hashArena, expect);
-        verifyMs = Math.round(performance.now() - t);
-        if (bad.length > 0) {
-          throw new SwitchbackError(
-            "RESTORE_VERIFY_FAILED",
-            `${o.to}: ${bad.length} block(s) differ from point ${pointId} after writing (first at byte ${bad[0]! * BLOCK_SIZE}); the target may be failing or in use`,
+      // block numbers in typed arrays and zeros as runs: a JavaScript array stops at 2^27 elements,
+      // the blocks of a 512 GiB disk
+      const window = o.windowBlocks ?? WINDOW_BLOCKS;
+      for (let w0 = 0; w0 < blockCount; w0 += window) {
+        const w1 = Math.min(blockCount, w0 + window);
+        const map = await windows.window(w0, w1);
+        const zero = (b: number) => map.refs[b - w0] === 0;
+        let data: Float64Array;
+        if (!o.delta) {
+          if (isBlock) zeroBlocksWritten += await zeros.write(runsWhere(w0, w1, zero));
+          data = blocksWhere(w0, w1, (b) => !zero(b));
+        } else {
+          let want: Float64Array;
+          if (base !== null) want = changedIn(map, await base.window(w0, w1));
+          else {
+            want = await compareDisk(target!, size, map.refs, map.hashArena, undefined, undefined, w0);
+            blocksCompared += w1 - w0;
+          }
+          zeroBlocksWritten += await zeros.write(runsOf(want.filter(zero)));
+          data = want.filter((b) => !zero(b));
+        }
+        // the data a part at a time: planning a frame's blocks costs memory per block
+        for (let i = 0; i < data.length; i += PLAN_BLOCKS) {
+          blocksWritten += await writeBlocks(
+            ds,
+            fd,
+            o.to,
+            map,
+            data.subarray(i, i + PLAN_BLOCKS),
+            size,
+            expect,
           );
         }
-        verified = true;
+      }
+      blocksWritten += zeroBlocksWritten;
+      if (!isBlock && fstatSync(fd).size !== size) ftruncateSync(fd, size);
+      // an image file is made durable while it is read back: the check reads it through the page cache
+      // either way, and the two took ~0.65 + 0.27 s one after the other for 2 GiB. A block device is
+      // read back with O_DIRECT, which can return what the device held before writes still in its
+      // cache (seen in test/privileged/restore-device.test.ts): there the fsync comes first.
+      const synced = fsyncAsync(fd);
+      synced.catch(() => {}); // seen by the `await` below: not an unhandled rejection meanwhile
+      if (isBlock) await synced;
+      try {
+        if (o.verify !== false) {
+          const t = performance.now();
+          const bad = await compareDisk(inspectDisk(o.to), size, NO_REFS, Buffer.alloc(0), expect);
+          verifyMs = Math.round(performance.now() - t);
+          if (bad.length > 0) {
+            throw new SwitchbackError(
+              "RESTORE_VERIFY_FAILED",
+              `${o.to}: ${bad.length} block(s) differ from point ${pointId} after writing (first at byte ${bad[0]! * BLOCK_SIZE}); the target may be failing or in use`,
+            );
+          }
+          verified = true;
+        }
+      } finally {
+        await synced; // a failed fsync fails the restore, whatever the check said
       }
     } finally {
-      await synced; // a failed fsync fails the restore, whatever the check said
+      closeSync(fd);
     }
+    return {
+      item: o.item,
+      pointId,
+      disk: o.disk,
+      uuid: d.uuid,
+      to: o.to,
+      mode: o.delta ? "delta" : "full",
+      sizeBytes: size,
+      blocksCompared,
+      blocksWritten,
+      bytesWritten: blocksWritten * BLOCK_SIZE,
+      zeroBlocksWritten,
+      zeroBlocksByDevice: zeros.blocksByDevice,
+      durationMs: Math.round(performance.now() - started),
+      verified,
+      verifyMs,
+    };
   } finally {
-    closeSync(fd);
+    await windows.close();
+    await base?.close();
   }
-  return {
-    item: o.item,
-    pointId,
-    disk: o.disk,
-    uuid: d.uuid,
-    to: o.to,
-    mode: o.delta ? "delta" : "full",
-    sizeBytes: size,
-    blocksCompared,
-    blocksWritten,
-    bytesWritten: blocksWritten * BLOCK_SIZE,
-    zeroBlocksWritten,
-    zeroBlocksByDevice: zeros.blocksByDevice,
-    durationMs: Math.round(performance.now() - started),
-    verified,
-    verifyMs,
-  };
 }
+
+/** blocks of the disk a restore maps at a time (16 GiB): its map costs 4 bytes a block and 32 an entry */
+const WINDOW_BLOCKS = 1 << 22;
+const NO_REFS = new Uint32Array(0);
 
 const fsyncAsync = promisify(fsync);
 
-/** The blocks of `map` whose content differs from the same disk (by uuid) at point `base`. */
-async function changedSince(
+/** The same disk (by uuid) at point `base`, which a delta restore writes the difference against. */
+async function openBase(
   ds: Datastore,
   item: ItemName,
   base: PointId,
   uuid: string,
-  map: DiskMap,
-): Promise<Float64Array> {
+  blockCount: number,
+): Promise<DiskWindows> {
   const header = await ds.readPointHeader(item, base);
   const index = header.disks.findIndex((x) => x.uuid === uuid);
   const disk = header.disks[index];
-  if (disk === undefined || Math.ceil(disk.sizeBytes / BLOCK_SIZE) !== map.blockCount) {
+  if (disk === undefined || Math.ceil(disk.sizeBytes / BLOCK_SIZE) !== blockCount) {
     throw new SwitchbackError(
       "RESTORE_BASE_MISMATCH",
-      `point ${base} of item ${item} has no disk ${uuid} of ${map.blockCount} blocks to write the difference against; restore it whole`,
+      `point ${base} of item ${item} has no disk ${uuid} of ${blockCount} blocks to write the difference against; restore it whole`,
     );
   }
-  const old = (await ds.resolveDisk(item, base, index)).map;
+  return DiskWindows.open(ds, item, base, index);
+}
+
+/** The blocks of a window whose content differs between two maps of it. */
+function changedIn(map: DiskMap, old: DiskMap): Float64Array {
   const want = new BlockList();
-  for (let b = 0; b < map.blockCount; b++) {
+  for (let b = map.first; b < map.first + map.blockCount; b++) {
     const a = map.hashOf(b);
     const o = old.hashOf(b);
     if (a === undefined ? o !== undefined : o === undefined || !a.equals(o)) want.push(b);
@@ -246,25 +281,25 @@ function* runsOf(blocks: ArrayLike<number>): Generator<[number, number]> {
   }
 }
 
-/** Runs [from, to) of the blocks in [0, count) for which `is` holds. */
-function* runsWhere(count: number, is: (b: number) => boolean): Generator<[number, number]> {
-  for (let b = 0; b < count; ) {
+/** Runs [from, to) of the blocks in [first, end) for which `is` holds. */
+function* runsWhere(first: number, end: number, is: (b: number) => boolean): Generator<[number, number]> {
+  for (let b = first; b < end; ) {
     if (!is(b)) {
       b++;
       continue;
     }
     const from = b;
-    while (b < count && is(b)) b++;
+    while (b < end && is(b)) b++;
     yield [from, b];
   }
 }
 
-/** The blocks in [0, count) for which `is` holds, ascending. */
-function blocksWhere(count: number, is: (b: number) => boolean): Float64Array {
+/** The blocks in [first, end) for which `is` holds, ascending. */
+function blocksWhere(first: number, end: number, is: (b: number) => boolean): Float64Array {
   let n = 0;
-  for (let b = 0; b < count; b++) if (is(b)) n++;
+  for (let b = first; b < end; b++) if (is(b)) n++;
   const out = new Float64Array(n);
-  for (let b = 0, k = 0; b < count; b++) if (is(b)) out[k++] = b;
+  for (let b = first, k = 0; b < end; b++) if (is(b)) out[k++] = b;
   return out;
 }
 
@@ -362,7 +397,7 @@ async function planFrames(ds: Datastore, map: DiskMap, blocks: ArrayLike<number>
   const byPack = new Map<string, Map<number, Plan>>();
   for (let i = 0; i < blocks.length; i++) {
     const b = blocks[i]!;
-    const r = map.refs[b]!;
+    const r = map.refs[b - map.first]!;
     const loc = idx.get(arena, (r - 1) * HASH_BYTES);
     if (loc === undefined) {
       throw new SwitchbackError(

@@ -180,7 +180,15 @@ test("the check after a restore finds the same bad blocks natively as in JavaScr
       writeSync(fd, Buffer.from("damage"), 0, 6, pointBytes + 10);
       const info = inspectDisk(image);
       const none = { refs: new Uint32Array(0), arena: new Uint8Array(0) };
-      const js = compareRange({ info, sizeBytes: pointBytes, from: 0, to: blocks, ...none, expect });
+      const js = compareRange({
+        info,
+        sizeBytes: pointBytes,
+        from: 0,
+        to: blocks,
+        first: 0,
+        ...none,
+        expect,
+      });
       const nat = await compareDisk(info, pointBytes, none.refs, Buffer.alloc(0), expect);
       assert.deepEqual([...js], [Math.min(fpBlock, zeroBlock), Math.max(fpBlock, zeroBlock)]);
       assert.deepEqual(nat, js);
