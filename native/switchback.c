@@ -342,9 +342,10 @@ static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
  * and records their hashes as a journal's pass does.
  *
  * checkFingerprints(fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, pointBytes,
- * kind, fp): Promise<{ bad: Float64Array, bytesRead: number }>, the check after a restore (compare.ts):
- * per block of [fromBlock, toBlock), kind 0 skips it, 1 wants it all zeros, 2 wants XXH64(seed) of it
- * to be fp[b]; bytes past `pointBytes` (the point's disk, on a bigger target) count as zeros. Runs of
+ * kind, fp[, first]): Promise<{ bad: Float64Array, bytesRead: number }>, the check after a restore
+ * (compare.ts): per block b of [fromBlock, toBlock), kind[b - first] 0 skips it, 1 wants it all zeros,
+ * 2 wants XXH64(seed) of it to be fp[b - first] (first, 0 unless given: the block the arrays start at,
+ * a window of the disk); bytes past `pointBytes` (the point's disk, on a bigger target) count as zeros. Runs of
  * 256 blocks that are all skipped are not read. It resolves with the blocks that fail, ascending.
  */
 #define UNIT_BYTES 65536
@@ -395,10 +396,11 @@ typedef struct {
   int64_t prev_at;
   uint8_t *written;
   bool compare;
-  /* CHECK_FINGERPRINTS */
+  /* CHECK_FINGERPRINTS: kind[0] and fp[0] are block kind_first's */
   int64_t point_bytes;
   const uint8_t *kind;
   const uint64_t *fp;
+  int64_t kind_first;
   /* BLOCK_PASS: the block ranges to read, and where the candidates go */
   const double *ranges;
   size_t n_ranges;
@@ -608,7 +610,7 @@ static void check_fingerprints(DiskPass *j, uint8_t *buf) {
   for (int64_t b0 = j->from; b0 < j->to; b0 += READ_BLOCKS) {
     int64_t n = j->to - b0 < READ_BLOCKS ? j->to - b0 : READ_BLOCKS;
     bool any = false;
-    for (int64_t k = 0; k < n && !any; k++) any = j->kind[b0 + k] != 0;
+    for (int64_t k = 0; k < n && !any; k++) any = j->kind[b0 + k - j->kind_first] != 0;
     if (!any) continue; /* nothing to check here: not even read */
     int64_t pos = b0 * BLOCK_BYTES;
     if (!read_span(j, buf, pos, n * BLOCK_BYTES)) return;
@@ -619,10 +621,10 @@ static void check_fingerprints(DiskPass *j, uint8_t *buf) {
       memset(buf + past, 0, (size_t)(n * BLOCK_BYTES - past));
     }
     for (int64_t k = 0; k < n; k++) {
-      int64_t b = b0 + k;
+      int64_t b = b0 + k, f = b - j->kind_first;
       const uint8_t *block = buf + k * BLOCK_BYTES;
-      bool ok = j->kind[b] == 0 || (j->kind[b] == 1 ? all_zero(block, BLOCK_BYTES)
-                                                    : XXH64(block, BLOCK_BYTES, j->seed) == j->fp[b]);
+      bool ok = j->kind[f] == 0 || (j->kind[f] == 1 ? all_zero(block, BLOCK_BYTES)
+                                                    : XXH64(block, BLOCK_BYTES, j->seed) == j->fp[f]);
       if (!ok && !push_out(j, (double)b)) return;
     }
   }
@@ -844,16 +846,21 @@ static napi_value js_unit_changes(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_check_fingerprints(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 12;
+  napi_value argv[12];
   DiskPass *j = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11 ||
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 11 && argc != 12) ||
       (j = disk_pass_args(env, argv)) == NULL)
     return throw_type(env, "checkFingerprints takes (fd, base, sizeBytes, sectorSize, direct, fromBlock, "
-                           "toBlock, seed, pointBytes, kind, fp)");
+                           "toBlock, seed, pointBytes, kind, fp[, first])");
   j->what = CHECK_FINGERPRINTS;
-  j->kind = typed_array(env, argv[9], napi_uint8_array, j->to);
-  j->fp = typed_array(env, argv[10], napi_biguint64_array, j->to);
+  if (argc == 12 && (napi_get_value_int64(env, argv[11], &j->kind_first) != napi_ok || j->kind_first < 0 ||
+                     j->kind_first > j->from)) {
+    free(j);
+    return throw_type(env, "checkFingerprints: first must be a block at or before fromBlock");
+  }
+  j->kind = typed_array(env, argv[9], napi_uint8_array, j->to - j->kind_first);
+  j->fp = typed_array(env, argv[10], napi_biguint64_array, j->to - j->kind_first);
   if (napi_get_value_int64(env, argv[8], &j->point_bytes) != napi_ok || j->kind == NULL || j->fp == NULL) {
     free(j);
     return throw_type(env, "checkFingerprints: fingerprint arrays too short for the block range");
@@ -920,13 +927,14 @@ static napi_value js_block_pass(napi_env env, napi_callback_info info) {
 }
 
 /*
- * applyFrames(packPaths, tasks, blocks, slots, hashes, target, sizeBytes, seed, kind, fp):
+ * applyFrames(packPaths, tasks, blocks, slots, hashes, target, sizeBytes, seed, kind, fp[, first]):
  * Promise<number>, a restore's share of frames on libuv's thread pool (restore-worker.ts does the
  * same in a worker thread). `tasks` holds 6 numbers a frame: its pack (an index into packPaths),
  * offset, length, compression (0 raw, 1 zstd), blocks in the frame and blocks to take from it; the
  * frame's takers follow one another in `blocks` (disk block), `slots` (slot in the frame) and
  * `hashes` (32 bytes each: the block's BLAKE3, checked before it is written). Each block taken is
- * fingerprinted (kind[b] = 2, fp[b] = XXH64(seed)) for the check afterwards; runs of consecutive
+ * fingerprinted (kind[b - first] = 2, fp[b - first] = XXH64(seed); first is 0 unless given: the
+ * block the arrays start at, a window of the disk) for the check afterwards; runs of consecutive
  * blocks in consecutive slots are written with one pwrite to `target` (an open descriptor), cut at
  * sizeBytes. Resolves with the blocks written. Rejects with code DATASTORE_CORRUPT and `task`,
  * `slot` and `reason` ("missing", "short", "decompress", "size", "compression", "hash") for the
@@ -947,6 +955,7 @@ typedef struct {
   uint64_t seed;
   uint8_t *kind;
   uint64_t *fp;
+  int64_t first;
   int64_t written;
   const char *code, *reason;
   int64_t bad_task, bad_slot;
@@ -1085,7 +1094,7 @@ static void apply_frames_execute(napi_env env, void *data) {
         j->bad_slot = slot;
         goto out;
       }
-      int64_t b = (int64_t)j->blocks[at + q];
+      int64_t b = (int64_t)j->blocks[at + q] - j->first;
       j->kind[b] = 2;
       j->fp[b] = XXH64(raw + (size_t)slot * BLOCK_BYTES, BLOCK_BYTES, j->seed);
     }
@@ -1153,8 +1162,8 @@ static void apply_frames_complete(napi_env env, napi_status status, void *data) 
 }
 
 static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
+  size_t argc = 11;
+  napi_value argv[11];
   if (!zstd_present()) return throw_type(env, "applyFrames needs the zstd that Node.js exports");
   ApplyFrames *j = calloc(1, sizeof *j);
   if (j == NULL) {
@@ -1167,7 +1176,7 @@ static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
   void *tasks = NULL, *blocks = NULL, *slots = NULL, *hashes = NULL, *kind = NULL, *fp = NULL;
   size_t n_tasks = 0, n_blocks = 0, n_slots = 0, n_hashes = 0, n_kind = 0, n_fp = 0;
   napi_typedarray_type type;
-  ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 10 &&
+  ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && (argc == 10 || argc == 11) &&
        napi_get_array_length(env, argv[0], &n_packs) == napi_ok &&
        napi_get_typedarray_info(env, argv[1], &type, &n_tasks, &tasks, NULL, NULL) == napi_ok &&
        type == napi_float64_array && n_tasks % 6 == 0 &&
@@ -1182,7 +1191,8 @@ static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
        napi_get_typedarray_info(env, argv[8], &type, &n_kind, &kind, NULL, NULL) == napi_ok &&
        type == napi_uint8_array &&
        napi_get_typedarray_info(env, argv[9], &type, &n_fp, &fp, NULL, NULL) == napi_ok &&
-       type == napi_biguint64_array && n_fp == n_kind;
+       type == napi_biguint64_array && n_fp == n_kind &&
+       (argc == 10 || (napi_get_value_int64(env, argv[10], &j->first) == napi_ok && j->first >= 0));
   /* every task within its arrays, every block within the fingerprints, every pack named */
   size_t total = 0;
   for (size_t t = 0; ok && t < n_tasks / 6; t++) {
@@ -1193,7 +1203,7 @@ static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
   ok = ok && total == n_blocks;
   for (size_t i = 0; ok && i < n_blocks; i++) {
     double b = ((const double *)blocks)[i];
-    ok = b >= 0 && b < (double)n_kind && b * BLOCK_BYTES < (double)j->size;
+    ok = b >= (double)j->first && b - (double)j->first < (double)n_kind && b * BLOCK_BYTES < (double)j->size;
   }
   if (ok) {
     j->packs = calloc(n_packs ? n_packs : 1, sizeof *j->packs);
@@ -1215,7 +1225,7 @@ static napi_value js_apply_frames(napi_env env, napi_callback_info info) {
     free(j->packs);
     free(j);
     return throw_type(env, "applyFrames takes (packPaths, tasks, blocks, slots, hashes, target, sizeBytes, seed, "
-                           "kind, fp), consistent with one another");
+                           "kind, fp[, first]), consistent with one another");
   }
   j->n_tasks = n_tasks / 6;
   j->tasks = tasks;
@@ -1413,5 +1423,9 @@ NAPI_MODULE_INIT() {
     napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].fn, NULL, &fn);
     napi_set_named_property(env, exports, calls[i].name, fn);
   }
+  /* applyFrames and checkFingerprints take fingerprints of a window of the disk (their `first`) */
+  napi_value yes;
+  napi_get_boolean(env, true, &yes);
+  napi_set_named_property(env, exports, "windowedFingerprints", yes);
   return exports;
 }

@@ -62,7 +62,9 @@ export class ManifestUploads {
   /**
    * Removes the folders of process servers on this host whose process is gone (their uploads died
    * with them), and the files of other hosts' folders not written for STAGED_STALE_MS (a folder too,
-   * once that leaves it empty and it is itself that old). Returns the files removed.
+   * once that leaves it empty and it is itself that old). Returns the files removed. What cannot be
+   * removed (another host's files on a shared file system that this one may not touch) is left: it
+   * never stops a server from starting.
    */
   async sweep(now = Date.now()): Promise<number> {
     const root = path.dirname(this.dir);
@@ -75,8 +77,8 @@ export class ManifestUploads {
       if (m === null) continue;
       if (m[2] === host) {
         if (pidAlive(Number(m[1]))) continue;
-        removed += (await readdir(folder).catch(() => [])).length;
-        await rm(folder, { recursive: true, force: true });
+        const files = (await readdir(folder).catch(() => [])).length;
+        if (await done(rm(folder, { recursive: true, force: true }))) removed += files;
         continue;
       }
       const stale = async (p: string) => {
@@ -88,8 +90,7 @@ export class ManifestUploads {
       for (const f of await readdir(folder).catch(() => [])) {
         const file = path.join(folder, f);
         if (!(await stale(file))) continue;
-        await rm(file, { force: true });
-        removed++;
+        if (await done(rm(file, { force: true }))) removed++;
       }
       // (rmdir refuses a folder its server has written into meanwhile)
       if (oldFolder) await rmdir(folder).catch(() => {});
@@ -203,6 +204,14 @@ export class ManifestUploads {
     this.#uploads.delete(key);
     await rm(u.file, { force: true });
   }
+}
+
+/** Whether `p` fulfilled: what could not be removed is left. */
+function done(p: Promise<unknown>): Promise<boolean> {
+  return p.then(
+    () => true,
+    () => false,
+  );
 }
 
 /** null for a file that is not there (ENOENT); any other error is thrown */

@@ -56,8 +56,9 @@ async function check(ds: Datastore, readData: boolean): Promise<CheckResult> {
   const byPack = new Map<string, Buffer[]>();
   const index = new BlockIndex(1 << 16);
   for (const n of indexNames) {
-    // a view (mapped where the backend can): the records stay the page cache's, not a copy of ours
-    const buf = await be.view(`index/${n}`);
+    // read, not mapped: check is what finds a damaged file, and a page that cannot be read is a
+    // SIGBUS for a mapping
+    const buf = await be.read(`index/${n}`);
     const id = n.replace(/\.idx$/, "");
     if (hashParts([buf]).toString("hex") !== id) {
       problem(`index ${n}`, "contents do not match the file's name (damaged)");

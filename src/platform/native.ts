@@ -62,6 +62,7 @@ export interface NativeAddon {
       pointBytes: number,
       kind: Uint8Array,
       fp: BigUint64Array,
+      first?: number,
     ]
   ): Promise<{ bad: Float64Array; bytesRead: number }>;
   /**
@@ -103,7 +104,10 @@ export interface NativeAddon {
     seed: bigint,
     kind: Uint8Array,
     fp: BigUint64Array,
+    first?: number,
   ): Promise<number>;
+  /** applyFrames and checkFingerprints take `first` (fingerprints of a window of the disk); absent before */
+  windowedFingerprints?: boolean;
   /**
    * the extent of the open file `fd` that byte `pos` is in: a hole (reads as zeros) or data, and where
    * it ends (SEEK_DATA / SEEK_HOLE); data to Infinity where the file system cannot tell, or past the

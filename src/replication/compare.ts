@@ -31,22 +31,31 @@ export interface CompareJob {
   expect?: Fingerprints;
 }
 
+/** What the check expects of blocks [first, first + kind.length) of the disk (a window of it). */
 export interface Fingerprints {
   kind: Uint8Array;
   fp: BigUint64Array;
   seed: bigint;
+  first: number;
 }
 
 export const SKIP = 0;
 export const MUST_BE_ZERO = 1;
 export const FINGERPRINT = 2;
 
-export function fingerprints(blocks: number, seed: bigint): Fingerprints {
+/** Fingerprints of `blocks` blocks from block `first` (0: the disk's start), all "skip". */
+export function fingerprints(blocks: number, seed: bigint, first = 0): Fingerprints {
   return {
     kind: new Uint8Array(new SharedArrayBuffer(blocks)),
     fp: new BigUint64Array(new SharedArrayBuffer(blocks * 8)),
     seed,
+    first,
   };
+}
+
+/** Whether the addon's passes can take these fingerprints (an addon built before windows cannot). */
+export function nativeTakes(ex: Fingerprints): boolean {
+  return ex.first === 0 || native?.windowedFingerprints === true;
 }
 
 /** Block numbers in [from, to) whose content on the disk is not what the map says. */
@@ -60,7 +69,7 @@ export function compareRange(job: CompareJob): Float64Array {
       const n = Math.min(CHUNK_BLOCKS, job.to - b0);
       if (ex !== undefined) {
         let any = false;
-        for (let k = 0; k < n && !any; k++) any = ex.kind[b0 + k] !== SKIP;
+        for (let k = 0; k < n && !any; k++) any = ex.kind[b0 + k - ex.first] !== SKIP;
         if (!any) continue; // nothing to check here: do not even read it
       }
       const buf = reader.read(b0 * BLOCK_SIZE, n * BLOCK_SIZE);
@@ -74,10 +83,10 @@ export function compareRange(job: CompareJob): Float64Array {
         const b = b0 + k;
         const block = buf.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE);
         if (ex !== undefined) {
-          const kind = ex.kind[b];
+          const kind = ex.kind[b - ex.first];
           if (kind === MUST_BE_ZERO) {
             if (!isAllZero(block)) out.push(b);
-          } else if (kind === FINGERPRINT && xxh64(block, ex.seed) !== ex.fp[b]) out.push(b);
+          } else if (kind === FINGERPRINT && xxh64(block, ex.seed) !== ex.fp[b - ex.first]) out.push(b);
           continue;
         }
         const r = job.refs[b - job.first]!;
@@ -111,7 +120,7 @@ function shared(a: Uint8Array): Uint8Array {
 /**
  * The blocks of the disk whose content is not what the map says (refs and arena: blocks [first,
  * first + refs.length), a window of the disk), or with `expect`, not what the fingerprints say (the
- * whole disk; refs and arena are not used).
+ * blocks they cover; refs and arena are not used).
  */
 export async function compareDisk(
   info: DiskInfo,
@@ -124,10 +133,17 @@ export async function compareDisk(
 ): Promise<Float64Array> {
   const blocks = Math.ceil(sizeBytes / BLOCK_SIZE);
   const addon = native;
-  if (expect !== undefined && addon !== null && typeof addon.checkFingerprints === "function") {
+  const from = expect ? expect.first : first;
+  const to = expect ? Math.min(blocks, expect.first + expect.kind.length) : first + refs.length;
+  if (
+    expect !== undefined &&
+    addon !== null &&
+    typeof addon.checkFingerprints === "function" &&
+    nativeTakes(expect)
+  ) {
     // the addon checks on libuv's thread pool: no worker to start, no call per block
     const calls: [number, number][] = [];
-    for (let b = 0; b < blocks; b += CALL_BLOCKS) calls.push([b, Math.min(blocks, b + CALL_BLOCKS)]);
+    for (let b = from; b < to; b += CALL_BLOCKS) calls.push([b, Math.min(to, b + CALL_BLOCKS)]);
     const bad = await onDisk(info, calls, workers, async (disk, [from, to]) => {
       const r = await addon.checkFingerprints(
         ...disk,
@@ -137,6 +153,7 @@ export async function compareDisk(
         sizeBytes,
         expect.kind,
         expect.fp,
+        ...(expect.first === 0 ? [] : [expect.first]),
       );
       return r.bad;
     });
@@ -148,8 +165,6 @@ export async function compareDisk(
     : shared(new Uint8Array(refs.buffer, refs.byteOffset, refs.byteLength));
   const sharedRefs = new Uint32Array(r.buffer, r.byteOffset, r.byteLength / 4);
   const sharedArena = expect ? new Uint8Array(0) : shared(arena);
-  const from = expect ? 0 : first;
-  const to = expect ? blocks : first + refs.length;
   if (workers <= 1 || to - from < 32768) {
     return compareRange({
       info,

@@ -34,7 +34,14 @@ import type { ItemName, PointId } from "../domain/ids.ts";
 import { type NativeAddon, native, nativeZstd, onPool } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
 import { BlockList } from "./block-list.ts";
-import { compareDisk, FINGERPRINT, type Fingerprints, fingerprints, MUST_BE_ZERO } from "./compare.ts";
+import {
+  compareDisk,
+  FINGERPRINT,
+  type Fingerprints,
+  fingerprints,
+  MUST_BE_ZERO,
+  nativeTakes,
+} from "./compare.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 
 export interface RestoreOptions {
@@ -52,6 +59,8 @@ export interface RestoreOptions {
   base?: PointId;
   /** blocks mapped at a time (WINDOW_BLOCKS unless given: tests make it small) */
   windowBlocks?: number;
+  /** called once blocks [from, to) are written, before they are read back (tests: a failing disk) */
+  beforeCheck?: (from: number, to: number) => void;
 }
 
 export interface RestoreResult {
@@ -118,18 +127,17 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
     const fd = openSync(o.to, isBlock ? constants.O_WRONLY : constants.O_WRONLY | constants.O_CREAT, 0o644);
     let blocksWritten = 0;
     let zeroBlocksWritten = 0;
-    // the check's fingerprints are the one thing kept for the whole disk (9 bytes a block)
-    const expect = fingerprints(blockCount, randomBytes(8).readBigUInt64LE());
-    const zeros = new ZeroWriter(fd, size, expect, isBlock ? target!.sectorSize : 0);
+    const seed = randomBytes(8).readBigUInt64LE();
+    const zeros = new ZeroWriter(fd, size, isBlock ? target!.sectorSize : 0);
     let blocksCompared = 0;
     let verified = false;
     let verifyMs = 0;
+    let synced: Promise<void> | null = null;
     try {
       if (!o.delta && !isBlock) {
         // a fresh sparse file: zero blocks cost nothing and need no writing, and its holes read as zeros
         ftruncateSync(fd, 0);
         ftruncateSync(fd, size);
-        expect.kind.fill(MUST_BE_ZERO);
       }
       // block numbers in typed arrays and zeros as runs: a JavaScript array stops at 2^27 elements,
       // the blocks of a 512 GiB disk
@@ -137,10 +145,13 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
       for (let w0 = 0; w0 < blockCount; w0 += window) {
         const w1 = Math.min(blockCount, w0 + window);
         const map = await windows.window(w0, w1);
+        // what the check expects of the window's blocks (9 bytes a block), taken as they are written
+        const expect = fingerprints(w1 - w0, seed, w0);
+        if (!o.delta && !isBlock) expect.kind.fill(MUST_BE_ZERO);
         const zero = (b: number) => map.refs[b - w0] === 0;
         let data: Float64Array;
         if (!o.delta) {
-          if (isBlock) zeroBlocksWritten += await zeros.write(runsWhere(w0, w1, zero));
+          if (isBlock) zeroBlocksWritten += await zeros.write(runsWhere(w0, w1, zero), expect);
           data = blocksWhere(w0, w1, (b) => !zero(b));
         } else {
           let want: Float64Array;
@@ -149,7 +160,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
             want = await compareDisk(target!, size, map.refs, map.hashArena, undefined, undefined, w0);
             blocksCompared += w1 - w0;
           }
-          zeroBlocksWritten += await zeros.write(runsOf(want.filter(zero)));
+          zeroBlocksWritten += await zeros.write(runsOf(want.filter(zero)), expect);
           data = want.filter((b) => !zero(b));
         }
         // the data a part at a time: planning a frame's blocks costs memory per block
@@ -164,34 +175,38 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
             expect,
           );
         }
-      }
-      blocksWritten += zeroBlocksWritten;
-      if (!isBlock && fstatSync(fd).size !== size) ftruncateSync(fd, size);
-      // an image file is made durable while it is read back: the check reads it through the page cache
-      // either way, and the two took ~0.65 + 0.27 s one after the other for 2 GiB. A block device is
-      // read back with O_DIRECT, which can return what the device held before writes still in its
-      // cache (seen in test/privileged/restore-device.test.ts): there the fsync comes first.
-      const synced = fsyncAsync(fd);
-      synced.catch(() => {}); // seen by the `await` below: not an unhandled rejection meanwhile
-      if (isBlock) await synced;
-      try {
+        // The window is read back while the next is written. After the last, an image file is made
+        // durable while it is read back: the check reads it through the page cache either way, and
+        // the two took ~0.65 + 0.27 s one after the other for 2 GiB. A block device is read back with
+        // O_DIRECT, which can return what the device held before writes still in its cache (seen in
+        // test/privileged/restore-device.test.ts): there the fsync comes first, for every window.
+        if (w1 === blockCount) {
+          if (!isBlock && fstatSync(fd).size !== size) ftruncateSync(fd, size);
+          synced = fsyncAsync(fd);
+          synced.catch(() => {}); // seen by the `await` below: not an unhandled rejection meanwhile
+          if (isBlock) await synced;
+        } else if (isBlock && o.verify !== false) await fsyncAsync(fd);
         if (o.verify !== false) {
+          o.beforeCheck?.(w0, w1);
           const t = performance.now();
-          const bad = await compareDisk(inspectDisk(o.to), size, NO_REFS, Buffer.alloc(0), expect);
-          verifyMs = Math.round(performance.now() - t);
+          const bad = await compareDisk(inspectDisk(o.to), size, NO_REFS, NO_ARENA, expect);
+          verifyMs += Math.round(performance.now() - t);
           if (bad.length > 0) {
             throw new SwitchbackError(
               "RESTORE_VERIFY_FAILED",
               `${o.to}: ${bad.length} block(s) differ from point ${pointId} after writing (first at byte ${bad[0]! * BLOCK_SIZE}); the target may be failing or in use`,
             );
           }
-          verified = true;
         }
-      } finally {
-        await synced; // a failed fsync fails the restore, whatever the check said
       }
+      blocksWritten += zeroBlocksWritten;
+      verified = o.verify !== false;
     } finally {
-      closeSync(fd);
+      try {
+        await synced; // a failed fsync fails the restore, whatever the check said
+      } finally {
+        closeSync(fd);
+      }
     }
     return {
       item: o.item,
@@ -219,6 +234,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
 /** blocks of the disk a restore maps at a time (16 GiB): its map costs 4 bytes a block and 32 an entry */
 const WINDOW_BLOCKS = 1 << 22;
 const NO_REFS = new Uint32Array(0);
+const NO_ARENA = Buffer.alloc(0);
 
 const fsyncAsync = promisify(fsync);
 
@@ -318,7 +334,6 @@ const NO_ZERO_OUT = new Set(["ENOTTY", "EOPNOTSUPP", "EINVAL", "ENOSYS"]);
 class ZeroWriter {
   readonly #fd: number;
   readonly #size: number;
-  readonly #expect: Fingerprints;
   /** the device's logical sector size: what it zeroes must be whole sectors (0: not a device) */
   readonly #sector: number;
   #byDevice: boolean;
@@ -326,19 +341,18 @@ class ZeroWriter {
   blocksByDevice = 0;
 
   /** `sector`: the block device's logical sector size, 0 for a file */
-  constructor(fd: number, size: number, expect: Fingerprints, sector: number) {
+  constructor(fd: number, size: number, sector: number) {
     this.#fd = fd;
     this.#size = size;
-    this.#expect = expect;
     this.#sector = sector;
     this.#byDevice = sector > 0 && typeof native?.zeroOut === "function";
   }
 
-  /** The blocks zeroed. */
-  async write(runs: Iterable<[number, number]>): Promise<number> {
+  /** The blocks zeroed; `expect` (which covers them) is told they must read as zeros. */
+  async write(runs: Iterable<[number, number]>, expect: Fingerprints): Promise<number> {
     let blocks = 0;
     for (const [from, to] of runs) {
-      this.#expect.kind.fill(MUST_BE_ZERO, from, to);
+      expect.kind.fill(MUST_BE_ZERO, from - expect.first, to - expect.first);
       blocks += to - from;
       let pos = from * BLOCK_SIZE;
       const end = Math.min(this.#size, to * BLOCK_SIZE);
@@ -478,8 +492,8 @@ export function applyFrame(
           compression: t.compression,
         });
       }
-      expect.kind[t.blocks[q]!] = FINGERPRINT;
-      expect.fp[t.blocks[q]!] = xxh64(data, expect.seed);
+      expect.kind[t.blocks[q]! - expect.first] = FINGERPRINT;
+      expect.fp[t.blocks[q]! - expect.first] = xxh64(data, expect.seed);
     }
     const pos = t.blocks[k]! * BLOCK_SIZE;
     const len = Math.min((m - k) * BLOCK_SIZE, size - pos);
@@ -516,7 +530,8 @@ async function writeBlocks(
   if (
     ds.backend instanceof LocalBackend &&
     nativeZstd !== null &&
-    typeof nativeZstd.applyFrames === "function"
+    typeof nativeZstd.applyFrames === "function" &&
+    nativeTakes(expect)
   ) {
     // the addon, on libuv's thread pool: no worker to start, no JavaScript per block. In calls of a
     // bounded size, never on every thread of the pool at once: a process server in the same process
@@ -605,6 +620,7 @@ async function applyNatively(
       expect.seed,
       expect.kind,
       expect.fp,
+      ...(expect.first === 0 ? [] : [expect.first]),
     );
   } catch (err) {
     const e = err as Error & { code?: string; task?: number; slot?: number; reason?: string };

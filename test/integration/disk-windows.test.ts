@@ -4,8 +4,9 @@
 // window sizes. And a restore through small windows writes the same bytes as one through a single
 // window: full, delta by reading the target, delta against a base point.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
 import fc from "fast-check";
@@ -16,6 +17,7 @@ import { blockHash, HASH_BYTES, ZERO_HASH } from "../../src/datastore/hash.ts";
 import { type DiskEntries, MANIFEST_PIECE_BYTES, manifestSource } from "../../src/datastore/manifest.ts";
 import { makeFrame } from "../../src/datastore/pack.ts";
 import { type DiskUuid, type ItemName, newPointId, type PointId } from "../../src/domain/ids.ts";
+import { native } from "../../src/platform/native.ts";
 import { restoreDisk } from "../../src/replication/restore.ts";
 import { tempDir } from "../helpers/env.ts";
 
@@ -204,6 +206,75 @@ test("a restore through small windows writes what one through a single window do
       (await restore(based, ids[2]!, size, true, ids[0]!)).equals(one),
       `delta against a base, windows of ${size}`,
     );
+  }
+  await ds.close();
+});
+
+test("the same restores through small windows without the native addon", {
+  skip: native === null ? "the addon is not built: the test above already ran without it" : false,
+}, () => {
+  const r = spawnSync(
+    process.execPath,
+    ["--test", "--test-name-pattern=a restore through small windows", import.meta.filename],
+    // (without the runner's NODE_TEST_CONTEXT: the child reports as a run of its own)
+    { env: { ...process.env, NODE_TEST_CONTEXT: undefined, SWITCHBACK_NATIVE: "0" }, encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /pass 1/);
+});
+
+test("a block that reads back other than written fails the restore, in whichever window it is", async () => {
+  const dir = path.join(root, "verify");
+  const ds = await Datastore.init(path.join(dir, "ds"));
+  const pool = Array.from({ length: 8 }, () => randomBytes(BLOCK_SIZE));
+  const hashes = pool.map((b) => blockHash(b));
+  const w = ds.writer();
+  await w.add(makeFrame(Buffer.concat(hashes), Buffer.concat(pool)));
+  await w.flush();
+  const n = 100;
+  const [id] = await chain(
+    ds,
+    [n],
+    [
+      [
+        entriesOf(
+          Array.from({ length: n }, (_, b) => b).filter((b) => b % 3 !== 0),
+          (b) => hashes[b % 8]!,
+        ),
+      ],
+    ],
+  );
+  for (const [window, bad] of [
+    [16, 40], // a data block of the third window
+    [16, 99], // a zero block of the last
+    [1000, 5], // one window
+  ] as const) {
+    const to = path.join(dir, `t-${window}-${bad}.img`);
+    let damaged = false;
+    await assert.rejects(
+      restoreDisk(ds, {
+        item,
+        point: id!,
+        disk: 0,
+        to,
+        delta: false,
+        windowBlocks: window,
+        beforeCheck: (from, end) => {
+          if (bad < from || bad >= end) return;
+          // the disk fails: what it returns is not what was written
+          const fd = openSync(to, "r+");
+          writeSync(fd, Buffer.from("not what was written"), 0, 20, bad * BLOCK_SIZE + 7);
+          closeSync(fd);
+          damaged = true;
+        },
+      }),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, "RESTORE_VERIFY_FAILED");
+        assert.match(err.message, new RegExp(`1 block\\(s\\) differ .*first at byte ${bad * BLOCK_SIZE}\\)`));
+        return true;
+      },
+    );
+    assert.ok(damaged);
   }
   await ds.close();
 });

@@ -7,9 +7,12 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import { BLOCK_SIZE } from "../../src/datastore/format.ts";
 import { blockHash } from "../../src/datastore/hash.ts";
+import { mappedViews } from "../../src/datastore/local/local-backend.ts";
 import { makeFrame } from "../../src/datastore/pack.ts";
 import { native } from "../../src/platform/native.ts";
 import { tempDir } from "../helpers/env.ts";
@@ -88,5 +91,30 @@ test("the index maps its files, loaded and as they are written, and answers as o
   const { collectGarbage } = await import("../../src/datastore/gc.ts");
   await collectGarbage(ds);
   for (let at = 0; at < all.length; at += 32) assert.ok(idx.get(all, at) !== undefined);
+  await ds.close();
+});
+
+test("mapped views are counted for as long as the index keeps any part of them", {
+  skip: native?.mapFile === undefined ? "the native addon is not built (npm run build:native)" : false,
+}, async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const dir = path.join(root, "count");
+  const ds = await Datastore.init(dir);
+  const idx = await ds.index();
+  const settle = async () => {
+    for (let k = 0; k < 5; k++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  await settle(); // (views of the tests before this one that are garbage now)
+  const before = mappedViews();
+  for (let i = 0; i < 4; i++) await store(ds, BLOCKS);
+  assert.equal(mappedViews() - before, 4);
+  // the Buffers view() returned are gone, the index's subarrays of them are not
+  await settle();
+  assert.equal(mappedViews() - before, 4, "still mapped, still counted");
+  assert.equal(idx.size, 4 * BLOCKS);
   await ds.close();
 });

@@ -3,13 +3,14 @@
 // process on loopback, with a small part size so that a manifest of a few MiB takes many parts. The
 // point must come out byte for byte as a local commit writes it, whatever the faults on the way.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { hostname } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { STAGED_STALE_MS } from "../../src/appliance/manifest-uploads.ts";
+import { ManifestUploads, STAGED_STALE_MS } from "../../src/appliance/manifest-uploads.ts";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import { BLOCK_SIZE, paths } from "../../src/datastore/format.ts";
 import { blockHash, HASH_BYTES } from "../../src/datastore/hash.ts";
@@ -573,6 +574,30 @@ describe("manifests uploaded in parts", { timeout: 120_000 }, () => {
     server.child.kill("SIGTERM");
     await server.exited;
   });
+});
+
+// Another host's stale files on a shared file system may not be this server's to remove (another uid
+// over NFS): here a folder made immutable. The server starts anyway and leaves them.
+test("stale staged files this server may not remove do not stop it from starting", {
+  skip: process.getuid?.() !== 0 ? "needs root (chattr +i stands for a file another host owns)" : false,
+}, async () => {
+  const root2 = path.join(root, "immutable", "staging");
+  const other = path.join(root2, `4242@other-${hostname()}`);
+  mkdirSync(other, { recursive: true });
+  const file = path.join(other, "db1@20260101T000000000Z-abcdef.manifest");
+  writeFileSync(file, "x");
+  const old = new Date(Date.now() - STAGED_STALE_MS - 60_000);
+  utimesSync(file, old, old);
+  const chattr = (flag: string) => spawnSync("chattr", [flag, other], { encoding: "utf8" });
+  const set = chattr("+i");
+  if (set.status !== 0) return; // a file system without the flag: nothing to show here
+  try {
+    const u = await ManifestUploads.open(root2);
+    assert.ok(existsSync(file), "left as it is");
+    await u.close();
+  } finally {
+    chattr("-i");
+  }
 });
 
 // gc sweeps the leftovers of interrupted writes ("….tmp-…") anywhere in the datastore, but staging/ is

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { constants, type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { ALIGN, giveBack, isAligned, takeAligned } from "../../platform/aligned.ts";
-import { piecesOf, readExactlyAt } from "../../platform/files.ts";
+import { onLocalFileSystem, piecesOf, readExactlyAt } from "../../platform/files.ts";
 import { native } from "../../platform/native.ts";
 import type { Backend, ObjectData, WriteOptions } from "../backend.ts";
 
@@ -26,6 +26,10 @@ const MAP_MIN_BYTES = 256 * 1024;
 /** views mapped at once in this process at most; past it, files are read (vm.max_map_count is 65,530) */
 const MAPS_MAX = 32_768;
 let maps = 0;
+/** views of files mapped and still alive in this process (what MAPS_MAX bounds) */
+export function mappedViews(): number {
+  return maps;
+}
 const unmapped = new FinalizationRegistry<undefined>(() => {
   maps--;
 });
@@ -40,8 +44,13 @@ export class LocalBackend implements Backend {
    * SWITCHBACK_DIRECT_IO=0 turns it off from the start (a file system that takes O_DIRECT but is slow with it).
    */
   #direct = native !== null && constants.O_DIRECT !== undefined && process.env.SWITCHBACK_DIRECT_IO !== "0";
-  /** how view() maps a file; SWITCHBACK_MAP_INDEX=0 reads index files into memory instead (to compare) */
-  readonly #map = process.env.SWITCHBACK_MAP_INDEX === "0" ? undefined : native?.mapFile;
+  /**
+   * how view() maps a file: on the machine's own file systems only (a page that cannot be read is a
+   * SIGBUS for a mapping, where a read throws; an NFS server that goes away is not a bad sector);
+   * SWITCHBACK_MAP_INDEX=0 reads index files into memory instead (to compare). Decided at the first view.
+   */
+  #map: ((fd: number, length: number) => Buffer) | false | undefined =
+    process.env.SWITCHBACK_MAP_INDEX === "0" ? false : undefined;
   /** objects written with O_DIRECT so far */
   directWrites = 0;
 
@@ -196,8 +205,9 @@ export class LocalBackend implements Backend {
   }
 
   async view(name: string): Promise<Buffer> {
+    if (this.#map === undefined) this.#map = (onLocalFileSystem(this.#root) && native?.mapFile) || false;
     const map = this.#map;
-    if (map === undefined) return this.read(name);
+    if (map === false) return this.read(name);
     const fh = await open(this.#path(name), "r");
     try {
       const { size } = await fh.stat();
@@ -205,7 +215,9 @@ export class LocalBackend implements Backend {
         try {
           const view = map(fh.fd, size); // (the mapping outlives the descriptor)
           maps++;
-          unmapped.register(view, undefined);
+          // (on the memory, not this Buffer: an index keeps views of parts of it, and the mapping
+          // lives as long as any of them)
+          unmapped.register(view.buffer, undefined);
           return view;
         } catch {
           // out of memory areas, or a file system that cannot map: read it
