@@ -1344,15 +1344,55 @@ static napi_value js_zero_out(napi_env env, napi_callback_info info) {
 }
 
 /*
- * mapFile(fd: number, length: number): Buffer, a read-only view of the open file's first `length`
- * bytes (mmap, PROT_READ, MAP_SHARED), unmapped when the Buffer is collected. Its pages are the page
- * cache's: the kernel reads them on first touch and may drop them again under memory pressure, so a
- * big datastore's block index costs no memory of the process's own. Only for files that are never
- * changed in place (index files): a file cut short under the mapping would end the process (SIGBUS).
+ * mapFile(fd: number, length: number): Promise<Buffer>, a read-only view of the open file's first
+ * `length` bytes (mmap, PROT_READ, MAP_SHARED), unmapped when the Buffer's memory is collected. Its
+ * pages are the page cache's: the kernel may drop them again under memory pressure, so a big
+ * datastore's block index costs no memory of the process's own. The mapping is populated (its page
+ * tables filled in one call, not a fault per page: the index is built by reading every record, and a
+ * fault costs microseconds in a virtual machine) on libuv's thread pool, beside the caller's work. The
+ * descriptor must stay open until it settles. Only for files never changed in place (index files):
+ * a file cut short under the mapping, or a page that cannot be read, ends the process (SIGBUS).
  */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  size_t length;
+  void *p;
+  int err;
+} MapFile;
+
 static void unmap_file(napi_env env, void *data, void *hint) {
   (void)env;
   munmap(data, (size_t)(uintptr_t)hint);
+}
+
+static void map_file_execute(napi_env env, void *data) {
+  (void)env;
+  MapFile *m = data;
+  m->p = mmap(NULL, m->length, PROT_READ, MAP_SHARED | MAP_POPULATE, m->fd, 0);
+  m->err = m->p == MAP_FAILED ? errno : 0;
+}
+
+static void map_file_complete(napi_env env, napi_status status, void *data) {
+  MapFile *m = data;
+  napi_value v = NULL, msg;
+  const char *why = NULL;
+  if (status != napi_ok) why = "mapFile was cancelled";
+  else if (m->err != 0) why = strerror(m->err);
+  else if (napi_create_external_buffer(env, m->length, m->p, unmap_file, (void *)(uintptr_t)m->length, &v) !=
+           napi_ok) {
+    munmap(m->p, m->length);
+    why = "this Node.js does not take external buffers";
+  }
+  if (why == NULL) napi_resolve_deferred(env, m->deferred, v);
+  else {
+    napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &v);
+    napi_reject_deferred(env, m->deferred, v);
+  }
+  napi_delete_async_work(env, m->work);
+  free(m);
 }
 
 static napi_value js_map_file(napi_env env, napi_callback_info info) {
@@ -1364,19 +1404,16 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
       napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &length) != napi_ok ||
       length <= 0)
     return throw_type(env, "mapFile takes (fd, length), length above 0");
-  void *p = mmap(NULL, (size_t)length, PROT_READ, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) {
-    napi_throw_error(env, NULL, strerror(errno));
-    return NULL;
-  }
-  napi_value v;
-  napi_status st = napi_create_external_buffer(env, (size_t)length, p, unmap_file, (void *)(uintptr_t)length, &v);
-  if (st != napi_ok) {
-    munmap(p, (size_t)length);
-    napi_throw_error(env, NULL, "this Node.js does not take external buffers");
-    return NULL;
-  }
-  return v;
+  MapFile *m = calloc(1, sizeof *m);
+  if (m == NULL) return throw_type(env, "mapFile: out of memory");
+  m->fd = fd;
+  m->length = (size_t)length;
+  napi_value promise, name;
+  napi_create_promise(env, &m->deferred, &promise);
+  napi_create_string_utf8(env, "switchback:mapFile", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, map_file_execute, map_file_complete, m, &m->work);
+  napi_queue_async_work(env, m->work);
+  return promise;
 }
 
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */

@@ -121,11 +121,12 @@ export interface NativeAddon {
    */
   zeroOut?(fd: number, offset: number, length: number): Promise<void>;
   /**
-   * A read-only view of the open file's first `length` bytes (mmap), unmapped when the Buffer is
-   * collected: its pages are the page cache's, not the process's. Only for files never changed in
-   * place (a file cut short under it ends the process). Absent from addons built before it.
+   * A read-only view of the open file's first `length` bytes (mmap, populated on libuv's thread pool;
+   * keep `fd` open until it settles), unmapped when its memory is collected: its pages are the page
+   * cache's, not the process's. Only for files never changed in place (a file cut short under it ends
+   * the process). Absent from addons built before it.
    */
-  mapFile?(fd: number, length: number): Buffer;
+  mapFile?(fd: number, length: number): Promise<Buffer>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
 }

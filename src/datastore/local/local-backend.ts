@@ -49,7 +49,7 @@ export class LocalBackend implements Backend {
    * SIGBUS for a mapping, where a read throws; an NFS server that goes away is not a bad sector);
    * SWITCHBACK_MAP_INDEX=0 reads index files into memory instead (to compare). Decided at the first view.
    */
-  #map: ((fd: number, length: number) => Buffer) | false | undefined =
+  #map: ((fd: number, length: number) => Promise<Buffer>) | false | undefined =
     process.env.SWITCHBACK_MAP_INDEX === "0" ? false : undefined;
   /** objects written with O_DIRECT so far */
   directWrites = 0;
@@ -213,7 +213,7 @@ export class LocalBackend implements Backend {
       const { size } = await fh.stat();
       if (size >= MAP_MIN_BYTES && maps < MAPS_MAX) {
         try {
-          const view = map(fh.fd, size); // (the mapping outlives the descriptor)
+          const view = await map(fh.fd, size); // (the mapping outlives the descriptor)
           maps++;
           // (on the memory, not this Buffer: an index keeps views of parts of it, and the mapping
           // lives as long as any of them)
