@@ -190,17 +190,28 @@ export class Datastore {
    * memory; its checksum is verified at the end (a damaged manifest throws there, after its chunks).
    */
   async *pointEntries(item: ItemName, id: PointId): AsyncGenerator<EntryChunk> {
+    const { name, stream } = await this.#openPoint(item, id);
+    const parser = new ManifestParser(name, stream.size);
+    for await (const piece of stream.pieces) yield* parser.push(piece);
+    parser.end();
+  }
+
+  /**
+   * A point's manifest as it is when opened, piece by piece, through one open file: the file's bytes
+   * are never all in memory beside the entries decoded from them, and prune may replace a manifest
+   * (with an equivalent one) meanwhile.
+   */
+  async #openPoint(
+    item: ItemName,
+    id: PointId,
+  ): Promise<{ name: string; stream: Awaited<ReturnType<Backend["readStream"]>> }> {
     const name = paths.point(item, id);
-    let stream: Awaited<ReturnType<Backend["readStream"]>>;
     try {
-      stream = await this.backend.readStream(name, MANIFEST_PIECE_BYTES);
+      return { name, stream: await this.backend.readStream(name, MANIFEST_PIECE_BYTES) };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.pointSize(item, id); // says so
       throw err;
     }
-    const parser = new ManifestParser(name, stream.size);
-    for await (const piece of stream.pieces) yield* parser.push(piece);
-    parser.end();
   }
 
   /** The packs on disk (id → size), whether or not an index names them. */
@@ -313,36 +324,31 @@ export class Datastore {
   }
 
   async readPoint(item: ItemName, id: PointId): Promise<PointManifest> {
-    const name = paths.point(item, id);
-    // piece by piece, so that the file's bytes are never all in memory beside the entries decoded from
-    // them, and through one open file: prune may replace a manifest (with an equivalent one) meanwhile
-    let stream: Awaited<ReturnType<Backend["readStream"]>>;
-    try {
-      stream = await this.backend.readStream(name, MANIFEST_PIECE_BYTES);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.pointSize(item, id); // says so
-      throw err;
-    }
+    const { name, stream } = await this.#openPoint(item, id);
     const c = new ManifestCollector(name, stream.size);
     for await (const piece of stream.pieces) c.push(piece);
     return c.end();
   }
 
-  /** Chain of manifests from the base up to `id`, oldest first. */
-  async chain(item: ItemName, id: PointId): Promise<PointManifest[]> {
-    const out: PointManifest[] = [];
-    let cur: PointId | null = id;
+  /**
+   * The headers and manifest sizes of the chain from the base up to `id`, oldest first, from the
+   * headers alone (no entries read).
+   */
+  async chainOf(item: ItemName, id: PointId): Promise<{ header: PointHeader; size: number }[]> {
+    const out: { header: PointHeader; size: number }[] = [];
     const seen = new Set<string>();
-    while (cur !== null) {
+    for (let cur: PointId | null = id; cur !== null; ) {
       if (seen.has(cur))
         throw new SwitchbackError(
           "DATASTORE_CORRUPT",
           `point ${id} of ${item}: parent chain loops at ${cur}`,
         );
       seen.add(cur);
-      let m: PointManifest;
+      let header: PointHeader;
+      let size: number;
       try {
-        m = await this.readPoint(item, cur);
+        header = await this.readPointHeader(item, cur);
+        size = await this.pointSize(item, cur);
       } catch (err) {
         if (err instanceof SwitchbackError && err.code === "POINT_NOT_FOUND" && cur !== id) {
           throw new SwitchbackError(
@@ -352,10 +358,17 @@ export class Datastore {
         }
         throw err;
       }
-      out.push(m);
-      cur = m.header.parent;
+      out.push({ header, size });
+      cur = header.parent;
     }
     return out.reverse();
+  }
+
+  /** Chain of manifests from the base up to `id`, oldest first. */
+  async chain(item: ItemName, id: PointId): Promise<PointManifest[]> {
+    const out: PointManifest[] = [];
+    for (const { header } of await this.chainOf(item, id)) out.push(await this.readPoint(item, header.id));
+    return out;
   }
 
   async resolveDisk(

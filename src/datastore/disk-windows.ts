@@ -30,7 +30,7 @@ export class DiskWindows {
 
   /** Opens disk `disk` of `item`'s point `id`; close() it (or read it to its last window) when done. */
   static async open(ds: Datastore, item: ItemName, id: PointId, disk: number): Promise<DiskWindows> {
-    const chain = await chainOf(ds, item, id);
+    const chain = await ds.chainOf(item, id);
     const top = chain[chain.length - 1]!;
     const d = top.header.disks[disk];
     if (d === undefined) {
@@ -90,38 +90,6 @@ export class DiskWindows {
   async close(): Promise<void> {
     await Promise.all(this.#cursors.map((c) => c.close()));
   }
-}
-
-/** The chain's headers and manifest sizes, base first, from the headers alone. */
-async function chainOf(
-  ds: Datastore,
-  item: ItemName,
-  id: PointId,
-): Promise<{ header: PointHeader; size: number }[]> {
-  const out: { header: PointHeader; size: number }[] = [];
-  const seen = new Set<string>();
-  for (let cur: PointId | null = id; cur !== null; ) {
-    if (seen.has(cur))
-      throw new SwitchbackError("DATASTORE_CORRUPT", `point ${id} of ${item}: parent chain loops at ${cur}`);
-    seen.add(cur);
-    let header: PointHeader;
-    let size: number;
-    try {
-      header = await ds.readPointHeader(item, cur);
-      size = await ds.pointSize(item, cur);
-    } catch (err) {
-      if (err instanceof SwitchbackError && err.code === "POINT_NOT_FOUND" && cur !== id) {
-        throw new SwitchbackError(
-          "DATASTORE_CORRUPT",
-          `point ${id} of ${item}: its ancestor ${cur} is missing`,
-        );
-      }
-      throw err;
-    }
-    out.push({ header, size });
-    cur = header.parent;
-  }
-  return out.reverse();
 }
 
 /** One manifest's entries of one disk, handed out in block order as the windows move on. */
