@@ -378,24 +378,12 @@ export class Datastore {
   ): Promise<{ map: DiskMap; header: PointHeader }> {
     const chain = await this.chain(item, id);
     const top = chain[chain.length - 1]!;
-    const d = top.header.disks[disk];
-    if (d === undefined) {
-      throw new SwitchbackError(
-        "DISK_NOT_FOUND",
-        `point ${id} of ${item} has ${top.header.disks.length} disk(s); disk ${disk} does not exist (disks are numbered from 0)`,
-      );
-    }
+    const d = diskOfChain(
+      chain.map((m) => m.header),
+      disk,
+    );
     const map = new DiskMap(Math.ceil(d.sizeBytes / d.blockSize));
-    for (const m of chain) {
-      const md = m.header.disks[disk];
-      if (md === undefined || md.uuid !== d.uuid || md.sizeBytes !== d.sizeBytes) {
-        throw new SwitchbackError(
-          "DATASTORE_CORRUPT",
-          `point ${m.header.id} of ${item}: disk ${disk} does not match its child ${id}`,
-        );
-      }
-      map.apply(m.disks[disk]!);
-    }
+    for (const m of chain) map.apply(m.disks[disk]!);
     return { map, header: top.header };
   }
 
@@ -483,6 +471,31 @@ const LOCK_WAIT_MS = 30_000;
 
 export interface Lock {
   release(): Promise<void>;
+}
+
+/**
+ * Disk `disk` of the last point of `chain` (headers, base first), checked to be the same disk (uuid
+ * and size) in every point of the chain.
+ */
+export function diskOfChain(chain: readonly PointHeader[], disk: number): PointHeader["disks"][number] {
+  const top = chain[chain.length - 1]!;
+  const d = top.disks[disk];
+  if (d === undefined) {
+    throw new SwitchbackError(
+      "DISK_NOT_FOUND",
+      `point ${top.id} of ${top.item} has ${top.disks.length} disk(s); disk ${disk} does not exist (disks are numbered from 0)`,
+    );
+  }
+  for (const h of chain) {
+    const md = h.disks[disk];
+    if (md === undefined || md.uuid !== d.uuid || md.sizeBytes !== d.sizeBytes) {
+      throw new SwitchbackError(
+        "DATASTORE_CORRUPT",
+        `point ${h.id} of ${top.item}: disk ${disk} does not match its child ${top.id}`,
+      );
+    }
+  }
+  return d;
 }
 
 export function verifyBlock(data: Buffer, hash: Buffer, loc: BlockLocation): void {

@@ -8,9 +8,8 @@
 // damaged manifest stops the reader before anything is written from it. Manifests of up to one piece
 // (4 MiB: every delta of ordinary size) are kept in memory from then on; bigger ones are read again
 // as the windows pass, through one open file each.
-import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
-import type { Datastore } from "./datastore.ts";
+import { type Datastore, diskOfChain } from "./datastore.ts";
 import { DiskMap } from "./disk-map.ts";
 import { HASH_BYTES } from "./hash.ts";
 import { type DiskEntries, type EntryChunk, MANIFEST_PIECE_BYTES, type PointHeader } from "./manifest.ts";
@@ -32,22 +31,10 @@ export class DiskWindows {
   static async open(ds: Datastore, item: ItemName, id: PointId, disk: number): Promise<DiskWindows> {
     const chain = await ds.chainOf(item, id);
     const top = chain[chain.length - 1]!;
-    const d = top.header.disks[disk];
-    if (d === undefined) {
-      throw new SwitchbackError(
-        "DISK_NOT_FOUND",
-        `point ${id} of ${item} has ${top.header.disks.length} disk(s); disk ${disk} does not exist (disks are numbered from 0)`,
-      );
-    }
-    for (const { header: h } of chain) {
-      const md = h.disks[disk];
-      if (md === undefined || md.uuid !== d.uuid || md.sizeBytes !== d.sizeBytes) {
-        throw new SwitchbackError(
-          "DATASTORE_CORRUPT",
-          `point ${h.id} of ${item}: disk ${disk} does not match its child ${id}`,
-        );
-      }
-    }
+    const d = diskOfChain(
+      chain.map((c) => c.header),
+      disk,
+    );
     const cursors: EntryCursor[] = [];
     try {
       for (const { header: h, size } of chain) {
