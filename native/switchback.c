@@ -783,7 +783,7 @@ static DiskPass *disk_pass_args(napi_env env, napi_value *argv) {
       napi_get_value_int64(env, argv[6], &j->to) != napi_ok ||
       napi_get_value_bigint_uint64(env, argv[7], &j->seed, &lossless) != napi_ok || !lossless ||
       j->size <= 0 || j->sector <= 0 || j->sector > 4096 || (j->sector & (j->sector - 1)) != 0 ||
-      j->base < 0 || j->from < 0 || j->from > j->to) {
+      j->base < 0 || j->from < 0 || j->from > j->to || j->to > INT64_MAX / BLOCK_BYTES - j->base / BLOCK_BYTES) {
     free(j);
     return NULL;
   }
@@ -1409,10 +1409,19 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
   m->fd = fd;
   m->length = (size_t)length;
   napi_value promise, name;
-  napi_create_promise(env, &m->deferred, &promise);
-  napi_create_string_utf8(env, "switchback:mapFile", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, map_file_execute, map_file_complete, m, &m->work);
-  napi_queue_async_work(env, m->work);
+  if (napi_create_promise(env, &m->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "switchback:mapFile", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, map_file_execute, map_file_complete, m, &m->work) != napi_ok) {
+    free(m);
+    napi_throw_error(env, NULL, "mapFile could not be queued");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, m->work) != napi_ok) {
+    napi_delete_async_work(env, m->work);
+    free(m);
+    napi_throw_error(env, NULL, "mapFile could not be queued");
+    return NULL;
+  }
   return promise;
 }
 

@@ -175,7 +175,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
             expect,
           );
         }
-        // The window is read back while the next is written. After the last, an image file is made
+        // The window is read back before the next is written. After the last, an image file is made
         // durable while it is read back: the check reads it through the page cache either way, and
         // the two took ~0.65 + 0.27 s one after the other for 2 GiB. A block device is read back with
         // O_DIRECT, which can return what the device held before writes still in its cache (seen in

@@ -278,3 +278,34 @@ test("a block that reads back other than written fails the restore, in whichever
   }
   await ds.close();
 });
+
+test("the addon refuses a block range whose byte offsets do not fit in 64 bits", {
+  skip: native?.checkFingerprints === undefined ? "the native addon is not built" : false,
+}, async () => {
+  const file = path.join(root, "small.img");
+  writeFileSync(file, Buffer.alloc(32768, 1));
+  const fd = openSync(file, "r");
+  try {
+    const huge = 2 ** 52;
+    assert.throws(
+      () =>
+        native!.checkFingerprints(
+          fd,
+          0,
+          32768,
+          512,
+          false,
+          huge,
+          huge + 1,
+          1n,
+          32768,
+          new Uint8Array(1),
+          new BigUint64Array(1),
+          huge,
+        ),
+      TypeError,
+    );
+  } finally {
+    closeSync(fd);
+  }
+});

@@ -4,7 +4,7 @@
 // once gc has removed the files it maps.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, test } from "node:test";
 import { setFlagsFromString } from "node:v8";
@@ -12,7 +12,7 @@ import { runInNewContext } from "node:vm";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import { BLOCK_SIZE } from "../../src/datastore/format.ts";
 import { blockHash } from "../../src/datastore/hash.ts";
-import { mappedViews } from "../../src/datastore/local/local-backend.ts";
+import { LocalBackend, MAP_LIMIT, mappedViews } from "../../src/datastore/local/local-backend.ts";
 import { makeFrame } from "../../src/datastore/pack.ts";
 import { native } from "../../src/platform/native.ts";
 import { tempDir } from "../helpers/env.ts";
@@ -117,4 +117,29 @@ test("mapped views are counted for as long as the index keeps any part of them",
   assert.equal(mappedViews() - before, 4, "still mapped, still counted");
   assert.equal(idx.size, 4 * BLOCKS);
   await ds.close();
+});
+
+test("views asked for many at once stay within the limit of mapped views", {
+  skip: native?.mapFile === undefined ? "the native addon is not built (npm run build:native)" : false,
+}, async () => {
+  const dir = path.join(root, "limit");
+  mkdirSync(path.join(dir, "index"), { recursive: true });
+  const files = Array.from({ length: 12 }, (_, i) => {
+    const bytes = Buffer.alloc(256 * 1024 + i, i + 1);
+    writeFileSync(path.join(dir, "index", `${i}.idx`), bytes);
+    return bytes;
+  });
+  const be = new LocalBackend(dir);
+  const saved = MAP_LIMIT.views;
+  const before = mappedViews();
+  MAP_LIMIT.views = before + 3;
+  try {
+    // (as an index load asks for them: all at once)
+    const views = await Promise.all(files.map((_, i) => be.view(`index/${i}.idx`)));
+    for (const [i, v] of views.entries()) assert.ok(v.equals(files[i]!), `file ${i}`);
+    assert.equal(mappedViews() - before, 3, "three mapped, the rest read");
+  } finally {
+    MAP_LIMIT.views = saved;
+    await be.close();
+  }
 });

@@ -23,10 +23,13 @@ const STREAM_WRITE_BYTES = 1024 * 1024;
  * of the process's ~65,000 memory areas). A process server's index file of 32 MiB of packs is ~380 kB.
  */
 const MAP_MIN_BYTES = 256 * 1024;
-/** views mapped at once in this process at most; past it, files are read (vm.max_map_count is 65,530) */
-const MAPS_MAX = 32_768;
+/**
+ * views mapped at once in this process at most; past it, files are read (vm.max_map_count is 65,530).
+ * Tests lower it.
+ */
+export const MAP_LIMIT = { views: 32_768 };
 let maps = 0;
-/** views of files mapped and still alive in this process (what MAPS_MAX bounds) */
+/** views of files mapped (or being mapped) and still alive in this process (what MAP_LIMIT bounds) */
 export function mappedViews(): number {
   return maps;
 }
@@ -211,16 +214,17 @@ export class LocalBackend implements Backend {
     const fh = await open(this.#path(name), "r");
     try {
       const { size } = await fh.stat();
-      if (size >= MAP_MIN_BYTES && maps < MAPS_MAX) {
+      if (size >= MAP_MIN_BYTES && maps < MAP_LIMIT.views) {
+        maps++; // (taken before the wait: views are asked for many at a time)
         try {
           const view = await map(fh.fd, size); // (the mapping outlives the descriptor)
-          maps++;
           // (on the memory, not this Buffer: an index keeps views of parts of it, and the mapping
           // lives as long as any of them)
           unmapped.register(view.buffer, undefined);
           return view;
         } catch {
           // out of memory areas, or a file system that cannot map: read it
+          maps--;
         }
       }
       return await readExactlyAt(fh, name, 0, size);
