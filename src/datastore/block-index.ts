@@ -117,10 +117,12 @@ export class BlockIndex {
 
   /**
    * Adds the records of index file `name`, kept as they are in `buf` (no copy: a view of the file
-   * that the backend mapped costs the process no memory of its own).
+   * that the backend mapped costs the process no memory of its own); returns the file's sections.
    */
-  addIndexFile(name: string, buf: Buffer): void {
-    this.#addRuns(decodeIndexFile(name, buf));
+  addIndexFile(name: string, buf: Buffer): { packId: string; entries: Buffer }[] {
+    const sections = decodeIndexFile(name, buf);
+    this.#addRuns(sections);
+    return sections;
   }
 
   #addRuns(sections: readonly { packId: string; entries: Buffer }[]): void {

@@ -294,13 +294,17 @@ export class Datastore {
   }
 
   async readPointHeader(item: ItemName, id: PointId): Promise<PointHeader> {
+    return (await this.#headerAndSize(item, id)).header;
+  }
+
+  async #headerAndSize(item: ItemName, id: PointId): Promise<{ header: PointHeader; size: number }> {
     const name = paths.point(item, id);
     // headers are small and lead the file; read the first 64 KiB and fall back to the whole file
     const size = await this.pointSize(item, id);
     const head = await this.backend.readRange(name, 0, Math.min(size, 65536));
     const need = head.length >= 12 ? 12 + head.readUInt32LE(8) : 0;
     const buf = need > head.length ? await this.backend.read(name) : head;
-    return decodeManifestHeader(name, buf).header;
+    return { header: decodeManifestHeader(name, buf).header, size };
   }
 
   /** The size of a point's manifest in bytes (POINT_NOT_FOUND when there is none). */
@@ -344,11 +348,9 @@ export class Datastore {
           `point ${id} of ${item}: parent chain loops at ${cur}`,
         );
       seen.add(cur);
-      let header: PointHeader;
-      let size: number;
+      let link: { header: PointHeader; size: number };
       try {
-        header = await this.readPointHeader(item, cur);
-        size = await this.pointSize(item, cur);
+        link = await this.#headerAndSize(item, cur);
       } catch (err) {
         if (err instanceof SwitchbackError && err.code === "POINT_NOT_FOUND" && cur !== id) {
           throw new SwitchbackError(
@@ -358,8 +360,8 @@ export class Datastore {
         }
         throw err;
       }
-      out.push({ header, size });
-      cur = header.parent;
+      out.push(link);
+      cur = link.header.parent;
     }
     return out.reverse();
   }

@@ -120,7 +120,10 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
 
   // sweep: decide per pack, in name order. A live block is "covered" once a kept pack holds it.
   const covered = new Bits(all.records);
-  const recordsOf = (packId: string) => Buffer.concat(records.get(packId)!);
+  const recordsOf = (packId: string) => {
+    const list = records.get(packId)!;
+    return list.length === 1 ? list[0]! : Buffer.concat(list);
+  };
   const keep: string[] = [];
   const repack: string[] = [];
   const packIds = [...records.keys()].filter((p) => onDisk.has(p)).sort();
@@ -188,7 +191,13 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   const consolidated =
     keep.length > 0
       ? await ds.writeIndexFileFrom(function* () {
-          for (const packId of keep) yield { packId, entries: dedupeRecords(recordsOf(packId)) };
+          // (a pack's own trailer lists each block once: only a pack named twice has copies)
+          for (const packId of keep)
+            yield {
+              packId,
+              entries:
+                records.get(packId)!.length === 1 ? recordsOf(packId) : dedupeRecords(recordsOf(packId)),
+            };
         })
       : null;
   step("indexed");
@@ -199,9 +208,8 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   const post = new BlockIndex(1 << 16);
   const namedByFresh = new Set<string>();
   for (const n of stays) {
-    const buf = await be.view(`index/${n}`);
-    post.addIndexFile(n, buf);
-    if (fresh.includes(n)) for (const s of decodeIndexFile(n, buf)) namedByFresh.add(s.packId);
+    const sections = post.addIndexFile(n, await be.view(`index/${n}`));
+    if (fresh.includes(n)) for (const s of sections) namedByFresh.add(s.packId);
   }
   let lost = 0;
   let firstLost = "";

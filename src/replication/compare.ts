@@ -5,6 +5,7 @@
 // Runs in worker threads; maps are passed in SharedArrayBuffers so workers do not copy them.
 import { availableParallelism } from "node:os";
 import { xxh64 } from "@node-rs/xxhash";
+import type { DiskMap } from "../datastore/disk-map.ts";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { blockHash, HASH_BYTES, HASHES_IN_BATCHES, hashBlocks, isAllZero } from "../datastore/hash.ts";
 import { native } from "../platform/native.ts";
@@ -117,31 +118,40 @@ function shared(a: Uint8Array): Uint8Array {
   return copy;
 }
 
-/**
- * The blocks of the disk whose content is not what the map says (refs and arena: blocks [first,
- * first + refs.length), a window of the disk), or with `expect`, not what the fingerprints say (the
- * blocks they cover; refs and arena are not used).
- */
-export async function compareDisk(
+/** The blocks of `map`'s window whose content on the disk is not what the map says (a delta restore). */
+export function compareWithMap(
   info: DiskInfo,
   sizeBytes: number,
-  refs: Uint32Array,
-  arena: Buffer,
-  expect?: Fingerprints,
+  map: DiskMap,
   workers = Math.min(4, availableParallelism()),
-  first = 0,
 ): Promise<Float64Array> {
-  const blocks = Math.ceil(sizeBytes / BLOCK_SIZE);
+  // workers read the map in shared memory (DiskMap keeps it there)
+  const r = shared(new Uint8Array(map.refs.buffer, map.refs.byteOffset, map.refs.byteLength));
+  const job = {
+    info,
+    sizeBytes,
+    first: map.first,
+    refs: new Uint32Array(r.buffer, r.byteOffset, r.byteLength / 4),
+    arena: shared(map.hashArena),
+  };
+  return inShares(job, map.first, map.first + map.blockCount, workers);
+}
+
+/**
+ * The blocks `expect` covers whose content on the disk is not what it expects (the check after a
+ * restore): on libuv's thread pool through the addon, else in worker threads.
+ */
+export async function checkExpected(
+  info: DiskInfo,
+  sizeBytes: number,
+  expect: Fingerprints,
+  workers = Math.min(4, availableParallelism()),
+): Promise<Float64Array> {
+  const from = expect.first;
+  const to = Math.min(Math.ceil(sizeBytes / BLOCK_SIZE), expect.first + expect.kind.length);
   const addon = native;
-  const from = expect ? expect.first : first;
-  const to = expect ? Math.min(blocks, expect.first + expect.kind.length) : first + refs.length;
-  if (
-    expect !== undefined &&
-    addon !== null &&
-    typeof addon.checkFingerprints === "function" &&
-    nativeTakes(expect)
-  ) {
-    // the addon checks on libuv's thread pool: no worker to start, no call per block
+  if (addon !== null && typeof addon.checkFingerprints === "function" && nativeTakes(expect)) {
+    // no worker to start, no call per block
     const calls: [number, number][] = [];
     for (let b = from; b < to; b += CALL_BLOCKS) calls.push([b, Math.min(to, b + CALL_BLOCKS)]);
     const bad = await onDisk(info, calls, workers, async (disk, [from, to]) => {
@@ -159,38 +169,25 @@ export async function compareDisk(
     });
     return concatBlocks(bad);
   }
-  // workers read the map in shared memory (DiskMap keeps it there); it is only needed without fingerprints
-  const r = expect
-    ? new Uint8Array(0)
-    : shared(new Uint8Array(refs.buffer, refs.byteOffset, refs.byteLength));
-  const sharedRefs = new Uint32Array(r.buffer, r.byteOffset, r.byteLength / 4);
-  const sharedArena = expect ? new Uint8Array(0) : shared(arena);
-  if (workers <= 1 || to - from < 32768) {
-    return compareRange({
-      info,
-      sizeBytes,
-      from,
-      to,
-      first,
-      refs: sharedRefs,
-      arena: sharedArena,
-      expect,
-    });
-  }
+  return inShares(
+    { info, sizeBytes, first: 0, refs: new Uint32Array(0), arena: new Uint8Array(0), expect },
+    from,
+    to,
+    workers,
+  );
+}
+
+/** compareRange over [from, to), here when it is small, else in worker threads a share each. */
+async function inShares(
+  job: Omit<CompareJob, "from" | "to">,
+  from: number,
+  to: number,
+  workers: number,
+): Promise<Float64Array> {
+  if (workers <= 1 || to - from < 32768) return compareRange({ ...job, from, to });
   const per = Math.ceil((to - from) / workers / CHUNK_BLOCKS) * CHUNK_BLOCKS;
   const jobs: CompareJob[] = [];
-  for (let at = from; at < to; at += per) {
-    jobs.push({
-      info,
-      sizeBytes,
-      from: at,
-      to: Math.min(to, at + per),
-      first,
-      refs: sharedRefs,
-      arena: sharedArena,
-      expect,
-    });
-  }
+  for (let at = from; at < to; at += per) jobs.push({ ...job, from: at, to: Math.min(to, at + per) });
   return concatBlocks(
     await runWorkers<CompareJob, Float64Array>(new URL("./compare-worker.ts", import.meta.url), jobs),
   );

@@ -35,7 +35,8 @@ import { type NativeAddon, native, nativeZstd, onPool } from "../platform/native
 import { runWorkers } from "../platform/workers.ts";
 import { BlockList } from "./block-list.ts";
 import {
-  compareDisk,
+  checkExpected,
+  compareWithMap,
   FINGERPRINT,
   type Fingerprints,
   fingerprints,
@@ -157,7 +158,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
           let want: Float64Array;
           if (base !== null) want = changedIn(map, await base.window(w0, w1));
           else {
-            want = await compareDisk(target!, size, map.refs, map.hashArena, undefined, undefined, w0);
+            want = await compareWithMap(target!, size, map);
             blocksCompared += w1 - w0;
           }
           zeroBlocksWritten += await zeros.write(runsOf(want.filter(zero)), expect);
@@ -189,7 +190,7 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
         if (o.verify !== false) {
           o.beforeCheck?.(w0, w1);
           const t = performance.now();
-          const bad = await compareDisk(inspectDisk(o.to), size, NO_REFS, NO_ARENA, expect);
+          const bad = await checkExpected(inspectDisk(o.to), size, expect);
           verifyMs += Math.round(performance.now() - t);
           if (bad.length > 0) {
             throw new SwitchbackError(
@@ -233,8 +234,6 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
 
 /** blocks of the disk a restore maps at a time (16 GiB): its map costs 4 bytes a block and 32 an entry */
 const WINDOW_BLOCKS = 1 << 22;
-const NO_REFS = new Uint32Array(0);
-const NO_ARENA = Buffer.alloc(0);
 
 const fsyncAsync = promisify(fsync);
 
