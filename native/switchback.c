@@ -1280,6 +1280,28 @@ static napi_value js_extent_at(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * Queues `data`'s work on libuv's thread pool and returns the promise its `done` settles; NULL (with
+ * an exception pending) when it could not be queued, and the caller frees `data`.
+ */
+static napi_value queue_work(napi_env env, const char *name, napi_async_execute_callback run,
+                             napi_async_complete_callback done, void *data, napi_async_work *work,
+                             napi_deferred *deferred) {
+  napi_value promise, label;
+  if (napi_create_promise(env, deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &label) != napi_ok ||
+      napi_create_async_work(env, NULL, label, run, done, data, work) != napi_ok) {
+    napi_throw_error(env, NULL, "the work could not be queued");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, *work) != napi_ok) {
+    napi_delete_async_work(env, *work);
+    napi_throw_error(env, NULL, "the work could not be queued");
+    return NULL;
+  }
+  return promise;
+}
+
+/*
  * zeroOut(fd, offset, length): Promise, the byte range of an open block device made to read as zeros by
  * the device itself (BLKZEROOUT: a thin volume, an SSD or a loop device's file zeroes it without the
  * zeros crossing the bus; elsewhere the kernel writes them). On libuv's thread pool: it may take as
@@ -1335,11 +1357,9 @@ static napi_value js_zero_out(napi_env env, napi_callback_info info) {
   z->fd = fd;
   z->range[0] = (uint64_t)offset;
   z->range[1] = (uint64_t)length;
-  napi_value promise, name;
-  napi_create_promise(env, &z->deferred, &promise);
-  napi_create_string_utf8(env, "switchback:zeroOut", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, zero_out_execute, zero_out_complete, z, &z->work);
-  napi_queue_async_work(env, z->work);
+  napi_value promise = queue_work(env, "switchback:zeroOut", zero_out_execute, zero_out_complete, z, &z->work,
+                                  &z->deferred);
+  if (promise == NULL) free(z);
   return promise;
 }
 
@@ -1408,20 +1428,9 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
   if (m == NULL) return throw_type(env, "mapFile: out of memory");
   m->fd = fd;
   m->length = (size_t)length;
-  napi_value promise, name;
-  if (napi_create_promise(env, &m->deferred, &promise) != napi_ok ||
-      napi_create_string_utf8(env, "switchback:mapFile", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, map_file_execute, map_file_complete, m, &m->work) != napi_ok) {
-    free(m);
-    napi_throw_error(env, NULL, "mapFile could not be queued");
-    return NULL;
-  }
-  if (napi_queue_async_work(env, m->work) != napi_ok) {
-    napi_delete_async_work(env, m->work);
-    free(m);
-    napi_throw_error(env, NULL, "mapFile could not be queued");
-    return NULL;
-  }
+  napi_value promise =
+      queue_work(env, "switchback:mapFile", map_file_execute, map_file_complete, m, &m->work, &m->deferred);
+  if (promise == NULL) free(m);
   return promise;
 }
 

@@ -657,13 +657,7 @@ export class ProcessServer {
     src: { size: number; trailer: Buffer },
   ): Promise<boolean> {
     const ids = await this.#ds.pointIds(item);
-    if (ids.includes(id)) {
-      if (await this.#sameAsStored(item, id, src)) return true;
-      throw new SwitchbackError(
-        "POINT_EXISTS",
-        `point ${id} of item ${item} already exists with other content; take a new point`,
-      );
-    }
+    if (await this.#stored(item, id, src, ids)) return true;
     const latest = ids[ids.length - 1] ?? null;
     if (h.parent !== latest) {
       throw new SwitchbackError(
@@ -691,12 +685,28 @@ export class ProcessServer {
     return false;
   }
 
-  /** True when the stored point `id` is `src`: same size, same checksum (which covers all before it). */
-  async #sameAsStored(item: ItemName, id: PointId, src: { size: number; trailer: Buffer }): Promise<boolean> {
+  /**
+   * True when point `id` is stored as `src` (a commit asked again), false when it is not stored;
+   * POINT_EXISTS when it is stored with other bytes. `ids`: the item's points, when known.
+   */
+  async #stored(
+    item: ItemName,
+    id: PointId,
+    src: { size: number; trailer: Buffer },
+    ids?: readonly PointId[],
+  ): Promise<boolean> {
+    if (!(ids ?? (await this.#ds.pointIds(item))).includes(id)) return false;
+    // the same size and the same checksum (which covers all before it)
     const name = paths.point(item, id);
     const size = await this.#ds.backend.size(name);
-    if (size !== src.size || size < HASH_BYTES) return false;
-    return (await this.#ds.backend.readRange(name, size - HASH_BYTES, HASH_BYTES)).equals(src.trailer);
+    if (size === src.size && size >= HASH_BYTES) {
+      if ((await this.#ds.backend.readRange(name, size - HASH_BYTES, HASH_BYTES)).equals(src.trailer))
+        return true;
+    }
+    throw new SwitchbackError(
+      "POINT_EXISTS",
+      `point ${id} of item ${item} already exists with other content; take a new point`,
+    );
   }
 
   /** Commits `item`'s point `point` from the manifest staged for it, which must be `size` bytes ending in `checksum`. */
@@ -711,14 +721,8 @@ export class ProcessServer {
       if (u === undefined) {
         // nothing staged: a commit that succeeded and is asked again (its upload is gone with it),
         // or an upload this process server never had or lost (it restarted)
-        if ((await this.#ds.pointIds(item)).includes(point)) {
-          if (await this.#sameAsStored(item, point, { size, trailer: checksum }))
-            return { alreadyCommitted: true, header: await this.#ds.readPointHeader(item, point) };
-          throw new SwitchbackError(
-            "POINT_EXISTS",
-            `point ${point} of item ${item} already exists with other content; take a new point`,
-          );
-        }
+        if (await this.#stored(item, point, { size, trailer: checksum }))
+          return { alreadyCommitted: true, header: await this.#ds.readPointHeader(item, point) };
         throw new SwitchbackError(
           "MANIFEST_UPLOAD_INCOMPLETE",
           `nothing is staged for point ${point} of item ${item} (the process server restarted since, or never received a part); send the manifest's parts again, then commit`,
