@@ -1438,17 +1438,74 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  void *data;
+  uint8_t *data;
   size_t length;
   uint64_t seed;
   bool lossless;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      napi_get_buffer_info(env, argv[0], &data, &length) != napi_ok ||
+      !bytes_of(env, argv[0], &data, &length) ||
       napi_get_value_bigint_uint64(env, argv[1], &seed, &lossless) != napi_ok)
     return throw_type(env, "xxh64 takes (buffer, seed)");
   napi_value v;
   napi_create_bigint_uint64(env, XXH64(data, length, seed), &v);
   return v;
+}
+
+/*
+ * BLAKE3 of bytes given part by part, in a state the caller holds: blake3Init(state) starts one,
+ * blake3Update(state, data) adds bytes, blake3Digest(state, out) writes the 32-byte hash into out
+ * (the state may take more bytes afterwards). `state` is a Uint8Array of at least blake3StateBytes
+ * bytes, aligned for the hasher (Buffer.alloc gives such memory); the state lives in JavaScript's
+ * memory, so there is nothing to free.
+ */
+static blake3_hasher *hasher_of(napi_env env, napi_value v) {
+  uint8_t *p;
+  size_t len;
+  if (!bytes_of(env, v, &p, &len) || len < sizeof(blake3_hasher) ||
+      (uintptr_t)p % _Alignof(blake3_hasher) != 0) {
+    throw_type(env, "blake3: state must be an aligned Uint8Array of blake3StateBytes bytes");
+    return NULL;
+  }
+  return (blake3_hasher *)p;
+}
+
+static napi_value js_blake3_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1)
+    return throw_type(env, "blake3Init takes (state)");
+  blake3_hasher *h = hasher_of(env, argv[0]);
+  if (h != NULL) blake3_hasher_init(h);
+  return NULL;
+}
+
+static napi_value js_blake3_update(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2)
+    return throw_type(env, "blake3Update takes (state, data)");
+  blake3_hasher *h = hasher_of(env, argv[0]);
+  if (h == NULL) return NULL;
+  uint8_t *data;
+  size_t len;
+  if (!bytes_of(env, argv[1], &data, &len)) return throw_type(env, "blake3Update: data must be a Uint8Array");
+  blake3_hasher_update(h, data, len);
+  return NULL;
+}
+
+static napi_value js_blake3_digest(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2)
+    return throw_type(env, "blake3Digest takes (state, out)");
+  blake3_hasher *h = hasher_of(env, argv[0]);
+  if (h == NULL) return NULL;
+  uint8_t *out;
+  size_t len;
+  if (!bytes_of(env, argv[1], &out, &len) || len < BLAKE3_OUT_LEN)
+    return throw_type(env, "blake3Digest: out must be a Uint8Array of at least 32 bytes");
+  blake3_hasher_finalize(h, out, BLAKE3_OUT_LEN);
+  return NULL;
 }
 
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
@@ -1472,12 +1529,17 @@ NAPI_MODULE_INIT() {
       {"checkFingerprints", js_check_fingerprints}, {"blockPass", js_block_pass},
       {"applyFrames", js_apply_frames},       {"extentAt", js_extent_at},
       {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
+      {"blake3Init", js_blake3_init},         {"blake3Update", js_blake3_update},
+      {"blake3Digest", js_blake3_digest},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;
     napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].fn, NULL, &fn);
     napi_set_named_property(env, exports, calls[i].name, fn);
   }
+  napi_value state_bytes;
+  napi_create_uint32(env, (uint32_t)sizeof(blake3_hasher), &state_bytes);
+  napi_set_named_property(env, exports, "blake3StateBytes", state_bytes);
   /* applyFrames and checkFingerprints take fingerprints of a window of the disk (their `first`) */
   napi_value yes;
   napi_get_boolean(env, true, &yes);

@@ -1,23 +1,85 @@
 // Content addresses: BLAKE3-256 of a block's bytes. All-zero blocks are never stored; the
 // reserved address ZERO_HASH (32 zero bytes) stands for them in manifests.
-import { Blake3Hasher, blake3UrlSafeBase64 } from "@napi-rs/blake-hash";
+//
+// With the native addon loaded every hash here is the addon's; the npm BLAKE3 binding is loaded only
+// without it (loading a second native library costs every CLI start ~5 ms).
+import { createRequire } from "node:module";
+import type * as Blake3Npm from "@napi-rs/blake-hash";
 import { native } from "../platform/native.ts";
 import { BLOCK_SIZE } from "./format.ts";
 
 export const HASH_BYTES = 32;
 export const ZERO_HASH: Buffer = Buffer.alloc(HASH_BYTES);
 
-// A block's hash travels out of the addon as its base64 text, not as the addon's Buffer: each
-// Buffer it returns is a new external backing store for V8 to track and free (~1 µs of a 3.1 µs
-// call on a 4 KiB block), while 43 characters decode into Node's buffer pool or straight into place.
+/** The addon's incremental BLAKE3, when the addon has it. */
+const b3 =
+  native?.blake3Init !== undefined &&
+  native.blake3Update !== undefined &&
+  native.blake3Digest !== undefined &&
+  native.blake3StateBytes !== undefined
+    ? {
+        init: native.blake3Init,
+        update: native.blake3Update,
+        digest: native.blake3Digest,
+        stateBytes: native.blake3StateBytes,
+      }
+    : null;
+
+let npm: typeof Blake3Npm | undefined;
+/** The npm BLAKE3 binding, loaded at its first use (only without the addon, and by tests). */
+export function blake3Npm(): typeof Blake3Npm {
+  npm ??= createRequire(import.meta.url)("@napi-rs/blake-hash") as typeof Blake3Npm;
+  return npm;
+}
+
+/** BLAKE3 of bytes given part by part as they come: the same as hashParts over all the parts. */
+export class PartsHash {
+  readonly #state: Buffer | null = b3 === null ? null : Buffer.alloc(b3.stateBytes);
+  readonly #npm: Blake3Npm.Blake3Hasher | null = b3 === null ? new (blake3Npm().Blake3Hasher)() : null;
+
+  constructor() {
+    if (this.#state !== null) b3!.init(this.#state);
+  }
+
+  update(part: Uint8Array): void {
+    if (this.#state !== null) b3!.update(this.#state, part);
+    else this.#npm!.update(part as Buffer);
+  }
+
+  /** The hash of everything given so far, into `out` at `at` (32 bytes) or a new Buffer. */
+  digest(out: Buffer = Buffer.allocUnsafe(HASH_BYTES), at = 0): Buffer {
+    if (this.#state !== null) b3!.digest(this.#state, out.subarray(at, at + HASH_BYTES));
+    else this.#npm!.digestBuffer().copy(out, at);
+    return out;
+  }
+}
+
+// Without the addon a block's hash travels out of the npm binding as its base64 text, not as the
+// binding's Buffer: each Buffer it returns is a new external backing store for V8 to track and free
+// (~1 µs of a 3.1 µs call on a 4 KiB block), while 43 characters decode into Node's buffer pool or
+// straight into place.
 
 export function blockHash(data: Uint8Array): Buffer {
-  return Buffer.from(blake3UrlSafeBase64(data), "base64url");
+  if (b3 !== null) {
+    const out = Buffer.allocUnsafe(HASH_BYTES);
+    blockHashInto(data, out, 0);
+    return out;
+  }
+  return Buffer.from(blake3Npm().blake3UrlSafeBase64(data), "base64url");
 }
 
 /** Writes the BLAKE3 hash of `data` into `out` at byte `at`. */
 export function blockHashInto(data: Uint8Array, out: Buffer, at: number): void {
-  out.write(blake3UrlSafeBase64(data), at, HASH_BYTES, "base64url");
+  if (b3 !== null) {
+    if (data.length === BLOCK_SIZE) native!.hashBlocks(data, out, at);
+    else {
+      const h = new PartsHash();
+      h.update(data);
+      h.digest(out, at);
+    }
+    return;
+  }
+  out.write(blake3Npm().blake3UrlSafeBase64(data), at, HASH_BYTES, "base64url");
 }
 
 /**
@@ -47,22 +109,9 @@ export function hashBlocks(data: Uint8Array): Buffer {
 }
 
 export function hashParts(parts: readonly Uint8Array[]): Buffer {
-  const h = new Blake3Hasher();
-  for (const p of parts) h.update(p as Buffer);
-  return h.digestBuffer();
-}
-
-/** BLAKE3 of bytes given part by part as they come: the same as hashParts over all the parts. */
-export class PartsHash {
-  readonly #h = new Blake3Hasher();
-
-  update(part: Uint8Array): void {
-    this.#h.update(part);
-  }
-
-  digest(): Buffer {
-    return this.#h.digestBuffer();
-  }
+  const h = new PartsHash();
+  for (const p of parts) h.update(p);
+  return h.digest();
 }
 
 export function isZeroHash(h: Uint8Array, offset = 0): boolean {

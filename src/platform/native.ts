@@ -129,6 +129,14 @@ export interface NativeAddon {
   mapFile?(fd: number, length: number): Promise<Buffer>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
+  /**
+   * BLAKE3 of bytes given part by part, in a state the caller holds (Buffer.alloc(blake3StateBytes)):
+   * init, update with each part, digest into 32 bytes. Absent from addons built before them.
+   */
+  blake3StateBytes?: number;
+  blake3Init?(state: Uint8Array): void;
+  blake3Update?(state: Uint8Array, data: Uint8Array): void;
+  blake3Digest?(state: Uint8Array, out: Uint8Array): void;
 }
 
 /**
@@ -201,6 +209,21 @@ export async function onPool<R>(
   if (failure !== undefined) throw failure.reason;
   return results;
 }
+
+let xxhNpm: ((data: Uint8Array, seed: bigint) => bigint) | undefined;
+
+/**
+ * XXH64 of `data` with `seed`: the addon's, else @node-rs/xxhash's, loaded at its first use (loading a
+ * second native library costs every CLI start ~5 ms).
+ */
+export const xxh64: (data: Uint8Array, seed: bigint) => bigint =
+  native !== null
+    ? native.xxh64
+    : (data, seed) => {
+        xxhNpm ??= (createRequire(import.meta.url)("@node-rs/xxhash") as typeof import("@node-rs/xxhash"))
+          .xxh64;
+        return xxhNpm(data, seed);
+      };
 
 /** The addon, when it is loaded and this Node.js exports zstd for it. */
 export const nativeZstd: NativeAddon | null = native?.zstdAvailable() ? native : null;

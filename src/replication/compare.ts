@@ -4,11 +4,10 @@
 //    check after a restore, which reads back only what the restore wrote and needs no BLAKE3.
 // Runs in worker threads; maps are passed in SharedArrayBuffers so workers do not copy them.
 import { availableParallelism } from "node:os";
-import { xxh64 } from "@node-rs/xxhash";
 import type { DiskMap } from "../datastore/disk-map.ts";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { blockHash, HASH_BYTES, HASHES_IN_BATCHES, hashBlocks, isAllZero } from "../datastore/hash.ts";
-import { native } from "../platform/native.ts";
+import { native, xxh64 } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
 import { BlockList, concatBlocks } from "./block-list.ts";
 import { type DiskInfo, DiskReader } from "./disk-source.ts";

@@ -20,7 +20,6 @@ import {
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { xxh64 } from "@node-rs/xxhash";
 import type { Datastore } from "../datastore/datastore.ts";
 import { verifyBlock } from "../datastore/datastore.ts";
 import type { DiskMap } from "../datastore/disk-map.ts";
@@ -31,7 +30,7 @@ import { LocalBackend } from "../datastore/local/local-backend.ts";
 import type { BlockLocation } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
-import { type NativeAddon, native, nativeZstd, onPool } from "../platform/native.ts";
+import { type NativeAddon, native, nativeZstd, onPool, xxh64 } from "../platform/native.ts";
 import { runWorkers } from "../platform/workers.ts";
 import { BlockList } from "./block-list.ts";
 import {

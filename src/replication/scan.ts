@@ -4,10 +4,10 @@
 // BLAKE3 (their content address, a frame's blocks in one call) and compressed. The xxh64 key is a random per-disk seed kept in the
 // agent state, so a collision that hides a change is a 2^-64 accident per changed unit, not a thing
 // a workload can aim at. This function is synchronous so that it runs unchanged in worker threads.
-import { xxh64 } from "@node-rs/xxhash";
 import { BLOCK_SIZE, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
 import { HASH_BYTES, hashBlocksInto } from "../datastore/hash.ts";
 import { makeFrame } from "../datastore/pack.ts";
+import { xxh64 } from "../platform/native.ts";
 import {
   type BlockHashes,
   RECORD_BYTES,

@@ -3,9 +3,17 @@ import { randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { Blake3Hasher } from "@napi-rs/blake-hash";
+import { xxh64 as npmXxh64 } from "@node-rs/xxhash";
 import { BLOCK_SIZE } from "../../src/datastore/format.ts";
-import { blockHash, blockHashInto, HASH_BYTES, hashBlocks, hashParts } from "../../src/datastore/hash.ts";
-import { NATIVE_ADDON_PATH, native } from "../../src/platform/native.ts";
+import {
+  blockHash,
+  blockHashInto,
+  HASH_BYTES,
+  hashBlocks,
+  hashParts,
+  PartsHash,
+} from "../../src/datastore/hash.ts";
+import { NATIVE_ADDON_PATH, native, xxh64 } from "../../src/platform/native.ts";
 
 test("blockHash and blockHashInto give BLAKE3-256 of the bytes", () => {
   // the BLAKE3 paper's test vector for the empty input
@@ -73,6 +81,53 @@ test("the native addon hashes many 4 KiB blocks as BLAKE3-256 of each", (t) => {
   assert.throws(() => native!.hashBlocks(Buffer.alloc(2 * BLOCK_SIZE), Buffer.alloc(63), 0), /no room/);
   assert.throws(() => native!.hashBlocks(Buffer.alloc(BLOCK_SIZE), Buffer.alloc(64), 40), /no room/);
   assert.throws(() => native!.hashBlocks(Buffer.alloc(BLOCK_SIZE), Buffer.alloc(64), -1), /non-negative/);
+});
+
+test("the addon's BLAKE3 by parts and its XXH64 give what the npm bindings give", (t) => {
+  if (native?.blake3Init === undefined) {
+    assert.notEqual(
+      process.env.CI,
+      "true",
+      `the native addon is not built or not loaded: ${NATIVE_ADDON_PATH}`,
+    );
+    t.skip("the native addon is not built (node scripts/build-native.mjs)");
+    return;
+  }
+  const data = randomBytes(300_000);
+  const want = new Blake3Hasher().update(data).digestBuffer();
+  // split at every kind of place: inside a 64-byte block, at a 1 KiB chunk, past several chunks
+  for (const cuts of [[0], [1], [63, 64, 65], [1024, 2048], [1000, 70_000, 299_999], [300_000]]) {
+    const h = new PartsHash();
+    let from = 0;
+    for (const c of cuts) {
+      h.update(data.subarray(from, c));
+      from = c;
+    }
+    h.update(data.subarray(from));
+    const out = Buffer.alloc(40, 0xee);
+    assert.deepEqual(h.digest(out, 4).subarray(4, 36), want, `cut at ${cuts.join(", ")}`);
+    assert.ok(out.subarray(0, 4).every((b) => b === 0xee) && out.subarray(36).every((b) => b === 0xee));
+    // a digest does not end the state: more bytes go on from where it was
+    h.update(Buffer.from("more"));
+    assert.deepEqual(h.digest(), new Blake3Hasher().update(data).update(Buffer.from("more")).digestBuffer());
+  }
+  assert.deepEqual(
+    blockHash(data.subarray(0, BLOCK_SIZE)),
+    new Blake3Hasher().update(data.subarray(0, BLOCK_SIZE)).digestBuffer(),
+  );
+  // a state that is short or not aligned is refused, never written past
+  const bytes = native.blake3StateBytes!;
+  assert.throws(() => native!.blake3Init!(Buffer.alloc(bytes - 1)), /aligned Uint8Array of blake3StateBytes/);
+  assert.throws(() => native!.blake3Init!(Buffer.alloc(bytes + 8).subarray(1)), /aligned/);
+  assert.throws(() => native!.blake3Digest!(Buffer.alloc(bytes), Buffer.alloc(31)), /at least 32 bytes/);
+  for (const n of [0, 1, 4096, 65_537]) {
+    const d = data.subarray(0, n);
+    assert.equal(
+      xxh64(d, 0x1234_5678_9abc_def0n),
+      npmXxh64(d, 0x1234_5678_9abc_def0n),
+      `xxh64 of ${n} bytes`,
+    );
+  }
 });
 
 test("the addon's zstd frames read back through node:zlib and the other way round, and misfits are told apart", (t) => {
