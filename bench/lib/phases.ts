@@ -40,7 +40,7 @@ const ms = (t: number) => `${(performance.now() - t).toFixed(0)} ms`;
 /** A LocalSink whose calls are timed (time awaited by the replication loop, on the main thread). */
 class TimedSink implements PointSink {
   readonly inner: LocalSink;
-  readonly spent = { latestPoint: 0, diskMap: 0, missing: 0, send: 0, commit: 0 };
+  readonly spent = { latestPoint: 0, digests: 0, missing: 0, send: 0, commit: 0 };
   constructor(inner: LocalSink) {
     this.inner = inner;
   }
@@ -58,8 +58,8 @@ class TimedSink implements PointSink {
   latestPoint(i: ItemName) {
     return this.#t("latestPoint", () => this.inner.latestPoint(i));
   }
-  diskMap(i: ItemName, p: Parameters<PointSink["diskMap"]>[1], d: number) {
-    return this.#t("diskMap", () => this.inner.diskMap(i, p, d));
+  digests(i: ItemName, p: Parameters<PointSink["digests"]>[1], d: number, from: number, count: number) {
+    return this.#t("digests", () => this.inner.digests(i, p, d, from, count));
   }
   missing(h: Buffer) {
     return this.#t("missing", () => this.inner.missing(h));

@@ -63,7 +63,7 @@ export async function seedPoint(o: SeedOptions): Promise<SeedResult> {
       d.uuid = disks[i]!.uuid;
     });
     state.saveMachine();
-    const sink = new LocalSink(ds);
+    const sink = new LocalSink(ds, undefined, scratch);
     const r = await replicateOnce({
       item,
       disks: disks.map((d) => d.path),

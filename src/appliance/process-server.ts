@@ -25,6 +25,7 @@ import Fastify, {
   LogController,
 } from "fastify";
 import type { BlockWriter, Datastore, Lock } from "../datastore/datastore.ts";
+import { DigestFile } from "../datastore/digests.ts";
 import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { collectGarbage } from "../datastore/gc.ts";
 import { HASH_BYTES, hashBlocks, isZeroHash } from "../datastore/hash.ts";
@@ -46,10 +47,11 @@ import { Mutex } from "../platform/turns.ts";
 import {
   BODY_LIMIT_BYTES,
   CommitResponseSchema,
-  DiskMapParamsSchema,
+  DigestsQuerySchema,
+  DiskParamsSchema,
   decodeFrameBody,
   encodeBitmap,
-  encodeDiskMap,
+  encodeDigests,
   FrameResponseSchema,
   ItemParamsSchema,
   LatestResponseSchema,
@@ -70,6 +72,8 @@ import { firstGap, ManifestUploads, readStaged, type StagedUpload } from "./mani
 
 const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 const FLUSH_IDLE_MS = 1000;
+/** a resync's parent digests are dropped this long after they were last asked for */
+const DIGESTS_IDLE_MS = 10 * 60_000;
 /** how often the staging folders of other servers are swept (manifest-uploads.ts, STAGED_STALE_MS) */
 const SWEEP_EVERY_MS = 3600 * 1000;
 
@@ -181,6 +185,7 @@ const STATUS_OF: Record<string, number> = {
   ITEM_HAS_NO_POINTS: 404,
   POINT_NOT_FOUND: 404,
   DISK_NOT_FOUND: 404,
+  DIGESTS_RANGE_INVALID: 400,
   ROUTE_NOT_FOUND: 404,
   REQUEST_INVALID: 400,
   FRAME_INVALID: 400,
@@ -285,6 +290,9 @@ export class ProcessServer {
   #closing: Promise<void> | null = null;
   #retentionTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
+  /** resyncs' parent digests by item/point/disk, and when each was last asked for */
+  readonly #digests = new Map<string, { file: Promise<DigestFile>; used: number }>();
+  #digestTimer: NodeJS.Timeout | null = null;
   #uploads: ManifestUploads | null = null;
   readonly #opts: ProcessServerOptions;
   readonly status: Status;
@@ -305,6 +313,8 @@ export class ProcessServer {
       blocksStored: 0,
       blocksAlreadyStored: 0,
       missingQueries: 0,
+      hashesAsked: 0,
+      digestsServed: 0,
       pointsCommitted: 0,
       pointsRejected: 0,
       manifestPartsReceived: 0,
@@ -421,7 +431,9 @@ export class ProcessServer {
       if (this.#idleTimer) clearTimeout(this.#idleTimer);
       if (this.#retentionTimer) clearInterval(this.#retentionTimer);
       if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+      if (this.#digestTimer) clearInterval(this.#digestTimer);
       await this.#app.close();
+      this.#expireDigests();
       try {
         await this.#mutex.run(() => this.#flush());
         // an upload under way is sent again to the next process server (docs/transport.md)
@@ -432,6 +444,37 @@ export class ProcessServer {
       }
     })();
     return this.#closing;
+  }
+
+  /**
+   * The block digests of a disk at a point (a resync's parent), built into an unlinked file in this
+   * server's staging folder at the first request and kept while requests come (DIGESTS_IDLE_MS).
+   */
+  async #digestFile(item: ItemName, point: PointId, disk: number): Promise<DigestFile> {
+    const key = `${item}/${point}/${disk}`;
+    let d = this.#digests.get(key);
+    if (d === undefined) {
+      const file = DigestFile.build(this.#ds, item, point, disk, this.#staging.dir);
+      d = { file, used: Date.now() };
+      this.#digests.set(key, d);
+      // a build that failed is not kept: the next request tries again
+      file.catch(() => {
+        if (this.#digests.get(key) === d) this.#digests.delete(key);
+      });
+      this.#digestTimer ??= setInterval(() => this.#expireDigests(Date.now() - DIGESTS_IDLE_MS), 60_000);
+      this.#digestTimer.unref();
+    }
+    d.used = Date.now();
+    return d.file;
+  }
+
+  /** Closes the digest files last used before `before` (all of them without it). */
+  #expireDigests(before = Number.POSITIVE_INFINITY): void {
+    for (const [key, d] of this.#digests) {
+      if (d.used >= before) continue;
+      this.#digests.delete(key);
+      d.file.then((f) => f.close()).catch(() => {});
+    }
   }
 
   #stagingRoot(): string {
@@ -885,14 +928,23 @@ export class ProcessServer {
       },
     );
 
-    app.get<{ Params: Static<typeof DiskMapParamsSchema> }>(
-      routes.diskMap(":item", ":point", ":disk"),
-      { schema: { params: DiskMapParamsSchema } },
+    app.get<{ Params: Static<typeof DiskParamsSchema>; Querystring: Static<typeof DigestsQuerySchema> }>(
+      routes.digests(":item", ":point", ":disk"),
+      { schema: { params: DiskParamsSchema, querystring: DigestsQuerySchema } },
       async (req, reply) => {
         const item = parseItemName(req.params.item);
         mayRead(req, item);
-        const { map } = await this.#ds.resolveDisk(item, parsePointId(req.params.point), req.params.disk);
-        return reply.type("application/octet-stream").send(encodeDiskMap(map));
+        const file = await this.#digestFile(item, parsePointId(req.params.point), req.params.disk);
+        const { from, count } = req.query;
+        if (from + count > file.blockCount) {
+          throw new SwitchbackError(
+            "DIGESTS_RANGE_INVALID",
+            `blocks [${from}, ${from + count}) are past the end of disk ${req.params.disk} (${file.blockCount} blocks)`,
+          );
+        }
+        const digests = await file.read(from, count);
+        this.status.digestsServed += count;
+        return reply.type("application/octet-stream").send(encodeDigests(from, digests));
       },
     );
 
@@ -905,6 +957,7 @@ export class ProcessServer {
         );
       }
       this.status.missingQueries++;
+      this.status.hashesAsked += body.length / HASH_BYTES;
       // not under the mutex, so that an answer never waits for a flush: a frame being stored at this
       // moment may be reported missing and sent twice, which is harmless
       const missing = await this.#writer.missing(body);

@@ -1,6 +1,7 @@
 // A point's entries for one disk as its passes find them: the block numbers and BLAKE3 hashes its
 // manifest will list. A later pass's entry for a block replaces an earlier one (the frozen re-read
-// after a pre-copy). A base point keeps no entry for a zero block that has none yet.
+// after a pre-copy), and a resync takes back the entry of a block it finds as the parent had it. A
+// base point keeps no entry for a zero block that has none yet.
 //
 // An incremental has few entries and keeps them in memory. A full copy of a big disk would not fit:
 // 1 TiB of data is 268 million blocks, 32 bytes of hash each. Past `inMemory` entries they move to a
@@ -19,9 +20,6 @@ export const ENTRIES_IN_MEMORY = 1 << 20;
 const RUN_BLOCKS = 2048;
 /** blocks whose hashes the manifest reads back from the scratch file at a time: 1 MiB */
 const WINDOW_BLOCKS = PART_ENTRIES / 2;
-
-/** a filter of entries as the manifest lists them: resync drops what the parent already has */
-export type KeepEntry = (block: number, hashes: Buffer, at: number) => boolean;
 
 export class PointEntries {
   readonly #blocks: number;
@@ -68,7 +66,7 @@ export class PointEntries {
     }
     const latest = this.#latest!;
     // (a zero block that has an entry from an earlier pass keeps it: the zeros are news then)
-    if (this.#base && latest[block] === 0 && isZeroHash(hashes, at)) return;
+    if (this.#base && latest[block]! <= 0 && isZeroHash(hashes, at)) return;
     if (this.#n === this.#inMemory) {
       this.#spill();
       this.#addSpilled(block, hashes, at);
@@ -85,18 +83,32 @@ export class PointEntries {
   }
 
   /**
-   * The entries as the manifest lists them, in block order: `base` drops zero blocks, `keep` filters.
+   * Takes back the entry of `block`, if it has one: a resync found the block as it was in the parent.
+   * A later add gives it one again.
+   */
+  drop(block: number): void {
+    if (this.#has !== null) {
+      this.#has[Math.floor(block / 8)]! &= ~(1 << (block % 8));
+      return;
+    }
+    // (-1: seen and dropped; it stays in #seen, which an add must not push it to twice)
+    const latest = this.#latest!;
+    if (latest[block]! > 0) latest[block] = -1;
+  }
+
+  /**
+   * The entries as the manifest lists them, in block order: `base` drops zero blocks.
    * Their count is known at once; in a scratch file they are read once to count and once per walk.
    */
-  source(base: boolean, keep?: KeepEntry): EntrySource {
+  source(base: boolean): EntrySource {
     if (this.#has === null) {
-      const e = this.#inMemoryEntries(base, keep);
+      const e = this.#inMemoryEntries(base);
       return { count: e.blocks.length, chunks: () => [e] };
     }
     this.#flushRun();
     let count = 0;
-    for (const c of this.#walk(base, keep)) count += c.blocks.length;
-    return { count, chunks: () => this.#walk(base, keep) };
+    for (const c of this.#walk(base)) count += c.blocks.length;
+    return { count, chunks: () => this.#walk(base) };
   }
 
   /** Closes the scratch file (if any); the entries are gone. */
@@ -112,11 +124,11 @@ export class PointEntries {
     if (this.#seen.length * 16 < total) return this.#seen.done().sort();
     const out = new Float64Array(this.#seen.length);
     let k = 0;
-    for (let b = 0; b < total; b++) if (latest[b] !== 0) out[k++] = b;
+    for (let b = 0; b < total; b++) if (latest[b]! > 0) out[k++] = b;
     return out;
   }
 
-  #inMemoryEntries(base: boolean, keep?: KeepEntry): DiskEntries {
+  #inMemoryEntries(base: boolean): DiskEntries {
     const latest = this.#latest!;
     const order = this.#order();
     const blocks = new Float64Array(order.length);
@@ -125,8 +137,8 @@ export class PointEntries {
     for (let i = 0; i < order.length; i++) {
       const b = order[i]!;
       const e = latest[b]! - 1;
+      if (e < 0) continue; // dropped
       if (base && isZeroHash(this.#hashes, e * HASH_BYTES)) continue;
-      if (keep !== undefined && !keep(b, this.#hashes, e * HASH_BYTES)) continue;
       blocks[n] = b;
       idx[n++] = e;
     }
@@ -146,7 +158,7 @@ export class PointEntries {
     const latest = this.#latest!;
     for (let i = 0; i < order.length; i++) {
       const b = order[i]!;
-      this.#addSpilled(b, this.#hashes, (latest[b]! - 1) * HASH_BYTES);
+      if (latest[b]! > 0) this.#addSpilled(b, this.#hashes, (latest[b]! - 1) * HASH_BYTES);
     }
     this.#latest = null;
     this.#hashes = Buffer.allocUnsafe(0);
@@ -181,7 +193,7 @@ export class PointEntries {
   }
 
   /** The spilled entries in block order, a window of the disk at a time (only windows with entries are read). */
-  *#walk(base: boolean, keep?: KeepEntry): Generator<DiskEntries> {
+  *#walk(base: boolean): Generator<DiskEntries> {
     const has = this.#has!;
     const window = Buffer.allocUnsafe(WINDOW_BLOCKS * HASH_BYTES);
     for (let from = 0; from < this.#blocks; from += WINDOW_BLOCKS) {
@@ -207,7 +219,6 @@ export class PointEntries {
         if ((has[Math.floor(b / 8)]! & (1 << (b % 8))) === 0) continue;
         const at = (b - lo) * HASH_BYTES;
         if (base && isZeroHash(window, at)) continue;
-        if (keep !== undefined && !keep(b, window, at)) continue;
         blocks[n] = b;
         window.copy(hashes, n * HASH_BYTES, at, at + HASH_BYTES);
         n++;

@@ -7,7 +7,6 @@
 // bigger than one part is staged in parts as it is encoded (never whole in memory), then committed.
 import type { Static, TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import type { DiskMap } from "../datastore/disk-map.ts";
 import { HASH_BYTES } from "../datastore/hash.ts";
 import { type ManifestSource, manifestParts, manifestSize, type PointHeader } from "../datastore/manifest.ts";
 import type { Frame } from "../datastore/pack.ts";
@@ -19,7 +18,7 @@ import {
   type CommitResponse,
   CommitResponseSchema,
   decodeBitmap,
-  decodeDiskMap,
+  decodeDigests,
   encodeFrameBody,
   LatestResponseSchema,
   ManifestPartResponseSchema,
@@ -115,13 +114,13 @@ export class RemoteSink implements PointSink {
     return this.#json(a, LatestResponseSchema, "latest point").point as PointHeader;
   }
 
-  async diskMap(item: ItemName, point: PointId, disk: number): Promise<DiskMap> {
+  async digests(item: ItemName, point: PointId, disk: number, from: number, count: number): Promise<Buffer> {
     const a = await this.#call(
       "GET",
-      routes.diskMap(item, point, disk),
-      `disk map of ${item}/${point}/${disk}`,
+      `${routes.digests(item, point, disk)}?from=${from}&count=${count}`,
+      `block digests of ${item}/${point}/${disk}`,
     );
-    return decodeDiskMap(a.body);
+    return decodeDigests(a.body, from, count);
   }
 
   async missing(hashes: Buffer): Promise<boolean[]> {

@@ -22,6 +22,7 @@ import { type DiskInfo, inspectDisk } from "./disk-source.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
+import { ParentDigests } from "./parent-digests.ts";
 import { PointEntries } from "./point-entries.ts";
 import { type Batch, blockCount, recycleFrame, type ScanJob, unitCount } from "./scan.ts";
 import { defaultWorkers, scan } from "./scanner.ts";
@@ -203,12 +204,65 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     let bytesRead = 0;
     let bytesSent = 0;
     const totalBytes = infos.reduce((s, d) => s + d.sizeBytes, 0);
+    /** `missing` for the blocks not `held` (those are not missing); all of them without `held` */
+    const missingOf = async (hashes: Buffer, held: Uint8Array | null): Promise<boolean[]> => {
+      if (held === null) return o.sink.missing(hashes);
+      const ask: number[] = [];
+      for (let k = 0; k < held.length; k++) if (held[k] === 0) ask.push(k);
+      const out: boolean[] = new Array(held.length).fill(false);
+      if (ask.length === 0) return out;
+      const sub = Buffer.allocUnsafe(ask.length * HASH_BYTES);
+      ask.forEach((k, j) => {
+        hashes.copy(sub, j * HASH_BYTES, k * HASH_BYTES, (k + 1) * HASH_BYTES);
+      });
+      const answer = await o.sink.missing(sub);
+      ask.forEach((k, j) => {
+        out[k] = answer[j]!;
+      });
+      return out;
+    };
+    /**
+     * A resync's parent, per disk: its block digests, fetched as the first pass reaches them. A block
+     * as it was in the parent is neither an entry of the point nor asked about (`missing`): the
+     * parent's blocks are stored. Only a pass that reads a disk whole compares (the frozen re-read of
+     * the blocks written meanwhile makes each an entry, as in any pass: a few of them may be as in the
+     * parent, which costs them a `missing` question and an entry, never a wrong point).
+     */
+    const parents =
+      mode === "resync" && latest !== null
+        ? infos.map(
+            (d, i) =>
+              new ParentDigests(
+                (from, count) => o.sink.digests(o.item, latest.id, i, from, count),
+                blockCount(d.sizeBytes),
+              ),
+          )
+        : null;
+    /** per disk: the pass under way compares it with its parent */
+    let comparing = infos.map(() => false);
     const ship = async (b: Batch): Promise<void> => {
       bytesRead += b.bytesRead;
       const c = collectors[b.disk]!;
-      for (let i = 0; i < b.blocks.length; i++) c.add(b.blocks[i]!, b.hashes, i * HASH_BYTES);
+      const parent = comparing[b.disk] ? parents![b.disk]! : null;
+      // per data block: the parent has it at this very place (so the target holds it)
+      let held: Uint8Array | null = null;
+      if (parent === null || b.blocks.length === 0) {
+        for (let i = 0; i < b.blocks.length; i++) c.add(b.blocks[i]!, b.hashes, i * HASH_BYTES);
+      } else {
+        const d = await parent.range(b.blocks[0]!, b.blocks[b.blocks.length - 1]! + 1);
+        held = new Uint8Array(b.dataBlocks);
+        for (let i = 0, k = 0; i < b.blocks.length; i++) {
+          const at = i * HASH_BYTES;
+          const same = d.same(b.blocks[i]!, b.hashes, at);
+          if (same) c.drop(b.blocks[i]!);
+          else c.add(b.blocks[i]!, b.hashes, at);
+          if (isZeroHash(b.hashes, at)) continue;
+          if (same) held[k] = 1;
+          k++;
+        }
+      }
       if (b.dataBlocks > 0) {
-        const missing = await o.sink.missing(b.dataHashes);
+        const missing = await missingOf(b.dataHashes, held);
         const n = missing.filter(Boolean).length;
         let frame: Frame | null = null;
         if (n === b.dataBlocks) {
@@ -249,6 +303,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       from: (DiskHashes | null)[],
       blocks = false,
     ) => {
+      comparing = disks.map((_, i) => parents !== null && ranges[i] == null);
       // every disk's comparing pass settles before a failure is thrown: the files they read stay open
       const settled = await Promise.allSettled(
         disks.map(async (info, i): Promise<ScanJob> => {
@@ -440,20 +495,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       }
 
       lap("passes");
-      // the point
-      const parentMaps =
-        mode === "resync" && latest !== null
-          ? await Promise.all(infos.map((_, i) => o.sink.diskMap(o.item, latest.id, i)))
-          : null;
-      const disks: EntrySource[] = collectors.map((c, i) => {
-        const map = parentMaps?.[i];
-        if (map === undefined) return c.source(latest === null);
-        return c.source(false, (b, hs, at) => {
-          const had = map.hashOf(b);
-          if (had === undefined) return !isZeroHash(hs, at);
-          return !had.equals(hs.subarray(at, at + HASH_BYTES));
-        });
-      });
+      // the point (a resync's entries are only what differs from the parent: the rest was dropped)
+      const disks: EntrySource[] = collectors.map((c) => c.source(latest === null));
       const headers: DiskHeader[] = infos.map((d, i) => ({
         uuid: state.machine.disks[i]!.uuid,
         sizeBytes: d.sizeBytes,
@@ -548,6 +591,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // a point that failed leaves the hash files as they were (commit releases them otherwise)
     if (!committed) for (const h of opened) state.release(h);
     for (const c of collectors) c.close();
+    await o.sink.releaseDigests?.();
   }
 }
 

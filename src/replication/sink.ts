@@ -1,7 +1,9 @@
 // Where a replication session sends its point: straight into a datastore (replicate-once) or over
 // the network to a process server (the agent daemon). Both see the same calls, so one engine serves both.
+
+import { tmpdir } from "node:os";
 import type { BlockWriter, Datastore } from "../datastore/datastore.ts";
-import type { DiskMap } from "../datastore/disk-map.ts";
+import { DigestFile } from "../datastore/digests.ts";
 import type { ManifestSource, PointHeader } from "../datastore/manifest.ts";
 import type { Frame } from "../datastore/pack.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
@@ -10,8 +12,14 @@ export interface PointSink {
   /** identifies the target (datastore id or process server) in the agent state */
   readonly target: string;
   latestPoint(item: ItemName): Promise<PointHeader | null>;
-  /** the block hashes of one disk at a point: what a resync compares the disk with */
-  diskMap(item: ItemName, point: PointId, disk: number): Promise<DiskMap>;
+  /**
+   * The block digests of one disk at a point, blocks [from, from + count) (count ≤ DIGESTS_MAX_BLOCKS):
+   * count × 16 bytes, the first 16 of each block's address (zeros: an all-zero block). What a resync
+   * compares the disk with.
+   */
+  digests(item: ItemName, point: PointId, disk: number, from: number, count: number): Promise<Buffer>;
+  /** the digests asked for are no longer needed (a point that asked for them has ended) */
+  releaseDigests?(): Promise<void>;
   /** true for each 32-byte hash in `hashes` that the target does not hold yet */
   missing(hashes: Buffer): Promise<boolean[]>;
   /** ships a frame (keep[slot] false: already stored, do not store again); returns bytes put on the wire */
@@ -40,8 +48,17 @@ export class LocalSink implements PointSink {
   /** the pack builder copies each frame into its pack as it is added */
   readonly copiesFrames = true;
 
-  /** `flushEveryBytes`: how often an index file is written during a point (tests make it small) */
-  constructor(ds: Datastore, flushEveryBytes = LOCAL_FLUSH_BYTES) {
+  /** a resync's digests of the parent point, per item, point and disk: built once, read by range */
+  readonly #digests = new Map<string, Promise<DigestFile>>();
+  readonly #scratchDir: string;
+
+  /**
+   * `flushEveryBytes`: how often an index file is written during a point (tests make it small);
+   * `scratchDir`: where a resync's digests of the parent point go, an unlinked file of 16 bytes a
+   * block of the disk (the agent state's folder, rather than a temp folder that may be in memory)
+   */
+  constructor(ds: Datastore, flushEveryBytes = LOCAL_FLUSH_BYTES, scratchDir = tmpdir()) {
+    this.#scratchDir = scratchDir;
     this.#flushEvery = flushEveryBytes;
     this.#ds = ds;
     this.#writer = ds.writer();
@@ -60,8 +77,20 @@ export class LocalSink implements PointSink {
     return last === undefined ? null : this.#ds.readPointHeader(item, last);
   }
 
-  async diskMap(item: ItemName, point: PointId, disk: number): Promise<DiskMap> {
-    return (await this.#ds.resolveDisk(item, point, disk)).map;
+  async digests(item: ItemName, point: PointId, disk: number, from: number, count: number): Promise<Buffer> {
+    const key = `${item}/${point}/${disk}`;
+    let file = this.#digests.get(key);
+    if (file === undefined) {
+      file = DigestFile.build(this.#ds, item, point, disk, this.#scratchDir);
+      file.catch(() => {}); // (awaited below; a failed build is tried again by the next call)
+      this.#digests.set(key, file);
+    }
+    try {
+      return await (await file).read(from, count);
+    } catch (err) {
+      if (this.#digests.get(key) === file) this.#digests.delete(key);
+      throw err;
+    }
   }
 
   missing(hashes: Buffer): Promise<boolean[]> {
@@ -82,5 +111,13 @@ export class LocalSink implements PointSink {
     await this.#ds.commitPoint(manifest);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.releaseDigests();
+  }
+
+  async releaseDigests(): Promise<void> {
+    const files = [...this.#digests.values()];
+    this.#digests.clear();
+    for (const f of await Promise.allSettled(files)) if (f.status === "fulfilled") f.value.close();
+  }
 }

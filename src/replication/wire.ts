@@ -2,13 +2,13 @@
 // source of truth for the server's validation and the client's parsing) and the binary bodies: frames,
 // the "missing" bitmap and a disk map. Binary integers are little-endian.
 import { type Static, Type } from "@sinclair/typebox";
-import { DiskMap } from "../datastore/disk-map.ts";
+import { DIGEST_BYTES } from "../datastore/digests.ts";
 import { COMPRESSION_NONE, COMPRESSION_ZSTD, FRAME_MAX_BLOCKS } from "../datastore/format.ts";
 import { HASH_BYTES } from "../datastore/hash.ts";
 import type { Frame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 export const PROBLEM_TYPE_PREFIX = "urn:switchback:problem:";
 /** A frame on the wire holds at most this many blocks (8 scanner frames): 1 MiB raw. */
 export const WIRE_FRAME_MAX_BLOCKS = FRAME_MAX_BLOCKS * 8;
@@ -21,8 +21,9 @@ export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
 export const routes = {
   status: "/v1/status",
   latest: (item: string) => `/v1/items/${item}/latest`,
-  diskMap: (item: string, point: string, disk: number | string) =>
-    `/v1/items/${item}/points/${point}/disks/${disk}/map`,
+  /** the block digests of a disk at a point: GET ?from=N&count=C */
+  digests: (item: string, point: string, disk: number | string) =>
+    `/v1/items/${item}/points/${point}/disks/${disk}/digests`,
   points: (item: string) => `/v1/items/${item}/points`,
   /** a part of a point's manifest, staged: PUT ?offset=N&size=S */
   manifestPart: (item: string, point: string) => `/v1/items/${item}/points/${point}/manifest`,
@@ -69,10 +70,14 @@ export const PointHeaderSchema = Type.Object({
 });
 
 export const ItemParamsSchema = Type.Object({ item: ItemNameSchema });
-export const DiskMapParamsSchema = Type.Object({
+export const DiskParamsSchema = Type.Object({
   item: ItemNameSchema,
   point: PointIdSchema,
   disk: Type.Integer({ minimum: 0, maximum: 1023 }),
+});
+export const DigestsQuerySchema = Type.Object({
+  from: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  count: Type.Integer({ minimum: 1, maximum: 1 << 20 }),
 });
 
 export const PointParamsSchema = Type.Object({ item: ItemNameSchema, point: PointIdSchema });
@@ -127,6 +132,10 @@ export const StatusSchema = Type.Object({
   blocksStored: Type.Integer(),
   blocksAlreadyStored: Type.Integer(),
   missingQueries: Type.Integer(),
+  /** hashes asked about in those queries */
+  hashesAsked: Type.Integer(),
+  /** block digests sent to resyncs */
+  digestsServed: Type.Integer(),
   pointsCommitted: Type.Integer(),
   pointsRejected: Type.Integer(),
   /** parts of manifests staged (PUT …/manifest), accepted or not */
@@ -199,56 +208,62 @@ export function decodeBitmap(buf: Buffer, n: number): boolean[] {
   return out;
 }
 
-// ---- disk maps ----
-//   magic "SBDMAP\0\1" | blockCount u32 | hashCount u32 | ref u32 × blockCount | hash[32] × hashCount
-// ref 0 = all-zero block, k > 0 = hash number k-1; the server numbers the non-zero blocks in order.
+// ---- block digests (a resync compares the disk with its parent point's) ----
+//   magic "SBDGST\0\1" | from u64 | count u32 | bitmap (a bit per block, 1: not all zeros) | digest[16] × ones
+// 16 zero bytes stand for an all-zero block; a disk's zeros cost a bit each on the wire.
 
-const MAP_MAGIC = Buffer.from("SBDMAP\x00\x01", "latin1");
+const DIGESTS_MAGIC = Buffer.from("SBDGST\x00\x01", "latin1");
+/** blocks of one digests request at most (16 MiB of digests) */
+export const DIGESTS_MAX_BLOCKS = 1 << 20;
 
-export function encodeDiskMap(map: DiskMap): Buffer {
-  const n = map.blockCount;
-  const refs = new Uint32Array(n);
-  let k = 0;
-  for (let b = 0; b < n; b++) if (map.refs[b] !== 0) refs[b] = ++k;
-  const out = Buffer.allocUnsafe(MAP_MAGIC.length + 8 + n * 4 + k * HASH_BYTES);
-  MAP_MAGIC.copy(out);
-  out.writeUInt32LE(n, 8);
-  out.writeUInt32LE(k, 12);
-  let at = 16;
-  for (let b = 0; b < n; b++) {
-    out.writeUInt32LE(refs[b]!, at);
-    at += 4;
+export function encodeDigests(from: number, digests: Buffer): Buffer {
+  const count = digests.length / DIGEST_BYTES;
+  const bitmap = Buffer.alloc(Math.ceil(count / 8));
+  let ones = 0;
+  for (let b = 0; b < count; b++) {
+    if (isZeroDigest(digests, b * DIGEST_BYTES)) continue;
+    bitmap[b >>> 3]! |= 1 << (b & 7);
+    ones++;
   }
-  for (let b = 0; b < n; b++) {
-    const h = map.hashOf(b);
-    if (h === undefined) continue;
-    h.copy(out, at);
-    at += HASH_BYTES;
+  const out = Buffer.allocUnsafe(DIGESTS_MAGIC.length + 12 + bitmap.length + ones * DIGEST_BYTES);
+  DIGESTS_MAGIC.copy(out);
+  out.writeBigUInt64LE(BigInt(from), 8);
+  out.writeUInt32LE(count, 16);
+  bitmap.copy(out, 20);
+  let at = 20 + bitmap.length;
+  for (let b = 0; b < count; b++) {
+    if ((bitmap[b >>> 3]! & (1 << (b & 7))) === 0) continue;
+    digests.copy(out, at, b * DIGEST_BYTES, (b + 1) * DIGEST_BYTES);
+    at += DIGEST_BYTES;
   }
   return out;
 }
 
-export function decodeDiskMap(buf: Buffer): DiskMap {
-  const bad = (why: string) => new SwitchbackError("PROTOCOL_ERROR", `disk map from the server: ${why}`);
-  if (buf.length < 16 || !buf.subarray(0, MAP_MAGIC.length).equals(MAP_MAGIC)) throw bad("bad magic");
-  const n = buf.readUInt32LE(8);
-  const k = buf.readUInt32LE(12);
-  if (buf.length !== 16 + n * 4 + k * HASH_BYTES) throw bad(`${buf.length} bytes do not match its header`);
-  const hashesAt = 16 + n * 4;
-  const blocks: number[] = [];
-  const idx: number[] = [];
+/** The digests of blocks [from, from + count) from the server's answer: count × 16 bytes. */
+export function decodeDigests(buf: Buffer, from: number, count: number): Buffer {
+  const bad = (why: string) => new SwitchbackError("PROTOCOL_ERROR", `block digests from the server: ${why}`);
+  if (buf.length < 20 || !buf.subarray(0, DIGESTS_MAGIC.length).equals(DIGESTS_MAGIC)) throw bad("bad magic");
+  const gotFrom = Number(buf.readBigUInt64LE(8));
+  const n = buf.readUInt32LE(16);
+  if (gotFrom !== from || n !== count)
+    throw bad(`blocks [${gotFrom}, ${gotFrom + n}) instead of [${from}, ${from + count})`);
+  const bitmapBytes = Math.ceil(n / 8);
+  if (buf.length < 20 + bitmapBytes) throw bad(`${buf.length} bytes are too few for ${n} blocks`);
+  let ones = 0;
+  for (let b = 0; b < n; b++) if ((buf[20 + (b >>> 3)]! & (1 << (b & 7))) !== 0) ones++;
+  if (buf.length !== 20 + bitmapBytes + ones * DIGEST_BYTES)
+    throw bad(`${buf.length} bytes do not match its bitmap`);
+  const out = Buffer.alloc(n * DIGEST_BYTES);
+  let at = 20 + bitmapBytes;
   for (let b = 0; b < n; b++) {
-    const r = buf.readUInt32LE(16 + b * 4);
-    if (r === 0) continue;
-    if (r > k) throw bad(`block ${b} refers to hash ${r} of ${k}`);
-    blocks.push(b);
-    idx.push(r - 1);
+    if ((buf[20 + (b >>> 3)]! & (1 << (b & 7))) === 0) continue;
+    buf.copy(out, b * DIGEST_BYTES, at, at + DIGEST_BYTES);
+    at += DIGEST_BYTES;
   }
-  const hashes = Buffer.allocUnsafe(idx.length * HASH_BYTES);
-  idx.forEach((r, i) => {
-    buf.copy(hashes, i * HASH_BYTES, hashesAt + r * HASH_BYTES, hashesAt + (r + 1) * HASH_BYTES);
-  });
-  const map = new DiskMap(n);
-  map.apply({ blocks: Float64Array.from(blocks), hashes });
-  return map;
+  return out;
+}
+
+function isZeroDigest(d: Buffer, at: number): boolean {
+  for (let i = 0; i < DIGEST_BYTES; i++) if (d[at + i] !== 0) return false;
+  return true;
 }

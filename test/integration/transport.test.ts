@@ -320,14 +320,27 @@ describe("transport: agent and process server as real processes", { timeout: 300
     assert.equal(listed.length, 1);
     assert.equal(listed[0]!.stats.bytesSent, point.bytesSent);
 
-    // an agent that lost its state resyncs against the server's disk map: it ships what differs only
+    // an agent that lost its state resyncs against the server's block digests: it ships what differs
+    // only, and asks about nothing else
     const changed = scatter(s.disk, 128 * MiB, 20, 4);
+    const was = await status(server.url);
     const fresh = startAgent(server.url, { ...s, state: path.join(s.dir, "fresh-state") }, ["--once"]);
     assert.deepEqual(await fresh.exited, { code: 0, signal: null }, fresh.stderr());
     const resync = logs(fresh).find((l) => l.msg === "point committed")!;
     assert.equal(resync.mode, "resync");
     assert.equal(resync.changedBlocks, changed.length);
     assert.ok(resync.bytesSent < 1.3 * changed.length * BLOCK_SIZE + 4096, `resync sent ${resync.bytesSent}`);
+    const now = await status(server.url);
+    assert.equal(
+      now.hashesAsked - was.hashesAsked,
+      changed.length,
+      "only the changed blocks were asked about",
+    );
+    assert.equal(
+      now.digestsServed - was.digestsServed,
+      (128 * MiB) / BLOCK_SIZE,
+      "each block's digest was sent once",
+    );
 
     server.child.kill("SIGTERM");
     assert.deepEqual(await server.exited, { code: 0, signal: null });

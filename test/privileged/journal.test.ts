@@ -153,7 +153,7 @@ test("a point that fails keeps what it drained for the next one", { skip }, asyn
   const broken: PointSink = {
     target: failing.target,
     latestPoint: (i) => failing.latestPoint(i),
-    diskMap: (i, p, d) => failing.diskMap(i, p, d),
+    digests: (i, p, d, from, count) => failing.digests(i, p, d, from, count),
     missing: (h) => failing.missing(h),
     send: (f, k) => failing.send(f, k),
     commit: async () => {

@@ -1,4 +1,5 @@
 // switchback replicate-once: one recovery point of a machine's disks straight into a datastore.
+import { mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import type { Command } from "commander";
@@ -99,11 +100,13 @@ export function register(program: Command): void {
         const ds = await Datastore.open(o.datastore);
         const lock = await ds.lock("shared", `replicate-once ${item}`);
         try {
-          const sink = new LocalSink(ds);
+          const stateDir = path.join(o.state ?? defaultStateDir(), item);
+          mkdirSync(stateDir, { recursive: true });
+          const sink = new LocalSink(ds, undefined, stateDir);
           const r = await replicateOnce({
             item,
             disks: o.disk,
-            stateDir: path.join(o.state ?? defaultStateDir(), item),
+            stateDir,
             sink,
             consistency: o.consistency,
             hooksDir: o.hooks,

@@ -1,0 +1,159 @@
+// A resync (an agent state lost, or a machine that comes back from the other site) compares the disk
+// with its parent point's block digests, fetched a window at a time: the point lists exactly the
+// blocks that differ (data changed, data turned to zeros, zeros turned to data), and only blocks the
+// parent does not have at the same place are asked about (`missing`).
+import assert from "node:assert/strict";
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { Datastore } from "../../src/datastore/datastore.ts";
+import { DIGEST_BYTES, DigestFile } from "../../src/datastore/digests.ts";
+import { HASH_BYTES } from "../../src/datastore/hash.ts";
+import { parseItemName, parsePointId } from "../../src/domain/ids.ts";
+import { replicateOnce } from "../../src/replication/replicate.ts";
+import { LocalSink } from "../../src/replication/sink.ts";
+import { decodeDigests, encodeDigests } from "../../src/replication/wire.ts";
+import { tempDir } from "../helpers/env.ts";
+import { makeImage, randomBuffer, rng } from "../helpers/images.ts";
+
+const item = parseItemName("web1");
+const BLOCK = 4096;
+
+/** A LocalSink that counts the hashes asked about and the digests fetched. */
+class CountingSink extends LocalSink {
+  asked = 0;
+  digestBlocks = 0;
+  override missing(hashes: Buffer): Promise<boolean[]> {
+    this.asked += hashes.length / HASH_BYTES;
+    return super.missing(hashes);
+  }
+  override digests(...a: Parameters<LocalSink["digests"]>): Promise<Buffer> {
+    this.digestBlocks += a[4];
+    return super.digests(...a);
+  }
+}
+
+describe("resync against the parent's block digests", () => {
+  const { dir, cleanup } = tempDir("sb-resync-");
+  const img = path.join(dir, "disk.img");
+  const dsDir = path.join(dir, "ds");
+  const MIB = 48;
+  const point = async (state: string, sink?: (ds: Datastore) => LocalSink) => {
+    const ds = await Datastore.open(dsDir);
+    const s = sink?.(ds) ?? new LocalSink(ds, undefined, dir);
+    try {
+      return {
+        r: await replicateOnce({
+          item,
+          disks: [img],
+          stateDir: state,
+          sink: s,
+          consistency: "crash",
+          snapshot: "none",
+        }),
+        s,
+      };
+    } finally {
+      await ds.close();
+    }
+  };
+
+  test("lists exactly the blocks that differ, asks only about new data, and restores the disk", async (t) => {
+    t.after(cleanup);
+    makeImage(img, MIB, 7);
+    await Datastore.init(dsDir);
+    await point(path.join(dir, "state"));
+    const before = readFileSync(img);
+    // data changed, data zeroed, zeros written with data, and blocks written again with what they held
+    const next = rng(99);
+    const fd = openSync(img, "r+");
+    const isZero = (b: number) => before.subarray(b * BLOCK, (b + 1) * BLOCK).every((x) => x === 0);
+    const blocks = before.length / BLOCK;
+    const pick = (want: (b: number) => boolean, n: number): number[] => {
+      const out = new Set<number>();
+      while (out.size < n) {
+        const b = Math.floor(next() * blocks);
+        if (want(b)) out.add(b);
+      }
+      return [...out];
+    };
+    const changed = pick((b) => !isZero(b), 40);
+    const zeroed = pick((b) => !isZero(b) && !changed.includes(b), 15);
+    const filled = pick(isZero, 25);
+    const same = pick((b) => !changed.includes(b) && !zeroed.includes(b), 30);
+    try {
+      for (const b of [...changed, ...filled]) writeSync(fd, randomBuffer(BLOCK, next), 0, BLOCK, b * BLOCK);
+      for (const b of zeroed) writeSync(fd, Buffer.alloc(BLOCK), 0, BLOCK, b * BLOCK);
+      for (const b of same) writeSync(fd, before, b * BLOCK, BLOCK, b * BLOCK);
+    } finally {
+      closeSync(fd);
+    }
+
+    let sink: CountingSink | undefined;
+    const { r } = await point(path.join(dir, "lost-state"), (ds) => {
+      sink = new CountingSink(ds, undefined, dir);
+      return sink;
+    });
+    assert.equal(r.mode, "resync");
+    const differ = [...changed, ...zeroed, ...filled].sort((a, b) => a - b);
+    assert.equal(r.changedBlocks, differ.length);
+    const ds = await Datastore.open(dsDir);
+    try {
+      const m = await ds.readPoint(item, parsePointId(r.pointId));
+      assert.deepEqual(
+        [...m.disks[0]!.blocks],
+        differ,
+        "the point lists the blocks that differ, and no other",
+      );
+      // only the new data was asked about: neither the parent's blocks nor zeros
+      assert.equal(sink!.asked, changed.length + filled.length);
+      assert.equal(sink!.digestBlocks, blocks, "every block's digest was fetched once");
+
+      // the point restores the disk as it is now
+      const { map } = await ds.resolveDisk(item, parsePointId(r.pointId), 0);
+      const now = readFileSync(img);
+      for (let b = 0; b < blocks; b++) {
+        const zero = now.subarray(b * BLOCK, (b + 1) * BLOCK).every((x) => x === 0);
+        assert.equal(map.hashOf(b) === undefined, zero, `block ${b}`);
+      }
+
+      // the digests of each point are its map's addresses, cut to 16 bytes (a chain of two here)
+      for (const id of await ds.pointIds(item)) {
+        const f = await DigestFile.build(ds, item, id, 0, dir);
+        try {
+          const { map: pm } = await ds.resolveDisk(item, id, 0);
+          const d = await f.read(0, f.blockCount);
+          for (let b = 0; b < f.blockCount; b++) {
+            const want = pm.hashOf(b)?.subarray(0, DIGEST_BYTES) ?? Buffer.alloc(DIGEST_BYTES);
+            assert.ok(
+              d.subarray(b * DIGEST_BYTES, (b + 1) * DIGEST_BYTES).equals(want),
+              `point ${id} block ${b}`,
+            );
+          }
+          assert.ok((await f.read(17, 3)).equals(d.subarray(17 * DIGEST_BYTES, 20 * DIGEST_BYTES)));
+          await assert.rejects(f.read(f.blockCount - 1, 2), /not within the disk/);
+        } finally {
+          f.close();
+        }
+      }
+    } finally {
+      await ds.close();
+    }
+    rmSync(path.join(dir, "lost-state"), { recursive: true });
+  });
+
+  test("digests cross the wire as a bitmap and the non-zero ones, and a wrong answer is refused", () => {
+    const d = Buffer.alloc(70 * DIGEST_BYTES);
+    const next = rng(5);
+    for (const b of [0, 9, 63, 64, 69]) randomBuffer(DIGEST_BYTES, next).copy(d, b * DIGEST_BYTES);
+    const wire = encodeDigests(1000, d);
+    assert.equal(wire.length, 20 + 9 + 5 * DIGEST_BYTES);
+    assert.ok(decodeDigests(wire, 1000, 70).equals(d));
+    assert.throws(() => decodeDigests(wire, 1001, 70), /instead of \[1001, 1071\)/);
+    assert.throws(
+      () => decodeDigests(wire.subarray(0, wire.length - 1), 1000, 70),
+      /do not match its bitmap/,
+    );
+    assert.throws(() => decodeDigests(Buffer.from("nonsense, not digests"), 1000, 70), /bad magic/);
+  });
+});
