@@ -60,6 +60,12 @@ const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
  * a millisecond for every this many bytes, a second per 50 MiB (10 GiB: ~3.5 min)
  */
 const COMMIT_BYTES_PER_MS = 50 * 1024;
+/**
+ * The first request for a parent's block digests waits while the server reads and checks every
+ * manifest of the parent's chain and builds them (a base of 1 TiB of data: ~11 GB of manifest, a few
+ * minutes at worst); the requests after it answer at once. Its deadline grows by this much.
+ */
+const DIGESTS_BUILD_MS = 10 * 60_000;
 /** times a staged manifest is sent again when the server lost it (it restarted) before it is given up */
 const UPLOAD_ROUNDS = 3;
 
@@ -119,6 +125,7 @@ export class RemoteSink implements PointSink {
       "GET",
       `${routes.digests(item, point, disk)}?from=${from}&count=${count}`,
       `block digests of ${item}/${point}/${disk}`,
+      { deadlineMs: this.#deadlineMs + DIGESTS_BUILD_MS },
     );
     return decodeDigests(a.body, from, count);
   }
