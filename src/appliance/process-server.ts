@@ -291,7 +291,7 @@ export class ProcessServer {
   #retentionTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   /** resyncs' parent digests by item/point/disk, and when each was last asked for */
-  readonly #digests = new Map<string, { file: Promise<DigestFile>; used: number }>();
+  readonly #digests = new Map<string, { file: Promise<DigestFile>; used: number; building: boolean }>();
   #digestTimer: NodeJS.Timeout | null = null;
   #uploads: ManifestUploads | null = null;
   readonly #opts: ProcessServerOptions;
@@ -455,12 +455,21 @@ export class ProcessServer {
     let d = this.#digests.get(key);
     if (d === undefined) {
       const file = DigestFile.build(this.#ds, item, point, disk, this.#staging.dir);
-      d = { file, used: Date.now() };
-      this.#digests.set(key, d);
-      // a build that failed is not kept: the next request tries again
-      file.catch(() => {
-        if (this.#digests.get(key) === d) this.#digests.delete(key);
-      });
+      const entry = { file, used: Date.now(), building: true };
+      d = entry;
+      this.#digests.set(key, entry);
+      // a build that failed is not kept (the next request tries again); one that succeeded counts as
+      // used when it ends (it may take longer than the idle limit, and the requests waiting on it
+      // read it next)
+      file.then(
+        () => {
+          entry.building = false;
+          entry.used = Date.now();
+        },
+        () => {
+          if (this.#digests.get(key) === entry) this.#digests.delete(key);
+        },
+      );
       this.#digestTimer ??= setInterval(() => this.#expireDigests(Date.now() - DIGESTS_IDLE_MS), 60_000);
       this.#digestTimer.unref();
     }
@@ -471,7 +480,7 @@ export class ProcessServer {
   /** Closes the digest files last used before `before` (all of them without it). */
   #expireDigests(before = Number.POSITIVE_INFINITY): void {
     for (const [key, d] of this.#digests) {
-      if (d.used >= before) continue;
+      if (d.used >= before || (d.building && before !== Number.POSITIVE_INFINITY)) continue;
       this.#digests.delete(key);
       d.file.then((f) => f.close()).catch(() => {});
     }

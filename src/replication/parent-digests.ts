@@ -1,8 +1,9 @@
 // What a resync compares a disk with: the parent point's block digests (src/datastore/digests.ts),
-// fetched from the sink a window at a time as the passes reach them and kept for a few windows. A
-// pass reads a disk in a few shards at once, each in block order, so a handful of windows serve all
+// fetched from the sink a window at a time as its first pass reaches them and kept for a few windows.
+// A pass reads a disk in a few shards at once, each in block order, so a handful of windows serve all
 // of them; a window asked for again after it went costs one more request, never a wrong answer.
 import { DIGEST_BYTES } from "../datastore/digests.ts";
+import { HASH_BYTES } from "../datastore/hash.ts";
 
 /** blocks per window: 1 MiB of digests (256 MiB of disk) */
 export const DIGEST_WINDOW_BLOCKS = 1 << 16;
@@ -10,12 +11,6 @@ export const DIGEST_WINDOW_BLOCKS = 1 << 16;
 const KEEP_WINDOWS = 16;
 
 export type FetchDigests = (from: number, count: number) => Promise<Buffer>;
-
-/** A range of the parent's digests in hand: whether a block is as it was in the parent. */
-export interface DigestRange {
-  /** true when the block's hash (32 bytes at `hashes[at]`, zeros for an all-zero block) has the parent's digest */
-  same(block: number, hashes: Buffer, at: number): boolean;
-}
 
 export class ParentDigests {
   readonly blockCount: number;
@@ -32,30 +27,30 @@ export class ParentDigests {
     this.#window = windowBlocks;
   }
 
-  /** The digests of blocks [from, to) of the disk. */
-  async range(from: number, to: number): Promise<DigestRange> {
-    if (from < 0 || to > this.blockCount || to <= from)
-      throw new RangeError(`parent digests: blocks [${from}, ${to}) of ${this.blockCount}`);
-    const first = Math.floor(from / this.#window);
-    const last = Math.floor((to - 1) / this.#window);
-    const got: Buffer[] = [];
-    for (let w = first; w <= last; w++) got.push(await this.#get(w));
+  /**
+   * Per block of `blocks` (ascending), 1 when its hash (32 bytes at `hashes[i × 32]`, zeros for an
+   * all-zero block) has the parent's digest: the block is as it was in the parent. Only the windows
+   * the blocks fall in are fetched, one after another (a batch of blocks scattered over the disk holds
+   * one window at a time, not every window between its first and last block).
+   */
+  async same(blocks: Float64Array, hashes: Buffer): Promise<Uint8Array> {
+    const out = new Uint8Array(blocks.length);
     const size = this.#window;
-    return {
-      same: (block, hashes, at) => {
-        const w = Math.floor(block / size);
-        const d = got[w - first]!;
-        return (
-          hashes.compare(
-            d,
-            (block - w * size) * DIGEST_BYTES,
-            (block - w * size + 1) * DIGEST_BYTES,
-            at,
-            at + DIGEST_BYTES,
-          ) === 0
-        );
-      },
-    };
+    for (let i = 0; i < blocks.length; ) {
+      const w = Math.floor(blocks[i]! / size);
+      if (blocks[i]! < 0 || blocks[i]! >= this.blockCount)
+        throw new RangeError(`parent digests: block ${blocks[i]} of ${this.blockCount}`);
+      const d = await this.#get(w);
+      const base = w * size;
+      for (; i < blocks.length && blocks[i]! < base + size; i++) {
+        const at = (blocks[i]! - base) * DIGEST_BYTES;
+        out[i] =
+          hashes.compare(d, at, at + DIGEST_BYTES, i * HASH_BYTES, i * HASH_BYTES + DIGEST_BYTES) === 0
+            ? 1
+            : 0;
+      }
+    }
+    return out;
   }
 
   #get(w: number): Promise<Buffer> {

@@ -124,8 +124,9 @@ export class PointEntries {
     if (this.#seen.length * 16 < total) return this.#seen.done().sort();
     const out = new Float64Array(this.#seen.length);
     let k = 0;
+    // (blocks seen and dropped since are not among them: fewer than #seen)
     for (let b = 0; b < total; b++) if (latest[b]! > 0) out[k++] = b;
-    return out;
+    return out.subarray(0, k);
   }
 
   #inMemoryEntries(base: boolean): DiskEntries {

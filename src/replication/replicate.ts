@@ -224,9 +224,10 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     /**
      * A resync's parent, per disk: its block digests, fetched as the first pass reaches them. A block
      * as it was in the parent is neither an entry of the point nor asked about (`missing`): the
-     * parent's blocks are stored. Only a pass that reads a disk whole compares (the frozen re-read of
-     * the blocks written meanwhile makes each an entry, as in any pass: a few of them may be as in the
-     * parent, which costs them a `missing` question and an entry, never a wrong point).
+     * parent's blocks are stored. Only a point's first pass compares, which reads every disk whole (a
+     * resync has no journal to trust); the frozen re-read after it makes each block it reads an entry,
+     * as in any pass: a few of them may be as in the parent, which costs them a `missing` question and
+     * an entry, never a wrong point.
      */
     const parents =
       mode === "resync" && latest !== null
@@ -240,6 +241,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         : null;
     /** per disk: the pass under way compares it with its parent */
     let comparing = infos.map(() => false);
+    let passes = 0;
     const ship = async (b: Batch): Promise<void> => {
       bytesRead += b.bytesRead;
       const c = collectors[b.disk]!;
@@ -249,15 +251,14 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       if (parent === null || b.blocks.length === 0) {
         for (let i = 0; i < b.blocks.length; i++) c.add(b.blocks[i]!, b.hashes, i * HASH_BYTES);
       } else {
-        const d = await parent.range(b.blocks[0]!, b.blocks[b.blocks.length - 1]! + 1);
+        const same = await parent.same(b.blocks, b.hashes);
         held = new Uint8Array(b.dataBlocks);
         for (let i = 0, k = 0; i < b.blocks.length; i++) {
           const at = i * HASH_BYTES;
-          const same = d.same(b.blocks[i]!, b.hashes, at);
-          if (same) c.drop(b.blocks[i]!);
+          if (same[i] === 1) c.drop(b.blocks[i]!);
           else c.add(b.blocks[i]!, b.hashes, at);
           if (isZeroHash(b.hashes, at)) continue;
-          if (same) held[k] = 1;
+          if (same[i] === 1) held[k] = 1;
           k++;
         }
       }
@@ -303,7 +304,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       from: (DiskHashes | null)[],
       blocks = false,
     ) => {
-      comparing = disks.map((_, i) => parents !== null && ranges[i] == null);
+      comparing = disks.map((_, i) => parents !== null && passes === 0 && ranges[i] == null);
+      passes++;
       // every disk's comparing pass settles before a failure is thrown: the files they read stay open
       const settled = await Promise.allSettled(
         disks.map(async (info, i): Promise<ScanJob> => {
@@ -341,21 +343,26 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       // for the answer batch by batch would cost a round trip per 128 KiB
       const inflight = new Set<Promise<void>>();
       let failed: unknown = null;
-      for await (const b of scan(jobs, o.workers)) {
-        if (failed !== null) throw failed;
-        const p: Promise<void> = ship(b).then(
-          () => {
-            inflight.delete(p);
-          },
-          (err: unknown) => {
-            inflight.delete(p);
-            failed ??= err;
-          },
-        );
-        inflight.add(p);
-        if (inflight.size >= SHIP_WINDOW) await Promise.race(inflight);
+      try {
+        for await (const b of scan(jobs, o.workers)) {
+          if (failed !== null) throw failed;
+          const p: Promise<void> = ship(b).then(
+            () => {
+              inflight.delete(p);
+            },
+            (err: unknown) => {
+              inflight.delete(p);
+              failed ??= err;
+            },
+          );
+          inflight.add(p);
+          if (inflight.size >= SHIP_WINDOW) await Promise.race(inflight);
+        }
+      } finally {
+        // a failed pass ends only once its ships have: none may still ask the sink for anything (a
+        // resync's digests are released as the point ends)
+        await Promise.all(inflight);
       }
-      await Promise.all(inflight);
       if (failed !== null) throw failed;
     };
 

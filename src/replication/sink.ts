@@ -81,16 +81,15 @@ export class LocalSink implements PointSink {
     const key = `${item}/${point}/${disk}`;
     let file = this.#digests.get(key);
     if (file === undefined) {
-      file = DigestFile.build(this.#ds, item, point, disk, this.#scratchDir);
-      file.catch(() => {}); // (awaited below; a failed build is tried again by the next call)
-      this.#digests.set(key, file);
+      const building = DigestFile.build(this.#ds, item, point, disk, this.#scratchDir);
+      // a build that failed is not kept: the next call tries again
+      building.catch(() => {
+        if (this.#digests.get(key) === building) this.#digests.delete(key);
+      });
+      this.#digests.set(key, building);
+      file = building;
     }
-    try {
-      return await (await file).read(from, count);
-    } catch (err) {
-      if (this.#digests.get(key) === file) this.#digests.delete(key);
-      throw err;
-    }
+    return (await file).read(from, count);
   }
 
   missing(hashes: Buffer): Promise<boolean[]> {

@@ -10,6 +10,7 @@ import { Datastore } from "../../src/datastore/datastore.ts";
 import { DIGEST_BYTES, DigestFile } from "../../src/datastore/digests.ts";
 import { HASH_BYTES } from "../../src/datastore/hash.ts";
 import { parseItemName, parsePointId } from "../../src/domain/ids.ts";
+import { ParentDigests } from "../../src/replication/parent-digests.ts";
 import { replicateOnce } from "../../src/replication/replicate.ts";
 import { LocalSink } from "../../src/replication/sink.ts";
 import { decodeDigests, encodeDigests } from "../../src/replication/wire.ts";
@@ -140,6 +141,40 @@ describe("resync against the parent's block digests", () => {
       await ds.close();
     }
     rmSync(path.join(dir, "lost-state"), { recursive: true });
+  });
+
+  test("blocks scattered over a disk fetch only the windows they fall in, once while they are kept", async () => {
+    const W = 1024;
+    const blocks = 40 * W;
+    const parent = Buffer.alloc(blocks * DIGEST_BYTES);
+    const next = rng(3);
+    for (const b of [5, 3 * W + 1, 9 * W, 39 * W + 7])
+      randomBuffer(DIGEST_BYTES, next).copy(parent, b * DIGEST_BYTES);
+    const fetched: number[] = [];
+    const digests = new ParentDigests(
+      async (from, count) => {
+        fetched.push(from / W);
+        return parent.subarray(from * DIGEST_BYTES, (from + count) * DIGEST_BYTES);
+      },
+      blocks,
+      W,
+    );
+    const ask = [5, 6, 3 * W + 1, 9 * W, 39 * W + 7];
+    const hashes = Buffer.alloc(ask.length * HASH_BYTES);
+    ask.forEach((b, i) => {
+      parent.copy(hashes, i * HASH_BYTES, b * DIGEST_BYTES, (b + 1) * DIGEST_BYTES);
+    });
+    hashes[3 * HASH_BYTES + 20] = 1; // past the digest: still the same block as far as 128 bits tell
+    hashes.writeUInt8(hashes.readUInt8(4 * HASH_BYTES) ^ 1, 4 * HASH_BYTES); // a changed block
+    const same = await digests.same(Float64Array.from(ask), hashes);
+    assert.deepEqual([...same], [1, 1, 1, 1, 0]);
+    assert.deepEqual(fetched, [0, 3, 9, 39], "only the windows the blocks fall in");
+    await digests.same(Float64Array.from([7, 9 * W + 3]), Buffer.alloc(2 * HASH_BYTES));
+    assert.deepEqual(fetched, [0, 3, 9, 39], "kept windows are not fetched again");
+    await assert.rejects(
+      digests.same(Float64Array.from([blocks]), Buffer.alloc(HASH_BYTES)),
+      /block 40960 of 40960/,
+    );
   });
 
   test("digests cross the wire as a bitmap and the non-zero ones, and a wrong answer is refused", () => {

@@ -46,7 +46,11 @@ test("entries in a scratch file list what entries in memory list (property)", ()
     // blocks in runs (as a pass adds them) and scattered, some twice (a frozen re-read), some taken
     // back (a resync's blocks as the parent had them: a run's every `drop`-th block)
     const add = fc.tuple(
-      fc.integer({ min: 0, max: 99_999 }),
+      // block 0 often: a wrong listing shows as a block 0 listed twice
+      fc.oneof(
+        { arbitrary: fc.constant(0), weight: 1 },
+        { arbitrary: fc.integer({ min: 0, max: 99_999 }), weight: 4 },
+      ),
       fc.integer({ min: 1, max: 300 }),
       fc.integer({ min: 0, max: 3 }),
       fc.integer({ min: 0, max: 4 }),
@@ -56,10 +60,12 @@ test("entries in a scratch file list what entries in memory list (property)", ()
         fc.array(add, { maxLength: 30 }),
         fc.boolean(),
         fc.integer({ min: 0, max: 400 }),
-        (runs, base, inMemory) => {
-          const blocks = 100_000;
+        // a small disk too: past 1/16 of its blocks seen, memory lists them by walking the disk
+        fc.constantFrom(100_000, 600),
+        (runs, base, inMemory, blocks) => {
           const adds: [number, number][] = [];
-          for (const [from, len, v, drop] of runs) {
+          for (const [start, len, v, drop] of runs) {
+            const from = start % blocks;
             for (let b = from; b < Math.min(blocks, from + len); b++)
               adds.push([b, drop > 0 && b % (drop + 1) === 0 ? -1 : (b * 7 + v) % 4]);
           }
