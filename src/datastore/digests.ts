@@ -7,6 +7,11 @@
 // 16 bytes of a BLAKE3 address are a 128-bit hash of the block: a changed block taken for an
 // unchanged one needs a collision of 128 bits (about 2^-128 a block by chance; no known way to make
 // one on purpose), as against the 256 bits of the address itself.
+//
+// A block of the point that the datastore's index does not hold (lost with a pack, the index rebuilt
+// since) gets NOT_HELD instead of its digest: no block's address begins with it but by the same
+// chance, so the resync takes the disk's block for a changed one, asks about it and sends it again,
+// and every point that names that block is whole again.
 import { closeSync, read } from "node:fs";
 import { promisify } from "node:util";
 import type { ItemName, PointId } from "../domain/ids.ts";
@@ -15,6 +20,8 @@ import type { Datastore } from "./datastore.ts";
 import { DiskWindows } from "./disk-windows.ts";
 
 export const DIGEST_BYTES = 16;
+/** the digest of a block the datastore does not hold */
+export const NOT_HELD: Buffer = Buffer.alloc(DIGEST_BYTES, 0xff);
 /** blocks of the chain resolved at a time while the file is built: a 4 MiB map */
 const BUILD_BLOCKS = 1 << 20;
 /** blocks written at a time; a stretch of all-zero blocks is not written (the file keeps a hole) */
@@ -46,6 +53,10 @@ export class DigestFile {
     dir: string,
   ): Promise<DigestFile> {
     const windows = await DiskWindows.open(ds, item, id, disk);
+    const index = await ds.index().catch(async (err: unknown) => {
+      await windows.close();
+      throw err;
+    });
     let fd = -1;
     try {
       const n = windows.blockCount;
@@ -62,7 +73,8 @@ export class DigestFile {
             const at = (b - w) * DIGEST_BYTES;
             if (h === undefined) out.fill(0, at, at + DIGEST_BYTES);
             else {
-              h.copy(out, at, 0, DIGEST_BYTES);
+              if (index.has(h)) h.copy(out, at, 0, DIGEST_BYTES);
+              else NOT_HELD.copy(out, at);
               any = true;
             }
           }

@@ -3,12 +3,14 @@
 // blocks that differ (data changed, data turned to zeros, zeros turned to data), and only blocks the
 // parent does not have at the same place are asked about (`missing`).
 import assert from "node:assert/strict";
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
+import { checkDatastore } from "../../src/datastore/check.ts";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import { DIGEST_BYTES, DigestFile } from "../../src/datastore/digests.ts";
 import { HASH_BYTES } from "../../src/datastore/hash.ts";
+import { rebuildIndex } from "../../src/datastore/rebuild-index.ts";
 import { parseItemName, parsePointId } from "../../src/domain/ids.ts";
 import { ParentDigests } from "../../src/replication/parent-digests.ts";
 import { replicateOnce } from "../../src/replication/replicate.ts";
@@ -141,6 +143,65 @@ describe("resync against the parent's block digests", () => {
       await ds.close();
     }
     rmSync(path.join(dir, "lost-state"), { recursive: true });
+  });
+
+  test("a resync sends again the blocks of its parent that the datastore lost, and the parent is whole again", async (t) => {
+    const { dir: d2, cleanup: c2 } = tempDir("sb-resync-lost-");
+    t.after(c2);
+    const image = path.join(d2, "disk.img");
+    const store = path.join(d2, "ds");
+    makeImage(image, 8, 3);
+    await Datastore.init(store);
+    const run = async (state: string) => {
+      const ds = await Datastore.open(store);
+      try {
+        const sink = new LocalSink(ds, undefined, d2);
+        return await replicateOnce({
+          item,
+          disks: [image],
+          stateDir: state,
+          sink,
+          consistency: "crash",
+          snapshot: "none",
+        });
+      } finally {
+        await ds.close();
+      }
+    };
+    const first = await run(path.join(d2, "state"));
+    // a pack lost (its index files rebuilt from the packs left): the point names blocks nobody holds
+    let ds = await Datastore.open(store);
+    const packsDir = path.join(store, "packs");
+    const lost = readdirSync(packsDir).flatMap((p) =>
+      readdirSync(path.join(packsDir, p)).map((f) => path.join(packsDir, p, f)),
+    )[0]!;
+    rmSync(lost);
+    await rebuildIndex(ds);
+    const damaged = await checkDatastore(ds, { readData: false });
+    assert.equal(damaged.ok, false, "the point names blocks the datastore lost");
+    await ds.close();
+
+    const r = await run(path.join(d2, "lost-state"));
+    assert.equal(r.mode, "resync");
+    assert.ok(
+      r.changedBlocks > 0 && r.bytesSent > 0,
+      `the lost blocks were sent again (${r.changedBlocks} blocks, ${r.bytesSent} bytes)`,
+    );
+    ds = await Datastore.open(store);
+    try {
+      const healed = await checkDatastore(ds, { readData: true });
+      assert.deepEqual(healed.problems, []);
+      // the first point reads whole again: its blocks are content-addressed
+      const { map } = await ds.resolveDisk(item, parsePointId(first.pointId), 0);
+      const disk = readFileSync(image);
+      for (let b = 0; b < map.blockCount; b++) {
+        const h = map.hashOf(b);
+        if (h === undefined) continue;
+        assert.ok((await ds.readBlock(h)).equals(disk.subarray(b * BLOCK, (b + 1) * BLOCK)), `block ${b}`);
+      }
+    } finally {
+      await ds.close();
+    }
   });
 
   test("blocks scattered over a disk fetch only the windows they fall in, once while they are kept", async () => {
