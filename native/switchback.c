@@ -1479,31 +1479,37 @@ static napi_value js_blake3_init(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value js_blake3_update(napi_env env, napi_callback_info info) {
+/* The state and the bytes of blake3Update and blake3Digest: NULL (an exception pending) when wrong. */
+static blake3_hasher *state_and_bytes(napi_env env, napi_callback_info info, const char *usage, uint8_t **p,
+                                      size_t *len) {
   size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2)
-    return throw_type(env, "blake3Update takes (state, data)");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) {
+    throw_type(env, usage);
+    return NULL;
+  }
   blake3_hasher *h = hasher_of(env, argv[0]);
-  if (h == NULL) return NULL;
+  if (h != NULL && !bytes_of(env, argv[1], p, len)) {
+    throw_type(env, usage);
+    return NULL;
+  }
+  return h;
+}
+
+static napi_value js_blake3_update(napi_env env, napi_callback_info info) {
   uint8_t *data;
   size_t len;
-  if (!bytes_of(env, argv[1], &data, &len)) return throw_type(env, "blake3Update: data must be a Uint8Array");
-  blake3_hasher_update(h, data, len);
+  blake3_hasher *h = state_and_bytes(env, info, "blake3Update takes (state, data: Uint8Array)", &data, &len);
+  if (h != NULL) blake3_hasher_update(h, data, len);
   return NULL;
 }
 
 static napi_value js_blake3_digest(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2)
-    return throw_type(env, "blake3Digest takes (state, out)");
-  blake3_hasher *h = hasher_of(env, argv[0]);
-  if (h == NULL) return NULL;
   uint8_t *out;
   size_t len;
-  if (!bytes_of(env, argv[1], &out, &len) || len < BLAKE3_OUT_LEN)
-    return throw_type(env, "blake3Digest: out must be a Uint8Array of at least 32 bytes");
+  blake3_hasher *h = state_and_bytes(env, info, "blake3Digest takes (state, out: Uint8Array of at least 32 bytes)", &out, &len);
+  if (h == NULL) return NULL;
+  if (len < BLAKE3_OUT_LEN) return throw_type(env, "blake3Digest takes (state, out: Uint8Array of at least 32 bytes)");
   blake3_hasher_finalize(h, out, BLAKE3_OUT_LEN);
   return NULL;
 }
