@@ -26,7 +26,14 @@ import { bestOf, markdown, resultTable } from "./lib/table.ts";
 import { benchWorkdir } from "./lib/workdir.ts";
 
 const CHANGE_FRACTION = 0.01;
-const TOOLS = ["switchback", "switchback-device", "rsync", "rsync-b4096", "restic"] as const;
+const TOOLS = [
+  "switchback",
+  "switchback-device",
+  "switchback-xfs",
+  "rsync",
+  "rsync-b4096",
+  "restic",
+] as const;
 type ToolName = (typeof TOOLS)[number];
 
 function fail(message: string): never {
@@ -56,6 +63,7 @@ if (opt.help) {
       "  --seed 1         seed of the image and of the change",
       `  --tools LIST     comma-separated subset of ${TOOLS.join(",")}`,
       "                   (switchback-device: the image through a loop device, the write journal between points; root)",
+      "                   (switchback-xfs: the image on XFS, --snapshot reflink, extents between points; root)",
       "  --tmp DIR        where the temp folder goes (default the system's temp folder)",
       "  --keep           keep the temp folder",
       "  --no-prime       do not touch memory before the runs (see bench/lib/prime.ts)",
@@ -83,13 +91,14 @@ const seed = Number(opt.seed);
 if (!Number.isInteger(seed)) fail(`--seed ${opt.seed} must be an integer`);
 const tools = opt.tools.split(",").map((t) => t.trim()) as ToolName[];
 for (const t of tools) if (!TOOLS.includes(t)) fail(`--tools: unknown tool ${t}; use ${TOOLS.join(",")}`);
-if (tools.includes("switchback-device") && (process.getuid?.() !== 0 || which("losetup") === null)) {
-  // a loop device and the kernel's trace need root
-  if (opt.tools !== TOOLS.join(",")) fail("--tools switchback-device needs root and losetup");
-  tools.splice(tools.indexOf("switchback-device"), 1);
-  process.stderr.write(
-    "bench:replication: not root: skipping switchback-device (a loop device and tracefs need root)\n",
-  );
+for (const [tool, needs, why] of [
+  ["switchback-device", ["losetup"], "a loop device and tracefs need root"],
+  ["switchback-xfs", ["losetup", "mkfs.xfs", "mount"], "an XFS file system on a loop device needs root"],
+] as const) {
+  if (!tools.includes(tool) || (process.getuid?.() === 0 && needs.every((c) => which(c) !== null))) continue;
+  if (opt.tools !== TOOLS.join(",")) fail(`--tools ${tool} needs root and ${needs.join(", ")}`);
+  tools.splice(tools.indexOf(tool), 1);
+  process.stderr.write(`bench:replication: skipping ${tool} (${why}, and ${needs.join(", ")})\n`);
 }
 
 // the peers must be there: this is a comparison, not a Switchback-only figure
@@ -154,6 +163,7 @@ try {
   const runners: Record<ToolName, ToolRunner> = {
     switchback: switchbackRunner(profileDir),
     "switchback-device": switchbackRunner(profileDir, true),
+    "switchback-xfs": switchbackRunner(profileDir, "xfs"),
     rsync: rsyncRunner(),
     "rsync-b4096": rsyncRunner(4096),
     restic: resticRunner,

@@ -31,8 +31,9 @@ interface RestoreJson {
  * device, with the change written through that device (root only): the write journal then tracks it
  * between the points.
  */
-export function switchbackRunner(profileDir?: string, device = false) {
+export function switchbackRunner(profileDir?: string, device: boolean | "xfs" = false) {
   return (s: Scenario): ToolRun => {
+    if (device === "xfs") return onXfs(s, profileDir);
     if (!device) return runSwitchback(s, s.disk, s.changeDisk, "Switchback", profileDir);
     const dev = run("losetup", ["-f", "--show", s.disk]).stdout.trim();
     try {
@@ -54,6 +55,44 @@ export function switchbackRunner(profileDir?: string, device = false) {
   };
 }
 
+/**
+ * The image on an XFS file system (in a file of the run's folder, through a loop device), replicated
+ * with `--snapshot reflink`: a point keeps its clone, and the next one reads only the blocks whose
+ * extents moved since (docs/consistency.md). The change is written into the image and fsynced.
+ */
+function onXfs(s: Scenario, profileDir: string | undefined): ToolRun {
+  const fsFile = path.join(s.work, "xfs.fs");
+  const mnt = path.join(s.work, "xfs");
+  closeSync(openSync(fsFile, "w"));
+  run("truncate", ["-s", String(Math.ceil((s.sizeBytes * 1.5) / 2 ** 20) * 2 ** 20 + 2 ** 29), fsFile]);
+  run("mkfs.xfs", ["-q", "-f", "-m", "reflink=1", fsFile]);
+  const dev = run("losetup", ["-f", "--show", fsFile]).stdout.trim();
+  mkdirSync(mnt);
+  try {
+    run("mount", [dev, mnt]);
+    try {
+      const disk = path.join(mnt, "disk.img");
+      copyFileSync(s.disk, disk);
+      const r = runSwitchback(
+        s,
+        disk,
+        () => writeChange(disk, s.change),
+        "Switchback, image on XFS",
+        profileDir,
+        "reflink",
+      );
+      r.notes.push(
+        "the image in an XFS file system (reflink), `--snapshot reflink`: the incremental reads only the blocks whose extents moved since the full copy's clone",
+      );
+      return r;
+    } finally {
+      run("umount", [mnt]);
+    }
+  } finally {
+    run("losetup", ["-d", dev]);
+  }
+}
+
 /** The benchmark's change, written through a block device and flushed. */
 function writeChange(dev: string, change: Change): void {
   const fd = openSync(dev, "r+");
@@ -73,6 +112,7 @@ function runSwitchback(
   changeDisk: () => void,
   tool: string,
   profileDir: string | undefined,
+  snapshot = "none",
 ): ToolRun {
   {
     const ds = path.join(s.work, "datastore");
@@ -86,12 +126,12 @@ function runSwitchback(
     };
     const sb = (name: string, args: string[]) => run(SWITCHBACK_CLI, args, { env: env(name) });
     const replicate = (name: string) => {
-      warm(s.disk);
+      warm(snapshot === "reflink" ? disk : s.disk);
       settle();
       const r = sb(name, [
         "replicate-once",
         ...["--datastore", ds, "--item", "bench", "--disk", disk, "--state", state],
-        ...["--snapshot", "none", "--json"],
+        ...["--snapshot", snapshot, "--json"],
       ]);
       return { r, j: JSON.parse(r.stdout) as ReplicateJson };
     };

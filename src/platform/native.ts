@@ -127,6 +127,12 @@ export interface NativeAddon {
    * the process). Absent from addons built before it.
    */
   mapFile?(fd: number, length: number): Promise<Buffer>;
+  /**
+   * The open file's extents (FIEMAP, its dirty pages written first), four numbers each: logical and
+   * physical byte offsets, length, FIEMAP flags; logical order, holes left out. Throws with the errno
+   * as `code` (EOPNOTSUPP where the file system cannot tell). Absent from addons built before it.
+   */
+  fileExtents?(fd: number): Float64Array;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
   /**

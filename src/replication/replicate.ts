@@ -9,7 +9,15 @@
 //    (frozen, if they are mounted), read the clones at leisure.
 //  - none: a raw device nobody can freeze; each block is read as it was at some moment of the pass.
 import { randomBytes } from "node:crypto";
-import { copyFileSync, constants as fsc, readdirSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  constants as fsc,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
@@ -19,6 +27,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
 import { AgentState, type DiskHashes } from "./agent-state.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
+import { changedByExtents, extentsOf } from "./extent-changes.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
@@ -117,6 +126,8 @@ export interface ReplicateResult {
   trackedDisks: number;
   /** disks whose pass the write journal narrowed down to what was written since the last point */
   journaledDisks: number;
+  /** image files whose changes the extents of the last point's reflink clone told (read only where they moved) */
+  extentDisks: number;
   /** where `durationMs` went, in ms: see `PointPhases` */
   phasesMs: PointPhases;
   warnings: string[];
@@ -177,6 +188,10 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   /** every disk's entries (a scratch file when they outgrew memory): closed at the end */
   const collectors: PointEntries[] = [];
   let committed = false;
+  /** a reflink point's clones until they become the next point's bases (removed if the point fails) */
+  let reflinkClones: string[] | null = null;
+  /** disks whose changes the extents of the last point's clone told */
+  let extentDisks = 0;
   try {
     let prev: (DiskHashes | null)[] = infos.map(() => null);
     let mode: ReplicateResult["mode"] = "full";
@@ -398,6 +413,8 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
 
     // the instant
     const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
+    // clones a reflink point kept for the next one are of no use to a point taken otherwise
+    if (snapshot.kind !== "reflink") sweepStaleClones(infos, []);
     // the write journal follows block devices (and loop-attached images); a reflink point reads its clones
     const journal =
       o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
@@ -460,35 +477,38 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           await tracker?.stop();
         }
       } else if (snapshot.kind === "reflink") {
-        sweepStaleClones(infos);
-        const clones = infos.map((d) =>
-          path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${pointId}`),
-        );
-        try {
-          await quiesced(async () => {
-            await preHooks();
+        // the last point's clones, kept: where their extents and this point's agree, nothing changed
+        const bases =
+          mode === "incremental" ? infos.map((d) => cloneOf(d, `base-${state.machine.lastPointId}`)) : [];
+        sweepStaleClones(infos, bases);
+        const clones = infos.map((d) => cloneOf(d, pointId));
+        reflinkClones = clones;
+        await quiesced(async () => {
+          await preHooks();
+          try {
+            const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
+            freezer?.freeze();
             try {
-              const freezer = snapshot.mounts.length > 0 ? new Freezer(snapshot.mounts) : null;
-              freezer?.freeze();
-              try {
-                infos.forEach((d, i) => {
-                  copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
-                });
-              } finally {
-                if (freezer) maxFreezeMs = freezer.thaw();
-              }
+              infos.forEach((d, i) => {
+                copyFileSync(d.path, clones[i]!, fsc.COPYFILE_FICLONE_FORCE);
+              });
             } finally {
-              await postHooks();
+              if (freezer) maxFreezeMs = freezer.thaw();
             }
-          });
-          await pass(
-            infos.map((d, i) => ({ ...d, path: clones[i]! })),
-            infos.map(() => null),
-            prev,
-          );
-        } finally {
-          for (const c of clones) rmSync(c, { force: true });
-        }
+          } finally {
+            await postHooks();
+          }
+        });
+        const moved = infos.map((d, i) =>
+          bases[i] === undefined ? null : changedSince(bases[i], clones[i]!, d.sizeBytes),
+        );
+        extentDisks = moved.filter((m) => m !== null).length;
+        await pass(
+          infos.map((d, i) => ({ ...d, path: clones[i]! })),
+          moved,
+          prev,
+          true,
+        );
       } else {
         await quiesced(async () => {
           await preHooks();
@@ -550,6 +570,25 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       lap("commit");
       committed = true;
       state.commit(pointId, o.sink.target, next);
+      // this point's clones become the bases the next one compares extents with (the last bases go)
+      if (reflinkClones !== null) {
+        const clones = reflinkClones;
+        reflinkClones = null;
+        infos.forEach((d, i) => {
+          try {
+            renameSync(clones[i]!, cloneOf(d, `base-${pointId}`));
+          } catch (err) {
+            rmSync(clones[i]!, { force: true });
+            warnings.push(
+              `clone of ${d.path} not kept (${(err as Error).message}); the next point reads the disk whole`,
+            );
+          }
+        });
+        sweepStaleClones(
+          infos,
+          infos.map((d) => cloneOf(d, `base-${pointId}`)),
+        );
+      }
       // the point is committed whatever happens here: a journal not advanced is re-armed next time
       try {
         journal?.committed(pointId);
@@ -575,6 +614,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         frozenUnits,
         trackedDisks,
         journaledDisks,
+        extentDisks,
         phasesMs: {
           prepare: Math.round(phases.prepare),
           journal: Math.round(phases.journal),
@@ -598,6 +638,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // a point that failed leaves the hash files as they were (commit releases them otherwise)
     if (!committed) for (const h of opened) state.release(h);
     for (const c of collectors) c.close();
+    for (const c of reflinkClones ?? []) rmSync(c, { force: true });
     await o.sink.releaseDigests?.();
   }
 }
@@ -695,8 +736,9 @@ function canReflink(d: DiskInfo): boolean {
 }
 
 /** Clones left by an agent killed during a reflink point: `.<image>.switchback-<point id>` beside the image. */
-function sweepStaleClones(infos: DiskInfo[]): void {
+function sweepStaleClones(infos: DiskInfo[], keep: readonly string[]): void {
   for (const d of infos) {
+    if (d.kind !== "file") continue;
     const dir = path.dirname(d.path);
     const prefix = `.${path.basename(d.path)}.switchback-`;
     let names: string[] = [];
@@ -705,6 +747,35 @@ function sweepStaleClones(infos: DiskInfo[]): void {
     } catch {
       continue;
     }
-    for (const n of names) if (n.startsWith(prefix)) rmSync(path.join(dir, n), { force: true });
+    for (const n of names) {
+      const f = path.join(dir, n);
+      if (n.startsWith(prefix) && !keep.includes(f)) rmSync(f, { force: true });
+    }
   }
+}
+
+/** The clone of an image file beside it: `.<name>.switchback-<tag>` (a point's id, or base-<id>). */
+function cloneOf(d: DiskInfo, tag: string): string {
+  return path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${tag}`);
+}
+
+/**
+ * The blocks of `clone` placed otherwise than in `base` (the last point's clone of the same image), as
+ * block ranges; null (read it whole) when there is no such base or its extents cannot be had.
+ */
+function changedSince(base: string, clone: string, sizeBytes: number): [number, number][] | null {
+  const extents = (file: string): Float64Array | null => {
+    let fd = -1;
+    try {
+      fd = openSync(file, "r");
+      return extentsOf(fd);
+    } catch {
+      return null;
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+  };
+  const was = extents(base);
+  const now = was === null ? null : extents(clone);
+  return was === null || now === null ? null : changedByExtents(was, now, sizeBytes);
 }

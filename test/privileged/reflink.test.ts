@@ -1,8 +1,19 @@
 // The reflink path: disk image files on XFS are snapshot by FICLONE clones (all at one instant, with
 // the file systems inside them frozen for just the clone), then read at leisure.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { cliJson, privilegedSkipReason, restorePoint } from "../helpers/env.ts";
@@ -15,13 +26,29 @@ import {
   until,
 } from "../helpers/privileged.ts";
 
-const skip = privilegedSkipReason(["losetup", "mkfs.ext4", "mkfs.xfs", "mount", "fsfreeze", "e2fsck"]);
+const skip = privilegedSkipReason([
+  "losetup",
+  "mkfs.ext4",
+  "mkfs.xfs",
+  "mount",
+  "fsfreeze",
+  "e2fsck",
+  "fallocate",
+]);
+
+function run(cmd: string, args: string[]): void {
+  execFileSync(cmd, args, { stdio: "pipe" });
+}
 
 interface Rep {
   pointId: string;
   snapshot: string;
   maxFreezeMs: number;
   warnings: string[];
+  extentDisks: number;
+  bytesRead: number;
+  changedBlocks: number;
+  mode: string;
 }
 
 test("reflink: image files on XFS, mounted ext4 inside, under an fsyncing writer", { skip }, async (t) => {
@@ -65,8 +92,13 @@ test("reflink: image files on XFS, mounted ext4 inside, under an fsyncing writer
   await writer.stop();
   assert.deepEqual(
     readdirSync(xfs).filter((n) => n.includes("switchback")),
-    [],
-    "no clone is left behind",
+    [`.vm-disk0.img.switchback-base-${points[2]!.r.pointId}`],
+    "only the last point's clone is kept (the next point compares extents with it)",
+  );
+  assert.deepEqual(
+    points.map(({ r }) => r.extentDisks),
+    [0, 1, 1],
+    "the points after the first read only what moved since the clone before",
   );
   for (const [i, { r, ackBefore }] of points.entries()) {
     assert.equal(r.snapshot, "reflink");
@@ -108,6 +140,94 @@ test("reflink: an unmounted image file on XFS is cloned by default (auto) and re
   const out = s.path("out.img");
   await restorePoint({ datastore: ds, item: "raw1", point: r.pointId, disk: 0, out });
   assert.ok(readFileSync(out).equals(content), "restored image equals the source");
+  assert.deepEqual(
+    readdirSync(xfs).filter((n) => n.includes("switchback")),
+    [`.raw.img.switchback-base-${r.pointId}`],
+  );
+});
+
+test("reflink: the next point reads only the blocks whose extents moved since the last point's clone", {
+  skip,
+}, async (t) => {
+  const s = new Scratch();
+  t.after(() => s.cleanup());
+  const xfsDev = s.attach(s.image("xfs.img", 400));
+  s.mkfs(xfsDev, "xfs");
+  const xfs = s.mount(xfsDev, "xfs");
+  const disk = path.join(xfs, "raw.img");
+  const MiB = 1024 * 1024;
+  writeFileSync(disk, Buffer.concat([randomBytes(48 * MiB), Buffer.alloc(16 * MiB)]));
+  const ds = s.path("ds");
+  await cliJson(["datastore", "init", "--path", ds]);
+  const point = (snapshot = "reflink") =>
+    cliJson<Rep>([
+      "replicate-once",
+      "--datastore",
+      ds,
+      "--item",
+      "raw1",
+      "--disk",
+      disk,
+      "--snapshot",
+      snapshot,
+      "--state",
+      s.path("state"),
+    ]);
+  const restored = async (r: Rep) => {
+    const out = s.path(`out-${r.pointId}.img`);
+    await restorePoint({ datastore: ds, item: "raw1", point: r.pointId, disk: 0, out });
+    return readFileSync(out);
+  };
+  const first = await point();
+  assert.equal(first.mode, "full");
+
+  // written with new data, written with what they held, zeroed, punched out, zero-ranged, and data
+  // written into the zeros; then a block written twice
+  const before = readFileSync(disk);
+  const fd = openSync(disk, "r+");
+  const B = 4096;
+  const changed = new Set<number>();
+  try {
+    for (const b of [3, 700, 701, 5000, 11_999]) {
+      writeSync(fd, randomBytes(B), 0, B, b * B);
+      changed.add(b);
+    }
+    for (const b of [40, 41, 9000]) writeSync(fd, before, b * B, B, b * B); // the same bytes again
+    writeSync(fd, Buffer.alloc(B), 0, B, 77 * B);
+    changed.add(77);
+    for (const b of [14_000, 15_000]) {
+      writeSync(fd, randomBytes(B), 0, B, b * B);
+      changed.add(b);
+    }
+    writeSync(fd, randomBytes(B), 0, B, 3 * B);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  run("fallocate", ["--punch-hole", "--offset", String(200 * B), "--length", String(2 * B), disk]);
+  run("fallocate", ["--zero-range", "--offset", String(300 * B), "--length", String(B), disk]);
+  for (const b of [200, 201, 300]) changed.add(b);
+
+  const second = await point();
+  assert.equal(second.mode, "incremental");
+  assert.equal(second.extentDisks, 1);
+  assert.equal(second.changedBlocks, changed.size, "exactly the blocks whose bytes differ are entries");
+  assert.ok(
+    second.bytesRead <= 64 * B,
+    `read ${second.bytesRead} bytes for ${changed.size} changed blocks (not the 64 MiB)`,
+  );
+  assert.ok((await restored(second)).equals(readFileSync(disk)), "the point restores the disk as it is");
+
+  // the kept clone gone: the next point reads the disk whole, and is as right
+  for (const n of readdirSync(xfs)) if (n.includes("switchback-base")) rmSync(path.join(xfs, n));
+  writeFileSync(disk, randomBytes(B), { flag: "r+" });
+  const third = await point();
+  assert.equal(third.extentDisks, 0);
+  assert.ok(third.bytesRead >= 64 * MiB);
+  assert.equal(third.changedBlocks, 1);
+  assert.ok((await restored(third)).equals(readFileSync(disk)));
+  // a point taken otherwise drops the kept clone (it would only hold old blocks)
+  await point("none");
   assert.deepEqual(
     readdirSync(xfs).filter((n) => n.includes("switchback")),
     [],

@@ -1,0 +1,92 @@
+// What changed in a disk image between two reflink clones of it, from where the file system keeps
+// their data (FIEMAP), without reading either. On a file system that shares extents between clones
+// (XFS, btrfs), a write to the live image lands in new blocks (copy on write) while every block not
+// written since stays shared, at the same physical place, with the previous point's clone, which
+// holds it and so keeps it from being reused. Two clones whose block lies at the same physical place
+// therefore hold the same bytes there; everywhere else (written, zeroed, punched, or an extent the
+// file system does not vouch for) the block is read and compared as usual.
+
+import { BLOCK_SIZE } from "../datastore/format.ts";
+import { native } from "../platform/native.ts";
+
+const FIEMAP_EXTENT_UNKNOWN = 0x2;
+const FIEMAP_EXTENT_DELALLOC = 0x4;
+const FIEMAP_EXTENT_ENCODED = 0x8;
+const FIEMAP_EXTENT_DATA_ENCRYPTED = 0x80;
+const FIEMAP_EXTENT_NOT_ALIGNED = 0x100;
+const FIEMAP_EXTENT_DATA_INLINE = 0x200;
+const FIEMAP_EXTENT_DATA_TAIL = 0x400;
+const FIEMAP_EXTENT_UNWRITTEN = 0x800;
+/** extents whose physical place says nothing about their bytes: always read */
+const UNVOUCHED =
+  FIEMAP_EXTENT_UNKNOWN |
+  FIEMAP_EXTENT_DELALLOC |
+  FIEMAP_EXTENT_ENCODED |
+  FIEMAP_EXTENT_DATA_ENCRYPTED |
+  FIEMAP_EXTENT_NOT_ALIGNED |
+  FIEMAP_EXTENT_DATA_INLINE |
+  FIEMAP_EXTENT_DATA_TAIL |
+  FIEMAP_EXTENT_UNWRITTEN;
+
+/** The extents of an open file (fileExtents' four numbers each), or null where they cannot be had. */
+export function extentsOf(fd: number): Float64Array | null {
+  if (native?.fileExtents === undefined) return null;
+  try {
+    return native.fileExtents(fd);
+  } catch {
+    return null; // (a file system without FIEMAP: the pass reads everything, as without a clone)
+  }
+}
+
+/**
+ * The 4 KiB blocks of the first `sizeBytes` whose place differs between two files' extents (four
+ * numbers each: logical, physical, length, flags; logical order), as ascending, merged [from, to)
+ * block ranges; null when the extents are not in order (nothing can be concluded from them).
+ */
+export function changedByExtents(
+  base: Float64Array,
+  now: Float64Array,
+  sizeBytes: number,
+): [number, number][] | null {
+  if (!ordered(base) || !ordered(now)) return null;
+  const out: [number, number][] = [];
+  const mark = (x: number, y: number): void => {
+    const from = Math.floor(x / BLOCK_SIZE);
+    const to = Math.ceil(y / BLOCK_SIZE);
+    const last = out[out.length - 1];
+    if (last !== undefined && from <= last[1]) last[1] = Math.max(last[1], to);
+    else out.push([from, to]);
+  };
+  let i = 0; // base's first extent that ends after x
+  let j = 0;
+  for (let x = 0; x < sizeBytes; ) {
+    while (i < base.length && base[i]! + base[i + 2]! <= x) i += 4;
+    while (j < now.length && now[j]! + now[j + 2]! <= x) j += 4;
+    // each file at x: inside an extent, or in a hole up to the next one
+    const inBase = i < base.length && base[i]! <= x;
+    const inNow = j < now.length && now[j]! <= x;
+    const baseEnd = i < base.length ? (inBase ? base[i]! + base[i + 2]! : base[i]!) : sizeBytes;
+    const nowEnd = j < now.length ? (inNow ? now[j]! + now[j + 2]! : now[j]!) : sizeBytes;
+    const y = Math.min(baseEnd, nowEnd, sizeBytes);
+    const same =
+      (!inBase && !inNow) ||
+      (inBase &&
+        inNow &&
+        (base[i + 3]! & UNVOUCHED) === 0 &&
+        (now[j + 3]! & UNVOUCHED) === 0 &&
+        base[i + 1]! + (x - base[i]!) === now[j + 1]! + (x - now[j]!));
+    if (!same) mark(x, y);
+    x = y;
+  }
+  return out;
+}
+
+/** Extents in logical order, none overlapping the next, lengths above zero. */
+function ordered(e: Float64Array): boolean {
+  if (e.length % 4 !== 0) return false;
+  for (let k = 0; k < e.length; k += 4) {
+    if (!(e[k + 2]! > 0) || e[k]! < 0) return false;
+    if (k > 0 && e[k]! < e[k - 4]! + e[k - 2]!) return false;
+  }
+  return true;
+}
