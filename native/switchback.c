@@ -24,6 +24,7 @@
 #include <linux/fs.h>
 #include <linux/loop.h>
 #include <linux/fiemap.h>
+#include <sys/vfs.h>
 
 #include "blake3/blake3.h"
 #include "blake3/blake3_impl.h"
@@ -1559,16 +1560,23 @@ static napi_value js_file_extents(napi_env env, napi_callback_info info) {
       out = bigger;
       cap = more;
     }
-    for (uint32_t i = 0; i < fm->fm_mapped_extents; i++) {
+    for (uint32_t i = 0; i < fm->fm_mapped_extents && err == 0; i++) {
       struct fiemap_extent *e = &fm->fm_extents[i];
-      out[4 * n] = (double)e->fe_logical;
-      out[4 * n + 1] = (double)e->fe_physical;
-      out[4 * n + 2] = (double)e->fe_length;
-      out[4 * n + 3] = (double)e->fe_flags;
-      n++;
-      if (e->fe_flags & FIEMAP_EXTENT_LAST) last = 1;
-      start = e->fe_logical + e->fe_length;
+      const uint64_t exact = (uint64_t)1 << 53; /* what a double holds exactly */
+      if (e->fe_logical >= exact || e->fe_physical >= exact || e->fe_length >= exact) err = EOVERFLOW;
+      /* every extent must move on: a file system that answers otherwise would loop here for ever */
+      else if (e->fe_length == 0 || e->fe_logical + e->fe_length <= start) err = EIO;
+      else {
+        out[4 * n] = (double)e->fe_logical;
+        out[4 * n + 1] = (double)e->fe_physical;
+        out[4 * n + 2] = (double)e->fe_length;
+        out[4 * n + 3] = (double)e->fe_flags;
+        n++;
+        if (e->fe_flags & FIEMAP_EXTENT_LAST) last = 1;
+        start = e->fe_logical + e->fe_length;
+      }
     }
+    if (err != 0) break;
   }
   free(fm);
   if (err != 0) {
@@ -1595,6 +1603,24 @@ static napi_value js_file_extents(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* fileSystemType(fd): number, the f_type of the file system the open file is on (fstatfs) */
+static napi_value js_file_system_type(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  struct statfs st;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok)
+    return throw_type(env, "fileSystemType takes (fd)");
+  if (fstatfs(fd, &st) != 0) {
+    napi_throw_error(env, strerrorname_np(errno), strerror(errno));
+    return NULL;
+  }
+  napi_value v;
+  napi_create_double(env, (double)(unsigned long)st.f_type, &v);
+  return v;
+}
+
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
 static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
   (void)info;
@@ -1617,7 +1643,7 @@ NAPI_MODULE_INIT() {
       {"applyFrames", js_apply_frames},       {"extentAt", js_extent_at},
       {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
       {"blake3Init", js_blake3_init},         {"blake3Update", js_blake3_update},
-      {"blake3Digest", js_blake3_digest},       {"fileExtents", js_file_extents},
+      {"blake3Digest", js_blake3_digest},       {"fileExtents", js_file_extents},  {"fileSystemType", js_file_system_type},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

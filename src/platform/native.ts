@@ -133,6 +133,8 @@ export interface NativeAddon {
    * as `code` (EOPNOTSUPP where the file system cannot tell). Absent from addons built before it.
    */
   fileExtents?(fd: number): Float64Array;
+  /** The f_type of the file system the open file is on (fstatfs). Absent from addons built before it. */
+  fileSystemType?(fd: number): number;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
   /**

@@ -6,6 +6,7 @@
 // therefore hold the same bytes there; everywhere else (written, zeroed, punched, or an extent the
 // file system does not vouch for) the block is read and compared as usual.
 
+import { fstatSync } from "node:fs";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { native } from "../platform/native.ts";
 
@@ -27,6 +28,21 @@ const UNVOUCHED =
   FIEMAP_EXTENT_DATA_INLINE |
   FIEMAP_EXTENT_DATA_TAIL |
   FIEMAP_EXTENT_UNWRITTEN;
+
+/** XFS and btrfs (statfs f_type): where a write to a block a clone shares lands in a new block */
+const COPY_ON_WRITE_FILE_SYSTEMS = new Set([0x58465342, 0x9123683e]);
+
+/**
+ * Whether the extents of the two open files may be compared: both on one XFS or btrfs file system.
+ * Elsewhere FIEMAP may answer with places that say nothing (CIFS reports each range's logical offset
+ * as its physical one, and can clone files on some servers).
+ */
+export function extentsVouch(a: number, b: number): boolean {
+  const sa = fstatSync(a);
+  const sb = fstatSync(b);
+  if (sa.dev !== sb.dev) return false;
+  return native?.fileSystemType !== undefined && COPY_ON_WRITE_FILE_SYSTEMS.has(native.fileSystemType(a));
+}
 
 /** The extents of an open file (fileExtents' four numbers each), or null where they cannot be had. */
 export function extentsOf(fd: number): Float64Array | null {

@@ -27,7 +27,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
 import { AgentState, type DiskHashes } from "./agent-state.ts";
 import { type DiskInfo, inspectDisk } from "./disk-source.ts";
-import { changedByExtents, extentsOf } from "./extent-changes.ts";
+import { changedByExtents, extentsOf, extentsVouch } from "./extent-changes.ts";
 import { Freezer, isRoot, mountPointsOf } from "./freeze.ts";
 import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
@@ -170,6 +170,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     if (latest !== null && o.diskUuids === undefined) adoptIdentity(state, latest.disks, infos);
   }
   state.checkDisks(infos);
+  const diskUuid = (i: number): string => state.machine.disks[i]!.uuid;
   if (latest !== null) {
     const mismatch = latest.disks.some((d, i) => state.machine.disks[i]?.uuid !== d.uuid);
     if (mismatch || latest.disks.length !== infos.length) {
@@ -414,7 +415,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // the instant
     const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
     // clones a reflink point kept for the next one are of no use to a point taken otherwise
-    if (snapshot.kind !== "reflink") sweepStaleClones(infos, []);
+    if (snapshot.kind !== "reflink") warnings.push(...sweepStaleClones(infos, []));
     // the write journal follows block devices (and loop-attached images); a reflink point reads its clones
     const journal =
       o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
@@ -479,9 +480,11 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       } else if (snapshot.kind === "reflink") {
         // the last point's clones, kept: where their extents and this point's agree, nothing changed
         const bases =
-          mode === "incremental" ? infos.map((d) => cloneOf(d, `base-${state.machine.lastPointId}`)) : [];
-        sweepStaleClones(infos, bases);
-        const clones = infos.map((d) => cloneOf(d, pointId));
+          mode === "incremental"
+            ? infos.map((d, i) => cloneOf(d, baseTag(state.machine.lastPointId!, diskUuid(i))))
+            : [];
+        warnings.push(...sweepStaleClones(infos, bases));
+        const clones = infos.map((d, i) => cloneOf(d, `${pointId}-${diskUuid(i)}`));
         reflinkClones = clones;
         await quiesced(async () => {
           await preHooks();
@@ -576,7 +579,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         reflinkClones = null;
         infos.forEach((d, i) => {
           try {
-            renameSync(clones[i]!, cloneOf(d, `base-${pointId}`));
+            renameSync(clones[i]!, cloneOf(d, baseTag(pointId, diskUuid(i))));
           } catch (err) {
             rmSync(clones[i]!, { force: true });
             warnings.push(
@@ -584,9 +587,11 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
             );
           }
         });
-        sweepStaleClones(
-          infos,
-          infos.map((d) => cloneOf(d, `base-${pointId}`)),
+        warnings.push(
+          ...sweepStaleClones(
+            infos,
+            infos.map((d, i) => cloneOf(d, baseTag(pointId, diskUuid(i)))),
+          ),
         );
       }
       // the point is committed whatever happens here: a journal not advanced is re-armed next time
@@ -735,8 +740,12 @@ function canReflink(d: DiskInfo): boolean {
   return ok;
 }
 
-/** Clones left by an agent killed during a reflink point: `.<image>.switchback-<point id>` beside the image. */
-function sweepStaleClones(infos: DiskInfo[], keep: readonly string[]): void {
+/**
+ * Removes the clones beside the images but `keep`: those an agent killed during a reflink point left,
+ * and kept ones no longer of use. Returns a warning for each it could not remove (they only cost space).
+ */
+function sweepStaleClones(infos: DiskInfo[], keep: readonly string[]): string[] {
+  const warnings: string[] = [];
   for (const d of infos) {
     if (d.kind !== "file") continue;
     const dir = path.dirname(d.path);
@@ -749,14 +758,28 @@ function sweepStaleClones(infos: DiskInfo[], keep: readonly string[]): void {
     }
     for (const n of names) {
       const f = path.join(dir, n);
-      if (n.startsWith(prefix) && !keep.includes(f)) rmSync(f, { force: true });
+      if (!n.startsWith(prefix) || keep.includes(f)) continue;
+      try {
+        rmSync(f, { force: true });
+      } catch (err) {
+        warnings.push(`old clone ${f} not removed (${(err as Error).message})`);
+      }
     }
   }
+  return warnings;
 }
 
-/** The clone of an image file beside it: `.<name>.switchback-<tag>` (a point's id, or base-<id>). */
+/**
+ * The clone of an image file beside it: `.<name>.switchback-<tag>`, the tag a point's id and the disk's
+ * uuid (a point's own clone) or baseTag (a committed point's, kept). The uuid ties a kept clone to the
+ * disk whose hashes the agent state holds: the same image given as another disk finds none.
+ */
 function cloneOf(d: DiskInfo, tag: string): string {
   return path.join(path.dirname(d.path), `.${path.basename(d.path)}.switchback-${tag}`);
+}
+
+function baseTag(pointId: string, uuid: string): string {
+  return `base-${pointId}-${uuid}`;
 }
 
 /**
@@ -764,18 +787,26 @@ function cloneOf(d: DiskInfo, tag: string): string {
  * block ranges; null (read it whole) when there is no such base or its extents cannot be had.
  */
 function changedSince(base: string, clone: string, sizeBytes: number): [number, number][] | null {
-  const extents = (file: string): Float64Array | null => {
-    let fd = -1;
-    try {
-      fd = openSync(file, "r");
-      return extentsOf(fd);
-    } catch {
-      return null;
-    } finally {
-      if (fd >= 0) closeSync(fd);
-    }
-  };
-  const was = extents(base);
-  const now = was === null ? null : extents(clone);
-  return was === null || now === null ? null : changedByExtents(was, now, sizeBytes);
+  let b = -1;
+  let c = -1;
+  try {
+    b = openSync(base, "r");
+    c = openSync(clone, "r");
+    const was = extentsOf(b);
+    const now = was === null ? null : extentsOf(c);
+    // (read again: a defragmenter that moved the kept clone's blocks meanwhile makes its first answer worthless)
+    const still = now === null ? null : extentsOf(b);
+    if (was === null || now === null || still === null || !sameExtents(was, still)) return null;
+    if (!extentsVouch(b, c)) return null;
+    return changedByExtents(was, now, sizeBytes);
+  } catch {
+    return null;
+  } finally {
+    if (b >= 0) closeSync(b);
+    if (c >= 0) closeSync(c);
+  }
+}
+
+function sameExtents(a: Float64Array, b: Float64Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

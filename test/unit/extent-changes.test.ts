@@ -1,8 +1,12 @@
 // Which blocks changed between two clones, from their extents: against a block-by-block model.
 import assert from "node:assert/strict";
+import { closeSync, openSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
-import { changedByExtents } from "../../src/replication/extent-changes.ts";
+import { native } from "../../src/platform/native.ts";
+import { changedByExtents, extentsVouch } from "../../src/replication/extent-changes.ts";
+import { tempDir } from "../helpers/env.ts";
 
 const B = 4096;
 const UNWRITTEN = 0x800;
@@ -84,4 +88,34 @@ test("extents out of order or of no length conclude nothing, and a file's extent
     ),
     [[1, 2]],
   );
+});
+
+test("extents are trusted only on XFS and btrfs, for two files of one file system", (t) => {
+  if (native?.fileSystemType === undefined) {
+    assert.notEqual(process.env.CI, "true", "the native addon is not built or not loaded");
+    t.skip("the native addon is not built (node scripts/build-native.mjs)");
+    return;
+  }
+  const { dir, cleanup } = tempDir("sb-extents-");
+  t.after(cleanup);
+  const file = path.join(dir, "f");
+  writeFileSync(file, "x");
+  const fd = openSync(file, "r");
+  try {
+    const type = native.fileSystemType(fd);
+    const cow = type === 0x58465342 || type === 0x9123683e;
+    assert.equal(extentsVouch(fd, fd), cow, `file system type 0x${type.toString(16)}`);
+  } finally {
+    closeSync(fd);
+  }
+  // /proc is no file system with extents, and not the same one as the temp folder
+  const proc = openSync("/proc/self/status", "r");
+  const tmp = openSync(file, "r");
+  try {
+    assert.equal(extentsVouch(proc, proc), false);
+    assert.equal(extentsVouch(tmp, proc), false);
+  } finally {
+    closeSync(proc);
+    closeSync(tmp);
+  }
 });
