@@ -295,6 +295,18 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* The one argument of a call that takes an open file: false (a TypeError pending) when it is not one. */
+static int fd_arg(napi_env env, napi_callback_info info, const char *usage, int32_t *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int32(env, argv[0], fd) != napi_ok) {
+    throw_type(env, usage);
+    return 0;
+  }
+  return 1;
+}
+
 /*
  * loopBacking(fd: number): [device, inode] | null, the loop driver's own record of the file an open
  * loop device was set up with (LOOP_GET_STATUS64, what `losetup -O BACK-INO,BACK-MAJ:MIN` prints):
@@ -302,12 +314,8 @@ static napi_value js_flock(napi_env env, napi_callback_info info) {
  * backing file.
  */
 static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok)
-    return throw_type(env, "loopBacking takes (fd)");
+  if (!fd_arg(env, info, "loopBacking takes (fd)", &fd)) return NULL;
   struct loop_info64 li;
   memset(&li, 0, sizeof li);
   napi_value v;
@@ -1523,12 +1531,8 @@ static napi_value js_blake3_digest(napi_env env, napi_callback_info info) {
  * (EOPNOTSUPP: the file system cannot tell).
  */
 static napi_value js_file_extents(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok)
-    return throw_type(env, "fileExtents takes (fd)");
+  if (!fd_arg(env, info, "fileExtents takes (fd)", &fd)) return NULL;
   enum { BATCH = 512 };
   struct fiemap *fm = calloc(1, sizeof(struct fiemap) + BATCH * sizeof(struct fiemap_extent));
   double *out = NULL;
@@ -1605,13 +1609,9 @@ static napi_value js_file_extents(napi_env env, napi_callback_info info) {
 
 /* fileSystemType(fd): number, the f_type of the file system the open file is on (fstatfs) */
 static napi_value js_file_system_type(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
   struct statfs st;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok)
-    return throw_type(env, "fileSystemType takes (fd)");
+  if (!fd_arg(env, info, "fileSystemType takes (fd)", &fd)) return NULL;
   if (fstatfs(fd, &st) != 0) {
     napi_throw_error(env, strerrorname_np(errno), strerror(errno));
     return NULL;

@@ -37,6 +37,15 @@ const skip = privilegedSkipReason([
   "fallocate",
 ]);
 
+/** A scratch folder (removed after the test) with an XFS file system of `mib` MiB mounted in it. */
+function onXfs(t: { after(fn: () => void): void }, mib: number): { s: Scratch; xfs: string } {
+  const s = new Scratch();
+  t.after(() => s.cleanup());
+  const dev = s.attach(s.image("xfs.img", mib));
+  s.mkfs(dev, "xfs");
+  return { s, xfs: s.mount(dev, "xfs") };
+}
+
 function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: "pipe" });
 }
@@ -54,11 +63,7 @@ interface Rep {
 }
 
 test("reflink: image files on XFS, mounted ext4 inside, under an fsyncing writer", { skip }, async (t) => {
-  const s = new Scratch();
-  t.after(() => s.cleanup());
-  const xfsDev = s.attach(s.image("xfs.img", 600));
-  s.mkfs(xfsDev, "xfs");
-  const xfs = s.mount(xfsDev, "xfs");
+  const { s, xfs } = onXfs(t, 600);
   // the machine's disk: an image file on XFS, attached and mounted
   const vm = path.join(xfs, "vm-disk0.img");
   writeFileSync(vm, "");
@@ -117,11 +122,7 @@ test("reflink: image files on XFS, mounted ext4 inside, under an fsyncing writer
 test("reflink: an unmounted image file on XFS is cloned by default (auto) and restored byte for byte", {
   skip,
 }, async (t) => {
-  const s = new Scratch();
-  t.after(() => s.cleanup());
-  const xfsDev = s.attach(s.image("xfs.img", 300));
-  s.mkfs(xfsDev, "xfs");
-  const xfs = s.mount(xfsDev, "xfs");
+  const { s, xfs } = onXfs(t, 300);
   const disk = path.join(xfs, "raw.img");
   const content = Buffer.concat([randomBytes(8 * 1024 * 1024), Buffer.alloc(8 * 1024 * 1024)]);
   writeFileSync(disk, content);
@@ -151,11 +152,7 @@ test("reflink: an unmounted image file on XFS is cloned by default (auto) and re
 test("reflink: the next point reads only the blocks whose extents moved since the last point's clone", {
   skip,
 }, async (t) => {
-  const s = new Scratch();
-  t.after(() => s.cleanup());
-  const xfsDev = s.attach(s.image("xfs.img", 400));
-  s.mkfs(xfsDev, "xfs");
-  const xfs = s.mount(xfsDev, "xfs");
+  const { s, xfs } = onXfs(t, 400);
   const disk = path.join(xfs, "raw.img");
   const MiB = 1024 * 1024;
   writeFileSync(disk, Buffer.concat([randomBytes(48 * MiB), Buffer.alloc(16 * MiB)]));
@@ -164,16 +161,8 @@ test("reflink: the next point reads only the blocks whose extents moved since th
   const point = (snapshot = "reflink") =>
     cliJson<Rep>([
       "replicate-once",
-      "--datastore",
-      ds,
-      "--item",
-      "raw1",
-      "--disk",
-      disk,
-      "--snapshot",
-      snapshot,
-      "--state",
-      s.path("state"),
+      ...["--datastore", ds, "--item", "raw1", "--disk", disk],
+      ...["--snapshot", snapshot, "--state", s.path("state")],
     ]);
   const restored = async (r: Rep) => {
     const out = s.path(`out-${r.pointId}.img`);
@@ -239,11 +228,7 @@ test("reflink: the next point reads only the blocks whose extents moved since th
 test("reflink: a kept clone serves only the disk it was taken of (two images of one size, given in the other order)", {
   skip,
 }, async (t) => {
-  const s = new Scratch();
-  t.after(() => s.cleanup());
-  const xfsDev = s.attach(s.image("xfs.img", 300));
-  s.mkfs(xfsDev, "xfs");
-  const xfs = s.mount(xfsDev, "xfs");
+  const { s, xfs } = onXfs(t, 300);
   const a = path.join(xfs, "a.img");
   const b = path.join(xfs, "b.img");
   writeFileSync(a, randomBytes(16 * 1024 * 1024));
