@@ -17,6 +17,7 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  statSync,
 } from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
@@ -171,6 +172,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   }
   state.checkDisks(infos);
   const diskUuid = (i: number): string => state.machine.disks[i]!.uuid;
+  const diskUuids = infos.map((_, i) => diskUuid(i));
   if (latest !== null) {
     const mismatch = latest.disks.some((d, i) => state.machine.disks[i]?.uuid !== d.uuid);
     if (mismatch || latest.disks.length !== infos.length) {
@@ -415,7 +417,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // the instant
     const snapshot = chooseSnapshot(o.snapshot ?? "auto", infos, o.freezeMounts);
     // clones a reflink point kept for the next one are of no use to a point taken otherwise
-    if (snapshot.kind !== "reflink") warnings.push(...sweepStaleClones(infos, []));
+    if (snapshot.kind !== "reflink") warnings.push(...sweepStaleClones(infos, diskUuids, []));
     // the write journal follows block devices (and loop-attached images); a reflink point reads its clones
     const journal =
       o.journal !== undefined && snapshot.kind !== "reflink" ? await o.journal(o.stateDir, infos) : null;
@@ -483,7 +485,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           mode === "incremental"
             ? infos.map((d, i) => cloneOf(d, baseTag(state.machine.lastPointId!, diskUuid(i))))
             : [];
-        warnings.push(...sweepStaleClones(infos, bases));
+        warnings.push(...sweepStaleClones(infos, diskUuids, bases));
         const clones = infos.map((d, i) => cloneOf(d, `${pointId}-${diskUuid(i)}`));
         reflinkClones = clones;
         await quiesced(async () => {
@@ -590,6 +592,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         warnings.push(
           ...sweepStaleClones(
             infos,
+            diskUuids,
             infos.map((d, i) => cloneOf(d, baseTag(pointId, diskUuid(i)))),
           ),
         );
@@ -740,12 +743,20 @@ function canReflink(d: DiskInfo): boolean {
   return ok;
 }
 
+/** a clone of another machine's disk (another agent state's uuid) is left alone for this long */
+const FOREIGN_CLONE_STALE_MS = 7 * 24 * 3600 * 1000;
+
 /**
- * Removes the clones beside the images but `keep`: those an agent killed during a reflink point left,
- * and kept ones no longer of use. Returns a warning for each it could not remove (they only cost space).
+ * Removes the clones of this machine's disks beside the images but `keep` (those an agent killed
+ * during a reflink point left, and kept ones of no more use): a clone's name ends with its disk's
+ * uuid. Another machine's (another item replicating the same image) are left to it, unless nothing
+ * wrote them for FOREIGN_CLONE_STALE_MS (their item is gone); so are names this version does not
+ * make, older versions' clones (no uuid) but for the same week. Returns a warning for each clone it
+ * could not remove (they only cost space).
  */
-function sweepStaleClones(infos: DiskInfo[], keep: readonly string[]): string[] {
+function sweepStaleClones(infos: DiskInfo[], uuids: readonly string[], keep: readonly string[]): string[] {
   const warnings: string[] = [];
+  const now = Date.now();
   for (const d of infos) {
     if (d.kind !== "file") continue;
     const dir = path.dirname(d.path);
@@ -759,6 +770,15 @@ function sweepStaleClones(infos: DiskInfo[], keep: readonly string[]): string[] 
     for (const n of names) {
       const f = path.join(dir, n);
       if (!n.startsWith(prefix) || keep.includes(f)) continue;
+      if (!uuids.some((u) => n.endsWith(`-${u}`))) {
+        let age = 0;
+        try {
+          age = now - statSync(f).mtimeMs;
+        } catch {
+          continue;
+        }
+        if (age < FOREIGN_CLONE_STALE_MS) continue;
+      }
       try {
         rmSync(f, { force: true });
       } catch (err) {

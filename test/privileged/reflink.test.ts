@@ -5,12 +5,14 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   closeSync,
+  existsSync,
   fsyncSync,
   openSync,
   readdirSync,
   readFileSync,
   rmSync,
   truncateSync,
+  utimesSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -255,4 +257,39 @@ test("reflink: a kept clone serves only the disk it was taken of (two images of 
     await restorePoint({ datastore: ds, item: "two", point: swapped.pointId, disk, out });
     assert.ok(readFileSync(out).equals(readFileSync(img)), `disk ${disk} restores as ${path.basename(img)}`);
   }
+});
+
+test("reflink: two items replicating one image keep their own clones and leave each other's alone", {
+  skip,
+}, async (t) => {
+  const { s, xfs } = onXfs(t, 300);
+  const disk = path.join(xfs, "shared.img");
+  writeFileSync(disk, randomBytes(16 * 1024 * 1024));
+  const point = async (item: string) => {
+    const ds = s.path(`ds-${item}`);
+    if (!existsSync(ds)) await cliJson(["datastore", "init", "--path", ds]);
+    const r = await cliJson<Rep>([
+      "replicate-once",
+      ...["--datastore", ds, "--item", item, "--disk", disk],
+      ...["--snapshot", "reflink", "--state", s.path(`state-${item}`)],
+    ]);
+    return { r, ds };
+  };
+  // a clone a crashed point of this image left long ago, of an older version (no uuid): swept
+  const ancient = path.join(xfs, ".shared.img.switchback-20200101T000000000Z-abcdef");
+  writeFileSync(ancient, "x");
+  utimesSync(ancient, new Date("2020-01-01"), new Date("2020-01-01"));
+  await point("one");
+  await point("two");
+  assert.ok(!existsSync(ancient), "a clone nobody wrote for a week is removed");
+  writeFileSync(disk, randomBytes(4096), { flag: "r+" });
+  for (const item of ["one", "two"]) {
+    const { r, ds } = await point(item);
+    assert.equal(r.extentDisks, 1, `${item} found its own kept clone`);
+    assert.equal(r.changedBlocks, 1);
+    const out = s.path(`out-${item}.img`);
+    await restorePoint({ datastore: ds, item, point: r.pointId, disk: 0, out });
+    assert.ok(readFileSync(out).equals(readFileSync(disk)));
+  }
+  assert.equal(readdirSync(xfs).filter((n) => n.includes("switchback-base")).length, 2);
 });
