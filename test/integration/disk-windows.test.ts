@@ -14,18 +14,18 @@ import { Datastore } from "../../src/datastore/datastore.ts";
 import { DiskWindows } from "../../src/datastore/disk-windows.ts";
 import { BLOCK_SIZE } from "../../src/datastore/format.ts";
 import { blockHash, HASH_BYTES, ZERO_HASH } from "../../src/datastore/hash.ts";
-import { type DiskEntries, MANIFEST_PIECE_BYTES, manifestSource } from "../../src/datastore/manifest.ts";
+import { type DiskEntries, MANIFEST_PIECE_BYTES } from "../../src/datastore/manifest.ts";
 import { makeFrame } from "../../src/datastore/pack.ts";
-import { type DiskUuid, type ItemName, newPointId, type PointId } from "../../src/domain/ids.ts";
+import { type ItemName, newPointId, type PointId } from "../../src/domain/ids.ts";
 import { native } from "../../src/platform/native.ts";
 import { restoreDisk } from "../../src/replication/restore.ts";
 import { tempDir } from "../helpers/env.ts";
+import { commitEntries } from "../helpers/points.ts";
 
 const { dir: root, cleanup } = tempDir("sb-disk-windows-");
 after(cleanup);
 
 const item = "web1" as ItemName;
-const UUIDS = ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"] as DiskUuid[];
 let made = 0;
 
 /** Commits a chain of points; `entries[p][d]` are point p's entries of disk d (sorted, unique blocks). */
@@ -35,28 +35,13 @@ async function chain(ds: Datastore, blocks: number[], entries: DiskEntries[][]):
   for (const disks of entries) {
     clock += 1000;
     const id = newPointId(new Date(clock), randomBytes(3));
-    await ds.commitPoint(
-      manifestSource({
-        header: {
-          version: 1,
-          item,
-          id,
-          parent: ids[ids.length - 1] ?? null,
-          createdAt: new Date(clock).toISOString(),
-          consistency: "crash",
-          warnings: [],
-          disks: blocks.map((n, d) => ({
-            uuid: UUIDS[d]!,
-            sizeBytes: n * BLOCK_SIZE,
-            sectorSize: 512,
-            blockSize: BLOCK_SIZE,
-            entries: disks[d]!.blocks.length,
-          })),
-          stats: {},
-        },
-        disks,
-      }),
-    );
+    await commitEntries(ds, {
+      item,
+      id,
+      parent: ids[ids.length - 1] ?? null,
+      createdAt: new Date(clock),
+      disks: blocks.map((n, d) => ({ blocks: n, entries: disks[d]! })),
+    });
     ids.push(id);
   }
   return ids;

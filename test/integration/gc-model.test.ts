@@ -15,10 +15,10 @@ import { Datastore } from "../../src/datastore/datastore.ts";
 import { BLOCK_SIZE, ENTRY_BYTES, paths } from "../../src/datastore/format.ts";
 import { collectGarbage, type GcResult, REPACK_BELOW } from "../../src/datastore/gc.ts";
 import { blockHash, HASH_BYTES, ZERO_HASH } from "../../src/datastore/hash.ts";
-import { manifestSource } from "../../src/datastore/manifest.ts";
 import { makeFrame } from "../../src/datastore/pack.ts";
-import { type DiskUuid, type ItemName, newPointId, type PointId } from "../../src/domain/ids.ts";
+import { type ItemName, newPointId, type PointId } from "../../src/domain/ids.ts";
 import { tempDir } from "../helpers/env.ts";
+import { commitEntries } from "../helpers/points.ts";
 
 const { dir: root, cleanup } = tempDir("sb-gc-model-");
 after(cleanup);
@@ -116,30 +116,18 @@ async function script(ops: Op[]): Promise<void> {
         ...blocks.map((b) => hashes[b]!),
         ...Array(o.zeros).fill(ZERO_HASH),
       ]);
-      await ds.commitPoint(
-        manifestSource({
-          header: {
-            version: 1,
-            item,
-            id,
-            parent: null,
-            createdAt: new Date(clock).toISOString(),
-            consistency: "crash",
-            warnings: [],
-            disks: [
-              {
-                uuid: "00000000-0000-4000-8000-000000000001" as DiskUuid,
-                sizeBytes: n * BLOCK_SIZE,
-                sectorSize: 512,
-                blockSize: BLOCK_SIZE,
-                entries: n,
-              },
-            ],
-            stats: {},
+      await commitEntries(ds, {
+        item,
+        id,
+        parent: null,
+        createdAt: new Date(clock),
+        disks: [
+          {
+            blocks: n,
+            entries: { blocks: Float64Array.from({ length: n }, (_, i) => i), hashes: entryHashes },
           },
-          disks: [{ blocks: Float64Array.from({ length: n }, (_, i) => i), hashes: entryHashes }],
-        }),
-      );
+        ],
+      });
       points.set(id, blocks);
     } else if (o.kind === "drop") {
       const ids = [...points.keys()];
@@ -214,30 +202,15 @@ test("gc refuses, changing nothing, when a point names a block that no pack hold
   await w.add(makeFrame(Buffer.concat(hashes.slice(0, 4)), Buffer.concat(pool.slice(0, 4))));
   await w.flush();
   const nowhere = randomBytes(HASH_BYTES);
-  await ds.commitPoint(
-    manifestSource({
-      header: {
-        version: 1,
-        item: "web1" as ItemName,
-        id: newPointId(new Date(), randomBytes(3)),
-        parent: null,
-        createdAt: new Date().toISOString(),
-        consistency: "crash",
-        warnings: [],
-        disks: [
-          {
-            uuid: "00000000-0000-4000-8000-000000000001" as DiskUuid,
-            sizeBytes: 2 * BLOCK_SIZE,
-            sectorSize: 512,
-            blockSize: BLOCK_SIZE,
-            entries: 2,
-          },
-        ],
-        stats: {},
-      },
-      disks: [{ blocks: Float64Array.of(0, 1), hashes: Buffer.concat([hashes[0]!, nowhere]) }],
-    }),
-  );
+  await commitEntries(ds, {
+    item: "web1" as ItemName,
+    id: newPointId(new Date(), randomBytes(3)),
+    parent: null,
+    createdAt: new Date(),
+    disks: [
+      { blocks: 2, entries: { blocks: Float64Array.of(0, 1), hashes: Buffer.concat([hashes[0]!, nowhere]) } },
+    ],
+  });
   const before = [await ds.backend.list("index"), [...(await ds.packsOnDisk()).keys()]];
   await assert.rejects(collectGarbage(ds), (err: Error & { code?: string }) => {
     assert.equal(err.code, "GC_WOULD_LOSE_DATA");
