@@ -127,6 +127,27 @@ static napi_value throw_type(napi_env env, const char *msg) {
   return NULL;
 }
 
+/* errno's name ("ENOSPC"), the code a JavaScript error carries for it; "EIO" where it has none */
+static const char *errno_name(int err) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *name = strerrorname_np(err);
+#else
+  const char *name = err == ENOSPC ? "ENOSPC" : err == EDQUOT ? "EDQUOT" : err == EFBIG ? "EFBIG" : NULL;
+#endif
+  return name != NULL ? name : "EIO";
+}
+
+/* An Error "<what>: <strerror>" with errno's name as its code, to throw or to reject with. */
+static napi_value errno_error(napi_env env, int err, const char *what) {
+  char text[300];
+  snprintf(text, sizeof text, "%s: %s", what, strerror(err));
+  napi_value msg, code, e;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &e);
+  return e;
+}
+
 static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   napi_typedarray_type type;
   void *p;
@@ -973,12 +994,7 @@ typedef struct {
 } ApplyFrames;
 
 static void apply_fail_errno(ApplyFrames *j, const char *what, int err) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  const char *name = strerrorname_np(err);
-#else
-  const char *name = err == ENOSPC ? "ENOSPC" : err == EDQUOT ? "EDQUOT" : err == EFBIG ? "EFBIG" : NULL;
-#endif
-  j->code = name ? name : "EIO";
+  j->code = errno_name(err);
   snprintf(j->message, sizeof j->message, "%s: %s", what, strerror(err));
 }
 
@@ -1339,15 +1355,10 @@ static void zero_out_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &v);
     napi_resolve_deferred(env, z->deferred, v);
   } else {
-    char text[160];
-    const char *name = strerrorname_np(z->err);
-    snprintf(text, sizeof text, "BLKZEROOUT of %llu bytes at %llu: %s", (unsigned long long)z->range[1],
-             (unsigned long long)z->range[0], strerror(z->err));
-    napi_value msg, code;
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, name != NULL ? name : "EIO", NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &v);
-    napi_reject_deferred(env, z->deferred, v);
+    char what[100];
+    snprintf(what, sizeof what, "BLKZEROOUT of %llu bytes at %llu", (unsigned long long)z->range[1],
+             (unsigned long long)z->range[0]);
+    napi_reject_deferred(env, z->deferred, errno_error(env, z->err, what));
   }
   napi_delete_async_work(env, z->work);
   free(z);
@@ -1585,14 +1596,7 @@ static napi_value js_file_extents(napi_env env, napi_callback_info info) {
   free(fm);
   if (err != 0) {
     free(out);
-    char text[120];
-    const char *name = strerrorname_np(err);
-    snprintf(text, sizeof text, "FIEMAP: %s", strerror(err));
-    napi_value msg, code, e;
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, name != NULL ? name : "EIO", NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &e);
-    napi_throw(env, e);
+    napi_throw(env, errno_error(env, err, "FIEMAP"));
     return NULL;
   }
   napi_value ab, arr;
@@ -1613,7 +1617,7 @@ static napi_value js_file_system_type(napi_env env, napi_callback_info info) {
   struct statfs st;
   if (!fd_arg(env, info, "fileSystemType takes (fd)", &fd)) return NULL;
   if (fstatfs(fd, &st) != 0) {
-    napi_throw_error(env, strerrorname_np(errno), strerror(errno));
+    napi_throw(env, errno_error(env, errno, "fstatfs"));
     return NULL;
   }
   napi_value v;
