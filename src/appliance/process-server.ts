@@ -25,7 +25,7 @@ import Fastify, {
   LogController,
 } from "fastify";
 import type { BlockWriter, Datastore, Lock } from "../datastore/datastore.ts";
-import { DigestFile } from "../datastore/digests.ts";
+import { DigestFiles } from "../datastore/digests.ts";
 import { BLOCK_SIZE, paths } from "../datastore/format.ts";
 import { collectGarbage } from "../datastore/gc.ts";
 import { HASH_BYTES, hashBlocks, isZeroHash } from "../datastore/hash.ts";
@@ -291,7 +291,7 @@ export class ProcessServer {
   #retentionTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   /** resyncs' parent digests by item/point/disk, and when each was last asked for */
-  readonly #digests = new Map<string, { file: Promise<DigestFile>; used: number; building: boolean }>();
+  readonly #digests: DigestFiles;
   #digestTimer: NodeJS.Timeout | null = null;
   #uploads: ManifestUploads | null = null;
   readonly #opts: ProcessServerOptions;
@@ -302,6 +302,7 @@ export class ProcessServer {
     this.#ds = o.ds;
     this.#auth = o.authenticate;
     this.#writer = o.ds.writer();
+    this.#digests = new DigestFiles(o.ds, () => this.#staging.dir);
     this.status = {
       version: WIRE_VERSION,
       datastoreId: o.ds.config.id,
@@ -433,7 +434,7 @@ export class ProcessServer {
       if (this.#sweepTimer) clearInterval(this.#sweepTimer);
       if (this.#digestTimer) clearInterval(this.#digestTimer);
       await this.#app.close();
-      this.#expireDigests();
+      void this.#digests.close(); // (a build under way is closed when it ends: shutdown does not wait for it)
       try {
         await this.#mutex.run(() => this.#flush());
         // an upload under way is sent again to the next process server (docs/transport.md)
@@ -444,46 +445,6 @@ export class ProcessServer {
       }
     })();
     return this.#closing;
-  }
-
-  /**
-   * The block digests of a disk at a point (a resync's parent), built into an unlinked file in this
-   * server's staging folder at the first request and kept while requests come (DIGESTS_IDLE_MS).
-   */
-  async #digestFile(item: ItemName, point: PointId, disk: number): Promise<DigestFile> {
-    const key = `${item}/${point}/${disk}`;
-    let d = this.#digests.get(key);
-    if (d === undefined) {
-      const file = DigestFile.build(this.#ds, item, point, disk, this.#staging.dir);
-      const entry = { file, used: Date.now(), building: true };
-      d = entry;
-      this.#digests.set(key, entry);
-      // a build that failed is not kept (the next request tries again); one that succeeded counts as
-      // used when it ends (it may take longer than the idle limit, and the requests waiting on it
-      // read it next)
-      file.then(
-        () => {
-          entry.building = false;
-          entry.used = Date.now();
-        },
-        () => {
-          if (this.#digests.get(key) === entry) this.#digests.delete(key);
-        },
-      );
-      this.#digestTimer ??= setInterval(() => this.#expireDigests(Date.now() - DIGESTS_IDLE_MS), 60_000);
-      this.#digestTimer.unref();
-    }
-    d.used = Date.now();
-    return d.file;
-  }
-
-  /** Closes the digest files last used before `before` (all of them without it). */
-  #expireDigests(before = Number.POSITIVE_INFINITY): void {
-    for (const [key, d] of this.#digests) {
-      if (d.used >= before || (d.building && before !== Number.POSITIVE_INFINITY)) continue;
-      this.#digests.delete(key);
-      d.file.then((f) => f.close()).catch(() => {});
-    }
   }
 
   #stagingRoot(): string {
@@ -943,7 +904,12 @@ export class ProcessServer {
       async (req, reply) => {
         const item = parseItemName(req.params.item);
         mayRead(req, item);
-        const file = await this.#digestFile(item, parsePointId(req.params.point), req.params.disk);
+        // a parent's digests are built into this server's staging folder at the first request, and
+        // closed DIGESTS_IDLE_MS after the last
+        const file = await this.#digests.get(item, parsePointId(req.params.point), req.params.disk);
+        this.#digestTimer ??= setInterval(() => {
+          void this.#digests.close(Date.now() - DIGESTS_IDLE_MS);
+        }, 60_000).unref();
         const { from, count } = req.query;
         if (from + count > file.blockCount) {
           throw new SwitchbackError(

@@ -135,3 +135,60 @@ export class DigestFile {
     this.#fd = -1;
   }
 }
+
+/**
+ * Digest files by item, point and disk, each built at its first use and kept until closed: what a
+ * resync's requests read, window after window. A build that failed is forgotten (the next use tries
+ * again); one that succeeded counts as used when it ends, so a build longer than an idle limit is not
+ * closed under the requests waiting for it.
+ */
+export class DigestFiles {
+  readonly #ds: Datastore;
+  /** where the scratch files go (asked at each build) */
+  readonly #dir: () => string;
+  readonly #files = new Map<string, { file: Promise<DigestFile>; used: number; building: boolean }>();
+
+  constructor(ds: Datastore, dir: () => string) {
+    this.#ds = ds;
+    this.#dir = dir;
+  }
+
+  get(item: ItemName, point: PointId, disk: number): Promise<DigestFile> {
+    const key = `${item}/${point}/${disk}`;
+    let d = this.#files.get(key);
+    if (d === undefined) {
+      const entry = {
+        file: DigestFile.build(this.#ds, item, point, disk, this.#dir()),
+        used: 0,
+        building: true,
+      };
+      entry.file.then(
+        () => {
+          entry.building = false;
+          entry.used = Date.now();
+        },
+        () => {
+          if (this.#files.get(key) === entry) this.#files.delete(key);
+        },
+      );
+      this.#files.set(key, entry);
+      d = entry;
+    }
+    d.used = Date.now();
+    return d.file;
+  }
+
+  /**
+   * Closes the files last used before `before` (all of them, builds under way included, without it);
+   * resolves once they are closed.
+   */
+  async close(before = Number.POSITIVE_INFINITY): Promise<void> {
+    const closing: Promise<DigestFile>[] = [];
+    for (const [key, d] of this.#files) {
+      if (d.used >= before || (d.building && before !== Number.POSITIVE_INFINITY)) continue;
+      this.#files.delete(key);
+      closing.push(d.file);
+    }
+    for (const f of await Promise.allSettled(closing)) if (f.status === "fulfilled") f.value.close();
+  }
+}

@@ -171,8 +171,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     if (latest !== null && o.diskUuids === undefined) adoptIdentity(state, latest.disks, infos);
   }
   state.checkDisks(infos);
-  const diskUuid = (i: number): string => state.machine.disks[i]!.uuid;
-  const diskUuids = infos.map((_, i) => diskUuid(i));
+  const diskUuids = infos.map((_, i) => state.machine.disks[i]!.uuid);
   if (latest !== null) {
     const mismatch = latest.disks.some((d, i) => state.machine.disks[i]?.uuid !== d.uuid);
     if (mismatch || latest.disks.length !== infos.length) {
@@ -191,8 +190,11 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   /** every disk's entries (a scratch file when they outgrew memory): closed at the end */
   const collectors: PointEntries[] = [];
   let committed = false;
-  /** a reflink point's clones until they become the next point's bases (removed if the point fails) */
-  let reflinkClones: string[] | null = null;
+  /**
+   * a reflink point's clones until they become the next point's bases (removed if the point fails),
+   * and the last point's bases they replace
+   */
+  let reflink: { clones: string[]; bases: string[] } | null = null;
   /** disks whose changes the extents of the last point's clone told */
   let extentDisks = 0;
   try {
@@ -483,11 +485,11 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         // the last point's clones, kept: where their extents and this point's agree, nothing changed
         const bases =
           mode === "incremental"
-            ? infos.map((d, i) => cloneOf(d, baseTag(state.machine.lastPointId!, diskUuid(i))))
+            ? infos.map((d, i) => cloneOf(d, baseTag(state.machine.lastPointId!, diskUuids[i]!)))
             : [];
         warnings.push(...sweepStaleClones(infos, diskUuids, bases));
-        const clones = infos.map((d, i) => cloneOf(d, `${pointId}-${diskUuid(i)}`));
-        reflinkClones = clones;
+        const clones = infos.map((d, i) => cloneOf(d, `${pointId}-${diskUuids[i]}`));
+        reflink = { clones, bases };
         await quiesced(async () => {
           await preHooks();
           try {
@@ -576,26 +578,26 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       committed = true;
       state.commit(pointId, o.sink.target, next);
       // this point's clones become the bases the next one compares extents with (the last bases go)
-      if (reflinkClones !== null) {
-        const clones = reflinkClones;
-        reflinkClones = null;
+      if (reflink !== null) {
+        const { clones, bases } = reflink;
+        reflink = null;
         infos.forEach((d, i) => {
           try {
-            renameSync(clones[i]!, cloneOf(d, baseTag(pointId, diskUuid(i))));
+            renameSync(clones[i]!, cloneOf(d, baseTag(pointId, diskUuids[i]!)));
           } catch (err) {
             rmSync(clones[i]!, { force: true });
             warnings.push(
               `clone of ${d.path} not kept (${(err as Error).message}); the next point reads the disk whole`,
             );
           }
+          const old = bases[i];
+          if (old === undefined) return;
+          try {
+            rmSync(old, { force: true });
+          } catch (err) {
+            warnings.push(`old clone ${old} not removed (${(err as Error).message})`);
+          }
         });
-        warnings.push(
-          ...sweepStaleClones(
-            infos,
-            diskUuids,
-            infos.map((d, i) => cloneOf(d, baseTag(pointId, diskUuid(i)))),
-          ),
-        );
       }
       // the point is committed whatever happens here: a journal not advanced is re-armed next time
       try {
@@ -646,7 +648,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // a point that failed leaves the hash files as they were (commit releases them otherwise)
     if (!committed) for (const h of opened) state.release(h);
     for (const c of collectors) c.close();
-    for (const c of reflinkClones ?? []) rmSync(c, { force: true });
+    for (const c of reflink?.clones ?? []) rmSync(c, { force: true });
     await o.sink.releaseDigests?.();
   }
 }

@@ -3,7 +3,7 @@
 
 import { tmpdir } from "node:os";
 import type { BlockWriter, Datastore } from "../datastore/datastore.ts";
-import { DigestFile } from "../datastore/digests.ts";
+import { DigestFiles } from "../datastore/digests.ts";
 import type { ManifestSource, PointHeader } from "../datastore/manifest.ts";
 import type { Frame } from "../datastore/pack.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
@@ -49,8 +49,7 @@ export class LocalSink implements PointSink {
   readonly copiesFrames = true;
 
   /** a resync's digests of the parent point, per item, point and disk: built once, read by range */
-  readonly #digests = new Map<string, Promise<DigestFile>>();
-  readonly #scratchDir: string;
+  readonly #digests: DigestFiles;
 
   /**
    * `flushEveryBytes`: how often an index file is written during a point (tests make it small);
@@ -58,7 +57,7 @@ export class LocalSink implements PointSink {
    * block of the disk (the agent state's folder, rather than a temp folder that may be in memory)
    */
   constructor(ds: Datastore, flushEveryBytes = LOCAL_FLUSH_BYTES, scratchDir = tmpdir()) {
-    this.#scratchDir = scratchDir;
+    this.#digests = new DigestFiles(ds, () => scratchDir);
     this.#flushEvery = flushEveryBytes;
     this.#ds = ds;
     this.#writer = ds.writer();
@@ -78,18 +77,7 @@ export class LocalSink implements PointSink {
   }
 
   async digests(item: ItemName, point: PointId, disk: number, from: number, count: number): Promise<Buffer> {
-    const key = `${item}/${point}/${disk}`;
-    let file = this.#digests.get(key);
-    if (file === undefined) {
-      const building = DigestFile.build(this.#ds, item, point, disk, this.#scratchDir);
-      // a build that failed is not kept: the next call tries again
-      building.catch(() => {
-        if (this.#digests.get(key) === building) this.#digests.delete(key);
-      });
-      this.#digests.set(key, building);
-      file = building;
-    }
-    return (await file).read(from, count);
+    return (await this.#digests.get(item, point, disk)).read(from, count);
   }
 
   missing(hashes: Buffer): Promise<boolean[]> {
@@ -114,9 +102,7 @@ export class LocalSink implements PointSink {
     await this.releaseDigests();
   }
 
-  async releaseDigests(): Promise<void> {
-    const files = [...this.#digests.values()];
-    this.#digests.clear();
-    for (const f of await Promise.allSettled(files)) if (f.status === "fulfilled") f.value.close();
+  releaseDigests(): Promise<void> {
+    return this.#digests.close();
   }
 }
