@@ -71,6 +71,27 @@ export function makeFrame(hashes: Buffer, raw: Buffer, into?: Buffer): Frame {
   return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
 }
 
+/**
+ * makeFrame on libuv's thread pool (node:zlib's zstd), for the JavaScript thread, which must not
+ * spend its time compressing: the frames a resync decides to ship only once it has compared them.
+ */
+export async function makeFrameOffThread(hashes: Buffer, raw: Buffer): Promise<Frame> {
+  const blocks = raw.length / BLOCK_SIZE;
+  if (looksIncompressible(raw, hashes)) {
+    return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+  }
+  const zl = zlib();
+  zstdOpts ??= { params: { [zl.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+  const opts = zstdOpts;
+  const z = await new Promise<Buffer>((resolve, reject) => {
+    zl.zstdCompress(raw, opts, (err, out) => (err === null ? resolve(out) : reject(err)));
+  });
+  if (z.length < raw.length - (raw.length >> 4)) {
+    return { hashes, payload: z, compression: COMPRESSION_ZSTD, blocks };
+  }
+  return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+}
+
 // The sample: in every block, 8 pieces of 32 bytes, one in each 512-byte eighth (at an offset that
 // moves from block to block). A block looks random when its 256 sampled bytes hold 140 to 185
 // distinct values (uniform random bytes: 162, sd 5; text: 40-70; bytes uniform over 180 values,

@@ -20,10 +20,10 @@ import {
   statSync,
 } from "node:fs";
 import path from "node:path";
-import { BLOCK_SIZE } from "../datastore/format.ts";
+import { BLOCK_SIZE, COMPRESSION_ZSTD } from "../datastore/format.ts";
 import { HASH_BYTES, isZeroHash } from "../datastore/hash.ts";
 import type { DiskHeader, EntrySource, ManifestSource } from "../datastore/manifest.ts";
-import { type Frame, makeFrame, openFrame } from "../datastore/pack.ts";
+import { type Frame, makeFrameOffThread, openFrame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, newPointId, type PointId } from "../domain/ids.ts";
 import { AgentState, type DiskHashes } from "./agent-state.ts";
@@ -116,6 +116,11 @@ export interface ReplicateResult {
   snapshot: "freeze" | "reflink" | "none";
   bytesRead: number;
   bytesSent: number;
+  /**
+   * bytes of data blocks compressed (zstd) for the point, by the passes' workers or, for a resync's
+   * blocks that differ from its parent's, after the comparison
+   */
+  bytesCompressed: number;
   changedBlocks: number;
   blockSize: number;
   durationMs: number;
@@ -223,6 +228,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
     // shipping
     let bytesRead = 0;
     let bytesSent = 0;
+    let bytesCompressed = 0;
     const totalBytes = infos.reduce((s, d) => s + d.sizeBytes, 0);
     /** `missing` for the blocks not `held` (those are not missing); all of them without `held` */
     const missingOf = async (hashes: Buffer, held: Uint8Array | null): Promise<boolean[]> => {
@@ -286,15 +292,18 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         const missing = await missingOf(b.dataHashes, held);
         const n = missing.filter(Boolean).length;
         let frame: Frame | null = null;
-        if (n === b.dataBlocks) {
+        if (n === b.dataBlocks && (parent === null || b.compression === COMPRESSION_ZSTD)) {
           frame = {
             hashes: b.dataHashes,
             payload: b.payload,
             compression: b.compression,
             blocks: b.dataBlocks,
           };
+        } else if (n === b.dataBlocks) {
+          // a comparing pass's frames come raw, not yet compressed (`compress: false`)
+          frame = await makeFrameOffThread(b.dataHashes, b.payload);
         } else if (n > 0) {
-          // some blocks are stored already (dedup): ship a frame of the others only
+          // some blocks are stored already (dedup), or as in the parent: ship a frame of the others only
           const all = openFrame(b.payload, b.compression, b.dataBlocks, "batch");
           const hs = Buffer.allocUnsafe(n * HASH_BYTES);
           const raw = Buffer.allocUnsafe(n * BLOCK_SIZE);
@@ -305,7 +314,11 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
             all.copy(raw, k * BLOCK_SIZE, s * BLOCK_SIZE, (s + 1) * BLOCK_SIZE);
             k++;
           });
-          frame = makeFrame(hs, raw);
+          frame = await makeFrameOffThread(hs, raw);
+        }
+        if (b.compression === COMPRESSION_ZSTD) bytesCompressed += b.dataBlocks * BLOCK_SIZE;
+        if (frame?.compression === COMPRESSION_ZSTD && frame.payload !== b.payload) {
+          bytesCompressed += frame.blocks * BLOCK_SIZE;
         }
         if (frame !== null) {
           // not `bytesSent += await …`: that reads bytesSent before the await and loses concurrent updates
@@ -313,7 +326,9 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
           bytesSent += sent;
         }
         // the batch's payload was copied where it goes (or not needed): its buffer stages the next frames
-        if (o.sink.copiesFrames === true || frame === null) recycleFrame(b.payload);
+        if (o.sink.copiesFrames === true || frame === null || frame.payload.buffer !== b.payload.buffer) {
+          recycleFrame(b.payload);
+        }
       }
       o.onProgress?.({ bytesRead, totalBytes });
     };
@@ -339,6 +354,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
               : { ranges: ranges[i]!, blocks }),
             hashes: next[i]!.blocks,
             compare: from[i] != null,
+            compress: !comparing[i],
             prevUnit: from[i]?.unit ?? null,
             nextUnit: next[i]!.unit,
           };
@@ -617,6 +633,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         snapshot: snapshot.kind,
         bytesRead,
         bytesSent,
+        bytesCompressed,
         changedBlocks,
         blockSize: BLOCK_SIZE,
         durationMs: Math.round(performance.now() - started),

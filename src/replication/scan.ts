@@ -46,6 +46,11 @@ export interface ScanJob {
   hashes: BlockHashes;
   /** whether blocks are compared with the hashes read (false: every block is a candidate) */
   compare: boolean;
+  /**
+   * false: frames leave raw, never compressed (a resync's first pass: the blocks are compared with the
+   * parent's first, and only those shipped are compressed, by the consumer)
+   */
+  compress?: boolean;
   /** previous unit hashes (null: compare with nothing) */
   prevUnit: BigUint64Array | null;
   /** where this pass writes the unit hashes it computes (may alias prevUnit) */
@@ -227,11 +232,11 @@ export function scanRanges(job: ScanJob, emit: (g: BatchGroup) => void, shared?:
       for (let k = batchData; k < data; k++) {
         dataHashes.copy(hashes, dataEntry[k]! * HASH_BYTES, k * HASH_BYTES, (k + 1) * HASH_BYTES);
       }
-      const f = makeFrame(
-        dataHashes.subarray(batchData * HASH_BYTES, data * HASH_BYTES),
-        raw.subarray(0, d * BLOCK_SIZE),
-        zbuf,
-      );
+      const frameHashes = dataHashes.subarray(batchData * HASH_BYTES, data * HASH_BYTES);
+      const f =
+        job.compress === false
+          ? { payload: raw.subarray(0, d * BLOCK_SIZE), compression: 0 as const }
+          : makeFrame(frameHashes, raw.subarray(0, d * BLOCK_SIZE), zbuf);
       // the payload leaves in a buffer of its own (its length goes in the layout): the staging buffer
       // itself when the frame stays raw, the zstd buffer it was compressed into; each gets a new one
       if (f.payload.buffer === raw.buffer) {

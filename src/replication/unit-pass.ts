@@ -129,7 +129,7 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
       const call = ahead.shift();
       if (call === undefined) break;
       const r = await call.done;
-      yield* batchesOf(job.disk, call.out, r.entries, r.bytesRead);
+      yield* batchesOf(job.disk, call.out, r.entries, r.bytesRead, job.compress !== false);
     }
   } finally {
     // every call must have settled before the descriptor closes (see onDisk)
@@ -138,12 +138,13 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
   }
 }
 
-/** The batches of one block pass's output: frames of up to FRAME_MAX_BLOCKS data blocks. */
+/** The batches of one block pass's output: frames of up to FRAME_MAX_BLOCKS data blocks (raw without `compress`). */
 function batchesOf(
   disk: number,
   out: { entries: Float64Array; zero: Uint8Array; data: Buffer; b3: Buffer },
   n: number,
   bytesRead: number,
+  compress: boolean,
 ): Batch[] {
   const batches: Batch[] = [];
   let e = 0;
@@ -165,7 +166,9 @@ function batchesOf(
     const dataHashes = out.b3.subarray(firstData * HASH_BYTES, d * HASH_BYTES);
     let payload: Buffer = NO_PAYLOAD;
     let compression: 0 | 1 = 0;
-    if (dataBlocks > 0) {
+    if (dataBlocks > 0 && !compress) {
+      payload = out.data.subarray(firstData * BLOCK_SIZE, d * BLOCK_SIZE);
+    } else if (dataBlocks > 0) {
       const into = frameBuffer();
       const f = makeFrame(dataHashes, out.data.subarray(firstData * BLOCK_SIZE, d * BLOCK_SIZE), into);
       if (f.payload.buffer !== into.buffer) recycleFrame(into); // stayed raw: a view of `data`

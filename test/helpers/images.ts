@@ -21,7 +21,8 @@ export function randomBuffer(n: number, next: () => number): Buffer {
   return b;
 }
 
-function textBuffer(n: number, next: () => number): Buffer {
+/** Text-like bytes (words and numbers, ~2.5× with zstd -1). */
+export function textBuffer(n: number, next: () => number): Buffer {
   const words = [
     "replica",
     "failover",

@@ -17,7 +17,7 @@ import { replicateOnce } from "../../src/replication/replicate.ts";
 import { LocalSink } from "../../src/replication/sink.ts";
 import { decodeDigests, encodeDigests } from "../../src/replication/wire.ts";
 import { tempDir } from "../helpers/env.ts";
-import { makeImage, randomBuffer, rng } from "../helpers/images.ts";
+import { makeImage, randomBuffer, rng, textBuffer } from "../helpers/images.ts";
 
 const item = parseItemName("web1");
 const BLOCK = 4096;
@@ -143,6 +143,84 @@ describe("resync against the parent's block digests", () => {
       await ds.close();
     }
     rmSync(path.join(dir, "lost-state"), { recursive: true });
+  });
+
+  test("compresses only the blocks it ships, in worker threads' passes too, and restores the disk", async (t) => {
+    const { dir: d3, cleanup: c3 } = tempDir("sb-resync-zstd-");
+    t.after(c3);
+    const image = path.join(d3, "disk.img");
+    const store = path.join(d3, "ds");
+    const MB = 1024 * 1024;
+    // 136 MiB, mostly a hole: big enough for worker threads (128 MiB and more), quick to read
+    const next = rng(5);
+    let fd = openSync(image, "w");
+    try {
+      writeSync(fd, textBuffer(8 * MB, next), 0, 8 * MB, 0);
+      writeSync(fd, textBuffer(8 * MB, next), 0, 8 * MB, 64 * MB);
+      writeSync(fd, randomBuffer(4 * MB, next), 0, 4 * MB, 100 * MB);
+      writeSync(fd, Buffer.alloc(BLOCK), 0, BLOCK, 136 * MB - BLOCK);
+    } finally {
+      closeSync(fd);
+    }
+    await Datastore.init(store);
+    const run = async (state: string) => {
+      const ds = await Datastore.open(store);
+      try {
+        return await replicateOnce({
+          item,
+          disks: [image],
+          stateDir: state,
+          sink: new LocalSink(ds, undefined, d3),
+          consistency: "crash",
+          snapshot: "none",
+          workers: 2,
+        });
+      } finally {
+        await ds.close();
+      }
+    };
+    const full = await run(path.join(d3, "state"));
+    assert.ok(
+      full.bytesCompressed >= 16 * MB && full.bytesCompressed < 17 * MB,
+      `a full copy compresses its text (${full.bytesCompressed} bytes)`,
+    );
+    // 64 blocks of new text in a run, 10 random blocks over the random stretch
+    const textRun = textBuffer(64 * BLOCK, next);
+    fd = openSync(image, "r+");
+    try {
+      writeSync(fd, textRun, 0, textRun.length, 65 * MB);
+      for (let i = 0; i < 10; i++)
+        writeSync(fd, randomBuffer(BLOCK, next), 0, BLOCK, 100 * MB + i * 7 * BLOCK);
+    } finally {
+      closeSync(fd);
+    }
+    const r = await run(path.join(d3, "lost-state"));
+    assert.equal(r.mode, "resync");
+    assert.equal(r.changedBlocks, 74);
+    // only the changed text went through zstd, not the 16 MiB of text the parent has
+    assert.equal(r.bytesCompressed, 64 * BLOCK);
+    assert.ok(
+      r.bytesSent < 32 * BLOCK + 10 * BLOCK + 8192,
+      `the changed text was sent compressed (${r.bytesSent} bytes)`,
+    );
+    const ds = await Datastore.open(store);
+    try {
+      assert.deepEqual((await checkDatastore(ds, { readData: true })).problems, []);
+      const { map } = await ds.resolveDisk(item, parsePointId(r.pointId), 0);
+      const disk = readFileSync(image);
+      for (let b = 0; b < map.blockCount; b++) {
+        const h = map.hashOf(b);
+        const want = disk.subarray(b * BLOCK, (b + 1) * BLOCK);
+        if (h === undefined)
+          assert.ok(
+            want.every((x) => x === 0),
+            `block ${b} is zeros`,
+          );
+        else assert.ok((await ds.readBlock(h)).equals(want), `block ${b}`);
+      }
+    } finally {
+      await ds.close();
+    }
   });
 
   test("a resync sends again the blocks of its parent that the datastore lost, and the parent is whole again", async (t) => {
