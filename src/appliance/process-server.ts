@@ -37,7 +37,7 @@ import {
   ManifestParser,
   type PointHeader,
 } from "../datastore/manifest.ts";
-import { openFrame } from "../datastore/pack.ts";
+import { type Frame, openFrame } from "../datastore/pack.ts";
 import { prune } from "../datastore/prune.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import { type ItemName, type PointId, parseItemName, parsePointId } from "../domain/ids.ts";
@@ -49,7 +49,7 @@ import {
   CommitResponseSchema,
   DigestsQuerySchema,
   DiskParamsSchema,
-  decodeFrameBody,
+  decodeFrameBodies,
   encodeBitmap,
   encodeDigests,
   FrameResponseSchema,
@@ -309,6 +309,7 @@ export class ProcessServer {
       startedAt: new Date().toISOString(),
       pid: process.pid,
       bytesReceived: 0,
+      frameBodies: 0,
       framesReceived: 0,
       framesRejected: 0,
       blocksStored: 0,
@@ -499,20 +500,24 @@ export class ProcessServer {
     this.#idleTimer.unref();
   }
 
-  async #storeFrame(frame: ReturnType<typeof decodeFrameBody>): Promise<number> {
+  /** Stores the blocks of `frames` that the datastore lacks; resolves with how many that was. */
+  async #storeFrames(frames: readonly Frame[]): Promise<number> {
     return this.#mutex.run(async () => {
-      const keep = await this.#writer.missing(frame.hashes);
-      const n = keep.filter(Boolean).length;
-      if (n > 0) {
+      let stored = 0;
+      for (const frame of frames) {
+        const keep = await this.#writer.missing(frame.hashes);
+        const n = keep.filter(Boolean).length;
+        if (n === 0) continue;
         try {
           await this.#writer.add(frame, keep);
         } catch (err) {
           this.#writerFailed(err);
         }
+        stored += n;
         this.#bytesSinceFlush += frame.payload.length;
         if (this.#bytesSinceFlush >= FLUSH_EVERY_BYTES) await this.#flush();
       }
-      return n;
+      return stored;
     });
   }
 
@@ -944,32 +949,43 @@ export class ProcessServer {
       if (!Buffer.isBuffer(body))
         throw new SwitchbackError("FRAME_INVALID", "a frame must be sent as application/octet-stream");
       this.status.bytesReceived += body.length;
-      this.status.framesReceived++;
+      this.status.frameBodies++;
+      let frames: Frame[] = [];
       try {
-        const frame = decodeFrameBody(body);
-        let raw: Buffer;
-        try {
-          raw = openFrame(frame.payload, frame.compression, frame.blocks, "frame");
-        } catch (err) {
-          throw new SwitchbackError("FRAME_UNREADABLE", `${(err as Error).message}; nothing was stored`);
-        }
-        const got = hashBlocks(raw);
-        for (let s = 0; s < frame.blocks; s++) {
-          const h = got.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES);
-          if (!h.equals(frame.hashes.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES))) {
+        frames = decodeFrameBodies(body);
+        this.status.framesReceived += frames.length;
+        // every frame of the body is checked before any of it is stored
+        let blocks = 0;
+        for (const [f, frame] of frames.entries()) {
+          const which = frames.length === 1 ? "the frame" : `frame ${f} of the body`;
+          let raw: Buffer;
+          try {
+            raw = openFrame(frame.payload, frame.compression, frame.blocks, "frame");
+          } catch (err) {
             throw new SwitchbackError(
-              "FRAME_HASH_MISMATCH",
-              `block ${s} of the frame hashes to ${h.toString("hex")}, not to the announced ${frame.hashes.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES).toString("hex")}; the frame was damaged on the way and nothing of it was stored; send it again`,
+              "FRAME_UNREADABLE",
+              `${which}: ${(err as Error).message}; nothing of the body was stored`,
             );
           }
+          const got = hashBlocks(raw);
+          for (let s = 0; s < frame.blocks; s++) {
+            const h = got.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES);
+            if (!h.equals(frame.hashes.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES))) {
+              throw new SwitchbackError(
+                "FRAME_HASH_MISMATCH",
+                `block ${s} of ${which} hashes to ${h.toString("hex")}, not to the announced ${frame.hashes.subarray(s * HASH_BYTES, (s + 1) * HASH_BYTES).toString("hex")}; the body was damaged on the way and nothing of it was stored; send it again`,
+              );
+            }
+          }
+          blocks += frame.blocks;
         }
-        const stored = await this.#storeFrame(frame);
+        const stored = await this.#storeFrames(frames);
         this.status.blocksStored += stored;
-        this.status.blocksAlreadyStored += frame.blocks - stored;
+        this.status.blocksAlreadyStored += blocks - stored;
         this.#scheduleIdleFlush();
-        return { blocks: frame.blocks, stored };
+        return { frames: frames.length, blocks, stored };
       } catch (err) {
-        this.status.framesRejected++;
+        this.status.framesRejected += Math.max(1, frames.length);
         throw err;
       }
     });

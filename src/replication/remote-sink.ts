@@ -1,7 +1,9 @@
 // A PointSink that ships a point to a process server over HTTP (docs/transport.md). Every call is
 // idempotent and retried with backoff on connection errors and 5xx answers until a deadline, so a
-// dropped connection or a restarted process server costs a retry, not a failure. Frames are sent with
-// a small window of requests in flight; commit waits for all of them. A commit the server refuses
+// dropped connection or a restarted process server costs a retry, not a failure. Frames go in bodies
+// of about a MiB (several frames each) with a small window of requests in flight, and `missing`
+// questions asked meanwhile go together in one request: a request costs each side ~0.5 ms of CPU,
+// and one per 128 KiB frame and batch was most of a full copy's time. Commit waits for all of them. A commit the server refuses
 // because blocks went missing (it restarted before flushing them) fails with POINT_BLOCKS_MISSING: the
 // agent runs the point again, and `missing` then asks for exactly what the server lacks. A manifest
 // bigger than one part is staged in parts as it is encoded (never whole in memory), then committed.
@@ -12,6 +14,7 @@ import { type ManifestSource, manifestParts, manifestSize, type PointHeader } fr
 import type { Frame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
+import { HttpClient } from "../platform/http-client.ts";
 import type { PointSink } from "./sink.ts";
 import {
   BODY_LIMIT_BYTES,
@@ -19,7 +22,7 @@ import {
   CommitResponseSchema,
   decodeBitmap,
   decodeDigests,
-  encodeFrameBody,
+  frameBodyParts,
   LatestResponseSchema,
   ManifestPartResponseSchema,
   ProblemSchema,
@@ -36,8 +39,10 @@ export interface RemoteSinkOptions {
   deadlineMs?: number;
   /** time limit of one HTTP attempt (default 30 s) */
   attemptTimeoutMs?: number;
-  /** frames in flight at once, and parts of a manifest (default 4) */
+  /** requests of frames in flight at once, of `missing` questions, and parts of a manifest (default 4) */
   window?: number;
+  /** a frames request is sent once its frames reach this many bytes (default 1 MiB), or at the commit */
+  framesBodyBytes?: number;
   /**
    * a manifest bigger than this is staged in parts of this size, a smaller one is sent in the commit
    * (default and most: the server's body limit, 8 MiB)
@@ -55,6 +60,14 @@ interface Answer {
 }
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+/** hashes in one `missing` request at most (2 MiB) */
+const MISSING_MAX_HASHES = 65_536;
+
+interface Question {
+  hashes: Buffer;
+  resolve: (missing: boolean[]) => void;
+  reject: (err: unknown) => void;
+}
 /**
  * A staged commit reads, checks and writes the whole manifest on the server: its time limits grow by
  * a millisecond for every this many bytes, a second per 50 MiB (10 GiB: ~3.5 min)
@@ -72,16 +85,26 @@ const UPLOAD_ROUNDS = 3;
 export class RemoteSink implements PointSink {
   readonly target: string;
   readonly #base: string;
+  readonly #http: HttpClient;
   readonly #auth: string;
   readonly #headers: Record<string, string>;
   readonly #deadlineMs: number;
   readonly #attemptMs: number;
   readonly #window: number;
+  readonly #framesBodyBytes: number;
   readonly #partBytes: number;
   readonly #onRetry: RemoteSinkOptions["onRetry"];
   readonly #inflight = new Set<Promise<void>>();
   /** hashes of frames in flight: `missing` reports them as held, so a block is not sent twice */
   readonly #inflightHashes = new Map<string, number>();
+  /** frames waiting for the next frames request (their bodies' parts), their bytes and their hashes' keys */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #pendingKeys: string[] = [];
+  /** `missing` questions waiting for a request, and the requests of them in flight */
+  #questions: Question[] = [];
+  #asking = 0;
+  #askScheduled = false;
   #failure: unknown = null;
   /** body bytes sent again after a failed attempt */
   bytesResent = 0;
@@ -89,11 +112,13 @@ export class RemoteSink implements PointSink {
 
   private constructor(o: RemoteSinkOptions, datastoreId: string) {
     this.#base = o.server.replace(/\/+$/, "");
+    this.#http = new HttpClient(this.#base);
     this.#auth = `Bearer ${o.token}`;
     this.#headers = o.headers ?? {};
     this.#deadlineMs = o.deadlineMs ?? 60_000;
     this.#attemptMs = o.attemptTimeoutMs ?? 30_000;
     this.#window = Math.max(1, o.window ?? 4);
+    this.#framesBodyBytes = Math.min(BODY_LIMIT_BYTES / 2, Math.max(1, o.framesBodyBytes ?? 1024 * 1024));
     this.#partBytes = Math.min(BODY_LIMIT_BYTES, Math.max(1, o.manifestPartBytes ?? BODY_LIMIT_BYTES));
     this.#onRetry = o.onRetry;
     // the agent's hashes describe what a datastore holds, whichever process server wrote it there
@@ -103,7 +128,11 @@ export class RemoteSink implements PointSink {
   /** Reaches the process server (retrying until the deadline) and learns which datastore it writes. */
   static async connect(o: RemoteSinkOptions): Promise<RemoteSink> {
     const probe = new RemoteSink(o, "");
-    return new RemoteSink(o, (await probe.status()).datastoreId);
+    try {
+      return new RemoteSink(o, (await probe.status()).datastoreId);
+    } finally {
+      probe.#http.close();
+    }
   }
 
   async status(): Promise<Status> {
@@ -130,37 +159,114 @@ export class RemoteSink implements PointSink {
     return decodeDigests(a.body, from, count);
   }
 
-  async missing(hashes: Buffer): Promise<boolean[]> {
+  /**
+   * Which of `hashes` the server lacks. Questions asked while `window` requests are in flight (or in
+   * the same turn of the event loop) go together in the next request.
+   */
+  missing(hashes: Buffer): Promise<boolean[]> {
     this.#throwFailure();
-    const n = hashes.length / HASH_BYTES;
-    const a = await this.#call("POST", routes.missing, "missing blocks", { body: hashes });
-    const out = decodeBitmap(a.body, n);
-    if (this.#inflightHashes.size > 0) {
-      for (let i = 0; i < n; i++) {
-        if (out[i] && this.#inflightHashes.has(hashes.toString("hex", i * HASH_BYTES, (i + 1) * HASH_BYTES)))
-          out[i] = false;
+    return new Promise((resolve, reject) => {
+      this.#questions.push({ hashes, resolve, reject });
+      if (!this.#askScheduled) {
+        this.#askScheduled = true;
+        setImmediate(() => {
+          this.#askScheduled = false;
+          this.#ask();
+        });
       }
-    }
-    return out;
+    });
   }
 
-  /** Queues a frame (at most `window` in flight) and returns its body length: the bytes it puts on the wire. */
+  /** Sends the questions waiting, up to MISSING_MAX_HASHES a request, while fewer than `window` are in flight. */
+  #ask(): void {
+    while (this.#asking < this.#window && this.#questions.length > 0) {
+      const batch: Question[] = [];
+      let n = 0;
+      while (this.#questions.length > 0) {
+        const k = this.#questions[0]!.hashes.length / HASH_BYTES;
+        if (batch.length > 0 && n + k > MISSING_MAX_HASHES) break;
+        batch.push(this.#questions.shift()!);
+        n += k;
+      }
+      this.#asking++;
+      const body = batch.length === 1 ? batch[0]!.hashes : Buffer.concat(batch.map((q) => q.hashes));
+      this.#call("POST", routes.missing, "missing blocks", { body })
+        .then((a) => {
+          const out = decodeBitmap(a.body, n);
+          let at = 0;
+          for (const q of batch) {
+            const k = q.hashes.length / HASH_BYTES;
+            const mine = out.slice(at, at + k);
+            // a block in a frame in flight (or waiting to go) is held as far as the point goes
+            if (this.#inflightHashes.size > 0) {
+              for (let i = 0; i < k; i++) {
+                if (mine[i] && this.#inflightHashes.has(hashKey(q.hashes, i))) mine[i] = false;
+              }
+            }
+            at += k;
+            q.resolve(mine);
+          }
+        })
+        .catch((err: unknown) => {
+          for (const q of batch) q.reject(err);
+        })
+        .finally(() => {
+          this.#asking--;
+          this.#ask();
+        });
+    }
+  }
+
+  /**
+   * Queues a frame for the next frames request (sent once the frames waiting reach framesBodyBytes,
+   * at most `window` requests in flight) and returns its body length: the bytes it puts on the wire.
+   */
   async send(frame: Frame, keep?: readonly boolean[]): Promise<number> {
     this.#throwFailure();
     // the wire carries only what the server should keep; `keep` exists for the local writer
     const f = keep === undefined || keep.every(Boolean) ? frame : null;
     if (f === null)
       throw new Error("RemoteSink.send: partial frames are not supported; send a frame of missing blocks");
-    const body = encodeFrameBody(f);
-    const keys: string[] = [];
     for (let i = 0; i < f.blocks; i++) {
-      const k = f.hashes.toString("hex", i * HASH_BYTES, (i + 1) * HASH_BYTES);
-      keys.push(k);
+      const k = hashKey(f.hashes, i);
+      this.#pendingKeys.push(k);
       this.#inflightHashes.set(k, (this.#inflightHashes.get(k) ?? 0) + 1);
     }
-    while (this.#inflight.size >= this.#window) await Promise.race(this.#inflight);
-    this.#throwFailure();
-    const p: Promise<void> = this.#call("PUT", routes.frames, "frame", { body })
+    // views of the frame's buffers, written to the connection as they are (the sink does not copy
+    // frames by the time send resolves: `copiesFrames` is not set, so the caller does not reuse them)
+    const parts = frameBodyParts(f);
+    const bytes = parts[0].length + parts[1].length + parts[2].length;
+    this.#pending.push(...parts);
+    this.#pendingBytes += bytes;
+    if (this.#pendingBytes >= this.#framesBodyBytes) await this.#sendPending();
+    return bytes;
+  }
+
+  /** Sends the frames waiting in one request, once fewer than `window` are in flight. */
+  async #sendPending(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const parts = this.#pending;
+    const keys = this.#pendingKeys;
+    this.#pending = [];
+    this.#pendingKeys = [];
+    this.#pendingBytes = 0;
+    const release = () => {
+      for (const k of keys) {
+        const c = this.#inflightHashes.get(k)! - 1;
+        if (c === 0) this.#inflightHashes.delete(k);
+        else this.#inflightHashes.set(k, c);
+      }
+    };
+    try {
+      while (this.#inflight.size >= this.#window) await Promise.race(this.#inflight);
+      this.#throwFailure();
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const p: Promise<void> = this.#call("PUT", routes.frames, `frames of ${keys.length} blocks`, {
+      body: parts,
+    })
       .then(
         () => {},
         (err: unknown) => {
@@ -169,14 +275,9 @@ export class RemoteSink implements PointSink {
       )
       .finally(() => {
         this.#inflight.delete(p);
-        for (const k of keys) {
-          const c = this.#inflightHashes.get(k)! - 1;
-          if (c === 0) this.#inflightHashes.delete(k);
-          else this.#inflightHashes.set(k, c);
-        }
+        release();
       });
     this.#inflight.add(p);
-    return body.length;
   }
 
   /**
@@ -301,11 +402,19 @@ export class RemoteSink implements PointSink {
   }
 
   async close(): Promise<void> {
-    await this.#drain();
+    try {
+      await this.#drain();
+    } finally {
+      this.#http.close();
+    }
   }
 
   async #drain(): Promise<void> {
-    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    try {
+      await this.#sendPending();
+    } finally {
+      while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    }
   }
 
   #throwFailure(): void {
@@ -318,12 +427,19 @@ export class RemoteSink implements PointSink {
     method: "GET" | "POST" | "PUT",
     path: string,
     what: string,
-    o: { body?: Buffer; json?: unknown; allow?: number[]; deadlineMs?: number; attemptMs?: number } = {},
+    o: {
+      body?: Buffer | readonly Buffer[];
+      json?: unknown;
+      allow?: number[];
+      deadlineMs?: number;
+      attemptMs?: number;
+    } = {},
   ): Promise<Answer> {
-    const url = this.#base + path;
     const deadline = Date.now() + (o.deadlineMs ?? this.#deadlineMs);
     const attemptMs = o.attemptMs ?? this.#attemptMs;
     const body = o.json !== undefined ? Buffer.from(JSON.stringify(o.json)) : o.body;
+    let bodyBytes = 0;
+    if (body !== undefined) for (const p of Buffer.isBuffer(body) ? [body] : body) bodyBytes += p.length;
     const type = o.json !== undefined ? "application/json" : "application/octet-stream";
     let delay = 100;
     let lastError = "";
@@ -331,32 +447,21 @@ export class RemoteSink implements PointSink {
       const left = deadline - Date.now();
       let answer: Answer | null = null;
       try {
-        const res = await fetch(url, {
+        answer = await this.#http.request({
           method,
+          path,
           headers: {
             ...this.#headers,
             authorization: this.#auth,
             ...(body !== undefined ? { "content-type": type } : {}),
           },
-          // a view, not a copy (the DOM lib's BodyInit does not name Node's Buffer)
-          body:
-            body === undefined
-              ? undefined
-              : new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.length),
-          signal: AbortSignal.timeout(Math.max(1000, Math.min(attemptMs, left))),
+          ...(body !== undefined ? { body } : {}),
+          timeoutMs: Math.max(1000, Math.min(attemptMs, left)),
         });
-        answer = { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
         if (RETRYABLE_STATUS.has(answer.status))
           lastError = `HTTP ${answer.status} ${this.#problem(answer)?.code ?? ""}`.trim();
       } catch (err) {
         lastError = describe(err);
-        if (lastError === "bad port") {
-          // fetch refuses some ports for good (WHATWG "bad ports": 1, 22, 25, 6000, 10080, …)
-          throw new SwitchbackError(
-            "PROCESS_SERVER_PORT_BLOCKED",
-            `${this.#base} uses a port that fetch refuses to connect to; run the process server on another port`,
-          );
-        }
       }
       if (answer !== null && !RETRYABLE_STATUS.has(answer.status)) {
         if (answer.status < 300 || o.allow?.includes(answer.status)) return answer;
@@ -369,7 +474,7 @@ export class RemoteSink implements PointSink {
         );
       }
       this.retries++;
-      if (body !== undefined) this.bytesResent += body.length;
+      this.bytesResent += bodyBytes;
       const wait = Math.round(delay * (0.75 + Math.random() * 0.5));
       this.#onRetry?.({ what, attempt, delayMs: wait, error: lastError });
       await new Promise((r) => setTimeout(r, wait));
@@ -415,7 +520,12 @@ export class RemoteSink implements PointSink {
 }
 
 function describe(err: unknown): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  if (e.name === "TimeoutError") return "timed out";
-  return e.cause?.code ?? e.cause?.message ?? e.message;
+  const e = err as Error & { code?: string };
+  if (e.code === "TIMEOUT") return "timed out";
+  return e.code ?? e.message;
+}
+
+/** The key of the i-th hash of `hashes` in the map of hashes in flight. */
+function hashKey(hashes: Buffer, i: number): string {
+  return hashes.toString("latin1", i * HASH_BYTES, (i + 1) * HASH_BYTES);
 }

@@ -8,7 +8,7 @@ import { HASH_BYTES } from "../datastore/hash.ts";
 import type { Frame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 export const PROBLEM_TYPE_PREFIX = "urn:switchback:problem:";
 /** A frame on the wire holds at most this many blocks (8 scanner frames): 1 MiB raw. */
 export const WIRE_FRAME_MAX_BLOCKS = FRAME_MAX_BLOCKS * 8;
@@ -107,8 +107,10 @@ export type StagedCommitRequest = Static<typeof StagedCommitRequestSchema>;
 export const LatestResponseSchema = Type.Object({ point: PointHeaderSchema });
 
 export const FrameResponseSchema = Type.Object({
+  /** frames in the body */
+  frames: Type.Integer(),
   blocks: Type.Integer(),
-  /** blocks this frame added to the datastore (the others were already there) */
+  /** blocks these frames added to the datastore (the others were already there) */
   stored: Type.Integer(),
 });
 export type FrameResponse = Static<typeof FrameResponseSchema>;
@@ -127,6 +129,8 @@ export const StatusSchema = Type.Object({
   pid: Type.Integer(),
   /** bytes of frame bodies received (accepted or not) */
   bytesReceived: Type.Integer(),
+  /** frames requests (each of one or more frames) */
+  frameBodies: Type.Integer(),
   framesReceived: Type.Integer(),
   framesRejected: Type.Integer(),
   blocksStored: Type.Integer(),
@@ -147,43 +151,60 @@ export const StatusSchema = Type.Object({
 export type Status = Static<typeof StatusSchema>;
 
 // ---- frame bodies ----
-//   magic "SBFRAME\1" | blocks u16 | compression u8 | reserved u8 | payload length u32 | hash[32] × blocks | payload
+//   frame: magic "SBFRAME\1" | blocks u16 | compression u8 | reserved u8 | payload length u32 | hash[32] × blocks | payload
+// A frames body is one or more frames back to back (protocol 3; 2 took exactly one).
 
 const FRAME_MAGIC = Buffer.from("SBFRAME\x01", "latin1");
 const FRAME_HEAD = FRAME_MAGIC.length + 8;
 
-export function encodeFrameBody(frame: Frame): Buffer {
+/** A frame's bytes on the wire, in three pieces (its header, its hashes, its payload: not copied). */
+export function frameBodyParts(frame: Frame): [Buffer, Buffer, Buffer] {
   const head = Buffer.alloc(FRAME_HEAD);
   FRAME_MAGIC.copy(head);
   head.writeUInt16LE(frame.blocks, 8);
   head[10] = frame.compression;
   head.writeUInt32LE(frame.payload.length, 12);
-  return Buffer.concat([head, frame.hashes.subarray(0, frame.blocks * HASH_BYTES), frame.payload]);
+  return [head, frame.hashes.subarray(0, frame.blocks * HASH_BYTES), frame.payload];
 }
 
-/** Parses the structure of a frame body; the caller opens the payload and verifies every block's hash. */
-export function decodeFrameBody(body: Buffer): Frame {
-  const bad = (why: string) => new SwitchbackError("FRAME_INVALID", `frame body is not valid: ${why}`);
-  if (body.length < FRAME_HEAD || !body.subarray(0, FRAME_MAGIC.length).equals(FRAME_MAGIC))
-    throw bad("it does not start with the frame magic SBFRAME\\1");
-  const blocks = body.readUInt16LE(8);
-  const compression = body[10]!;
-  const payloadLength = body.readUInt32LE(12);
-  if (blocks < 1 || blocks > WIRE_FRAME_MAX_BLOCKS)
-    throw bad(`it holds ${blocks} blocks; a frame holds 1 to ${WIRE_FRAME_MAX_BLOCKS}`);
-  if (compression !== COMPRESSION_NONE && compression !== COMPRESSION_ZSTD)
-    throw bad(`unknown compression ${compression} (0 = none, 1 = zstd)`);
-  if (body.length !== FRAME_HEAD + blocks * HASH_BYTES + payloadLength)
-    throw bad(
-      `it is ${body.length} bytes but its header announces ${FRAME_HEAD + blocks * HASH_BYTES + payloadLength}`,
-    );
-  const hashesEnd = FRAME_HEAD + blocks * HASH_BYTES;
-  return {
-    blocks,
-    compression,
-    hashes: body.subarray(FRAME_HEAD, hashesEnd),
-    payload: body.subarray(hashesEnd),
-  };
+export function encodeFrameBody(frame: Frame): Buffer {
+  return Buffer.concat(frameBodyParts(frame));
+}
+
+/**
+ * Parses the structure of a frames body (one or more frames); the caller opens each payload and
+ * verifies every block's hash. The frames are views of `body`.
+ */
+export function decodeFrameBodies(body: Buffer): Frame[] {
+  const out: Frame[] = [];
+  for (let at = 0; at < body.length || out.length === 0; ) {
+    const bad = (why: string) =>
+      new SwitchbackError(
+        "FRAME_INVALID",
+        `frame ${out.length} (at byte ${at}) of the body is not valid: ${why}`,
+      );
+    if (body.length - at < FRAME_HEAD || !body.subarray(at, at + FRAME_MAGIC.length).equals(FRAME_MAGIC))
+      throw bad("it does not start with the frame magic SBFRAME\\1");
+    const blocks = body.readUInt16LE(at + 8);
+    const compression = body[at + 10]!;
+    const payloadLength = body.readUInt32LE(at + 12);
+    if (blocks < 1 || blocks > WIRE_FRAME_MAX_BLOCKS)
+      throw bad(`it holds ${blocks} blocks; a frame holds 1 to ${WIRE_FRAME_MAX_BLOCKS}`);
+    if (compression !== COMPRESSION_NONE && compression !== COMPRESSION_ZSTD)
+      throw bad(`unknown compression ${compression} (0 = none, 1 = zstd)`);
+    const hashesEnd = at + FRAME_HEAD + blocks * HASH_BYTES;
+    const end = hashesEnd + payloadLength;
+    if (end > body.length)
+      throw bad(`its header announces ${end - at} bytes but only ${body.length - at} are left`);
+    out.push({
+      blocks,
+      compression,
+      hashes: body.subarray(at + FRAME_HEAD, hashesEnd),
+      payload: body.subarray(hashesEnd, end),
+    });
+    at = end;
+  }
+  return out;
 }
 
 // ---- the "missing" bitmap: bit i (byte i >> 3, bit i & 7) set = block i is missing ----

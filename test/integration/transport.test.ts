@@ -199,6 +199,17 @@ describe("transport: agent and process server as real processes", { timeout: 300
     assert.equal(first.bytesRead, 128 * MiB);
     for (const k of ["pointId", "bytesSent", "changedBlocks", "durationMs", "maxFreezeMs"])
       assert.ok(k in first, k);
+    // frames travel a MiB or so to a request, and `missing` questions asked together share one
+    const full = await status(server.url);
+    assert.ok(full.framesReceived > 500, `${full.framesReceived} frames`);
+    assert.ok(
+      full.frameBodies * 4 <= full.framesReceived,
+      `${full.framesReceived} frames came in ${full.frameBodies} requests`,
+    );
+    assert.ok(
+      full.missingQueries * 2 <= full.framesReceived,
+      `${full.missingQueries} missing queries for ${full.framesReceived} frames`,
+    );
 
     const changed = scatter(s.disk, 128 * MiB, 300, 5);
     const changedAt = Date.now();
@@ -516,8 +527,22 @@ describe("transport: agent and process server as real processes", { timeout: 300
     assert.equal(st.framesRejected, 1);
     const missing = await call("POST", "/v1/blocks/missing", hashes);
     assert.deepEqual([...Buffer.from(await missing.arrayBuffer())], [0b1111]);
-    // a body that is not a frame at all
+    // a body that is not a frame at all, and a good frame followed by something that is not one
     await problem(await call("PUT", "/v1/frames", Buffer.from("garbage")), 400, "FRAME_INVALID");
+    const trailing = await problem(
+      await call("PUT", "/v1/frames", Buffer.concat([encodeFrameBody(good), Buffer.from("garbage")])),
+      400,
+      "FRAME_INVALID",
+    );
+    assert.match(trailing.detail, /frame 1 \(at byte \d+\)/);
+    // a body of frames is checked whole before any of it is stored: a damaged second frame refuses the first too
+    const both = await problem(
+      await call("PUT", "/v1/frames", Buffer.concat([encodeFrameBody(good), encodeFrameBody(bad)])),
+      422,
+      "FRAME_HASH_MISMATCH",
+    );
+    assert.match(both.detail, /block 2 of frame 1 of the body/);
+    assert.equal((await status(server.url)).blocksStored, 0);
 
     // the good frame is stored once, however often it is sent
     for (const expect of [4, 0]) {
@@ -527,6 +552,21 @@ describe("transport: agent and process server as real processes", { timeout: 300
     }
     st = await status(server.url);
     assert.equal(st.blocksStored, 4);
+    // several frames in one body: each stored, the blocks held already counted as such
+    const raw2 = randomBytes(2 * BLOCK_SIZE);
+    const hashes2 = Buffer.concat(
+      [0, 1].map((i) => blockHash(raw2.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))),
+    );
+    const two = await call(
+      "PUT",
+      "/v1/frames",
+      Buffer.concat([encodeFrameBody(makeFrame(hashes2, raw2)), encodeFrameBody(good)]),
+    );
+    assert.equal(two.status, 200);
+    assert.deepEqual(await two.json(), { frames: 2, blocks: 6, stored: 2 });
+    st = await status(server.url);
+    assert.equal(st.blocksStored, 6);
+    assert.equal(st.blocksAlreadyStored, 8);
 
     // points
     const disk = {
@@ -602,7 +642,7 @@ describe("transport: agent and process server as real processes", { timeout: 300
     ]);
     assert.equal(c.ok, true);
     assert.equal(c.points, 1);
-    assert.equal(c.blocks, 4);
+    assert.equal(c.blocks, 6, "the good frame's 4 blocks and the 2 sent beside it");
     const listed = await cli(["points", "list", "--datastore", s.ds, "--item", "web1", "--json"]);
     assert.equal((JSON.parse(listed.stdout) as unknown[]).length, 1);
   });
