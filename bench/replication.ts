@@ -30,6 +30,7 @@ const TOOLS = [
   "switchback",
   "switchback-device",
   "switchback-xfs",
+  "switchback-remote",
   "rsync",
   "rsync-b4096",
   "restic",
@@ -64,6 +65,7 @@ if (opt.help) {
       `  --tools LIST     comma-separated subset of ${TOOLS.join(",")}`,
       "                   (switchback-device: the image through a loop device, the write journal between points; root)",
       "                   (switchback-xfs: the image on XFS, --snapshot reflink, extents between points; root)",
+      "                   (switchback-remote: switchback agent --once to a process server on loopback)",
       "  --tmp DIR        where the temp folder goes (default the system's temp folder)",
       "  --keep           keep the temp folder",
       "  --no-prime       do not touch memory before the runs (see bench/lib/prime.ts)",
@@ -105,11 +107,12 @@ for (const [tool, needs, why] of [
 const missing = [
   ...(tools.some((t) => t.startsWith("rsync")) && which("rsync") === null ? ["rsync"] : []),
   ...(tools.includes("restic") && which("restic") === null ? ["restic"] : []),
+  ...(tools.includes("switchback-remote") && which("curl") === null ? ["curl"] : []),
   ...(existsSync(GNU_TIME) ? [] : [`GNU time (${GNU_TIME})`]),
 ];
 if (missing.length > 0) {
   fail(
-    `${missing.join(", ")} not found; install them with 'apt-get install -y restic rsync time' (or pick tools with --tools)`,
+    `${missing.join(", ")} not found; install them with 'apt-get install -y restic rsync time curl' (or pick tools with --tools)`,
   );
 }
 
@@ -164,6 +167,7 @@ try {
     switchback: switchbackRunner(profileDir),
     "switchback-device": switchbackRunner(profileDir, true),
     "switchback-xfs": switchbackRunner(profileDir, "xfs"),
+    "switchback-remote": switchbackRunner(profileDir, "remote"),
     rsync: rsyncRunner(),
     "rsync-b4096": rsyncRunner(4096),
     restic: resticRunner,

@@ -1,11 +1,12 @@
 // Switchback in the benchmark: the CLI as a child process, as an operator runs it, with its --json
 // figures (bytesSent, durationMs, changedBlocks). Store = the datastore folder; metadata = its points/
 // and index/ folders; agent state = the --state folder.
-import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { removeJournal } from "../../src/replication/journal.ts";
 import { BENCH_BLOCK, type Change, sameContent } from "./image.ts";
-import { run } from "./run.ts";
+import { type RunResult, run } from "./run.ts";
 import { freshForRestore, type Scenario, settle, step, type ToolRun, warm } from "./scenario.ts";
 import { treeBytes } from "./sizes.ts";
 
@@ -31,9 +32,10 @@ interface RestoreJson {
  * device, with the change written through that device (root only): the write journal then tracks it
  * between the points.
  */
-export function switchbackRunner(profileDir?: string, device: boolean | "xfs" = false) {
+export function switchbackRunner(profileDir?: string, device: boolean | "xfs" | "remote" = false) {
   return (s: Scenario): ToolRun => {
     if (device === "xfs") return onXfs(s, profileDir);
+    if (device === "remote") return throughProcessServer(s, profileDir);
     if (!device) return runSwitchback(s, s.disk, s.changeDisk, "Switchback", profileDir);
     const dev = run("losetup", ["-f", "--show", s.disk]).stdout.trim();
     try {
@@ -93,6 +95,84 @@ function onXfs(s: Scenario, profileDir: string | undefined): ToolRun {
   }
 }
 
+/**
+ * The image replicated by `switchback agent --once` to a `switchback process-server` on loopback, both
+ * real processes on this machine's two cores, as a protected machine ships its points; restores read
+ * the process server's datastore.
+ */
+function throughProcessServer(s: Scenario, profileDir: string | undefined): ToolRun {
+  const ds = path.join(s.work, "datastore");
+  const token = "bench-agent-token-0123456789";
+  writeFileSync(path.join(s.work, "token"), token);
+  writeFileSync(
+    path.join(s.work, "tokens.json"),
+    JSON.stringify({ version: 1, agents: [{ name: "bench", token, items: ["bench"] }] }),
+  );
+  run(SWITCHBACK_CLI, ["datastore", "init", "--path", ds, "--json"]);
+  // a free port, asked of the kernel by a short-lived process (this runner is synchronous); the agent
+  // retries until the server listens on it
+  const port = Number(
+    run(process.execPath, [
+      "-e",
+      "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); });",
+    ]).stdout.trim(),
+  );
+  const server: ChildProcess = spawn(
+    SWITCHBACK_CLI,
+    [
+      "process-server",
+      "--datastore",
+      ds,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--tokens",
+      path.join(s.work, "tokens.json"),
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  try {
+    // the full copy's time starts once the server answers (curl exits 7 while nothing listens)
+    for (let i = 0; ; i++) {
+      const c = spawnSync("curl", ["-s", "-o", "/dev/null", `http://127.0.0.1:${port}/v1/status`]);
+      if (c.status === 0) break;
+      if (i === 300) throw new Error(`the process server did not listen on port ${port} within 30 s`);
+      spawnSync("sleep", ["0.1"]);
+    }
+    const r = runSwitchback(
+      s,
+      s.disk,
+      s.changeDisk,
+      "Switchback, agent → process server",
+      profileDir,
+      "none",
+      {
+        ds,
+        replicate: (args, env) => {
+          const a = run(
+            SWITCHBACK_CLI,
+            [
+              "agent",
+              ...["--server", `http://127.0.0.1:${port}`, "--token-file", path.join(s.work, "token")],
+              ...args,
+              "--once",
+            ],
+            { env },
+          );
+          const line = a.stdout.split("\n").find((l) => l.includes('"point committed"'));
+          if (line === undefined) throw new Error(`the agent committed no point:\n${a.stdout}\n${a.stderr}`);
+          return { r: a, json: line };
+        },
+      },
+    );
+    r.notes.push(
+      "`switchback agent --once` to a `switchback process-server` on 127.0.0.1 (both on this machine's two cores; the server's CPU and memory are not in the agent's figures)",
+    );
+    return r;
+  } finally {
+    server.kill("SIGKILL");
+  }
+}
+
 /** The benchmark's change, written through a block device and flushed. */
 function writeChange(dev: string, change: Change): void {
   const fd = openSync(dev, "r+");
@@ -113,9 +193,14 @@ function runSwitchback(
   tool: string,
   profileDir: string | undefined,
   snapshot = "none",
+  remote?: {
+    ds: string;
+    /** runs one point with the agent's arguments: its run and its "point committed" JSON line */
+    replicate: (args: string[], env: NodeJS.ProcessEnv) => { r: RunResult; json: string };
+  },
 ): ToolRun {
   {
-    const ds = path.join(s.work, "datastore");
+    const ds = remote?.ds ?? path.join(s.work, "datastore");
     const state = path.join(s.work, "agent-state");
     const notes: string[] = [];
     const env = (name: string): NodeJS.ProcessEnv => {
@@ -128,16 +213,17 @@ function runSwitchback(
     const replicate = (name: string) => {
       warm(snapshot === "reflink" ? disk : s.disk);
       settle();
-      const r = sb(name, [
-        "replicate-once",
-        ...["--datastore", ds, "--item", "bench", "--disk", disk, "--state", state],
-        ...["--snapshot", snapshot, "--json"],
-      ]);
+      const point = ["--item", "bench", "--disk", disk, "--state", state, "--snapshot", snapshot];
+      if (remote !== undefined) {
+        const { r, json } = remote.replicate(point, env(name));
+        return { r, j: JSON.parse(json) as ReplicateJson };
+      }
+      const r = sb(name, ["replicate-once", "--datastore", ds, ...point, "--json"]);
       return { r, j: JSON.parse(r.stdout) as ReplicateJson };
     };
     const metadata = () => treeBytes(path.join(ds, "points")) + treeBytes(path.join(ds, "index"));
 
-    run(SWITCHBACK_CLI, ["datastore", "init", "--path", ds, "--json"]);
+    if (remote === undefined) run(SWITCHBACK_CLI, ["datastore", "init", "--path", ds, "--json"]);
     const full = replicate("full-copy");
     if (full.j.mode !== "full") notes.push(`the first point was ${full.j.mode}, not full`);
     const storeFull = treeBytes(ds);
