@@ -952,11 +952,22 @@ export class ProcessServer {
       this.status.frameBodies++;
       let frames: Frame[] = [];
       try {
-        frames = decodeFrameBodies(body);
-        this.status.framesReceived += frames.length;
-        // every frame of the body is checked before any of it is stored
+        try {
+          frames = decodeFrameBodies(body);
+        } finally {
+          // a body that is not frames counts as one frame, received and rejected
+          this.status.framesReceived += Math.max(1, frames.length);
+        }
+        // every frame of the body is checked before any of it is stored; other requests are answered
+        // between every 8 MiB of it (a body of well-compressed frames may open to many times its size)
         let blocks = 0;
+        let sinceTurn = 0;
         for (const [f, frame] of frames.entries()) {
+          if (sinceTurn >= 2048) {
+            sinceTurn = 0;
+            await new Promise<void>((r) => setImmediate(r));
+          }
+          sinceTurn += frame.blocks;
           const which = frames.length === 1 ? "the frame" : `frame ${f} of the body`;
           let raw: Buffer;
           try {

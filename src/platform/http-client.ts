@@ -43,7 +43,12 @@ export class HttpClient {
     this.#agent = new this.#module.Agent({ keepAlive: true });
   }
 
+  /**
+   * One attempt. Rejects with an HttpFailure when no answer came (worth another attempt), and with
+   * what node:http threw when the request could not be made at all (not worth one).
+   */
   request(r: HttpRequest): Promise<HttpAnswer> {
+    if (r.method === "GET" && r.body !== undefined) throw new TypeError("HttpClient: a GET has no body");
     const parts = r.body === undefined ? [] : Buffer.isBuffer(r.body) ? [r.body] : r.body;
     let length = 0;
     for (const p of parts) length += p.length;

@@ -14,7 +14,7 @@ import { type ManifestSource, manifestParts, manifestSize, type PointHeader } fr
 import type { Frame } from "../datastore/pack.ts";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
-import { HttpClient } from "../platform/http-client.ts";
+import { HttpClient, HttpFailure } from "../platform/http-client.ts";
 import type { PointSink } from "./sink.ts";
 import {
   BODY_LIMIT_BYTES,
@@ -41,7 +41,10 @@ export interface RemoteSinkOptions {
   attemptTimeoutMs?: number;
   /** requests of frames in flight at once, of `missing` questions, and parts of a manifest (default 4) */
   window?: number;
-  /** a frames request is sent once its frames reach this many bytes (default 1 MiB), or at the commit */
+  /**
+   * a frames request is sent once its frames reach this many bytes (default 1 MiB, and less on a
+   * link too slow to move the requests in flight well within an attempt's time limit), or at the commit
+   */
   framesBodyBytes?: number;
   /**
    * a manifest bigger than this is staged in parts of this size, a smaller one is sent in the commit
@@ -62,6 +65,13 @@ interface Answer {
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 /** hashes in one `missing` request at most (2 MiB) */
 const MISSING_MAX_HASHES = 65_536;
+/**
+ * The smallest frames request: where it starts, and what a slow link keeps to (one scanner frame:
+ * what version 2 sent a request, with the same time limit)
+ */
+const FRAMES_BODY_MIN = 128 * 1024;
+/** blocks in one frames request at most (32 MiB raw: what the server opens and hashes for it) */
+const FRAMES_BODY_MAX_BLOCKS = 8192;
 
 interface Question {
   hashes: Buffer;
@@ -101,6 +111,11 @@ export class RemoteSink implements PointSink {
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   #pendingKeys: string[] = [];
+  /**
+   * the size frames requests are sent at: from FRAMES_BODY_MIN up to framesBodyBytes, as fast as the
+   * link moves them (the requests in flight share it, and each must finish well within its time limit)
+   */
+  #bodyTarget = FRAMES_BODY_MIN;
   /** `missing` questions waiting for a request, and the requests of them in flight */
   #questions: Question[] = [];
   #asking = 0;
@@ -112,7 +127,14 @@ export class RemoteSink implements PointSink {
 
   private constructor(o: RemoteSinkOptions, datastoreId: string) {
     this.#base = o.server.replace(/\/+$/, "");
-    this.#http = new HttpClient(this.#base);
+    try {
+      this.#http = new HttpClient(this.#base);
+    } catch (err) {
+      throw new SwitchbackError(
+        "PROCESS_SERVER_URL_INVALID",
+        `${o.server} is not a process server URL (${(err as Error).message}); give one like http://10.0.0.5:7443`,
+      );
+    }
     this.#auth = `Bearer ${o.token}`;
     this.#headers = o.headers ?? {};
     this.#deadlineMs = o.deadlineMs ?? 60_000;
@@ -164,7 +186,7 @@ export class RemoteSink implements PointSink {
    * the same turn of the event loop) go together in the next request.
    */
   missing(hashes: Buffer): Promise<boolean[]> {
-    this.#throwFailure();
+    if (this.#failure !== null) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => {
       this.#questions.push({ hashes, resolve, reject });
       if (!this.#askScheduled) {
@@ -193,15 +215,19 @@ export class RemoteSink implements PointSink {
       this.#call("POST", routes.missing, "missing blocks", { body })
         .then((a) => {
           const out = decodeBitmap(a.body, n);
+          // a block in a frame in flight (or waiting to go) is held as far as the point goes, and so
+          // is one this answer already gives another question as missing: that question's frame
+          // sends it (every block answered missing is sent, or the point fails)
+          const answered = new Set<string>();
           let at = 0;
           for (const q of batch) {
             const k = q.hashes.length / HASH_BYTES;
             const mine = out.slice(at, at + k);
-            // a block in a frame in flight (or waiting to go) is held as far as the point goes
-            if (this.#inflightHashes.size > 0) {
-              for (let i = 0; i < k; i++) {
-                if (mine[i] && this.#inflightHashes.has(hashKey(q.hashes, i))) mine[i] = false;
-              }
+            for (let i = 0; i < k; i++) {
+              if (!mine[i]) continue;
+              const key = hashKey(q.hashes, i);
+              if (this.#inflightHashes.has(key) || answered.has(key)) mine[i] = false;
+              else answered.add(key);
             }
             at += k;
             q.resolve(mine);
@@ -238,7 +264,11 @@ export class RemoteSink implements PointSink {
     const bytes = parts[0].length + parts[1].length + parts[2].length;
     this.#pending.push(...parts);
     this.#pendingBytes += bytes;
-    if (this.#pendingBytes >= this.#framesBodyBytes) await this.#sendPending();
+    if (
+      this.#pendingBytes >= Math.min(this.#bodyTarget, this.#framesBodyBytes) ||
+      this.#pendingKeys.length >= FRAMES_BODY_MAX_BLOCKS
+    )
+      await this.#sendPending();
     return bytes;
   }
 
@@ -246,6 +276,7 @@ export class RemoteSink implements PointSink {
   async #sendPending(): Promise<void> {
     if (this.#pending.length === 0) return;
     const parts = this.#pending;
+    const bytes = this.#pendingBytes;
     const keys = this.#pendingKeys;
     this.#pending = [];
     this.#pendingKeys = [];
@@ -264,11 +295,23 @@ export class RemoteSink implements PointSink {
       release();
       throw err;
     }
+    const started = Date.now();
     const p: Promise<void> = this.#call("PUT", routes.frames, `frames of ${keys.length} blocks`, {
       body: parts,
+      onAttemptFailed: () => {
+        this.#bodyTarget = FRAMES_BODY_MIN;
+      },
     })
       .then(
-        () => {},
+        () => {
+          // the rate this request saw (sharing the link with the others in flight): the next ones are
+          // sized so that `window` of them move in a quarter of an attempt's time limit
+          const rate = bytes / Math.max(1, Date.now() - started);
+          this.#bodyTarget = Math.max(
+            FRAMES_BODY_MIN,
+            Math.min(this.#framesBodyBytes, (rate * this.#attemptMs) / 4),
+          );
+        },
         (err: unknown) => {
           this.#failure ??= err;
         },
@@ -285,8 +328,7 @@ export class RemoteSink implements PointSink {
    * when it fits in one part, else after staging it in parts.
    */
   async commit(manifest: ManifestSource): Promise<void> {
-    await this.#drain();
-    this.#throwFailure();
+    await this.flush();
     const h = manifest.header;
     const size = manifestSize(manifest);
     const r =
@@ -401,7 +443,26 @@ export class RemoteSink implements PointSink {
     return tail;
   }
 
+  /** Sends the frames waiting, waits for every frames request, and throws the first that failed. */
+  async flush(): Promise<void> {
+    await this.#drain();
+    this.#throwFailure();
+  }
+
+  /**
+   * Ends the sink: frames not sent yet are dropped (a point that commits sends them first; one that
+   * failed has no use for them, and sending them could take another whole deadline), those in flight
+   * are waited for.
+   */
   async close(): Promise<void> {
+    for (const k of this.#pendingKeys) {
+      const c = this.#inflightHashes.get(k)! - 1;
+      if (c === 0) this.#inflightHashes.delete(k);
+      else this.#inflightHashes.set(k, c);
+    }
+    this.#pending = [];
+    this.#pendingKeys = [];
+    this.#pendingBytes = 0;
     try {
       await this.#drain();
     } finally {
@@ -433,6 +494,8 @@ export class RemoteSink implements PointSink {
       allow?: number[];
       deadlineMs?: number;
       attemptMs?: number;
+      /** told when an attempt fails and is to be retried */
+      onAttemptFailed?: () => void;
     } = {},
   ): Promise<Answer> {
     const deadline = Date.now() + (o.deadlineMs ?? this.#deadlineMs);
@@ -461,6 +524,8 @@ export class RemoteSink implements PointSink {
         if (RETRYABLE_STATUS.has(answer.status))
           lastError = `HTTP ${answer.status} ${this.#problem(answer)?.code ?? ""}`.trim();
       } catch (err) {
+        // a request that could not even be made (a header the token makes invalid, say) fails at once
+        if (!(err instanceof HttpFailure)) throw err;
         lastError = describe(err);
       }
       if (answer !== null && !RETRYABLE_STATUS.has(answer.status)) {
@@ -475,6 +540,7 @@ export class RemoteSink implements PointSink {
       }
       this.retries++;
       this.bytesResent += bodyBytes;
+      o.onAttemptFailed?.();
       const wait = Math.round(delay * (0.75 + Math.random() * 0.5));
       this.#onRetry?.({ what, attempt, delayMs: wait, error: lastError });
       await new Promise((r) => setTimeout(r, wait));
