@@ -465,6 +465,9 @@ async function main(): Promise<void> {
     mode: string | null;
     bytesSent: number | null;
     changedBlocks: number | null;
+    createdAt?: string | null;
+    bytesRead?: number | null;
+    durationMs?: number | null;
   };
   const reprotectSeconds = (landedAtMs - rp.requestedAtMs) / 1000;
   const linkSent = linkAtLanding.tx - linkBefore.tx;
@@ -666,6 +669,11 @@ async function main(): Promise<void> {
   where(`failover latest-processed (${B.name})`, foB, foBJob, atWestB.atMs);
   where(`reprotect (${A.name})`, rp, rpJob);
   where(`failback (${A.name})`, fb, fbJob, backAtEast.atMs);
+  if (resync.createdAt != null && resync.durationMs != null) {
+    out.push(
+      `- the reprotect's resync point (inside "initial-replication"): began ${sec(Date.parse(resync.createdAt) - rp.requestedAtMs)} after the request, took ${sec(resync.durationMs)}, read ${fmtBytes(resync.bytesRead ?? Number.NaN)}`,
+    );
+  }
   if (drainedA !== undefined) {
     out.push(
       `- the final point of ${A.name}'s planned failover (inside "prepare"): took ${sec(drainedA.stats.durationMs)}, read ${fmtBytes(drainedA.stats.bytesRead)}, file systems frozen ${sec(drainedA.stats.maxFreezeMs)}`,

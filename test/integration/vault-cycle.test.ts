@@ -181,6 +181,8 @@ for (const db of databases)
       const shipped = rp.steps.find((s: Json) => s.name === "initial-replication").output;
       const total = 24 * MiB;
       assert.equal(shipped.mode, "resync");
+      // when the resync point began, how long it took and what it read, from its own header
+      assert.ok(Date.parse(shipped.createdAt) > 0 && shipped.durationMs > 0 && shipped.bytesRead > 0);
       assert.ok(
         shipped.bytesSent > 0 && shipped.bytesSent < total / 4,
         `reprotect shipped ${shipped.bytesSent} bytes of ${total}`,

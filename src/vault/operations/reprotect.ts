@@ -319,6 +319,11 @@ export function reprotectKind(ctx: OpsContext) {
                         : "incremental",
                 bytesSent: point?.stats.bytesSent ?? null,
                 changedBlocks: point?.stats.changedBlocks ?? null,
+                // when the point began and how long it took: the rest of the step is the agent
+                // learning its new target and the vault learning of the point
+                createdAt: point?.createdAt ?? null,
+                bytesRead: point?.stats.bytesRead ?? null,
+                durationMs: point?.stats.durationMs ?? null,
               };
               c.log(
                 "info",
