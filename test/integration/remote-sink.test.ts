@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import path from "node:path";
-import { describe, test } from "node:test";
+import { describe, type TestContext, test } from "node:test";
 import { ProcessServer } from "../../src/appliance/process-server.ts";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import { hashBlocks } from "../../src/datastore/hash.ts";
@@ -74,20 +74,27 @@ async function slowProxy(port: number, bytesPerSecond: number) {
   };
 }
 
+/** A process server in the test's process, on a datastore of a folder removed after the test. */
+async function serverIn(t: TestContext, prefix: string) {
+  const { dir, cleanup } = tempDir(prefix);
+  t.after(cleanup);
+  await Datastore.init(path.join(dir, "ds"));
+  const ds = await Datastore.open(path.join(dir, "ds"));
+  const server = new ProcessServer({
+    ds,
+    authenticate: () => ({ agent: "test", items: "*" }),
+    host: "127.0.0.1",
+    port: 0,
+    stagingDir: path.join(dir, "staging"),
+  });
+  const url = await server.start();
+  return { ds, server: Object.assign(server, { url }) };
+}
+
 describe("RemoteSink", () => {
   test("a slow link gets small frames requests, each within the attempt's time limit", async (t) => {
-    const { dir, cleanup } = tempDir("sb-remote-sink-");
-    t.after(cleanup);
-    await Datastore.init(path.join(dir, "ds"));
-    const ds = await Datastore.open(path.join(dir, "ds"));
-    const server = new ProcessServer({
-      ds,
-      authenticate: () => ({ agent: "test", items: "*" }),
-      host: "127.0.0.1",
-      port: 0,
-      stagingDir: path.join(dir, "staging"),
-    });
-    const url = new URL(await server.start());
+    const { ds, server } = await serverIn(t, "sb-remote-sink-");
+    const url = new URL(server.url);
     // 600 kB/s: 1 MiB bodies, four in flight, would each take ~7 s against a 2 s limit
     const proxy = await slowProxy(Number(url.port), 600_000);
     try {
@@ -121,19 +128,12 @@ describe("RemoteSink", () => {
   });
 
   test("a sink closed after its server went away drops the frames it held back, at once", async (t) => {
-    const { dir, cleanup } = tempDir("sb-remote-sink-gone-");
-    t.after(cleanup);
-    await Datastore.init(path.join(dir, "ds"));
-    const ds = await Datastore.open(path.join(dir, "ds"));
-    const server = new ProcessServer({
-      ds,
-      authenticate: () => ({ agent: "test", items: "*" }),
-      host: "127.0.0.1",
-      port: 0,
-      stagingDir: path.join(dir, "staging"),
+    const { ds, server } = await serverIn(t, "sb-remote-sink-gone-");
+    const sink = await RemoteSink.connect({
+      server: server.url,
+      token: "unused-by-this-server",
+      deadlineMs: 5000,
     });
-    const url = await server.start();
-    const sink = await RemoteSink.connect({ server: url, token: "unused-by-this-server", deadlineMs: 5000 });
     const raw = randomBuffer(4 * BLOCK, rng(4));
     await sink.send(makeFrame(hashBlocks(raw), raw)); // 16 KiB: held back for a bigger request
     await server.close();
@@ -146,18 +146,8 @@ describe("RemoteSink", () => {
   });
 
   test("questions asked together: a block missing for two of them is sent by the first alone", async (t) => {
-    const { dir, cleanup } = tempDir("sb-remote-sink-ask-");
-    t.after(cleanup);
-    await Datastore.init(path.join(dir, "ds"));
-    const ds = await Datastore.open(path.join(dir, "ds"));
-    const server = new ProcessServer({
-      ds,
-      authenticate: () => ({ agent: "test", items: "*" }),
-      host: "127.0.0.1",
-      port: 0,
-      stagingDir: path.join(dir, "staging"),
-    });
-    const sink = await RemoteSink.connect({ server: await server.start(), token: "unused-by-this-server" });
+    const { ds, server } = await serverIn(t, "sb-remote-sink-ask-");
+    const sink = await RemoteSink.connect({ server: server.url, token: "unused-by-this-server" });
     try {
       const next = rng(5);
       const [a, b, c] = [0, 1, 2].map(() => hashBlocks(randomBuffer(BLOCK, next)));
