@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Type } from "@sinclair/typebox";
 import pino from "pino";
@@ -199,6 +199,11 @@ for (const d of databases) {
       vdb = await openDatabase(created.url);
       await migrateToLatest(vdb);
     });
+    // a test that failed halfway leaves its engines running: stopped here, or they would take the next
+    // tests' jobs from the shared database
+    afterEach(async () => {
+      for (const e of engines) await e.stop();
+    });
     after(async () => {
       for (const e of engines) await e.stop();
       await vdb?.close();
@@ -265,6 +270,8 @@ for (const d of databases) {
       );
       assert.equal(count(job.id, "last"), 0);
       assert.ok((await e.logs(job.id)).some((l) => l.level === "error" && /DISK_FULL/.test(l.message)));
+      // the hook is told after the job's record is committed (which the wait above saw)
+      for (let i = 0; i < 200 && finished.length === 0; i++) await sleep(25);
       assert.deepEqual(
         finished.map((j) => [j.id, j.state]),
         [[job.id, "failed"]],
