@@ -49,26 +49,16 @@ let zstdOpts: { params: Record<number, number> } | undefined;
  * bytes to save nothing; the sample costs ~13 µs there, and ~0.3 µs on text, where it stops early).
  */
 export function makeFrame(hashes: Buffer, raw: Buffer, into?: Buffer): Frame {
-  const blocks = raw.length / BLOCK_SIZE;
-  if (looksIncompressible(raw, hashes)) {
-    return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
-  }
-  const limit = raw.length - (raw.length >> 4);
+  if (looksIncompressible(raw, hashes)) return frameOf(hashes, raw, null);
   if (nativeZstd !== null) {
-    // straight into `into` (or a new buffer): a frame that does not fit in `limit` stays raw
+    // straight into `into` (or a new buffer): a frame that does not fit in the limit stays raw
+    const limit = zstdLimit(raw);
     const out = into !== undefined && into.length >= limit ? into : Buffer.allocUnsafe(limit);
     const n = nativeZstd.zstdCompress(raw, out.subarray(0, limit), ZSTD_LEVEL);
-    if (n >= 0 && n < limit)
-      return { hashes, payload: out.subarray(0, n), compression: COMPRESSION_ZSTD, blocks };
-    return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+    return frameOf(hashes, raw, n >= 0 ? out.subarray(0, n) : null);
   }
-  const zl = zlib();
-  zstdOpts ??= { params: { [zl.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
-  const z = zl.zstdCompressSync(raw, zstdOpts);
-  if (z.length < limit) {
-    return { hashes, payload: z, compression: COMPRESSION_ZSTD, blocks };
-  }
-  return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+  const { zl, opts } = zlibZstd();
+  return frameOf(hashes, raw, zl.zstdCompressSync(raw, opts));
 }
 
 /**
@@ -76,20 +66,32 @@ export function makeFrame(hashes: Buffer, raw: Buffer, into?: Buffer): Frame {
  * spend its time compressing: the frames a resync decides to ship only once it has compared them.
  */
 export async function makeFrameOffThread(hashes: Buffer, raw: Buffer): Promise<Frame> {
-  const blocks = raw.length / BLOCK_SIZE;
-  if (looksIncompressible(raw, hashes)) {
-    return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
-  }
-  const zl = zlib();
-  zstdOpts ??= { params: { [zl.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
-  const opts = zstdOpts;
+  if (looksIncompressible(raw, hashes)) return frameOf(hashes, raw, null);
+  const { zl, opts } = zlibZstd();
   const z = await new Promise<Buffer>((resolve, reject) => {
     zl.zstdCompress(raw, opts, (err, out) => (err === null ? resolve(out) : reject(err)));
   });
-  if (z.length < raw.length - (raw.length >> 4)) {
-    return { hashes, payload: z, compression: COMPRESSION_ZSTD, blocks };
-  }
-  return { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+  return frameOf(hashes, raw, z);
+}
+
+/** A compressed frame is kept only below this size: zstd must save at least 1/16 of `raw`. */
+function zstdLimit(raw: Buffer): number {
+  return raw.length - (raw.length >> 4);
+}
+
+/** `raw` as a frame: as `z` (its zstd) when that saves enough, else raw. */
+function frameOf(hashes: Buffer, raw: Buffer, z: Buffer | null): Frame {
+  const blocks = raw.length / BLOCK_SIZE;
+  return z !== null && z.length < zstdLimit(raw)
+    ? { hashes, payload: z, compression: COMPRESSION_ZSTD, blocks }
+    : { hashes, payload: raw, compression: COMPRESSION_NONE, blocks };
+}
+
+/** node:zlib and its zstd options, made when first needed (the addon usually compresses) */
+function zlibZstd(): { zl: ReturnType<typeof zlib>; opts: { params: Record<number, number> } } {
+  const zl = zlib();
+  zstdOpts ??= { params: { [zl.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+  return { zl, opts: zstdOpts };
 }
 
 // The sample: in every block, 8 pieces of 32 bytes, one in each 512-byte eighth (at an offset that

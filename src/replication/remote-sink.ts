@@ -281,13 +281,7 @@ export class RemoteSink implements PointSink {
     this.#pending = [];
     this.#pendingKeys = [];
     this.#pendingBytes = 0;
-    const release = () => {
-      for (const k of keys) {
-        const c = this.#inflightHashes.get(k)! - 1;
-        if (c === 0) this.#inflightHashes.delete(k);
-        else this.#inflightHashes.set(k, c);
-      }
-    };
+    const release = () => this.#release(keys);
     try {
       while (this.#inflight.size >= this.#window) await Promise.race(this.#inflight);
       this.#throwFailure();
@@ -455,11 +449,7 @@ export class RemoteSink implements PointSink {
    * are waited for.
    */
   async close(): Promise<void> {
-    for (const k of this.#pendingKeys) {
-      const c = this.#inflightHashes.get(k)! - 1;
-      if (c === 0) this.#inflightHashes.delete(k);
-      else this.#inflightHashes.set(k, c);
-    }
+    this.#release(this.#pendingKeys);
     this.#pending = [];
     this.#pendingKeys = [];
     this.#pendingBytes = 0;
@@ -475,6 +465,15 @@ export class RemoteSink implements PointSink {
       await this.#sendPending();
     } finally {
       while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    }
+  }
+
+  /** The frames of `keys` are no longer waiting or in flight: their blocks no longer count as held. */
+  #release(keys: readonly string[]): void {
+    for (const k of keys) {
+      const c = this.#inflightHashes.get(k)! - 1;
+      if (c === 0) this.#inflightHashes.delete(k);
+      else this.#inflightHashes.set(k, c);
     }
   }
 
