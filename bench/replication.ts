@@ -28,6 +28,7 @@ import { benchWorkdir } from "./lib/workdir.ts";
 const CHANGE_FRACTION = 0.01;
 const TOOLS = [
   "switchback",
+  "switchback-hashing",
   "switchback-device",
   "switchback-xfs",
   "switchback-remote",
@@ -63,6 +64,7 @@ if (opt.help) {
       "  --runs 2         runs per tool; the table shows each step's best run",
       "  --seed 1         seed of the image and of the change",
       `  --tools LIST     comma-separated subset of ${TOOLS.join(",")}`,
+      "                   (switchback-hashing: the image with --track none: no write journal, the incremental compares the whole image)",
       "                   (switchback-device: the image through a loop device, the write journal between points; root)",
       "                   (switchback-xfs: the image on XFS, --snapshot reflink, extents between points; root)",
       "                   (switchback-remote: switchback agent --once to a process server on loopback)",
@@ -165,6 +167,7 @@ try {
   const profileDir = opt.profile === undefined ? undefined : path.resolve(opt.profile);
   const runners: Record<ToolName, ToolRunner> = {
     switchback: switchbackRunner(profileDir),
+    "switchback-hashing": switchbackRunner(profileDir, "hashing"),
     "switchback-device": switchbackRunner(profileDir, true),
     "switchback-xfs": switchbackRunner(profileDir, "xfs"),
     "switchback-remote": switchbackRunner(profileDir, "remote"),

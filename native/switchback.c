@@ -1625,6 +1625,23 @@ static napi_value js_file_system_type(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/*
+ * fileFlags(fd): number, the open file's inode flags (FS_IOC_GETFLAGS: FS_JOURNAL_DATA_FL,
+ * FS_DAX_FL, ...); throws with the errno (ENOTTY: the file system keeps none).
+ */
+static napi_value js_file_flags(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  int flags = 0;
+  if (!fd_arg(env, info, "fileFlags takes (fd)", &fd)) return NULL;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
+    napi_throw(env, errno_error(env, errno, "FS_IOC_GETFLAGS"));
+    return NULL;
+  }
+  napi_value v;
+  napi_create_double(env, (double)(unsigned int)flags, &v);
+  return v;
+}
+
 /* simdDegree(): number, how many inputs BLAKE3 hashes at once on this CPU (1, 4, 8 or 16) */
 static napi_value js_simd_degree(napi_env env, napi_callback_info info) {
   (void)info;
@@ -1648,6 +1665,7 @@ NAPI_MODULE_INIT() {
       {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
       {"blake3Init", js_blake3_init},         {"blake3Update", js_blake3_update},
       {"blake3Digest", js_blake3_digest},       {"fileExtents", js_file_extents},  {"fileSystemType", js_file_system_type},
+      {"fileFlags", js_file_flags},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

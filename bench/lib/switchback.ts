@@ -32,11 +32,41 @@ interface RestoreJson {
  * device, with the change written through that device (root only): the write journal then tracks it
  * between the points.
  */
-export function switchbackRunner(profileDir?: string, device: boolean | "xfs" | "remote" = false) {
+export function switchbackRunner(
+  profileDir?: string,
+  device: boolean | "xfs" | "remote" | "hashing" = false,
+) {
   return (s: Scenario): ToolRun => {
     if (device === "xfs") return onXfs(s, profileDir);
     if (device === "remote") return throughProcessServer(s, profileDir);
-    if (!device) return runSwitchback(s, s.disk, s.changeDisk, "Switchback", profileDir);
+    if (device === "hashing") {
+      const r = runSwitchback(
+        s,
+        s.disk,
+        s.changeDisk,
+        "Switchback, no journal",
+        profileDir,
+        "none",
+        undefined,
+        ["--track", "none"],
+      );
+      r.notes.push(
+        "`--track none`: no write journal, so the incremental reads the whole image and compares it with the agent state's hashes (as a point does where no journal can vouch)",
+      );
+      return r;
+    }
+    if (!device) {
+      try {
+        const r = runSwitchback(s, s.disk, s.changeDisk, "Switchback", profileDir);
+        if (process.getuid?.() === 0)
+          r.notes.push(
+            "as root, the image file's write journal (tracefs on the device of the file system that holds it) hands the incremental the written blocks",
+          );
+        return r;
+      } finally {
+        removeJournal(path.join(s.work, "agent-state", "bench"));
+      }
+    }
     const dev = run("losetup", ["-f", "--show", s.disk]).stdout.trim();
     try {
       const r = runSwitchback(
@@ -170,6 +200,7 @@ function throughProcessServer(s: Scenario, profileDir: string | undefined): Tool
     return r;
   } finally {
     server.kill("SIGKILL");
+    removeJournal(path.join(s.work, "agent-state", "bench"));
   }
 }
 
@@ -198,6 +229,7 @@ function runSwitchback(
     /** runs one point with the agent's arguments: its run and its "point committed" JSON line */
     replicate: (args: string[], env: NodeJS.ProcessEnv) => { r: RunResult; json: string };
   },
+  extraArgs: string[] = [],
 ): ToolRun {
   {
     const ds = remote?.ds ?? path.join(s.work, "datastore");
@@ -213,7 +245,17 @@ function runSwitchback(
     const replicate = (name: string) => {
       warm(snapshot === "reflink" ? disk : s.disk);
       settle();
-      const point = ["--item", "bench", "--disk", disk, "--state", state, "--snapshot", snapshot];
+      const point = [
+        "--item",
+        "bench",
+        "--disk",
+        disk,
+        "--state",
+        state,
+        "--snapshot",
+        snapshot,
+        ...extraArgs,
+      ];
       if (remote !== undefined) {
         const { r, json } = remote.replicate(point, env(name));
         return { r, j: JSON.parse(json) as ReplicateJson };

@@ -135,6 +135,8 @@ export interface NativeAddon {
   fileExtents?(fd: number): Float64Array;
   /** The f_type of the file system the open file is on (fstatfs). Absent from addons built before it. */
   fileSystemType?(fd: number): number;
+  /** The open file's inode flags (FS_IOC_GETFLAGS). Absent from addons built before it. */
+  fileFlags?(fd: number): number;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
   /**

@@ -61,7 +61,7 @@ export function inspectDisk(path: string): DiskInfo {
 }
 
 /** "major:minor" of a device number as stat() gives it. */
-function devName(dev: number | bigint): string {
+export function devName(dev: number | bigint): string {
   const d = BigInt(dev);
   const major = Number((d >> 8n) & 0xfffn) | Number((d >> 32n) & ~0xfffn);
   const minor = Number(d & 0xffn) | Number((d >> 12n) & ~0xffn);

@@ -9,6 +9,7 @@
 import { fstatSync } from "node:fs";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import { native } from "../platform/native.ts";
+import { mergeRanges } from "./ranges.ts";
 
 const FIEMAP_EXTENT_UNKNOWN = 0x2;
 const FIEMAP_EXTENT_DELALLOC = 0x4;
@@ -63,8 +64,13 @@ export function changedByExtents(
   base: Float64Array,
   now: Float64Array,
   sizeBytes: number,
+  unwrittenSame = false,
 ): [number, number][] | null {
   if (!ordered(base) || !ordered(now)) return null;
+  // an unwritten extent reads as zeros; between two clones it may hold a write's blocks before the
+  // write is done, but where every write since the base is traced as well (a write journal), an
+  // extent unwritten at the same place in both maps held zeros in both
+  const unvouched = unwrittenSame ? UNVOUCHED & ~FIEMAP_EXTENT_UNWRITTEN : UNVOUCHED;
   const out: [number, number][] = [];
   const mark = (x: number, y: number): void => {
     const from = Math.floor(x / BLOCK_SIZE);
@@ -88,13 +94,52 @@ export function changedByExtents(
       (!inBase && !inNow) ||
       (inBase &&
         inNow &&
-        (base[i + 3]! & UNVOUCHED) === 0 &&
-        (now[j + 3]! & UNVOUCHED) === 0 &&
+        (base[i + 3]! & unvouched) === 0 &&
+        (now[j + 3]! & unvouched) === 0 &&
+        (base[i + 3]! & FIEMAP_EXTENT_UNWRITTEN) === (now[j + 3]! & FIEMAP_EXTENT_UNWRITTEN) &&
         base[i + 1]! + (x - base[i]!) === now[j + 1]! + (x - now[j]!));
     if (!same) mark(x, y);
     x = y;
   }
   return out;
+}
+
+/**
+ * The 4 KiB blocks of a file of `sizeBytes` that hold any of the device's `sectors` ([from, to) in
+ * 512-byte sectors of the file system's device, ascending and merged), through the file's extents
+ * (extentsOf): where a write traced on the device landed in the file. Ascending, merged [from, to)
+ * block ranges; sectors that are none of the file's are not counted.
+ */
+export function blocksAtSectors(
+  extents: Float64Array,
+  sectors: readonly (readonly [number, number])[],
+  sizeBytes: number,
+): [number, number][] {
+  const n = extents.length / 4;
+  // the extents in physical order, for one sweep beside the ascending sectors
+  const byPlace = Array.from({ length: n }, (_, k) => k).sort(
+    (a, b) => extents[4 * a + 1]! - extents[4 * b + 1]!,
+  );
+  const hits: [number, number][] = [];
+  let k = 0;
+  for (const [s0, s1] of sectors) {
+    const a = s0 * 512;
+    const b = s1 * 512;
+    // extents ending at or before a are behind every later range too
+    while (k < n && extents[4 * byPlace[k]! + 1]! + extents[4 * byPlace[k]! + 2]! <= a) k++;
+    for (let m = k; m < n; m++) {
+      const e = 4 * byPlace[m]!;
+      const place = extents[e + 1]!;
+      if (place >= b) break;
+      const from = Math.max(a, place);
+      const to = Math.min(b, place + extents[e + 2]!);
+      if (to <= from) continue;
+      const logical = extents[e]! + (from - place);
+      const end = Math.min(sizeBytes, logical + (to - from));
+      if (end > logical) hits.push([Math.floor(logical / BLOCK_SIZE), Math.ceil(end / BLOCK_SIZE)]);
+    }
+  }
+  return mergeRanges(hits);
 }
 
 /** Extents in logical order, none overlapping the next, lengths above zero. */

@@ -1,5 +1,7 @@
 // The write journal: kernel change tracking BETWEEN points, for disks that are block devices (a loop
-// device counts, but then its backing file must only be written through it). A named tracefs instance (`switchback-journal-<token>`) records every write
+// device counts, but then its backing file must only be written through it) and for image files on
+// ext4 or XFS, which are traced through the device of the file system that holds them and placed in
+// the file by its extents. A named tracefs instance (`switchback-journal-<token>`) records every write
 // to the disks' devices and outlives the agent process, so a point started by a new process (the
 // `replicate-once` CLI, a restarted agent) still learns what was written since the last point and
 // reads only that, instead of hashing the whole disks.
@@ -12,13 +14,24 @@
 // a journal armed after the last point, a missing or unreadable file) makes `since` answer null for
 // the disk: the pass then reads it whole, as without a journal, and the journal starts afresh.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
 import type { PointId } from "../domain/ids.ts";
 import { readTrimmed, writeFileAtomic } from "../platform/files.ts";
 import { type HeldLock, takeLock } from "../platform/process.ts";
-import type { DiskInfo } from "./disk-source.ts";
+import { type DiskInfo, devName } from "./disk-source.ts";
+import { blocksAtSectors, changedByExtents, extentsOf } from "./extent-changes.ts";
 import { mergeRanges } from "./ranges.ts";
 import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./write-tracker.ts";
 
@@ -26,7 +39,7 @@ const FILE = "journal.json";
 const LOCK = "journal.lock";
 
 interface JournalFile {
-  version: 2;
+  version: 3;
   instance: string;
   /** which devices carry each disk (write-tracker's plan keys) when the journal was armed */
   keys: string[];
@@ -36,6 +49,12 @@ interface JournalFile {
   pending: [number, number][][];
   /** when it was armed (ms since the epoch): a journal is trusted for `maxAgeMs` at most */
   armedAt: number;
+  /**
+   * per disk: an image file's extents (extentsOf's four numbers each) as the last drain (or the
+   * arming) saw them, which places the next drain's sectors in the file and tells what moved
+   * since; null for a block device
+   */
+  extents: (number[] | null)[];
 }
 
 /**
@@ -99,14 +118,16 @@ export class WriteJournal implements ChangeJournal {
       return this.#disks.map(() => null);
     }
     const saved = readJournalFile(this.#file);
-    const plans = this.#disks.map(planDisk);
-    if (this.#disks.some((d) => d.kind !== "block") || plans.some((p) => p.untrackable !== null)) {
-      // Only block devices: an image file can be written behind the back of any loop device that
-      // carries it, which no block trace sees. Every pass reads such disks whole.
+    // image files are traced through the device of the file system that holds them (write-tracker.ts)
+    const plans = this.#disks.map((d) => planDisk(d, "file-system"));
+    const untrackable = plans.findIndex((p) => p.untrackable !== null);
+    if (untrackable >= 0) {
+      if (this.#disks[untrackable]!.kind === "file")
+        this.warnings.push(`no write journal: ${plans[untrackable]!.untrackable}; the disks are read whole`);
       if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
       return this.#disks.map(() => null);
     }
-    const ids = this.#disks.map(journalIdentity);
+    const ids = this.#disks.map((d) => journalIdentity(d.kind === "file" ? fileSystemDevice(d) : d));
     const refused = ids.find((x) => "refused" in x);
     if (refused !== undefined && "refused" in refused) {
       this.warnings.push(`no write journal: ${refused.refused}; the disks are read whole`);
@@ -121,31 +142,52 @@ export class WriteJournal implements ChangeJournal {
       last !== null &&
       saved.coversSince === last &&
       saved.pending.length === this.#disks.length &&
+      saved.extents.length === this.#disks.length &&
+      this.#disks.every((d, i) => d.kind !== "file" || saved.extents[i] !== null) &&
       sameKeys(saved.keys, keys);
     if (expired && last !== null && saved?.coversSince === last)
       this.warnings.push(
         `write journal ${saved.instance} is older than ${Math.round(this.#maxAgeMs / 3600_000)} h: the disks are read whole once, as a check`,
       );
     if (saved !== null && usable) {
-      const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks);
+      const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks, FILES);
       if (!fresh) {
         // Draining consumes the events: until what is drained is saved in `pending`, the file must
         // not vouch for anything, so that a crash (or a failed save) in between re-arms instead.
         writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
         let drained: ([number, number][] | null)[];
+        let maps: (Float64Array | null)[];
         try {
+          // an image file's dirty pages are written out first, so that its writes are in the trace
+          // when it is drained, and its extents taken, which place them in the file
+          maps = this.#disks.map((d) => (d.kind === "file" ? extentsOfFile(d.path) : null));
           drained = await tracker.collect(BLOCK_SIZE);
         } finally {
           tracker.detach(); // what comes after stays in the kernel for the next point
         }
-        if (drained.every((r) => r !== null)) {
-          const pending = drained.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
-          this.#state = { ...saved, pending };
+        const written = drained.map((r, i) => {
+          const d = this.#disks[i]!;
+          if (r === null || d.kind !== "file") return r;
+          const now = maps[i];
+          const base = saved.extents[i];
+          if (now == null || base == null) return null;
+          // writes that landed in the file's extents, and every block whose place moved (allocated,
+          // punched, zeroed, cloned over, defragmented) since the last drain
+          const moved = changedByExtents(Float64Array.from(base), now, d.sizeBytes, true);
+          return moved === null ? null : mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
+        });
+        if (written.every((r) => r !== null)) {
+          const pending = written.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
+          const extents = maps.map((m) => (m === null ? null : Array.from(m)));
+          this.#state = { ...saved, pending, extents };
           writeFileAtomic(this.#file, JSON.stringify(this.#state));
           return pending;
         }
+        const why = drained.every((r) => r !== null)
+          ? "the extents of an image file could not be read"
+          : tracker.warnings.join("; ");
         this.warnings.push(
-          `write journal ${saved.instance} lost track of writes (${tracker.warnings.join("; ")}); the disks are read whole`,
+          `write journal ${saved.instance} lost track of writes (${why}); the disks are read whole`,
         );
       } else {
         tracker.detach();
@@ -161,16 +203,33 @@ export class WriteJournal implements ChangeJournal {
     // named in the journal file and the registry before it exists, so that no sweep takes it for a stray
     const instance = `switchback-journal-${randomBytes(6).toString("hex")}`;
     this.#state = {
-      version: 2,
+      version: 3,
       instance,
       keys,
       coversSince: null,
       pending: this.#disks.map(() => []),
       armedAt: Date.now(),
+      extents: this.#disks.map(() => null),
     };
     writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
     register(instance, this.#file);
-    TracefsWriteTracker.persistent(instance, this.#disks).tracker.detach();
+    // an image file's dirty pages written out before tracing begins: written after it, a fresh
+    // image's would all be in the next drain, which would read the whole file again
+    for (const d of this.#disks) if (d.kind === "file") extentsOfFile(d.path);
+    TracefsWriteTracker.persistent(instance, this.#disks, FILES).tracker.detach();
+    // an image file's extents, taken once its writes are traced: a place that changes after this is
+    // told by the next drain's extents; kept in memory until the point commits (`committed`)
+    const extents = this.#disks.map((d) => (d.kind === "file" ? extentsOfFile(d.path) : null));
+    const unmapped = this.#disks.findIndex((d, i) => d.kind === "file" && extents[i] === null);
+    if (unmapped >= 0) {
+      this.warnings.push(
+        `no write journal: the extents of ${this.#disks[unmapped]!.path} cannot be read; the disks are read whole`,
+      );
+      TracefsWriteTracker.removeInstance(instance);
+      this.#state = null;
+      return this.#disks.map(() => null);
+    }
+    this.#state.extents = extents.map((m) => (m === null ? null : Array.from(m)));
     return this.#disks.map(() => null);
   }
 
@@ -227,6 +286,36 @@ function journalIdentity(d: DiskInfo): { key: string } | { refused: string } {
       return { refused: `loop device /dev/${l} shares the backing file of ${d.path}` };
   }
   return { key: `seq ${seq} file ${ino}` };
+}
+
+/** Image files are traced through the device of the file system that holds them. */
+const FILES = { files: "file-system" } as const;
+
+/** An image file's extents, its dirty pages written out first (FIEMAP_FLAG_SYNC), or null. */
+function extentsOfFile(file: string): Float64Array | null {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return null;
+  }
+  try {
+    return extentsOf(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The block device of the file system that holds an image file, as a disk, for journalIdentity. */
+function fileSystemDevice(d: DiskInfo): DiskInfo {
+  const devno = devName(statSync(d.path, { bigint: true }).dev);
+  return {
+    path: `the device of the file system that holds ${d.path}`,
+    kind: "block",
+    sizeBytes: 0,
+    sectorSize: 512,
+    devno,
+  };
 }
 
 /** Stops the journal of an agent state folder, if it has one (replication disabled). */
@@ -308,8 +397,11 @@ function readJournalFile(file: string): JournalFile | null {
 function parseJournalFile(text: string): JournalFile | null {
   try {
     const j = JSON.parse(text) as JournalFile;
+    // a version 2 file (block devices only) reads as version 3 without extents
+    if ((j.version as number) === 2 && j.extents === undefined && Array.isArray(j.pending))
+      Object.assign(j, { version: 3, extents: j.pending.map(() => null) });
     if (
-      j.version !== 2 ||
+      j.version !== 3 ||
       typeof j.instance !== "string" ||
       !/^switchback-journal-[0-9a-f]+$/.test(j.instance)
     )
@@ -324,6 +416,15 @@ function parseJournalFile(text: string): JournalFile | null {
       Number.isSafeInteger(r[1]) &&
       r[0] < r[1];
     if (!Array.isArray(j.pending) || !j.pending.every((d) => Array.isArray(d) && d.every(range))) return null;
+    if (
+      !Array.isArray(j.extents) ||
+      j.extents.length !== j.pending.length ||
+      !j.extents.every(
+        (e) =>
+          e === null || (Array.isArray(e) && e.length % 4 === 0 && e.every((x) => Number.isSafeInteger(x))),
+      )
+    )
+      return null;
     return j;
   } catch {
     return null;

@@ -13,20 +13,26 @@
 // changed, a device that is not blk-mq) collect() returns null for that disk: the caller then
 // re-reads the whole disk while frozen, slow but correct.
 import {
+  type BigIntStats,
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   realpathSync,
   rmdirSync,
+  statfsSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
 import { SwitchbackError } from "../domain/errors.ts";
 import { readTrimmed } from "../platform/files.ts";
 import { childProcess } from "../platform/lazy.ts";
+import { native } from "../platform/native.ts";
 import { pidAlive } from "../platform/process.ts";
-import type { DiskInfo } from "./disk-source.ts";
+import { type DiskInfo, devName } from "./disk-source.ts";
 import { RangeList, toRanges } from "./ranges.ts";
 import type { WriteTracker } from "./replicate.ts";
 import { UNIT_BYTES } from "./scan.ts";
@@ -51,7 +57,22 @@ interface DiskPlan {
   untrackable: string | null;
   /** identity of the device set, compared at collect time */
   key: string;
+  /** where events stop counting: the disk's size, or the file system's device's (`throughFileSystem`) */
+  limitBytes: number;
+  /**
+   * an image file traced through the device of the file system that holds it: the events are that
+   * device's sectors, which the file's extents place in the file (journal.ts)
+   */
+  throughFileSystem: boolean;
 }
+
+/**
+ * How an image file's writes are traced: through the loop devices that carry it (the write tracker
+ * of a freeze: the file systems frozen are on them), or through the device of the file system that
+ * holds the file (the write journal: every write to the file, by whatever path, reaches that device
+ * at the places the file's extents name).
+ */
+export type FileRoute = "loop" | "file-system";
 
 /** The kernel's in-trace dev_t: major << 20 | minor. */
 function kdev(devno: string): number {
@@ -107,7 +128,8 @@ function isBlkMq(devno: string): boolean {
 }
 
 /** Block devices that carry a disk and how their sectors map onto it. */
-export function planDisk(disk: DiskInfo): DiskPlan {
+export function planDisk(disk: DiskInfo, route: FileRoute = "loop"): DiskPlan {
+  if (disk.kind === "file" && route === "file-system") return fileSystemPlan(disk);
   if (disk.kind === "block") {
     const devno = disk.devno!;
     const sys = `/sys/dev/block/${devno}`;
@@ -120,6 +142,8 @@ export function planDisk(disk: DiskInfo): DiskPlan {
           windows: [],
           untrackable: `cannot find the disk that holds partition ${disk.path}`,
           key: "",
+          limitBytes: disk.sizeBytes,
+          throughFileSystem: false,
         };
       const s = Number(start);
       const windows: Window[] = [
@@ -130,7 +154,13 @@ export function planDisk(disk: DiskInfo): DiskPlan {
       const untrackable = isBlkMq(whole)
         ? null
         : `${disk.path} is not on a blk-mq device; its completions cannot be traced`;
-      return { windows, untrackable, key: `${whole}${seq(whole)}+${s}` };
+      return {
+        windows,
+        untrackable,
+        key: `${whole}${seq(whole)}+${s}`,
+        limitBytes: disk.sizeBytes,
+        throughFileSystem: false,
+      };
     }
     const untrackable = isBlkMq(devno)
       ? null
@@ -140,6 +170,8 @@ export function planDisk(disk: DiskInfo): DiskPlan {
       windows,
       untrackable,
       key: windows.map((w) => `${w.dev}/${w.shiftSectors}`).join(",") + seq(devno),
+      limitBytes: disk.sizeBytes,
+      throughFileSystem: false,
     };
   }
   // an image file: trace the loop devices backed by it
@@ -164,7 +196,106 @@ export function planDisk(disk: DiskInfo): DiskPlan {
   }
   if (windows.length === 0)
     untrackable = `${disk.path} is not attached to a loop device, so its writes cannot be traced`;
-  return { windows, untrackable, key: keys.sort().join(",") };
+  return {
+    windows,
+    untrackable,
+    key: keys.sort().join(","),
+    limitBytes: disk.sizeBytes,
+    throughFileSystem: false,
+  };
+}
+
+const EXT4_MAGIC = 0xef53;
+const XFS_MAGIC = 0x58465342;
+/** inode flags (FS_IOC_GETFLAGS) under which a file's data does not reach its extents by a traced write */
+const FS_JOURNAL_DATA_FL = 0x4000;
+const FS_DAX_FL = 0x02000000;
+
+/**
+ * An image file traced through the device of the file system that holds it. Refused where a write
+ * to the file could change its bytes without a write to that device at the places its extents name:
+ * a file system on no single block device (btrfs, tmpfs, overlay, network), or not ext4 or XFS (whose
+ * FIEMAP places are the device's); data journalled first (ext4 data=journal, or the file's own
+ * journal-data flag: the data reaches its place only at a later checkpoint); DAX (no block I/O at
+ * all); an XFS realtime device (data on another device).
+ */
+function fileSystemPlan(disk: DiskInfo): DiskPlan {
+  const refuse = (why: string): DiskPlan => ({
+    windows: [],
+    untrackable: why,
+    key: "",
+    limitBytes: 0,
+    throughFileSystem: true,
+  });
+  let st: BigIntStats;
+  let type: number;
+  let flags: number | null = null;
+  try {
+    st = statSync(disk.path, { bigint: true });
+    type = statfsSync(disk.path).type;
+    if (native?.fileFlags !== undefined) {
+      const fd = openSync(disk.path, "r");
+      try {
+        flags = native.fileFlags(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  } catch (err) {
+    return refuse(`cannot inspect ${disk.path}: ${(err as Error).message}`);
+  }
+  if (flags === null) return refuse("the native addon (which reads a file's flags) is not loaded");
+  const devno = devName(st.dev);
+  if (devno.startsWith("0:"))
+    return refuse(`the file system that holds ${disk.path} is not on one block device`);
+  if (type !== EXT4_MAGIC && type !== XFS_MAGIC)
+    return refuse(`${disk.path} is on a file system whose writes are not traced here (ext4 and XFS are)`);
+  if ((flags & FS_JOURNAL_DATA_FL) !== 0)
+    return refuse(`${disk.path} has its data journalled (chattr +j): its writes reach their place late`);
+  if ((flags & FS_DAX_FL) !== 0) return refuse(`${disk.path} is a DAX file: its writes are no block I/O`);
+  const options = superOptions(devno);
+  if (options === null) return refuse(`cannot find the mount of the file system that holds ${disk.path}`);
+  const bad = options.find(
+    (o) => o === "data=journal" || o === "dax" || o.startsWith("dax=always") || o.startsWith("rtdev="),
+  );
+  if (bad !== undefined)
+    return refuse(
+      `the file system that holds ${disk.path} is mounted with ${bad}: its writes reach their place late or elsewhere`,
+    );
+  const sectors = Number(readTrimmed(`/sys/dev/block/${devno}/size`) ?? "NaN");
+  if (!Number.isSafeInteger(sectors))
+    return refuse(`cannot read the size of ${devno}, the device of the file system that holds ${disk.path}`);
+  const device = planDisk({
+    path: `the device ${devno} of the file system that holds ${disk.path}`,
+    kind: "block",
+    sizeBytes: sectors * 512,
+    sectorSize: 512,
+    devno,
+  });
+  return {
+    ...device,
+    key: `${device.key} inode ${st.ino}`,
+    limitBytes: sectors * 512,
+    throughFileSystem: true,
+  };
+}
+
+/** The super block's mount options of the file system on device `devno` (mountinfo), or null. */
+function superOptions(devno: string): string[] | null {
+  let text: string;
+  try {
+    text = readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return null;
+  }
+  for (const line of text.split("\n")) {
+    const f = line.split(" ");
+    if (f[2] !== devno) continue;
+    const dash = f.indexOf("-", 6);
+    if (dash < 0 || f[dash + 3] === undefined) continue;
+    return f[dash + 3]!.split(",");
+  }
+  return null;
 }
 
 function requireTracefs(): string {
@@ -210,6 +341,8 @@ export function removeStaleInstances(tracefs = findTracefs()): string[] {
 export interface TracefsTrackerOptions {
   /** ring buffer per CPU, KiB (default: 4 MiB per CPU, at most 64 MiB in all) */
   bufferKbPerCpu?: number;
+  /** how image files are traced (default: through the loop devices that carry them) */
+  files?: FileRoute;
 }
 
 let instanceCounter = 0;
@@ -218,6 +351,7 @@ export class TracefsWriteTracker implements WriteTracker {
   readonly warnings: string[] = [];
   readonly #disks: DiskInfo[];
   readonly #plans: DiskPlan[];
+  readonly #route: FileRoute;
   readonly #dir: string;
   readonly #byDev = new Map<number, { disk: number; w: Window }[]>();
   /** per disk: [fromByte, toByte) intervals seen so far (merged at collect) */
@@ -229,9 +363,11 @@ export class TracefsWriteTracker implements WriteTracker {
   /** a journal's instance outlives the process: never drained in the background, kept at detach */
   readonly #persistent: boolean;
 
-  private constructor(disks: DiskInfo[], plans: DiskPlan[], dir: string, persistent = false) {
+  private constructor(disks: DiskInfo[], route: FileRoute, dir: string, persistent = false) {
+    const plans = disks.map((d) => planDisk(d, route));
     this.#disks = disks;
     this.#plans = plans;
+    this.#route = route;
     this.#dir = dir;
     this.#persistent = persistent;
     this.#seen = disks.map(() => new RangeList());
@@ -268,7 +404,7 @@ export class TracefsWriteTracker implements WriteTracker {
   ): { tracker: TracefsWriteTracker; fresh: boolean } {
     const dir = path.join(requireTracefs(), "instances", name);
     if (!existsSync(dir)) return { tracker: TracefsWriteTracker.#create(disks, dir, true, o), fresh: true };
-    const t = new TracefsWriteTracker(disks, disks.map(planDisk), dir, true);
+    const t = new TracefsWriteTracker(disks, o.files ?? "loop", dir, true);
     if ([...t.#byDev.keys()].length > 0)
       t.#reader = RawTraceReader.open(dir, path.dirname(path.dirname(dir)), EVENTS);
     return { tracker: t, fresh: false };
@@ -291,7 +427,6 @@ export class TracefsWriteTracker implements WriteTracker {
     persistent: boolean,
     o: TracefsTrackerOptions,
   ): TracefsWriteTracker {
-    const plans = disks.map(planDisk);
     try {
       mkdirSync(dir);
     } catch (err) {
@@ -300,7 +435,7 @@ export class TracefsWriteTracker implements WriteTracker {
         `cannot create the tracefs instance ${dir}: ${(err as Error).message}`,
       );
     }
-    const t = new TracefsWriteTracker(disks, plans, dir, persistent);
+    const t = new TracefsWriteTracker(disks, o.files ?? "loop", dir, persistent);
     try {
       t.#setup(o);
     } catch (err) {
@@ -361,7 +496,7 @@ export class TracefsWriteTracker implements WriteTracker {
       return;
     }
     for (const { disk, w } of this.#byDev.get(dev) ?? []) {
-      const size = this.#disks[disk]!.sizeBytes;
+      const size = this.#plans[disk]!.limitBytes;
       const from = Math.max(0, (sector + w.shiftSectors) * 512 + w.addBytes);
       const to = Math.min(size, (sector + w.shiftSectors + nr) * 512 + w.addBytes);
       if (to > from) this.#seen[disk]!.push(from, to);
@@ -394,7 +529,11 @@ export class TracefsWriteTracker implements WriteTracker {
     return null;
   }
 
-  /** Per disk, ascending [from, to) ranges of the `granule`-byte pieces written since start (default: 64 KiB units), or null. */
+  /**
+   * Per disk, ascending [from, to) ranges of the `granule`-byte pieces written since start (default:
+   * 64 KiB units), or null. A disk traced through its file system (`files: "file-system"`) gets the
+   * 512-byte sectors written on that file system's device instead, for its file's extents to place.
+   */
   async collect(granule = UNIT_BYTES): Promise<([number, number][] | null)[]> {
     if (this.#stopped) throw new Error("collect() after stop()");
     this.#drain();
@@ -407,7 +546,7 @@ export class TracefsWriteTracker implements WriteTracker {
       if (this.#lost[i] !== null) return;
       let now: string;
       try {
-        now = planDisk(d).key;
+        now = planDisk(d, this.#route).key;
       } catch (err) {
         now = `error ${(err as Error).message}`;
       }
@@ -422,6 +561,8 @@ export class TracefsWriteTracker implements WriteTracker {
         );
         return null;
       }
+      const plan = this.#plans[i]!;
+      if (plan.throughFileSystem) return toRanges(this.#seen[i]!, 512, plan.limitBytes / 512);
       return toRanges(this.#seen[i]!, granule, Math.ceil(d.sizeBytes / granule));
     });
   }

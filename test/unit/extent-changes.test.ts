@@ -5,7 +5,8 @@ import path from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { native } from "../../src/platform/native.ts";
-import { changedByExtents, extentsVouch } from "../../src/replication/extent-changes.ts";
+import { blocksAtSectors, changedByExtents, extentsVouch } from "../../src/replication/extent-changes.ts";
+import { mergeRanges } from "../../src/replication/ranges.ts";
 import { tempDir } from "../helpers/env.ts";
 
 const B = 4096;
@@ -48,21 +49,64 @@ test("the blocks whose place differs, and only those, are changed (property)", (
         }
         // the disk's size need not be a whole number of blocks
         const size = blocks.length * B - (tail % B);
-        const got = changedByExtents(extentsOf(basePlace, baseFlags), extentsOf(nowPlace, nowFlags), size);
-        assert.ok(got !== null);
-        const changed = new Set<number>();
-        for (const [a, z] of got) for (let b = a; b < z; b++) changed.add(b);
-        for (let b = 0; b < blocks.length; b++) {
-          const same =
-            (basePlace[b] === -1 && nowPlace[b] === -1) ||
-            (basePlace[b] === nowPlace[b] && baseFlags[b] === 0 && nowFlags[b] === 0);
-          assert.equal(
-            changed.has(b),
-            !same,
-            `block ${b}: ${basePlace[b]}/${baseFlags[b]} → ${nowPlace[b]}/${nowFlags[b]}`,
+        // between clones an unwritten extent is always read; for a write journal (unwrittenSame), one
+        // unwritten at the same place in both maps held zeros in both
+        for (const unwrittenSame of [false, true]) {
+          const got = changedByExtents(
+            extentsOf(basePlace, baseFlags),
+            extentsOf(nowPlace, nowFlags),
+            size,
+            unwrittenSame,
           );
+          assert.ok(got !== null);
+          const changed = new Set<number>();
+          for (const [a, z] of got) for (let b = a; b < z; b++) changed.add(b);
+          for (let b = 0; b < blocks.length; b++) {
+            const same =
+              (basePlace[b] === -1 && nowPlace[b] === -1) ||
+              (basePlace[b] === nowPlace[b] &&
+                (unwrittenSame ? baseFlags[b] === nowFlags[b] : baseFlags[b] === 0 && nowFlags[b] === 0));
+            assert.equal(
+              changed.has(b),
+              !same,
+              `block ${b}: ${basePlace[b]}/${baseFlags[b]} → ${nowPlace[b]}/${nowFlags[b]} (unwrittenSame ${unwrittenSame})`,
+            );
+          }
+          // ranges ascending and merged
+          for (let k = 1; k < got.length; k++) assert.ok(got[k]![0] > got[k - 1]![1]);
         }
-        // ranges ascending and merged
+      },
+    ),
+    { numRuns: 500 },
+  );
+});
+
+test("sectors written on the file system's device are placed in the file by its extents (property)", () => {
+  fc.assert(
+    fc.property(
+      // a file of up to 40 blocks at places 0-199 of the device (-1: a hole), possibly sharing places
+      fc.array(fc.integer({ min: -1, max: 199 }), { minLength: 1, maxLength: 40 }),
+      // writes on the device: [first sector, sectors]
+      fc.array(fc.tuple(fc.nat(200 * 8), fc.integer({ min: 1, max: 40 })), { maxLength: 10 }),
+      fc.integer({ min: 0, max: B - 1 }),
+      (place, writes, tail) => {
+        const size = place.length * B - (tail % B);
+        const extents = extentsOf(
+          place,
+          place.map(() => 0),
+        );
+        const sectors = mergeRanges(writes.map(([s, n]) => [s, s + n]));
+        const got = blocksAtSectors(extents, sectors, size);
+        const hit = new Set<number>();
+        for (const [a, z] of got) for (let b = a; b < z; b++) hit.add(b);
+        for (let b = 0; b < place.length; b++) {
+          const p = place[b]!;
+          // (the last block's bytes past the file's size are none of the disk's)
+          const inFile = Math.min(B, size - b * B);
+          const written =
+            p >= 0 && inFile > 0 && sectors.some(([s, e]) => s * 512 < p * B + inFile && e * 512 > p * B);
+          assert.equal(hit.has(b), written, `block ${b} at place ${p}`);
+        }
         for (let k = 1; k < got.length; k++) assert.ok(got[k]![0] > got[k - 1]![1]);
       },
     ),
