@@ -165,6 +165,7 @@ export class WriteJournal implements ChangeJournal {
         } finally {
           tracker.detach(); // what comes after stays in the kernel for the next point
         }
+        let unordered: string | null = null;
         const written = drained.map((r, i) => {
           const d = this.#disks[i]!;
           if (r === null || d.kind !== "file") return r;
@@ -174,7 +175,11 @@ export class WriteJournal implements ChangeJournal {
           // writes that landed in the file's extents, and every block whose place moved (allocated,
           // punched, zeroed, cloned over, defragmented) since the last drain
           const moved = changedByExtents(Float64Array.from(base), now, d.sizeBytes, true);
-          return moved === null ? null : mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
+          if (moved === null) {
+            unordered = d.path;
+            return null;
+          }
+          return mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
         });
         if (written.every((r) => r !== null)) {
           const pending = written.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
@@ -183,9 +188,11 @@ export class WriteJournal implements ChangeJournal {
           writeFileAtomic(this.#file, JSON.stringify(this.#state));
           return pending;
         }
-        const why = drained.every((r) => r !== null)
-          ? "the extents of an image file could not be read"
-          : tracker.warnings.join("; ");
+        const why = !drained.every((r) => r !== null)
+          ? tracker.warnings.join("; ")
+          : unordered !== null
+            ? `the extents of ${unordered} overlapped: they changed while they were read`
+            : "the extents of an image file could not be read";
         this.warnings.push(
           `write journal ${saved.instance} lost track of writes (${why}); the disks are read whole`,
         );
@@ -260,8 +267,9 @@ export class WriteJournal implements ChangeJournal {
  */
 function journalIdentity(d: DiskInfo): { key: string } | { refused: string } {
   const sys = `/sys/dev/block/${d.devno}`;
-  // a partition's sequence number is its disk's
-  const whole = readTrimmed(`${sys}/partition`) === null ? sys : path.join(sys, "..");
+  // a partition's sequence number is its disk's (its sysfs folder is inside the disk's; the
+  // /sys/dev/block entry is a link, so the parent is taken of where it leads)
+  const whole = readTrimmed(`${sys}/partition`) === null ? sys : path.dirname(realpathSync(sys));
   const seq = readTrimmed(`${whole}/diskseq`);
   if (seq === null) return { refused: `${d.path} has no disk sequence number (Linux 5.15 or later has)` };
   const backing = readTrimmed(`${whole}/loop/backing_file`);

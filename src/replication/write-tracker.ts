@@ -253,8 +253,20 @@ function fileSystemPlan(disk: DiskInfo): DiskPlan {
   if ((flags & FS_JOURNAL_DATA_FL) !== 0)
     return refuse(`${disk.path} has its data journalled (chattr +j): its writes reach their place late`);
   if ((flags & FS_DAX_FL) !== 0) return refuse(`${disk.path} is a DAX file: its writes are no block I/O`);
-  const options = superOptions(devno);
+  const options = superOptions(devno, type === EXT4_MAGIC);
   if (options === null) return refuse(`cannot find the mount of the file system that holds ${disk.path}`);
+  // a DAX-capable device: whether a file is DAX follows its flag only once its inode is evicted
+  let sysDev: string;
+  try {
+    sysDev = realpathSync(`/sys/dev/block/${devno}`);
+  } catch {
+    return refuse(`${devno}, the device of the file system that holds ${disk.path}, is not in /sys`);
+  }
+  const whole = existsSync(path.join(sysDev, "partition")) ? path.dirname(sysDev) : sysDev;
+  if (readTrimmed(path.join(whole, "queue", "dax")) === "1")
+    return refuse(
+      `the file system that holds ${disk.path} is on a DAX-capable device: its writes may be no block I/O`,
+    );
   const bad = options.find(
     (o) => o === "data=journal" || o === "dax" || o.startsWith("dax=always") || o.startsWith("rtdev="),
   );
@@ -280,8 +292,22 @@ function fileSystemPlan(disk: DiskInfo): DiskPlan {
   };
 }
 
-/** The super block's mount options of the file system on device `devno` (mountinfo), or null. */
-function superOptions(devno: string): string[] | null {
+/**
+ * The mount options of the file system on device `devno`, or null. For ext4, all of them from
+ * /proc/fs/ext4/<device>/options: mountinfo leaves out those that are the super block's defaults
+ * (`tune2fs -o journal_data` makes data=journal one).
+ */
+function superOptions(devno: string, ext4: boolean): string[] | null {
+  if (ext4) {
+    try {
+      const name = path.basename(realpathSync(`/sys/dev/block/${devno}`));
+      return readFileSync(`/proc/fs/ext4/${name}/options`, "utf8")
+        .split("\n")
+        .filter((o) => o !== "");
+    } catch {
+      // not there (an older kernel): mountinfo below
+    }
+  }
   let text: string;
   try {
     text = readFileSync("/proc/self/mountinfo", "utf8");

@@ -44,13 +44,15 @@ interface Rig {
 async function rig(
   t: { after: (f: () => void | Promise<void>) => void },
   fs: "ext4" | "xfs",
-  o: { mib?: number; dataMib?: number; mountOptions?: string } = {},
+  o: { mib?: number; dataMib?: number; mountOptions?: string; defaultOptions?: string } = {},
 ): Promise<Rig> {
   const mib = o.mib ?? 32;
   const s = new Scratch("sb-file-journal-");
   const image = s.image("fs.img", 320);
   const dev = s.attach(image);
   s.mkfs(dev, fs);
+  // options the super block makes the default, which mountinfo then leaves out
+  if (o.defaultOptions !== undefined) sh("tune2fs", ["-o", o.defaultOptions, dev]);
   let mnt: string;
   if (o.mountOptions === undefined) mnt = s.mount(dev, "mnt");
   else {
@@ -253,6 +255,14 @@ test("where the journal cannot vouch for an image file, the point reads it whole
   assert.ok(p.bytesRead >= 32 * MIB, "read whole");
   assert.match(p.warnings.join("\n"), /no write journal: .*mounted with data=journal/);
   await dj.assertLatestEqualsFile("writes under data=journal");
+  // the same as the super block's default: not in mountinfo, still refused
+  const dd = await rig(t, "ext4", { defaultOptions: "journal_data" });
+  await dd.point();
+  pwrite(dd.file, [4, 5], true);
+  const q0 = await dd.point();
+  assert.equal(q0.journaledDisks, 0);
+  assert.match(q0.warnings.join("\n"), /no write journal: .*mounted with data=journal/);
+  await dd.assertLatestEqualsFile("writes under data=journal by default");
 
   // a file system on no block device (tmpfs)
   const s = new Scratch("sb-file-journal-tmpfs-");
