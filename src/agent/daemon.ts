@@ -6,7 +6,8 @@
 import type { Logger } from "pino";
 import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName } from "../domain/ids.ts";
-import { changeJournalFactory } from "../replication/journal.ts";
+import { inspectDisk } from "../replication/disk-source.ts";
+import { type ChangeJournal, changeJournalFactory } from "../replication/journal.ts";
 import { RemoteSink } from "../replication/remote-sink.ts";
 import { type ReplicateResult, replicateOnce, type SnapshotMode } from "../replication/replicate.ts";
 import { type TrackMode, writeTrackerFactory } from "../replication/write-tracker.ts";
@@ -30,6 +31,8 @@ export interface AgentDaemonOptions {
    * pre-copies, so that only what was written meanwhile is read again while frozen
    */
   track?: TrackMode;
+  /** the write journal's trace buffer per CPU, KiB (default 4 MiB) */
+  journalBufferKbPerCpu?: number;
   /** how long one call to the process server keeps retrying */
   deadlineMs?: number;
   /** the disks' identities from the machine's identity label */
@@ -65,11 +68,13 @@ export class AgentDaemon {
 
   readonly #tracker: ReturnType<typeof writeTrackerFactory>;
   readonly #journal: ReturnType<typeof changeJournalFactory>;
+  /** the journal as seen between points, to drain a filling trace buffer (made again after each point) */
+  #absorber: ChangeJournal | null = null;
 
   constructor(o: AgentDaemonOptions) {
     this.#o = o;
     this.#tracker = writeTrackerFactory(o.track ?? "auto");
-    this.#journal = changeJournalFactory(o.track ?? "auto");
+    this.#journal = changeJournalFactory(o.track ?? "auto", undefined, o.journalBufferKbPerCpu);
   }
 
   /** True while a point is being taken. */
@@ -127,7 +132,10 @@ export class AgentDaemon {
           lastCrash + crashEveryMs,
           hooksDir !== undefined ? lastApp + appEveryMs : Infinity,
         );
-        await this.#sleep(next - now);
+        // awake every second between points: a busy disk's writes would overflow the write
+        // journal's trace buffer before a point far apart drained it
+        await this.#sleep(Math.min(next - now, ABSORB_EVERY_MS));
+        await this.#absorb();
         continue;
       }
       const consistency = appDue ? "app" : "crash";
@@ -199,6 +207,7 @@ export class AgentDaemon {
           bytesResent: s?.bytesResent ?? 0,
           retries: s?.retries ?? 0,
           changedBlocks: r.changedBlocks,
+          journaledDisks: r.journaledDisks,
           durationMs: r.durationMs,
           maxFreezeMs: r.maxFreezeMs,
           warnings: r.warnings,
@@ -217,7 +226,23 @@ export class AgentDaemon {
       return { ok: false, code };
     } finally {
       this.#running = null;
+      this.#absorber = null; // the disks as the next point sees them
+
       await (sink as RemoteSink | null)?.close().catch(() => {});
+    }
+  }
+
+  /** Drains the write journal's trace into its file when the buffer is filling (journal.ts absorb). */
+  async #absorb(): Promise<void> {
+    if (this.#journal === undefined || this.#stopping) return;
+    try {
+      this.#absorber ??= await this.#journal(this.#o.stateDir, this.#o.disks.map(inspectDisk));
+      const warning = (await this.#absorber?.absorb?.()) ?? null;
+      if (warning !== null) this.#o.log.warn({ warning }, "write journal");
+    } catch (err) {
+      // (a disk gone or resized: the next point says so)
+      this.#absorber = null;
+      this.#o.log.warn({ error: (err as Error).message }, "write journal not drained between points");
     }
   }
 
@@ -236,6 +261,9 @@ export class AgentDaemon {
     });
   }
 }
+
+/** How often the daemon looks at the write journal's trace buffer between points. */
+const ABSORB_EVERY_MS = 1000;
 
 function backoff(code: string, failures: number): number {
   if (RETRY_AT_ONCE.has(code) && failures <= 3) return 200;

@@ -75,6 +75,12 @@ export interface ChangeJournal {
   committed(point: PointId): void;
   /** The point is over, committed or not: let the next one use the journal. */
   release(): void;
+  /**
+   * Between points (the agent daemon, every second): drains what the kernel holds into `pending`
+   * once a CPU's trace buffer is a quarter full, so that a busy disk does not overflow it before the
+   * next point. Returns a warning when the journal lost track, else null.
+   */
+  absorb?(): Promise<string | null>;
   readonly warnings: readonly string[];
 }
 
@@ -100,11 +106,15 @@ export class WriteJournal implements ChangeJournal {
 
   readonly #maxAgeMs: number;
 
-  constructor(stateDir: string, disks: DiskInfo[], maxAgeMs = JOURNAL_MAX_AGE_MS) {
+  /** the trace buffer per CPU of a journal armed here, KiB (default: the tracker's, 4 MiB) */
+  readonly #bufferKbPerCpu: number | undefined;
+
+  constructor(stateDir: string, disks: DiskInfo[], maxAgeMs = JOURNAL_MAX_AGE_MS, bufferKbPerCpu?: number) {
     this.#file = path.resolve(stateDir, FILE);
     this.#lockFile = path.resolve(stateDir, LOCK);
     this.#disks = disks;
     this.#maxAgeMs = maxAgeMs;
+    this.#bufferKbPerCpu = bufferKbPerCpu;
   }
 
   async since(last: PointId | null): Promise<([number, number][] | null)[]> {
@@ -118,88 +128,28 @@ export class WriteJournal implements ChangeJournal {
       return this.#disks.map(() => null);
     }
     const saved = readJournalFile(this.#file);
-    // image files are traced through the device of the file system that holds them (write-tracker.ts)
-    const plans = this.#disks.map((d) => planDisk(d, "file-system"));
-    const untrackable = plans.findIndex((p) => p.untrackable !== null);
-    if (untrackable >= 0) {
-      if (this.#disks[untrackable]!.kind === "file")
-        this.warnings.push(`no write journal: ${plans[untrackable]!.untrackable}; the disks are read whole`);
+    const plan = this.#keys();
+    if ("refused" in plan) {
+      if (plan.refused !== null)
+        this.warnings.push(`no write journal: ${plan.refused}; the disks are read whole`);
       if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
       return this.#disks.map(() => null);
     }
-    const ids = this.#disks.map((d) => journalIdentity(d.kind === "file" ? fileSystemDevice(d) : d));
-    const refused = ids.find((x) => "refused" in x);
-    if (refused !== undefined && "refused" in refused) {
-      this.warnings.push(`no write journal: ${refused.refused}; the disks are read whole`);
-      if (saved !== null) TracefsWriteTracker.removeInstance(saved.instance);
-      return this.#disks.map(() => null);
-    }
-    const keys = plans.map((p, i) => `${p.key}|${"key" in ids[i]! ? ids[i].key : ""}`);
+    const { keys } = plan;
     const expired = saved !== null && Date.now() - saved.armedAt > this.#maxAgeMs;
     const usable =
-      saved !== null &&
-      !expired &&
-      last !== null &&
-      saved.coversSince === last &&
-      saved.pending.length === this.#disks.length &&
-      saved.extents.length === this.#disks.length &&
-      this.#disks.every((d, i) => d.kind !== "file" || saved.extents[i] !== null) &&
-      sameKeys(saved.keys, keys);
+      saved !== null && !expired && last !== null && saved.coversSince === last && this.#fits(saved, keys);
     if (expired && last !== null && saved?.coversSince === last)
       this.warnings.push(
         `write journal ${saved.instance} is older than ${Math.round(this.#maxAgeMs / 3600_000)} h: the disks are read whole once, as a check`,
       );
     if (saved !== null && usable) {
-      const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks, FILES);
-      if (!fresh) {
-        // Draining consumes the events: until what is drained is saved in `pending`, the file must
-        // not vouch for anything, so that a crash (or a failed save) in between re-arms instead.
-        writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
-        let drained: ([number, number][] | null)[];
-        let maps: (Float64Array | null)[];
-        try {
-          // an image file's dirty pages are written out first, so that its writes are in the trace
-          // when it is drained, and its extents taken, which place them in the file
-          maps = this.#disks.map((d) => (d.kind === "file" ? extentsOfFile(d.path) : null));
-          drained = await tracker.collect(BLOCK_SIZE);
-        } finally {
-          tracker.detach(); // what comes after stays in the kernel for the next point
-        }
-        let unordered: string | null = null;
-        const written = drained.map((r, i) => {
-          const d = this.#disks[i]!;
-          if (r === null || d.kind !== "file") return r;
-          const now = maps[i];
-          const base = saved.extents[i];
-          if (now == null || base == null) return null;
-          // writes that landed in the file's extents, and every block whose place moved (allocated,
-          // punched, zeroed, cloned over, defragmented) since the last drain
-          const moved = changedByExtents(Float64Array.from(base), now, d.sizeBytes, true);
-          if (moved === null) {
-            unordered = d.path;
-            return null;
-          }
-          return mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
-        });
-        if (written.every((r) => r !== null)) {
-          const pending = written.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
-          const extents = maps.map((m) => (m === null ? null : Array.from(m)));
-          this.#state = { ...saved, pending, extents };
-          writeFileAtomic(this.#file, JSON.stringify(this.#state));
-          return pending;
-        }
-        const why = !drained.every((r) => r !== null)
-          ? tracker.warnings.join("; ")
-          : unordered !== null
-            ? `the extents of ${unordered} overlapped: they changed while they were read`
-            : "the extents of an image file could not be read";
-        this.warnings.push(
-          `write journal ${saved.instance} lost track of writes (${why}); the disks are read whole`,
-        );
-      } else {
-        tracker.detach();
-        this.warnings.push(`write journal ${saved.instance} was gone; the disks are read whole`);
+      const r = await this.#drain(saved);
+      if (!("lost" in r)) {
+        this.#state = r;
+        return r.pending;
       }
+      this.warnings.push(`${r.lost}; the disks are read whole`);
     }
     if (saved !== null && last !== null && saved.coversSince === last && !sameKeys(saved.keys, keys))
       this.warnings.push(
@@ -223,7 +173,10 @@ export class WriteJournal implements ChangeJournal {
     // an image file's dirty pages written out before tracing begins: written after it, a fresh
     // image's would all be in the next drain, which would read the whole file again
     for (const d of this.#disks) if (d.kind === "file") extentsOfFile(d.path);
-    TracefsWriteTracker.persistent(instance, this.#disks, FILES).tracker.detach();
+    TracefsWriteTracker.persistent(instance, this.#disks, {
+      ...FILES,
+      ...(this.#bufferKbPerCpu !== undefined ? { bufferKbPerCpu: this.#bufferKbPerCpu } : {}),
+    }).tracker.detach();
     // an image file's extents, taken once its writes are traced: a place that changes after this is
     // told by the next drain's extents; kept in memory until the point commits (`committed`)
     const extents = this.#disks.map((d) => (d.kind === "file" ? extentsOfFile(d.path) : null));
@@ -238,6 +191,107 @@ export class WriteJournal implements ChangeJournal {
     }
     this.#state.extents = extents.map((m) => (m === null ? null : Array.from(m)));
     return this.#disks.map(() => null);
+  }
+
+  async absorb(atFill = 0.25): Promise<string | null> {
+    const peek = readJournalFile(this.#file);
+    if (peek === null || peek.coversSince === null || bufferFill(peek.instance) < atFill) return null;
+    if (!this.#lock()) return null; // a point is under way: it drains
+    try {
+      // read again under the lock: a point may have just re-armed or advanced it
+      const saved = readJournalFile(this.#file);
+      if (saved === null || saved.coversSince === null) return null;
+      const plan = this.#keys();
+      // (a journal that no longer fits its disks, or an old one, is the next point's to replace)
+      if ("refused" in plan || !this.#fits(saved, plan.keys) || Date.now() - saved.armedAt > this.#maxAgeMs)
+        return null;
+      const r = await this.#drain(saved);
+      return "lost" in r ? `${r.lost}; the next point reads the disks whole` : null;
+    } finally {
+      this.release();
+    }
+  }
+
+  /**
+   * The disks' trace plans' keys (image files are traced through the device of the file system that
+   * holds them), or why they cannot have a journal (null: no warning, a block device that cannot be
+   * traced reads whole quietly, as it always did).
+   */
+  #keys(): { keys: string[] } | { refused: string | null } {
+    const plans = this.#disks.map((d) => planDisk(d, "file-system"));
+    const untrackable = plans.findIndex((p) => p.untrackable !== null);
+    if (untrackable >= 0)
+      return { refused: this.#disks[untrackable]!.kind === "file" ? plans[untrackable]!.untrackable : null };
+    const ids = this.#disks.map((d) => journalIdentity(d.kind === "file" ? fileSystemDevice(d) : d));
+    const refused = ids.find((x) => "refused" in x);
+    if (refused !== undefined && "refused" in refused) return { refused: refused.refused };
+    return { keys: plans.map((p, i) => `${p.key}|${"key" in ids[i]! ? ids[i].key : ""}`) };
+  }
+
+  /** Whether a saved journal is of these disks, as they are now. */
+  #fits(saved: JournalFile, keys: string[]): boolean {
+    return (
+      saved.pending.length === this.#disks.length &&
+      saved.extents.length === this.#disks.length &&
+      this.#disks.every((d, i) => d.kind !== "file" || saved.extents[i] !== null) &&
+      sameKeys(saved.keys, keys)
+    );
+  }
+
+  /**
+   * Drains the kernel's events into the `pending` of a journal that vouches, and saves it (durably):
+   * the new state, or why it lost track, in which case the file vouches for nothing any more.
+   */
+  async #drain(saved: JournalFile): Promise<JournalFile | { lost: string }> {
+    const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks, FILES);
+    // Draining consumes the events: until what is drained is saved in `pending`, the file must not
+    // vouch for anything, so that a crash (or a failed save) in between re-arms instead.
+    writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
+    if (fresh) {
+      // (made just now under the old name: it must not pass for the journal that was there)
+      tracker.detach();
+      TracefsWriteTracker.removeInstance(saved.instance);
+      return { lost: `write journal ${saved.instance} was gone` };
+    }
+    let drained: ([number, number][] | null)[];
+    let maps: (Float64Array | null)[];
+    try {
+      // an image file's dirty pages are written out first, so that its writes are in the trace
+      // when it is drained, and its extents taken, which place them in the file
+      maps = this.#disks.map((d) => (d.kind === "file" ? extentsOfFile(d.path) : null));
+      drained = await tracker.collect(BLOCK_SIZE);
+    } finally {
+      tracker.detach(); // what comes after stays in the kernel for the next point
+    }
+    let unordered: string | null = null;
+    const written = drained.map((r, i) => {
+      const d = this.#disks[i]!;
+      if (r === null || d.kind !== "file") return r;
+      const now = maps[i];
+      const base = saved.extents[i];
+      if (now == null || base == null) return null;
+      // writes that landed in the file's extents, and every block whose place moved (allocated,
+      // punched, zeroed, cloned over, defragmented) since the last drain
+      const moved = changedByExtents(Float64Array.from(base), now, d.sizeBytes, true);
+      if (moved === null) {
+        unordered = d.path;
+        return null;
+      }
+      return mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
+    });
+    if (written.every((r) => r !== null)) {
+      const pending = written.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
+      const extents = maps.map((m) => (m === null ? null : Array.from(m)));
+      const state = { ...saved, pending, extents };
+      writeFileAtomic(this.#file, JSON.stringify(state));
+      return state;
+    }
+    const why = !drained.every((r) => r !== null)
+      ? tracker.warnings.join("; ")
+      : unordered !== null
+        ? `the extents of ${unordered} overlapped: they changed while they were read`
+        : "the extents of an image file could not be read";
+    return { lost: `write journal ${saved.instance} lost track of writes (${why})` };
   }
 
   committed(point: PointId): void {
@@ -294,6 +348,31 @@ function journalIdentity(d: DiskInfo): { key: string } | { refused: string } {
       return { refused: `loop device /dev/${l} shares the backing file of ${d.path}` };
   }
   return { key: `seq ${seq} file ${ino}` };
+}
+
+/**
+ * How full the fullest CPU's trace buffer of a journal instance is (0 to 1); 1 when it cannot be
+ * told (the instance gone: the drain then finds out).
+ */
+function bufferFill(instance: string): number {
+  const tracefs = findTracefs();
+  if (tracefs === null) return 1;
+  const dir = path.join(tracefs, "instances", instance);
+  const kb = Number(readTrimmed(path.join(dir, "buffer_size_kb")) ?? "NaN");
+  if (!(kb > 0)) return 1;
+  let cpus: string[];
+  try {
+    cpus = readdirSync(path.join(dir, "per_cpu"));
+  } catch {
+    return 1;
+  }
+  let fullest = 0;
+  for (const c of cpus) {
+    const m = /^bytes: (\d+)$/m.exec(readTrimmed(path.join(dir, "per_cpu", c, "stats")) ?? "");
+    if (m === null) return 1;
+    fullest = Math.max(fullest, Number(m[1]) / (kb * 1024));
+  }
+  return fullest;
 }
 
 /** Image files are traced through the device of the file system that holds them. */
@@ -450,12 +529,13 @@ function sameKeys(a: readonly string[], b: readonly string[]): boolean {
 export function changeJournalFactory(
   mode: TrackMode,
   maxAgeMs = JOURNAL_MAX_AGE_MS,
+  bufferKbPerCpu?: number,
 ): ChangeJournalFactory | undefined {
   if (mode === "none") return undefined;
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   if (mode === "auto" && !root) return undefined;
   return async (stateDir, disks) => {
-    const j = new WriteJournal(stateDir, disks, maxAgeMs);
+    const j = new WriteJournal(stateDir, disks, maxAgeMs, bufferKbPerCpu);
     if (mode === "tracefs") return j;
     const warnings: string[] = [];
     return {
@@ -478,6 +558,13 @@ export function changeJournalFactory(
         }
       },
       release: () => j.release(),
+      absorb: async () => {
+        try {
+          return await j.absorb();
+        } catch (err) {
+          return `write journal not drained between points (${(err as Error).message})`;
+        }
+      },
     };
   };
 }

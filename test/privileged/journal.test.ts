@@ -20,7 +20,13 @@ import { test } from "node:test";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import type { ItemName } from "../../src/domain/ids.ts";
 import { takeLock } from "../../src/platform/process.ts";
-import { changeJournalFactory, removeJournal, sweepJournals } from "../../src/replication/journal.ts";
+import { inspectDisk } from "../../src/replication/disk-source.ts";
+import {
+  type ChangeJournalFactory,
+  changeJournalFactory,
+  removeJournal,
+  sweepJournals,
+} from "../../src/replication/journal.ts";
 import { type ReplicateResult, replicateOnce } from "../../src/replication/replicate.ts";
 import { restoreDisk } from "../../src/replication/restore.ts";
 import { LocalSink, type PointSink } from "../../src/replication/sink.ts";
@@ -28,6 +34,7 @@ import { nativeUnitPass } from "../../src/replication/unit-pass.ts";
 import { findTracefs } from "../../src/replication/write-tracker.ts";
 import { privilegedSkipReason } from "../helpers/env.ts";
 import { Scratch } from "../helpers/privileged.ts";
+import { killChildren, spawnCli, startServer } from "../helpers/processes.ts";
 
 /** What a point that reads a disk whole reads: with the addon, the disk, then its changed blocks again (unit-pass.ts). */
 function wholeRead(size: number, changedBlocks: number): number {
@@ -300,4 +307,122 @@ test("a journal is trusted for a day at most: then one point reads the disks who
   assert.equal(next.journaledDisks, 1);
   assert.equal(next.changedBlocks, 2);
   await r.assertLatestEqualsDisk();
+});
+
+test("between points, absorb drains a filling trace buffer into the journal file, so more writes than the buffer holds still reach the next point", {
+  skip,
+}, async (t) => {
+  // a trace buffer of 16 KiB per CPU holds a few hundred events; 1,200 writes in bursts are more
+  const small = (r: Rig, absorb: boolean) => async (): Promise<ReplicateResult> => {
+    const journal = changeJournalFactory("tracefs", undefined, 16)!;
+    const p = await takePointWith(r, journal);
+    const blocks = new Set<number>();
+    for (let burst = 0; burst < 12; burst++) {
+      for (const b of r.write(100)) blocks.add(b);
+      if (absorb) {
+        const j = await journal(r.state, [inspectDisk(r.dev)]);
+        assert.equal(await j!.absorb!(), null);
+      }
+    }
+    const next = await takePointWith(r, journal);
+    assert.equal(next.parent, p.pointId);
+    assert.equal(next.changedBlocks, blocks.size);
+    await r.assertLatestEqualsDisk();
+    return next;
+  };
+  const without = await small(await rig(t), false)();
+  assert.equal(without.journaledDisks, 0, "the buffer overflowed: read whole");
+  assert.match(without.warnings.join("\n"), /lost track of writes .*lost \d+ event/);
+
+  const r = await rig(t);
+  const absorbed = await small(r, true)();
+  assert.equal(absorbed.journaledDisks, 1, "absorbed in time: the journal vouches");
+  assert.deepEqual(absorbed.warnings, []);
+  assert.ok(absorbed.bytesRead <= 1200 * 4096);
+
+  // below a quarter full, absorb leaves the trace and the file alone
+  const before = readFileSync(path.join(r.state, "journal.json"), "utf8");
+  r.write(1);
+  const j = await changeJournalFactory("tracefs")!(r.state, [inspectDisk(r.dev)]);
+  assert.equal(await j!.absorb!(), null);
+  assert.equal(readFileSync(path.join(r.state, "journal.json"), "utf8"), before);
+});
+
+/** A first point (arming) or the next one, with the given journal factory. */
+function takePointWith(r: Rig, journal: ChangeJournalFactory): Promise<ReplicateResult> {
+  return replicateOnce({
+    item,
+    disks: [r.dev],
+    stateDir: r.state,
+    sink: new LocalSink(r.ds),
+    consistency: "crash",
+    snapshot: "none",
+    journal,
+  });
+}
+
+test("the agent daemon drains a filling journal between points: points far apart, more writes than the trace buffer holds, still journaled", {
+  skip,
+}, async (t) => {
+  const s = new Scratch("sb-journal-agent-");
+  const image = s.image("disk.img", 64);
+  writeFileSync(image, randomBytes(64 * MIB));
+  const dev = s.attach(image);
+  const dsPath = s.path("ds");
+  await (await Datastore.init(dsPath)).close();
+  const token = "journal-agent-token-0123456789";
+  writeFileSync(s.path("token"), token);
+  writeFileSync(
+    s.path("tokens.json"),
+    JSON.stringify({ version: 1, agents: [{ name: "a", token, items: [item] }] }),
+  );
+  t.after(() => {
+    killChildren();
+    removeJournal(s.path("state", item));
+    s.cleanup();
+  });
+  const server = await startServer(dsPath, s.path("tokens.json"));
+  const agent = spawnCli([
+    "agent",
+    ...["--server", server.url, "--token-file", s.path("token"), "--item", item],
+    ...["--disk", dev, "--state", s.path("state"), "--snapshot", "none"],
+    ...["--crash-every", "12s", "--journal-buffer", "16K"],
+  ]);
+  const committed = (l: string) => l.includes('"msg":"point committed"');
+  const first = await agent.waitForLine(committed, 60_000, "the first point");
+  // 800 writes over 8 s: ~80 kB of trace events, where two CPUs' buffers hold 32 KiB
+  const written = new Set<number>();
+  const fd = openSync(dev, "r+");
+  try {
+    for (let burst = 0; burst < 16; burst++) {
+      for (let k = 0; k < 50; k++) {
+        const b = Math.floor(Math.random() * 16384);
+        writeSync(fd, randomBytes(4096), 0, 4096, b * 4096);
+        written.add(b);
+      }
+      fsyncSync(fd);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const second = JSON.parse(
+    await agent.waitForLine((l) => committed(l) && l !== first, 30_000, "the second point"),
+  ) as { journaledDisks: number; changedBlocks: number; bytesRead: number; warnings: string[] };
+  assert.deepEqual(second.warnings, []);
+  assert.equal(second.journaledDisks, 1, "the journal vouched: the daemon drained it between points");
+  assert.equal(second.changedBlocks, written.size);
+  assert.ok(second.bytesRead <= written.size * 4096);
+  assert.ok(!agent.lines.some((l) => l.includes('"msg":"write journal')), agent.lines.join("\n"));
+  agent.child.kill("SIGKILL");
+  server.child.kill("SIGKILL");
+  await Promise.all([agent.exited, server.exited]);
+  const ds = await Datastore.open(dsPath);
+  try {
+    const out = s.path("restored.img");
+    await restoreDisk(ds, { item, point: "latest", disk: 0, to: out, delta: false });
+    assert.ok(readFileSync(out).equals(readFileSync(image)), "the latest point equals the disk");
+  } finally {
+    await ds.close();
+  }
 });

@@ -1,6 +1,7 @@
 // switchback agent: replicate a machine's disks. Under a vault (--vault or SWITCHBACK_VAULT): register,
 // heartbeat and follow the vault's assignment (docs/vault.md). Without one: to a process server on a
 // schedule (docs/transport.md).
+
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
@@ -8,6 +9,7 @@ import { parseDuration } from "../../domain/duration.ts";
 import { SwitchbackError } from "../../domain/errors.ts";
 import { parseItemName } from "../../domain/ids.ts";
 import type { SnapshotMode } from "../../replication/replicate.ts";
+import { parseSize } from "../output.ts";
 import { defaultStateDir } from "./replicate-once.ts";
 
 export function register(program: Command): void {
@@ -50,6 +52,11 @@ export function register(program: Command): void {
     .option("--snapshot <mode>", "how to reach one instant: auto, freeze, reflink or none", "auto")
     .option("--deadline <duration>", "how long a call to the process server keeps retrying", "60s")
     .option("--stop-timeout <duration>", "on SIGTERM, how long to let the point under way finish", "30s")
+    .option(
+      "--journal-buffer <size>",
+      "as root: the write journal's kernel trace buffer per CPU (16K to 256M; drained between points once a quarter full)",
+      "4M",
+    )
     .option("--once", "take one point (retrying failures) and exit")
     .action(
       async (o: {
@@ -70,6 +77,7 @@ export function register(program: Command): void {
         snapshot: string;
         deadline: string;
         stopTimeout: string;
+        journalBuffer: string;
         once?: boolean;
       }) => {
         const env = process.env;
@@ -99,6 +107,12 @@ export function register(program: Command): void {
             `--server ${JSON.stringify(o.server)} is not an http:// or https:// URL`,
           );
         }
+        const journalBuffer = parseSize(o.journalBuffer, "--journal-buffer");
+        if (journalBuffer < 16 * 1024 || journalBuffer > 256 * 1024 ** 2)
+          throw new SwitchbackError(
+            "INVALID_OPTION",
+            `--journal-buffer ${o.journalBuffer} is out of range; give 16K to 256M (per CPU)`,
+          );
         const token = readFileSync(o.tokenFile, "utf8").trim();
         if (token.length === 0) {
           throw new SwitchbackError(
@@ -133,6 +147,7 @@ export function register(program: Command): void {
           hookTimeoutMs: parseDuration(o.hookTimeout, "--hook-timeout"),
           snapshot: o.snapshot as SnapshotMode,
           deadlineMs: parseDuration(o.deadline, "--deadline"),
+          journalBufferKbPerCpu: Math.ceil(journalBuffer / 1024),
           log,
         });
         const stopTimeoutMs = parseDuration(o.stopTimeout, "--stop-timeout");
