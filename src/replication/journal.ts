@@ -17,13 +17,19 @@ import { randomBytes } from "node:crypto";
 import {
   closeSync,
   existsSync,
+  fdatasyncSync,
+  fstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   realpathSync,
   rmSync,
   statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
 } from "node:fs";
 import path from "node:path";
 import { BLOCK_SIZE } from "../datastore/format.ts";
@@ -37,16 +43,28 @@ import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./wr
 
 const FILE = "journal.json";
 const LOCK = "journal.lock";
+/**
+ * The drained blocks not yet in a committed point, appended drain after drain (a point's, or the
+ * daemon's between points), so that a drain writes what it drained, not everything pending:
+ * PENDING_MAGIC, the journal's instance name (32 bytes, NUL-padded), then records of a u32 disk, a
+ * u32 count and `count` [from, to) block ranges as two f64 each, little-endian. Cleared at a commit.
+ */
+const PENDING = "journal.pending";
+const PENDING_MAGIC = "SBJPEND1";
+const PENDING_HEADER = PENDING_MAGIC.length + 32;
 
 interface JournalFile {
-  version: 3;
+  version: 4;
   instance: string;
   /** which devices carry each disk (write-tracker's plan keys) when the journal was armed */
   keys: string[];
   /** the last committed point the journal has recorded every write since, or null */
   coversSince: string | null;
-  /** per disk: 4 KiB blocks drained from the kernel but not yet in a committed point */
-  pending: [number, number][][];
+  /**
+   * how many bytes of journal.pending (header included) hold the 4 KiB blocks drained from the kernel
+   * but not yet in a committed point; bytes past it are none of this journal's
+   */
+  pendingBytes: number;
   /** when it was armed (ms since the epoch): a journal is trusted for `maxAgeMs` at most */
   armedAt: number;
   /**
@@ -98,6 +116,7 @@ export type ChangeJournalFactory = (stateDir: string, disks: DiskInfo[]) => Prom
 export class WriteJournal implements ChangeJournal {
   readonly warnings: string[] = [];
   readonly #file: string;
+  readonly #pendingFile: string;
   readonly #disks: DiskInfo[];
   #state: JournalFile | null = null;
 
@@ -111,6 +130,7 @@ export class WriteJournal implements ChangeJournal {
 
   constructor(stateDir: string, disks: DiskInfo[], maxAgeMs = JOURNAL_MAX_AGE_MS, bufferKbPerCpu?: number) {
     this.#file = path.resolve(stateDir, FILE);
+    this.#pendingFile = path.resolve(stateDir, PENDING);
     this.#lockFile = path.resolve(stateDir, LOCK);
     this.#disks = disks;
     this.#maxAgeMs = maxAgeMs;
@@ -144,10 +164,10 @@ export class WriteJournal implements ChangeJournal {
         `write journal ${saved.instance} is older than ${Math.round(this.#maxAgeMs / 3600_000)} h: the disks are read whole once, as a check`,
       );
     if (saved !== null && usable) {
-      const r = await this.#drain(saved);
+      const r = await this.#drain(saved, true);
       if (!("lost" in r)) {
-        this.#state = r;
-        return r.pending;
+        this.#state = r.state;
+        return r.pending!;
       }
       this.warnings.push(`${r.lost}; the disks are read whole`);
     }
@@ -160,15 +180,18 @@ export class WriteJournal implements ChangeJournal {
     // named in the journal file and the registry before it exists, so that no sweep takes it for a stray
     const instance = `switchback-journal-${randomBytes(6).toString("hex")}`;
     this.#state = {
-      version: 3,
+      version: 4,
       instance,
       keys,
       coversSince: null,
-      pending: this.#disks.map(() => []),
+      pendingBytes: PENDING_HEADER,
       armedAt: Date.now(),
       extents: this.#disks.map(() => null),
     };
     writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
+    // (not fsynced: until a commit vouches for the journal nothing relies on it, and a header lost
+    // after that makes the file unreadable, which vouches for nothing)
+    writeFileSync(this.#pendingFile, pendingHeader(instance));
     register(instance, this.#file);
     // an image file's dirty pages written out before tracing begins: written after it, a fresh
     // image's would all be in the next drain, which would read the whole file again
@@ -205,7 +228,7 @@ export class WriteJournal implements ChangeJournal {
       // (a journal that no longer fits its disks, or an old one, is the next point's to replace)
       if ("refused" in plan || !this.#fits(saved, plan.keys) || Date.now() - saved.armedAt > this.#maxAgeMs)
         return null;
-      const r = await this.#drain(saved);
+      const r = await this.#drain(saved, false);
       return "lost" in r ? `${r.lost}; the next point reads the disks whole` : null;
     } finally {
       this.release();
@@ -231,7 +254,6 @@ export class WriteJournal implements ChangeJournal {
   /** Whether a saved journal is of these disks, as they are now. */
   #fits(saved: JournalFile, keys: string[]): boolean {
     return (
-      saved.pending.length === this.#disks.length &&
       saved.extents.length === this.#disks.length &&
       this.#disks.every((d, i) => d.kind !== "file" || saved.extents[i] !== null) &&
       sameKeys(saved.keys, keys)
@@ -239,10 +261,17 @@ export class WriteJournal implements ChangeJournal {
   }
 
   /**
-   * Drains the kernel's events into the `pending` of a journal that vouches, and saves it (durably):
-   * the new state, or why it lost track, in which case the file vouches for nothing any more.
+   * Drains the kernel's events into the pending blocks of a journal that vouches, and saves them
+   * (durably): the new state and, when `all`, every block pending now; or why it lost track, in
+   * which case the file vouches for nothing any more.
    */
-  async #drain(saved: JournalFile): Promise<JournalFile | { lost: string }> {
+  async #drain(
+    saved: JournalFile,
+    all: boolean,
+  ): Promise<{ state: JournalFile; pending: [number, number][][] | null } | { lost: string }> {
+    const before = readPending(this.#pendingFile, saved, this.#disks.length, all);
+    if (before === null)
+      return { lost: `write journal ${saved.instance} cannot read its ${PENDING} (damaged or gone)` };
     const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks, FILES);
     // Draining consumes the events: until what is drained is saved in `pending`, the file must not
     // vouch for anything, so that a crash (or a failed save) in between re-arms instead.
@@ -280,11 +309,13 @@ export class WriteJournal implements ChangeJournal {
       return mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
     });
     if (written.every((r) => r !== null)) {
-      const pending = written.map((r, i) => mergeRanges([...r!, ...saved.pending[i]!]));
+      const ranges = written as [number, number][][];
+      const pendingBytes = appendPending(this.#pendingFile, saved.pendingBytes, ranges);
       const extents = maps.map((m) => (m === null ? null : Array.from(m)));
-      const state = { ...saved, pending, extents };
+      const state = { ...saved, pendingBytes, extents };
       writeFileAtomic(this.#file, JSON.stringify(state));
-      return state;
+      const pending = before === true ? null : ranges.map((r, i) => mergeRanges([...r, ...before[i]!]));
+      return { state, pending };
     }
     const why = !drained.every((r) => r !== null)
       ? tracker.warnings.join("; ")
@@ -297,8 +328,14 @@ export class WriteJournal implements ChangeJournal {
   committed(point: PointId): void {
     if (this.#state === null || this.#held === null) return;
     // writes recorded after `since` drained are still in the kernel's buffer for the next point
-    this.#state = { ...this.#state, coversSince: point, pending: this.#disks.map(() => []) };
+    this.#state = { ...this.#state, coversSince: point, pendingBytes: PENDING_HEADER };
     writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
+    // what the file says is pending is the header alone from now on: the rest may go
+    try {
+      truncateSync(this.#pendingFile, PENDING_HEADER);
+    } catch {
+      // (bytes past pendingBytes are not read)
+    }
   }
 
   release(): void {
@@ -405,6 +442,17 @@ function fileSystemDevice(d: DiskInfo): DiskInfo {
   };
 }
 
+/**
+ * The blocks an agent state's journal holds pending (drained, not yet in a committed point), per
+ * disk; null when it has no readable journal. For tests and diagnostics.
+ */
+export function journalPending(stateDir: string, disks: number): [number, number][][] | null {
+  const saved = readJournalFile(path.join(stateDir, FILE));
+  if (saved === null) return null;
+  const r = readPending(path.join(stateDir, PENDING), saved, disks, true);
+  return r === true ? null : r;
+}
+
 /** Stops the journal of an agent state folder, if it has one (replication disabled). */
 export function removeJournal(stateDir: string): void {
   const saved = readJournalFile(path.join(stateDir, FILE));
@@ -483,12 +531,11 @@ function readJournalFile(file: string): JournalFile | null {
 
 function parseJournalFile(text: string): JournalFile | null {
   try {
+    // (a file of an older version reads as none: the next point arms a journal of this one, and the
+    // sweep removes the old instance, which no file names any more)
     const j = JSON.parse(text) as JournalFile;
-    // a version 2 file (block devices only) reads as version 3 without extents
-    if ((j.version as number) === 2 && j.extents === undefined && Array.isArray(j.pending))
-      Object.assign(j, { version: 3, extents: j.pending.map(() => null) });
     if (
-      j.version !== 3 ||
+      j.version !== 4 ||
       typeof j.instance !== "string" ||
       !/^switchback-journal-[0-9a-f]+$/.test(j.instance)
     )
@@ -496,16 +543,10 @@ function parseJournalFile(text: string): JournalFile | null {
     if (!Array.isArray(j.keys) || !j.keys.every((k) => typeof k === "string")) return null;
     if (j.coversSince !== null && typeof j.coversSince !== "string") return null;
     if (!Number.isFinite(j.armedAt)) return null;
-    const range = (r: unknown): boolean =>
-      Array.isArray(r) &&
-      r.length === 2 &&
-      Number.isSafeInteger(r[0]) &&
-      Number.isSafeInteger(r[1]) &&
-      r[0] < r[1];
-    if (!Array.isArray(j.pending) || !j.pending.every((d) => Array.isArray(d) && d.every(range))) return null;
+    if (!Number.isSafeInteger(j.pendingBytes) || j.pendingBytes < PENDING_HEADER) return null;
     if (
       !Array.isArray(j.extents) ||
-      j.extents.length !== j.pending.length ||
+      j.extents.length !== j.keys.length ||
       !j.extents.every(
         (e) =>
           e === null || (Array.isArray(e) && e.length % 4 === 0 && e.every((x) => Number.isSafeInteger(x))),
@@ -516,6 +557,86 @@ function parseJournalFile(text: string): JournalFile | null {
   } catch {
     return null;
   }
+}
+
+function pendingHeader(instance: string): Buffer {
+  const h = Buffer.alloc(PENDING_HEADER);
+  h.write(PENDING_MAGIC, 0, "latin1");
+  h.write(instance, PENDING_MAGIC.length, 32, "latin1");
+  return h;
+}
+
+/**
+ * The blocks pending in a journal's pending file, per disk (ascending, merged), as far as
+ * `pendingBytes` says; with `all` false only whether the file is whole (true). Null when it is not
+ * this journal's, is shorter, or its records do not end exactly there.
+ */
+function readPending(
+  file: string,
+  saved: JournalFile,
+  disks: number,
+  all: boolean,
+): [number, number][][] | true | null {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return null;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < saved.pendingBytes) return null;
+    const buf = Buffer.allocUnsafe(all ? saved.pendingBytes : PENDING_HEADER);
+    if (readSync(fd, buf, 0, buf.length, 0) !== buf.length) return null;
+    if (!buf.subarray(0, PENDING_HEADER).equals(pendingHeader(saved.instance))) return null;
+    if (!all) return true;
+    const out: [number, number][][] = Array.from({ length: disks }, () => []);
+    let at = PENDING_HEADER;
+    while (at < buf.length) {
+      if (at + 8 > buf.length) return null;
+      const disk = buf.readUInt32LE(at);
+      const n = buf.readUInt32LE(at + 4);
+      at += 8;
+      if (disk >= disks || at + n * 16 > buf.length) return null;
+      for (let k = 0; k < n; k++, at += 16) {
+        const a = buf.readDoubleLE(at);
+        const b = buf.readDoubleLE(at + 8);
+        if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || a < 0 || b <= a) return null;
+        out[disk]!.push([a, b]);
+      }
+    }
+    return out.map((r) => mergeRanges(r));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes one drain's blocks at `at` (past what is pending) and makes them durable: the new length. */
+function appendPending(file: string, at: number, ranges: [number, number][][]): number {
+  const parts: Buffer[] = [];
+  ranges.forEach((r, disk) => {
+    if (r.length === 0) return;
+    const b = Buffer.allocUnsafe(8 + r.length * 16);
+    b.writeUInt32LE(disk, 0);
+    b.writeUInt32LE(r.length, 4);
+    r.forEach(([x, y], k) => {
+      b.writeDoubleLE(x, 8 + k * 16);
+      b.writeDoubleLE(y, 16 + k * 16);
+    });
+    parts.push(b);
+  });
+  const data = Buffer.concat(parts);
+  if (data.length === 0) return at;
+  const fd = openSync(file, "r+");
+  try {
+    // (at a given place, not appended: bytes a lost truncate left past `at` are overwritten)
+    let done = 0;
+    while (done < data.length) done += writeSync(fd, data, done, data.length - done, at + done);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return at + data.length;
 }
 
 function sameKeys(a: readonly string[], b: readonly string[]): boolean {

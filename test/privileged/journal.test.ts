@@ -12,6 +12,7 @@ import {
   openSync,
   readFileSync,
   rmdirSync,
+  truncateSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -24,6 +25,7 @@ import { inspectDisk } from "../../src/replication/disk-source.ts";
 import {
   type ChangeJournalFactory,
   changeJournalFactory,
+  journalPending,
   removeJournal,
   sweepJournals,
 } from "../../src/replication/journal.ts";
@@ -121,7 +123,7 @@ async function rig(t: { after: (f: () => void | Promise<void>) => void }, mib = 
 function journalFile(state: string): {
   instance: string;
   coversSince: string | null;
-  pending: [number, number][][];
+  pendingBytes: number;
 } {
   return JSON.parse(readFileSync(path.join(state, "journal.json"), "utf8"));
 }
@@ -156,21 +158,9 @@ test("a point that fails keeps what it drained for the next one", { skip }, asyn
   const r = await rig(t);
   await r.point();
   const before = r.write(12);
-  const failing = new LocalSink(r.ds);
-  const broken: PointSink = {
-    target: failing.target,
-    latestPoint: (i) => failing.latestPoint(i),
-    digests: (i, p, d, from, count) => failing.digests(i, p, d, from, count),
-    missing: (h) => failing.missing(h),
-    send: (f, k) => failing.send(f, k),
-    commit: async () => {
-      throw new Error("the process server went away");
-    },
-    close: () => failing.close(),
-  };
-  await assert.rejects(r.point(broken), /went away/);
-  const pending = journalFile(r.state).pending[0]!;
-  assert.ok(pending.length > 0, "the drained units wait in journal.json");
+  await assert.rejects(r.point(commitFails(r.ds)), /went away/);
+  const pending = journalPending(r.state, 1)![0]!;
+  assert.ok(pending.length > 0, "the drained blocks wait in journal.pending");
   const since = r.write(5);
   const next = await r.point();
   assert.equal(next.journaledDisks, 1);
@@ -180,7 +170,7 @@ test("a point that fails keeps what it drained for the next one", { skip }, asyn
     "the failed point's blocks and those since",
   );
   await r.assertLatestEqualsDisk();
-  assert.deepEqual(journalFile(r.state).pending, [[]]);
+  assert.deepEqual(journalPending(r.state, 1), [[]]);
 });
 
 test("a journal that cannot vouch makes the point read the whole disk, and a new one is armed", {
@@ -271,12 +261,24 @@ test("one point at a time per agent state; a second loop device on the backing f
   // a journal.json of the wrong shape: re-armed, nothing thrown
   writeFileSync(
     path.join(r.state, "journal.json"),
-    JSON.stringify({ ...journalFile(r.state), pending: [null] }),
+    JSON.stringify({ ...journalFile(r.state), pendingBytes: "many" }),
   );
   r.write(2);
   const damaged = await r.point();
   assert.equal(damaged.journaledDisks, 0);
   assert.equal(damaged.changedBlocks, 2);
+  await r.assertLatestEqualsDisk();
+
+  // a pending file cut short (what a point drained is in it): the journal cannot vouch
+  r.write(2);
+  await assert.rejects(r.point(commitFails(r.ds)), /went away/);
+  const { pendingBytes } = journalFile(r.state);
+  assert.ok(pendingBytes > 40, "the failed point's drain is pending");
+  truncateSync(path.join(r.state, "journal.pending"), pendingBytes - 16);
+  const cut = await r.point();
+  assert.equal(cut.journaledDisks, 0);
+  assert.match(cut.warnings.join("\n"), /cannot read its journal.pending/);
+  assert.equal(cut.changedBlocks, 2);
   await r.assertLatestEqualsDisk();
 
   // another loop device on the same backing file: its writes would reach the file unseen
@@ -426,3 +428,19 @@ test("the agent daemon drains a filling journal between points: points far apart
     await ds.close();
   }
 });
+
+/** A sink that does everything a point needs but commit it. */
+function commitFails(ds: Datastore): PointSink {
+  const s = new LocalSink(ds);
+  return {
+    target: s.target,
+    latestPoint: (i) => s.latestPoint(i),
+    digests: (i, p, d, from, count) => s.digests(i, p, d, from, count),
+    missing: (h) => s.missing(h),
+    send: (f, k) => s.send(f, k),
+    commit: async () => {
+      throw new Error("the process server went away");
+    },
+    close: () => s.close(),
+  };
+}
