@@ -5,7 +5,7 @@
 // only what the server does not hold yet, so a failure costs a retry, never a corrupt point.
 import type { Logger } from "pino";
 import { SwitchbackError } from "../domain/errors.ts";
-import type { ItemName } from "../domain/ids.ts";
+import type { ItemName, PointId } from "../domain/ids.ts";
 import { inspectDisk } from "../replication/disk-source.ts";
 import { type ChangeJournal, changeJournalFactory } from "../replication/journal.ts";
 import { RemoteSink } from "../replication/remote-sink.ts";
@@ -70,6 +70,10 @@ export class AgentDaemon {
   readonly #journal: ReturnType<typeof changeJournalFactory>;
   /** the journal as seen between points, to drain a filling trace buffer (made again after each point) */
   #absorber: ChangeJournal | null = null;
+  /** the last point this daemon committed (the journal must cover writes since it to be drained) */
+  #lastPoint: PointId | undefined;
+  /** the last warning logged about the journal between points, not repeated every second */
+  #lastAbsorbWarning: string | null = null;
 
   constructor(o: AgentDaemonOptions) {
     this.#o = o;
@@ -132,10 +136,7 @@ export class AgentDaemon {
           lastCrash + crashEveryMs,
           hooksDir !== undefined ? lastApp + appEveryMs : Infinity,
         );
-        // awake every second between points: a busy disk's writes would overflow the write
-        // journal's trace buffer before a point far apart drained it
-        await this.#sleep(Math.min(next - now, ABSORB_EVERY_MS));
-        await this.#absorb();
+        await this.#idle(next - now);
         continue;
       }
       const consistency = appDue ? "app" : "crash";
@@ -156,7 +157,7 @@ export class AgentDaemon {
           );
           for (const q of this.#requests.splice(0)) q.reject(e);
         }
-        await this.#sleep(backoff(r.code, failures));
+        await this.#idle(backoff(r.code, failures));
       }
     }
     log.info("agent stopped");
@@ -215,6 +216,7 @@ export class AgentDaemon {
         "point committed",
       );
       o.onPoint?.(r);
+      this.#lastPoint = r.pointId;
       return { ok: true, result: r, startedAt };
     } catch (err) {
       const code =
@@ -232,31 +234,50 @@ export class AgentDaemon {
     }
   }
 
-  /** Drains the write journal's trace into its file when the buffer is filling (journal.ts absorb). */
-  async #absorb(): Promise<void> {
-    if (this.#journal === undefined || this.#stopping) return;
-    try {
-      this.#absorber ??= await this.#journal(this.#o.stateDir, this.#o.disks.map(inspectDisk));
-      const warning = (await this.#absorber?.absorb?.()) ?? null;
-      if (warning !== null) this.#o.log.warn({ warning }, "write journal");
-    } catch (err) {
-      // (a disk gone or resized: the next point says so)
-      this.#absorber = null;
-      this.#o.log.warn({ error: (err as Error).message }, "write journal not drained between points");
+  /**
+   * Waits `ms` (or until woken), awake every second meanwhile: a busy disk's writes would overflow
+   * the write journal's trace buffer before a point far apart (or a server back after a while)
+   * drained it.
+   */
+  async #idle(ms: number): Promise<void> {
+    for (const until = Date.now() + ms; !this.#stopping; ) {
+      const left = until - Date.now();
+      if (left <= 0) return;
+      const woken = await this.#sleep(Math.min(left, ABSORB_EVERY_MS));
+      if (woken) return;
+      await this.#absorb();
     }
   }
 
-  #sleep(ms: number): Promise<void> {
-    if (this.#stopping || ms <= 0) return Promise.resolve();
+  /** Drains the write journal's trace into its files when the buffer is filling (journal.ts absorb). */
+  async #absorb(): Promise<void> {
+    if (this.#journal === undefined || this.#stopping) return;
+    let warning: string | null;
+    try {
+      this.#absorber ??= await this.#journal(this.#o.stateDir, this.#o.disks.map(inspectDisk));
+      warning = (await this.#absorber?.absorb?.(this.#lastPoint)) ?? null;
+    } catch (err) {
+      // (a disk gone or resized: the next point says so)
+      this.#absorber = null;
+      warning = `write journal not drained between points: ${(err as Error).message}`;
+    }
+    if (warning !== null && warning !== this.#lastAbsorbWarning)
+      this.#o.log.warn({ warning }, "write journal");
+    this.#lastAbsorbWarning = warning;
+  }
+
+  /** Sleeps `ms`; true when woken before (a point requested, or stopping). */
+  #sleep(ms: number): Promise<boolean> {
+    if (this.#stopping || ms <= 0) return Promise.resolve(this.#stopping);
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
+      const t = setTimeout(() => done(false), ms);
+      function done(woken: boolean) {
         clearTimeout(t);
-        resolve();
+        resolve(woken);
       }
       this.#wake = () => {
         this.#wake = null;
-        done();
+        done(true);
       };
     });
   }

@@ -45,6 +45,8 @@ export interface VaultAgentOptions {
   shutdown: { kind: "process-group" } | { kind: "command"; command: string } | { kind: "none" };
   snapshot?: SnapshotMode;
   hooksDir?: string;
+  /** the write journal's trace buffer per CPU, KiB (default 4 MiB) */
+  journalBufferKbPerCpu?: number;
   log: Logger;
 }
 
@@ -214,6 +216,9 @@ export class VaultAgent {
       diskUuids: this.identity.disks.map((d) => d.uuid),
       ...(this.#o.hooksDir !== undefined && a.appEverySeconds > 0 ? { hooksDir: this.#o.hooksDir } : {}),
       ...(this.#o.snapshot !== undefined ? { snapshot: this.#o.snapshot } : {}),
+      ...(this.#o.journalBufferKbPerCpu !== undefined
+        ? { journalBufferKbPerCpu: this.#o.journalBufferKbPerCpu }
+        : {}),
       deadlineMs: 30_000,
       log: this.#o.log,
       onProgress: (p) => {

@@ -13,7 +13,7 @@
 // leaves them for the next. Whatever breaks that chain (lost events, devices attached or detached,
 // a journal armed after the last point, a missing or unreadable file) makes `since` answer null for
 // the disk: the pass then reads it whole, as without a journal, and the journal starts afresh.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
   existsSync,
@@ -52,6 +52,23 @@ const LOCK = "journal.lock";
 const PENDING = "journal.pending";
 const PENDING_MAGIC = "SBJPEND1";
 const PENDING_HEADER = PENDING_MAGIC.length + 32;
+/**
+ * The image files' extents (extentsOf's four numbers each), rewritten only when they changed (a
+ * write in place changes none): EXTENTS_MAGIC, the instance name (32 bytes), then per image file a
+ * u32 disk, a u32 count of extents and 4 × count f64, little-endian.
+ */
+const EXTENTS = "journal.extents";
+/** a trace buffer this full (of its fullest CPU) is drained before the point that would */
+const DRAIN_AT = 0.25;
+/** how often a point looks at the buffer while it runs */
+const DRAIN_EVERY_MS = 1000;
+/** pending past this many bytes is merged and rewritten by the next drain between points */
+const COMPACT_BYTES = 8 * 1024 * 1024;
+/** more block ranges pending than this (16 bytes each) and the journal gives up: read whole */
+const MAX_PENDING_RANGES = 8_000_000;
+/** how long a point waits for the journal lock (held by a drain between points, say) */
+const LOCK_WAIT_MS = 3000;
+const EXTENTS_MAGIC = "SBJEXTS1";
 
 interface JournalFile {
   version: 4;
@@ -68,11 +85,11 @@ interface JournalFile {
   /** when it was armed (ms since the epoch): a journal is trusted for `maxAgeMs` at most */
   armedAt: number;
   /**
-   * per disk: an image file's extents (extentsOf's four numbers each) as the last drain (or the
-   * arming) saw them, which places the next drain's sectors in the file and tells what moved
-   * since; null for a block device
+   * SHA-256 (hex) of journal.extents, which holds the image files' extents as the last drain (or the
+   * arming) saw them: they place the next drain's sectors in the files and tell what moved since;
+   * null when no disk is an image file
    */
-  extents: (number[] | null)[];
+  extentsHash: string | null;
 }
 
 /**
@@ -90,15 +107,23 @@ export interface ChangeJournal {
    */
   since(last: PointId | null): Promise<([number, number][] | null)[]>;
   /** The point is committed: from now on the journal covers writes since it. */
-  committed(point: PointId): void;
+  committed(point: PointId): Promise<void> | void;
   /** The point is over, committed or not: let the next one use the journal. */
-  release(): void;
+  release(): Promise<void> | void;
   /**
-   * Between points (the agent daemon, every second): drains what the kernel holds into `pending`
-   * once a CPU's trace buffer is a quarter full, so that a busy disk does not overflow it before the
-   * next point. Returns a warning when the journal lost track, else null.
+   * While a point runs, the journal drains a filling trace buffer every second (a long pass on a
+   * busy disk would overflow it); nothing may be written while file systems are frozen: pause()
+   * stops that (resolving once a drain under way is done) until resume().
    */
-  absorb?(): Promise<string | null>;
+  pause?(): Promise<void>;
+  resume?(): void;
+  /**
+   * Between points (the agent daemon, every second): drains what the kernel holds into what is
+   * pending once a CPU's trace buffer is a quarter full, so that a busy disk does not overflow it
+   * before the next point. `last`: the agent's last committed point, when it knows it (a journal that
+   * covers another is left alone). Returns a warning when the journal lost track, else null.
+   */
+  absorb?(last?: PointId): Promise<string | null>;
   readonly warnings: readonly string[];
 }
 
@@ -117,6 +142,7 @@ export class WriteJournal implements ChangeJournal {
   readonly warnings: string[] = [];
   readonly #file: string;
   readonly #pendingFile: string;
+  readonly #extentsFile: string;
   readonly #disks: DiskInfo[];
   #state: JournalFile | null = null;
 
@@ -124,6 +150,11 @@ export class WriteJournal implements ChangeJournal {
   #held: HeldLock | null = null;
 
   readonly #maxAgeMs: number;
+  /** while a point runs: where the records drained after its own drain begin in journal.pending */
+  #sinceEnd = 0;
+  #during: NodeJS.Timeout | undefined;
+  #duringDrain: Promise<void> | null = null;
+  #paused = false;
 
   /** the trace buffer per CPU of a journal armed here, KiB (default: the tracker's, 4 MiB) */
   readonly #bufferKbPerCpu: number | undefined;
@@ -131,6 +162,7 @@ export class WriteJournal implements ChangeJournal {
   constructor(stateDir: string, disks: DiskInfo[], maxAgeMs = JOURNAL_MAX_AGE_MS, bufferKbPerCpu?: number) {
     this.#file = path.resolve(stateDir, FILE);
     this.#pendingFile = path.resolve(stateDir, PENDING);
+    this.#extentsFile = path.resolve(stateDir, EXTENTS);
     this.#lockFile = path.resolve(stateDir, LOCK);
     this.#disks = disks;
     this.#maxAgeMs = maxAgeMs;
@@ -140,8 +172,11 @@ export class WriteJournal implements ChangeJournal {
   async since(last: PointId | null): Promise<([number, number][] | null)[]> {
     sweepJournals();
     // one point at a time per agent state: a second process draining the same journal, or saving its
-    // file, could take writes away from the point that will commit (docs/consistency.md)
-    if (!this.#lock()) {
+    // file, could take writes away from the point that will commit (docs/consistency.md); a drain
+    // between points holds the lock for a moment only
+    for (const until = Date.now() + LOCK_WAIT_MS; !this.#lock() && Date.now() < until; )
+      await new Promise((r) => setTimeout(r, 50));
+    if (this.#held === null) {
       this.warnings.push(
         `another process (pid in ${this.#lockFile}) is taking a point with this agent state; the disks are read whole`,
       );
@@ -164,9 +199,10 @@ export class WriteJournal implements ChangeJournal {
         `write journal ${saved.instance} is older than ${Math.round(this.#maxAgeMs / 3600_000)} h: the disks are read whole once, as a check`,
       );
     if (saved !== null && usable) {
-      const r = await this.#drain(saved, true);
+      const r = await this.#drain(saved, "point");
       if (!("lost" in r)) {
         this.#state = r.state;
+        this.#startDuring();
         return r.pending!;
       }
       this.warnings.push(`${r.lost}; the disks are read whole`);
@@ -186,9 +222,22 @@ export class WriteJournal implements ChangeJournal {
       coversSince: null,
       pendingBytes: PENDING_HEADER,
       armedAt: Date.now(),
-      extents: this.#disks.map(() => null),
+      extentsHash: null,
     };
-    writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
+    try {
+      this.#arm(instance);
+    } catch (err) {
+      this.#state = null; // (nothing armed: the commit must not vouch for it)
+      throw err;
+    }
+    if (this.#state !== null) this.#startDuring();
+    return this.#disks.map(() => null);
+  }
+
+  /** Arms the journal `#state` names (its file written first, with nothing to vouch for). */
+  #arm(instance: string): void {
+    const state = this.#state!;
+    writeFileAtomic(this.#file, JSON.stringify(state), 0o644, EPHEMERAL);
     // (not fsynced: until a commit vouches for the journal nothing relies on it, and a header lost
     // after that makes the file unreadable, which vouches for nothing)
     writeFileSync(this.#pendingFile, pendingHeader(instance));
@@ -210,15 +259,62 @@ export class WriteJournal implements ChangeJournal {
       );
       TracefsWriteTracker.removeInstance(instance);
       this.#state = null;
-      return this.#disks.map(() => null);
+      return;
     }
-    this.#state.extents = extents.map((m) => (m === null ? null : Array.from(m)));
-    return this.#disks.map(() => null);
+    if (extents.some((m) => m !== null)) {
+      // (not fsynced either: a file lost or torn does not match the hash the commit writes)
+      const bytes = encodeExtents(instance, extents);
+      writeFileAtomic(this.#extentsFile, bytes, 0o644, EPHEMERAL);
+      state.extentsHash = sha256(bytes);
+    }
   }
 
-  async absorb(atFill = 0.25): Promise<string | null> {
+  /** Drains a filling trace buffer every second while the point runs (not while paused). */
+  #startDuring(): void {
+    this.#sinceEnd = this.#state!.pendingBytes;
+    this.#during = setInterval(() => {
+      const state = this.#state;
+      if (state === null || this.#paused || this.#duringDrain !== null) return;
+      if (bufferFill(state.instance) < DRAIN_AT) return;
+      this.#duringDrain = (async () => {
+        try {
+          const r = await this.#drain(state, "during");
+          if ("lost" in r) throw new Error(r.lost);
+          this.#state = r.state;
+        } catch (err) {
+          // the file vouches for nothing now (or never will): the commit must not either
+          this.warnings.push(`${(err as Error).message}; the next point reads the disks whole`);
+          this.#state = null;
+          clearInterval(this.#during);
+        }
+      })().finally(() => {
+        this.#duringDrain = null;
+      });
+    }, DRAIN_EVERY_MS);
+    this.#during.unref();
+  }
+
+  /** Stops draining during the point; resolves once a drain under way is done. */
+  async #stopDuring(): Promise<void> {
+    clearInterval(this.#during);
+    this.#during = undefined;
+    await this.#duringDrain;
+  }
+
+  async pause(): Promise<void> {
+    this.#paused = true;
+    await this.#duringDrain;
+  }
+
+  resume(): void {
+    this.#paused = false;
+  }
+
+  async absorb(last?: PointId, atFill = DRAIN_AT): Promise<string | null> {
     const peek = readJournalFile(this.#file);
     if (peek === null || peek.coversSince === null || bufferFill(peek.instance) < atFill) return null;
+    // (a journal that covers since another point than the agent's last is the next point's to replace)
+    if (last !== undefined && peek.coversSince !== last) return null;
     if (!this.#lock()) return null; // a point is under way: it drains
     try {
       // read again under the lock: a point may have just re-armed or advanced it
@@ -228,7 +324,8 @@ export class WriteJournal implements ChangeJournal {
       // (a journal that no longer fits its disks, or an old one, is the next point's to replace)
       if ("refused" in plan || !this.#fits(saved, plan.keys) || Date.now() - saved.armedAt > this.#maxAgeMs)
         return null;
-      const r = await this.#drain(saved, false);
+      if (last !== undefined && saved.coversSince !== last) return null;
+      const r = await this.#drain(saved, "between");
       return "lost" in r ? `${r.lost}; the next point reads the disks whole` : null;
     } finally {
       this.release();
@@ -254,82 +351,116 @@ export class WriteJournal implements ChangeJournal {
   /** Whether a saved journal is of these disks, as they are now. */
   #fits(saved: JournalFile, keys: string[]): boolean {
     return (
-      saved.extents.length === this.#disks.length &&
-      this.#disks.every((d, i) => d.kind !== "file" || saved.extents[i] !== null) &&
+      this.#disks.some((d) => d.kind === "file") === (saved.extentsHash !== null) &&
       sameKeys(saved.keys, keys)
     );
   }
 
   /**
-   * Drains the kernel's events into the pending blocks of a journal that vouches, and saves them
-   * (durably): the new state and, when `all`, every block pending now; or why it lost track, in
-   * which case the file vouches for nothing any more.
+   * Drains the kernel's events into the pending blocks of a journal and saves them (durably): the new
+   * state and, for a point's own drain, every block pending now; or why it lost track, in which case
+   * the file vouches for nothing any more. A point's drain rewrites what is pending, merged; a drain
+   * during a point only appends (the commit keeps those records: they came after the point's own
+   * drain); one between points appends, and merges and rewrites once it is past COMPACT_BYTES.
    */
   async #drain(
     saved: JournalFile,
-    all: boolean,
+    how: "point" | "during" | "between",
   ): Promise<{ state: JournalFile; pending: [number, number][][] | null } | { lost: string }> {
-    const before = readPending(this.#pendingFile, saved, this.#disks.length, all);
-    if (before === null)
-      return { lost: `write journal ${saved.instance} cannot read its ${PENDING} (damaged or gone)` };
     const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks, FILES);
-    // Draining consumes the events: until what is drained is saved in `pending`, the file must not
-    // vouch for anything, so that a crash (or a failed save) in between re-arms instead.
-    writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
-    if (fresh) {
-      // (made just now under the old name: it must not pass for the journal that was there)
-      tracker.detach();
-      TracefsWriteTracker.removeInstance(saved.instance);
-      return { lost: `write journal ${saved.instance} was gone` };
-    }
-    let drained: ([number, number][] | null)[];
-    let maps: (Float64Array | null)[];
     try {
-      // an image file's dirty pages are written out first, so that its writes are in the trace
-      // when it is drained, and its extents taken, which place them in the file
-      maps = this.#disks.map((d) => (d.kind === "file" ? extentsOfFile(d.path) : null));
-      drained = await tracker.collect(BLOCK_SIZE);
-    } finally {
-      tracker.detach(); // what comes after stays in the kernel for the next point
-    }
-    let unordered: string | null = null;
-    const written = drained.map((r, i) => {
-      const d = this.#disks[i]!;
-      if (r === null || d.kind !== "file") return r;
-      const now = maps[i];
-      const base = saved.extents[i];
-      if (now == null || base == null) return null;
-      // writes that landed in the file's extents, and every block whose place moved (allocated,
-      // punched, zeroed, cloned over, defragmented) since the last drain
-      const moved = changedByExtents(Float64Array.from(base), now, d.sizeBytes, true);
-      if (moved === null) {
-        unordered = d.path;
-        return null;
+      // Draining consumes the events: until what is drained is saved, the file must not vouch for
+      // anything, so that a crash (or a failed save) in between re-arms instead.
+      writeFileAtomic(this.#file, JSON.stringify({ ...saved, coversSince: null }));
+      if (fresh) {
+        // (made just now under the old name: it must not pass for the journal that was there)
+        TracefsWriteTracker.removeInstance(saved.instance);
+        return { lost: `write journal ${saved.instance} was gone` };
       }
-      return mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
-    });
-    if (written.every((r) => r !== null)) {
+      const merge = how === "point" || (how === "between" && saved.pendingBytes > COMPACT_BYTES);
+      const before = readPending(this.#pendingFile, saved, this.#disks.length, merge);
+      if (before === null)
+        return { lost: `write journal ${saved.instance} cannot read its ${PENDING} (damaged or gone)` };
+      const bases = readExtents(this.#extentsFile, saved, this.#disks);
+      if (bases === null)
+        return { lost: `write journal ${saved.instance} cannot read its ${EXTENTS} (damaged or gone)` };
+      // an image file's dirty pages are written out first, so that its writes are in the trace when
+      // it is drained, and its extents taken, which place them in the file
+      const maps = this.#disks.map((d) => (d.kind === "file" ? extentsOfFile(d.path) : null));
+      const drained = await tracker.collect(BLOCK_SIZE);
+      let unordered: string | null = null;
+      const written = drained.map((r, i) => {
+        const d = this.#disks[i]!;
+        if (r === null || d.kind !== "file") return r;
+        const now = maps[i];
+        const base = bases[i];
+        if (now == null || base == null) return null;
+        // writes that landed in the file's extents, and every block whose place moved (allocated,
+        // punched, zeroed, cloned over, defragmented) since the last drain
+        const moved = changedByExtents(base, now, d.sizeBytes, true);
+        if (moved === null) {
+          unordered = d.path;
+          return null;
+        }
+        return mergeRanges([...blocksAtSectors(now, r, d.sizeBytes), ...moved]);
+      });
+      if (!written.every((r) => r !== null)) {
+        const why = !drained.every((r) => r !== null)
+          ? tracker.warnings.join("; ")
+          : unordered !== null
+            ? `the extents of ${unordered} overlapped: they changed while they were read`
+            : "the extents of an image file could not be read";
+        return { lost: `write journal ${saved.instance} lost track of writes (${why})` };
+      }
       const ranges = written as [number, number][][];
-      const pendingBytes = appendPending(this.#pendingFile, saved.pendingBytes, ranges);
-      const extents = maps.map((m) => (m === null ? null : Array.from(m)));
-      const state = { ...saved, pendingBytes, extents };
+      let pending: [number, number][][] | null = null;
+      let pendingBytes: number;
+      if (before !== true) {
+        pending = ranges.map((r, i) => mergeRanges([...r, ...before[i]!]));
+        const count = pending.reduce((n, r) => n + r.length, 0);
+        if (count > MAX_PENDING_RANGES)
+          return {
+            lost: `write journal ${saved.instance} holds ${count} block ranges pending, more than ${MAX_PENDING_RANGES}`,
+          };
+        pendingBytes = writePending(this.#pendingFile, saved.instance, pending);
+      } else pendingBytes = appendPending(this.#pendingFile, saved.pendingBytes, ranges);
+      let { extentsHash } = saved;
+      if (maps.some((m, i) => !sameExtents(m, bases[i]!))) {
+        const bytes = encodeExtents(saved.instance, maps);
+        writeFileAtomic(this.#extentsFile, bytes);
+        extentsHash = sha256(bytes);
+      }
+      const state = { ...saved, pendingBytes, extentsHash };
       writeFileAtomic(this.#file, JSON.stringify(state));
-      const pending = before === true ? null : ranges.map((r, i) => mergeRanges([...r, ...before[i]!]));
       return { state, pending };
+    } finally {
+      tracker.detach(); // what comes after stays in the kernel for the next drain
     }
-    const why = !drained.every((r) => r !== null)
-      ? tracker.warnings.join("; ")
-      : unordered !== null
-        ? `the extents of ${unordered} overlapped: they changed while they were read`
-        : "the extents of an image file could not be read";
-    return { lost: `write journal ${saved.instance} lost track of writes (${why})` };
   }
 
-  committed(point: PointId): void {
+  async committed(point: PointId): Promise<void> {
+    await this.#stopDuring();
     if (this.#state === null || this.#held === null) return;
-    // writes recorded after `since` drained are still in the kernel's buffer for the next point
-    this.#state = { ...this.#state, coversSince: point, pendingBytes: PENDING_HEADER };
+    // Writes recorded after `since` drained are still in the kernel's buffer for the next point, or
+    // were drained during the point into records past #sinceEnd: those stay pending.
+    const { instance, pendingBytes } = this.#state;
+    const after = pendingBytes - this.#sinceEnd;
+    if (after > 0) {
+      const kept = Buffer.allocUnsafe(PENDING_HEADER + after);
+      pendingHeader(instance).copy(kept);
+      const fd = openSync(this.#pendingFile, "r");
+      try {
+        if (readSync(fd, kept, PENDING_HEADER, after, this.#sinceEnd) !== after)
+          throw new Error(`${PENDING} is shorter than its journal says`);
+      } finally {
+        closeSync(fd);
+      }
+      // durable before the journal file names its length (which need not be: an older file names an older point)
+      writeFileAtomic(this.#pendingFile, kept);
+    }
+    this.#state = { ...this.#state, coversSince: point, pendingBytes: PENDING_HEADER + after };
     writeFileAtomic(this.#file, JSON.stringify(this.#state), 0o644, EPHEMERAL);
+    if (after > 0) return;
     // what the file says is pending is the header alone from now on: the rest may go
     try {
       truncateSync(this.#pendingFile, PENDING_HEADER);
@@ -338,7 +469,8 @@ export class WriteJournal implements ChangeJournal {
     }
   }
 
-  release(): void {
+  async release(): Promise<void> {
+    await this.#stopDuring();
     this.#held?.release();
     this.#held = null;
   }
@@ -545,18 +677,74 @@ function parseJournalFile(text: string): JournalFile | null {
     if (!Number.isFinite(j.armedAt)) return null;
     if (!Number.isSafeInteger(j.pendingBytes) || j.pendingBytes < PENDING_HEADER) return null;
     if (
-      !Array.isArray(j.extents) ||
-      j.extents.length !== j.keys.length ||
-      !j.extents.every(
-        (e) =>
-          e === null || (Array.isArray(e) && e.length % 4 === 0 && e.every((x) => Number.isSafeInteger(x))),
-      )
+      j.extentsHash !== null &&
+      !(typeof j.extentsHash === "string" && /^[0-9a-f]{64}$/.test(j.extentsHash))
     )
       return null;
     return j;
   } catch {
     return null;
   }
+}
+
+function sha256(b: Uint8Array): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+function encodeExtents(instance: string, maps: readonly (Float64Array | null)[]): Buffer {
+  const parts: Buffer[] = [Buffer.alloc(EXTENTS_MAGIC.length + 32)];
+  parts[0]!.write(EXTENTS_MAGIC, 0, "latin1");
+  parts[0]!.write(instance, EXTENTS_MAGIC.length, 32, "latin1");
+  maps.forEach((m, disk) => {
+    if (m === null) return;
+    const h = Buffer.allocUnsafe(8);
+    h.writeUInt32LE(disk, 0);
+    h.writeUInt32LE(m.length / 4, 4);
+    parts.push(h, Buffer.from(m.buffer, m.byteOffset, m.byteLength));
+  });
+  return Buffer.concat(parts);
+}
+
+/**
+ * The image files' extents a journal saved, per disk (null for a block device); null when the file
+ * is not the one journal.json names (by its hash), or lacks an image file's extents.
+ */
+function readExtents(
+  file: string,
+  saved: JournalFile,
+  disks: readonly DiskInfo[],
+): (Float64Array | null)[] | null {
+  const out: (Float64Array | null)[] = disks.map(() => null);
+  if (saved.extentsHash === null) return disks.some((d) => d.kind === "file") ? null : out;
+  let buf: Buffer;
+  try {
+    buf = readFileSync(file);
+  } catch {
+    return null;
+  }
+  if (sha256(buf) !== saved.extentsHash) return null;
+  let at = EXTENTS_MAGIC.length + 32;
+  while (at + 8 <= buf.length) {
+    const disk = buf.readUInt32LE(at);
+    const n = buf.readUInt32LE(at + 4);
+    at += 8;
+    if (disk >= disks.length || at + n * 32 > buf.length) return null;
+    // (copied out: a Float64Array needs 8-byte alignment)
+    out[disk] = new Float64Array(buf.buffer.slice(buf.byteOffset + at, buf.byteOffset + at + n * 32));
+    at += n * 32;
+  }
+  if (at !== buf.length || disks.some((d, i) => d.kind === "file" && out[i] === null)) return null;
+  return out;
+}
+
+function sameExtents(a: Float64Array | null, b: Float64Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return (
+    a.length === b.length &&
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+      Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+    )
+  );
 }
 
 function pendingHeader(instance: string): Buffer {
@@ -611,8 +799,14 @@ function readPending(
   }
 }
 
-/** Writes one drain's blocks at `at` (past what is pending) and makes them durable: the new length. */
-function appendPending(file: string, at: number, ranges: [number, number][][]): number {
+/** Rewrites what is pending as one record per disk, durably: the new length. */
+function writePending(file: string, instance: string, ranges: [number, number][][]): number {
+  const data = Buffer.concat([pendingHeader(instance), encodeRanges(ranges)]);
+  writeFileAtomic(file, data);
+  return data.length;
+}
+
+function encodeRanges(ranges: [number, number][][]): Buffer {
   const parts: Buffer[] = [];
   ranges.forEach((r, disk) => {
     if (r.length === 0) return;
@@ -625,7 +819,12 @@ function appendPending(file: string, at: number, ranges: [number, number][][]): 
     });
     parts.push(b);
   });
-  const data = Buffer.concat(parts);
+  return Buffer.concat(parts);
+}
+
+/** Writes one drain's blocks at `at` (past what is pending) and makes them durable: the new length. */
+function appendPending(file: string, at: number, ranges: [number, number][][]): number {
+  const data = encodeRanges(ranges);
   if (data.length === 0) return at;
   const fd = openSync(file, "r+");
   try {
@@ -671,17 +870,20 @@ export function changeJournalFactory(
           return disks.map(() => null);
         }
       },
-      committed: (point) => {
+      committed: async (point) => {
         try {
-          j.committed(point);
+          await j.committed(point);
         } catch (err) {
           warnings.push(`write journal not advanced (${(err as Error).message})`);
         }
+        warnings.push(...j.warnings.filter((w) => !warnings.includes(w)));
       },
       release: () => j.release(),
-      absorb: async () => {
+      pause: () => j.pause(),
+      resume: () => j.resume(),
+      absorb: async (last) => {
         try {
-          return await j.absorb();
+          return await j.absorb(last);
         } catch (err) {
           return `write journal not drained between points (${(err as Error).message})`;
         }

@@ -34,6 +34,7 @@ import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
 import { ParentDigests } from "./parent-digests.ts";
 import { PointEntries } from "./point-entries.ts";
+import { quiesced } from "./quiesce.ts";
 import { type Batch, blockCount, recycleFrame, type ScanJob, unitCount } from "./scan.ts";
 import { defaultWorkers, scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
@@ -41,28 +42,7 @@ import { changedBlocks, nativeUnitPass } from "./unit-pass.ts";
 
 export type SnapshotMode = "auto" | "freeze" | "reflink" | "none";
 
-/**
- * The stretch from the pre-snapshot hooks to the post-snapshot hooks (file systems frozen in between).
- * A process that has to exit waits for it to end rather than leave an application quiesced.
- */
-let quiescedUntil: Promise<void> | null = null;
-
-export function quiescedSection(): Promise<void> | null {
-  return quiescedUntil;
-}
-
-async function quiesced<T>(fn: () => Promise<T>): Promise<T> {
-  let done = () => {};
-  quiescedUntil = new Promise<void>((r) => {
-    done = r;
-  });
-  try {
-    return await fn();
-  } finally {
-    quiescedUntil = null;
-    done();
-  }
-}
+export { quiescedSection } from "./quiesce.ts";
 
 /** Batches being shipped at once (each asks `missing`, then sends its frame). */
 const SHIP_WINDOW = 16;
@@ -472,7 +452,15 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
             // post hooks run even when the freeze or the frozen copy fails: never leave an application quiesced
             try {
               const freezer = new Freezer(snapshot.mounts);
-              freezer.freeze();
+              // nothing may write to a file system that may be frozen: the journal stops draining
+              // (and a drain under way ends) before the freeze
+              await journal?.pause?.();
+              try {
+                freezer.freeze();
+              } catch (err) {
+                journal?.resume?.();
+                throw err;
+              }
               try {
                 await faultPauseFrozen();
                 // the tracker is drained only now: the freeze has flushed the file systems, so their last
@@ -488,6 +476,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
                 await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
               } finally {
                 maxFreezeMs = freezer.thaw();
+                journal?.resume?.();
               }
             } finally {
               await postHooks();
@@ -617,12 +606,14 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
       }
       // the point is committed whatever happens here: a journal not advanced is re-armed next time
       try {
-        journal?.committed(pointId);
+        await journal?.committed(pointId);
       } catch (err) {
         warnings.push(
           `write journal not advanced (${(err as Error).message}); the next point reads the disks whole`,
         );
       }
+      // (what the journal found while the point ran: a drain that lost track, say)
+      for (const w of journal?.warnings ?? []) if (!warnings.includes(w)) warnings.push(w);
       lap("state");
       return {
         pointId,
@@ -659,7 +650,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
         })),
       };
     } finally {
-      journal?.release(); // a point that failed leaves the journal to the next one
+      await journal?.release(); // a point that failed leaves the journal to the next one
     }
   } finally {
     // a point that failed leaves the hash files as they were (commit releases them otherwise)

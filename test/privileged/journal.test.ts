@@ -3,6 +3,7 @@
 // it drained for the next; whatever breaks the chain (the instance gone, an event disabled, another
 // device) makes a point read the whole disk and stay correct; strays are swept.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   closeSync,
@@ -444,3 +445,56 @@ function commitFails(ds: Datastore): PointSink {
     close: () => s.close(),
   };
 }
+
+test("a point whose pass outlasts the trace buffer drains it while it runs, and keeps what it drained after its own drain for the next point", {
+  skip,
+}, async (t) => {
+  const r = await rig(t);
+  const journal = changeJournalFactory("tracefs", undefined, 16)!;
+  // a pass of ~6 s (each batch's question answered after 200 ms) while another process writes 800
+  // blocks over ~4 s: ~80 kB of trace events, where two CPUs' 16 KiB buffers hold 32 KiB
+  const local = new LocalSink(r.ds);
+  const slow: PointSink = {
+    target: local.target,
+    latestPoint: (i) => local.latestPoint(i),
+    digests: (i, p, d, from, count) => local.digests(i, p, d, from, count),
+    missing: async (h) => {
+      await new Promise((res) => setTimeout(res, 200));
+      return local.missing(h);
+    },
+    send: (f, k) => local.send(f, k),
+    commit: (m) => local.commit(m),
+    close: () => local.close(),
+  };
+  const writer = spawn(process.execPath, [
+    "-e",
+    `const fs = require("node:fs"), { randomBytes } = require("node:crypto");
+     const fd = fs.openSync(${JSON.stringify(r.dev)}, "r+");
+     for (let burst = 0; burst < 16; burst++) {
+       for (let k = 0; k < 50; k++) fs.writeSync(fd, randomBytes(4096), 0, 4096, Math.floor(Math.random() * 16384) * 4096);
+       fs.fsyncSync(fd);
+       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 250);
+     }`,
+  ]);
+  const wrote = new Promise<number | null>((res) => writer.on("exit", res));
+  const first = await replicateOnce({
+    item,
+    disks: [r.dev],
+    stateDir: r.state,
+    sink: slow,
+    consistency: "crash",
+    snapshot: "none",
+    journal,
+  });
+  assert.equal(await wrote, 0, "the writer finished");
+  assert.ok(first.durationMs > 4500, `the pass outlasted the writer (${first.durationMs} ms)`);
+  assert.deepEqual(first.warnings, []);
+  assert.ok(
+    (journalPending(r.state, 1)![0] ?? []).length > 0,
+    "what was drained during the point is pending",
+  );
+  const next = await takePointWith(r, journal);
+  assert.deepEqual(next.warnings, []);
+  assert.equal(next.journaledDisks, 1, "the journal vouched: drained while the long point ran");
+  await r.assertLatestEqualsDisk();
+});

@@ -81,8 +81,15 @@ export function register(program: Command): void {
         once?: boolean;
       }) => {
         const env = process.env;
+        const journalBuffer = parseSize(o.journalBuffer, "--journal-buffer");
+        if (journalBuffer < 16 * 1024 || journalBuffer > 256 * 1024 ** 2)
+          throw new SwitchbackError(
+            "INVALID_OPTION",
+            `--journal-buffer ${o.journalBuffer} is out of range; give 16K to 256M (per CPU)`,
+          );
+        const journalBufferKbPerCpu = Math.ceil(journalBuffer / 1024);
         const vault = o.vault ?? (o.server === undefined ? env.SWITCHBACK_VAULT : undefined);
-        if (vault !== undefined) return runUnderVault(vault, o);
+        if (vault !== undefined) return runUnderVault(vault, { ...o, journalBufferKbPerCpu });
         if (
           o.server === undefined ||
           o.tokenFile === undefined ||
@@ -107,12 +114,6 @@ export function register(program: Command): void {
             `--server ${JSON.stringify(o.server)} is not an http:// or https:// URL`,
           );
         }
-        const journalBuffer = parseSize(o.journalBuffer, "--journal-buffer");
-        if (journalBuffer < 16 * 1024 || journalBuffer > 256 * 1024 ** 2)
-          throw new SwitchbackError(
-            "INVALID_OPTION",
-            `--journal-buffer ${o.journalBuffer} is out of range; give 16K to 256M (per CPU)`,
-          );
         const token = readFileSync(o.tokenFile, "utf8").trim();
         if (token.length === 0) {
           throw new SwitchbackError(
@@ -147,7 +148,7 @@ export function register(program: Command): void {
           hookTimeoutMs: parseDuration(o.hookTimeout, "--hook-timeout"),
           snapshot: o.snapshot as SnapshotMode,
           deadlineMs: parseDuration(o.deadline, "--deadline"),
-          journalBufferKbPerCpu: Math.ceil(journalBuffer / 1024),
+          journalBufferKbPerCpu,
           log,
         });
         const stopTimeoutMs = parseDuration(o.stopTimeout, "--stop-timeout");
@@ -189,6 +190,7 @@ async function runUnderVault(
     hooks?: string;
     snapshot: string;
     stopTimeout: string;
+    journalBufferKbPerCpu: number;
   },
 ): Promise<void> {
   const env = process.env;
@@ -248,6 +250,7 @@ async function runUnderVault(
         : instanceId !== undefined
           ? { kind: "process-group" }
           : { kind: "none" },
+    journalBufferKbPerCpu: o.journalBufferKbPerCpu,
     ...(o.hooks !== undefined ? { hooksDir: o.hooks } : {}),
     snapshot: o.snapshot as SnapshotMode,
     log,
