@@ -544,17 +544,22 @@ function bufferFill(instance: string): number {
   return fullest;
 }
 
+/** An open file descriptor for reading, or null when the file cannot be opened (gone, say). */
+function openForReading(file: string): number | null {
+  try {
+    return openSync(file, "r");
+  } catch {
+    return null;
+  }
+}
+
 /** Image files are traced through the device of the file system that holds them. */
 const FILES = { files: "file-system" } as const;
 
 /** An image file's extents, its dirty pages written out first (FIEMAP_FLAG_SYNC), or null. */
 function extentsOfFile(file: string): Float64Array | null {
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch {
-    return null;
-  }
+  const fd = openForReading(file);
+  if (fd === null) return null;
   try {
     return extentsOf(fd);
   } finally {
@@ -765,12 +770,8 @@ function readPending(
   disks: number,
   all: boolean,
 ): [number, number][][] | true | null {
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch {
-    return null;
-  }
+  const fd = openForReading(file);
+  if (fd === null) return null;
   try {
     const size = fstatSync(fd).size;
     if (size < saved.pendingBytes) return null;

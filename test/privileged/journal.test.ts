@@ -450,9 +450,11 @@ test("a point whose pass outlasts the trace buffer drains it while it runs, and 
   skip,
 }, async (t) => {
   const r = await rig(t);
-  const journal = changeJournalFactory("tracefs", undefined, 16)!;
   // a pass of ~6 s (each batch's question answered after 200 ms) while another process writes 800
-  // blocks over ~4 s: ~80 kB of trace events, where two CPUs' 16 KiB buffers hold 32 KiB
+  // blocks over ~4 s: ~80 kB of trace events; with 64 KiB per CPU the point's drains (at a quarter
+  // full, every second) keep up with room to spare on a loaded machine (16 KiB did not always), and
+  // what they drained must be pending after the commit
+  const journal = changeJournalFactory("tracefs", undefined, 64)!;
   const local = new LocalSink(r.ds);
   const slow: PointSink = {
     target: local.target,
