@@ -109,12 +109,11 @@ for (const [tool, needs, why] of [
 const missing = [
   ...(tools.some((t) => t.startsWith("rsync")) && which("rsync") === null ? ["rsync"] : []),
   ...(tools.includes("restic") && which("restic") === null ? ["restic"] : []),
-  ...(tools.includes("switchback-remote") && which("curl") === null ? ["curl"] : []),
   ...(existsSync(GNU_TIME) ? [] : [`GNU time (${GNU_TIME})`]),
 ];
 if (missing.length > 0) {
   fail(
-    `${missing.join(", ")} not found; install them with 'apt-get install -y restic rsync time curl' (or pick tools with --tools)`,
+    `${missing.join(", ")} not found; install them with 'apt-get install -y restic rsync time' (or pick tools with --tools)`,
   );
 }
 

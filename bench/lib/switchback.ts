@@ -2,7 +2,16 @@
 // figures (bytesSent, durationMs, changedBlocks). Store = the datastore folder; metadata = its points/
 // and index/ folders; agent state = the --state folder.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import { removeJournal } from "../../src/replication/journal.ts";
 import { BENCH_BLOCK, type Change, sameContent } from "./image.ts";
@@ -139,14 +148,10 @@ function throughProcessServer(s: Scenario, profileDir: string | undefined): Tool
     JSON.stringify({ version: 1, agents: [{ name: "bench", token, items: ["bench"] }] }),
   );
   run(SWITCHBACK_CLI, ["datastore", "init", "--path", ds, "--json"]);
-  // a free port, asked of the kernel by a short-lived process (this runner is synchronous); the agent
-  // retries until the server listens on it
-  const port = Number(
-    run(process.execPath, [
-      "-e",
-      "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); });",
-    ]).stdout.trim(),
-  );
+  // port 0: the server takes a free one and prints its URL on stdout, read here from a file (this
+  // runner is synchronous)
+  const out = path.join(s.work, "process-server.out");
+  const outFd = openSync(out, "w");
   const server: ChildProcess = spawn(
     SWITCHBACK_CLI,
     [
@@ -154,18 +159,21 @@ function throughProcessServer(s: Scenario, profileDir: string | undefined): Tool
       "--datastore",
       ds,
       "--listen",
-      `127.0.0.1:${port}`,
+      "127.0.0.1:0",
       "--tokens",
       path.join(s.work, "tokens.json"),
     ],
-    { stdio: ["ignore", "ignore", "inherit"] },
+    { stdio: ["ignore", outFd, "inherit"] },
   );
+  closeSync(outFd);
   try {
-    // the full copy's time starts once the server answers (curl exits 7 while nothing listens)
-    for (let i = 0; ; i++) {
-      const c = spawnSync("curl", ["-s", "-o", "/dev/null", `http://127.0.0.1:${port}/v1/status`]);
-      if (c.status === 0) break;
-      if (i === 300) throw new Error(`the process server did not listen on port ${port} within 30 s`);
+    // the full copy's time starts once the server listens
+    let url: string | undefined;
+    for (let i = 0; url === undefined; i++) {
+      url = /process-server listening on (\S+)/.exec(readFileSync(out, "utf8"))?.[1];
+      if (url !== undefined) break;
+      if (i === 300)
+        throw new Error(`the process server did not listen within 30 s:\n${readFileSync(out, "utf8")}`);
       spawnSync("sleep", ["0.1"]);
     }
     const r = runSwitchback(
@@ -180,12 +188,7 @@ function throughProcessServer(s: Scenario, profileDir: string | undefined): Tool
         replicate: (args, env) => {
           const a = run(
             SWITCHBACK_CLI,
-            [
-              "agent",
-              ...["--server", `http://127.0.0.1:${port}`, "--token-file", path.join(s.work, "token")],
-              ...args,
-              "--once",
-            ],
+            ["agent", ...["--server", url, "--token-file", path.join(s.work, "token")], ...args, "--once"],
             { env },
           );
           const line = a.stdout.split("\n").find((l) => l.includes('"point committed"'));
