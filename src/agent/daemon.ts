@@ -229,7 +229,6 @@ export class AgentDaemon {
     } finally {
       this.#running = null;
       this.#absorber = null; // the disks as the next point sees them
-
       await (sink as RemoteSink | null)?.close().catch(() => {});
     }
   }

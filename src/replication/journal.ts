@@ -8,8 +8,9 @@
 //
 // Why that is enough (docs/consistency.md): the journal is armed before the pass of the point that
 // first relies on it begins, so every write the pass could have missed is recorded; writes are only
-// ever consumed from the kernel by `since`, which persists them in the agent state (journal.json)
-// before the pass uses them and keeps them there until a point is committed. A point that fails
+// ever consumed from the kernel by a drain (a point's `since`, or one during or between points),
+// which persists them in the agent state (journal.pending) before anything relies on them and keeps
+// them there until a point that covers them is committed. A point that fails
 // leaves them for the next. Whatever breaks that chain (lost events, devices attached or detached,
 // a journal armed after the last point, a missing or unreadable file) makes `since` answer null for
 // the disk: the pass then reads it whole, as without a journal, and the journal starts afresh.
@@ -36,13 +37,22 @@ import { BLOCK_SIZE } from "../datastore/format.ts";
 import type { PointId } from "../domain/ids.ts";
 import { readTrimmed, writeFileAtomic } from "../platform/files.ts";
 import { type HeldLock, takeLock } from "../platform/process.ts";
-import { type DiskInfo, devName } from "./disk-source.ts";
+import type { DiskInfo } from "./disk-source.ts";
 import { blocksAtSectors, changedByExtents, extentsOf } from "./extent-changes.ts";
 import { mergeRanges } from "./ranges.ts";
-import { findTracefs, planDisk, TracefsWriteTracker, type TrackMode } from "./write-tracker.ts";
+import {
+  type DiskPlan,
+  findTracefs,
+  planDisk,
+  type TracefsTrackerOptions,
+  TracefsWriteTracker,
+  type TrackMode,
+} from "./write-tracker.ts";
 
 const FILE = "journal.json";
 const LOCK = "journal.lock";
+/** the binary files' headers: an 8-byte magic, then the journal's instance name (32 bytes, NUL-padded) */
+const HEADER_BYTES = 8 + 32;
 /**
  * The drained blocks not yet in a committed point, appended drain after drain (a point's, or the
  * daemon's between points), so that a drain writes what it drained, not everything pending:
@@ -51,13 +61,14 @@ const LOCK = "journal.lock";
  */
 const PENDING = "journal.pending";
 const PENDING_MAGIC = "SBJPEND1";
-const PENDING_HEADER = PENDING_MAGIC.length + 32;
+const PENDING_HEADER = HEADER_BYTES;
 /**
  * The image files' extents (extentsOf's four numbers each), rewritten only when they changed (a
  * write in place changes none): EXTENTS_MAGIC, the instance name (32 bytes), then per image file a
  * u32 disk, a u32 count of extents and 4 × count f64, little-endian.
  */
 const EXTENTS = "journal.extents";
+const EXTENTS_MAGIC = "SBJEXTS1";
 /** a trace buffer this full (of its fullest CPU) is drained before the point that would */
 const DRAIN_AT = 0.25;
 /** how often a point looks at the buffer while it runs */
@@ -68,7 +79,6 @@ const COMPACT_BYTES = 8 * 1024 * 1024;
 const MAX_PENDING_RANGES = 8_000_000;
 /** how long a point waits for the journal lock (held by a drain between points, say) */
 const LOCK_WAIT_MS = 3000;
-const EXTENTS_MAGIC = "SBJEXTS1";
 
 interface JournalFile {
   version: 4;
@@ -155,6 +165,8 @@ export class WriteJournal implements ChangeJournal {
   #during: NodeJS.Timeout | undefined;
   #duringDrain: Promise<void> | null = null;
   #paused = false;
+  /** the disks' trace plans as #keys last made them */
+  #plans: DiskPlan[] | undefined;
 
   /** the trace buffer per CPU of a journal armed here, KiB (default: the tracker's, 4 MiB) */
   readonly #bufferKbPerCpu: number | undefined;
@@ -246,7 +258,7 @@ export class WriteJournal implements ChangeJournal {
     // image's would all be in the next drain, which would read the whole file again
     for (const d of this.#disks) if (d.kind === "file") extentsOfFile(d.path);
     TracefsWriteTracker.persistent(instance, this.#disks, {
-      ...FILES,
+      ...this.#trackerOptions(),
       ...(this.#bufferKbPerCpu !== undefined ? { bufferKbPerCpu: this.#bufferKbPerCpu } : {}),
     }).tracker.detach();
     // an image file's extents, taken once its writes are traced: a place that changes after this is
@@ -310,11 +322,13 @@ export class WriteJournal implements ChangeJournal {
     this.#paused = false;
   }
 
-  async absorb(last?: PointId, atFill = DRAIN_AT): Promise<string | null> {
+  async absorb(last?: PointId): Promise<string | null> {
+    // (a journal that vouches for nothing, or covers since another point than the agent's last, is
+    // the next point's to replace)
     const peek = readJournalFile(this.#file);
-    if (peek === null || peek.coversSince === null || bufferFill(peek.instance) < atFill) return null;
-    // (a journal that covers since another point than the agent's last is the next point's to replace)
-    if (last !== undefined && peek.coversSince !== last) return null;
+    if (peek === null || peek.coversSince === null || (last !== undefined && peek.coversSince !== last))
+      return null;
+    if (bufferFill(peek.instance) < DRAIN_AT) return null;
     if (!this.#lock()) return null; // a point is under way: it drains
     try {
       // read again under the lock: a point may have just re-armed or advanced it
@@ -342,10 +356,30 @@ export class WriteJournal implements ChangeJournal {
     const untrackable = plans.findIndex((p) => p.untrackable !== null);
     if (untrackable >= 0)
       return { refused: this.#disks[untrackable]!.kind === "file" ? plans[untrackable]!.untrackable : null };
-    const ids = this.#disks.map((d) => journalIdentity(d.kind === "file" ? fileSystemDevice(d) : d));
+    const ids = this.#disks.map((d, i) => {
+      const fs = plans[i]!.fileSystemDevice;
+      return journalIdentity(
+        fs === null
+          ? d
+          : {
+              path: `the device of the file system that holds ${d.path}`,
+              kind: "block",
+              sizeBytes: 0,
+              sectorSize: 512,
+              devno: fs,
+            },
+      );
+    });
     const refused = ids.find((x) => "refused" in x);
     if (refused !== undefined && "refused" in refused) return { refused: refused.refused };
+    // (the tracker attached next takes these plans rather than making them again)
+    this.#plans = plans;
     return { keys: plans.map((p, i) => `${p.key}|${"key" in ids[i]! ? ids[i].key : ""}`) };
+  }
+
+  /** Image files traced through the device of the file system that holds them, with #keys' plans. */
+  #trackerOptions(): TracefsTrackerOptions {
+    return { files: "file-system", ...(this.#plans !== undefined ? { plans: this.#plans } : {}) };
   }
 
   /** Whether a saved journal is of these disks, as they are now. */
@@ -367,7 +401,11 @@ export class WriteJournal implements ChangeJournal {
     saved: JournalFile,
     how: "point" | "during" | "between",
   ): Promise<{ state: JournalFile; pending: [number, number][][] | null } | { lost: string }> {
-    const { tracker, fresh } = TracefsWriteTracker.persistent(saved.instance, this.#disks, FILES);
+    const { tracker, fresh } = TracefsWriteTracker.persistent(
+      saved.instance,
+      this.#disks,
+      this.#trackerOptions(),
+    );
     try {
       // Draining consumes the events: until what is drained is saved, the file must not vouch for
       // anything, so that a crash (or a failed save) in between re-arms instead.
@@ -553,9 +591,6 @@ function openForReading(file: string): number | null {
   }
 }
 
-/** Image files are traced through the device of the file system that holds them. */
-const FILES = { files: "file-system" } as const;
-
 /** An image file's extents, its dirty pages written out first (FIEMAP_FLAG_SYNC), or null. */
 function extentsOfFile(file: string): Float64Array | null {
   const fd = openForReading(file);
@@ -565,18 +600,6 @@ function extentsOfFile(file: string): Float64Array | null {
   } finally {
     closeSync(fd);
   }
-}
-
-/** The block device of the file system that holds an image file, as a disk, for journalIdentity. */
-function fileSystemDevice(d: DiskInfo): DiskInfo {
-  const devno = devName(statSync(d.path, { bigint: true }).dev);
-  return {
-    path: `the device of the file system that holds ${d.path}`,
-    kind: "block",
-    sizeBytes: 0,
-    sectorSize: 512,
-    devno,
-  };
 }
 
 /**
@@ -697,9 +720,7 @@ function sha256(b: Uint8Array): string {
 }
 
 function encodeExtents(instance: string, maps: readonly (Float64Array | null)[]): Buffer {
-  const parts: Buffer[] = [Buffer.alloc(EXTENTS_MAGIC.length + 32)];
-  parts[0]!.write(EXTENTS_MAGIC, 0, "latin1");
-  parts[0]!.write(instance, EXTENTS_MAGIC.length, 32, "latin1");
+  const parts: Buffer[] = [header(EXTENTS_MAGIC, instance)];
   maps.forEach((m, disk) => {
     if (m === null) return;
     const h = Buffer.allocUnsafe(8);
@@ -728,7 +749,7 @@ function readExtents(
     return null;
   }
   if (sha256(buf) !== saved.extentsHash) return null;
-  let at = EXTENTS_MAGIC.length + 32;
+  let at = HEADER_BYTES;
   while (at + 8 <= buf.length) {
     const disk = buf.readUInt32LE(at);
     const n = buf.readUInt32LE(at + 4);
@@ -752,11 +773,16 @@ function sameExtents(a: Float64Array | null, b: Float64Array | null): boolean {
   );
 }
 
-function pendingHeader(instance: string): Buffer {
-  const h = Buffer.alloc(PENDING_HEADER);
-  h.write(PENDING_MAGIC, 0, "latin1");
-  h.write(instance, PENDING_MAGIC.length, 32, "latin1");
+/** A journal file's header: its 8-byte magic and the instance name it belongs to. */
+function header(magic: string, instance: string): Buffer {
+  const h = Buffer.alloc(HEADER_BYTES);
+  h.write(magic, 0, 8, "latin1");
+  h.write(instance, 8, 32, "latin1");
   return h;
+}
+
+function pendingHeader(instance: string): Buffer {
+  return header(PENDING_MAGIC, instance);
 }
 
 /**

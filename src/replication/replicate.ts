@@ -34,7 +34,6 @@ import { type HookRun, runHooks } from "./hooks.ts";
 import type { ChangeJournalFactory } from "./journal.ts";
 import { ParentDigests } from "./parent-digests.ts";
 import { PointEntries } from "./point-entries.ts";
-import { quiesced } from "./quiesce.ts";
 import { type Batch, blockCount, recycleFrame, type ScanJob, unitCount } from "./scan.ts";
 import { defaultWorkers, scan } from "./scanner.ts";
 import type { PointSink } from "./sink.ts";
@@ -42,7 +41,28 @@ import { changedBlocks, nativeUnitPass } from "./unit-pass.ts";
 
 export type SnapshotMode = "auto" | "freeze" | "reflink" | "none";
 
-export { quiescedSection } from "./quiesce.ts";
+/**
+ * The stretch from the pre-snapshot hooks to the post-snapshot hooks (file systems frozen in between).
+ * A process that has to exit waits for it to end rather than leave an application quiesced.
+ */
+let quiescedUntil: Promise<void> | null = null;
+
+export function quiescedSection(): Promise<void> | null {
+  return quiescedUntil;
+}
+
+async function quiesced<T>(fn: () => Promise<T>): Promise<T> {
+  let done = () => {};
+  quiescedUntil = new Promise<void>((r) => {
+    done = r;
+  });
+  try {
+    return await fn();
+  } finally {
+    quiescedUntil = null;
+    done();
+  }
+}
 
 /** Batches being shipped at once (each asks `missing`, then sends its frame). */
 const SHIP_WINDOW = 16;
@@ -457,25 +477,23 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
               await journal?.pause?.();
               try {
                 freezer.freeze();
-              } catch (err) {
-                journal?.resume?.();
-                throw err;
-              }
-              try {
-                await faultPauseFrozen();
-                // the tracker is drained only now: the freeze has flushed the file systems, so their last
-                // writes are in the trace (docs/consistency.md)
-                const written = tracker ? await tracker.collect() : infos.map(() => null);
-                frozenUnits = written.reduce(
-                  (s, r, i) =>
-                    s +
-                    (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
-                  0,
-                );
-                trackedDisks = written.filter((r) => r !== null).length;
-                await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+                try {
+                  await faultPauseFrozen();
+                  // the tracker is drained only now: the freeze has flushed the file systems, so their last
+                  // writes are in the trace (docs/consistency.md)
+                  const written = tracker ? await tracker.collect() : infos.map(() => null);
+                  frozenUnits = written.reduce(
+                    (s, r, i) =>
+                      s +
+                      (r === null ? unitCount(infos[i]!.sizeBytes) : r.reduce((t, [a, b]) => t + (b - a), 0)),
+                    0,
+                  );
+                  trackedDisks = written.filter((r) => r !== null).length;
+                  await pass(infos, written, next); // only what changed during the pre-copy (everything, without a tracker)
+                } finally {
+                  maxFreezeMs = freezer.thaw();
+                }
               } finally {
-                maxFreezeMs = freezer.thaw();
                 journal?.resume?.();
               }
             } finally {

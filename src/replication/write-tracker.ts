@@ -51,19 +51,20 @@ interface Window {
   addBytes: number;
 }
 
-interface DiskPlan {
+export interface DiskPlan {
   windows: Window[];
   /** why this disk cannot be tracked, or null */
   untrackable: string | null;
   /** identity of the device set, compared at collect time */
   key: string;
-  /** where events stop counting: the disk's size, or the file system's device's (`throughFileSystem`) */
+  /** where events stop counting: the disk's size, or the file system's device's (`fileSystemDevice`) */
   limitBytes: number;
   /**
-   * an image file traced through the device of the file system that holds it: the events are that
-   * device's sectors, which the file's extents place in the file (journal.ts)
+   * for an image file traced through the device of the file system that holds it, that device
+   * ("major:minor"): the events are its sectors, which the file's extents place in the file
+   * (journal.ts); null otherwise
    */
-  throughFileSystem: boolean;
+  fileSystemDevice: string | null;
 }
 
 /**
@@ -130,6 +131,11 @@ function isBlkMq(devno: string): boolean {
 /** Block devices that carry a disk and how their sectors map onto it. */
 export function planDisk(disk: DiskInfo, route: FileRoute = "loop"): DiskPlan {
   if (disk.kind === "file" && route === "file-system") return fileSystemPlan(disk);
+  return { ...devicePlan(disk), limitBytes: disk.sizeBytes, fileSystemDevice: null };
+}
+
+/** The disk's own devices: the block device (and its partitions), or the loop devices on an image file. */
+function devicePlan(disk: DiskInfo): Pick<DiskPlan, "windows" | "untrackable" | "key"> {
   if (disk.kind === "block") {
     const devno = disk.devno!;
     const sys = `/sys/dev/block/${devno}`;
@@ -142,8 +148,6 @@ export function planDisk(disk: DiskInfo, route: FileRoute = "loop"): DiskPlan {
           windows: [],
           untrackable: `cannot find the disk that holds partition ${disk.path}`,
           key: "",
-          limitBytes: disk.sizeBytes,
-          throughFileSystem: false,
         };
       const s = Number(start);
       const windows: Window[] = [
@@ -154,13 +158,7 @@ export function planDisk(disk: DiskInfo, route: FileRoute = "loop"): DiskPlan {
       const untrackable = isBlkMq(whole)
         ? null
         : `${disk.path} is not on a blk-mq device; its completions cannot be traced`;
-      return {
-        windows,
-        untrackable,
-        key: `${whole}${seq(whole)}+${s}`,
-        limitBytes: disk.sizeBytes,
-        throughFileSystem: false,
-      };
+      return { windows, untrackable, key: `${whole}${seq(whole)}+${s}` };
     }
     const untrackable = isBlkMq(devno)
       ? null
@@ -170,8 +168,6 @@ export function planDisk(disk: DiskInfo, route: FileRoute = "loop"): DiskPlan {
       windows,
       untrackable,
       key: windows.map((w) => `${w.dev}/${w.shiftSectors}`).join(",") + seq(devno),
-      limitBytes: disk.sizeBytes,
-      throughFileSystem: false,
     };
   }
   // an image file: trace the loop devices backed by it
@@ -196,13 +192,7 @@ export function planDisk(disk: DiskInfo, route: FileRoute = "loop"): DiskPlan {
   }
   if (windows.length === 0)
     untrackable = `${disk.path} is not attached to a loop device, so its writes cannot be traced`;
-  return {
-    windows,
-    untrackable,
-    key: keys.sort().join(","),
-    limitBytes: disk.sizeBytes,
-    throughFileSystem: false,
-  };
+  return { windows, untrackable, key: keys.sort().join(",") };
 }
 
 const EXT4_MAGIC = 0xef53;
@@ -225,7 +215,7 @@ function fileSystemPlan(disk: DiskInfo): DiskPlan {
     untrackable: why,
     key: "",
     limitBytes: 0,
-    throughFileSystem: true,
+    fileSystemDevice: null,
   });
   let st: BigIntStats;
   let type: number;
@@ -277,7 +267,7 @@ function fileSystemPlan(disk: DiskInfo): DiskPlan {
   const sectors = Number(readTrimmed(`/sys/dev/block/${devno}/size`) ?? "NaN");
   if (!Number.isSafeInteger(sectors))
     return refuse(`cannot read the size of ${devno}, the device of the file system that holds ${disk.path}`);
-  const device = planDisk({
+  const device = devicePlan({
     path: `the device ${devno} of the file system that holds ${disk.path}`,
     kind: "block",
     sizeBytes: sectors * 512,
@@ -288,7 +278,7 @@ function fileSystemPlan(disk: DiskInfo): DiskPlan {
     ...device,
     key: `${device.key} inode ${st.ino}`,
     limitBytes: sectors * 512,
-    throughFileSystem: true,
+    fileSystemDevice: devno,
   };
 }
 
@@ -369,6 +359,8 @@ export interface TracefsTrackerOptions {
   bufferKbPerCpu?: number;
   /** how image files are traced (default: through the loop devices that carry them) */
   files?: FileRoute;
+  /** the disks' plans, when the caller has just made them (planDisk with the same route) */
+  plans?: DiskPlan[];
 }
 
 let instanceCounter = 0;
@@ -389,8 +381,13 @@ export class TracefsWriteTracker implements WriteTracker {
   /** a journal's instance outlives the process: never drained in the background, kept at detach */
   readonly #persistent: boolean;
 
-  private constructor(disks: DiskInfo[], route: FileRoute, dir: string, persistent = false) {
-    const plans = disks.map((d) => planDisk(d, route));
+  private constructor(
+    disks: DiskInfo[],
+    route: FileRoute,
+    dir: string,
+    persistent: boolean,
+    plans = disks.map((d) => planDisk(d, route)),
+  ) {
     this.#disks = disks;
     this.#plans = plans;
     this.#route = route;
@@ -430,7 +427,7 @@ export class TracefsWriteTracker implements WriteTracker {
   ): { tracker: TracefsWriteTracker; fresh: boolean } {
     const dir = path.join(requireTracefs(), "instances", name);
     if (!existsSync(dir)) return { tracker: TracefsWriteTracker.#create(disks, dir, true, o), fresh: true };
-    const t = new TracefsWriteTracker(disks, o.files ?? "loop", dir, true);
+    const t = new TracefsWriteTracker(disks, o.files ?? "loop", dir, true, o.plans);
     if ([...t.#byDev.keys()].length > 0)
       t.#reader = RawTraceReader.open(dir, path.dirname(path.dirname(dir)), EVENTS);
     return { tracker: t, fresh: false };
@@ -461,7 +458,7 @@ export class TracefsWriteTracker implements WriteTracker {
         `cannot create the tracefs instance ${dir}: ${(err as Error).message}`,
       );
     }
-    const t = new TracefsWriteTracker(disks, o.files ?? "loop", dir, persistent);
+    const t = new TracefsWriteTracker(disks, o.files ?? "loop", dir, persistent, o.plans);
     try {
       t.#setup(o);
     } catch (err) {
@@ -588,7 +585,7 @@ export class TracefsWriteTracker implements WriteTracker {
         return null;
       }
       const plan = this.#plans[i]!;
-      if (plan.throughFileSystem) return toRanges(this.#seen[i]!, 512, plan.limitBytes / 512);
+      if (plan.fileSystemDevice !== null) return toRanges(this.#seen[i]!, 512, plan.limitBytes / 512);
       return toRanges(this.#seen[i]!, granule, Math.ceil(d.sizeBytes / granule));
     });
   }

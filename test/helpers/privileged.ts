@@ -6,7 +6,8 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { sweepJournals } from "../../src/replication/journal.ts";
+import { Datastore } from "../../src/datastore/datastore.ts";
+import { removeJournal, sweepJournals } from "../../src/replication/journal.ts";
 import { ROOT } from "./env.ts";
 
 export function sh(cmd: string, args: string[]): string {
@@ -205,4 +206,22 @@ export function inspectRestored<T>(s: Scratch, image: string, read: (mnt: string
     s.detach(dev);
   }
   return out;
+}
+
+/**
+ * A new datastore and an agent state folder in `s`; after the test, the state's write journal is
+ * removed, the datastore closed and `s` cleaned up.
+ */
+export async function journalStore(
+  t: { after: (f: () => void | Promise<void>) => void },
+  s: Scratch,
+): Promise<{ ds: Datastore; state: string }> {
+  const ds = await Datastore.init(s.path("ds"));
+  const state = s.path("state");
+  t.after(async () => {
+    removeJournal(state);
+    await ds.close();
+    s.cleanup();
+  });
+  return { ds, state };
 }

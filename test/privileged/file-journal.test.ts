@@ -13,13 +13,13 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync
 import { test } from "node:test";
 import { Datastore } from "../../src/datastore/datastore.ts";
 import type { ItemName } from "../../src/domain/ids.ts";
-import { changeJournalFactory, removeJournal } from "../../src/replication/journal.ts";
+import { changeJournalFactory } from "../../src/replication/journal.ts";
 import { type ReplicateResult, replicateOnce } from "../../src/replication/replicate.ts";
 import { restoreDisk } from "../../src/replication/restore.ts";
 import { LocalSink } from "../../src/replication/sink.ts";
 import { findTracefs } from "../../src/replication/write-tracker.ts";
 import { privilegedSkipReason } from "../helpers/env.ts";
-import { Scratch, sh } from "../helpers/privileged.ts";
+import { journalStore, Scratch, sh } from "../helpers/privileged.ts";
 
 const skip =
   privilegedSkipReason(["losetup", "mkfs.ext4", "mount", "fallocate", "dd"]) ||
@@ -73,13 +73,7 @@ async function rig(
     closeSync(fd);
   }
   sh("truncate", ["-s", `${mib}M`, file]);
-  const ds = await Datastore.init(s.path("ds"));
-  const state = s.path("state");
-  t.after(async () => {
-    removeJournal(state);
-    await ds.close();
-    s.cleanup();
-  });
+  const { ds, state } = await journalStore(t, s);
   return {
     s,
     file,

@@ -36,7 +36,7 @@ import { LocalSink, type PointSink } from "../../src/replication/sink.ts";
 import { nativeUnitPass } from "../../src/replication/unit-pass.ts";
 import { findTracefs } from "../../src/replication/write-tracker.ts";
 import { privilegedSkipReason } from "../helpers/env.ts";
-import { Scratch } from "../helpers/privileged.ts";
+import { journalStore, Scratch } from "../helpers/privileged.ts";
 import { killChildren, spawnCli, startServer } from "../helpers/processes.ts";
 
 /** What a point that reads a disk whole reads: with the addon, the disk, then its changed blocks again (unit-pass.ts). */
@@ -86,13 +86,7 @@ async function rig(t: { after: (f: () => void | Promise<void>) => void }, mib = 
   const image = s.image("disk.img", mib);
   writeFileSync(image, randomBytes(mib * MIB)); // every block holds data, none is zero
   const dev = s.attach(image);
-  const ds = await Datastore.init(s.path("ds"));
-  const state = s.path("state");
-  t.after(async () => {
-    removeJournal(state);
-    await ds.close();
-    s.cleanup();
-  });
+  const { ds, state } = await journalStore(t, s);
   const blocks = (mib * MIB) / 4096;
   return {
     s,
