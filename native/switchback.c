@@ -437,6 +437,7 @@ typedef struct {
   size_t n_ranges;
   double *entries;
   uint8_t *zero, *data, *b3;
+  uint8_t *random; /* NULL, or per data block: 1 when block_looks_random */
   int64_t cap, n_entries, n_data;
   /* the result: [from, to) pairs of changed blocks, or failing block numbers */
   double *out;
@@ -669,6 +670,26 @@ static void check_fingerprints(DiskPass *j, uint8_t *buf) {
  * others' bytes are packed into `data` in order and their BLAKE3 into `b3`. No other call running at
  * the same time has a block of the same units (unitAlignedCuts).
  */
+/*
+ * blockLooksRandom of src/datastore/pack.ts, the same judgement: 8 pieces of 32 bytes, one in each
+ * 512-byte eighth at an offset chosen by the first byte of the block's hash; random when the 256
+ * bytes hold 140 to 185 distinct values and none 16 times or more.
+ */
+static bool block_looks_random(const uint8_t *block, uint8_t hash_byte) {
+  uint16_t counts[256] = {0};
+  size_t phase = (size_t)(hash_byte % 15) * 32;
+  for (size_t p = 0; p < 8; p++) {
+    const uint8_t *piece = block + p * 512 + phase;
+    for (size_t i = 0; i < 32; i++) counts[piece[i]]++;
+  }
+  unsigned distinct = 0, frequent = 0;
+  for (size_t v = 0; v < 256; v++) {
+    distinct += (counts[v] + 255u) >> 8;
+    frequent |= counts[v] >> 4;
+  }
+  return frequent == 0 && distinct >= 140 && distinct <= 185;
+}
+
 static void block_pass(DiskPass *j, uint8_t *buf) {
   /* the units the ranges touch, ascending; they are worked on in spans of nearby ones, each span's
      records read in one go and written back in one go (units in between that no block touches are
@@ -724,6 +745,9 @@ static void block_pass(DiskPass *j, uint8_t *buf) {
   }
   if (count > 0 && !store_span(j, first, count, recs, touched + span_from, next - span_from)) goto out;
   hash_blocks(j->data, (size_t)j->n_data, j->b3);
+  if (j->random != NULL)
+    for (int64_t i = 0; i < j->n_data; i++)
+      j->random[i] = block_looks_random(j->data + i * BLOCK_BYTES, j->b3[i * BLAKE3_OUT_LEN]);
 out:
   free(touched);
   free(recs);
@@ -901,16 +925,18 @@ static napi_value js_check_fingerprints(napi_env env, napi_callback_info info) {
 
 /*
  * blockPass(fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, ranges, compare,
- * nextUnit, prevFd, prevAt, nextFd, written, entries, zero, data, b3): Promise<{ entries,
+ * nextUnit, prevFd, prevAt, nextFd, written, entries, zero, data, b3[, random]): Promise<{ entries,
  * dataBlocks, bytesRead }>, a journal's pass over the block ranges (pairs in a Float64Array, within
  * [fromBlock, toBlock)), compare false to take every block as a candidate; the output arrays hold
- * up to the ranges' blocks (entries, zero: one per block; data: 4 KiB, b3: 32 bytes per block).
+ * up to the ranges' blocks (entries, zero: one per block; data: 4 KiB, b3: 32 bytes per block);
+ * `random` (optional, one byte per block) gets each data block's judgement by the sample of
+ * block_looks_random (1: looks random), for makeFrame.
  */
 static napi_value js_block_pass(napi_env env, napi_callback_info info) {
-  size_t argc = 19;
-  napi_value argv[19];
+  size_t argc = 20;
+  napi_value argv[20];
   DiskPass *j = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 19 ||
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 19 && argc != 20) ||
       (j = disk_pass_args(env, argv)) == NULL)
     return throw_type(env, "blockPass takes (fd, base, sizeBytes, sectorSize, direct, fromBlock, toBlock, seed, "
                            "ranges, compare, nextUnit, prevFd, prevAt, nextFd, written, entries, zero, data, b3)");
@@ -946,15 +972,16 @@ static napi_value js_block_pass(napi_env env, napi_callback_info info) {
   if (napi_get_buffer_info(env, argv[17], (void **)&j->data, &data_len) != napi_ok ||
       napi_get_buffer_info(env, argv[18], (void **)&j->b3, &b3_len) != napi_ok)
     ok = false;
-  if (!ok || j->next_unit == NULL || j->entries == NULL || j->zero == NULL ||
+  if (argc == 20) j->random = typed_array(env, argv[19], napi_uint8_array, total);
+  if (!ok || j->next_unit == NULL || j->entries == NULL || j->zero == NULL || (argc == 20 && j->random == NULL) ||
       (int64_t)data_len < total * BLOCK_BYTES || (int64_t)b3_len < total * BLAKE3_OUT_LEN) {
     free(j);
     return throw_type(env, "blockPass: ranges not ascending, outside the disk or the block range, or arrays too "
                            "short for them");
   }
   j->cap = total;
-  napi_value keep[7] = {argv[8], argv[10], argv[14], argv[15], argv[16], argv[17], argv[18]};
-  return queue_disk_pass(env, j, keep, 7, "switchback.blockPass");
+  napi_value keep[8] = {argv[8], argv[10], argv[14], argv[15], argv[16], argv[17], argv[18], argv[argc - 1]};
+  return queue_disk_pass(env, j, keep, 8, "switchback.blockPass");
 }
 
 /*
@@ -1455,6 +1482,146 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * bucketTable(runs, shift, dir, ent): Promise<number>, the tables of a BucketTable
+ * (src/datastore/prefix-tables.ts) built on libuv's thread pool from the block index's records:
+ * `runs` are buffers of whole 48-byte records, in ref order (refs count on from one run to the next).
+ * Each record's prefix is its hash's first 4 bytes (little-endian); bucket b is prefix >> shift.
+ * `dir` (2^(32 - shift) + 2 zeros) gets bucket b's first entry at dir[b], its end at dir[b + 1];
+ * `ent` (2 u32 per record) gets (prefix, ref) pairs bucket by bucket, in ref order within a bucket.
+ * Resolves with -1, or with the first run that holds a record whose compression byte (44) is
+ * neither 0 nor 1 (the caller names it; nothing of the tables is to be used then).
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref keep;
+  size_t n_runs;
+  const uint8_t **bufs;
+  size_t *counts;
+  uint32_t shift;
+  uint32_t *dir, *ent;
+  size_t dir_len;
+  int64_t bad_run;
+} BucketBuild;
+
+static void bucket_build_execute(napi_env env, void *data) {
+  (void)env;
+  BucketBuild *j = data;
+  uint32_t *dir = j->dir, *ent = j->ent;
+  const uint32_t shift = j->shift;
+  j->bad_run = -1;
+  for (size_t r = 0; r < j->n_runs; r++) {
+    const uint8_t *b = j->bufs[r];
+    uint8_t bad = 0;
+    for (size_t i = 0; i < j->counts[r]; i++, b += 48) {
+      uint32_t p;
+      memcpy(&p, b, 4);
+      dir[(p >> shift) + 2]++;
+      bad |= b[44] & 0xfe;
+    }
+    if (bad != 0 && j->bad_run < 0) j->bad_run = (int64_t)r;
+  }
+  for (size_t k = 2; k < j->dir_len; k++) dir[k] += dir[k - 1];
+  uint32_t ref = 0;
+  for (size_t r = 0; r < j->n_runs; r++) {
+    const uint8_t *b = j->bufs[r];
+    for (size_t i = 0; i < j->counts[r]; i++, b += 48, ref++) {
+      uint32_t p;
+      memcpy(&p, b, 4);
+      uint32_t at = dir[(p >> shift) + 1]++;
+      ent[2 * (size_t)at] = p;
+      ent[2 * (size_t)at + 1] = ref;
+    }
+  }
+}
+
+static void bucket_build_complete(napi_env env, napi_status status, void *data) {
+  BucketBuild *j = data;
+  napi_value v;
+  if (status != napi_ok) {
+    napi_value msg;
+    napi_create_string_utf8(env, "bucketTable was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  } else {
+    napi_create_int64(env, j->bad_run, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  }
+  napi_delete_reference(env, j->keep);
+  napi_delete_async_work(env, j->work);
+  free(j->bufs);
+  free(j->counts);
+  free(j);
+}
+
+static napi_value js_bucket_table(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  uint32_t shift = 0, n_runs = 0;
+  bool is_array = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4 ||
+      napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[0], &n_runs) != napi_ok || napi_get_value_uint32(env, argv[1], &shift) != napi_ok ||
+      shift < 2 || shift > 31)
+    return throw_type(env, "bucketTable takes (runs, shift, dir, ent)");
+  BucketBuild *j = calloc(1, sizeof *j);
+  if (j == NULL) return throw_type(env, "bucketTable: out of memory");
+  j->bufs = calloc(n_runs ? n_runs : 1, sizeof *j->bufs);
+  j->counts = calloc(n_runs ? n_runs : 1, sizeof *j->counts);
+  bool ok = j->bufs != NULL && j->counts != NULL;
+  size_t total = 0;
+  for (uint32_t r = 0; r < n_runs && ok; r++) {
+    napi_value run;
+    uint8_t *p = NULL;
+    size_t len = 0;
+    ok = napi_get_element(env, argv[0], r, &run) == napi_ok && bytes_of(env, run, &p, &len) == 1 && len % 48 == 0;
+    j->bufs[r] = p;
+    j->counts[r] = len / 48;
+    total += len / 48;
+  }
+  napi_typedarray_type type;
+  size_t dir_len = 0, ent_len = 0;
+  void *dir = NULL, *ent = NULL;
+  ok = ok && total < UINT32_MAX &&
+       napi_get_typedarray_info(env, argv[2], &type, &dir_len, &dir, NULL, NULL) == napi_ok &&
+       type == napi_uint32_array && dir_len == ((size_t)1 << (32 - shift)) + 2 &&
+       napi_get_typedarray_info(env, argv[3], &type, &ent_len, &ent, NULL, NULL) == napi_ok &&
+       type == napi_uint32_array && ent_len == 2 * total;
+  if (!ok) {
+    free(j->bufs);
+    free(j->counts);
+    free(j);
+    return throw_type(env, "bucketTable: runs must be buffers of whole 48-byte records, dir 2^(32 - shift) + 2 "
+                           "u32s and ent two u32s a record");
+  }
+  memset(dir, 0, dir_len * sizeof(uint32_t));
+  j->n_runs = n_runs;
+  j->shift = shift;
+  j->dir = dir;
+  j->ent = ent;
+  j->dir_len = dir_len;
+  /* the runs, dir and ent stay alive while the work runs: an array holding them, referenced */
+  napi_value hold;
+  if (napi_create_array_with_length(env, 3, &hold) != napi_ok || napi_set_element(env, hold, 0, argv[0]) != napi_ok ||
+      napi_set_element(env, hold, 1, argv[2]) != napi_ok || napi_set_element(env, hold, 2, argv[3]) != napi_ok ||
+      napi_create_reference(env, hold, 1, &j->keep) != napi_ok) {
+    free(j->bufs);
+    free(j->counts);
+    free(j);
+    return throw_type(env, "bucketTable: the work could not be queued");
+  }
+  napi_value promise = queue_work(env, "switchback:bucketTable", bucket_build_execute, bucket_build_complete, j,
+                                  &j->work, &j->deferred);
+  if (promise == NULL) {
+    napi_delete_reference(env, j->keep);
+    free(j->bufs);
+    free(j->counts);
+    free(j);
+  }
+  return promise;
+}
+
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1665,7 +1832,7 @@ NAPI_MODULE_INIT() {
       {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
       {"blake3Init", js_blake3_init},         {"blake3Update", js_blake3_update},
       {"blake3Digest", js_blake3_digest},       {"fileExtents", js_file_extents},  {"fileSystemType", js_file_system_type},
-      {"fileFlags", js_file_flags},
+      {"fileFlags", js_file_flags},           {"bucketTable", js_bucket_table},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;
@@ -1679,5 +1846,7 @@ NAPI_MODULE_INIT() {
   napi_value yes;
   napi_get_boolean(env, true, &yes);
   napi_set_named_property(env, exports, "windowedFingerprints", yes);
+  /* blockPass takes `random`, the sample's judgement of each data block */
+  napi_set_named_property(env, exports, "blockPassRandom", yes);
   return exports;
 }

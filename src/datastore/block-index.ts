@@ -36,10 +36,22 @@ export class BlockIndex {
 
   /** The index that index files describe; it keeps their buffers (an index file never changes). */
   static fromIndexFiles(files: readonly { name: string; buf: Buffer }[]): BlockIndex {
+    const idx = BlockIndex.#ofFiles(files);
+    idx.#bulk = new BucketTable(idx.#records);
+    return idx;
+  }
+
+  /** fromIndexFiles, its table built on libuv's thread pool where the native addon can (BucketTable.build). */
+  static async load(files: readonly { name: string; buf: Buffer }[]): Promise<BlockIndex> {
+    const idx = BlockIndex.#ofFiles(files);
+    idx.#bulk = await BucketTable.build(idx.#records);
+    return idx;
+  }
+
+  static #ofFiles(files: readonly { name: string; buf: Buffer }[]): BlockIndex {
     const idx = new BlockIndex(0);
     for (const { name, buf } of files)
       for (const sec of decodeIndexFile(name, buf)) idx.#records.addRun(sec.packId, sec.entries);
-    idx.#bulk = new BucketTable(idx.#records);
     return idx;
   }
 

@@ -145,7 +145,7 @@ export class Datastore {
       // views (the local backend maps them): the records stay the page cache's, not this process's
       names.map(async (name) => ({ name, buf: await this.backend.view(`index/${name}`) })),
     );
-    const idx = BlockIndex.fromIndexFiles(files);
+    const idx = await BlockIndex.load(files);
     this.#index = idx;
     this.#indexFiles = new Set(names);
     return idx;

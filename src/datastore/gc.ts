@@ -57,7 +57,7 @@ async function gc(ds: Datastore, step: (s: string) => void): Promise<GcResult> {
   const files = await Promise.all(
     indexNames.map(async (name) => ({ name, buf: await be.view(`index/${name}`) })),
   );
-  const all = BlockIndex.fromIndexFiles(files);
+  const all = await BlockIndex.load(files);
   const records = new Map<string, Buffer[]>();
   for (const { name, buf } of files) {
     for (const s of decodeIndexFile(name, buf)) {

@@ -47,9 +47,10 @@ let zstdOpts: { params: Record<number, number> } | undefined;
  * Compresses blocks into a frame; keeps them raw when zstd saves less than 1/16, or without trying
  * when a sample shows the blocks to be incompressible (zstd -1 spends ~100 µs on 128 KiB of random
  * bytes to save nothing; the sample costs ~13 µs there, and ~0.3 µs on text, where it stops early).
+ * `random`: each block's judgement by the sample, where the native addon made it already (1: looks random).
  */
-export function makeFrame(hashes: Buffer, raw: Buffer, into?: Buffer): Frame {
-  if (looksIncompressible(raw, hashes)) return frameOf(hashes, raw, null);
+export function makeFrame(hashes: Buffer, raw: Buffer, into?: Buffer, random?: Uint8Array): Frame {
+  if (looksIncompressible(raw, hashes, random)) return frameOf(hashes, raw, null);
   if (nativeZstd !== null) {
     // straight into `into` (or a new buffer): a frame that does not fit in the limit stays raw
     const limit = zstdLimit(raw);
@@ -95,7 +96,8 @@ function zlibZstd(): { zl: ReturnType<typeof zlib>; opts: { params: Record<numbe
 }
 
 // The sample: in every block, 8 pieces of 32 bytes, one in each 512-byte eighth (at an offset that
-// moves from block to block). A block looks random when its 256 sampled bytes hold 140 to 185
+// moves from block to block: one of 15, chosen by the first byte of the block's hash, so that the
+// native addon's journal pass judges a block exactly as this does, before its frame is made). A block looks random when its 256 sampled bytes hold 140 to 185
 // distinct values (uniform random bytes: 162, sd 5; text: 40-70; bytes uniform over 180 values,
 // 7.5 bits each, where zstd's entropy coding alone saves 1/16: 137) and no value 16 times or more
 // (random: 16 times has odds of ~1e-11; a run of one value 528 bytes long anywhere in the block puts
@@ -107,9 +109,10 @@ const PIECE_BYTES = 32;
 const PIECE_STRIDE = BLOCK_SIZE / PIECES;
 const counts = new Int32Array(256);
 
-function blockLooksRandom(raw: Uint8Array, at: number, slot: number): boolean {
+/** Whether the 4 KiB block at `raw[at]` looks random to the sample (`hashByte`: its hash's first byte). */
+export function blockLooksRandom(raw: Uint8Array, at: number, hashByte: number): boolean {
   counts.fill(0);
-  const phase = ((slot * 5) % 15) * PIECE_BYTES;
+  const phase = (hashByte % 15) * PIECE_BYTES;
   for (let p = 0; p < PIECES; p++) {
     const from = at + p * PIECE_STRIDE + phase;
     for (let i = from; i < from + PIECE_BYTES; i++) counts[raw[i]!]!++;
@@ -152,12 +155,14 @@ function repeatsEarlierBlock(hashes: Buffer, slot: number): boolean {
  * shuffled (to 0.94) were judged incompressible: 30 KB not saved of 1.1 GB stored. `hashes` are
  * the blocks' content addresses, 32 bytes each.
  */
-export function looksIncompressible(raw: Uint8Array, hashes: Buffer): boolean {
+export function looksIncompressible(raw: Uint8Array, hashes: Buffer, random?: Uint8Array): boolean {
   const blocks = raw.length / BLOCK_SIZE;
   const enough = Math.ceil(blocks / 16);
   let compressible = 0;
   for (let s = 0; s < blocks; s++) {
-    if (repeatsEarlierBlock(hashes, s) || !blockLooksRandom(raw, s * BLOCK_SIZE, s)) {
+    const looksRandom =
+      random !== undefined ? random[s] === 1 : blockLooksRandom(raw, s * BLOCK_SIZE, hashes[s * HASH_BYTES]!);
+    if (repeatsEarlierBlock(hashes, s) || !looksRandom) {
       if (++compressible >= enough) return false;
     }
   }

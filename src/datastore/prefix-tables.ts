@@ -3,6 +3,7 @@
 // every record (an index loaded from its files): a counting sort on the prefix's top bits, a pass to
 // count and one to place, no probing, ~9 bytes a block. A ProbingTable takes blocks one at a time
 // (linear probing); growing it moves only its 8-byte entries, never a record.
+import { native } from "../platform/native.ts";
 import { type BlockRecords, checkCompression, prefixAt } from "./block-records.ts";
 import { ENTRY_BYTES } from "./format.ts";
 
@@ -18,12 +19,21 @@ export class BucketTable {
   readonly #ent: Uint32Array;
   #size = -1;
 
-  constructor(records: BlockRecords) {
+  /**
+   * The table of every record `records` holds; `built`: its tables, made by BucketTable.build (the
+   * constructor makes them itself, on this thread, without).
+   */
+  constructor(records: BlockRecords, built?: { shift: number; dir: Uint32Array; ent: Uint32Array }) {
+    this.#records = records;
+    if (built !== undefined) {
+      this.#shift = built.shift;
+      this.#dir = built.dir;
+      this.#ent = built.ent;
+      return;
+    }
     const n = records.count;
-    // n/8 to n/4 buckets: 4 to 8 entries (one cache line) to look at for a block, 0.5 to 1 byte a block
-    let bits = 1;
-    while (bits < 30 && 2 ** (bits + 3) < n) bits++;
-    const shift = 32 - bits;
+    const shift = shiftFor(n);
+    const bits = 32 - shift;
     // one pass over the records: each one's prefix, its bucket counted, its compression byte checked
     // (it shares the record's cache lines; an unknown one is refused here)
     const pre = new Uint32Array(n);
@@ -48,10 +58,38 @@ export class BucketTable {
       ent[2 * j] = p;
       ent[2 * j + 1] = ref;
     }
-    this.#records = records;
     this.#shift = shift;
     this.#dir = dir;
     this.#ent = ent;
+  }
+
+  /**
+   * The table of every record `records` holds, built in the native addon on libuv's thread pool where
+   * it can be (the JavaScript thread goes on with other work meanwhile: a point's write journal, say;
+   * ~3 ms of a pool thread for 500,000 records against ~15 ms of a cold process's JavaScript), else
+   * as the constructor builds it. A record of unknown compression is refused as the constructor does.
+   */
+  static async build(records: BlockRecords): Promise<BucketTable> {
+    const addon = native;
+    if (addon === null || typeof addon.bucketTable !== "function") return new BucketTable(records);
+    const n = records.count;
+    const shift = shiftFor(n);
+    const runs: Buffer[] = [];
+    const packs: (string | undefined)[] = [];
+    records.eachRun((b, from, _first, count, packId) => {
+      runs.push(b.subarray(from, from + count * ENTRY_BYTES));
+      packs.push(packId);
+    });
+    const dir = new Uint32Array(2 ** (32 - shift) + 2);
+    const ent = new Uint32Array(2 * n);
+    const bad = await addon.bucketTable(runs, shift, dir, ent);
+    if (bad >= 0) {
+      // the run with the unknown byte: named as the constructor names it (a run of records added one
+      // by one was checked when they were written)
+      for (let r = bad; r < runs.length; r++)
+        if (packs[r] !== undefined) checkCompression(packs[r]!, runs[r]!);
+    }
+    return new BucketTable(records, { shift, dir, ent });
   }
 
   /** Records listed, later copies of a block included. */
@@ -83,6 +121,13 @@ export class BucketTable {
     const ent = this.#ent;
     for (let j = 1; j < ent.length; j += 2) if (ent[j] !== DEAD) fn(ent[j]!);
   }
+}
+
+/** The shift of a BucketTable of `n` records: n/8 to n/4 buckets, 4 to 8 entries (one cache line) to look at for a block. */
+function shiftFor(n: number): number {
+  let bits = 1;
+  while (bits < 30 && 2 ** (bits + 3) < n) bits++;
+  return 32 - bits;
 }
 
 /** Marks every later copy of a block DEAD (copies share a bucket); returns how many there were. */

@@ -70,7 +70,8 @@ export interface NativeAddon {
    * call running at the same time), on libuv's thread pool: each block's XXH64 into its unit's
    * record, its unit unknown in nextUnit; blocks whose hash differs from the record's (all, without
    * `compare`) are listed in `entries` (zero[i] 1 when all zero), the others' bytes packed into
-   * `data` and their BLAKE3 into `b3`
+   * `data` and their BLAKE3 into `b3`; `random` (where blockPassRandom says so) gets each data
+   * block's judgement by makeFrame's sample, 1 when it looks random
    */
   blockPass(
     ...args: [
@@ -86,6 +87,7 @@ export interface NativeAddon {
       zero: Uint8Array,
       data: Buffer,
       b3: Buffer,
+      random?: Uint8Array,
     ]
   ): Promise<{ entries: number; dataBlocks: number; bytesRead: number }>;
   /**
@@ -106,6 +108,8 @@ export interface NativeAddon {
     fp: BigUint64Array,
     first?: number,
   ): Promise<number>;
+  /** blockPass takes `random`; absent before */
+  blockPassRandom?: boolean;
   /** applyFrames and checkFingerprints take `first` (fingerprints of a window of the disk); absent before */
   windowedFingerprints?: boolean;
   /**
@@ -137,6 +141,14 @@ export interface NativeAddon {
   fileSystemType?(fd: number): number;
   /** The open file's inode flags (FS_IOC_GETFLAGS). Absent from addons built before it. */
   fileFlags?(fd: number): number;
+  /**
+   * A BucketTable's tables (src/datastore/prefix-tables.ts) built from the block index's records on
+   * libuv's thread pool: `runs` (whole 48-byte records, in ref order) counted into `dir` (2^(32 -
+   * shift) + 2 u32s, zeroed here) and placed into `ent` (a prefix and a ref per record). Resolves with
+   * -1, or the first run holding a record of unknown compression (the tables are then not to be
+   * used). Absent from addons built before it.
+   */
+  bucketTable?(runs: Uint8Array[], shift: number, dir: Uint32Array, ent: Uint32Array): Promise<number>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
   /**

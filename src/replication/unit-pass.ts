@@ -98,6 +98,8 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
       zero: new Uint8Array(n),
       data: Buffer.allocUnsafeSlow(n * BLOCK_SIZE),
       b3: Buffer.allocUnsafeSlow(n * HASH_BYTES),
+      // each data block's judgement by makeFrame's sample, made on the pool beside its hash
+      random: addon.blockPassRandom === true ? new Uint8Array(n) : undefined,
     };
     const done = addon
       .blockPass(
@@ -113,6 +115,7 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
         out.zero,
         out.data,
         out.b3,
+        ...(out.random !== undefined ? [out.random] : []),
       )
       .catch((err: unknown) => {
         throw diskError(info, err);
@@ -141,7 +144,7 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
 /** The batches of one block pass's output: frames of up to FRAME_MAX_BLOCKS data blocks (raw without `compress`). */
 function batchesOf(
   disk: number,
-  out: { entries: Float64Array; zero: Uint8Array; data: Buffer; b3: Buffer },
+  out: { entries: Float64Array; zero: Uint8Array; data: Buffer; b3: Buffer; random: Uint8Array | undefined },
   n: number,
   bytesRead: number,
   compress: boolean,
@@ -170,7 +173,8 @@ function batchesOf(
       payload = out.data.subarray(firstData * BLOCK_SIZE, d * BLOCK_SIZE);
     } else if (dataBlocks > 0) {
       const into = frameBuffer();
-      const f = makeFrame(dataHashes, out.data.subarray(firstData * BLOCK_SIZE, d * BLOCK_SIZE), into);
+      const raw = out.data.subarray(firstData * BLOCK_SIZE, d * BLOCK_SIZE);
+      const f = makeFrame(dataHashes, raw, into, out.random?.subarray(firstData, d));
       if (f.payload.buffer !== into.buffer) recycleFrame(into); // stayed raw: a view of `data`
       payload = f.payload;
       compression = f.compression;

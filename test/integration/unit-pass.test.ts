@@ -7,7 +7,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { xxh64 } from "@node-rs/xxhash";
 import { Datastore } from "../../src/datastore/datastore.ts";
-import { openFrame } from "../../src/datastore/pack.ts";
+import { blockLooksRandom, openFrame } from "../../src/datastore/pack.ts";
 import { parseItemName } from "../../src/domain/ids.ts";
 import { native } from "../../src/platform/native.ts";
 import { AgentState, type DiskHashes } from "../../src/replication/agent-state.ts";
@@ -23,7 +23,7 @@ import { inspectDisk } from "../../src/replication/disk-source.ts";
 import { type Batch, type ScanJob, scanRanges, unpackGroup } from "../../src/replication/scan.ts";
 import { changedBlocks, nativeBlockBatches, nativeUnitPass } from "../../src/replication/unit-pass.ts";
 import { tempDir } from "../helpers/env.ts";
-import { makeImage, randomBuffer, rng, scatter } from "../helpers/images.ts";
+import { makeImage, randomBuffer, rng, scatter, textBuffer } from "../helpers/images.ts";
 import { imagePoint } from "../helpers/points.ts";
 
 const skip = nativeUnitPass() ? false : "the native addon is not built (npm run build:native)";
@@ -276,6 +276,87 @@ test("a journal's pass in the addon makes the batches scanRanges makes", { skip 
     closeBlockHashes(a.blocks);
     closeBlockHashes(b.blocks);
     closeSync(prevFd);
+  } finally {
+    cleanup();
+  }
+});
+
+test("the addon's journal pass judges each block by makeFrame's sample, as the JavaScript one does", {
+  skip: nativeUnitPass() && native!.blockPassRandom === true ? false : "the native addon is not built",
+}, async () => {
+  const { dir, cleanup } = tempDir("sb-block-random-");
+  try {
+    // blocks on both sides of the sample's bounds: random, text, bytes uniform over 100 to 255 values
+    // (140 and 185 distinct sampled values are where it turns), random with a zero tail or a run
+    const next = rng(11);
+    const blocks: Buffer[] = [];
+    for (let v = 100; v <= 256; v += 4) {
+      for (let k = 0; k < 4; k++) {
+        const b = randomBuffer(BLOCK, next);
+        for (let i = 0; i < BLOCK; i++) b[i] = b[i]! % v;
+        blocks.push(b);
+      }
+    }
+    for (let k = 0; k < 40; k++) blocks.push(randomBuffer(BLOCK, next), textBuffer(BLOCK, next));
+    for (const tail of [64, 256, 512, 600]) {
+      const b = randomBuffer(BLOCK, next);
+      b.fill(0, BLOCK - tail);
+      blocks.push(b);
+      const r = randomBuffer(BLOCK, next);
+      r.fill(7, 1000, 1000 + tail);
+      blocks.push(r);
+    }
+    const image = path.join(dir, "disk.img");
+    writeFileSync(image, Buffer.concat(blocks));
+    const info = inspectDisk(image);
+    const n = blocks.length;
+    const hashes = openBlockHashes(dir, n, null);
+    const out = {
+      entries: new Float64Array(n),
+      zero: new Uint8Array(n),
+      data: Buffer.alloc(n * BLOCK),
+      b3: Buffer.alloc(n * 32),
+      random: new Uint8Array(n).fill(9),
+    };
+    const fd = openSync(image, "r");
+    try {
+      const r = await native!.blockPass(
+        fd,
+        0,
+        info.sizeBytes,
+        info.sectorSize,
+        false,
+        0,
+        n,
+        5n,
+        Float64Array.of(0, n),
+        false,
+        new BigUint64Array(Math.ceil(n / 16)),
+        hashes.prevFd,
+        hashes.prevAt,
+        hashes.nextFd,
+        hashes.written,
+        out.entries,
+        out.zero,
+        out.data,
+        out.b3,
+        out.random,
+      );
+      assert.equal(r.dataBlocks, n);
+      let random = 0;
+      for (let i = 0; i < n; i++) {
+        const js = blockLooksRandom(out.data, i * BLOCK, out.b3[i * 32]!);
+        assert.equal(out.random[i], js ? 1 : 0, `block ${i}`);
+        random += out.random[i]!;
+      }
+      assert.ok(
+        random > 40 && random < n - 60,
+        `${random} of ${n} blocks look random: both kinds are tested`,
+      );
+    } finally {
+      closeSync(fd);
+      closeBlockHashes(hashes);
+    }
   } finally {
     cleanup();
   }

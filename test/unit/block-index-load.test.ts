@@ -13,6 +13,7 @@ import {
 import { ENTRY_BYTES } from "../../src/datastore/format.ts";
 import { type BlockLocation, writeEntry } from "../../src/datastore/pack.ts";
 import { SwitchbackError } from "../../src/domain/errors.ts";
+import { native } from "../../src/platform/native.ts";
 
 function loc(packId: string, n: number): BlockLocation {
   return {
@@ -226,4 +227,49 @@ test("a damaged index file is refused with the messages it always had", () => {
     /index file y\.idx: not an index file \(bad magic\)/,
   );
   assert.deepEqual(decodeIndexFile(f.name, f.buf)[0]!.packId, pack(1));
+});
+
+test("an index whose table is built on the thread pool (load) finds what one built here finds", {
+  skip: typeof native?.bucketTable === "function" ? false : "the native addon is not built",
+}, async () => {
+  for (const n of [0, 1, 9, 5000, 70_000]) {
+    const pool = hashPool(n);
+    // three files, blocks repeated within and across them (the first copy is the one found)
+    const files = [0, 1, 2].map((f) =>
+      indexFile([
+        { packId: pack(10 * f + 1), entries: records(pool.slice(0, Math.ceil(n / 2)), f * n) },
+        {
+          packId: pack(10 * f + 2),
+          entries: records(
+            pool.filter((_, i) => i % (f + 2) === 0),
+            f * n + 7,
+          ),
+        },
+      ]),
+    );
+    const here = BlockIndex.fromIndexFiles(files);
+    const there = await BlockIndex.load(files);
+    assert.equal(there.size, here.size, `${n}: size`);
+    assert.equal(there.records, here.records, `${n}: records`);
+    for (const h of [...pool, ...hashPool(50)])
+      assert.deepEqual(there.get(h), here.get(h), `${n}: a block's location`);
+    // it grows as the other does
+    const more = hashPool(100);
+    there.addRecords(pack(99), records(more, 0));
+    for (const h of more) assert.deepEqual(there.get(h)?.packId, pack(99));
+  }
+  const pool = hashPool(4);
+  const bad = records(pool, 0);
+  bad[2 * ENTRY_BYTES + 44] = 7;
+  await assert.rejects(
+    BlockIndex.load([
+      indexFile([
+        { packId: pack(1), entries: records(hashPool(3), 0) },
+        { packId: pack(9), entries: bad },
+      ]),
+    ]),
+    (err: unknown) =>
+      err instanceof SwitchbackError &&
+      err.message.includes(`pack ${pack(9)}: entry at byte ${2 * ENTRY_BYTES} has unknown compression 7`),
+  );
 });
