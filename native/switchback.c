@@ -1622,6 +1622,75 @@ static napi_value js_bucket_table(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * mergePairs(pairs: Float64Array, granule, count): Float64Array, toRanges of src/replication/ranges.ts:
+ * each [from, to) pair of `pairs` (bytes, say) as the [floor(from / granule), min(count, ceil(to /
+ * granule))) pieces it touches, empty ones dropped, sorted and merged where they overlap or touch;
+ * flat [from, to) pairs again. A write journal's drain hands ~10,000 pairs a point (a cold process's
+ * JavaScript took 10-15 ms for them, this ~1 ms).
+ */
+typedef struct {
+  int64_t a, b;
+} Piece;
+
+static int piece_order(const void *x, const void *y) {
+  const Piece *p = x, *q = y;
+  return p->a < q->a ? -1 : p->a > q->a ? 1 : 0;
+}
+
+static napi_value js_merge_pairs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  double granule = 0, count = 0;
+  napi_typedarray_type type;
+  size_t len = 0;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 ||
+      napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || len % 2 != 0 || napi_get_value_double(env, argv[1], &granule) != napi_ok ||
+      napi_get_value_double(env, argv[2], &count) != napi_ok || !(granule >= 1) || granule != floor(granule) ||
+      !(count >= 0))
+    return throw_type(env, "mergePairs takes (pairs: Float64Array of [from, to) pairs, granule >= 1, count >= 0)");
+  const double *v = data;
+  size_t n = len / 2, m = 0;
+  Piece *p = malloc((n ? n : 1) * sizeof *p);
+  if (p == NULL) return throw_type(env, "mergePairs: out of memory");
+  const double limit = 9007199254740992.0; /* 2^53: every number below is exact */
+  for (size_t i = 0; i < n; i++) {
+    double from = v[2 * i], to = v[2 * i + 1];
+    if (!(from >= 0 && to < limit && from == floor(from) && to == floor(to))) {
+      free(p);
+      return throw_type(env, "mergePairs: a pair that is not two whole numbers from 0 to 2^53");
+    }
+    double a = floor(from / granule), b = ceil(to / granule);
+    if (b > count) b = count;
+    if (b <= a) continue;
+    p[m].a = (int64_t)a;
+    p[m].b = (int64_t)b;
+    m++;
+  }
+  qsort(p, m, sizeof *p, piece_order);
+  size_t k = 0;
+  for (size_t i = 0; i < m; i++) {
+    if (k > 0 && p[i].a <= p[k - 1].b) {
+      if (p[i].b > p[k - 1].b) p[k - 1].b = p[i].b;
+    } else p[k++] = p[i];
+  }
+  napi_value buf, out;
+  double *o = NULL;
+  if (napi_create_arraybuffer(env, 2 * k * sizeof(double), (void **)&o, &buf) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, 2 * k, buf, 0, &out) != napi_ok) {
+    free(p);
+    return throw_type(env, "mergePairs: out of memory");
+  }
+  for (size_t i = 0; i < k; i++) {
+    o[2 * i] = (double)p[i].a;
+    o[2 * i + 1] = (double)p[i].b;
+  }
+  free(p);
+  return out;
+}
+
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1832,7 +1901,7 @@ NAPI_MODULE_INIT() {
       {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
       {"blake3Init", js_blake3_init},         {"blake3Update", js_blake3_update},
       {"blake3Digest", js_blake3_digest},       {"fileExtents", js_file_extents},  {"fileSystemType", js_file_system_type},
-      {"fileFlags", js_file_flags},           {"bucketTable", js_bucket_table},
+      {"fileFlags", js_file_flags},           {"bucketTable", js_bucket_table}, {"mergePairs", js_merge_pairs},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

@@ -149,6 +149,12 @@ export interface NativeAddon {
    * used). Absent from addons built before it.
    */
   bucketTable?(runs: Uint8Array[], shift: number, dir: Uint32Array, ent: Uint32Array): Promise<number>;
+  /**
+   * toRanges of src/replication/ranges.ts on flat [from, to) pairs: each as the [floor(from / granule),
+   * min(count, ceil(to / granule))) pieces it touches, empty ones dropped, sorted and merged where they
+   * overlap or touch. Absent from addons built before it.
+   */
+  mergePairs?(pairs: Float64Array, granule: number, count: number): Float64Array;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
   /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mergeRanges, RangeList, toRanges } from "../../src/replication/ranges.ts";
+import { native } from "../../src/platform/native.ts";
+import { mergeRanges, RangeList, toRanges, toRangesHere } from "../../src/replication/ranges.ts";
 
 /** The merge done the slow, obvious way: every covered point, then its runs. */
 function bruteForce(r: [number, number][], base = 0): [number, number][] {
@@ -57,40 +58,86 @@ test("mergeRanges sorts and merges overlapping and touching ranges, whatever the
   );
 });
 
+test("mergeRanges of many ranges (the native addon's merge where it is built) is the brute-force merge", () => {
+  let seed = 3;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let round = 0; round < 50; round++) {
+    const r: [number, number][] = [];
+    for (let i = 0; i < 64 + rnd(2000); i++) {
+      const a = rnd(20_000);
+      r.push([a, a + 1 + rnd(30)]);
+    }
+    assert.deepEqual(mergeRanges(r), bruteForce(r));
+  }
+  // an empty or fractional range among many keeps the JavaScript merge's answer
+  const many: [number, number][] = Array.from({ length: 100 }, (_, i) => [3 * i, 3 * i + 2]);
+  assert.deepEqual(mergeRanges([...many, [1000, 1000]]).at(-1), [1000, 1000]);
+  assert.deepEqual(mergeRanges([...many, [0.5, 1.5]])[0], [0, 2]);
+  // far into a big disk
+  const big = 2 ** 50;
+  assert.deepEqual(mergeRanges(many.map(([a, b]): [number, number] => [big + a, big + b + 1])), [
+    [big, big + 300],
+  ]);
+});
+
 function list(pairs: [number, number][]): RangeList {
   const l = new RangeList();
   for (const [a, b] of pairs) l.push(a, b);
   return l;
 }
 
-test("toRanges turns byte intervals into merged ranges of the pieces they touch, within the count", () => {
-  const bytes: [number, number][] = [
-    [8192, 8193],
-    [0, 4096],
-    [4095, 4097],
-    [40000, 50000],
-  ];
-  const want = [
-    [0, 3],
-    [9, 12],
-  ];
-  assert.deepEqual(toRanges(list(bytes), 4096, 12), want);
-  // the path for pieces the packed sort cannot hold (a huge count) gives the same
-  assert.deepEqual(toRanges(list(bytes), 4096, 2 ** 40), [
-    [0, 3],
-    [9, 13],
-  ]);
-  // many pairs (the list grows) against the brute-force merge
-  let seed = 11;
-  const rnd = (n: number) => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed % n;
-  };
-  const many: [number, number][] = [];
-  for (let i = 0; i < 5000; i++) {
-    const a = rnd(4_000_000);
-    many.push([a, a + 1 + rnd(20_000)]);
-  }
-  const pieces = many.map(([a, b]): [number, number] => [Math.floor(a / 4096), Math.ceil(b / 4096)]);
-  assert.deepEqual(toRanges(list(many), 4096, 10_000), bruteForce(pieces));
+for (const [how, toRanges] of [
+  ["in JavaScript", toRangesHere],
+  ...(native?.mergePairs !== undefined ? [["in the native addon", toRangesNative] as const] : []),
+] as const)
+  test(`toRanges (${how}) turns byte intervals into merged ranges of the pieces they touch, within the count`, () => {
+    const bytes: [number, number][] = [
+      [8192, 8193],
+      [0, 4096],
+      [4095, 4097],
+      [40000, 50000],
+    ];
+    const want = [
+      [0, 3],
+      [9, 12],
+    ];
+    assert.deepEqual(toRanges(list(bytes), 4096, 12), want);
+    // the path for pieces the packed sort cannot hold (a huge count) gives the same
+    assert.deepEqual(toRanges(list(bytes), 4096, 2 ** 40), [
+      [0, 3],
+      [9, 13],
+    ]);
+    // many pairs (the list grows) against the brute-force merge
+    let seed = 11;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const many: [number, number][] = [];
+    for (let i = 0; i < 5000; i++) {
+      const a = rnd(4_000_000);
+      many.push([a, a + 1 + rnd(20_000)]);
+    }
+    const pieces = many.map(([a, b]): [number, number] => [Math.floor(a / 4096), Math.ceil(b / 4096)]);
+    assert.deepEqual(toRanges(list(many), 4096, 10_000), bruteForce(pieces));
+  });
+
+function toRangesNative(bytes: RangeList, granule: number, count: number): [number, number][] {
+  return toRanges(bytes, granule, count);
+}
+
+test("the native merge refuses pairs that are not whole numbers from 0 to 2^53", {
+  skip: native?.mergePairs !== undefined ? false : "the native addon is not built",
+}, () => {
+  for (const bad of [
+    [-1, 5],
+    [0.5, 3],
+    [0, 2 ** 53],
+    [Number.NaN, 1],
+  ])
+    assert.throws(() => native!.mergePairs!(Float64Array.from(bad), 512, 100), /mergePairs/);
+  assert.deepEqual([...native!.mergePairs!(Float64Array.from([1000, 1100, 0, 1]), 512, 2)], [0, 2]);
 });
