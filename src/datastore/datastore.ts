@@ -566,8 +566,9 @@ export class BlockWriter {
 
   async #seal(): Promise<void> {
     if (this.#builder.blockCount === 0) return;
-    const { id, parts, entries, size, release } = this.#builder.finish();
+    const builder = this.#builder;
     this.#builder = new PackBuilder();
+    const { id, parts, entries, size, release } = await builder.finish();
     // at most two packs in flight: bounded memory, and the disk stays busy while we hash
     while (this.#inflight.length >= 2) await this.#inflight.shift();
     const p = this.#ds.backend

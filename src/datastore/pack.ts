@@ -7,7 +7,7 @@
 import { SwitchbackError } from "../domain/errors.ts";
 import { giveBack, takeAligned } from "../platform/aligned.ts";
 import { zlib } from "../platform/lazy.ts";
-import { nativeZstd } from "../platform/native.ts";
+import { native, nativeZstd } from "../platform/native.ts";
 import {
   BLOCK_SIZE,
   COMPRESSION_NONE,
@@ -257,16 +257,18 @@ const PACK_ROOM = PACK_TARGET_BYTES + PACK_MAGIC.length + FRAME_MAX_BLOCKS * BLO
  */
 export class PackBuilder {
   #buf: Buffer | null = null;
-  // the pack's id is hashed frame by frame as they are added, while each is fresh in the cache,
-  // instead of all 8 MiB at once when the pack closes
-  readonly #id = new PartsHash();
-  #finished: FinishedPack | undefined;
+  // The pack's id: with the native addon, hashed whole on libuv's thread pool when the pack closes
+  // (beside the JavaScript thread's work: ~8 ms of it for a point's 21 MB, and a full copy's main
+  // thread is busy enough); without it, frame by frame as they are added, while each is fresh in
+  // the cache.
+  readonly #id: PartsHash | null = native?.blake3OnPool !== undefined ? null : new PartsHash();
+  #finished: Promise<FinishedPack> | undefined;
   readonly #entries: Buffer[] = [];
   #offset = PACK_MAGIC.length;
   #count = 0;
 
   constructor() {
-    this.#id.update(PACK_MAGIC);
+    this.#id?.update(PACK_MAGIC);
   }
 
   get bytes(): number {
@@ -309,7 +311,7 @@ export class PackBuilder {
     this.#entries.push(e.subarray(0, n * ENTRY_BYTES));
     this.#count += n;
     frame.payload.copy(this.#room(frame.payload.length), this.#offset);
-    this.#id.update(frame.payload);
+    this.#id?.update(frame.payload);
     this.#offset += frame.payload.length;
   }
 
@@ -317,8 +319,12 @@ export class PackBuilder {
    * The finished pack: its bytes (one buffer, in `parts`), its id, and its trailer entries (for the
    * index). Add nothing after; release() once the bytes are written.
    */
-  finish(): FinishedPack {
-    if (this.#finished !== undefined) return this.#finished;
+  finish(): Promise<FinishedPack> {
+    this.#finished ??= this.#finish();
+    return this.#finished;
+  }
+
+  async #finish(): Promise<FinishedPack> {
     const entries = Buffer.concat(this.#entries);
     const foot = Buffer.alloc(4 + PACK_END_MAGIC.length);
     foot.writeUInt32LE(this.#count, 0);
@@ -326,11 +332,14 @@ export class PackBuilder {
     const buf = this.#room(entries.length + foot.length);
     entries.copy(buf, this.#offset);
     foot.copy(buf, this.#offset + entries.length);
-    this.#id.update(entries);
-    this.#id.update(foot);
-    const id = this.#id.digest().toString("hex");
     const size = this.#offset + entries.length + foot.length;
-    this.#finished = {
+    let id: string;
+    if (this.#id !== null) {
+      this.#id.update(entries);
+      this.#id.update(foot);
+      id = this.#id.digest().toString("hex");
+    } else id = (await native!.blake3OnPool!(buf.subarray(0, size))).toString("hex");
+    return {
       id,
       parts: [buf.subarray(0, size)],
       entries,
@@ -341,7 +350,6 @@ export class PackBuilder {
         this.#buf = null;
       },
     };
-    return this.#finished;
   }
 }
 

@@ -165,6 +165,8 @@ export interface NativeAddon {
   blake3Init?(state: Uint8Array): void;
   blake3Update?(state: Uint8Array, data: Uint8Array): void;
   blake3Digest?(state: Uint8Array, out: Uint8Array): void;
+  /** BLAKE3-256 of `data` on libuv's thread pool (keep `data` unchanged until it settles). Absent from addons built before it. */
+  blake3OnPool?(data: Uint8Array): Promise<Buffer>;
 }
 
 /**

@@ -166,7 +166,7 @@ test("random frames are judged incompressible every time (no false alarm in 2,00
   }
 });
 
-test("a pack is named by the BLAKE3 of all its bytes, and its trailer locates every block kept", () => {
+test("a pack is named by the BLAKE3 of all its bytes, and its trailer locates every block kept", async () => {
   const b = new PackBuilder();
   const frames = [text(FRAME, 9), randomBytes(3 * BLOCK_SIZE), text(BLOCK_SIZE, 10)].map((raw) =>
     makeFrame(hashesOf(raw), raw),
@@ -174,11 +174,11 @@ test("a pack is named by the BLAKE3 of all its bytes, and its trailer locates ev
   b.add(frames[0]!);
   b.add(frames[1]!, [true, false, true]);
   b.add(frames[2]!);
-  const { id, parts, entries, size } = b.finish();
+  const { id, parts, entries, size } = await b.finish();
   const bytes = Buffer.concat(parts);
   assert.equal(bytes.length, size);
   assert.equal(id, hashParts([bytes]).toString("hex"));
-  assert.deepEqual(b.finish().id, id, "finish twice gives the same pack");
+  assert.deepEqual((await b.finish()).id, id, "finish twice gives the same pack");
   const t = parsePackTrailer(id, bytes, size);
   assert.equal(t.count, FRAME_MAX_BLOCKS + 2 + 1);
   assert.deepEqual(t.entries, entries);
@@ -194,7 +194,7 @@ test("a pack is named by the BLAKE3 of all its bytes, and its trailer locates ev
   assert.throws(() => b.add(frames[2]!));
 });
 
-test("a pack builder's buffer is reused for the next pack, and grows for a trailer bigger than its room", () => {
+test("a pack builder's buffer is reused for the next pack, and grows for a trailer bigger than its room", async () => {
   // many blocks that compress to almost nothing: 1,200 frames of 32 blocks a pack, ~1.8 MB of trailer entries
   const block = Buffer.alloc(BLOCK_SIZE);
   const frames = Array.from({ length: 2400 }, (_, i) => {
@@ -209,7 +209,7 @@ test("a pack builder's buffer is reused for the next pack, and grows for a trail
   for (let round = 0; round < 2; round++) {
     const b = new PackBuilder();
     for (const f of frames.slice(round * 1200, round * 1200 + 1200)) b.add(f);
-    const { id, parts, size, release } = b.finish();
+    const { id, parts, size, release } = await b.finish();
     assert.equal(parts.length, 1);
     const bytes = Buffer.from(parts[0]!); // a copy: the builder's buffer goes back to the pool below
     assert.equal(bytes.length, size);
