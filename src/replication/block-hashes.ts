@@ -163,15 +163,18 @@ export function unitOf(b: number): number {
 /**
  * Cuts ascending [from, to) block ranges into pieces of about `per` blocks, never between two blocks
  * of one unit (so two threads never hold the same unit's record): a piece ends only where the next
- * block to take lies in another unit than the last one taken.
+ * block to take lies in another unit than the last one taken. With `first`, the first piece is of
+ * about `first` blocks and each next one twice the one before, up to `per`.
  */
 export function unitAlignedCuts(
   ranges: readonly (readonly [number, number])[],
-  per: number,
+  maxPer: number,
+  first = maxPer,
 ): [number, number][][] {
   const out: [number, number][][] = [];
   let cur: [number, number][] = [];
   let taken = 0;
+  let per = Math.min(first, maxPer);
   let last = -1; // the last block taken
   for (const [a0, b] of ranges) {
     for (let a = a0; a < b; ) {
@@ -179,6 +182,7 @@ export function unitAlignedCuts(
         out.push(cur);
         cur = [];
         taken = 0;
+        per = Math.min(maxPer, 2 * per);
       }
       // up to `per`, then on to the end of the unit under way
       let end = Math.min(b, a + Math.max(1, per - taken));

@@ -70,6 +70,11 @@ export async function changedBlocks(
 
 /** blocks one native block pass reads (4 MiB): the next is read while this one's frames are made */
 const CALL_BLOCKS = 1024;
+/**
+ * blocks the first call reads (512 KiB), each next one twice as many up to CALL_BLOCKS: the
+ * JavaScript thread has frames to make after ~1 ms instead of waiting ~10 ms for a whole first call
+ */
+const FIRST_CALL_BLOCKS = 128;
 
 /**
  * A journal's pass (`job.blocks`) in the addon: reading, XXH64 and BLAKE3 of the blocks happen on
@@ -81,7 +86,9 @@ export async function* nativeBlockBatches(job: ScanJob, threads: number): AsyncG
   const { info } = job;
   // calls of about CALL_BLOCKS blocks, each a list of whole or cut ranges, cut between units only:
   // calls run at once, and each reads and writes its units' block hashes
-  const calls = unitAlignedCuts(job.ranges, CALL_BLOCKS).map((c) => Float64Array.from(c.flat()));
+  const calls = unitAlignedCuts(job.ranges, CALL_BLOCKS, FIRST_CALL_BLOCKS).map((c) =>
+    Float64Array.from(c.flat()),
+  );
   if (calls.length === 0) return;
   const blocksIn = (r: Float64Array): number => {
     let n = 0;

@@ -65,6 +65,19 @@ test("block ranges are cut between units only, about as often as asked", () => {
       assert.ok(n >= per && n < per + UNIT_BLOCKS, `a piece of ${n} blocks for ${per}`);
     }
   }
+  // a first piece of `first` blocks, each next one twice the one before, up to `per`
+  for (let round = 0; round < 30; round++) {
+    const ranges = randomRanges(next, 5000);
+    const per = 64 + Math.floor(next() * 300);
+    const first = 1 + Math.floor(next() * 40);
+    const pieces = unitAlignedCuts(ranges, per, first);
+    checkCuts(ranges, pieces);
+    pieces.slice(0, -1).forEach((p, i) => {
+      const want = Math.min(per, first * 2 ** i);
+      const n = blocksOf(p).length;
+      assert.ok(n >= want && n < want + UNIT_BLOCKS, `piece ${i}: ${n} blocks for ${want}`);
+    });
+  }
   // a range that ends inside a unit the next range goes on with stays with it
   assert.deepEqual(
     unitAlignedCuts(
