@@ -481,6 +481,7 @@ export class ProcessServer {
   /** A failed pack write poisons its writer: start a fresh one; what it held is sent again by agents. */
   #writerFailed(err: unknown): never {
     this.#app.log.error({ err }, "writing to the datastore failed; blocks not yet flushed are dropped");
+    void this.#writer.discard(); // (a pack it was writing out: its temporary file goes)
     this.#writer = this.#ds.writer();
     throw new SwitchbackError(
       "STORE_WRITE_FAILED",

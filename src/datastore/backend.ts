@@ -33,6 +33,13 @@ export interface Backend {
   listDirs(prefix: string): Promise<string[]>;
   /** Leftovers of interrupted writes anywhere under `prefix`, for GC to remove (none where writes are atomic). */
   listTemporary(prefix: string): Promise<string[]>;
+  /**
+   * A new object written as its bytes come, whose name is known only when it is whole (a pack: named
+   * by the hash of all its bytes), in `folder`. Nothing of it is visible until `finish`; a failed
+   * finish, or `abort`, leaves nothing (a crash: what listTemporary finds). Optional: a backend
+   * without it is given whole objects through `write`.
+   */
+  begin?(folder: string): Promise<ObjectStream>;
   /** Removes `name`; removing a missing object is not an error. Durable before the call resolves (unless `o.durable` is false). */
   remove(name: string, o?: WriteOptions): Promise<void>;
   close(): Promise<void>;
@@ -53,4 +60,18 @@ export interface WriteOptions {
    * own, that the object may still appear). What it throws, write throws. Without it, `make` is called.
    */
   publish?: (make: () => Promise<void>) => Promise<void>;
+}
+
+/** An object being written as its bytes come (Backend.begin). */
+export interface ObjectStream {
+  /**
+   * The next bytes: each call's bytes follow the previous call's, and calls may run at once. The
+   * buffer must stay unchanged until the call settles. (The local backend writes a 4 KiB-aligned
+   * buffer of whole 4 KiB blocks at an aligned place with O_DIRECT.)
+   */
+  append(data: Buffer): Promise<void>;
+  /** The last bytes, once every append has succeeded; then the object is durable and visible as `name`. */
+  finish(name: string, tail: Buffer): Promise<void>;
+  /** Drops what was written; nothing becomes visible. */
+  abort(): Promise<void>;
 }

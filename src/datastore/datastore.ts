@@ -7,7 +7,7 @@ import { SwitchbackError } from "../domain/errors.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
 import { onLocalFileSystem } from "../platform/files.ts";
 import { pidAlive } from "../platform/process.ts";
-import type { Backend, WriteOptions } from "./backend.ts";
+import type { Backend, ObjectStream, WriteOptions } from "./backend.ts";
 import { BlockIndex, encodeIndexFile, indexFileParts, NO_LOCATION } from "./block-index.ts";
 import { DiskMap } from "./disk-map.ts";
 import { BLOCK_SIZE, FORMAT_NAME, FORMAT_VERSION, PACK_TARGET_BYTES, paths } from "./format.ts";
@@ -155,9 +155,17 @@ export class Datastore {
     return this.#indexFiles;
   }
 
-  async writeIndexFile(sections: readonly { packId: string; entries: Buffer }[]): Promise<string> {
+  /**
+   * Writes one index file of `sections`. `after`: what must be durable before it may be seen (its
+   * packs): the file is written and fsynced meanwhile, under a temporary name, and renamed only once
+   * `after` resolves (if it rejects, the file is removed and that is the error).
+   */
+  async writeIndexFile(
+    sections: readonly { packId: string; entries: Buffer }[],
+    after?: Promise<unknown>,
+  ): Promise<string> {
     const { id, parts } = encodeIndexFile(sections);
-    await this.backend.write(paths.index(id), parts);
+    await this.backend.write(paths.index(id), parts, publishAfter(after));
     return this.#indexed(id);
   }
 
@@ -393,8 +401,8 @@ export class Datastore {
    * Makes a point visible. Every block it references must already be in a durable pack and index.
    * The manifest is written a part at a time as its sources give their entries.
    */
-  async commitPoint(m: ManifestSource): Promise<void> {
-    await this.backend.write(paths.point(m.header.item, m.header.id), manifestParts(m));
+  async commitPoint(m: ManifestSource, after?: Promise<unknown>): Promise<void> {
+    await this.backend.write(paths.point(m.header.item, m.header.id), manifestParts(m), publishAfter(after));
   }
 
   /** Replaces a point's manifest with an equivalent one (prune rewrites a child when its parent goes). */
@@ -509,17 +517,57 @@ export function verifyBlock(data: Buffer, hash: Buffer, loc: BlockLocation): voi
   }
 }
 
+/** Waits for a pack stream's writes, then writes its last bytes and makes it visible; or drops it when one failed. */
+async function finishStream(st: PackStream, name: string, tail: () => Buffer): Promise<void> {
+  const done = await Promise.allSettled(st.writes);
+  const failed = done.find((r) => r.status === "rejected");
+  if (failed === undefined) return (await st.open).finish(name, tail());
+  await (await st.open.catch(() => null))?.abort();
+  throw failed.reason;
+}
+
+/**
+ * Write options that make an object visible only once `after` has resolved (its file written and
+ * fsynced meanwhile): what it names must be durable first. Nothing when `after` is not given.
+ */
+function publishAfter(after: Promise<unknown> | undefined): WriteOptions {
+  if (after === undefined) return {};
+  return {
+    publish: async (make) => {
+      await after;
+      await make();
+    },
+  };
+}
+
 /**
  * Adds frames to a datastore: packs are closed at ~8 MiB and written (fsync, rename) in the
  * background; flush() waits for them and writes one index file that covers them. Blocks become
  * visible to other writers only after flush().
  */
+/**
+ * A pack is written out as it fills, in steps of this much (where the backend can: Backend.begin), so
+ * that the disk writes it while the pass goes on and a point's commit waits only for its last step.
+ * Before, a point's last pack (up to 8 MiB) was all written at the commit, and the packs before it
+ * while the commit waited for room for it: ~15-20 ms of a 21 MB incremental's commit here.
+ */
+const STREAM_STEP = 1024 * 1024;
+
+/** A pack being written as it fills: the stream, the writes issued so far (they run at once), the bytes they cover. */
+interface PackStream {
+  open: Promise<ObjectStream>;
+  writes: Promise<void>[];
+  sent: number;
+}
+
 export class BlockWriter {
   readonly #ds: Datastore;
   #builder = new PackBuilder();
+  #stream: PackStream | null = null;
   #pending = new BlockIndex(1 << 12);
   readonly #inflight: Promise<void>[] = [];
-  readonly #sealed: { packId: string; entries: Buffer }[] = [];
+  /** the packs sealed (written or being written) that no index file names yet, in the order sealed */
+  readonly #unindexed: { packId: string; entries: Buffer }[] = [];
   #error: unknown;
   #flushing: Promise<void> = Promise.resolve();
   bytesWritten = 0;
@@ -561,20 +609,51 @@ export class BlockWriter {
     if (kept === 0) return;
     this.#builder.add(frame, take);
     this.blocksWritten += kept;
+    this.#streamOut();
     if (this.#builder.bytes >= PACK_TARGET_BYTES) await this.#seal();
+  }
+
+  /** Writes out the pack's whole steps not written yet (not waiting for them: a failure shows at the seal). */
+  #streamOut(): void {
+    const backend = this.#ds.backend;
+    if (backend.begin === undefined) return;
+    const upTo = Math.floor(this.#builder.bytes / STREAM_STEP) * STREAM_STEP;
+    if (upTo === 0 || upTo <= (this.#stream?.sent ?? 0)) return;
+    this.#stream ??= { open: backend.begin("packs"), writes: [], sent: 0 };
+    const st = this.#stream;
+    const bytes = this.#builder.bytesIn(st.sent, upTo);
+    st.sent = upTo;
+    // (appends are made in the order they are issued: reactions to one promise run in that order)
+    const w = st.open.then((s) => s.append(bytes));
+    w.catch(() => {}); // (awaited at the seal, which reports it)
+    st.writes.push(w);
+  }
+
+  /** Drops a pack being written (a writer given up after a failure): its temporary file goes. */
+  async discard(): Promise<void> {
+    const st = this.#stream;
+    this.#stream = null;
+    if (st === null) return;
+    await Promise.allSettled(st.writes);
+    await (await st.open.catch(() => null))?.abort();
   }
 
   async #seal(): Promise<void> {
     if (this.#builder.blockCount === 0) return;
     const builder = this.#builder;
+    const stream = this.#stream;
     this.#builder = new PackBuilder();
+    this.#stream = null;
     const { id, parts, entries, size, release } = await builder.finish();
     // at most two packs in flight: bounded memory, and the disk stays busy while we hash
     while (this.#inflight.length >= 2) await this.#inflight.shift();
-    const p = this.#ds.backend
-      .write(paths.pack(id), parts)
+    this.#unindexed.push({ packId: id, entries });
+    const write =
+      stream === null
+        ? this.#ds.backend.write(paths.pack(id), parts)
+        : finishStream(stream, paths.pack(id), () => builder.bytesIn(stream.sent, size));
+    const p = write
       .then(() => {
-        this.#sealed.push({ packId: id, entries });
         this.bytesWritten += size;
         this.packsWritten++;
       })
@@ -595,13 +674,21 @@ export class BlockWriter {
 
   async #flush(): Promise<void> {
     await this.#seal();
-    while (this.#inflight.length > 0) await this.#inflight.shift();
-    if (this.#error !== undefined) throw this.#error;
-    if (this.#sealed.length === 0) return;
-    const sections = this.#sealed.splice(0);
-    await this.#ds.writeIndexFile(sections);
+    // the packs still being written (they never reject: a failure is kept in #error)
+    const written = Promise.all(this.#inflight.splice(0)).then(() => {
+      if (this.#error !== undefined) throw this.#error;
+    });
+    if (this.#unindexed.length === 0) return written;
+    // the index file is written and fsynced while the last packs are, and seen only once they are
+    // durable (an index never names a pack that is not)
+    const sections = this.#unindexed.splice(0);
+    try {
+      await this.#ds.writeIndexFile(sections, written);
+    } finally {
+      await written.catch(() => {}); // (settled either way before this returns)
+    }
     // what was pending is in the datastore's index now; a long-lived writer must not keep a second copy
-    if (this.#sealed.length === 0 && this.#inflight.length === 0 && this.#builder.blockCount === 0) {
+    if (this.#unindexed.length === 0 && this.#inflight.length === 0 && this.#builder.blockCount === 0) {
       this.#pending = new BlockIndex(1 << 12);
     }
   }

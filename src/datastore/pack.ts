@@ -263,6 +263,8 @@ export class PackBuilder {
   // the cache.
   readonly #id: PartsHash | null = native?.blake3OnPool !== undefined ? null : new PartsHash();
   #finished: Promise<FinishedPack> | undefined;
+  /** buffers outgrown (a long trailer): kept until release(), as bytes of them may still be being written */
+  readonly #retired: Buffer[] = [];
   readonly #entries: Buffer[] = [];
   #offset = PACK_MAGIC.length;
   #count = 0;
@@ -287,10 +289,20 @@ export class PackBuilder {
     } else if (this.#buf.length < need) {
       const bigger = takeAligned(Math.max(need, this.#buf.length * 2));
       this.#buf.copy(bigger, 0, 0, this.#offset);
-      giveBack(this.#buf);
+      this.#retired.push(this.#buf);
       this.#buf = bigger;
     }
     return this.#buf;
+  }
+
+  /**
+   * The pack's bytes [from, to), below `bytes` (or the finished pack's size): a view of its buffer,
+   * valid until release(). Bytes once added never change, so they may be written out before the pack
+   * is finished.
+   */
+  bytesIn(from: number, to: number): Buffer {
+    if (this.#buf === null) throw new Error("PackBuilder.bytesIn of an empty or released pack");
+    return this.#buf.subarray(from, to);
   }
 
   add(frame: Frame, keep?: readonly boolean[]): void {
@@ -348,6 +360,7 @@ export class PackBuilder {
         if (this.#buf === null) return;
         giveBack(this.#buf);
         this.#buf = null;
+        for (const b of this.#retired.splice(0)) giveBack(b);
       },
     };
   }

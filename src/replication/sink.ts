@@ -94,8 +94,14 @@ export class LocalSink implements PointSink {
   }
 
   async commit(manifest: ManifestSource): Promise<void> {
-    await this.#writer.flush();
-    await this.#ds.commitPoint(manifest);
+    // the manifest is written and fsynced while the last pack and the index file are, and is seen
+    // only once every block it names is in a durable pack and index file
+    const flushed = this.#writer.flush();
+    try {
+      await this.#ds.commitPoint(manifest, flushed);
+    } finally {
+      await flushed.catch(() => {}); // (settled either way before this returns)
+    }
   }
 
   async close(): Promise<void> {

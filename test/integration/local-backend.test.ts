@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { LocalBackend } from "../../src/datastore/local/local-backend.ts";
+import { giveBack, takeAligned } from "../../src/platform/aligned.ts";
 import { native } from "../../src/platform/native.ts";
 import { tempDir } from "../helpers/env.ts";
 
@@ -114,6 +115,40 @@ test("big objects are written with O_DIRECT where the file system takes it, and 
         ),
       );
       assert.ok(readFileSync(path.join(dir, "packs/aa/small.pack")).equals(big.subarray(0, 5000)));
+      assert.deepEqual(await be.listTemporary(""), []);
+      // an object written as it comes: whole aligned MiBs (O_DIRECT where it can), an odd piece, an
+      // aligned MiB after it (at an odd offset now: the ordinary way), and a tail
+      const mib = 1024 * 1024;
+      const aligned = takeAligned(2 * mib);
+      big.copy(aligned, 0, 0, 2 * mib);
+      const want = Buffer.concat([
+        aligned.subarray(0, mib),
+        big.subarray(0, 1000),
+        aligned.subarray(mib),
+        big.subarray(7, 99),
+      ]);
+      const st = await be.begin!("packs");
+      await st.append(aligned.subarray(0, mib));
+      await st.append(big.subarray(0, 1000));
+      await st.append(aligned.subarray(mib));
+      assert.equal((await be.listTemporary("packs")).length, 1, "not visible before it is finished");
+      assert.deepEqual(await be.list("packs/bb"), []);
+      await st.finish("packs/bb/three.pack", big.subarray(7, 99));
+      assert.ok(readFileSync(path.join(dir, "packs/bb/three.pack")).equals(want));
+      assert.deepEqual(await be.list("packs/bb"), ["three.pack"]);
+      // appends made at once land in the order they were made
+      const four = await be.begin!("packs");
+      const quarter = mib / 4;
+      await Promise.all(
+        Array.from({ length: 4 }, (_, i) => four.append(aligned.subarray(i * quarter, (i + 1) * quarter))),
+      );
+      await four.finish("packs/bb/four.pack", Buffer.alloc(0));
+      assert.ok(readFileSync(path.join(dir, "packs/bb/four.pack")).equals(aligned.subarray(0, mib)));
+      // one given up leaves nothing
+      const gone = await be.begin!("packs");
+      await gone.append(aligned.subarray(0, mib));
+      await gone.abort();
+      giveBack(aligned);
       assert.deepEqual(await be.listTemporary(""), []);
       return be.directWrites;
     } finally {

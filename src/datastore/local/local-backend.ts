@@ -11,7 +11,7 @@ import path from "node:path";
 import { ALIGN, giveBack, isAligned, takeAligned } from "../../platform/aligned.ts";
 import { onLocalFileSystem, piecesOf, readExactlyAt } from "../../platform/files.ts";
 import { native } from "../../platform/native.ts";
-import type { Backend, ObjectData, WriteOptions } from "../backend.ts";
+import type { Backend, ObjectData, ObjectStream, WriteOptions } from "../backend.ts";
 
 const TMP_MARK = ".tmp-";
 /** objects at least this big are written with O_DIRECT (when they can be) */
@@ -175,6 +175,45 @@ export class LocalBackend implements Backend {
     return true;
   }
 
+  async begin(folder: string): Promise<ObjectStream> {
+    const dir = this.#path(folder);
+    await this.#ensureDir(dir);
+    const tmp = path.join(dir, `stream${TMP_MARK}${randomBytes(6).toString("hex")}`);
+    let direct: FileHandle | null = null;
+    if (this.#direct) {
+      try {
+        direct = await open(
+          tmp,
+          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT,
+          0o644,
+        );
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+        // (created, then the flag refused: see #writeDirect)
+        await unlink(tmp).catch(() => {});
+        this.#direct = false;
+      }
+    }
+    const plain = await open(
+      tmp,
+      constants.O_WRONLY | (direct === null ? constants.O_CREAT | constants.O_EXCL : 0),
+      0o644,
+    );
+    return new LocalStream(
+      this,
+      tmp,
+      direct,
+      plain,
+      (name) => this.#path(name),
+      (d) => this.#ensureDir(d),
+    );
+  }
+
+  /** The file system refused an O_DIRECT write: buffered from now on. */
+  directRefused(): void {
+    this.#direct = false;
+  }
+
   async #handle(name: string): Promise<FileHandle> {
     let h = this.#handles.get(name);
     if (h === undefined) {
@@ -330,6 +369,94 @@ export class LocalBackend implements Backend {
   async close(): Promise<void> {
     const all = [...this.#handles.keys()];
     for (const n of all) this.#dropHandle(n);
+  }
+}
+
+/**
+ * A pack written as it fills (LocalBackend.begin): whole aligned 4 KiB blocks with O_DIRECT where the
+ * file system takes it, anything else through the page cache (a second descriptor of the same file);
+ * at the end fsynced, renamed into place and its folder fsynced, as write() does.
+ */
+class LocalStream implements ObjectStream {
+  #at = 0;
+  #direct: FileHandle | null;
+  /** the O_DIRECT descriptor as opened (closed with the stream), or the plain one */
+  readonly #directOpened: FileHandle;
+  readonly #plain: FileHandle;
+  #open = true;
+  readonly backend: LocalBackend;
+  readonly tmp: string;
+  readonly pathOf: (name: string) => string;
+  readonly ensureDir: (dir: string) => Promise<void>;
+
+  constructor(
+    backend: LocalBackend,
+    tmp: string,
+    direct: FileHandle | null,
+    plain: FileHandle,
+    pathOf: (name: string) => string,
+    ensureDir: (dir: string) => Promise<void>,
+  ) {
+    this.backend = backend;
+    this.tmp = tmp;
+    this.#direct = direct;
+    this.#directOpened = direct ?? plain;
+    this.#plain = plain;
+    this.pathOf = pathOf;
+    this.ensureDir = ensureDir;
+  }
+
+  async append(data: Buffer): Promise<void> {
+    // its place is taken now: appends may run at once, each writing its own bytes
+    let at = this.#at;
+    this.#at += data.length;
+    if (data.length === 0) return;
+    const d = this.#direct;
+    if (d !== null && at % ALIGN === 0 && data.length % ALIGN === 0 && isAligned(data)) {
+      let wrote = 0;
+      try {
+        ({ bytesWritten: wrote } = await d.write(data, 0, data.length, at));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+        // the file system opened it but will not write it directly: buffered from here on (the
+        // descriptor is closed with the stream: another append may be using it)
+        this.backend.directRefused();
+        this.#direct = null;
+      }
+      if (wrote === data.length) return;
+      // a short direct write (a full disk, a size limit): the rest goes the ordinary way, whose error says why
+      at += wrote;
+      data = data.subarray(wrote);
+    }
+    await writeAll(this.#plain, [data], this.tmp, at);
+  }
+
+  async finish(name: string, tail: Buffer): Promise<void> {
+    try {
+      await writeAll(this.#plain, [tail], name, this.#at);
+      this.#at += tail.length;
+      await this.#plain.sync(); // the file's, whichever descriptor wrote it
+      await this.#close();
+      const final = this.pathOf(name);
+      const dir = path.dirname(final);
+      await this.ensureDir(dir);
+      await rename(this.tmp, final);
+      await fsyncDir(dir);
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  async abort(): Promise<void> {
+    await this.#close();
+    await unlink(this.tmp).catch(() => {});
+  }
+
+  async #close(): Promise<void> {
+    if (!this.#open) return;
+    this.#open = false;
+    await Promise.allSettled([this.#directOpened.close(), this.#plain.close()]);
   }
 }
 
