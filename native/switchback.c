@@ -1755,6 +1755,226 @@ static napi_value js_blake3_on_pool(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * traceDrain(fds, pageBytes, dataOffset, layouts, windows, disks): { pairs, problem, passthrough },
+ * RawTraceReader.drain and the write tracker's #event of src/replication in one call (a point's
+ * ~10,000 events took a cold process 6-10 ms of JavaScript and as many small objects for the
+ * collector). Every page the per-CPU raw pipes `fds` (O_NONBLOCK) hold is read; pages are parsed as
+ * trace-raw.ts parses them (`layouts`: six numbers an event type: id, and the offsets of dev, sector
+ * and nr_sector, and of rwbs and its size) until one is not as expected (`problem`, the same words;
+ * the rest is still read, not parsed). An event with sectors lands, through each `windows` entry of its
+ * device (five numbers: dev, disk, shiftSectors, addBytes, the disk's limitBytes), on
+ * [max(0, (sector + shift) * 512 + add), min(limit, (sector + shift + nr) * 512 + add)) of that
+ * disk: `pairs[disk]` gets those byte ranges, in event order. An event without sectors whose rwbs
+ * holds "N" on a traced device is a passthrough command: `passthrough` is the first one's rwbs.
+ */
+typedef struct {
+  double *v;
+  size_t n, cap;
+} Pairs;
+
+typedef struct {
+  const double *layouts;
+  size_t n_layouts;
+  const double *windows;
+  size_t n_windows;
+  Pairs *pairs;
+  char problem[200];
+  char passthrough[64];
+  bool oom;
+} TraceDrain;
+
+static uint32_t rd32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+static void trace_event(TraceDrain *t, uint32_t dev, double sector, uint32_t nr, const uint8_t *rwbs, size_t rwbs_size) {
+  if (nr == 0) {
+    if (t->passthrough[0] != 0) return;
+    size_t len = strnlen((const char *)rwbs, rwbs_size);
+    if (memchr(rwbs, 'N', len) == NULL) return;
+    for (size_t w = 0; w < t->n_windows; w++) {
+      if (t->windows[5 * w] != (double)dev) continue;
+      if (len >= sizeof t->passthrough) len = sizeof t->passthrough - 1;
+      memcpy(t->passthrough, rwbs, len);
+      t->passthrough[len] = 0;
+      return;
+    }
+    return;
+  }
+  for (size_t w = 0; w < t->n_windows; w++) {
+    const double *win = t->windows + 5 * w;
+    if (win[0] != (double)dev) continue;
+    double from = (sector + win[2]) * 512 + win[3], to = (sector + win[2] + nr) * 512 + win[3];
+    if (from < 0) from = 0;
+    if (to > win[4]) to = win[4];
+    if (!(to > from)) continue;
+    Pairs *p = &t->pairs[(size_t)win[1]];
+    if (p->n + 2 > p->cap) {
+      size_t cap = p->cap ? 2 * p->cap : 4096;
+      double *v = realloc(p->v, cap * sizeof *v);
+      if (v == NULL) {
+        t->oom = true;
+        return;
+      }
+      p->v = v;
+      p->cap = cap;
+    }
+    p->v[p->n++] = from;
+    p->v[p->n++] = to;
+  }
+}
+
+/* one page of n bytes: "" when it is as expected, else what is wrong (trace-raw.ts's words) */
+static void trace_page(TraceDrain *t, const uint8_t *p, size_t n, size_t data_offset) {
+  if (n < data_offset) {
+    snprintf(t->problem, sizeof t->problem, "a trace page of %zu bytes", n);
+    return;
+  }
+  uint32_t commit = rd32(p + 8);
+  if (commit >= 0x80000000u) {
+    snprintf(t->problem, sizeof t->problem, "the kernel lost trace events (a page says so)");
+    return;
+  }
+  size_t size = commit % 0x40000000u, end = data_offset + size;
+  if (end > n) {
+    snprintf(t->problem, sizeof t->problem, "a trace page claims %zu bytes of events but holds %zu", size,
+             n - data_offset);
+    return;
+  }
+  size_t at = data_offset;
+  while (at + 4 <= end) {
+    uint32_t h = rd32(p + at), type_len = h & 0x1f;
+    size_t rec;
+    int64_t len;
+    if (type_len == 0) {
+      if (at + 8 > end) {
+        snprintf(t->problem, sizeof t->problem, "a trace event runs past its page");
+        return;
+      }
+      len = (int64_t)rd32(p + at + 4) - 4;
+      rec = at + 8;
+      at = rec + (len > 0 ? (size_t)len : 0);
+    } else if (type_len <= 28) {
+      len = type_len * 4;
+      rec = at + 4;
+      at = rec + (size_t)len;
+    } else if (type_len == 29) {
+      if (at + 8 > n) {
+        snprintf(t->problem, sizeof t->problem, "a trace event runs past its page");
+        return;
+      }
+      uint32_t pad = rd32(p + at + 4);
+      if (pad == 0) break; /* the rest of the page is padding */
+      at += 4 + (size_t)pad;
+      continue;
+    } else {
+      at += 8; /* time extend or time stamp */
+      continue;
+    }
+    if (at > end || len < 2) {
+      snprintf(t->problem, sizeof t->problem, "a trace event runs past its page");
+      return;
+    }
+    uint16_t id;
+    memcpy(&id, p + rec, 2);
+    const double *l = NULL;
+    for (size_t k = 0; k < t->n_layouts && l == NULL; k++)
+      if (t->layouts[6 * k] == id) l = t->layouts + 6 * k;
+    if (l == NULL) {
+      snprintf(t->problem, sizeof t->problem, "an unexpected trace event (type %u)", id);
+      return;
+    }
+    size_t dev_off = (size_t)l[1], sector_off = (size_t)l[2], nr_off = (size_t)l[3], rwbs_off = (size_t)l[4],
+           rwbs_size = (size_t)l[5];
+    if ((int64_t)(nr_off + 4) > len || (int64_t)(sector_off + 8) > len || (int64_t)(rwbs_off + rwbs_size) > len ||
+        (int64_t)(dev_off + 4) > len) {
+      snprintf(t->problem, sizeof t->problem, "a trace event shorter than its format");
+      return;
+    }
+    uint32_t nr = rd32(p + rec + nr_off);
+    double sector = (double)rd32(p + rec + sector_off) + (double)rd32(p + rec + sector_off + 4) * 4294967296.0;
+    trace_event(t, rd32(p + rec + dev_off), sector, nr, p + rec + rwbs_off, rwbs_size);
+    if (t->oom) return;
+  }
+}
+
+static napi_value js_trace_drain(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  uint32_t page_bytes = 0, data_offset = 0, disks = 0;
+  napi_typedarray_type type;
+  size_t n_fds = 0, n_layouts = 0, n_windows = 0;
+  void *fds = NULL, *layouts = NULL, *windows = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6 ||
+      napi_get_typedarray_info(env, argv[0], &type, &n_fds, &fds, NULL, NULL) != napi_ok || type != napi_int32_array ||
+      napi_get_value_uint32(env, argv[1], &page_bytes) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &data_offset) != napi_ok ||
+      napi_get_typedarray_info(env, argv[3], &type, &n_layouts, &layouts, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || n_layouts % 6 != 0 ||
+      napi_get_typedarray_info(env, argv[4], &type, &n_windows, &windows, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || n_windows % 5 != 0 || napi_get_value_uint32(env, argv[5], &disks) != napi_ok ||
+      page_bytes < 16 || page_bytes > (1u << 24) || data_offset < 16 || data_offset > page_bytes)
+    return throw_type(env, "traceDrain takes (fds: Int32Array, pageBytes, dataOffset, layouts: Float64Array, "
+                           "windows: Float64Array, disks)");
+  for (size_t w = 0; w < n_windows / 5; w++) {
+    double d = ((const double *)windows)[5 * w + 1];
+    if (!(d >= 0 && d < disks && d == floor(d))) return throw_type(env, "traceDrain: a window of no disk");
+  }
+  TraceDrain t = {.layouts = layouts, .n_layouts = n_layouts / 6, .windows = windows, .n_windows = n_windows / 5};
+  t.pairs = calloc(disks ? disks : 1, sizeof *t.pairs);
+  uint8_t *page = malloc(page_bytes);
+  if (t.pairs == NULL || page == NULL) {
+    free(t.pairs);
+    free(page);
+    return throw_type(env, "traceDrain: out of memory");
+  }
+  const int32_t *fd = fds;
+  bool failed = false;
+  for (size_t i = 0; i < n_fds && !failed && !t.oom; i++) {
+    for (;;) {
+      ssize_t n = read(fd[i], page, page_bytes);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        snprintf(t.problem, sizeof t.problem, "reading the trace failed: %s", strerror(errno));
+        failed = true;
+        break;
+      }
+      if (n == 0) break;
+      if (t.problem[0] == 0) trace_page(&t, page, (size_t)n, data_offset);
+      if (t.oom) break;
+    }
+  }
+  free(page);
+  napi_value out, list, v;
+  napi_create_object(env, &out);
+  napi_create_array_with_length(env, disks, &list);
+  for (uint32_t d = 0; d < disks; d++) {
+    napi_value buf, arr;
+    double *o = NULL;
+    Pairs *p = &t.pairs[d];
+    if (napi_create_arraybuffer(env, p->n * sizeof(double), (void **)&o, &buf) == napi_ok &&
+        napi_create_typedarray(env, napi_float64_array, p->n, buf, 0, &arr) == napi_ok) {
+      if (p->n > 0) memcpy(o, p->v, p->n * sizeof(double));
+      napi_set_element(env, list, d, arr);
+    } else t.oom = true;
+    free(p->v);
+  }
+  free(t.pairs);
+  if (t.oom) return throw_type(env, "traceDrain: out of memory");
+  napi_set_named_property(env, out, "pairs", list);
+  if (t.problem[0] != 0) napi_create_string_utf8(env, t.problem, NAPI_AUTO_LENGTH, &v);
+  else napi_get_null(env, &v);
+  napi_set_named_property(env, out, "problem", v);
+  if (t.passthrough[0] != 0) napi_create_string_latin1(env, t.passthrough, NAPI_AUTO_LENGTH, &v);
+  else napi_get_null(env, &v);
+  napi_set_named_property(env, out, "passthrough", v);
+  return out;
+}
+
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1965,7 +2185,7 @@ NAPI_MODULE_INIT() {
       {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
       {"blake3Init", js_blake3_init},         {"blake3Update", js_blake3_update},
       {"blake3Digest", js_blake3_digest},       {"fileExtents", js_file_extents},  {"fileSystemType", js_file_system_type},
-      {"fileFlags", js_file_flags},           {"bucketTable", js_bucket_table}, {"mergePairs", js_merge_pairs}, {"blake3OnPool", js_blake3_on_pool},
+      {"fileFlags", js_file_flags},           {"bucketTable", js_bucket_table}, {"mergePairs", js_merge_pairs}, {"blake3OnPool", js_blake3_on_pool}, {"traceDrain", js_trace_drain},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

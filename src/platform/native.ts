@@ -155,6 +155,19 @@ export interface NativeAddon {
    * overlap or touch. Absent from addons built before it.
    */
   mergePairs?(pairs: Float64Array, granule: number, count: number): Float64Array;
+  /**
+   * A write trace's raw pages read and parsed, and its events placed on the disks (see
+   * native/switchback.c): RawTraceReader.drain and the tracker's event handling in one call. Absent
+   * from addons built before it.
+   */
+  traceDrain?(
+    fds: Int32Array,
+    pageBytes: number,
+    dataOffset: number,
+    layouts: Float64Array,
+    windows: Float64Array,
+    disks: number,
+  ): { pairs: Float64Array[]; problem: string | null; passthrough: string | null };
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
   /**

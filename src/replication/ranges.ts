@@ -102,6 +102,19 @@ export class RangeList {
     this.#n++;
   }
 
+  /** Appends flat [from, to) pairs. */
+  pushAll(pairs: Float64Array): void {
+    if (2 * this.#n + pairs.length > this.#v.length) {
+      let cap = this.#v.length;
+      while (2 * this.#n + pairs.length > cap) cap *= 2;
+      const bigger = new Float64Array(cap);
+      bigger.set(this.#v.subarray(0, 2 * this.#n));
+      this.#v = bigger;
+    }
+    this.#v.set(pairs, 2 * this.#n);
+    this.#n += pairs.length / 2;
+  }
+
   /** The pairs as they came, flat: a view, valid until the next push. */
   pairs(): Float64Array {
     return this.#v.subarray(0, 2 * this.#n);

@@ -11,6 +11,7 @@
 // (8 bytes in all). A record's layout comes from the event's own `format` file (field offsets).
 import { closeSync, constants, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import path from "node:path";
+import { native } from "../platform/native.ts";
 
 const RB_MISSED_EVENTS = 2 ** 31;
 /** RB_MISSED_STORED, the lower of the two flag bits: below it, the commit word is the data size */
@@ -50,6 +51,7 @@ export class RawTraceReader {
   readonly #layouts: Map<number, Layout>;
   readonly #dataOffset: number;
   readonly #page: Buffer;
+  #layoutArray: Float64Array | undefined;
 
   private constructor(fds: number[], layouts: Map<number, Layout>, dataOffset: number, pageSize: number) {
     this.#fds = fds;
@@ -99,6 +101,32 @@ export class RawTraceReader {
       throw err;
     }
     return new RawTraceReader(fds, layouts, Number(data[1]), Number(data[1]) + Number(data[2]));
+  }
+
+  /**
+   * What drain() and a handler placing each event through `windows` would give, in the native addon
+   * (null where it is not built): per disk the byte ranges the events landed on, in event order, why
+   * events may be missing, and the rwbs of a passthrough request on a traced device. `windows`: five
+   * numbers each (dev, disk, shiftSectors, addBytes, the disk's limit in bytes); an event lands on
+   * [max(0, (sector + shift) * 512 + add), min(limit, (sector + shift + nr) * 512 + add)).
+   */
+  drainPlaced(
+    windows: Float64Array,
+    disks: number,
+  ): { pairs: Float64Array[]; problem: string | null; passthrough: string | null } | null {
+    const addon = native;
+    if (addon?.traceDrain === undefined) return null;
+    this.#layoutArray ??= Float64Array.from(
+      [...this.#layouts.values()].flatMap((l) => [l.id, l.dev, l.sector, l.nrSector, l.rwbs, l.rwbsSize]),
+    );
+    return addon.traceDrain(
+      Int32Array.from(this.#fds),
+      this.#page.length,
+      this.#dataOffset,
+      this.#layoutArray,
+      windows,
+      disks,
+    );
   }
 
   /**

@@ -374,6 +374,8 @@ export class TracefsWriteTracker implements WriteTracker {
   readonly #byDev = new Map<number, { disk: number; w: Window }[]>();
   /** per disk: [fromByte, toByte) intervals seen so far (merged at collect) */
   readonly #seen: RangeList[];
+  /** #byDev for the native drain: five numbers a window (dev, disk, shiftSectors, addBytes, limitBytes) */
+  #windows: Float64Array | undefined;
   readonly #lost: (string | null)[];
   #reader: RawTraceReader | null = null;
   #timer: NodeJS.Timeout | undefined;
@@ -506,6 +508,27 @@ export class TracefsWriteTracker implements WriteTracker {
   /** Reads every event the ring buffers hold now. */
   #drain(): void {
     if (this.#reader === null) return;
+    // in the native addon where it is built: the pages parsed and the events placed in one call
+    this.#windows ??= Float64Array.from(
+      [...this.#byDev.values()].flatMap((list) =>
+        list.flatMap(({ disk, w }) => [
+          w.dev,
+          disk,
+          w.shiftSectors,
+          w.addBytes,
+          this.#plans[disk]!.limitBytes,
+        ]),
+      ),
+    );
+    const placed = this.#reader.drainPlaced(this.#windows, this.#disks.length);
+    if (placed !== null) {
+      placed.pairs.forEach((p, disk) => {
+        this.#seen[disk]!.pushAll(p);
+      });
+      if (placed.passthrough !== null) this.#loseAll(passthroughLoss(placed.passthrough));
+      if (placed.problem !== null) this.#loseAll(placed.problem);
+      return;
+    }
     const problem = this.#reader.drain((dev, sector, nr, rwbs) => this.#event(dev, sector, nr, rwbs));
     if (problem !== null) this.#loseAll(problem);
   }
@@ -514,8 +537,7 @@ export class TracefsWriteTracker implements WriteTracker {
     if (nr === 0) {
       // flushes carry no data; a request of another kind without sectors is a passthrough command
       // (SG_IO, NVMe passthrough), whose writes the trace cannot place
-      if (rwbs.includes("N") && this.#byDev.has(dev))
-        this.#loseAll(`a passthrough request (rwbs ${rwbs}) on a traced device: its writes cannot be placed`);
+      if (rwbs.includes("N") && this.#byDev.has(dev)) this.#loseAll(passthroughLoss(rwbs));
       return;
     }
     for (const { disk, w } of this.#byDev.get(dev) ?? []) {
@@ -627,6 +649,10 @@ export class TracefsWriteTracker implements WriteTracker {
       }
     }
   }
+}
+
+function passthroughLoss(rwbs: string): string {
+  return `a passthrough request (rwbs ${rwbs}) on a traced device: its writes cannot be placed`;
 }
 
 export type TrackMode = "auto" | "tracefs" | "none";
