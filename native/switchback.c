@@ -1975,6 +1975,68 @@ static napi_value js_trace_drain(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * populatedPages(length): Promise<Buffer>, `length` bytes of fresh zeroed memory, page-aligned, its
+ * pages already in place (each faulted in on libuv's thread pool): a pack buffer filled later
+ * by the JavaScript thread takes no page fault there (~1.7 us a 4 KiB page in this VM: ~9 ms of a
+ * point's 21 MB). Unmapped when the Buffer's memory is collected.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  size_t length;
+  void *p;
+  int err;
+} Pages;
+
+static void pages_execute(napi_env env, void *data) {
+  (void)env;
+  Pages *m = data;
+  m->p = mmap(NULL, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  m->err = m->p == MAP_FAILED ? errno : 0;
+  /* a write to each page faults it in; unlike MAP_POPULATE, this holds the process's memory map lock
+     only a fault at a time, so the JavaScript thread's own mappings are not held up meanwhile */
+  if (m->err == 0)
+    for (size_t at = 0; at < m->length; at += 4096) ((volatile uint8_t *)m->p)[at] = 0;
+}
+
+static void pages_complete(napi_env env, napi_status status, void *data) {
+  Pages *m = data;
+  napi_value v = NULL, msg;
+  const char *why = NULL;
+  if (status != napi_ok) why = "populatedPages was cancelled";
+  else if (m->err != 0) why = strerror(m->err);
+  else if (napi_create_external_buffer(env, m->length, m->p, unmap_file, (void *)(uintptr_t)m->length, &v) !=
+           napi_ok) {
+    munmap(m->p, m->length);
+    why = "this Node.js does not take external buffers";
+  }
+  if (why == NULL) napi_resolve_deferred(env, m->deferred, v);
+  else {
+    napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &v);
+    napi_reject_deferred(env, m->deferred, v);
+  }
+  napi_delete_async_work(env, m->work);
+  free(m);
+}
+
+static napi_value js_populated_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int64_t length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int64(env, argv[0], &length) != napi_ok || length <= 0)
+    return throw_type(env, "populatedPages takes (length), above 0");
+  Pages *m = calloc(1, sizeof *m);
+  if (m == NULL) return throw_type(env, "populatedPages: out of memory");
+  m->length = (size_t)length;
+  napi_value promise =
+      queue_work(env, "switchback:populatedPages", pages_execute, pages_complete, m, &m->work, &m->deferred);
+  if (promise == NULL) free(m);
+  return promise;
+}
+
 /* xxh64(data, seed): the XXH64 this file uses, for tests to compare with the JavaScript one */
 static napi_value js_xxh64(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -2185,7 +2247,7 @@ NAPI_MODULE_INIT() {
       {"zeroOut", js_zero_out},               {"mapFile", js_map_file},
       {"blake3Init", js_blake3_init},         {"blake3Update", js_blake3_update},
       {"blake3Digest", js_blake3_digest},       {"fileExtents", js_file_extents},  {"fileSystemType", js_file_system_type},
-      {"fileFlags", js_file_flags},           {"bucketTable", js_bucket_table}, {"mergePairs", js_merge_pairs}, {"blake3OnPool", js_blake3_on_pool}, {"traceDrain", js_trace_drain},
+      {"fileFlags", js_file_flags},           {"bucketTable", js_bucket_table}, {"mergePairs", js_merge_pairs}, {"blake3OnPool", js_blake3_on_pool}, {"traceDrain", js_trace_drain}, {"populatedPages", js_populated_pages},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_value fn;

@@ -5,7 +5,7 @@
 // An entry locates one block: hash[32] frameOffset u32 frameLength u32 slot u16 frameBlocks u16
 // compression u8 reserved[3]. The trailer lets the index be rebuilt from the packs alone.
 import { SwitchbackError } from "../domain/errors.ts";
-import { giveBack, takeAligned } from "../platform/aligned.ts";
+import { giveBack, prefillAligned, takeAligned } from "../platform/aligned.ts";
 import { zlib } from "../platform/lazy.ts";
 import { native, nativeZstd } from "../platform/native.ts";
 import {
@@ -248,6 +248,14 @@ export function readEntry(buf: Buffer, at: number): { hash: Buffer; loc: Omit<Bl
  * for the trailer (48 bytes a block: ~100 kB for 8 MiB of raw blocks, ~800 kB if they compress 8:1).
  */
 const PACK_ROOM = PACK_TARGET_BYTES + PACK_MAGIC.length + FRAME_MAX_BLOCKS * BLOCK_SIZE + 1024 * 1024;
+
+/**
+ * Makes room for `count` packs ahead of time, their pages in place (prefillAligned), beside other
+ * work; never rejects.
+ */
+export function preparePackBuffers(count: number): Promise<void> {
+  return prefillAligned(PACK_ROOM, count);
+}
 
 /**
  * Accumulates frames until the pack is big enough to close. Each frame is copied, as it is added, into

@@ -31,6 +31,23 @@ export function takeAligned(bytes: number): Buffer {
   return raw.subarray(off, off + size);
 }
 
+/**
+ * Makes `count` buffers of `bytes` for takeAligned to hand out, their pages in place, on libuv's
+ * thread pool (where the native addon can): the thread that fills them later takes no page faults
+ * (~1.7 us a 4 KiB page here: ~9 ms of a point that stores 21 MB). Resolves when they are there;
+ * never rejects (without them, takeAligned makes its own).
+ */
+export async function prefillAligned(bytes: number, count: number): Promise<void> {
+  const addon = native;
+  if (addon?.populatedPages === undefined) return;
+  const size = Math.ceil(bytes / ALIGN) * ALIGN;
+  const have = spare.filter((b) => b.length >= size).length;
+  const made = await Promise.allSettled(
+    Array.from({ length: Math.max(0, count - have) }, () => addon.populatedPages!(size)),
+  );
+  for (const m of made) if (m.status === "fulfilled") giveBack(m.value);
+}
+
 /** Returns a buffer from takeAligned for reuse; nothing may use it afterwards. */
 export function giveBack(b: Buffer): void {
   spare.push(b);

@@ -168,6 +168,11 @@ export interface NativeAddon {
     windows: Float64Array,
     disks: number,
   ): { pairs: Float64Array[]; problem: string | null; passthrough: string | null };
+  /**
+   * `length` bytes of fresh memory, page-aligned, its pages in place (faulted in on libuv's thread
+   * pool): writing it takes no page faults. Absent from addons built before it.
+   */
+  populatedPages?(length: number): Promise<Buffer>;
   /** XXH64 of `data` with `seed`, as the call above computes it */
   xxh64(data: Uint8Array, seed: bigint): bigint;
   /**

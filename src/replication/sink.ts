@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import type { BlockWriter, Datastore } from "../datastore/datastore.ts";
 import { DigestFiles } from "../datastore/digests.ts";
 import type { ManifestSource, PointHeader } from "../datastore/manifest.ts";
-import type { Frame } from "../datastore/pack.ts";
+import { type Frame, preparePackBuffers } from "../datastore/pack.ts";
 import type { ItemName, PointId } from "../domain/ids.ts";
 
 export interface PointSink {
@@ -64,6 +64,8 @@ export class LocalSink implements PointSink {
     this.target = `datastore:${ds.config.id}`;
     // start loading the index now: its file reads overlap with the disk pass starting up
     ds.index().catch(() => {}); // a failure shows again, awaited, at the first `missing`
+    // and two packs' buffers, their pages in place, so that filling them takes no page faults
+    void preparePackBuffers(2);
   }
 
   get bytesStored(): number {
