@@ -1649,8 +1649,9 @@ static napi_value js_merge_pairs(napi_env env, napi_callback_info info) {
       napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok ||
       type != napi_float64_array || len % 2 != 0 || napi_get_value_double(env, argv[1], &granule) != napi_ok ||
       napi_get_value_double(env, argv[2], &count) != napi_ok || !(granule >= 1) || granule != floor(granule) ||
-      !(count >= 0))
-    return throw_type(env, "mergePairs takes (pairs: Float64Array of [from, to) pairs, granule >= 1, count >= 0)");
+      !(count >= 0) || (count != INFINITY && count != floor(count)))
+    return throw_type(env, "mergePairs takes (pairs: Float64Array of [from, to) pairs, whole granule >= 1, whole "
+                           "count >= 0 or Infinity)");
   const double *v = data;
   size_t n = len / 2, m = 0;
   Piece *p = malloc((n ? n : 1) * sizeof *p);
@@ -1963,8 +1964,20 @@ static napi_value js_trace_drain(napi_env env, napi_callback_info info) {
     } else t.oom = true;
     free(p->v);
   }
+  if (t.oom) t.problem[0] = 0; /* (set below, whatever page problem came first) */
   free(t.pairs);
-  if (t.oom) return throw_type(env, "traceDrain: out of memory");
+  if (t.oom) {
+    /* what was read is gone from the kernel's buffers: the disks' journals cannot vouch for it */
+    napi_create_array_with_length(env, disks, &list);
+    for (uint32_t d = 0; d < disks; d++) {
+      napi_value buf, arr;
+      void *o = NULL;
+      napi_create_arraybuffer(env, 0, &o, &buf);
+      napi_create_typedarray(env, napi_float64_array, 0, buf, 0, &arr);
+      napi_set_element(env, list, d, arr);
+    }
+    snprintf(t.problem, sizeof t.problem, "no memory to place the trace's events");
+  }
   napi_set_named_property(env, out, "pairs", list);
   if (t.problem[0] != 0) napi_create_string_utf8(env, t.problem, NAPI_AUTO_LENGTH, &v);
   else napi_get_null(env, &v);

@@ -25,7 +25,14 @@ import {
   type PointHeader,
   type PointManifest,
 } from "./manifest.ts";
-import { type BlockLocation, type Frame, openFrame, PackBuilder, parsePackTrailer } from "./pack.ts";
+import {
+  type BlockLocation,
+  type FinishedPack,
+  type Frame,
+  openFrame,
+  PackBuilder,
+  parsePackTrailer,
+} from "./pack.ts";
 
 export interface DatastoreConfig {
   format: typeof FORMAT_NAME;
@@ -522,8 +529,14 @@ async function finishStream(st: PackStream, name: string, tail: () => Buffer): P
   const done = await Promise.allSettled(st.writes);
   const failed = done.find((r) => r.status === "rejected");
   if (failed === undefined) return (await st.open).finish(name, tail());
-  await (await st.open.catch(() => null))?.abort();
+  await abortStream(st);
   throw failed.reason;
+}
+
+/** Drops a pack stream once its writes have settled: its temporary file goes (never rejects). */
+async function abortStream(st: PackStream): Promise<void> {
+  await Promise.allSettled(st.writes);
+  await (await st.open.catch(() => null))?.abort();
 }
 
 /**
@@ -566,8 +579,10 @@ export class BlockWriter {
   #stream: PackStream | null = null;
   #pending = new BlockIndex(1 << 12);
   readonly #inflight: Promise<void>[] = [];
-  /** the packs sealed (written or being written) that no index file names yet, in the order sealed */
-  readonly #unindexed: { packId: string; entries: Buffer }[] = [];
+  /** the packs sealed (written or being written) that no index file names yet, in the order sealed, and their writes */
+  readonly #unindexed: { packId: string; entries: Buffer; written: Promise<void> }[] = [];
+  /** seals under way (a pack taken from the builder, not yet in #unindexed) */
+  #sealing = 0;
   #error: unknown;
   #flushing: Promise<void> = Promise.resolve();
   bytesWritten = 0;
@@ -633,9 +648,7 @@ export class BlockWriter {
   async discard(): Promise<void> {
     const st = this.#stream;
     this.#stream = null;
-    if (st === null) return;
-    await Promise.allSettled(st.writes);
-    await (await st.open.catch(() => null))?.abort();
+    if (st !== null) await abortStream(st);
   }
 
   async #seal(): Promise<void> {
@@ -644,24 +657,42 @@ export class BlockWriter {
     const stream = this.#stream;
     this.#builder = new PackBuilder();
     this.#stream = null;
-    const { id, parts, entries, size, release } = await builder.finish();
-    // at most two packs in flight: bounded memory, and the disk stays busy while we hash
-    while (this.#inflight.length >= 2) await this.#inflight.shift();
-    this.#unindexed.push({ packId: id, entries });
-    const write =
-      stream === null
-        ? this.#ds.backend.write(paths.pack(id), parts)
-        : finishStream(stream, paths.pack(id), () => builder.bytesIn(stream.sent, size));
-    const p = write
-      .then(() => {
-        this.bytesWritten += size;
-        this.packsWritten++;
-      })
-      .catch((err: unknown) => {
-        this.#error = err;
-      })
-      .finally(release);
-    this.#inflight.push(p);
+    this.#sealing++;
+    try {
+      let finished: FinishedPack;
+      try {
+        finished = await builder.finish();
+      } catch (err) {
+        if (stream !== null) await abortStream(stream);
+        throw err;
+      }
+      const { id, parts, entries, size, release } = finished;
+      // at most two packs in flight: bounded memory, and the disk stays busy while we hash
+      while (this.#inflight.length >= 2) await Promise.race(this.#inflight);
+      const write =
+        stream === null
+          ? this.#ds.backend.write(paths.pack(id), parts)
+          : finishStream(stream, paths.pack(id), () => builder.bytesIn(stream.sent, size));
+      const p: Promise<void> = write
+        .then(() => {
+          this.bytesWritten += size;
+          this.packsWritten++;
+        })
+        .catch((err: unknown) => {
+          this.#error = err;
+        })
+        .finally(() => {
+          release();
+          const k = this.#inflight.indexOf(p);
+          if (k >= 0) this.#inflight.splice(k, 1);
+        });
+      this.#inflight.push(p);
+      // the index file that names it waits for exactly this write (it never rejects: a failure is
+      // kept in #error)
+      this.#unindexed.push({ packId: id, entries, written: p });
+    } finally {
+      this.#sealing--;
+    }
   }
 
   /** Writes every pending pack and one index file for them. Returns when all of it is durable. */
@@ -674,21 +705,30 @@ export class BlockWriter {
 
   async #flush(): Promise<void> {
     await this.#seal();
-    // the packs still being written (they never reject: a failure is kept in #error)
-    const written = Promise.all(this.#inflight.splice(0)).then(() => {
+    const sections = this.#unindexed.splice(0);
+    // the writes of exactly these packs (a pack sealed meanwhile goes into the next index file)
+    const written = Promise.all(sections.map((x) => x.written)).then(() => {
       if (this.#error !== undefined) throw this.#error;
     });
-    if (this.#unindexed.length === 0) return written;
+    written.catch(() => {}); // (awaited below; a pack may fail before the index file waits for it)
+    if (sections.length === 0) return written;
     // the index file is written and fsynced while the last packs are, and seen only once they are
     // durable (an index never names a pack that is not)
-    const sections = this.#unindexed.splice(0);
     try {
-      await this.#ds.writeIndexFile(sections, written);
+      await this.#ds.writeIndexFile(
+        sections.map(({ packId, entries }) => ({ packId, entries })),
+        written,
+      );
     } finally {
       await written.catch(() => {}); // (settled either way before this returns)
     }
     // what was pending is in the datastore's index now; a long-lived writer must not keep a second copy
-    if (this.#unindexed.length === 0 && this.#inflight.length === 0 && this.#builder.blockCount === 0) {
+    if (
+      this.#unindexed.length === 0 &&
+      this.#inflight.length === 0 &&
+      this.#sealing === 0 &&
+      this.#builder.blockCount === 0
+    ) {
       this.#pending = new BlockIndex(1 << 12);
     }
   }

@@ -43,7 +43,8 @@ export async function prefillAligned(bytes: number, count: number): Promise<void
   const size = Math.ceil(bytes / ALIGN) * ALIGN;
   const have = spare.filter((b) => b.length >= size).length;
   const made = await Promise.allSettled(
-    Array.from({ length: Math.max(0, count - have) }, () => addon.populatedPages!(size)),
+    // (a call that throws at once is a rejection here too)
+    Array.from({ length: Math.max(0, count - have) }, async () => addon.populatedPages!(size)),
   );
   for (const m of made) if (m.status === "fulfilled") giveBack(m.value);
 }

@@ -673,6 +673,7 @@ export async function replicateOnce(o: ReplicateOptions): Promise<ReplicateResul
   } finally {
     // a point that failed leaves the hash files as they were (commit releases them otherwise)
     if (!committed) for (const h of opened) state.release(h);
+    if (!committed) await o.sink.abandon?.();
     for (const c of collectors) c.close();
     for (const c of reflink?.clones ?? []) rmSync(c, { force: true });
     await o.sink.releaseDigests?.();

@@ -26,6 +26,8 @@ export interface PointSink {
   send(frame: Frame, keep?: readonly boolean[]): Promise<number>;
   /** true when send() has copied the frame's bytes by the time it resolves: the caller may reuse them */
   readonly copiesFrames?: boolean;
+  /** a point that failed and will not commit: what the sink holds open for it may go */
+  abandon?(): Promise<void>;
   /** makes everything sent durable, then the point visible (its manifest read from `manifest` as it is sent) */
   commit(manifest: ManifestSource): Promise<void>;
   close(): Promise<void>;
@@ -108,6 +110,11 @@ export class LocalSink implements PointSink {
 
   async close(): Promise<void> {
     await this.releaseDigests();
+  }
+
+  /** A point that failed: a pack its writer was writing out is dropped (its temporary file goes). */
+  abandon(): Promise<void> {
+    return this.#writer.discard();
   }
 
   releaseDigests(): Promise<void> {

@@ -194,11 +194,19 @@ export class LocalBackend implements Backend {
         this.#direct = false;
       }
     }
-    const plain = await open(
-      tmp,
-      constants.O_WRONLY | (direct === null ? constants.O_CREAT | constants.O_EXCL : 0),
-      0o644,
-    );
+    let plain: FileHandle;
+    try {
+      plain = await open(
+        tmp,
+        constants.O_WRONLY | (direct === null ? constants.O_CREAT | constants.O_EXCL : 0),
+        0o644,
+      );
+    } catch (err) {
+      // (EMFILE, say): nothing of it is left open or on disk
+      await direct?.close().catch(() => {});
+      if (direct !== null) await unlink(tmp).catch(() => {});
+      throw err;
+    }
     return new LocalStream(
       this,
       tmp,
