@@ -1424,10 +1424,11 @@ static napi_value js_zero_out(napi_env env, napi_callback_info info) {
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
-  int fd;
+  int fd; /* -1: fresh memory (populatedPages) */
   size_t length;
   void *p;
   int err;
+  const char *what; /* the call, for its messages */
 } MapFile;
 
 static void unmap_file(napi_env env, void *data, void *hint) {
@@ -1446,7 +1447,9 @@ static void map_file_complete(napi_env env, napi_status status, void *data) {
   MapFile *m = data;
   napi_value v = NULL, msg;
   const char *why = NULL;
-  if (status != napi_ok) why = "mapFile was cancelled";
+  char cancelled[64];
+  snprintf(cancelled, sizeof cancelled, "%s was cancelled", m->what);
+  if (status != napi_ok) why = cancelled;
   else if (m->err != 0) why = strerror(m->err);
   else if (napi_create_external_buffer(env, m->length, m->p, unmap_file, (void *)(uintptr_t)m->length, &v) !=
            napi_ok) {
@@ -1474,6 +1477,7 @@ static napi_value js_map_file(napi_env env, napi_callback_info info) {
     return throw_type(env, "mapFile takes (fd, length), length above 0");
   MapFile *m = calloc(1, sizeof *m);
   if (m == NULL) return throw_type(env, "mapFile: out of memory");
+  m->what = "mapFile";
   m->fd = fd;
   m->length = (size_t)length;
   napi_value promise =
@@ -1994,44 +1998,15 @@ static napi_value js_trace_drain(napi_env env, napi_callback_info info) {
  * by the JavaScript thread takes no page fault there (~1.7 us a 4 KiB page in this VM: ~9 ms of a
  * point's 21 MB). Unmapped when the Buffer's memory is collected.
  */
-typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  size_t length;
-  void *p;
-  int err;
-} Pages;
-
 static void pages_execute(napi_env env, void *data) {
   (void)env;
-  Pages *m = data;
+  MapFile *m = data;
   m->p = mmap(NULL, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   m->err = m->p == MAP_FAILED ? errno : 0;
   /* a write to each page faults it in; unlike MAP_POPULATE, this holds the process's memory map lock
      only a fault at a time, so the JavaScript thread's own mappings are not held up meanwhile */
   if (m->err == 0)
     for (size_t at = 0; at < m->length; at += 4096) ((volatile uint8_t *)m->p)[at] = 0;
-}
-
-static void pages_complete(napi_env env, napi_status status, void *data) {
-  Pages *m = data;
-  napi_value v = NULL, msg;
-  const char *why = NULL;
-  if (status != napi_ok) why = "populatedPages was cancelled";
-  else if (m->err != 0) why = strerror(m->err);
-  else if (napi_create_external_buffer(env, m->length, m->p, unmap_file, (void *)(uintptr_t)m->length, &v) !=
-           napi_ok) {
-    munmap(m->p, m->length);
-    why = "this Node.js does not take external buffers";
-  }
-  if (why == NULL) napi_resolve_deferred(env, m->deferred, v);
-  else {
-    napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &v);
-    napi_reject_deferred(env, m->deferred, v);
-  }
-  napi_delete_async_work(env, m->work);
-  free(m);
 }
 
 static napi_value js_populated_pages(napi_env env, napi_callback_info info) {
@@ -2041,11 +2016,13 @@ static napi_value js_populated_pages(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
       napi_get_value_int64(env, argv[0], &length) != napi_ok || length <= 0)
     return throw_type(env, "populatedPages takes (length), above 0");
-  Pages *m = calloc(1, sizeof *m);
+  MapFile *m = calloc(1, sizeof *m);
   if (m == NULL) return throw_type(env, "populatedPages: out of memory");
   m->length = (size_t)length;
+  m->fd = -1;
+  m->what = "populatedPages";
   napi_value promise =
-      queue_work(env, "switchback:populatedPages", pages_execute, pages_complete, m, &m->work, &m->deferred);
+      queue_work(env, "switchback:populatedPages", pages_execute, map_file_complete, m, &m->work, &m->deferred);
   if (promise == NULL) free(m);
   return promise;
 }

@@ -118,21 +118,9 @@ export class LocalBackend implements Backend {
    */
   async #writeDirect(tmp: string, parts: readonly Buffer[], name: string): Promise<boolean> {
     const total = parts.reduce((n, p) => n + p.length, 0);
-    if (!this.#direct || total < DIRECT_MIN_BYTES) return false;
-    let fh: FileHandle;
-    try {
-      fh = await open(
-        tmp,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT,
-        0o644,
-      );
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
-      // some file systems (ramfs) create the file and only then refuse the flag: the name is ours, free it
-      await unlink(tmp).catch(() => {});
-      this.#direct = false;
-      return false;
-    }
+    if (total < DIRECT_MIN_BYTES) return false;
+    const fh = await this.#createDirect(tmp);
+    if (fh === null) return false;
     // one aligned buffer (a pack builder's own) is written as it is; anything else is copied into one
     const own = parts.length === 1 && isAligned(parts[0]!) ? parts[0]! : null;
     const staging = own ?? takeAligned(total);
@@ -179,21 +167,7 @@ export class LocalBackend implements Backend {
     const dir = this.#path(folder);
     await this.#ensureDir(dir);
     const tmp = path.join(dir, `stream${TMP_MARK}${randomBytes(6).toString("hex")}`);
-    let direct: FileHandle | null = null;
-    if (this.#direct) {
-      try {
-        direct = await open(
-          tmp,
-          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT,
-          0o644,
-        );
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
-        // (created, then the flag refused: see #writeDirect)
-        await unlink(tmp).catch(() => {});
-        this.#direct = false;
-      }
-    }
+    const direct = await this.#createDirect(tmp);
     let plain: FileHandle;
     try {
       plain = await open(
@@ -215,6 +189,27 @@ export class LocalBackend implements Backend {
       (name) => this.#path(name),
       (d) => this.#ensureDir(d),
     );
+  }
+
+  /**
+   * Creates the new file `tmp` for O_DIRECT writes; null (and no file left) when O_DIRECT is off or
+   * the file system refuses it, which turns it off from then on.
+   */
+  async #createDirect(tmp: string): Promise<FileHandle | null> {
+    if (!this.#direct) return null;
+    try {
+      return await open(
+        tmp,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT,
+        0o644,
+      );
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+      // some file systems (ramfs) create the file and only then refuse the flag: the name is ours, free it
+      await unlink(tmp).catch(() => {});
+      this.#direct = false;
+      return null;
+    }
   }
 
   /** The file system refused an O_DIRECT write: buffered from now on. */
