@@ -167,10 +167,17 @@ function batchesOf(
       e++;
     }
     const hashes = Buffer.alloc((e - first) * HASH_BYTES); // zero blocks keep 32 zero bytes
-    for (let k = first, q = firstData; k < e; k++) {
-      if (out.zero[k] === 1) continue;
-      out.b3.copy(hashes, (k - first) * HASH_BYTES, q * HASH_BYTES, (q + 1) * HASH_BYTES);
-      q++;
+    // the data blocks' hashes, a run of consecutive ones at a time (one copy for a batch without zeros)
+    for (let k = first, q = firstData; k < e; ) {
+      if (out.zero[k] === 1) {
+        k++;
+        continue;
+      }
+      let end = k + 1;
+      while (end < e && out.zero[end] === 0) end++;
+      out.b3.copy(hashes, (k - first) * HASH_BYTES, q * HASH_BYTES, (q + end - k) * HASH_BYTES);
+      q += end - k;
+      k = end;
     }
     const dataBlocks = d - firstData;
     const dataHashes = out.b3.subarray(firstData * HASH_BYTES, d * HASH_BYTES);
