@@ -554,11 +554,6 @@ function publishAfter(after: Promise<unknown> | undefined): WriteOptions {
 }
 
 /**
- * Adds frames to a datastore: packs are closed at ~8 MiB and written (fsync, rename) in the
- * background; flush() waits for them and writes one index file that covers them. Blocks become
- * visible to other writers only after flush().
- */
-/**
  * A pack is written out as it fills, in steps of this much (where the backend can: Backend.begin), so
  * that the disk writes it while the pass goes on and a point's commit waits only for its last step.
  * Before, a point's last pack (up to 8 MiB) was all written at the commit, and the packs before it
@@ -573,6 +568,11 @@ interface PackStream {
   sent: number;
 }
 
+/**
+ * Adds frames to a datastore: packs are written out as they fill and closed at ~8 MiB (fsync, rename)
+ * in the background; flush() writes one index file that covers them, seen once they are durable.
+ * Blocks become visible to other writers only after flush().
+ */
 export class BlockWriter {
   readonly #ds: Datastore;
   #builder = new PackBuilder();
@@ -715,10 +715,7 @@ export class BlockWriter {
     // the index file is written and fsynced while the last packs are, and seen only once they are
     // durable (an index never names a pack that is not)
     try {
-      await this.#ds.writeIndexFile(
-        sections.map(({ packId, entries }) => ({ packId, entries })),
-        written,
-      );
+      await this.#ds.writeIndexFile(sections, written);
     } finally {
       await written.catch(() => {}); // (settled either way before this returns)
     }

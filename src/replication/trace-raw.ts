@@ -51,7 +51,8 @@ export class RawTraceReader {
   readonly #layouts: Map<number, Layout>;
   readonly #dataOffset: number;
   readonly #page: Buffer;
-  #layoutArray: Float64Array | undefined;
+  /** the descriptors and event layouts as traceDrain takes them */
+  #native: { fds: Int32Array; layouts: Float64Array } | undefined;
 
   private constructor(fds: number[], layouts: Map<number, Layout>, dataOffset: number, pageSize: number) {
     this.#fds = fds;
@@ -116,14 +117,18 @@ export class RawTraceReader {
   ): { pairs: Float64Array[]; problem: string | null; passthrough: string | null } | null {
     const addon = native;
     if (addon?.traceDrain === undefined) return null;
-    this.#layoutArray ??= Float64Array.from(
-      [...this.#layouts.values()].flatMap((l) => [l.id, l.dev, l.sector, l.nrSector, l.rwbs, l.rwbsSize]),
-    );
+    // (made once: the tracker drains every second)
+    this.#native ??= {
+      fds: Int32Array.from(this.#fds),
+      layouts: Float64Array.from(
+        [...this.#layouts.values()].flatMap((l) => [l.id, l.dev, l.sector, l.nrSector, l.rwbs, l.rwbsSize]),
+      ),
+    };
     return addon.traceDrain(
-      Int32Array.from(this.#fds),
+      this.#native.fds,
       this.#page.length,
       this.#dataOffset,
-      this.#layoutArray,
+      this.#native.layouts,
       windows,
       disks,
     );
@@ -210,5 +215,6 @@ export class RawTraceReader {
   close(): void {
     for (const fd of this.#fds) closeSync(fd);
     this.#fds.length = 0;
+    this.#native = undefined;
   }
 }

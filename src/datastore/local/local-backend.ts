@@ -181,14 +181,13 @@ export class LocalBackend implements Backend {
       if (direct !== null) await unlink(tmp).catch(() => {});
       throw err;
     }
-    return new LocalStream(
-      this,
-      tmp,
-      direct,
-      plain,
-      (name) => this.#path(name),
-      (d) => this.#ensureDir(d),
-    );
+    return new LocalStream(tmp, direct, plain, {
+      pathOf: (name) => this.#path(name),
+      ensureDir: (d) => this.#ensureDir(d),
+      directRefused: () => {
+        this.#direct = false;
+      },
+    });
   }
 
   /**
@@ -210,11 +209,6 @@ export class LocalBackend implements Backend {
       this.#direct = false;
       return null;
     }
-  }
-
-  /** The file system refused an O_DIRECT write: buffered from now on. */
-  directRefused(): void {
-    this.#direct = false;
   }
 
   async #handle(name: string): Promise<FileHandle> {
@@ -380,33 +374,29 @@ export class LocalBackend implements Backend {
  * file system takes it, anything else through the page cache (a second descriptor of the same file);
  * at the end fsynced, renamed into place and its folder fsynced, as write() does.
  */
-class LocalStream implements ObjectStream {
-  #at = 0;
-  #direct: FileHandle | null;
-  /** the O_DIRECT descriptor as opened (closed with the stream), or the plain one */
-  readonly #directOpened: FileHandle;
-  readonly #plain: FileHandle;
-  #open = true;
-  readonly backend: LocalBackend;
-  readonly tmp: string;
-  readonly pathOf: (name: string) => string;
-  readonly ensureDir: (dir: string) => Promise<void>;
+/** What of its backend a LocalStream uses: names to paths, folders made, O_DIRECT refused. */
+interface StreamBackend {
+  pathOf(name: string): string;
+  ensureDir(dir: string): Promise<void>;
+  directRefused(): void;
+}
 
-  constructor(
-    backend: LocalBackend,
-    tmp: string,
-    direct: FileHandle | null,
-    plain: FileHandle,
-    pathOf: (name: string) => string,
-    ensureDir: (dir: string) => Promise<void>,
-  ) {
-    this.backend = backend;
-    this.tmp = tmp;
-    this.#direct = direct;
-    this.#directOpened = direct ?? plain;
+class LocalStream implements ObjectStream {
+  readonly #tmp: string;
+  /** the O_DIRECT descriptor as opened (closed with the stream), and whether appends still use it */
+  readonly #directFh: FileHandle | null;
+  #direct: boolean;
+  readonly #plain: FileHandle;
+  readonly #backend: StreamBackend;
+  #at = 0;
+  #open = true;
+
+  constructor(tmp: string, direct: FileHandle | null, plain: FileHandle, backend: StreamBackend) {
+    this.#tmp = tmp;
+    this.#directFh = direct;
+    this.#direct = direct !== null;
     this.#plain = plain;
-    this.pathOf = pathOf;
-    this.ensureDir = ensureDir;
+    this.#backend = backend;
   }
 
   async append(data: Buffer): Promise<void> {
@@ -414,8 +404,8 @@ class LocalStream implements ObjectStream {
     let at = this.#at;
     this.#at += data.length;
     if (data.length === 0) return;
-    const d = this.#direct;
-    if (d !== null && at % ALIGN === 0 && data.length % ALIGN === 0 && isAligned(data)) {
+    const d = this.#directFh;
+    if (d !== null && this.#direct && at % ALIGN === 0 && data.length % ALIGN === 0 && isAligned(data)) {
       let wrote = 0;
       try {
         ({ bytesWritten: wrote } = await d.write(data, 0, data.length, at));
@@ -423,15 +413,15 @@ class LocalStream implements ObjectStream {
         if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
         // the file system opened it but will not write it directly: buffered from here on (the
         // descriptor is closed with the stream: another append may be using it)
-        this.backend.directRefused();
-        this.#direct = null;
+        this.#backend.directRefused();
+        this.#direct = false;
       }
       if (wrote === data.length) return;
       // a short direct write (a full disk, a size limit): the rest goes the ordinary way, whose error says why
       at += wrote;
       data = data.subarray(wrote);
     }
-    await writeAll(this.#plain, [data], this.tmp, at);
+    await writeAll(this.#plain, [data], this.#tmp, at);
   }
 
   async finish(name: string, tail: Buffer): Promise<void> {
@@ -440,10 +430,10 @@ class LocalStream implements ObjectStream {
       this.#at += tail.length;
       await this.#plain.sync(); // the file's, whichever descriptor wrote it
       await this.#close();
-      const final = this.pathOf(name);
+      const final = this.#backend.pathOf(name);
       const dir = path.dirname(final);
-      await this.ensureDir(dir);
-      await rename(this.tmp, final);
+      await this.#backend.ensureDir(dir);
+      await rename(this.#tmp, final);
       await fsyncDir(dir);
     } catch (err) {
       await this.abort();
@@ -453,13 +443,13 @@ class LocalStream implements ObjectStream {
 
   async abort(): Promise<void> {
     await this.#close();
-    await unlink(this.tmp).catch(() => {});
+    await unlink(this.#tmp).catch(() => {});
   }
 
   async #close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
-    await Promise.allSettled([this.#directOpened.close(), this.#plain.close()]);
+    await Promise.allSettled([this.#directFh?.close(), this.#plain.close()]);
   }
 }
 
